@@ -1,0 +1,392 @@
+//! The Einsum-cascade IR: ranks, partitions, tensors, extended Einsums and cascades.
+//!
+//! A [`Cascade`] is only ever built by [`crate::cascade::build`], which checks every invariant
+//! (each tensor produced once, consumers after producers, extents consistent, iterative
+//! tensors initialised), so code that holds a `Cascade` may rely on them. Fields are private
+//! and exposed through getters for that reason.
+//!
+//! Semantics follow FuseMax (MICRO'24, §II): an Einsum's iteration space is the product of
+//! every rank named in its accesses; at each point the *map* operator combines the operands,
+//! and points that project onto the same output element are combined with the *reduce*
+//! operator. Partitioned ranks (`M → M1 × M0`) may be ragged: points whose joined coordinate
+//! `m1 × M0 + m0` falls past `M` do not exist. An *iterative* rank (one written as `m1+1`)
+//! orders the Einsums that use it: for each value of the rank, every such Einsum runs once.
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a rank in [`Cascade::ranks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RankId(pub usize);
+
+/// Index of a tensor in [`Cascade::tensors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub usize);
+
+/// A named rank (dimension) of the iteration space with its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rank {
+    pub name: String,
+    pub size: u64,
+}
+
+/// `parent` split into `outer × inner`; `inner` has size `tile`, `outer` has `⌈parent/tile⌉`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub parent: RankId,
+    pub outer: RankId,
+    pub inner: RankId,
+    pub tile: u64,
+}
+
+/// The element-wise (map) operator of an extended Einsum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapOp {
+    Mul,
+    Add,
+    Sub,
+    Div,
+    Max,
+    /// FuseMax's sub-then-exp: `e^(a - b)`. Defined as 0 when `a` is −∞ (a masked score).
+    SubExp,
+    Exp,
+    Copy,
+    Relu,
+    Gelu,
+    Silu,
+}
+
+impl MapOp {
+    pub fn arity(self) -> usize {
+        match self {
+            MapOp::Mul | MapOp::Add | MapOp::Sub | MapOp::Div | MapOp::Max | MapOp::SubExp => 2,
+            MapOp::Exp | MapOp::Copy | MapOp::Relu | MapOp::Gelu | MapOp::Silu => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MapOp::Mul => "mul",
+            MapOp::Add => "add",
+            MapOp::Sub => "sub",
+            MapOp::Div => "div",
+            MapOp::Max => "max",
+            MapOp::SubExp => "sub_exp",
+            MapOp::Exp => "exp",
+            MapOp::Copy => "copy",
+            MapOp::Relu => "relu",
+            MapOp::Gelu => "gelu",
+            MapOp::Silu => "silu",
+        }
+    }
+
+    /// Whether the operator does arithmetic (a copy moves data but computes nothing).
+    pub fn computes(self) -> bool {
+        self != MapOp::Copy
+    }
+}
+
+/// The reduction operator applied to points that land on the same output element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+        }
+    }
+}
+
+/// How one position of a tensor access is addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    /// The coordinate of a rank.
+    Var(RankId),
+    /// `r+1`: the value an iterative Einsum produces for the next iteration.
+    Next(RankId),
+    /// `last(r)`: the final value of an iterative tensor, after every iteration.
+    Last(RankId),
+    /// `(outer, inner)`: the parent coordinate `outer × tile + inner` of a partition.
+    Joined {
+        outer: RankId,
+        inner: RankId,
+        tile: u64,
+    },
+}
+
+/// A tensor access: which tensor and how each of its positions is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub tensor: TensorId,
+    pub indices: Vec<Index>,
+}
+
+/// What a tensor is for; decides how it is counted (weights, KV cache) and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An activation supplied from outside the cascade.
+    Input,
+    /// A parameter tensor supplied from outside.
+    Weight,
+    /// Keys or values of earlier tokens supplied from outside.
+    KvCache,
+    /// Produced and consumed inside the cascade.
+    Intermediate,
+    /// Produced and not consumed: a result of the cascade.
+    Output,
+}
+
+impl Role {
+    pub fn is_external(self) -> bool {
+        matches!(self, Role::Input | Role::Weight | Role::KvCache)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Input => "input",
+            Role::Weight => "weight",
+            Role::KvCache => "kv_cache",
+            Role::Intermediate => "intermediate",
+            Role::Output => "output",
+        }
+    }
+}
+
+/// A tensor: extents per position (row-major), element size and role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    /// Extent of each position; an iterative position holds `size + 1` values (initial + one per iteration).
+    pub shape: Vec<u64>,
+    /// The position indexed by an iterative rank, if any.
+    pub iterative_position: Option<usize>,
+    pub elem_bytes: u64,
+    pub role: Role,
+    /// Value every element holds before the cascade runs (the `r = 0` slice of a recurrence).
+    pub init: Option<f64>,
+}
+
+impl Tensor {
+    /// Elements stored, counting every iteration of an iterative position.
+    pub fn elements(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    /// Elements live at one time: an iterative position keeps only its current value.
+    pub fn live_elements(&self) -> u64 {
+        self.shape
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                if Some(i) == self.iterative_position {
+                    1
+                } else {
+                    n
+                }
+            })
+            .product()
+    }
+
+    /// Bytes live at one time (see [`Tensor::live_elements`]).
+    pub fn bytes(&self) -> u64 {
+        self.live_elements() * self.elem_bytes
+    }
+}
+
+/// Causal masking: iteration points whose key coordinate exceeds `query + offset` produce −∞.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CausalMask {
+    pub key: Index,
+    pub query: Index,
+    /// `keys − queries`: the query at position `p` sees keys `0..=p + offset` (decode sees the whole cache).
+    pub offset: u64,
+}
+
+/// One extended Einsum, resolved against its cascade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Einsum {
+    pub name: String,
+    /// The source text, kept for reports.
+    pub text: String,
+    pub output: Access,
+    pub inputs: Vec<Access>,
+    pub map: MapOp,
+    pub reduce: ReduceOp,
+    pub mask: Option<CausalMask>,
+    /// Every rank of the iteration space: output ranks first (in output order), then reduced ranks.
+    pub iteration_ranks: Vec<RankId>,
+    /// How many leading entries of `iteration_ranks` index the output.
+    pub n_output_ranks: usize,
+    /// The iterative rank this Einsum steps through, if any.
+    pub iterative: Option<RankId>,
+}
+
+impl Einsum {
+    pub fn reduced_ranks(&self) -> &[RankId] {
+        &self.iteration_ranks[self.n_output_ranks..]
+    }
+
+    pub fn output_ranks(&self) -> &[RankId] {
+        &self.iteration_ranks[..self.n_output_ranks]
+    }
+}
+
+/// Operation and data counts of one Einsum, computed in closed form from the ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EinsumCounts {
+    /// Points of the iteration space that exist (ragged partitions excluded).
+    pub points: u64,
+    /// Distinct output elements written.
+    pub outputs: u64,
+    /// Map operations: one per point (zero for a copy).
+    pub map_ops: u64,
+    /// Reduce operations: points − outputs.
+    pub reduce_ops: u64,
+}
+
+impl EinsumCounts {
+    /// Arithmetic operations (map + reduce); a multiply-accumulate counts as two.
+    pub fn flops(&self) -> u64 {
+        self.map_ops + self.reduce_ops
+    }
+}
+
+/// A validated cascade of extended Einsums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cascade {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) ranks: Vec<Rank>,
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) tensors: Vec<Tensor>,
+    pub(crate) einsums: Vec<Einsum>,
+}
+
+impl Cascade {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+    pub fn ranks(&self) -> &[Rank] {
+        &self.ranks
+    }
+    pub fn rank(&self, id: RankId) -> &Rank {
+        &self.ranks[id.0]
+    }
+    pub fn rank_id(&self, name: &str) -> Option<RankId> {
+        self.ranks.iter().position(|r| r.name == name).map(RankId)
+    }
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+    pub fn tensor(&self, id: TensorId) -> &Tensor {
+        &self.tensors[id.0]
+    }
+    pub fn tensor_id(&self, name: &str) -> Option<TensorId> {
+        self.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .map(TensorId)
+    }
+    pub fn einsums(&self) -> &[Einsum] {
+        &self.einsums
+    }
+
+    /// The Einsum that produces a tensor, if any.
+    pub fn producer(&self, tensor: TensorId) -> Option<usize> {
+        self.einsums.iter().position(|e| e.output.tensor == tensor)
+    }
+
+    /// Number of points of the sub-space spanned by `ranks`, with ragged partitions counted exactly.
+    ///
+    /// When both halves of a partition are present the pair spans exactly the parent's size;
+    /// one half alone spans its own size.
+    pub fn space_size(&self, ranks: &[RankId]) -> u64 {
+        let mut size: u64 = 1;
+        let mut paired = Vec::new();
+        for p in &self.partitions {
+            if ranks.contains(&p.outer) && ranks.contains(&p.inner) {
+                size *= self.rank(p.parent).size;
+                paired.push(p.outer);
+                paired.push(p.inner);
+            }
+        }
+        for r in ranks {
+            if !paired.contains(r) {
+                size *= self.rank(*r).size;
+            }
+        }
+        size
+    }
+
+    /// Closed-form counts of one Einsum (causal masking is not subtracted: masked points still occupy the array).
+    pub fn counts(&self, einsum: &Einsum) -> EinsumCounts {
+        let points = self.space_size(&einsum.iteration_ranks);
+        let outputs = self.space_size(einsum.output_ranks());
+        EinsumCounts {
+            points,
+            outputs,
+            map_ops: if einsum.map.computes() { points } else { 0 },
+            reduce_ops: points - outputs,
+        }
+    }
+
+    /// Counts of every Einsum, summed.
+    pub fn total_counts(&self) -> EinsumCounts {
+        self.einsums
+            .iter()
+            .map(|e| self.counts(e))
+            .fold(EinsumCounts::default(), |a, c| EinsumCounts {
+                points: a.points + c.points,
+                outputs: a.outputs + c.outputs,
+                map_ops: a.map_ops + c.map_ops,
+                reduce_ops: a.reduce_ops + c.reduce_ops,
+            })
+    }
+
+    /// Bytes of the tensors with a given role.
+    pub fn bytes_of(&self, role: Role) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|t| t.role == role)
+            .map(Tensor::bytes)
+            .sum()
+    }
+
+    /// Multiply-accumulates of the contractions (a `mul` map reduced with `sum`), the usual "MACs".
+    pub fn macs(&self) -> u64 {
+        self.einsums
+            .iter()
+            .filter(|e| {
+                e.map == MapOp::Mul
+                    && e.reduce == ReduceOp::Sum
+                    && e.n_output_ranks < e.iteration_ranks.len()
+            })
+            .map(|e| self.counts(e).points)
+            .sum()
+    }
+
+    /// Renders an index for reports, e.g. `(m1,m0)` or `m1+1`.
+    pub fn index_text(&self, index: &Index) -> String {
+        match *index {
+            Index::Var(r) => self.rank(r).name.clone(),
+            Index::Next(r) => format!("{}+1", self.rank(r).name),
+            Index::Last(r) => format!("last({})", self.rank(r).name),
+            Index::Joined { outer, inner, .. } => {
+                format!("({},{})", self.rank(outer).name, self.rank(inner).name)
+            }
+        }
+    }
+}

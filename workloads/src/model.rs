@@ -1,0 +1,418 @@
+//! Transformer models: the TOML spec, Hugging Face `config.json` import, and the builder that
+//! lowers one layer (or the LM head) for a phase into an Einsum cascade.
+//!
+//! Norms and biases are left out of the lowered layer: they are under 0.1 % of a layer's
+//! operations and bytes at the sizes Strata studies, and leaving them out keeps each Einsum
+//! one a reader can match with the papers. Residual additions are kept.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::attention::{AttentionIo, AttentionShape};
+use crate::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
+use crate::einsum::{Cascade, EinsumCounts, Role};
+use crate::error::{SpecError, SpecResult, positive};
+use crate::phase::Phase;
+
+/// A model file: one `[model]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    pub model: ModelSpec,
+}
+
+/// The FFN's non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Silu,
+}
+
+impl Activation {
+    fn function(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Silu => "silu",
+        }
+    }
+}
+
+/// The serde mirror of a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub layers: i64,
+    pub d_model: i64,
+    pub heads: i64,
+    /// Defaults to `heads` (multi-head attention).
+    pub kv_heads: Option<i64>,
+    /// Defaults to `d_model / heads`.
+    pub head_dim: Option<i64>,
+    pub ffn_dim: i64,
+    /// A gated FFN (SwiGLU: gate and up projections, then down) has three weight matrices.
+    #[serde(default)]
+    pub gated_ffn: bool,
+    pub activation: Activation,
+    pub vocab: i64,
+    #[serde(default = "two")]
+    pub bytes_per_element: i64,
+    /// Whether the LM head reuses the embedding matrix.
+    #[serde(default)]
+    pub tied_embeddings: bool,
+    /// Decoder self-attention is causal; encoder attention (BERT) is not.
+    #[serde(default = "yes")]
+    pub causal: bool,
+}
+
+fn two() -> i64 {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+/// A validated model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub description: String,
+    pub layers: u64,
+    pub d_model: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub ffn_dim: u64,
+    pub gated_ffn: bool,
+    pub activation: Activation,
+    pub vocab: u64,
+    pub bytes_per_element: u64,
+    pub tied_embeddings: bool,
+    pub causal: bool,
+}
+
+impl ModelSpec {
+    pub fn from_toml(text: &str) -> SpecResult<Self> {
+        crate::toml_doc::from_toml::<ModelFile>(text).map(|f| f.model)
+    }
+
+    /// Validates the numbers; error paths start with `model.`.
+    pub fn build(&self) -> SpecResult<Model> {
+        self.build_inner().map_err(|e| e.under("model"))
+    }
+
+    fn build_inner(&self) -> SpecResult<Model> {
+        if self.name.trim().is_empty() {
+            return Err(SpecError::new("name", "must not be empty"));
+        }
+        let d_model = positive("d_model", self.d_model)?;
+        let heads = positive("heads", self.heads)?;
+        let kv_heads = positive("kv_heads", self.kv_heads.unwrap_or(self.heads))?;
+        if heads % kv_heads != 0 {
+            return Err(SpecError::new(
+                "kv_heads",
+                format!("must divide heads ({heads}), got {kv_heads}"),
+            ));
+        }
+        let head_dim = match self.head_dim {
+            Some(h) => positive("head_dim", h)?,
+            None if d_model % heads == 0 => d_model / heads,
+            None => {
+                return Err(SpecError::new(
+                    "head_dim",
+                    format!(
+                        "missing, and d_model ({d_model}) is not a multiple of heads ({heads})"
+                    ),
+                ));
+            }
+        };
+        let bytes = positive("bytes_per_element", self.bytes_per_element)?;
+        if bytes > 8 {
+            return Err(SpecError::new(
+                "bytes_per_element",
+                format!("must be at most 8 (got {bytes})"),
+            ));
+        }
+        Ok(Model {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            layers: positive("layers", self.layers)?,
+            d_model,
+            heads,
+            kv_heads,
+            head_dim,
+            ffn_dim: positive("ffn_dim", self.ffn_dim)?,
+            gated_ffn: self.gated_ffn,
+            activation: self.activation,
+            vocab: positive("vocab", self.vocab)?,
+            bytes_per_element: bytes,
+            tied_embeddings: self.tied_embeddings,
+            causal: self.causal,
+        })
+    }
+
+    /// Imports a Hugging Face `config.json` (llama, mistral, opt, bert style keys).
+    pub fn from_hf_json(text: &str, name: &str) -> SpecResult<Self> {
+        let c: HfConfig = crate::toml_doc::from_json(text)?;
+        let need = |v: Option<i64>, key: &str| {
+            v.ok_or_else(|| SpecError::new(key, "missing (required to build the model)"))
+        };
+        let model_type = c.model_type.clone().unwrap_or_default();
+        let act_name = c
+            .hidden_act
+            .clone()
+            .or(c.activation_function.clone())
+            .unwrap_or_else(|| "gelu".into());
+        let activation = match act_name.as_str() {
+            "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
+            a if a.starts_with("gelu") => Activation::Gelu,
+            other => {
+                let key = if c.hidden_act.is_some() {
+                    "hidden_act"
+                } else {
+                    "activation_function"
+                };
+                return Err(SpecError::new(
+                    key,
+                    format!("unsupported activation `{other}` (relu, gelu*, silu)"),
+                ));
+            }
+        };
+        let gated = matches!(
+            model_type.as_str(),
+            "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "yi"
+        );
+        let encoder = matches!(
+            model_type.as_str(),
+            "bert" | "roberta" | "xlm" | "xlm-roberta" | "t5" | "distilbert"
+        );
+        let bytes = match c.torch_dtype.as_deref() {
+            Some("float32") => 4,
+            Some("float16" | "bfloat16") | None => 2,
+            Some("int8") => 1,
+            Some(other) => {
+                return Err(SpecError::new(
+                    "torch_dtype",
+                    format!("unsupported dtype `{other}`"),
+                ));
+            }
+        };
+        Ok(ModelSpec {
+            name: name.to_string(),
+            description: format!("imported from a Hugging Face config ({model_type})"),
+            layers: need(c.num_hidden_layers, "num_hidden_layers")?,
+            d_model: need(c.hidden_size, "hidden_size")?,
+            heads: need(c.num_attention_heads, "num_attention_heads")?,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            ffn_dim: need(c.intermediate_size.or(c.ffn_dim), "intermediate_size")?,
+            gated_ffn: gated,
+            activation,
+            vocab: need(c.vocab_size, "vocab_size")?,
+            bytes_per_element: bytes,
+            tied_embeddings: c
+                .tie_word_embeddings
+                .unwrap_or(model_type == "opt" || encoder),
+            causal: !encoder,
+        })
+    }
+}
+
+/// The keys Strata reads from a Hugging Face config; all others are ignored.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    model_type: Option<String>,
+    hidden_size: Option<i64>,
+    num_hidden_layers: Option<i64>,
+    num_attention_heads: Option<i64>,
+    num_key_value_heads: Option<i64>,
+    head_dim: Option<i64>,
+    intermediate_size: Option<i64>,
+    ffn_dim: Option<i64>,
+    vocab_size: Option<i64>,
+    hidden_act: Option<String>,
+    activation_function: Option<String>,
+    torch_dtype: Option<String>,
+    tie_word_embeddings: Option<bool>,
+}
+
+/// Everything `workload show` reports about a model in one phase.
+#[derive(Debug, Clone)]
+pub struct ModelWorkload {
+    pub phase: Phase,
+    pub batch: u64,
+    pub layer: Cascade,
+    pub lm_head: Cascade,
+}
+
+impl ModelWorkload {
+    /// Operation counts of the whole model: every layer plus the LM head.
+    pub fn total_counts(&self, model: &Model) -> EinsumCounts {
+        let l = self.layer.total_counts();
+        let h = self.lm_head.total_counts();
+        EinsumCounts {
+            points: l.points * model.layers + h.points,
+            outputs: l.outputs * model.layers + h.outputs,
+            map_ops: l.map_ops * model.layers + h.map_ops,
+            reduce_ops: l.reduce_ops * model.layers + h.reduce_ops,
+        }
+    }
+}
+
+impl Model {
+    /// Bytes of keys and values one token adds to the cache, over all layers.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_element
+    }
+
+    /// Weights of one layer (attention projections and FFN; no norms or biases).
+    pub fn params_per_layer(&self) -> u64 {
+        let attn = self.d_model * self.head_dim * (2 * self.heads + 2 * self.kv_heads);
+        let ffn = self.d_model * self.ffn_dim * if self.gated_ffn { 3 } else { 2 };
+        attn + ffn
+    }
+
+    /// Embedding and LM-head parameters.
+    pub fn embedding_params(&self) -> u64 {
+        self.vocab * self.d_model * if self.tied_embeddings { 1 } else { 2 }
+    }
+
+    pub fn params(&self) -> u64 {
+        self.layers * self.params_per_layer() + self.embedding_params()
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.params() * self.bytes_per_element
+    }
+
+    fn attention(&self, phase: Phase, batch: u64, passes: u8, block: u64) -> AttentionShape {
+        AttentionShape {
+            passes,
+            phase,
+            batch,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            value_dim: self.head_dim,
+            block,
+            causal: self.causal,
+            elem_bytes: self.bytes_per_element,
+        }
+    }
+
+    fn empty_spec(&self, name: String) -> CascadeSpec {
+        CascadeSpec {
+            name,
+            description: String::new(),
+            elem_bytes: self.bytes_per_element as i64,
+            causal: false,
+            params: BTreeMap::new(),
+            ranks: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            tensors: BTreeMap::new(),
+            einsums: Vec::new(),
+        }
+    }
+
+    /// One transformer layer for a phase, with attention as a `passes`-pass cascade.
+    pub fn layer_spec(&self, phase: Phase, batch: u64, passes: u8, block: u64) -> CascadeSpec {
+        let mut spec = self.empty_spec(format!("{}-layer-{}", self.name, phase.name()));
+        spec.description = format!("one {} layer, {}, batch {batch}", self.name, phase.name());
+        spec.params.insert("D".into(), self.d_model as i64);
+        spec.params.insert("S".into(), self.ffn_dim as i64);
+        spec.ranks.insert("d".into(), Size::Param("D".into()));
+        spec.ranks.insert("s".into(), Size::Param("S".into()));
+        let (hq, hkv) = if self.kv_heads == self.heads {
+            ("h", "h")
+        } else {
+            ("g,r", "g")
+        };
+        let decode = matches!(phase, Phase::Decode { .. });
+        let (k_new, v_new) = if decode { ("KN", "VN") } else { ("K", "V") };
+        let e = |s: String| EinsumSpec::new(s);
+        spec.einsums.extend([
+            e(format!("Q[b,{hq},e,p] = X[b,d,p] * WQ[d,{hq},e]")),
+            e(format!("{k_new}[b,{hkv},e,p] = X[b,d,p] * WK[d,{hkv},e]")),
+            e(format!("{v_new}[b,{hkv},f,p] = X[b,d,p] * WV[d,{hkv},f]")),
+        ]);
+        self.attention(phase, batch, passes, block)
+            .add_to(&mut spec, AttentionIo::default());
+        spec.einsums.extend([
+            e(format!("Z[b,d,p] = AV[b,{hq},f,p] * WO[{hq},f,d]")),
+            e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()),
+        ]);
+        let act = self.activation.function();
+        let mut weights = vec!["WQ", "WK", "WV", "WO"];
+        if self.gated_ffn {
+            spec.einsums.extend([
+                e("FG[b,s,p] = Y1[b,d,p] * WG[d,s]".into()),
+                e("FU[b,s,p] = Y1[b,d,p] * WU[d,s]".into()),
+                e(format!("FA[b,s,p] = {act}(FG[b,s,p])")),
+                e("FH[b,s,p] = FA[b,s,p] * FU[b,s,p]".into()),
+                e("FD[b,d,p] = FH[b,s,p] * WD[s,d]".into()),
+                e("Y[b,d,p] = Y1[b,d,p] + FD[b,d,p]".into()),
+            ]);
+            weights.extend(["WG", "WU", "WD"]);
+        } else {
+            spec.einsums.extend([
+                e("FU[b,s,p] = Y1[b,d,p] * W1[d,s]".into()),
+                e(format!("FA[b,s,p] = {act}(FU[b,s,p])")),
+                e("FD[b,d,p] = FA[b,s,p] * W2[s,d]".into()),
+                e("Y[b,d,p] = Y1[b,d,p] + FD[b,d,p]".into()),
+            ]);
+            weights.extend(["W1", "W2"]);
+        }
+        for w in weights {
+            spec.tensors.insert(
+                w.into(),
+                TensorSpec {
+                    role: Some(Role::Weight),
+                    ..TensorSpec::default()
+                },
+            );
+        }
+        spec
+    }
+
+    /// The LM head: logits of the last position of each sequence (what generation needs).
+    pub fn lm_head_spec(&self, batch: u64) -> CascadeSpec {
+        let mut spec = self.empty_spec(format!("{}-lm-head", self.name));
+        spec.description = format!("logits of the last token, batch {batch}");
+        for (rank, param, v) in [
+            ("b", "B", batch),
+            ("d", "D", self.d_model),
+            ("v", "VOCAB", self.vocab),
+        ] {
+            spec.params.insert(param.into(), v as i64);
+            spec.ranks.insert(rank.into(), Size::Param(param.into()));
+        }
+        spec.einsums
+            .push(EinsumSpec::new("LOGITS[b,v] = H[b,d] * WE[d,v]"));
+        spec.tensors.insert(
+            "WE".into(),
+            TensorSpec {
+                role: Some(Role::Weight),
+                ..TensorSpec::default()
+            },
+        );
+        spec
+    }
+
+    /// Lowers the model for a phase and batch size.
+    pub fn workload(&self, phase: Phase, batch: u64, passes: u8) -> SpecResult<ModelWorkload> {
+        const BLOCK: u64 = 256;
+        Ok(ModelWorkload {
+            phase,
+            batch,
+            layer: self.layer_spec(phase, batch, passes, BLOCK).build()?,
+            lm_head: self.lm_head_spec(batch).build()?,
+        })
+    }
+}

@@ -1,0 +1,242 @@
+//! Transformer models: presets, Hugging Face import, closed-form counts, and numerics of a
+//! whole lowered layer on the reference interpreter.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use strata_workloads::interp::{Dense, external_tensors, run};
+use strata_workloads::model::Activation;
+use strata_workloads::presets::{PRESETS, PresetKind};
+use strata_workloads::{Model, ModelSpec, Phase, Role, WorkloadSpec};
+
+fn preset_model(name: &str) -> Model {
+    let p = strata_workloads::presets::find(name).expect("preset exists");
+    ModelSpec::from_toml(p.text).unwrap().build().unwrap()
+}
+
+#[test]
+fn every_preset_parses_and_validates() {
+    for p in PRESETS {
+        let spec = WorkloadSpec::from_toml(p.text).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        spec.validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let name = match &spec {
+            WorkloadSpec::Model(m) => &m.name,
+            WorkloadSpec::Attention(a) => &a.name,
+            WorkloadSpec::Cascade(c) => &c.name,
+        };
+        assert_eq!(name, p.name, "a preset's name matches its file");
+    }
+    assert!(
+        PRESETS
+            .iter()
+            .filter(|p| p.kind == PresetKind::Model)
+            .count()
+            >= 13
+    );
+}
+
+#[test]
+fn kv_bytes_per_token_match_the_references() {
+    // Llama-2-7B: 2 · 32 layers · 32 kv heads · 128 · 2 B (the foundation issue's check).
+    assert_eq!(preset_model("llama2-7b").kv_bytes_per_token(), 524_288);
+    // long-context.md: Yi-34B 2 · 60 · 8 · 128 · 2 B = 245,760 B.
+    assert_eq!(preset_model("yi-34b").kv_bytes_per_token(), 245_760);
+    // instinfer-flexgen.md: OPT-13B 2 · 40 · 5120 · 2 B = 819,200 B.
+    assert_eq!(preset_model("opt-13b").kv_bytes_per_token(), 819_200);
+}
+
+#[test]
+fn parameter_counts_match_published_sizes() {
+    // Published sizes (billions); biases and norms are left out, so allow 2 %.
+    for (name, billions) in [
+        ("opt-6.7b", 6.7),
+        ("opt-13b", 13.0),
+        ("opt-175b", 175.0),
+        ("llama2-7b", 6.74),
+        ("llama2-70b", 69.0),
+    ] {
+        let p = preset_model(name).params() as f64 / 1e9;
+        assert!(
+            (p / billions - 1.0).abs() < 0.02,
+            "{name}: {p:.2}B vs {billions}B"
+        );
+    }
+}
+
+#[test]
+fn hugging_face_configs_import_to_the_presets() {
+    for (file, preset) in [
+        ("llama-2-7b-config.json", "llama2-7b"),
+        ("opt-6.7b-config.json", "opt-6.7b"),
+    ] {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let imported = ModelSpec::from_hf_json(&text, preset)
+            .unwrap()
+            .build()
+            .unwrap();
+        let want = preset_model(preset);
+        assert_eq!(
+            Model {
+                description: want.description.clone(),
+                ..imported
+            },
+            want,
+            "{file}"
+        );
+    }
+    let err =
+        ModelSpec::from_hf_json(r#"{"model_type": "llama", "hidden_size": 8}"#, "x").unwrap_err();
+    assert_eq!(err.path, "num_hidden_layers");
+    let err = ModelSpec::from_hf_json(r#"{"hidden_size": "big"}"#, "x").unwrap_err();
+    assert_eq!(err.path, "hidden_size");
+}
+
+/// FLOPs of one layer with 3-pass attention, written out independently of the IR:
+/// a contraction over K producing n outputs costs n·(2K − 1); element-wise ops cost 1 each.
+fn closed_form_flops(m: &Model, phase: Phase, batch: u64) -> u64 {
+    let (p, mk) = (phase.queries(), phase.keys());
+    let t = batch * p;
+    let (d, hq, g, hd, s) = (m.d_model, m.heads, m.kv_heads, m.head_dim, m.ffn_dim);
+    let proj = t * hq * hd * (2 * d - 1) + 2 * t * g * hd * (2 * d - 1);
+    let bh = batch * hq;
+    let attn = bh * mk * p * (2 * hd - 1) // QK
+        + bh * p * (mk - 1) // GM
+        + bh * mk * p // SN
+        + bh * p * (mk - 1) // SD
+        + bh * mk * p // A
+        + bh * hd * p * (2 * mk - 1); // AV
+    let out = t * d * (2 * hq * hd - 1) + t * d;
+    let ffn = if m.gated_ffn {
+        2 * t * s * (2 * d - 1) + 2 * t * s + t * d * (2 * s - 1) + t * d
+    } else {
+        t * s * (2 * d - 1) + t * s + t * d * (2 * s - 1) + t * d
+    };
+    proj + attn + out + ffn
+}
+
+fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
+    (
+        1u64..4,
+        1u64..4,
+        1u64..9,
+        1u64..40,
+        any::<bool>(),
+        1u64..700,
+        any::<bool>(),
+        1u64..4,
+    )
+        .prop_map(|(kv, group, hd, ffn, gated, len, decode, batch)| {
+            let heads = kv * group;
+            let m = Model {
+                name: "m".into(),
+                description: String::new(),
+                layers: 2,
+                d_model: heads * hd + 3,
+                heads,
+                kv_heads: kv,
+                head_dim: hd,
+                ffn_dim: ffn,
+                gated_ffn: gated,
+                activation: if gated {
+                    Activation::Silu
+                } else {
+                    Activation::Relu
+                },
+                vocab: 100,
+                bytes_per_element: 2,
+                tied_embeddings: false,
+                causal: true,
+            };
+            let phase = if decode {
+                Phase::Decode { context: len }
+            } else {
+                Phase::Prefill { seq: len }
+            };
+            (m, phase, batch)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn layer_flops_equal_the_closed_form((m, phase, batch) in small_model()) {
+        let w = m.workload(phase, batch, 3).unwrap();
+        prop_assert_eq!(w.layer.total_counts().flops(), closed_form_flops(&m, phase, batch));
+        // The matmul MACs do not depend on the softmax cascade.
+        let t = batch * phase.queries();
+        let macs = t * m.params_per_layer() + 2 * batch * m.heads * phase.queries() * phase.keys() * m.head_dim;
+        for passes in 1..=3 {
+            prop_assert_eq!(m.workload(phase, batch, passes).unwrap().layer.macs(), macs);
+        }
+        // Weights and KV cache seen by the lowered layer agree with the model's closed forms.
+        prop_assert_eq!(w.layer.bytes_of(Role::Weight), m.params_per_layer() * m.bytes_per_element);
+        if let Phase::Decode { context } = phase {
+            let per_layer = m.kv_bytes_per_token() / m.layers;
+            prop_assert_eq!(w.layer.bytes_of(Role::KvCache), batch * context * per_layer);
+        }
+    }
+}
+
+#[test]
+fn a_whole_layer_runs_and_its_attention_passes_agree() {
+    let m = Model {
+        name: "tiny".into(),
+        description: String::new(),
+        layers: 1,
+        d_model: 12,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 3,
+        ffn_dim: 10,
+        gated_ffn: true,
+        activation: Activation::Silu,
+        vocab: 16,
+        bytes_per_element: 2,
+        tied_embeddings: false,
+        causal: true,
+    };
+    for phase in [Phase::Prefill { seq: 9 }, Phase::Decode { context: 11 }] {
+        let mut outs = Vec::new();
+        for passes in 1..=3 {
+            let spec = m.layer_spec(phase, 2, passes, 4);
+            let c = spec.build().unwrap();
+            let mut seed = 1u64;
+            let ins: BTreeMap<String, Dense<f64>> = external_tensors(&c)
+                .map(|(n, s)| {
+                    let len: u64 = s.iter().product();
+                    let data = (0..len)
+                        .map(|_| {
+                            seed = seed
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
+                        })
+                        .collect();
+                    (
+                        n.to_string(),
+                        Dense {
+                            shape: s.to_vec(),
+                            data,
+                        },
+                    )
+                })
+                .collect();
+            outs.push(run(&c, &ins).unwrap().tensors["Y"].clone());
+        }
+        for o in &outs[1..] {
+            let err = o
+                .data
+                .iter()
+                .zip(&outs[0].data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-12, "{phase:?}: {err:e}");
+        }
+    }
+}
