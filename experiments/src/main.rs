@@ -1,1 +1,138 @@
-fn main() {}
+//! `strata`: the command-line front end. Only this package reads files and prints.
+
+mod catalog;
+mod error;
+mod load;
+mod show;
+mod table;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_workloads::PhaseKind;
+
+use crate::error::CliResult;
+
+/// Strata: a simulator and design-space explorer for memory-bound AI accelerators.
+#[derive(Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every embedded preset by kind.
+    List,
+    /// Parse Strata files (workloads; Hugging Face config.json) and report problems.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Inspect workloads.
+    Workload {
+        #[command(subcommand)]
+        command: WorkloadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkloadCommand {
+    /// Show the Einsums of a workload with ranks, shapes, op counts and bytes.
+    Show {
+        /// A preset name (see `strata list`) or a file.
+        workload: String,
+        /// Prefill a prompt, or decode one token against a KV cache (models and attention).
+        #[arg(long, value_enum)]
+        phase: Option<PhaseArg>,
+        /// Prompt length (prefill) or context length (decode); models default to 2048.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        seq: Option<u64>,
+        /// Sequences per batch; models default to 1.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: Option<u64>,
+        /// Attention cascade: 1-, 2- or 3-pass (models default to 1).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        passes: Option<u8>,
+        /// Mask attention causally (attention and cascade files).
+        #[arg(long)]
+        causal: bool,
+        /// Override a cascade parameter, e.g. `--set M0=128` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = show::parse_set)]
+        set: Vec<(String, i64)>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PhaseArg {
+    Prefill,
+    Decode,
+}
+
+fn run(cli: Cli) -> CliResult<String> {
+    match cli.command {
+        Command::List => Ok(catalog::list()),
+        Command::Validate { files } => {
+            let (out, errors) = catalog::validate(&files);
+            print(&out);
+            match errors.into_iter().reduce(|mut a, b| {
+                a.message = format!("{}\nerror: {}", a.message, b.message);
+                a
+            }) {
+                Some(e) => Err(e),
+                None => Ok(String::new()),
+            }
+        }
+        Command::Workload {
+            command:
+                WorkloadCommand::Show {
+                    workload,
+                    phase,
+                    seq,
+                    batch,
+                    passes,
+                    causal,
+                    set,
+                },
+        } => {
+            let loaded = load::workload(&workload)?;
+            let phase = phase.map(|p| match p {
+                PhaseArg::Prefill => PhaseKind::Prefill,
+                PhaseArg::Decode => PhaseKind::Decode,
+            });
+            show::show(
+                &loaded,
+                &show::ShowArgs {
+                    phase,
+                    seq,
+                    batch,
+                    passes,
+                    causal,
+                    set,
+                },
+            )
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`strata list | head`) as success rather than a panic.
+fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|_| out.flush());
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(out) => {
+            print(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

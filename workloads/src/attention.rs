@@ -109,10 +109,7 @@ impl AttentionSpec {
         let passes = match self.passes {
             1..=3 => self.passes as u8,
             p => {
-                return Err(SpecError::new(
-                    "passes",
-                    format!("must be 1, 2 or 3 (got {p})"),
-                ));
+                return Err(SpecError::new("passes", format!("must be 1, 2 or 3 (got {p})")));
             }
         };
         let heads = positive("heads", self.heads)?;
@@ -171,8 +168,7 @@ impl AttentionShape {
             spec.ranks.insert("h".into(), Size::Param("H".into()));
         } else {
             spec.params.insert("G".into(), self.kv_heads as i64);
-            spec.params
-                .insert("R".into(), (self.heads / self.kv_heads) as i64);
+            spec.params.insert("R".into(), (self.heads / self.kv_heads) as i64);
             spec.ranks.insert("g".into(), Size::Param("G".into()));
             spec.ranks.insert("r".into(), Size::Param("R".into()));
         }
@@ -245,42 +241,22 @@ impl AttentionShape {
                 e(format!("{out}[b,{h},f,p] = A[b,{h},m,p] * {v}[b,{kv},f,m]")),
             ],
             2 => vec![
-                e(format!(
-                    "BQK[b,{h},m1,m0,p] = {q}[b,{h},e,p] * {k}[b,{kv},e,(m1,m0)]"
-                ))
-                .masked("m", "p"),
+                e(format!("BQK[b,{h},m1,m0,p] = {q}[b,{h},e,p] * {k}[b,{kv},e,(m1,m0)]")).masked("m", "p"),
                 e(format!("LM[b,{h},m1,p] = BQK[b,{h},m1,m0,p]")).reduce(ReduceOp::Max),
                 e(format!("GM[b,{h},p] = LM[b,{h},m1,p]")).reduce(ReduceOp::Max),
-                e(format!(
-                    "SLN[b,{h},m1,m0,p] = exp(BQK[b,{h},m1,m0,p] - LM[b,{h},m1,p])"
-                )),
+                e(format!("SLN[b,{h},m1,m0,p] = exp(BQK[b,{h},m1,m0,p] - LM[b,{h},m1,p])")),
                 e(format!("SLD[b,{h},m1,p] = SLN[b,{h},m1,m0,p]")),
-                e(format!(
-                    "PRM[b,{h},m1,p] = exp(LM[b,{h},m1,p] - GM[b,{h},p])"
-                )),
-                e(format!(
-                    "SPD[b,{h},m1,p] = SLD[b,{h},m1,p] * PRM[b,{h},m1,p]"
-                )),
+                e(format!("PRM[b,{h},m1,p] = exp(LM[b,{h},m1,p] - GM[b,{h},p])")),
+                e(format!("SPD[b,{h},m1,p] = SLD[b,{h},m1,p] * PRM[b,{h},m1,p]")),
                 e(format!("SD[b,{h},p] = SPD[b,{h},m1,p]")),
-                e(format!(
-                    "SPN[b,{h},m1,m0,p] = SLN[b,{h},m1,m0,p] * PRM[b,{h},m1,p]"
-                )),
-                e(format!(
-                    "A[b,{h},m1,m0,p] = SPN[b,{h},m1,m0,p] / SD[b,{h},p]"
-                )),
-                e(format!(
-                    "{out}[b,{h},f,p] = A[b,{h},m1,m0,p] * {v}[b,{kv},f,(m1,m0)]"
-                )),
+                e(format!("SPN[b,{h},m1,m0,p] = SLN[b,{h},m1,m0,p] * PRM[b,{h},m1,p]")),
+                e(format!("A[b,{h},m1,m0,p] = SPN[b,{h},m1,m0,p] / SD[b,{h},p]")),
+                e(format!("{out}[b,{h},f,p] = A[b,{h},m1,m0,p] * {v}[b,{kv},f,(m1,m0)]")),
             ],
             _ => vec![
-                e(format!(
-                    "BQK[b,{h},m1,m0,p] = {q}[b,{h},e,p] * {k}[b,{kv},e,(m1,m0)]"
-                ))
-                .masked("m", "p"),
+                e(format!("BQK[b,{h},m1,m0,p] = {q}[b,{h},e,p] * {k}[b,{kv},e,(m1,m0)]")).masked("m", "p"),
                 e(format!("LM[b,{h},m1,p] = BQK[b,{h},m1,m0,p]")).reduce(ReduceOp::Max),
-                e(format!(
-                    "RM[b,{h},m1+1,p] = max(RM[b,{h},m1,p], LM[b,{h},m1,p])"
-                )),
+                e(format!("RM[b,{h},m1+1,p] = max(RM[b,{h},m1,p], LM[b,{h},m1,p])")),
                 e(format!(
                     "SLN[b,{h},m1,m0,p] = exp(BQK[b,{h},m1,m0,p] - RM[b,{h},m1+1,p])"
                 )),
@@ -288,21 +264,11 @@ impl AttentionShape {
                 e(format!(
                     "SLNV[b,{h},f,m1,p] = SLN[b,{h},m1,m0,p] * {v}[b,{kv},f,(m1,m0)]"
                 )),
-                e(format!(
-                    "PRM[b,{h},m1,p] = exp(RM[b,{h},m1,p] - RM[b,{h},m1+1,p])"
-                )),
-                e(format!(
-                    "SPD[b,{h},m1,p] = RD[b,{h},m1,p] * PRM[b,{h},m1,p]"
-                )),
-                e(format!(
-                    "RD[b,{h},m1+1,p] = SLD[b,{h},m1,p] + SPD[b,{h},m1,p]"
-                )),
-                e(format!(
-                    "SPNV[b,{h},f,m1,p] = RNV[b,{h},f,m1,p] * PRM[b,{h},m1,p]"
-                )),
-                e(format!(
-                    "RNV[b,{h},f,m1+1,p] = SLNV[b,{h},f,m1,p] + SPNV[b,{h},f,m1,p]"
-                )),
+                e(format!("PRM[b,{h},m1,p] = exp(RM[b,{h},m1,p] - RM[b,{h},m1+1,p])")),
+                e(format!("SPD[b,{h},m1,p] = RD[b,{h},m1,p] * PRM[b,{h},m1,p]")),
+                e(format!("RD[b,{h},m1+1,p] = SLD[b,{h},m1,p] + SPD[b,{h},m1,p]")),
+                e(format!("SPNV[b,{h},f,m1,p] = RNV[b,{h},f,m1,p] * PRM[b,{h},m1,p]")),
+                e(format!("RNV[b,{h},f,m1+1,p] = SLNV[b,{h},f,m1,p] + SPNV[b,{h},f,m1,p]")),
                 e(format!(
                     "{out}[b,{h},f,p] = RNV[b,{h},f,last(m1),p] / RD[b,{h},last(m1),p]"
                 )),

@@ -21,8 +21,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::einsum::{
-    Access, Cascade, CausalMask, Einsum, Index, Partition, Rank, RankId, ReduceOp, Role, Tensor,
-    TensorId,
+    Access, Cascade, CausalMask, Einsum, Index, Partition, Rank, RankId, ReduceOp, Role, Tensor, TensorId,
 };
 use crate::error::{SpecError, SpecResult, positive};
 use crate::expr::{AccessAst, IndexAst, parse_einsum};
@@ -158,9 +157,7 @@ struct Builder<'a> {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -193,12 +190,9 @@ impl<'a> Builder<'a> {
         }
         for (parent, p) in &spec.partitions {
             let path = format!("partitions.{parent}");
-            let parent_id = b.rank_id(parent).ok_or_else(|| {
-                SpecError::new(
-                    &path,
-                    format!("unknown rank `{parent}` (ranks: {})", b.rank_list()),
-                )
-            })?;
+            let parent_id = b
+                .rank_id(parent)
+                .ok_or_else(|| SpecError::new(&path, format!("unknown rank `{parent}` (ranks: {})", b.rank_list())))?;
             let tile = b.size(&format!("{path}.tile"), &p.tile)?;
             for (key, name) in [("outer", &p.outer), ("inner", &p.inner)] {
                 if !is_identifier(name) || b.rank_id(name).is_some() {
@@ -230,10 +224,7 @@ impl<'a> Builder<'a> {
             });
         }
         if spec.einsums.is_empty() {
-            return Err(SpecError::new(
-                "einsums",
-                "a cascade needs at least one einsum",
-            ));
+            return Err(SpecError::new("einsums", "a cascade needs at least one einsum"));
         }
         Ok(b)
     }
@@ -267,12 +258,8 @@ impl<'a> Builder<'a> {
     }
 
     fn resolve_rank(&self, path: &str, name: &str) -> SpecResult<RankId> {
-        self.rank_id(name).ok_or_else(|| {
-            SpecError::new(
-                path,
-                format!("unknown rank `{name}` (ranks: {})", self.rank_list()),
-            )
-        })
+        self.rank_id(name)
+            .ok_or_else(|| SpecError::new(path, format!("unknown rank `{name}` (ranks: {})", self.rank_list())))
     }
 
     fn resolve_index(&self, path: &str, ix: &IndexAst) -> SpecResult<Index> {
@@ -282,9 +269,16 @@ impl<'a> Builder<'a> {
             IndexAst::Last(n) => Index::Last(self.resolve_rank(path, n)?),
             IndexAst::Joined(o, i) => {
                 let (outer, inner) = (self.resolve_rank(path, o)?, self.resolve_rank(path, i)?);
-                let p = self.partitions.iter().find(|p| p.outer == outer && p.inner == inner).ok_or_else(|| {
-                    SpecError::new(path, format!("`({o},{i})` is not a partition (declare it under [cascade.partitions])"))
-                })?;
+                let p = self
+                    .partitions
+                    .iter()
+                    .find(|p| p.outer == outer && p.inner == inner)
+                    .ok_or_else(|| {
+                        SpecError::new(
+                            path,
+                            format!("`({o},{i})` is not a partition (declare it under [cascade.partitions])"),
+                        )
+                    })?;
                 Index::Joined {
                     outer,
                     inner,
@@ -334,11 +328,7 @@ impl<'a> Builder<'a> {
                 Ok((a.tensor.clone(), idx))
             };
             let out = resolve(&ast.output)?;
-            let ins = ast
-                .inputs
-                .iter()
-                .map(&mut resolve)
-                .collect::<SpecResult<Vec<_>>>()?;
+            let ins = ast.inputs.iter().map(&mut resolve).collect::<SpecResult<Vec<_>>>()?;
             parsed.push((ast.map, out, ins));
         }
 
@@ -409,10 +399,7 @@ impl<'a> Builder<'a> {
         // Declared tensor facts.
         for name in spec.tensors.keys() {
             if !names.contains(name) {
-                return Err(SpecError::new(
-                    format!("tensors.{name}"),
-                    "no einsum uses this tensor",
-                ));
+                return Err(SpecError::new(format!("tensors.{name}"), "no einsum uses this tensor"));
             }
         }
         let mut tensors = Vec::new();
@@ -432,9 +419,7 @@ impl<'a> Builder<'a> {
                 (Some(r), None) if !r.is_external() => {
                     return Err(SpecError::new(
                         format!("{path}.role"),
-                        format!(
-                            "no einsum produces `{name}`, so its role must be input, weight or kv_cache"
-                        ),
+                        format!("no einsum produces `{name}`, so its role must be input, weight or kv_cache"),
                     ));
                 }
                 (Some(r), _) => r,
@@ -473,10 +458,7 @@ impl<'a> Builder<'a> {
                 &format!("{path}.elem_bytes"),
                 decl.elem_bytes.unwrap_or(spec.elem_bytes),
             )?;
-            let shape = shapes[t]
-                .iter()
-                .map(|p| p.extent + u64::from(p.iterative))
-                .collect();
+            let shape = shapes[t].iter().map(|p| p.extent + u64::from(p.iterative)).collect();
             tensors.push(Tensor {
                 name: name.clone(),
                 shape,
@@ -490,13 +472,7 @@ impl<'a> Builder<'a> {
         let iterative_ranks: Vec<RankId> = parsed
             .iter()
             .flat_map(|(_, out, ins)| std::iter::once(out).chain(ins).flat_map(|a| a.1.iter()))
-            .filter_map(|ix| {
-                if let Index::Next(r) = ix {
-                    Some(*r)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|ix| if let Index::Next(r) = ix { Some(*r) } else { None })
             .collect();
 
         // Einsums.
@@ -521,10 +497,7 @@ impl<'a> Builder<'a> {
                 if output_ranks[..k].contains(r) {
                     return Err(SpecError::new(
                         format!("{path}.expr"),
-                        format!(
-                            "rank `{}` appears twice in the output",
-                            self.ranks[r.0].name
-                        ),
+                        format!("rank `{}` appears twice in the output", self.ranks[r.0].name),
                     ));
                 }
             }
@@ -572,20 +545,10 @@ impl<'a> Builder<'a> {
             {
                 return Err(SpecError::new(
                     format!("{path}.expr"),
-                    format!(
-                        "the iterative rank `{}` cannot be reduced",
-                        self.ranks[r.0].name
-                    ),
+                    format!("the iterative rank `{}` cannot be reduced", self.ranks[r.0].name),
                 ));
             }
-            let tid = |n: &str| {
-                TensorId(
-                    names
-                        .iter()
-                        .position(|x| x == n)
-                        .expect("tensor was collected"),
-                )
-            };
+            let tid = |n: &str| TensorId(names.iter().position(|x| x == n).expect("tensor was collected"));
             let output = Access {
                 tensor: tid(&oname),
                 indices: oidx,
@@ -598,12 +561,9 @@ impl<'a> Builder<'a> {
                 })
                 .collect();
             let mask = match (&espec.causal_mask, spec.causal) {
-                (Some(m), true) => Some(self.mask(
-                    &format!("{path}.causal_mask"),
-                    m,
-                    &iteration_ranks,
-                    n_output_ranks,
-                )?),
+                (Some(m), true) => {
+                    Some(self.mask(&format!("{path}.causal_mask"), m, &iteration_ranks, n_output_ranks)?)
+                }
                 _ => None,
             };
             einsums.push(Einsum {
@@ -632,45 +592,35 @@ impl<'a> Builder<'a> {
         Ok(cascade)
     }
 
-    fn mask(
-        &self,
-        path: &str,
-        m: &MaskSpec,
-        iter: &[RankId],
-        n_out: usize,
-    ) -> SpecResult<CausalMask> {
+    fn mask(&self, path: &str, m: &MaskSpec, iter: &[RankId], n_out: usize) -> SpecResult<CausalMask> {
         let locate = |key: &str, name: &str| -> SpecResult<(Index, u64)> {
             let r = self.resolve_rank(&format!("{path}.{key}"), name)?;
             let size = self.ranks[r.0].size;
             if iter[..n_out].contains(&r) {
                 return Ok((Index::Var(r), size));
             }
-            if let Some(p) = self.partitions.iter().find(|p| p.parent == r) {
-                if iter[..n_out].contains(&p.outer) && iter[..n_out].contains(&p.inner) {
-                    return Ok((
-                        Index::Joined {
-                            outer: p.outer,
-                            inner: p.inner,
-                            tile: p.tile,
-                        },
-                        size,
-                    ));
-                }
+            if let Some(p) = self.partitions.iter().find(|p| p.parent == r)
+                && iter[..n_out].contains(&p.outer)
+                && iter[..n_out].contains(&p.inner)
+            {
+                return Ok((
+                    Index::Joined {
+                        outer: p.outer,
+                        inner: p.inner,
+                        tile: p.tile,
+                    },
+                    size,
+                ));
             }
             Err(SpecError::new(
                 format!("{path}.{key}"),
-                format!(
-                    "rank `{name}` is not an output rank of this einsum (a masked rank cannot be reduced)"
-                ),
+                format!("rank `{name}` is not an output rank of this einsum (a masked rank cannot be reduced)"),
             ))
         };
         let (key, nk) = locate("key", &m.key)?;
         let (query, nq) = locate("query", &m.query)?;
         if nk < nq {
-            return Err(SpecError::new(
-                path,
-                format!("more queries ({nq}) than keys ({nk})"),
-            ));
+            return Err(SpecError::new(path, format!("more queries ({nq}) than keys ({nk})")));
         }
         Ok(CausalMask {
             key,
@@ -694,10 +644,7 @@ fn check_order(c: &Cascade) -> SpecResult<()> {
             if !prev_in_group && seen_groups.iter().any(|g| g.0 == r) {
                 return Err(SpecError::new(
                     format!("einsums[{i}]"),
-                    format!(
-                        "einsums that step through `{}` must be consecutive",
-                        c.rank(r).name
-                    ),
+                    format!("einsums that step through `{}` must be consecutive", c.rank(r).name),
                 ));
             }
             if !prev_in_group {
@@ -711,9 +658,7 @@ fn check_order(c: &Cascade) -> SpecResult<()> {
             Some(r) => r,
             None => return false,
         };
-        w.iterative == Some(r)
-            && w.output.indices.iter().any(|ix| *ix == Index::Next(r))
-            && access.indices.iter().any(|ix| *ix == Index::Var(r))
+        w.iterative == Some(r) && w.output.indices.contains(&Index::Next(r)) && access.indices.contains(&Index::Var(r))
     };
     // Edges that must point forward.
     let mut edges: Vec<(usize, usize, TensorId)> = Vec::new();
@@ -744,11 +689,7 @@ fn check_order(c: &Cascade) -> SpecResult<()> {
         let names: Vec<&str> = cycle.iter().map(|&i| c.einsums[i].name.as_str()).collect();
         return Err(SpecError::new(
             format!("einsums[{}]", cycle[0]),
-            format!(
-                "the einsums form a cycle: {} -> {}",
-                names.join(" -> "),
-                names[0]
-            ),
+            format!("the einsums form a cycle: {} -> {}", names.join(" -> "), names[0]),
         ));
     }
     for &(j, i, t) in &edges {
@@ -773,20 +714,12 @@ fn find_cycle(n: usize, edges: &[(usize, usize, TensorId)]) -> Option<Vec<usize>
     // 0 = unvisited, 1 = on stack, 2 = done.
     let mut state = vec![0u8; n];
     let mut stack: Vec<usize> = Vec::new();
-    fn dfs(
-        u: usize,
-        adj: &[Vec<usize>],
-        state: &mut [u8],
-        stack: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
+    fn dfs(u: usize, adj: &[Vec<usize>], state: &mut [u8], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
         state[u] = 1;
         stack.push(u);
         for &v in &adj[u] {
             if state[v] == 1 {
-                let start = stack
-                    .iter()
-                    .position(|&x| x == v)
-                    .expect("v is on the stack");
+                let start = stack.iter().position(|&x| x == v).expect("v is on the stack");
                 return Some(stack[start..].to_vec());
             }
             if state[v] == 0
@@ -864,11 +797,7 @@ reduce = "max"
                 "cascade.ranks.k",
                 "unknown parameter",
             ),
-            (
-                GEMM.replace("K = 6", "K = 0"),
-                "cascade.params.K",
-                "positive",
-            ),
+            (GEMM.replace("K = 6", "K = 0"), "cascade.params.K", "positive"),
             (
                 GEMM.replace("B[k,n]", "B[k,x]"),
                 "cascade.einsums[0].expr",

@@ -113,11 +113,7 @@ pub enum Index {
     /// `last(r)`: the final value of an iterative tensor, after every iteration.
     Last(RankId),
     /// `(outer, inner)`: the parent coordinate `outer × tile + inner` of a partition.
-    Joined {
-        outer: RankId,
-        inner: RankId,
-        tile: u64,
-    },
+    Joined { outer: RankId, inner: RankId, tile: u64 },
 }
 
 /// A tensor access: which tensor and how each of its positions is indexed.
@@ -184,13 +180,7 @@ impl Tensor {
         self.shape
             .iter()
             .enumerate()
-            .map(|(i, &n)| {
-                if Some(i) == self.iterative_position {
-                    1
-                } else {
-                    n
-                }
-            })
+            .map(|(i, &n)| if Some(i) == self.iterative_position { 1 } else { n })
             .product()
     }
 
@@ -295,10 +285,7 @@ impl Cascade {
         &self.tensors[id.0]
     }
     pub fn tensor_id(&self, name: &str) -> Option<TensorId> {
-        self.tensors
-            .iter()
-            .position(|t| t.name == name)
-            .map(TensorId)
+        self.tensors.iter().position(|t| t.name == name).map(TensorId)
     }
     pub fn einsums(&self) -> &[Einsum] {
         &self.einsums
@@ -358,22 +345,14 @@ impl Cascade {
 
     /// Bytes of the tensors with a given role.
     pub fn bytes_of(&self, role: Role) -> u64 {
-        self.tensors
-            .iter()
-            .filter(|t| t.role == role)
-            .map(Tensor::bytes)
-            .sum()
+        self.tensors.iter().filter(|t| t.role == role).map(Tensor::bytes).sum()
     }
 
     /// Multiply-accumulates of the contractions (a `mul` map reduced with `sum`), the usual "MACs".
     pub fn macs(&self) -> u64 {
         self.einsums
             .iter()
-            .filter(|e| {
-                e.map == MapOp::Mul
-                    && e.reduce == ReduceOp::Sum
-                    && e.n_output_ranks < e.iteration_ranks.len()
-            })
+            .filter(|e| e.map == MapOp::Mul && e.reduce == ReduceOp::Sum && e.n_output_ranks < e.iteration_ranks.len())
             .map(|e| self.counts(e).points)
             .sum()
     }

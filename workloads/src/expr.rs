@@ -63,11 +63,7 @@ pub fn parse_einsum(text: &str) -> Result<EinsumAst, String> {
     if let Some((tok, col)) = lx.peek_full() {
         return Err(format!("unexpected {} at column {col}", describe(&tok)));
     }
-    Ok(EinsumAst {
-        output,
-        map,
-        inputs,
-    })
+    Ok(EinsumAst { output, map, inputs })
 }
 
 fn describe(tok: &Tok) -> String {
@@ -139,10 +135,7 @@ impl Lexer {
         let col = self.col();
         match self.next() {
             Some(Tok::Sym(c)) if c == sym => Ok(()),
-            Some(t) => Err(format!(
-                "expected '{sym}' at column {col}, found {}",
-                describe(&t)
-            )),
+            Some(t) => Err(format!("expected '{sym}' at column {col}, found {}", describe(&t))),
             None => Err(format!("expected '{sym}' at column {col}, found the end")),
         }
     }
@@ -151,10 +144,7 @@ impl Lexer {
         let col = self.col();
         match self.next() {
             Some(Tok::Ident(s)) => Ok(s),
-            Some(t) => Err(format!(
-                "expected {what} at column {col}, found {}",
-                describe(&t)
-            )),
+            Some(t) => Err(format!("expected {what} at column {col}, found {}", describe(&t))),
             None => Err(format!("expected {what} at column {col}, found the end")),
         }
     }
@@ -251,15 +241,9 @@ mod tests {
     fn parses_fusemax_einsums() {
         let e = parse_einsum("BQK[m1,m0,p] = Q[e,p] × K[e,(m1,m0)]").unwrap();
         assert_eq!(e.map, MapOp::Mul);
-        assert_eq!(
-            e.inputs[1].indices[1],
-            IndexAst::Joined("m1".into(), "m0".into())
-        );
+        assert_eq!(e.inputs[1].indices[1], IndexAst::Joined("m1".into(), "m0".into()));
         let e = parse_einsum("RM[m1+1,p] = max(RM[m1,p], LM[m1,p])").unwrap();
-        assert_eq!(
-            e.output.indices,
-            vec![IndexAst::Next("m1".into()), var("p")]
-        );
+        assert_eq!(e.output.indices, vec![IndexAst::Next("m1".into()), var("p")]);
         assert_eq!(e.map, MapOp::Max);
         let e = parse_einsum("SLN[m1,m0,p] = exp(BQK[m1,m0,p] - RM[m1+1,p])").unwrap();
         assert_eq!(e.map, MapOp::SubExp);

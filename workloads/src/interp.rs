@@ -157,13 +157,7 @@ fn compile(c: &Cascade, e: &Einsum, shape: &[u64], indices: &[Index]) -> Affine 
 
 /// Evaluates a coordinate expression (a mask's key or query) at an iteration point.
 fn coordinate(e: &Einsum, ix: &Index, coord: &[u64]) -> u64 {
-    let at = |r: RankId| {
-        coord[e
-            .iteration_ranks
-            .iter()
-            .position(|&x| x == r)
-            .expect("rank in space")]
-    };
+    let at = |r: RankId| coord[e.iteration_ranks.iter().position(|&x| x == r).expect("rank in space")];
     match *ix {
         Index::Var(r) | Index::Next(r) => at(r),
         Index::Joined { outer, inner, tile } => at(outer) * tile + at(inner),
@@ -202,9 +196,7 @@ fn apply<T: Scalar>(op: MapOp, a: T, b: T) -> T {
         }
         MapOp::Gelu => {
             let x = a.to_f64();
-            T::from_f64(
-                0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044_715 * x * x * x)).tanh()),
-            )
+            T::from_f64(0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044_715 * x * x * x)).tanh()))
         }
         MapOp::Silu => {
             let x = a.to_f64();
@@ -214,10 +206,7 @@ fn apply<T: Scalar>(op: MapOp, a: T, b: T) -> T {
 }
 
 /// Runs a cascade on the given external tensors (by name). Unsupplied running tensors start at their init.
-pub fn run<T: Scalar>(
-    c: &Cascade,
-    inputs: &BTreeMap<String, Dense<T>>,
-) -> Result<Run<T>, RunError> {
+pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Result<Run<T>, RunError> {
     let mut store: Vec<Dense<T>> = Vec::new();
     for t in c.tensors() {
         if t.role.is_external() {
@@ -269,24 +258,14 @@ pub fn run<T: Scalar>(
 }
 
 /// Runs one Einsum, optionally with its iterative rank pinned to one value.
-fn run_einsum<T: Scalar>(
-    c: &Cascade,
-    ix: usize,
-    pinned: Option<(RankId, u64)>,
-    store: &mut [Dense<T>],
-) -> RunCounts {
+fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, store: &mut [Dense<T>]) -> RunCounts {
     let e = &c.einsums()[ix];
     let out_t = e.output.tensor.0;
     let out = compile(c, e, &store[out_t].shape, &e.output.indices);
     let ins: Vec<(usize, Affine)> = e
         .inputs
         .iter()
-        .map(|a| {
-            (
-                a.tensor.0,
-                compile(c, e, &store[a.tensor.0].shape, &a.indices),
-            )
-        })
+        .map(|a| (a.tensor.0, compile(c, e, &store[a.tensor.0].shape, &a.indices)))
         .collect();
     let n = e.iteration_ranks.len();
     let lo: Vec<u64> = e
@@ -327,12 +306,7 @@ fn run_einsum<T: Scalar>(
             .all(|&(o, i, tile, size)| coord[o] * tile + coord[i] < size)
     };
     let offset = |a: &Affine, coord: &[u64]| -> usize {
-        (a.base
-            + a.coeff
-                .iter()
-                .zip(coord)
-                .map(|(k, &x)| k * x as i64)
-                .sum::<i64>()) as usize
+        (a.base + a.coeff.iter().zip(coord).map(|(k, &x)| k * x as i64).sum::<i64>()) as usize
     };
     let identity = match e.reduce {
         ReduceOp::Sum => T::zero(),
@@ -351,16 +325,14 @@ fn run_einsum<T: Scalar>(
         let mut red = coord.clone();
         loop {
             if exists(&red) {
-                let masked = e.mask.is_some_and(|m| {
-                    coordinate(e, &m.key, &red) > coordinate(e, &m.query, &red) + m.offset
-                });
+                let masked = e
+                    .mask
+                    .is_some_and(|m| coordinate(e, &m.key, &red) > coordinate(e, &m.query, &red) + m.offset);
                 let v = if masked {
                     T::neg_infinity()
                 } else {
                     let a = store[ins[0].0].data[offset(&ins[0].1, &red)];
-                    let b = ins
-                        .get(1)
-                        .map_or(a, |(t, aff)| store[*t].data[offset(aff, &red)]);
+                    let b = ins.get(1).map_or(a, |(t, aff)| store[*t].data[offset(aff, &red)]);
                     apply(e.map, a, b)
                 };
                 acc = if !any {
@@ -386,9 +358,7 @@ fn run_einsum<T: Scalar>(
         if !advance(&mut coord[..n_out], &lo[..n_out], &hi[..n_out]) {
             break;
         }
-        for k in n_out..n {
-            coord[k] = lo[k];
-        }
+        coord[n_out..n].copy_from_slice(&lo[n_out..n]);
     }
     counts
 }

@@ -126,9 +126,7 @@ impl ModelSpec {
             None => {
                 return Err(SpecError::new(
                     "head_dim",
-                    format!(
-                        "missing, and d_model ({d_model}) is not a multiple of heads ({heads})"
-                    ),
+                    format!("missing, and d_model ({d_model}) is not a multiple of heads ({heads})"),
                 ));
             }
         };
@@ -160,9 +158,8 @@ impl ModelSpec {
     /// Imports a Hugging Face `config.json` (llama, mistral, opt, bert style keys).
     pub fn from_hf_json(text: &str, name: &str) -> SpecResult<Self> {
         let c: HfConfig = crate::toml_doc::from_json(text)?;
-        let need = |v: Option<i64>, key: &str| {
-            v.ok_or_else(|| SpecError::new(key, "missing (required to build the model)"))
-        };
+        let need =
+            |v: Option<i64>, key: &str| v.ok_or_else(|| SpecError::new(key, "missing (required to build the model)"));
         let model_type = c.model_type.clone().unwrap_or_default();
         let act_name = c
             .hidden_act
@@ -198,10 +195,7 @@ impl ModelSpec {
             Some("float16" | "bfloat16") | None => 2,
             Some("int8") => 1,
             Some(other) => {
-                return Err(SpecError::new(
-                    "torch_dtype",
-                    format!("unsupported dtype `{other}`"),
-                ));
+                return Err(SpecError::new("torch_dtype", format!("unsupported dtype `{other}`")));
             }
         };
         Ok(ModelSpec {
@@ -217,9 +211,7 @@ impl ModelSpec {
             activation,
             vocab: need(c.vocab_size, "vocab_size")?,
             bytes_per_element: bytes,
-            tied_embeddings: c
-                .tie_word_embeddings
-                .unwrap_or(model_type == "opt" || encoder),
+            tied_embeddings: c.tie_word_embeddings.unwrap_or(model_type == "opt" || encoder),
             causal: !encoder,
         })
     }
@@ -385,16 +377,11 @@ impl Model {
     pub fn lm_head_spec(&self, batch: u64) -> CascadeSpec {
         let mut spec = self.empty_spec(format!("{}-lm-head", self.name));
         spec.description = format!("logits of the last token, batch {batch}");
-        for (rank, param, v) in [
-            ("b", "B", batch),
-            ("d", "D", self.d_model),
-            ("v", "VOCAB", self.vocab),
-        ] {
+        for (rank, param, v) in [("b", "B", batch), ("d", "D", self.d_model), ("v", "VOCAB", self.vocab)] {
             spec.params.insert(param.into(), v as i64);
             spec.ranks.insert(rank.into(), Size::Param(param.into()));
         }
-        spec.einsums
-            .push(EinsumSpec::new("LOGITS[b,v] = H[b,d] * WE[d,v]"));
+        spec.einsums.push(EinsumSpec::new("LOGITS[b,v] = H[b,d] * WE[d,v]"));
         spec.tensors.insert(
             "WE".into(),
             TensorSpec {

@@ -106,12 +106,7 @@ fn inputs<T: Scalar>(c: &Cascade, seed: u64) -> BTreeMap<String, Dense<T>> {
 
 /// Plain softmax attention per (batch, head) with nalgebra: O = softmax(QᵀK)·Vᵀ, shape P×F.
 fn reference(c: &Case, q: &Dense<f64>, k: &Dense<f64>, v: &Dense<f64>) -> Vec<DMatrix<f64>> {
-    let (p, m, e, f) = (
-        c.queries as usize,
-        c.keys as usize,
-        c.e as usize,
-        c.f as usize,
-    );
+    let (p, m, e, f) = (c.queries as usize, c.keys as usize, c.e as usize, c.f as usize);
     let mut outs = Vec::new();
     for b in 0..c.batch {
         for g in 0..c.kv_heads {
@@ -266,11 +261,7 @@ fn one_pass_cascade_has_fusemax_twelve_einsums_in_order() {
         causal: false,
         seed: 0,
     };
-    let names: Vec<String> = cascade(&c)
-        .einsums()
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
+    let names: Vec<String> = cascade(&c).einsums().iter().map(|e| e.name.clone()).collect();
     assert_eq!(
         names,
         [

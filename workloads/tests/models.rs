@@ -18,8 +18,7 @@ fn preset_model(name: &str) -> Model {
 fn every_preset_parses_and_validates() {
     for p in PRESETS {
         let spec = WorkloadSpec::from_toml(p.text).unwrap_or_else(|e| panic!("{}: {e}", p.name));
-        spec.validate()
-            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        spec.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let name = match &spec {
             WorkloadSpec::Model(m) => &m.name,
             WorkloadSpec::Attention(a) => &a.name,
@@ -27,13 +26,7 @@ fn every_preset_parses_and_validates() {
         };
         assert_eq!(name, p.name, "a preset's name matches its file");
     }
-    assert!(
-        PRESETS
-            .iter()
-            .filter(|p| p.kind == PresetKind::Model)
-            .count()
-            >= 13
-    );
+    assert!(PRESETS.iter().filter(|p| p.kind == PresetKind::Model).count() >= 13);
 }
 
 #[test]
@@ -57,10 +50,7 @@ fn parameter_counts_match_published_sizes() {
         ("llama2-70b", 69.0),
     ] {
         let p = preset_model(name).params() as f64 / 1e9;
-        assert!(
-            (p / billions - 1.0).abs() < 0.02,
-            "{name}: {p:.2}B vs {billions}B"
-        );
+        assert!((p / billions - 1.0).abs() < 0.02, "{name}: {p:.2}B vs {billions}B");
     }
 }
 
@@ -70,15 +60,8 @@ fn hugging_face_configs_import_to_the_presets() {
         ("llama-2-7b-config.json", "llama2-7b"),
         ("opt-6.7b-config.json", "opt-6.7b"),
     ] {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let imported = ModelSpec::from_hf_json(&text, preset)
-            .unwrap()
-            .build()
-            .unwrap();
+        let text = std::fs::read_to_string(format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let imported = ModelSpec::from_hf_json(&text, preset).unwrap().build().unwrap();
         let want = preset_model(preset);
         assert_eq!(
             Model {
@@ -89,8 +72,7 @@ fn hugging_face_configs_import_to_the_presets() {
             "{file}"
         );
     }
-    let err =
-        ModelSpec::from_hf_json(r#"{"model_type": "llama", "hidden_size": 8}"#, "x").unwrap_err();
+    let err = ModelSpec::from_hf_json(r#"{"model_type": "llama", "hidden_size": 8}"#, "x").unwrap_err();
     assert_eq!(err.path, "num_hidden_layers");
     let err = ModelSpec::from_hf_json(r#"{"hidden_size": "big"}"#, "x").unwrap_err();
     assert_eq!(err.path, "hidden_size");
@@ -142,11 +124,7 @@ fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
                 head_dim: hd,
                 ffn_dim: ffn,
                 gated_ffn: gated,
-                activation: if gated {
-                    Activation::Silu
-                } else {
-                    Activation::Relu
-                },
+                activation: if gated { Activation::Silu } else { Activation::Relu },
                 vocab: 100,
                 bytes_per_element: 2,
                 tied_embeddings: false,
@@ -212,9 +190,7 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
                     let len: u64 = s.iter().product();
                     let data = (0..len)
                         .map(|_| {
-                            seed = seed
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
+                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                             ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
                         })
                         .collect();

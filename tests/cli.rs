@@ -1,0 +1,333 @@
+//! Integration tests of the `strata` binary: it runs from any directory on embedded presets,
+//! and every kind of bad input exits 2 with a message naming the file, the key and the reason.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `text` to a fresh file in the temp directory and returns its path.
+fn file(name: &str, text: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "strata-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const MODEL: &str =
+    "[model]\nname = \"m\"\nlayers = 2\nd_model = 64\nheads = 4\nffn_dim = 128\nactivation = \"gelu\"\nvocab = 100\n";
+
+const CASCADE: &str = r#"[cascade]
+name = "c"
+params = { N = 8 }
+ranks = { m = "N", p = "N" }
+[[cascade.einsums]]
+expr = "GM[p] = QK[m,p]"
+reduce = "max"
+"#;
+
+#[test]
+fn decode_show_reports_llama2_7b_kv_bytes_per_token() {
+    let o = strata(&["workload", "show", "llama2-7b", "--phase", "decode", "--seq", "4096"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("KV bytes per token = 524288"), "{out}");
+    assert!(
+        out.contains("RM[b,h,m1+1,p] = max(RM[b,h,m1,p], LM[b,h,m1,p])"),
+        "{out}"
+    );
+    assert!(out.contains("phase decode, context 4096"), "{out}");
+}
+
+#[test]
+fn shows_every_kind_of_workload() {
+    for args in [
+        &["workload", "show", "attention-3pass"][..],
+        &["workload", "show", "attention-2pass", "--seq", "1000", "--causal"],
+        &["workload", "show", "attention-gqa", "--passes", "3"],
+        &["workload", "show", "gemm", "--set", "K=64"],
+        &["workload", "show", "prefix-sum"],
+        &["workload", "show", "opt-175b", "--batch", "8"],
+        &["workload", "show", "yi-34b", "--phase", "decode", "--seq", "50000"],
+    ] {
+        let o = strata(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("totals:"), "{args:?}");
+    }
+    let o = strata(&["workload", "show", "yi-34b", "--phase", "decode", "--seq", "4096"]);
+    assert!(stdout(&o).contains("KV bytes per token = 245760"));
+}
+
+#[test]
+fn lists_presets_by_kind() {
+    let o = strata(&["list"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for name in [
+        "bert",
+        "trxl",
+        "t5",
+        "xlm",
+        "opt-6.7b",
+        "opt-175b",
+        "llama2-70b",
+        "yi-34b",
+        "attention-1pass",
+        "gemm",
+    ] {
+        assert!(out.contains(name), "{name} missing from\n{out}");
+    }
+    assert!(out.find("model presets:") < out.find("attention presets:"));
+}
+
+#[test]
+fn validates_every_shipped_preset_file_and_hf_configs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<String> = Vec::new();
+    for dir in [
+        "workloads/presets/models",
+        "workloads/presets/attention",
+        "workloads/presets/cascades",
+        "workloads/tests/fixtures",
+    ] {
+        for e in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            files.push(e.unwrap().path().display().to_string());
+        }
+    }
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let o = strata(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(), files.len());
+}
+
+/// One bad input: the file's text, what must appear in stderr (besides the file name).
+fn bad(name: &str, text: &str, expect: &[&str]) {
+    let path = file(name, text);
+    let p = path.display().to_string();
+    for args in [vec!["validate", &p], vec!["workload", "show", &p]] {
+        let o = strata(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains(&p), "message names the file: {err}");
+        for e in expect {
+            assert!(err.contains(e), "expected `{e}` in: {err}");
+        }
+    }
+}
+
+#[test]
+fn malformed_toml() {
+    bad("broken.toml", "[model\nname = 1\n", &["line 1"]);
+}
+
+#[test]
+fn unknown_key() {
+    bad(
+        "typo.toml",
+        &MODEL.replace("heads = 4", "hedas = 4"),
+        &["model.hedas", "unknown field"],
+    );
+}
+
+#[test]
+fn zero_heads() {
+    bad(
+        "zero.toml",
+        &MODEL.replace("heads = 4", "heads = 0"),
+        &["model.heads", "must be positive (got 0)"],
+    );
+}
+
+#[test]
+fn negative_layers() {
+    bad(
+        "neg.toml",
+        &MODEL.replace("layers = 2", "layers = -3"),
+        &["model.layers", "got -3"],
+    );
+}
+
+#[test]
+fn kv_heads_that_do_not_divide_heads() {
+    bad(
+        "gqa.toml",
+        &format!("{MODEL}kv_heads = 3\n"),
+        &["model.kv_heads", "must divide heads"],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    bad(
+        "type.toml",
+        &MODEL.replace("d_model = 64", "d_model = \"big\""),
+        &["model.d_model", "line 4"],
+    );
+}
+
+#[test]
+fn unknown_activation() {
+    bad(
+        "act.toml",
+        &MODEL.replace("\"gelu\"", "\"tanh\""),
+        &["model.activation", "unknown variant"],
+    );
+}
+
+#[test]
+fn unknown_rank() {
+    bad(
+        "rank.toml",
+        &CASCADE.replace("QK[m,p]", "QK[z,p]"),
+        &["cascade.einsums[0].expr", "unknown rank `z`"],
+    );
+}
+
+#[test]
+fn tensor_produced_twice() {
+    let text = format!("{CASCADE}[[cascade.einsums]]\nexpr = \"GM[p] = QK[m,p]\"\nreduce = \"max\"\n");
+    bad(
+        "twice.toml",
+        &text,
+        &["cascade.einsums[1]", "`GM` is already produced by einsums[0]"],
+    );
+}
+
+#[test]
+fn cycle() {
+    let text = CASCADE.replace("GM[p] = QK[m,p]", "GM[p] = X[m,p]")
+        + "[[cascade.einsums]]\nexpr = \"X[m,p] = Y[m,p] + QK[m,p]\"\n[[cascade.einsums]]\nexpr = \"Y[m,p] = X[m,p] * QK[m,p]\"\n";
+    bad("cycle.toml", &text, &["form a cycle: X -> Y -> X"]);
+}
+
+#[test]
+fn zero_size() {
+    bad(
+        "size.toml",
+        &CASCADE.replace("N = 8", "N = 0"),
+        &["cascade.params.N", "must be positive"],
+    );
+}
+
+#[test]
+fn unknown_parameter() {
+    bad(
+        "param.toml",
+        &CASCADE.replace("p = \"N\"", "p = \"Q\""),
+        &["cascade.ranks.p", "unknown parameter `Q`"],
+    );
+}
+
+#[test]
+fn running_tensor_without_init() {
+    let text = "[cascade]\nname = \"s\"\nranks = { i = 4 }\n[[cascade.einsums]]\nexpr = \"S[i+1] = S[i] + A[i]\"\n";
+    bad("init.toml", text, &["cascade.tensors.S.init", "needs an initial value"]);
+}
+
+#[test]
+fn bad_einsum_syntax() {
+    bad(
+        "syntax.toml",
+        &CASCADE.replace("QK[m,p]", "QK[m,p"),
+        &["cascade.einsums[0].expr", "expected ']'"],
+    );
+}
+
+#[test]
+fn attention_passes_out_of_range() {
+    let text = "[attention]\nname = \"a\"\npasses = 4\nbatch = 1\nheads = 2\nseq = 16\nhead_dim = 8\n";
+    bad("passes.toml", text, &["attention.passes", "must be 1, 2 or 3"]);
+}
+
+#[test]
+fn hugging_face_config_missing_a_key() {
+    bad(
+        "config.json",
+        r#"{"model_type": "llama", "hidden_size": 4096}"#,
+        &["num_hidden_layers", "missing"],
+    );
+}
+
+#[test]
+fn two_kinds_in_one_file() {
+    bad(
+        "two.toml",
+        &format!("{MODEL}{CASCADE}"),
+        &["exactly one top-level table"],
+    );
+}
+
+#[test]
+fn unknown_preset() {
+    let o = strata(&["workload", "show", "llama3-8b"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`llama3-8b` is neither a preset nor a file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_file_for_validate() {
+    let o = strata(&["validate", "/nonexistent/strata.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("/nonexistent/strata.toml: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unknown_set_parameter_and_bad_flags() {
+    let o = strata(&["workload", "show", "gemm", "--set", "Q=3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no parameter `Q`"), "{}", stderr(&o));
+    let o = strata(&["workload", "show", "llama2-7b", "--seq", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = strata(&["workload", "show", "gemm", "--seq", "10"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--set NAME=VALUE"), "{}", stderr(&o));
+}
+
+#[test]
+fn validate_reports_every_bad_file_and_passes_good_ones() {
+    let good = file("good.toml", MODEL);
+    let bad1 = file("bad1.toml", &MODEL.replace("heads = 4", "heads = 0"));
+    let bad2 = file("bad2.toml", &CASCADE.replace("N = 8", "N = -1"));
+    let (g, b1, b2) = (
+        good.display().to_string(),
+        bad1.display().to_string(),
+        bad2.display().to_string(),
+    );
+    let o = strata(&["validate", &g, &b1, &b2]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains(&format!("ok  {g}")));
+    let err = stderr(&o);
+    assert!(err.contains(&b1) && err.contains(&b2), "{err}");
+}
