@@ -1,0 +1,515 @@
+//! The validated architecture: a tree of storage levels, compute arrays attached to levels, and
+//! the links between devices.
+//!
+//! A single accelerator is a chain (DRAM → global buffer → PE registers); FuseMax's global
+//! buffer feeds two arrays, so it has two children; a GPU + host + SSD system is a chain whose
+//! upper edges are PCIe links. Levels are stored parents-first, so a `LevelId` order is a
+//! topological order.
+
+use std::collections::BTreeMap;
+
+use crate::error::{SpecError, SpecResult, from_toml};
+use crate::spec::{ArchFile, ArchSpec, DramSpec, LevelKind, LinkKind, NandSpec};
+use crate::units::{
+    Bytes, BytesPerSecond, Hertz, Picojoules, Seconds, parse_bandwidth, parse_bytes, parse_energy,
+    parse_energy_per_bit, parse_frequency, parse_time,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LevelId(pub usize);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnitId(pub usize);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Level {
+    pub name: String,
+    pub kind: LevelKind,
+    pub parent: Option<LevelId>,
+    pub device: String,
+    /// Per instance; `None` is unbounded.
+    pub capacity: Option<Bytes>,
+    pub mesh: (u64, u64),
+    /// Bytes per cycle per instance (the link between this level and its parent included); `None` is unbounded.
+    pub read_bandwidth: Option<f64>,
+    pub write_bandwidth: Option<f64>,
+    pub read_energy: Picojoules,
+    pub write_energy: Picojoules,
+    pub latency: Option<Seconds>,
+    pub link: Option<usize>,
+    pub dram: Option<DramOrg>,
+    pub nand: Option<NandOrg>,
+}
+
+impl Level {
+    pub fn instances(&self) -> u64 {
+        self.mesh.0 * self.mesh.1
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DramOrg {
+    pub standard: String,
+    pub channels: u64,
+    pub bank_groups: u64,
+    pub banks_per_group: u64,
+    pub rows: u64,
+    pub row_bytes: Bytes,
+    pub bus_bits: u64,
+    pub t_ck: Seconds,
+    pub timing: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NandOrg {
+    pub channels: u64,
+    pub chips_per_channel: u64,
+    pub dies_per_chip: u64,
+    pub planes_per_die: u64,
+    pub page_bytes: Bytes,
+    pub pages_per_block: u64,
+    pub t_read: Seconds,
+    pub t_program: Seconds,
+    pub t_erase: Seconds,
+    pub channel_bandwidth: BytesPerSecond,
+}
+
+impl NandOrg {
+    pub fn planes(&self) -> u64 {
+        self.channels * self.chips_per_channel * self.dies_per_chip * self.planes_per_die
+    }
+}
+
+/// Cost of one operation on one PE.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpCost {
+    pub cycles: f64,
+    pub energy: Picojoules,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputeUnit {
+    pub name: String,
+    pub level: LevelId,
+    pub rows: u64,
+    pub cols: u64,
+    pub pipeline_latency: u64,
+    pub ops: BTreeMap<String, OpCost>,
+}
+
+impl ComputeUnit {
+    pub fn pes(&self) -> u64 {
+        self.rows * self.cols
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub name: String,
+    pub kind: LinkKind,
+    pub bandwidth: BytesPerSecond,
+    pub count: u64,
+    pub latency: Option<Seconds>,
+    pub energy_per_bit: Picojoules,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arch {
+    pub name: String,
+    pub description: String,
+    pub clock: Hertz,
+    pub word_bytes: u64,
+    pub levels: Vec<Level>,
+    pub units: Vec<ComputeUnit>,
+    pub links: Vec<Link>,
+}
+
+fn positive(path: &str, v: i64) -> SpecResult<u64> {
+    if v <= 0 {
+        Err(SpecError::new(path, format!("must be positive (got {v})")))
+    } else {
+        Ok(v as u64)
+    }
+}
+
+fn unit<T>(path: &str, s: &str, parse: fn(&str) -> Result<T, String>) -> SpecResult<T> {
+    parse(s).map_err(|e| SpecError::new(path, e))
+}
+
+impl Arch {
+    /// Parses and validates an architecture file's text.
+    pub fn from_toml(text: &str) -> SpecResult<Arch> {
+        let file: ArchFile = from_toml(text)?;
+        Arch::from_spec(&file.arch)
+    }
+
+    pub fn from_spec(spec: &ArchSpec) -> SpecResult<Arch> {
+        if spec.name.trim().is_empty() {
+            return Err(SpecError::new("arch.name", "must not be empty"));
+        }
+        let clock = unit("arch.clock", &spec.clock, parse_frequency)?;
+        if clock.0 <= 0.0 {
+            return Err(SpecError::new("arch.clock", "must be positive"));
+        }
+        let word_bytes = positive("arch.word_bytes", spec.word_bytes)?;
+        let mut links = Vec::new();
+        for (i, l) in spec.links.iter().enumerate() {
+            let p = format!("arch.links[{i}]");
+            if links.iter().any(|x: &Link| x.name == l.name) {
+                return Err(SpecError::new(
+                    format!("{p}.name"),
+                    format!("duplicate link name `{}`", l.name),
+                ));
+            }
+            let bandwidth = unit(&format!("{p}.bandwidth"), &l.bandwidth, parse_bandwidth)?;
+            if bandwidth.0 <= 0.0 {
+                return Err(SpecError::new(format!("{p}.bandwidth"), "must be positive"));
+            }
+            links.push(Link {
+                name: l.name.clone(),
+                kind: l.kind,
+                bandwidth,
+                count: positive(&format!("{p}.count"), l.count)?,
+                latency: l
+                    .latency
+                    .as_deref()
+                    .map(|s| unit(&format!("{p}.latency"), s, parse_time))
+                    .transpose()?,
+                energy_per_bit: l
+                    .energy_per_bit
+                    .as_deref()
+                    .map(|s| unit(&format!("{p}.energy_per_bit"), s, parse_energy_per_bit))
+                    .transpose()?
+                    .unwrap_or_default(),
+            });
+        }
+        if spec.levels.is_empty() {
+            return Err(SpecError::new(
+                "arch.levels",
+                "an architecture needs at least one storage level",
+            ));
+        }
+        let mut levels: Vec<Level> = Vec::new();
+        for (i, l) in spec.levels.iter().enumerate() {
+            let p = format!("arch.levels[{i}]");
+            if levels.iter().any(|x| x.name == l.name) {
+                return Err(SpecError::new(
+                    format!("{p}.name"),
+                    format!("duplicate level name `{}`", l.name),
+                ));
+            }
+            if l.root && l.parent.is_some() {
+                return Err(SpecError::new(
+                    format!("{p}.root"),
+                    "a root level cannot also name a parent",
+                ));
+            }
+            let parent = match (&l.parent, i) {
+                _ if l.root => None,
+                (Some(name), _) => Some(LevelId(levels.iter().position(|x| &x.name == name).ok_or_else(
+                    || {
+                        SpecError::new(
+                            format!("{p}.parent"),
+                            format!("`{name}` is not a level listed before this one"),
+                        )
+                    },
+                )?)),
+                (None, 0) => None,
+                (None, _) => Some(LevelId(i - 1)),
+            };
+            let mesh = (
+                positive(&format!("{p}.mesh[0]"), l.mesh[0])?,
+                positive(&format!("{p}.mesh[1]"), l.mesh[1])?,
+            );
+            if let Some(pa) = parent {
+                let pm = levels[pa.0].mesh;
+                if mesh.0 % pm.0 != 0 || mesh.1 % pm.1 != 0 {
+                    return Err(SpecError::new(
+                        format!("{p}.mesh"),
+                        format!(
+                            "[{}, {}] must be a multiple of the parent's mesh [{}, {}]",
+                            mesh.0, mesh.1, pm.0, pm.1
+                        ),
+                    ));
+                }
+            }
+            let capacity = match &l.capacity {
+                Some(s) => {
+                    let c = unit(&format!("{p}.capacity"), s, parse_bytes)?;
+                    if c.0 == 0 {
+                        return Err(SpecError::new(
+                            format!("{p}.capacity"),
+                            "must be positive (omit it for unbounded)",
+                        ));
+                    }
+                    Some(c)
+                }
+                None => None,
+            };
+            let bw = |key: &str, s: &Option<String>| -> SpecResult<Option<f64>> {
+                match s {
+                    None => Ok(None),
+                    Some(s) => {
+                        // "512 B/cycle" is per clock; "400 GiB/s" is converted with the arch clock.
+                        let per_cycle = match s.trim().strip_suffix("/cycle") {
+                            Some(b) => unit(&format!("{p}.{key}"), b, parse_bytes)?.0 as f64,
+                            None => unit(&format!("{p}.{key}"), s, parse_bandwidth)?.0 / clock.0,
+                        };
+                        if per_cycle <= 0.0 {
+                            return Err(SpecError::new(
+                                format!("{p}.{key}"),
+                                "must be positive (omit it for unbounded)",
+                            ));
+                        }
+                        Ok(Some(per_cycle))
+                    }
+                }
+            };
+            let link = match &l.link {
+                Some(name) => Some(
+                    links
+                        .iter()
+                        .position(|x| &x.name == name)
+                        .ok_or_else(|| SpecError::new(format!("{p}.link"), format!("unknown link `{name}`")))?,
+                ),
+                None => None,
+            };
+            let link_bw =
+                link.map(|k| links[k].bandwidth.0 * links[k].count as f64 / clock.0 / mesh.0 as f64 / mesh.1 as f64);
+            let limit = |b: Option<f64>| match (b, link_bw) {
+                (Some(b), Some(l)) => Some(b.min(l)),
+                (b, l) => b.or(l),
+            };
+            let read_bandwidth = limit(bw("read_bandwidth", &l.read_bandwidth)?);
+            let write_bandwidth = match &l.write_bandwidth {
+                Some(_) => limit(bw("write_bandwidth", &l.write_bandwidth)?),
+                None => read_bandwidth,
+            };
+            let energy = |key: &str, s: &Option<String>| -> SpecResult<Option<Picojoules>> {
+                s.as_deref()
+                    .map(|s| unit(&format!("{p}.{key}"), s, parse_energy))
+                    .transpose()
+            };
+            let read_energy = energy("read_energy", &l.read_energy)?.unwrap_or_default();
+            let write_energy = energy("write_energy", &l.write_energy)?.unwrap_or(read_energy);
+            let dram = l.dram.as_ref().map(|d| dram(&format!("{p}.dram"), d)).transpose()?;
+            let nand = l.nand.as_ref().map(|n| nand(&format!("{p}.nand"), n)).transpose()?;
+            if dram.is_some() && !matches!(l.kind, LevelKind::Dram | LevelKind::Hbm) {
+                return Err(SpecError::new(
+                    format!("{p}.dram"),
+                    "only dram and hbm levels carry a [dram] organisation",
+                ));
+            }
+            if nand.is_some() && !matches!(l.kind, LevelKind::Nand | LevelKind::Ssd) {
+                return Err(SpecError::new(
+                    format!("{p}.nand"),
+                    "only nand and ssd levels carry a [nand] organisation",
+                ));
+            }
+            levels.push(Level {
+                name: l.name.clone(),
+                kind: l.kind,
+                parent,
+                device: l.device.clone().unwrap_or_else(|| "main".into()),
+                capacity,
+                mesh,
+                read_bandwidth,
+                write_bandwidth,
+                read_energy,
+                write_energy,
+                latency: l
+                    .latency
+                    .as_deref()
+                    .map(|s| unit(&format!("{p}.latency"), s, parse_time))
+                    .transpose()?,
+                link,
+                dram,
+                nand,
+            });
+        }
+        if spec.compute.is_empty() {
+            return Err(SpecError::new(
+                "arch.compute",
+                "an architecture needs at least one compute unit",
+            ));
+        }
+        let mut units: Vec<ComputeUnit> = Vec::new();
+        for (i, c) in spec.compute.iter().enumerate() {
+            let p = format!("arch.compute[{i}]");
+            if units.iter().any(|x| x.name == c.name) {
+                return Err(SpecError::new(
+                    format!("{p}.name"),
+                    format!("duplicate compute unit name `{}`", c.name),
+                ));
+            }
+            let level = levels
+                .iter()
+                .position(|x| x.name == c.level)
+                .ok_or_else(|| SpecError::new(format!("{p}.level"), format!("unknown level `{}`", c.level)))?;
+            let (rows, cols) = (
+                positive(&format!("{p}.rows"), c.rows)?,
+                positive(&format!("{p}.cols"), c.cols)?,
+            );
+            let mesh = levels[level].mesh;
+            if cols % mesh.0 != 0 || rows % mesh.1 != 0 {
+                return Err(SpecError::new(
+                    p.clone(),
+                    format!(
+                        "a {rows}×{cols} array cannot be split evenly over the {}×{} instances of `{}`",
+                        mesh.1, mesh.0, c.level
+                    ),
+                ));
+            }
+            if c.ops.is_empty() {
+                return Err(SpecError::new(
+                    format!("{p}.ops"),
+                    "a compute unit needs at least one operation",
+                ));
+            }
+            let mut ops = BTreeMap::new();
+            for (name, op) in &c.ops {
+                let op_path = format!("{p}.ops.{name}");
+                if !(op.cycles.is_finite() && op.cycles > 0.0) {
+                    return Err(SpecError::new(
+                        format!("{op_path}.cycles"),
+                        format!("must be positive (got {})", op.cycles),
+                    ));
+                }
+                ops.insert(
+                    name.clone(),
+                    OpCost {
+                        cycles: op.cycles,
+                        energy: unit(&format!("{op_path}.energy"), &op.energy, parse_energy)?,
+                    },
+                );
+            }
+            if c.pipeline_latency < 0 {
+                return Err(SpecError::new(format!("{p}.pipeline_latency"), "must not be negative"));
+            }
+            units.push(ComputeUnit {
+                name: c.name.clone(),
+                level: LevelId(level),
+                rows,
+                cols,
+                pipeline_latency: c.pipeline_latency as u64,
+                ops,
+            });
+        }
+        Ok(Arch {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            clock,
+            word_bytes,
+            levels,
+            units,
+            links,
+        })
+    }
+
+    pub fn level_id(&self, name: &str) -> Option<LevelId> {
+        self.levels.iter().position(|l| l.name == name).map(LevelId)
+    }
+
+    pub fn level(&self, id: LevelId) -> &Level {
+        &self.levels[id.0]
+    }
+
+    pub fn unit_id(&self, name: &str) -> Option<UnitId> {
+        self.units.iter().position(|u| u.name == name).map(UnitId)
+    }
+
+    pub fn unit(&self, id: UnitId) -> &ComputeUnit {
+        &self.units[id.0]
+    }
+
+    /// The chain of levels from the root down to `level`, outermost first.
+    pub fn path_to(&self, level: LevelId) -> Vec<LevelId> {
+        let mut path = vec![level];
+        while let Some(p) = self.levels[path.last().expect("non-empty").0].parent {
+            path.push(p);
+        }
+        path.reverse();
+        path
+    }
+
+    /// Spatial fan-out in (x, y) from one instance of `level` to the next stage: the
+    /// instances of `child`, or the PEs of `unit` when `level` is the unit's own level.
+    pub fn fanout(&self, level: LevelId, child: Option<LevelId>, unit: UnitId) -> (u64, u64) {
+        let m = self.levels[level.0].mesh;
+        match child {
+            Some(c) => {
+                let cm = self.levels[c.0].mesh;
+                (cm.0 / m.0, cm.1 / m.1)
+            }
+            None => {
+                let u = &self.units[unit.0];
+                (u.cols / m.0, u.rows / m.1)
+            }
+        }
+    }
+}
+
+fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
+    let org = DramOrg {
+        standard: d.standard.clone(),
+        channels: positive(&format!("{p}.channels"), d.channels)?,
+        bank_groups: positive(&format!("{p}.bank_groups"), d.bank_groups)?,
+        banks_per_group: positive(&format!("{p}.banks_per_group"), d.banks_per_group)?,
+        rows: positive(&format!("{p}.rows"), d.rows)?,
+        row_bytes: unit(&format!("{p}.row_bytes"), &d.row_bytes, parse_bytes)?,
+        bus_bits: positive(&format!("{p}.bus_bits"), d.bus_bits)?,
+        t_ck: unit(&format!("{p}.t_ck"), &d.t_ck, parse_time)?,
+        timing: d.timing.clone(),
+    };
+    for (k, v) in &org.timing {
+        if !(v.is_finite() && *v >= 0.0) {
+            return Err(SpecError::new(
+                format!("{p}.timing.{k}"),
+                format!("must be a non-negative number of cycles (got {v})"),
+            ));
+        }
+    }
+    let t = |k: &str| org.timing.get(k).copied();
+    if let (Some(ras), Some(rcd)) = (t("tRAS"), t("tRCD"))
+        && ras < rcd
+    {
+        return Err(SpecError::new(
+            format!("{p}.timing.tRAS"),
+            format!("tRAS ({ras}) must be at least tRCD ({rcd})"),
+        ));
+    }
+    if let (Some(rc), Some(ras), Some(rp)) = (t("tRC"), t("tRAS"), t("tRP"))
+        && rc < ras + rp
+    {
+        return Err(SpecError::new(
+            format!("{p}.timing.tRC"),
+            format!("tRC ({rc}) must be at least tRAS + tRP ({})", ras + rp),
+        ));
+    }
+    if org.row_bytes.0 == 0 || org.t_ck.0 <= 0.0 {
+        return Err(SpecError::new(p, "row_bytes and t_ck must be positive"));
+    }
+    Ok(org)
+}
+
+fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {
+    let org = NandOrg {
+        channels: positive(&format!("{p}.channels"), n.channels)?,
+        chips_per_channel: positive(&format!("{p}.chips_per_channel"), n.chips_per_channel)?,
+        dies_per_chip: positive(&format!("{p}.dies_per_chip"), n.dies_per_chip)?,
+        planes_per_die: positive(&format!("{p}.planes_per_die"), n.planes_per_die)?,
+        page_bytes: unit(&format!("{p}.page_bytes"), &n.page_bytes, parse_bytes)?,
+        pages_per_block: positive(&format!("{p}.pages_per_block"), n.pages_per_block)?,
+        t_read: unit(&format!("{p}.t_read"), &n.t_read, parse_time)?,
+        t_program: unit(&format!("{p}.t_program"), &n.t_program, parse_time)?,
+        t_erase: unit(&format!("{p}.t_erase"), &n.t_erase, parse_time)?,
+        channel_bandwidth: unit(&format!("{p}.channel_bandwidth"), &n.channel_bandwidth, parse_bandwidth)?,
+    };
+    if org.page_bytes.0 == 0 {
+        return Err(SpecError::new(format!("{p}.page_bytes"), "must be positive"));
+    }
+    if org.t_read.0 <= 0.0 || org.channel_bandwidth.0 <= 0.0 {
+        return Err(SpecError::new(p, "t_read and channel_bandwidth must be positive"));
+    }
+    Ok(org)
+}

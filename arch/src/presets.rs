@@ -1,0 +1,31 @@
+//! Architecture presets, embedded so the binary works from any directory. Each TOML file says
+//! in comments where its numbers come from.
+
+use crate::arch::Arch;
+use crate::error::SpecResult;
+
+/// (name, TOML text) of every architecture preset.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("a100", include_str!("../presets/a100.toml")),
+    ("a6000-csd", include_str!("../presets/a6000-csd.toml")),
+    ("cambricon-llm-l", include_str!("../presets/cambricon-llm-l.toml")),
+    ("cambricon-llm-m", include_str!("../presets/cambricon-llm-m.toml")),
+    ("cambricon-llm-s", include_str!("../presets/cambricon-llm-s.toml")),
+    ("flat", include_str!("../presets/flat.toml")),
+    ("flat-edge", include_str!("../presets/flat-edge.toml")),
+    ("fusemax", include_str!("../presets/fusemax.toml")),
+    ("h100", include_str!("../presets/h100.toml")),
+    ("m1-max", include_str!("../presets/m1-max.toml")),
+    ("t4-host-ssd", include_str!("../presets/t4-host-ssd.toml")),
+    ("unfused", include_str!("../presets/unfused.toml")),
+];
+
+/// The TOML text of a preset.
+pub fn text(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|p| p.0 == name).map(|p| p.1)
+}
+
+/// Parses and validates a preset.
+pub fn load(name: &str) -> Option<SpecResult<Arch>> {
+    text(name).map(Arch::from_toml)
+}

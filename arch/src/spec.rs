@@ -1,0 +1,170 @@
+//! The serde mirror of an architecture file. Sizes, bandwidths, clocks and energies are unit
+//! strings ("16 MiB", "400 GiB/s", "940 MHz", "17.16 pJ"); [`crate::Arch::from_spec`] resolves them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchFile {
+    pub arch: ArchSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub clock: String,
+    #[serde(default = "two")]
+    pub word_bytes: i64,
+    /// Storage levels, each after its parent; the first is a root (off-chip memory).
+    pub levels: Vec<LevelSpec>,
+    pub compute: Vec<ComputeSpec>,
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+}
+
+fn two() -> i64 {
+    2
+}
+
+/// What a storage level is built from; decides which organisation table it may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelKind {
+    RegisterFile,
+    Sram,
+    Dram,
+    Hbm,
+    Nand,
+    Ssd,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelSpec {
+    pub name: String,
+    pub kind: LevelKind,
+    /// The level this one is filled from; defaults to the level listed just before it.
+    pub parent: Option<String>,
+    /// Marks a second (or later) root: an off-chip memory with no parent.
+    #[serde(default)]
+    pub root: bool,
+    /// The device or chiplet the level belongs to (systems of several devices).
+    pub device: Option<String>,
+    /// Per instance; omitted means unbounded (a backing store).
+    pub capacity: Option<String>,
+    /// Instances arranged as `[x, y]`; spatial loops above this level fan out over them.
+    #[serde(default = "one_by_one")]
+    pub mesh: [i64; 2],
+    /// Per instance; omitted means unbounded.
+    pub read_bandwidth: Option<String>,
+    /// Per instance; defaults to the read bandwidth.
+    pub write_bandwidth: Option<String>,
+    /// Per word read.
+    pub read_energy: Option<String>,
+    /// Per word written; defaults to the read energy.
+    pub write_energy: Option<String>,
+    pub latency: Option<String>,
+    /// A link between this level and its parent that also limits the bandwidth between them.
+    pub link: Option<String>,
+    pub dram: Option<DramSpec>,
+    pub nand: Option<NandSpec>,
+}
+
+fn one_by_one() -> [i64; 2] {
+    [1, 1]
+}
+
+/// DRAM/HBM organisation and timing, in clock cycles of `t_ck` (the cycle-approximate engine's input).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DramSpec {
+    pub standard: String,
+    pub channels: i64,
+    pub bank_groups: i64,
+    pub banks_per_group: i64,
+    pub rows: i64,
+    pub row_bytes: String,
+    pub bus_bits: i64,
+    /// Clock period, e.g. "1 ns".
+    pub t_ck: String,
+    /// Named timings in cycles of `t_ck`: CL, tRCD, tRP, tRAS, tRC, tCCD_S, tCCD_L, tRRD_S, tRRD_L, tFAW, tREFI, tRFC, BL.
+    pub timing: BTreeMap<String, f64>,
+}
+
+/// NAND flash organisation and timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NandSpec {
+    pub channels: i64,
+    pub chips_per_channel: i64,
+    pub dies_per_chip: i64,
+    pub planes_per_die: i64,
+    pub page_bytes: String,
+    pub pages_per_block: i64,
+    pub t_read: String,
+    pub t_program: String,
+    pub t_erase: String,
+    /// Channel transfer rate per channel, e.g. "1 GB/s".
+    pub channel_bandwidth: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSpec {
+    pub name: String,
+    /// The innermost storage level feeding the array's PEs.
+    pub level: String,
+    #[serde(default = "one")]
+    pub rows: i64,
+    pub cols: i64,
+    /// Cycles to fill and drain the array once (paid per hand-off when Einsums do not interleave).
+    #[serde(default)]
+    pub pipeline_latency: i64,
+    /// Operation name → cost per element on one PE.
+    pub ops: BTreeMap<String, OpSpec>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpSpec {
+    /// Cycles one PE is occupied per element.
+    #[serde(default = "one_f")]
+    pub cycles: f64,
+    pub energy: String,
+}
+
+fn one_f() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    Pcie,
+    DieToDie,
+    Nvlink,
+    FlashChannel,
+    Dma,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub name: String,
+    pub kind: LinkKind,
+    /// Per lane group (one link); `count` links run in parallel.
+    pub bandwidth: String,
+    #[serde(default = "one")]
+    pub count: i64,
+    pub latency: Option<String>,
+    pub energy_per_bit: Option<String>,
+}

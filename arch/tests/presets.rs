@@ -1,0 +1,154 @@
+//! Every architecture preset validates, and the numbers the papers fix come out of the units.
+
+use strata_arch::presets::{PRESETS, load};
+use strata_arch::units::Bytes;
+use strata_arch::{Arch, LevelId};
+
+fn preset(name: &str) -> Arch {
+    load(name)
+        .expect("preset exists")
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_preset_validates_and_is_named_after_its_file() {
+    for (name, _) in PRESETS {
+        assert_eq!(preset(name).name, *name);
+    }
+    for name in [
+        "fusemax",
+        "flat",
+        "unfused",
+        "flat-edge",
+        "h100",
+        "a100",
+        "t4-host-ssd",
+        "a6000-csd",
+    ] {
+        assert!(load(name).is_some(), "{name} missing");
+    }
+    for name in ["cambricon-llm-s", "cambricon-llm-m", "cambricon-llm-l", "m1-max"] {
+        assert!(load(name).is_some(), "{name} missing");
+    }
+}
+
+#[test]
+fn fusemax_numbers() {
+    let a = preset("fusemax");
+    assert_eq!(a.clock.0, 940e6);
+    let dram = a.level(a.level_id("DRAM").unwrap());
+    // 400 GiB/s at 940 MHz, in bytes per cycle.
+    assert!((dram.read_bandwidth.unwrap() - 400.0 * 1073741824.0 / 940e6).abs() < 1e-9);
+    let gb = a.level_id("GlobalBuffer").unwrap();
+    assert_eq!(a.level(gb).capacity, Some(Bytes(16 << 20)));
+    // The buffer feeds both arrays: 2D through a 256×256 register mesh, 1D through 256.
+    let pe2d = a.unit_id("pe2d").unwrap();
+    let rf2d = a.level_id("RF2D").unwrap();
+    assert_eq!(a.path_to(rf2d), vec![LevelId(0), gb, rf2d]);
+    assert_eq!(a.fanout(gb, Some(rf2d), pe2d), (256, 256));
+    assert_eq!(a.fanout(rf2d, None, pe2d), (1, 1));
+    assert_eq!(a.unit(pe2d).ops["exp"].cycles, 7.0);
+    assert_eq!(a.unit(pe2d).pes(), 65536);
+}
+
+#[test]
+fn system_presets_carry_their_device_organisation() {
+    let s = preset("cambricon-llm-s");
+    let flash = s.level(s.level_id("Flash").unwrap());
+    let nand = flash.nand.as_ref().unwrap();
+    assert_eq!((nand.channels, nand.chips_per_channel, nand.planes()), (8, 2, 64));
+    let l = preset("cambricon-llm-l");
+    assert_eq!(
+        l.level(l.level_id("Flash").unwrap()).nand.as_ref().unwrap().planes(),
+        1024
+    );
+    let csd = preset("a6000-csd");
+    let buf = csd.level(csd.level_id("CSDBuffer").unwrap());
+    // The 8 × 1.4 GB/s flash channels bound the CSD's internal bandwidth (11.2 GB/s).
+    assert!((buf.read_bandwidth.unwrap() * csd.clock.0 - 11.2e9).abs() < 1.0);
+    assert_eq!(csd.level(csd.level_id("HostDRAM").unwrap()).parent, None);
+    let h100 = preset("h100");
+    let macs_per_s = h100.unit(h100.unit_id("tensor").unwrap()).pes() as f64 * h100.clock.0;
+    assert!(
+        (2.0 * macs_per_s / 1e12 - 989.0).abs() < 1.0,
+        "{}",
+        2.0 * macs_per_s / 1e12
+    );
+}
+
+fn err(text: &str) -> String {
+    Arch::from_toml(text).unwrap_err().to_string()
+}
+
+const MINI: &str = r#"[arch]
+name = "mini"
+clock = "1 GHz"
+[[arch.levels]]
+name = "DRAM"
+kind = "dram"
+read_bandwidth = "10 GB/s"
+[[arch.levels]]
+name = "Buf"
+kind = "sram"
+capacity = "64 KiB"
+mesh = [4, 1]
+[[arch.compute]]
+name = "pe"
+level = "Buf"
+cols = 4
+ops = { mac = { energy = "1 pJ" } }
+"#;
+
+#[test]
+fn bad_architectures_are_located() {
+    assert!(Arch::from_toml(MINI).is_ok());
+    let cases = [
+        (
+            MINI.replace("\"10 GB/s\"", "\"0 GB/s\""),
+            "arch.levels[0].read_bandwidth: must be positive",
+        ),
+        (
+            MINI.replace("\"64 KiB\"", "\"0 B\""),
+            "arch.levels[1].capacity: must be positive",
+        ),
+        (
+            MINI.replace("\"64 KiB\"", "\"64 KB/s\""),
+            "arch.levels[1].capacity: `64 KB/s`: unknown size unit",
+        ),
+        (
+            MINI.replace("level = \"Buf\"", "level = \"SRAM\""),
+            "arch.compute[0].level: unknown level `SRAM`",
+        ),
+        (MINI.replace("cols = 4", "cols = 6"), "cannot be split evenly"),
+        (
+            MINI.replace("kind = \"sram\"", "kind = \"sram\"\nparent = \"L9\""),
+            "arch.levels[1].parent",
+        ),
+        (MINI.replace("clock = \"1 GHz\"", "clock = \"fast\""), "arch.clock"),
+        (
+            MINI.replace("kind = \"sram\"", "kind = \"flash\""),
+            "arch.levels[1].kind",
+        ),
+        (
+            MINI.replace("energy = \"1 pJ\" }", "energy = \"1 pJ\", cycles = 0 }"),
+            "arch.compute[0].ops.mac.cycles",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = err(&text);
+        assert!(e.contains(want), "expected `{want}` in `{e}`");
+    }
+}
+
+#[test]
+fn inconsistent_dram_timing_is_rejected() {
+    let text = MINI.replace(
+        "read_bandwidth = \"10 GB/s\"",
+        "read_bandwidth = \"10 GB/s\"\n[arch.levels.dram]\nstandard = \"DDR4\"\nchannels = 1\nbank_groups = 4\nbanks_per_group = 4\nrows = 65536\nrow_bytes = \"8 KiB\"\nbus_bits = 64\nt_ck = \"0.625 ns\"\ntiming = { tRCD = 22, tRAS = 10 }",
+    );
+    assert!(
+        err(&text).contains("arch.levels[0].dram.timing.tRAS: tRAS (10) must be at least tRCD (22)"),
+        "{}",
+        err(&text)
+    );
+}
