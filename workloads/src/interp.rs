@@ -165,7 +165,8 @@ fn coordinate(e: &Einsum, ix: &Index, coord: &[u64]) -> u64 {
     }
 }
 
-fn apply<T: Scalar>(op: MapOp, a: T, b: T) -> T {
+/// Applies a map operator (unary operators ignore `b`).
+pub fn apply<T: Scalar>(op: MapOp, a: T, b: T) -> T {
     match op {
         MapOp::Mul => a.mul(b),
         MapOp::Add => a.add(b),

@@ -1,0 +1,741 @@
+//! Validating a mapping spec against its cascade and architecture.
+//!
+//! Everything a cost model or executor relies on is checked here, with the key path of the
+//! culprit: names exist, each rank is covered exactly (only a rank's outermost loop may be
+//! imperfect), spatial loops fit the fan-out, every operand is kept somewhere, tensors from
+//! outside the cascade live at the root, fused intermediates are shared only inside a group,
+//! recurrences step only in a group's shared loops, and the unit has every operation it needs.
+
+use std::collections::BTreeMap;
+
+use strata_arch::Arch;
+use strata_workloads::einsum::{Cascade, Index, RankId};
+
+use crate::nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, point_ops};
+use crate::spec::{EinsumMappingSpec, GroupSpec, MappingFile, MappingSpec};
+use crate::{SpecError, SpecResult};
+
+/// A loop as written, before its `*` is resolved.
+#[derive(Debug, Clone, Copy)]
+struct RawLoop {
+    rank: RankId,
+    bound: Option<u64>,
+    dim: Option<Dim>,
+    level: usize,
+}
+
+fn parse_loop(c: &Cascade, path: &str, text: &str, level: usize) -> SpecResult<RawLoop> {
+    let (rank, rest) = text.split_once('=').ok_or_else(|| {
+        SpecError::new(
+            path,
+            format!("`{text}`: a loop is written `rank=bound`, `rank=*` or `rank=bound@x`"),
+        )
+    })?;
+    let rank_name = rank.trim();
+    let rank = c.rank_id(rank_name).ok_or_else(|| {
+        let names: Vec<&str> = c.ranks().iter().map(|r| r.name.as_str()).collect();
+        SpecError::new(
+            path,
+            format!("`{text}`: unknown rank `{rank_name}` (ranks: {})", names.join(", ")),
+        )
+    })?;
+    let (bound, dim) = match rest.split_once('@') {
+        Some((b, d)) => {
+            let dim = match d.trim() {
+                "x" | "X" => Dim::X,
+                "y" | "Y" => Dim::Y,
+                other => {
+                    return Err(SpecError::new(
+                        path,
+                        format!("`{text}`: unknown array dimension `{other}` (x or y)"),
+                    ));
+                }
+            };
+            (b.trim(), Some(dim))
+        }
+        None => (rest.trim(), None),
+    };
+    let bound = match bound {
+        "*" => None,
+        b => match b.parse::<i64>() {
+            Ok(v) if v > 0 => Some(v as u64),
+            _ => {
+                return Err(SpecError::new(
+                    path,
+                    format!("`{text}`: the bound must be a positive integer or `*`"),
+                ));
+            }
+        },
+    };
+    Ok(RawLoop {
+        rank,
+        bound,
+        dim,
+        level,
+    })
+}
+
+impl CascadeMapping {
+    /// Parses and validates a mapping file's text.
+    pub fn from_toml(text: &str, cascade: &Cascade, arch: &Arch) -> SpecResult<CascadeMapping> {
+        let file: MappingFile = crate::from_toml(text)?;
+        CascadeMapping::resolve(&file.mapping, cascade, arch)
+    }
+
+    pub fn resolve(spec: &MappingSpec, c: &Cascade, arch: &Arch) -> SpecResult<CascadeMapping> {
+        let n = c.einsums().len();
+        // Which spec entry maps which Einsum.
+        let mut entry: Vec<Option<usize>> = vec![None; n];
+        for (i, e) in spec.einsums.iter().enumerate() {
+            let path = format!("mapping.einsums[{i}].einsum");
+            let idx = c.einsums().iter().position(|x| x.name == e.einsum).ok_or_else(|| {
+                let names: Vec<&str> = c.einsums().iter().map(|x| x.name.as_str()).collect();
+                SpecError::new(
+                    &path,
+                    format!("unknown einsum `{}` (einsums: {})", e.einsum, names.join(", ")),
+                )
+            })?;
+            if let Some(prev) = entry[idx] {
+                return Err(SpecError::new(
+                    path,
+                    format!("einsum `{}` is already mapped by einsums[{prev}]", e.einsum),
+                ));
+            }
+            entry[idx] = Some(i);
+        }
+        if let Some(missing) = entry.iter().position(Option::is_none) {
+            return Err(SpecError::new(
+                "mapping.einsums",
+                format!("no mapping for einsum `{}`", c.einsums()[missing].name),
+            ));
+        }
+
+        let (schedule, prefixes) = build_schedule(spec, c)?;
+
+        let mut nests = Vec::with_capacity(n);
+        let mut prefix_bounds = Vec::with_capacity(n);
+        for (idx, e) in entry.iter().enumerate() {
+            let i = e.expect("checked above");
+            let (nest, bounds) = resolve_einsum(&spec.einsums[i], i, idx, c, arch, &prefixes[idx])?;
+            nests.push(nest);
+            prefix_bounds.push(bounds);
+        }
+        let mut schedule = schedule;
+        fill_group_prefixes(&mut schedule, spec, c, &prefix_bounds, 0);
+        check_prefix_agreement(&schedule, &nests, c, spec)?;
+        check_homes(&nests, c, arch, &schedule, spec)?;
+        check_recurrences(&nests, c, &schedule, spec)?;
+        Ok(CascadeMapping {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            nests,
+            schedule,
+        })
+    }
+}
+
+/// Builds the execution tree and, per Einsum, the prefix loops of its enclosing groups (outermost first).
+#[allow(clippy::type_complexity)]
+fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec<Vec<(String, String)>>)> {
+    let n = c.einsums().len();
+    let group_index: BTreeMap<&str, usize> = spec
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.name.as_str(), i))
+        .collect();
+    if group_index.len() != spec.groups.len() {
+        return Err(SpecError::new("mapping.groups", "group names must be unique"));
+    }
+    let mut parent_of_einsum: Vec<Option<usize>> = vec![None; n];
+    let mut parent_of_group: Vec<Option<usize>> = vec![None; spec.groups.len()];
+    for (gi, g) in spec.groups.iter().enumerate() {
+        if g.members.is_empty() {
+            return Err(SpecError::new(
+                format!("mapping.groups[{gi}].members"),
+                "a group needs members",
+            ));
+        }
+        for m in &g.members {
+            let path = format!("mapping.groups[{gi}].members");
+            if let Some(&sub) = group_index.get(m.as_str()) {
+                if parent_of_group[sub].is_some() || sub == gi {
+                    return Err(SpecError::new(
+                        path,
+                        format!("group `{m}` is a member of more than one group"),
+                    ));
+                }
+                parent_of_group[sub] = Some(gi);
+            } else if let Some(e) = c.einsums().iter().position(|x| &x.name == m) {
+                if parent_of_einsum[e].is_some() {
+                    return Err(SpecError::new(
+                        path,
+                        format!("einsum `{m}` is a member of more than one group"),
+                    ));
+                }
+                parent_of_einsum[e] = Some(gi);
+            } else {
+                return Err(SpecError::new(path, format!("`{m}` is neither an einsum nor a group")));
+            }
+        }
+    }
+    // Cycles among groups.
+    for start in 0..spec.groups.len() {
+        let mut g = start;
+        let mut steps = 0;
+        while let Some(p) = parent_of_group[g] {
+            g = p;
+            steps += 1;
+            if steps > spec.groups.len() {
+                return Err(SpecError::new(
+                    format!("mapping.groups[{start}]"),
+                    "groups contain each other in a cycle",
+                ));
+            }
+        }
+    }
+    fn node(spec: &MappingSpec, c: &Cascade, gi: usize, index: &BTreeMap<&str, usize>) -> Node {
+        let g: &GroupSpec = &spec.groups[gi];
+        let members = g
+            .members
+            .iter()
+            .map(|m| match index.get(m.as_str()) {
+                Some(&sub) => node(spec, c, sub, index),
+                None => Node::Einsum(c.einsums().iter().position(|x| &x.name == m).expect("checked")),
+            })
+            .collect();
+        Node::Group(Group {
+            name: g.name.clone(),
+            prefix: Vec::new(),
+            members,
+            pipelining: g.pipelining,
+        })
+    }
+    // Top level: Einsums and groups without a parent, ordered by their first Einsum.
+    let mut top: Vec<Node> = Vec::new();
+    for (gi, p) in parent_of_group.iter().enumerate() {
+        if p.is_none() {
+            top.push(node(spec, c, gi, &group_index));
+        }
+    }
+    for (e, p) in parent_of_einsum.iter().enumerate() {
+        if p.is_none() {
+            top.push(Node::Einsum(e));
+        }
+    }
+    top.sort_by_key(|nd| nd.einsums().into_iter().min().unwrap_or(usize::MAX));
+    let order: Vec<usize> = top.iter().flat_map(Node::einsums).collect();
+    if order != (0..n).collect::<Vec<_>>() {
+        let names: Vec<&str> = order.iter().map(|&e| c.einsums()[e].name.as_str()).collect();
+        return Err(SpecError::new(
+            "mapping.groups",
+            format!("the groups run the einsums out of cascade order ({})", names.join(", ")),
+        ));
+    }
+    // Prefix texts per Einsum: (group path for errors, loop text), outermost group first.
+    let mut prefixes: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    for (e, prefix) in prefixes.iter_mut().enumerate() {
+        let mut chain = Vec::new();
+        let mut g = parent_of_einsum[e];
+        while let Some(gi) = g {
+            chain.push(gi);
+            g = parent_of_group[gi];
+        }
+        for gi in chain.into_iter().rev() {
+            for (k, l) in spec.groups[gi].prefix.iter().enumerate() {
+                prefix.push((format!("mapping.groups[{gi}].prefix[{k}]"), l.clone()));
+            }
+        }
+    }
+    Ok((top, prefixes))
+}
+
+fn resolve_einsum(
+    spec: &EinsumMappingSpec,
+    i: usize,
+    idx: usize,
+    c: &Cascade,
+    arch: &Arch,
+    prefix: &[(String, String)],
+) -> SpecResult<(EinsumNest, Vec<u64>)> {
+    let e = &c.einsums()[idx];
+    let base = format!("mapping.einsums[{i}]");
+    let unit = arch.unit_id(&spec.unit).ok_or_else(|| {
+        let names: Vec<&str> = arch.units.iter().map(|u| u.name.as_str()).collect();
+        SpecError::new(
+            format!("{base}.unit"),
+            format!("unknown compute unit `{}` (units: {})", spec.unit, names.join(", ")),
+        )
+    })?;
+    let ops = point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
+    for op in &ops {
+        if !arch.unit(unit).ops.contains_key(*op) {
+            let have: Vec<&str> = arch.unit(unit).ops.keys().map(String::as_str).collect();
+            return Err(SpecError::new(
+                format!("{base}.unit"),
+                format!(
+                    "einsum `{}` needs `{op}` but unit `{}` has only {}",
+                    e.name,
+                    spec.unit,
+                    have.join(", ")
+                ),
+            ));
+        }
+    }
+    let path = arch.path_to(arch.unit(unit).level);
+    let path_names: Vec<&str> = path.iter().map(|l| arch.level(*l).name.as_str()).collect();
+
+    // Loops: prefix first (root level, temporal), then each listed level's loops.
+    let mut raw: Vec<RawLoop> = Vec::new();
+    let mut prefix_paths = Vec::new();
+    for (p, text) in prefix {
+        let l = parse_loop(c, p, text, 0)?;
+        if l.dim.is_some() {
+            return Err(SpecError::new(p, "group loops are temporal (no @x/@y)"));
+        }
+        if !e.iteration_ranks.contains(&l.rank) {
+            return Err(SpecError::new(
+                p,
+                format!(
+                    "rank `{}` is not in the iteration space of member `{}`",
+                    c.rank(l.rank).name,
+                    e.name
+                ),
+            ));
+        }
+        raw.push(l);
+        prefix_paths.push(p.clone());
+    }
+    let n_prefix = raw.len();
+    let mut keep: Vec<Option<(Vec<String>, bool)>> = vec![None; path.len()];
+    let mut last_level: Option<usize> = None;
+    for (k, ls) in spec.levels.iter().enumerate() {
+        let lp = format!("{base}.levels[{k}]");
+        let level = path
+            .iter()
+            .position(|l| arch.level(*l).name == ls.level)
+            .ok_or_else(|| {
+                SpecError::new(
+                    format!("{lp}.level"),
+                    format!(
+                        "level `{}` is not on the path of unit `{}` ({})",
+                        ls.level,
+                        spec.unit,
+                        path_names.join(" → ")
+                    ),
+                )
+            })?;
+        if last_level.is_some_and(|p| p >= level) {
+            return Err(SpecError::new(
+                format!("{lp}.level"),
+                "levels must be listed once each, outermost first",
+            ));
+        }
+        last_level = Some(level);
+        let mut seen_spatial = false;
+        for (j, text) in ls.loops.iter().enumerate() {
+            let l = parse_loop(c, &format!("{lp}.loops[{j}]"), text, level)?;
+            if !e.iteration_ranks.contains(&l.rank) {
+                return Err(SpecError::new(
+                    format!("{lp}.loops[{j}]"),
+                    format!(
+                        "rank `{}` is not in the iteration space of einsum `{}`",
+                        c.rank(l.rank).name,
+                        e.name
+                    ),
+                ));
+            }
+            if l.dim.is_some() {
+                seen_spatial = true;
+            } else if seen_spatial {
+                return Err(SpecError::new(
+                    format!("{lp}.loops[{j}]"),
+                    "within a level, temporal loops come before spatial loops",
+                ));
+            }
+            raw.push(l);
+            prefix_paths.push(format!("{lp}.loops[{j}]"));
+        }
+        keep[level] = match (&ls.keep, &ls.bypass) {
+            (Some(_), Some(_)) => return Err(SpecError::new(lp, "give `keep` or `bypass`, not both")),
+            (Some(k), None) => Some((k.clone(), true)),
+            (None, Some(b)) => Some((b.clone(), false)),
+            (None, None) => Some((Vec::new(), false)),
+        };
+    }
+
+    // Resolve `*` and check that each rank is covered exactly.
+    let mut loops: Vec<Loop> = Vec::with_capacity(raw.len());
+    let mut bounds: Vec<Option<u64>> = raw.iter().map(|l| l.bound).collect();
+    for &r in &e.iteration_ranks {
+        let idxs: Vec<usize> = (0..raw.len()).filter(|&k| raw[k].rank == r).collect();
+        let size = c.rank(r).size;
+        let name = &c.rank(r).name;
+        if idxs.is_empty() {
+            return Err(SpecError::new(
+                format!("{base}.levels"),
+                format!(
+                    "rank `{name}` of einsum `{}` has no loop (add `{name}=*` at the outermost level)",
+                    e.name
+                ),
+            ));
+        }
+        let stars: Vec<usize> = idxs.iter().copied().filter(|&k| bounds[k].is_none()).collect();
+        if stars.len() > 1 || stars.first().is_some_and(|&k| k != idxs[0]) {
+            return Err(SpecError::new(
+                &prefix_paths[stars[stars.len() - 1]],
+                format!("only the outermost loop of rank `{name}` may be `*`"),
+            ));
+        }
+        let inner: u64 = idxs[1..]
+            .iter()
+            .map(|&k| bounds[k].expect("only the outermost may be *"))
+            .product();
+        if let Some(&k) = stars.first() {
+            bounds[k] = Some(size.div_ceil(inner).max(1));
+        }
+        let outer = bounds[idxs[0]].expect("resolved");
+        if inner >= size && outer > 1 || (outer - 1) * inner >= size || outer * inner < size {
+            return Err(SpecError::new(
+                &prefix_paths[idxs[0]],
+                format!(
+                    "loops over rank `{name}` cover {} of its {size} positions (inner loops {inner}, outermost {outer}); only the outermost may overshoot, by less than one inner tile",
+                    outer * inner
+                ),
+            ));
+        }
+    }
+    for (k, l) in raw.iter().enumerate() {
+        let bound = bounds[k].expect("resolved");
+        // A loop of bound 1 never changes its index: it cannot cause a reload, so drop it.
+        if bound > 1 {
+            loops.push(Loop {
+                rank: l.rank,
+                bound,
+                dim: l.dim,
+                level: l.level,
+            });
+        }
+    }
+    let n_prefix_kept = (0..n_prefix).filter(|&k| bounds[k].expect("resolved") > 1).count();
+
+    // Spatial loops must fit the fan-out of their level.
+    for (lv, &level) in path.iter().enumerate() {
+        let fan = arch.fanout(level, path.get(lv + 1).copied(), unit);
+        for (dim, limit, name) in [(Dim::X, fan.0, "x"), (Dim::Y, fan.1, "y")] {
+            let used: u64 = loops
+                .iter()
+                .filter(|l| l.level == lv && l.dim == Some(dim))
+                .map(|l| l.bound)
+                .product();
+            if used > limit {
+                let k = spec
+                    .levels
+                    .iter()
+                    .position(|s| s.level == arch.level(level).name)
+                    .unwrap_or(0);
+                return Err(SpecError::new(
+                    format!("{base}.levels[{k}].loops"),
+                    format!(
+                        "spatial loops at `{}` use {used} along {name} but the array offers {limit}",
+                        arch.level(level).name
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Operands and what each level keeps.
+    let accesses = std::iter::once((&e.output, true)).chain(e.inputs.iter().map(|a| (a, false)));
+    let mut operands = Vec::new();
+    for (a, is_output) in accesses {
+        let t = c.tensor(a.tensor);
+        let mut ranks = Vec::new();
+        for ix in &a.indices {
+            match *ix {
+                Index::Var(r) | Index::Next(r) => ranks.push(r),
+                Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
+                Index::Last(_) => {}
+            }
+        }
+        let kept: Vec<bool> = keep
+            .iter()
+            .map(|k| match k {
+                None => false,
+                Some((list, true)) => list.contains(&t.name),
+                Some((list, false)) => !list.contains(&t.name),
+            })
+            .collect();
+        if !kept.iter().any(|&k| k) {
+            return Err(SpecError::new(
+                format!("{base}.levels"),
+                format!("tensor `{}` is kept at no level of einsum `{}`", t.name, e.name),
+            ));
+        }
+        operands.push(Operand {
+            tensor: a.tensor,
+            ranks,
+            keep: kept,
+            is_output,
+            elem_bytes: t.elem_bytes,
+        });
+    }
+    for (lv, k) in keep.iter().enumerate() {
+        if let Some((list, _)) = k {
+            for name in list {
+                if !operands.iter().any(|o| &c.tensor(o.tensor).name == name) {
+                    let li = spec
+                        .levels
+                        .iter()
+                        .position(|s| s.level == arch.level(path[lv]).name)
+                        .unwrap_or(0);
+                    return Err(SpecError::new(
+                        format!("{base}.levels[{li}]"),
+                        format!("`{name}` is not a tensor of einsum `{}`", e.name),
+                    ));
+                }
+            }
+        }
+    }
+    let prefix_bounds = bounds[..n_prefix].iter().map(|b| b.expect("resolved")).collect();
+    Ok((
+        EinsumNest {
+            einsum: idx,
+            unit,
+            path,
+            loops,
+            n_prefix: n_prefix_kept,
+            operands,
+            ops,
+        },
+        prefix_bounds,
+    ))
+}
+
+/// Gives each group its shared loops, resolved (a `*` resolves the same for every member).
+fn fill_group_prefixes(nodes: &mut [Node], spec: &MappingSpec, c: &Cascade, bounds: &[Vec<u64>], depth: usize) {
+    for node in nodes {
+        if let Node::Group(g) = node {
+            let gs = spec.groups.iter().find(|x| x.name == g.name).expect("group exists");
+            let first = Node::Group(g.clone()).einsums()[0];
+            g.prefix = gs
+                .prefix
+                .iter()
+                .enumerate()
+                .map(|(k, text)| {
+                    let rank = text
+                        .split('=')
+                        .next()
+                        .map(str::trim)
+                        .and_then(|r| c.rank_id(r))
+                        .expect("parsed before");
+                    (rank, bounds[first][depth + k])
+                })
+                .collect();
+            let len = gs.prefix.len();
+            fill_group_prefixes(&mut g.members, spec, c, bounds, depth + len);
+        }
+    }
+}
+
+/// Members of a group must see the same shared loops (a `*` resolves per member).
+fn check_prefix_agreement(schedule: &[Node], nests: &[EinsumNest], c: &Cascade, spec: &MappingSpec) -> SpecResult<()> {
+    fn walk(nodes: &[Node], nests: &[EinsumNest], c: &Cascade, spec: &MappingSpec) -> SpecResult<()> {
+        for nd in nodes {
+            if let Node::Group(g) = nd {
+                let members = nd.einsums();
+                let first = &nests[members[0]];
+                for &m in &members[1..] {
+                    let other = &nests[m];
+                    let depth = first.n_prefix.min(other.n_prefix);
+                    let a: Vec<(RankId, u64)> = first.loops[..depth].iter().map(|l| (l.rank, l.bound)).collect();
+                    let b: Vec<(RankId, u64)> = other.loops[..depth].iter().map(|l| (l.rank, l.bound)).collect();
+                    if a != b {
+                        let gi = spec.groups.iter().position(|x| x.name == g.name).unwrap_or(0);
+                        return Err(SpecError::new(
+                            format!("mapping.groups[{gi}].prefix"),
+                            format!(
+                                "members `{}` and `{}` resolve the shared loops differently; give explicit bounds",
+                                c.einsums()[members[0]].name,
+                                c.einsums()[m].name
+                            ),
+                        ));
+                    }
+                }
+                walk(&g.members, nests, c, spec)?;
+            }
+        }
+        Ok(())
+    }
+    walk(schedule, nests, c, spec)
+}
+
+/// The innermost group that contains every Einsum in `es`, as a chain of group names from the top.
+fn enclosing_groups(schedule: &[Node], e: usize) -> Vec<String> {
+    fn find(nodes: &[Node], e: usize, chain: &mut Vec<String>) -> bool {
+        for nd in nodes {
+            match nd {
+                Node::Einsum(x) if *x == e => return true,
+                Node::Group(g) => {
+                    chain.push(g.name.clone());
+                    if find(&g.members, e, chain) {
+                        return true;
+                    }
+                    chain.pop();
+                }
+                Node::Einsum(_) => {}
+            }
+        }
+        false
+    }
+    let mut chain = Vec::new();
+    find(schedule, e, &mut chain);
+    chain
+}
+
+/// Tensors from outside the cascade live at the root; an intermediate homed below the root
+/// must be produced and consumed inside one group, at the same level.
+fn check_homes(
+    nests: &[EinsumNest],
+    c: &Cascade,
+    arch: &Arch,
+    schedule: &[Node],
+    spec: &MappingSpec,
+) -> SpecResult<()> {
+    let entry = |e: usize| {
+        spec.einsums
+            .iter()
+            .position(|x| x.einsum == c.einsums()[e].name)
+            .unwrap_or(0)
+    };
+    let mut homes: BTreeMap<usize, (usize, strata_arch::LevelId)> = BTreeMap::new();
+    for nest in nests {
+        for o in &nest.operands {
+            let t = c.tensor(o.tensor);
+            let home = nest.path[o.home()];
+            let external = t.role.is_external() || c.producer(o.tensor).is_none();
+            if (external || t.role == strata_workloads::Role::Output) && o.home() != 0 {
+                return Err(SpecError::new(
+                    format!("mapping.einsums[{}].levels", entry(nest.einsum)),
+                    format!(
+                        "`{}` comes from or goes to outside the cascade, so the outermost level must keep it",
+                        t.name
+                    ),
+                ));
+            }
+            match homes.get(&o.tensor.0) {
+                Some(&(first, level)) if level != home => {
+                    return Err(SpecError::new(
+                        format!("mapping.einsums[{}].levels", entry(nest.einsum)),
+                        format!(
+                            "`{}` lives at a different level here than in einsum `{}`; producer and consumers must agree",
+                            t.name,
+                            c.einsums()[first].name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    homes.insert(o.tensor.0, (nest.einsum, home));
+                }
+            }
+            if o.home() != 0 {
+                // The tile at the home level must be whole when the consumer reads it: every loop
+                // above the home that changes the tile must be shared by the whole group.
+                let own_relevant = nest.loops[nest.n_prefix..]
+                    .iter()
+                    .find(|l| l.level < o.home() && o.ranks.contains(&l.rank));
+                if let Some(l) = own_relevant {
+                    return Err(SpecError::new(
+                        format!("mapping.einsums[{}].levels", entry(nest.einsum)),
+                        format!(
+                            "`{}` stays at `{}` but einsum `{}` loops over `{}` above it; move that loop into the group's shared loops",
+                            t.name,
+                            arch.level(home).name,
+                            c.einsums()[nest.einsum].name,
+                            c.rank(l.rank).name
+                        ),
+                    ));
+                }
+            }
+            if o.home() != 0 && !o.is_output {
+                let producer = c.producer(o.tensor).expect("intermediate");
+                let a = enclosing_groups(schedule, producer);
+                let b = enclosing_groups(schedule, nest.einsum);
+                if a.first().is_none() || a.first() != b.first() {
+                    return Err(SpecError::new(
+                        format!("mapping.einsums[{}].levels", entry(nest.einsum)),
+                        format!(
+                            "`{}` stays on chip between `{}` and `{}`, which share no group; fuse them or keep it at the root",
+                            t.name,
+                            c.einsums()[producer].name,
+                            c.einsums()[nest.einsum].name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A recurrence over an iterative rank steps in the shared loops of one group that holds all of its Einsums.
+fn check_recurrences(nests: &[EinsumNest], c: &Cascade, schedule: &[Node], spec: &MappingSpec) -> SpecResult<()> {
+    let mut owner: BTreeMap<usize, (String, usize)> = BTreeMap::new();
+    for (e, einsum) in c.einsums().iter().enumerate() {
+        let Some(r) = einsum.iterative else { continue };
+        let nest = &nests[e];
+        let i = spec.einsums.iter().position(|x| x.einsum == einsum.name).unwrap_or(0);
+        let own = nest
+            .loops
+            .iter()
+            .enumerate()
+            .filter(|(k, l)| l.rank == r && *k >= nest.n_prefix)
+            .count();
+        let shared: Vec<&Loop> = nest.loops[..nest.n_prefix].iter().filter(|l| l.rank == r).collect();
+        // A rank of size 1 has no loop left (bound-1 loops are dropped); it steps once.
+        let covered = c.rank(r).size == 1 || (shared.len() == 1 && shared[0].bound == c.rank(r).size);
+        if own > 0 || !covered {
+            return Err(SpecError::new(
+                format!("mapping.einsums[{i}]"),
+                format!(
+                    "einsum `{}` steps through `{}`: loop over it once, in full, in the shared loops of an enclosing group",
+                    einsum.name,
+                    c.rank(r).name
+                ),
+            ));
+        }
+        // The group whose prefix holds the loop: the deepest enclosing group whose prefix names r.
+        let chain = enclosing_groups(schedule, e);
+        let holder = chain
+            .iter()
+            .rev()
+            .find(|g| {
+                spec.groups.iter().find(|x| &x.name == *g).is_some_and(|x| {
+                    x.prefix
+                        .iter()
+                        .any(|l| l.split('=').next().map(str::trim) == Some(c.rank(r).name.as_str()))
+                })
+            })
+            .cloned()
+            .unwrap_or_default();
+        match owner.get(&r.0) {
+            Some((g, first)) if *g != holder => {
+                return Err(SpecError::new(
+                    format!("mapping.einsums[{i}]"),
+                    format!(
+                        "einsums `{}` and `{}` step through `{}` in different groups; a recurrence must run in one",
+                        c.einsums()[*first].name,
+                        einsum.name,
+                        c.rank(r).name
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                owner.insert(r.0, (holder, e));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Access counts of one Einsum's mapping, in closed form.
+//!
+//! Semantics (the tiled executor in [`crate::executor`] implements the same by simulation):
+//! - a level's tile of an operand is the projection of the loops at that level and below;
+//! - a level reloads its tile when one of the temporal loops above it, down to the innermost
+//!   one the operand depends on (and every loop shared with a fused group), advances; spatial
+//!   loops above it select the instance, and every active instance holds its own copy;
+//! - inputs are *filled* from the next outer level that keeps them, which is *read* once per
+//!   multicast (spatial loops between the two that the operand does not depend on);
+//! - outputs are never re-filled: each evicted tile *drains* (a read) into the next outer level
+//!   as *updates*, reduced in the network across the same spatial loops;
+//! - the PEs read each input operand once per point from its innermost level and update the
+//!   output once per point there.
+//!
+//! Each count is `combos(U)` for a loop set U (see [`crate::space`]).
+
+use strata_mappings::{EinsumNest, Operand};
+use strata_workloads::Cascade;
+
+use crate::space::Space;
+
+/// Element accesses of one operand at one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Access {
+    /// Elements written into the level from its parent.
+    pub fills: u64,
+    /// Elements read out of the level (by PEs, by children's fills, or drained to the parent).
+    pub reads: u64,
+    /// Elements written into the level by PEs or by children draining partial results.
+    pub updates: u64,
+}
+
+impl Access {
+    pub fn add(&mut self, o: Access) {
+        self.fills += o.fills;
+        self.reads += o.reads;
+        self.updates += o.updates;
+    }
+}
+
+/// Everything the cost model needs from one Einsum's nest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestCounts {
+    /// `[operand][level]`.
+    pub access: Vec<Vec<Access>>,
+    /// Existing points of the iteration space.
+    pub points: u64,
+    /// Existing combinations of the temporal loops: the steps every PE takes.
+    pub temporal_steps: u64,
+    /// `[operand][level]`: elements of the largest tile one instance holds (0 where not kept).
+    pub tile: Vec<Vec<u64>>,
+}
+
+fn bit(k: usize) -> u64 {
+    1u64 << k
+}
+
+/// The loop sets of one nest that every count is taken over.
+pub struct Masks {
+    /// Loops at levels ≥ ℓ, per level (index ℓ).
+    below: Vec<u64>,
+    /// Spatial loops at levels < ℓ.
+    spatial_above: Vec<u64>,
+    temporal: u64,
+    prefix: u64,
+}
+
+impl Masks {
+    pub fn new(nest: &EinsumNest) -> Masks {
+        let n_levels = nest.path.len();
+        let mut below = vec![0u64; n_levels + 1];
+        let mut spatial_above = vec![0u64; n_levels + 1];
+        let mut temporal = 0;
+        for (k, l) in nest.loops.iter().enumerate() {
+            for lv in 0..=n_levels {
+                if l.level >= lv {
+                    below[lv] |= bit(k);
+                } else if l.is_spatial() {
+                    spatial_above[lv] |= bit(k);
+                }
+            }
+            if !l.is_spatial() {
+                temporal |= bit(k);
+            }
+        }
+        let prefix = (0..nest.n_prefix).fold(0, |m, k| m | bit(k));
+        Masks {
+            below,
+            spatial_above,
+            temporal,
+            prefix,
+        }
+    }
+
+    fn relevant(nest: &EinsumNest, o: &Operand) -> u64 {
+        nest.loops
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| o.ranks.contains(&l.rank))
+            .fold(0, |m, (k, _)| m | bit(k))
+    }
+
+    /// U for a fill (or drain) of operand `o` at level `lv`.
+    fn fill_set(&self, relevant: u64, lv: usize) -> u64 {
+        let above_temporal = self.temporal & !self.below[lv];
+        // Temporal loops above the level, down to the innermost one that changes the tile.
+        let changing = above_temporal & (relevant | self.prefix);
+        let through = match changing {
+            0 => 0,
+            _ if changing.leading_zeros() == 0 => u64::MAX,
+            _ => (1u64 << (64 - changing.leading_zeros())) - 1,
+        };
+        (above_temporal & through) | self.spatial_above[lv] | (self.below[lv] & relevant)
+    }
+
+    /// Spatial loops between the operand's parent level and `lv` that it does not depend on.
+    fn multicast(&self, nest: &EinsumNest, relevant: u64, parent: usize, lv: usize) -> u64 {
+        nest.loops
+            .iter()
+            .enumerate()
+            .filter(|(k, l)| l.is_spatial() && l.level >= parent && l.level < lv && relevant & bit(*k) == 0)
+            .fold(0, |m, (k, _)| m | bit(k))
+    }
+}
+
+/// Counts every access of one Einsum's nest.
+pub fn count(c: &Cascade, nest: &EinsumNest) -> NestCounts {
+    let space = Space::new(c, nest);
+    let masks = Masks::new(nest);
+    count_with(nest, &space, &masks)
+}
+
+/// [`count`] with the space and masks built by the caller (the mapper reuses them).
+pub fn count_with(nest: &EinsumNest, space: &Space, masks: &Masks) -> NestCounts {
+    let n_levels = nest.path.len();
+    let points = space.combos(space.all);
+    let temporal_steps = space.combos(masks.temporal);
+    let mut access = vec![vec![Access::default(); n_levels]; nest.operands.len()];
+    let mut tile = vec![vec![0u64; n_levels]; nest.operands.len()];
+    for (oi, o) in nest.operands.iter().enumerate() {
+        let relevant = Masks::relevant(nest, o);
+        for lv in 0..n_levels {
+            if !o.keep[lv] {
+                continue;
+            }
+            tile[oi][lv] = space.combos(masks.below[lv] & relevant);
+            let Some(parent) = o.parent_of(lv) else { continue };
+            let u = masks.fill_set(relevant, lv);
+            let here = space.combos(u);
+            let there = space.combos(u & !masks.multicast(nest, relevant, parent, lv));
+            if o.is_output {
+                access[oi][lv].reads += here;
+                access[oi][parent].updates += there;
+            } else {
+                access[oi][lv].fills += here;
+                access[oi][parent].reads += there;
+            }
+        }
+        let inner = o.innermost();
+        if o.is_output {
+            access[oi][inner].updates += points;
+        } else {
+            access[oi][inner].reads += points;
+        }
+    }
+    NestCounts {
+        access,
+        points,
+        temporal_steps,
+        tile,
+    }
+}

@@ -1,0 +1,276 @@
+//! The analytical model: access counts turned into cycles, energy, utilisation and violations.
+//!
+//! Time. Each Einsum is limited by its compute (temporal steps × cycles of the point's ops on
+//! one PE) and by each level's bandwidth (bytes in and out over the level's aggregate
+//! bandwidth); it takes the largest of these (perfect overlap, as the FuseMax artifact does).
+//! A group whose members run `sequential`ly adds its members' times plus the array's
+//! fill/drain latency at every hand-off between arrays in every step; an `interleaved` group
+//! overlaps consecutive steps, so it takes as long as its busiest resource (TeAAL's rule: the
+//! max over arrays and memories of the work each gets). Top-level nodes run one after another.
+//!
+//! Energy. Per element: reads cost the level's read energy, fills and updates its write
+//! energy (per word, scaled by element size); each point costs its ops' energy; bytes that
+//! cross a link cost its energy per bit. Leakage is not modelled.
+
+use std::collections::BTreeMap;
+
+use strata_arch::{Arch, LevelId, UnitId};
+use strata_mappings::{CascadeMapping, Node, Pipelining};
+use strata_workloads::Cascade;
+
+use crate::counts::{Access, NestCounts, count};
+
+/// A tile set that does not fit a level: data, not an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub einsum: String,
+    pub level: String,
+    /// Bytes one instance must hold.
+    pub needed: u64,
+    pub capacity: u64,
+}
+
+/// Accesses of one tensor at one level, summed over the Einsums that touch it there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traffic {
+    pub level: String,
+    pub tensor: String,
+    pub access: Access,
+    pub elem_bytes: u64,
+}
+
+impl Traffic {
+    pub fn read_bytes(&self) -> u64 {
+        self.access.reads * self.elem_bytes
+    }
+    pub fn write_bytes(&self) -> u64 {
+        (self.access.fills + self.access.updates) * self.elem_bytes
+    }
+}
+
+/// One Einsum's share of the evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EinsumEval {
+    pub name: String,
+    pub unit: String,
+    pub counts: NestCounts,
+    pub compute_cycles: f64,
+    /// (level name, cycles its bandwidth needs).
+    pub level_cycles: Vec<(String, f64)>,
+    pub cycles: f64,
+    /// Share of the unit's PEs busy while this Einsum computes.
+    pub utilization: f64,
+    pub energy_pj: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub einsums: Vec<EinsumEval>,
+    pub traffic: Vec<Traffic>,
+    pub cycles: f64,
+    pub seconds: f64,
+    /// (component, action, picojoules), in a stable order.
+    pub energy: Vec<(String, String, f64)>,
+    pub energy_pj: f64,
+    /// (unit, busy share of its PEs over the whole run).
+    pub utilization: Vec<(String, f64)>,
+    /// (unit, operation, count).
+    pub compute_actions: Vec<(String, String, u64)>,
+    /// Bytes moved in and out of the outermost level(s).
+    pub offchip_bytes: u64,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Resource {
+    Unit(UnitId),
+    Level(LevelId),
+}
+
+/// Time of a schedule node: its length and how long it keeps each resource busy.
+struct Span {
+    total: f64,
+    busy: BTreeMap<Resource, f64>,
+}
+
+/// Evaluates a validated mapping of `c` on `arch`.
+pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluation {
+    let word = arch.word_bytes as f64;
+    let mut einsums = Vec::new();
+    let mut traffic: BTreeMap<(usize, String), Traffic> = BTreeMap::new();
+    let mut energy: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut actions: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut busy_pe_cycles: BTreeMap<UnitId, f64> = BTreeMap::new();
+    let mut violations = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
+    let mut offchip_bytes = 0u64;
+    for nest in &mapping.nests {
+        let e = &c.einsums()[nest.einsum];
+        let unit = arch.unit(nest.unit);
+        let k = count(c, nest);
+        let point_cycles: f64 = nest.ops.iter().map(|op| unit.ops[*op].cycles).sum();
+        let compute_cycles = k.temporal_steps as f64 * point_cycles;
+        let mut e_energy = 0.0;
+        for op in &nest.ops {
+            let pj = k.points as f64 * unit.ops[*op].energy.0;
+            *energy.entry((unit.name.clone(), (*op).to_string())).or_default() += pj;
+            *actions.entry((unit.name.clone(), (*op).to_string())).or_default() += k.points;
+            e_energy += pj;
+        }
+        *busy_pe_cycles.entry(nest.unit).or_default() += k.points as f64 * point_cycles;
+        let mut level_cycles = Vec::new();
+        let mut span = Span {
+            total: compute_cycles,
+            busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]),
+        };
+        for (lv, &level_id) in nest.path.iter().enumerate() {
+            let level = arch.level(level_id);
+            let (mut rd, mut wr, mut footprint) = (0u64, 0u64, 0u64);
+            for (oi, o) in nest.operands.iter().enumerate() {
+                let a = k.access[oi][lv];
+                if a == Access::default() && !o.keep[lv] {
+                    continue;
+                }
+                let t = c.tensor(o.tensor);
+                rd += a.reads * o.elem_bytes;
+                wr += (a.fills + a.updates) * o.elem_bytes;
+                footprint += k.tile[oi][lv] * o.elem_bytes;
+                let words = o.elem_bytes as f64 / word;
+                let read_pj = a.reads as f64 * words * level.read_energy.0;
+                let write_pj = (a.fills + a.updates) as f64 * words * level.write_energy.0;
+                *energy.entry((level.name.clone(), "read".into())).or_default() += read_pj;
+                *energy.entry((level.name.clone(), "write".into())).or_default() += write_pj;
+                e_energy += read_pj + write_pj;
+                traffic
+                    .entry((level_id.0, t.name.clone()))
+                    .or_insert(Traffic {
+                        level: level.name.clone(),
+                        tensor: t.name.clone(),
+                        access: Access::default(),
+                        elem_bytes: o.elem_bytes,
+                    })
+                    .access
+                    .add(a);
+                // Bytes that cross links between this level and the level that serves it.
+                if let Some(parent) = o.parent_of(lv) {
+                    let crossed = if o.is_output {
+                        k.access[oi][lv].reads
+                    } else {
+                        k.access[oi][lv].fills
+                    } * o.elem_bytes;
+                    for j in parent + 1..=lv {
+                        if let Some(link) = arch.level(nest.path[j]).link {
+                            let l = &arch.links[link];
+                            let pj = crossed as f64 * 8.0 * l.energy_per_bit.0;
+                            *energy.entry((l.name.clone(), "transfer".into())).or_default() += pj;
+                            e_energy += pj;
+                        }
+                    }
+                }
+            }
+            if lv == 0 {
+                offchip_bytes += rd + wr;
+            }
+            if let Some(cap) = level.capacity
+                && lv > 0
+                && footprint > cap.0
+            {
+                violations.push(Violation {
+                    einsum: e.name.clone(),
+                    level: level.name.clone(),
+                    needed: footprint,
+                    capacity: cap.0,
+                });
+            }
+            let inst = level.instances() as f64;
+            let t_read = level.read_bandwidth.map_or(0.0, |bw| rd as f64 / (bw * inst));
+            let t_write = level.write_bandwidth.map_or(0.0, |bw| wr as f64 / (bw * inst));
+            let cycles = t_read + t_write;
+            level_cycles.push((level.name.clone(), cycles));
+            *span.busy.entry(Resource::Level(level_id)).or_default() += cycles;
+            span.total = span.total.max(cycles);
+        }
+        let utilization = k.points as f64 / (unit.pes() as f64 * k.temporal_steps.max(1) as f64);
+        einsums.push(EinsumEval {
+            name: e.name.clone(),
+            unit: unit.name.clone(),
+            compute_cycles,
+            level_cycles,
+            cycles: span.total,
+            utilization,
+            energy_pj: e_energy,
+            counts: k,
+        });
+        spans.push(span);
+    }
+    let cycles: f64 = mapping
+        .schedule
+        .iter()
+        .map(|n| node_span(arch, mapping, n, &spans, 1.0).total)
+        .sum();
+    let energy: Vec<(String, String, f64)> = energy.into_iter().map(|((a, b), v)| (a, b, v)).collect();
+    let energy_pj = energy.iter().map(|x| x.2).sum();
+    let utilization = arch
+        .units
+        .iter()
+        .enumerate()
+        .map(|(u, unit)| {
+            let busy = busy_pe_cycles.get(&UnitId(u)).copied().unwrap_or(0.0);
+            (
+                unit.name.clone(),
+                if cycles > 0.0 {
+                    busy / (unit.pes() as f64 * cycles)
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect();
+    Evaluation {
+        einsums,
+        traffic: traffic.into_values().collect(),
+        cycles,
+        seconds: cycles / arch.clock.0,
+        energy,
+        energy_pj,
+        utilization,
+        compute_actions: actions.into_iter().map(|((u, o), n)| (u, o, n)).collect(),
+        offchip_bytes,
+        violations,
+    }
+}
+
+/// Combines member spans by the group's pipelining rule. `repeats` is how often this node's
+/// member sequence runs (the product of the enclosing groups' loop bounds).
+fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repeats: f64) -> Span {
+    match node {
+        Node::Einsum(e) => Span {
+            total: spans[*e].total,
+            busy: spans[*e].busy.clone(),
+        },
+        Node::Group(g) => {
+            let steps: f64 = g.prefix.iter().map(|p| p.1 as f64).product::<f64>() * repeats;
+            let members: Vec<Span> = g.members.iter().map(|n| node_span(arch, m, n, spans, steps)).collect();
+            let mut busy: BTreeMap<Resource, f64> = BTreeMap::new();
+            for s in &members {
+                for (r, v) in &s.busy {
+                    *busy.entry(*r).or_default() += v;
+                }
+            }
+            let total = match g.pipelining {
+                Pipelining::Interleaved => busy.values().copied().fold(0.0, f64::max),
+                Pipelining::Sequential => {
+                    // Every hand-off from one array to another drains the first array's pipeline.
+                    let units: Vec<UnitId> = g.members.iter().map(|n| m.nests[n.einsums()[0]].unit).collect();
+                    let handoff: f64 = units
+                        .windows(2)
+                        .filter(|w| w[0] != w[1])
+                        .map(|w| arch.unit(w[0]).pipeline_latency as f64)
+                        .sum();
+                    members.iter().map(|s| s.total).sum::<f64>() + handoff * steps
+                }
+            };
+            Span { total, busy }
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The instrumented tiled executor: runs a mapped cascade on real numbers, with one buffer per
+//! (operand, level instance) holding the tile it was filled with, and counts every fill, read
+//! and update as it happens.
+//!
+//! It shares only the *policy* with the analytical model (a level reloads when the step of its
+//! outer loops changes; outputs drain into their parent), not the arithmetic: tiles are found
+//! by enumerating the points under them, multicast and reduction are found by remembering what
+//! the parent already served, and the numbers flow through the buffers, so a wrong residency
+//! decision shows up as a wrong result. Tests require its counts to equal
+//! [`crate::counts::count`] exactly and its outputs to equal the reference interpreter's.
+//! It is meant for small shapes: its cost grows with points × tile sizes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use strata_mappings::{CascadeMapping, EinsumNest, Node};
+use strata_workloads::Cascade;
+use strata_workloads::einsum::{Index, ReduceOp};
+use strata_workloads::interp::{Dense, apply};
+
+use crate::counts::Access;
+
+/// What the executor counted for one Einsum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCounts {
+    pub access: Vec<Vec<Access>>,
+    pub points: u64,
+    pub temporal_steps: u64,
+    /// `[operand][level]`: the largest tile an instance held (levels other than the home).
+    pub peak_tile: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub tensors: BTreeMap<String, Dense<f64>>,
+    pub counts: Vec<ExecCounts>,
+}
+
+/// A tile resident in one instance of one level.
+struct Tile {
+    key: Vec<u64>,
+    inst: Vec<u64>,
+    values: HashMap<usize, f64>,
+}
+
+/// The full tensors at their home levels, with which elements have been written.
+struct Backing {
+    data: Vec<Dense<f64>>,
+    written: Vec<Vec<bool>>,
+}
+
+fn combine(reduce: ReduceOp, old: Option<f64>, v: f64) -> f64 {
+    match old {
+        None => v,
+        Some(o) => match reduce {
+            ReduceOp::Sum => o + v,
+            ReduceOp::Max => o.max(v),
+        },
+    }
+}
+
+/// Runs the whole cascade under `mapping` on the given external tensors.
+pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, Dense<f64>>) -> ExecResult {
+    let mut backing = Backing {
+        data: Vec::new(),
+        written: Vec::new(),
+    };
+    for t in c.tensors() {
+        let d = if t.role.is_external() {
+            inputs[&t.name].clone()
+        } else {
+            Dense::filled(&t.shape, t.init.unwrap_or(0.0))
+        };
+        // An init value is what a never-written element holds; the first write replaces it.
+        let written = vec![false; d.data.len()];
+        backing.data.push(d);
+        backing.written.push(written);
+    }
+    let mut counts: Vec<ExecCounts> = mapping
+        .nests
+        .iter()
+        .map(|n| ExecCounts {
+            access: vec![vec![Access::default(); n.path.len()]; n.operands.len()],
+            points: 0,
+            temporal_steps: 0,
+            peak_tile: vec![vec![0; n.path.len()]; n.operands.len()],
+        })
+        .collect();
+    let mut steps: Vec<HashSet<Vec<u64>>> = vec![HashSet::new(); mapping.nests.len()];
+    run_nodes(
+        c,
+        mapping,
+        &mapping.schedule,
+        &mut Vec::new(),
+        &mut backing,
+        &mut counts,
+        &mut steps,
+    );
+    for (k, s) in steps.into_iter().enumerate() {
+        counts[k].temporal_steps = s.len() as u64;
+    }
+    let tensors = c
+        .tensors()
+        .iter()
+        .zip(backing.data)
+        .map(|(t, d)| (t.name.clone(), d))
+        .collect();
+    ExecResult { tensors, counts }
+}
+
+fn run_nodes(
+    c: &Cascade,
+    m: &CascadeMapping,
+    nodes: &[Node],
+    prefix: &mut Vec<u64>,
+    backing: &mut Backing,
+    counts: &mut [ExecCounts],
+    steps: &mut [HashSet<Vec<u64>>],
+) {
+    for node in nodes {
+        match node {
+            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut steps[*e]),
+            Node::Group(g) => {
+                // The group's loops that survived (bound > 1) extend the prefix of every member.
+                let bounds: Vec<u64> = g.prefix.iter().map(|p| p.1).filter(|&b| b > 1).collect();
+                let mut idx = vec![0u64; bounds.len()];
+                loop {
+                    let depth = prefix.len();
+                    prefix.extend_from_slice(&idx);
+                    run_nodes(c, m, &g.members, prefix, backing, counts, steps);
+                    prefix.truncate(depth);
+                    if !odometer(&mut idx, &bounds) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn odometer(idx: &mut [u64], bounds: &[u64]) -> bool {
+    for k in (0..idx.len()).rev() {
+        idx[k] += 1;
+        if idx[k] < bounds[k] {
+            return true;
+        }
+        idx[k] = 0;
+    }
+    false
+}
+
+/// Per-nest facts the executor derives from the mapping's definition.
+struct Plan<'a> {
+    c: &'a Cascade,
+    nest: &'a EinsumNest,
+    /// Stride of each loop within its rank.
+    stride: Vec<u64>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(c: &'a Cascade, nest: &'a EinsumNest) -> Self {
+        let mut stride = vec![1u64; nest.loops.len()];
+        for k in 0..nest.loops.len() {
+            stride[k] = nest.loops[k + 1..]
+                .iter()
+                .filter(|l| l.rank == nest.loops[k].rank)
+                .map(|l| l.bound)
+                .product();
+        }
+        Plan { c, nest, stride }
+    }
+
+    /// Rank coordinates of a loop-index vector, or `None` if the point does not exist.
+    fn coords(&self, idx: &[u64]) -> Option<Vec<u64>> {
+        let mut coord = vec![0u64; self.c.ranks().len()];
+        for (k, l) in self.nest.loops.iter().enumerate() {
+            coord[l.rank.0] += idx[k] * self.stride[k];
+        }
+        let e = &self.c.einsums()[self.nest.einsum];
+        for &r in &e.iteration_ranks {
+            if coord[r.0] >= self.c.rank(r).size {
+                return None;
+            }
+        }
+        for p in self.c.partitions() {
+            if e.iteration_ranks.contains(&p.outer)
+                && e.iteration_ranks.contains(&p.inner)
+                && coord[p.outer.0] * p.tile + coord[p.inner.0] >= self.c.rank(p.parent).size
+            {
+                return None;
+            }
+            if e.iteration_ranks.contains(&p.inner) && coord[p.inner.0] >= self.c.rank(p.parent).size {
+                return None;
+            }
+        }
+        Some(coord)
+    }
+
+    /// Flat element index of operand `oi` at a point.
+    fn element(&self, oi: usize, coord: &[u64]) -> usize {
+        let e = &self.c.einsums()[self.nest.einsum];
+        let access = if oi == 0 { &e.output } else { &e.inputs[oi - 1] };
+        let shape = &self.c.tensor(access.tensor).shape;
+        let mut flat = 0u64;
+        for (pos, ix) in access.indices.iter().enumerate() {
+            let v = match *ix {
+                Index::Var(r) => coord[r.0],
+                Index::Next(r) => coord[r.0] + 1,
+                Index::Last(r) => self.c.rank(r).size,
+                Index::Joined { outer, inner, tile } => coord[outer.0] * tile + coord[inner.0],
+            };
+            flat = flat * shape[pos] + v;
+        }
+        flat as usize
+    }
+
+    fn relevant(&self, oi: usize, k: usize) -> bool {
+        self.nest.operands[oi].ranks.contains(&self.nest.loops[k].rank)
+    }
+
+    /// The temporal loops above `lv` whose advance replaces the tile: down to the innermost one
+    /// the operand depends on, and at least every shared (group) loop.
+    fn step_loops(&self, oi: usize, lv: usize) -> Vec<usize> {
+        let above: Vec<usize> = (0..self.nest.loops.len())
+            .filter(|&k| self.nest.loops[k].level < lv && !self.nest.loops[k].is_spatial())
+            .collect();
+        let last = above
+            .iter()
+            .copied()
+            .filter(|&k| self.relevant(oi, k) || k < self.nest.n_prefix)
+            .max();
+        match last {
+            Some(j) => above.into_iter().filter(|&k| k <= j).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Spatial loops above `lv`: their indices name the instance.
+    fn instance_loops(&self, lv: usize) -> Vec<usize> {
+        (0..self.nest.loops.len())
+            .filter(|&k| self.nest.loops[k].level < lv && self.nest.loops[k].is_spatial())
+            .collect()
+    }
+
+    /// The elements of operand `oi` in the tile at `lv` for the point `idx`: every existing point
+    /// that agrees with `idx` on the step and instance loops, projected.
+    fn tile_elements(&self, oi: usize, lv: usize, idx: &[u64]) -> Vec<usize> {
+        let fixed: HashSet<usize> = self
+            .step_loops(oi, lv)
+            .into_iter()
+            .chain(self.instance_loops(lv))
+            .collect();
+        let free: Vec<usize> = (0..self.nest.loops.len()).filter(|k| !fixed.contains(k)).collect();
+        let bounds: Vec<u64> = free.iter().map(|&k| self.nest.loops[k].bound).collect();
+        let mut sub = vec![0u64; free.len()];
+        let mut point = idx.to_vec();
+        let mut out = HashSet::new();
+        loop {
+            for (j, &k) in free.iter().enumerate() {
+                point[k] = sub[j];
+            }
+            if let Some(coord) = self.coords(&point) {
+                out.insert(self.element(oi, &coord));
+            }
+            if !odometer(&mut sub, &bounds) {
+                break;
+            }
+        }
+        let mut v: Vec<usize> = out.into_iter().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn run_einsum(
+    c: &Cascade,
+    nest: &EinsumNest,
+    prefix: &[u64],
+    backing: &mut Backing,
+    counts: &mut ExecCounts,
+    steps: &mut HashSet<Vec<u64>>,
+) {
+    let plan = Plan::new(c, nest);
+    let e = &c.einsums()[nest.einsum];
+    let n = nest.loops.len();
+    assert_eq!(
+        prefix.len(),
+        nest.n_prefix,
+        "group loops line up with the nest's prefix"
+    );
+    let bounds: Vec<u64> = nest.loops.iter().map(|l| l.bound).collect();
+    let mut idx = vec![0u64; n];
+    idx[..nest.n_prefix].copy_from_slice(prefix);
+    let own_bounds = bounds[nest.n_prefix..].to_vec();
+    let mut own = vec![0u64; n - nest.n_prefix];
+    // Resident tiles: (operand, level, instance) → tile.
+    let mut tiles: HashMap<(usize, usize, Vec<u64>), Tile> = HashMap::new();
+    // What a parent already served (multicast) or received (reduction) at one step.
+    let mut served: HashSet<(usize, usize, Vec<u64>, Vec<u64>)> = HashSet::new();
+    let step_loops: Vec<Vec<Vec<usize>>> = (0..nest.operands.len())
+        .map(|oi| (0..nest.path.len()).map(|lv| plan.step_loops(oi, lv)).collect())
+        .collect();
+    let inst_loops: Vec<Vec<usize>> = (0..nest.path.len()).map(|lv| plan.instance_loops(lv)).collect();
+    let pick = |idx: &[u64], ks: &[usize]| -> Vec<u64> { ks.iter().map(|&k| idx[k]).collect() };
+    // Instance of `lv` with the spatial loops in [parent, lv) that operand `oi` ignores blanked:
+    // the multicast/reduction siblings share it.
+    let sibling_key = |oi: usize, parent: usize, lv: usize, inst: &[u64]| -> Vec<u64> {
+        inst_loops[lv]
+            .iter()
+            .zip(inst)
+            .map(|(&k, &v)| {
+                let l = &nest.loops[k];
+                if l.level >= parent && !plan.relevant(oi, k) {
+                    u64::MAX
+                } else {
+                    v
+                }
+            })
+            .collect()
+    };
+    let out_op = &nest.operands[0];
+    let reduce = e.reduce;
+
+    loop {
+        idx[nest.n_prefix..].copy_from_slice(&own);
+        if let Some(coord) = plan.coords(&idx) {
+            counts.points += 1;
+            steps.insert(
+                idx.iter()
+                    .zip(&nest.loops)
+                    .filter(|(_, l)| !l.is_spatial())
+                    .map(|(v, _)| *v)
+                    .collect(),
+            );
+            // 1. Output tiles whose step ended drain, innermost first.
+            let out_levels: Vec<usize> = (out_op.home() + 1..nest.path.len())
+                .filter(|&lv| out_op.keep[lv])
+                .collect();
+            for &lv in out_levels.iter().rev() {
+                let inst = pick(&idx, &inst_loops[lv]);
+                let key = pick(&idx, &step_loops[0][lv]);
+                let stale = tiles.get(&(0, lv, inst.clone())).is_some_and(|t| t.key != key);
+                if stale {
+                    drain_under(
+                        &plan,
+                        &mut tiles,
+                        &mut served,
+                        backing,
+                        counts,
+                        reduce,
+                        lv,
+                        &inst,
+                        &sibling_key,
+                    );
+                }
+            }
+            for &lv in &out_levels {
+                let inst = pick(&idx, &inst_loops[lv]);
+                let key = pick(&idx, &step_loops[0][lv]);
+                tiles.entry((0, lv, inst.clone())).or_insert(Tile {
+                    key,
+                    inst,
+                    values: HashMap::new(),
+                });
+            }
+            // 2. Input tiles whose step changed are refilled, outermost first.
+            for (oi, o) in nest.operands.iter().enumerate().skip(1) {
+                for lv in o.home() + 1..nest.path.len() {
+                    if !o.keep[lv] {
+                        continue;
+                    }
+                    let inst = pick(&idx, &inst_loops[lv]);
+                    let key = pick(&idx, &step_loops[oi][lv]);
+                    if tiles.get(&(oi, lv, inst.clone())).is_some_and(|t| t.key == key) {
+                        continue;
+                    }
+                    let parent = o.parent_of(lv).expect("below the home");
+                    let elements = plan.tile_elements(oi, lv, &idx);
+                    let mut values = HashMap::with_capacity(elements.len());
+                    let pinst = pick(&idx, &inst_loops[parent]);
+                    for &el in &elements {
+                        let v = if parent == o.home() {
+                            backing.data[o.tensor.0].data[el]
+                        } else {
+                            *tiles[&(oi, parent, pinst.clone())]
+                                .values
+                                .get(&el)
+                                .expect("a parent tile covers its children")
+                        };
+                        values.insert(el, v);
+                    }
+                    let cnt = elements.len() as u64;
+                    counts.access[oi][lv].fills += cnt;
+                    if served.insert((oi, lv, key.clone(), sibling_key(oi, parent, lv, &inst))) {
+                        counts.access[oi][parent].reads += cnt;
+                    }
+                    counts.peak_tile[oi][lv] = counts.peak_tile[oi][lv].max(cnt);
+                    tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values });
+                }
+            }
+            // 3. The PE computes the point from its innermost tiles.
+            let mut operands = Vec::with_capacity(2);
+            for (oi, o) in nest.operands.iter().enumerate().skip(1) {
+                let lv = o.innermost();
+                let el = plan.element(oi, &coord);
+                let v = if lv == o.home() {
+                    backing.data[o.tensor.0].data[el]
+                } else {
+                    tiles[&(oi, lv, pick(&idx, &inst_loops[lv]))].values[&el]
+                };
+                counts.access[oi][lv].reads += 1;
+                operands.push(v);
+            }
+            let masked = e.mask.is_some_and(|m| {
+                let at = |ix: Index| match ix {
+                    Index::Var(r) | Index::Next(r) => coord[r.0],
+                    Index::Joined { outer, inner, tile } => coord[outer.0] * tile + coord[inner.0],
+                    Index::Last(_) => unreachable!("masks never use last()"),
+                };
+                at(m.key) > at(m.query) + m.offset
+            });
+            let value = if masked {
+                f64::NEG_INFINITY
+            } else {
+                let a = operands[0];
+                let b = operands.get(1).copied().unwrap_or(a);
+                apply(e.map, a, b)
+            };
+            let lv = out_op.innermost();
+            let el = plan.element(0, &coord);
+            counts.access[0][lv].updates += 1;
+            if lv == out_op.home() {
+                write_backing(backing, out_op.tensor.0, el, reduce, value);
+            } else {
+                let t = tiles
+                    .get_mut(&(0, lv, pick(&idx, &inst_loops[lv])))
+                    .expect("created above");
+                let old = t.values.get(&el).copied();
+                t.values.insert(el, combine(reduce, old, value));
+            }
+        }
+        if !odometer(&mut own, &own_bounds) {
+            break;
+        }
+    }
+    // The step is over: every output tile drains, innermost first.
+    let mut resident: Vec<(usize, Vec<u64>)> = tiles.keys().filter(|k| k.0 == 0).map(|k| (k.1, k.2.clone())).collect();
+    resident.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (lv, inst) in resident {
+        if tiles.contains_key(&(0, lv, inst.clone())) {
+            drain_under(
+                &plan,
+                &mut tiles,
+                &mut served,
+                backing,
+                counts,
+                reduce,
+                lv,
+                &inst,
+                &sibling_key,
+            );
+        }
+    }
+}
+
+/// First-writes set; later writes combine with the reduction (a map-only Einsum writes each element once).
+fn write_backing(backing: &mut Backing, t: usize, el: usize, reduce: ReduceOp, v: f64) {
+    let old = if backing.written[t][el] {
+        Some(backing.data[t].data[el])
+    } else {
+        None
+    };
+    backing.data[t].data[el] = combine(reduce, old, v);
+    backing.written[t][el] = true;
+}
+
+/// Drains the output tile at (`lv`, `inst`) into its parent, after every deeper tile under it.
+#[allow(clippy::too_many_arguments)]
+fn drain_under(
+    plan: &Plan<'_>,
+    tiles: &mut HashMap<(usize, usize, Vec<u64>), Tile>,
+    served: &mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
+    backing: &mut Backing,
+    counts: &mut ExecCounts,
+    reduce: ReduceOp,
+    lv: usize,
+    inst: &[u64],
+    sibling_key: &dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64>,
+) {
+    let mut deeper: Vec<(usize, Vec<u64>)> = tiles
+        .keys()
+        .filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst))
+        .map(|k| (k.1, k.2.clone()))
+        .collect();
+    deeper.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (dl, di) in deeper {
+        if tiles.contains_key(&(0, dl, di.clone())) {
+            drain_one(plan, tiles, served, backing, counts, reduce, dl, &di, sibling_key);
+        }
+    }
+    drain_one(plan, tiles, served, backing, counts, reduce, lv, inst, sibling_key);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drain_one(
+    plan: &Plan<'_>,
+    tiles: &mut HashMap<(usize, usize, Vec<u64>), Tile>,
+    served: &mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
+    backing: &mut Backing,
+    counts: &mut ExecCounts,
+    reduce: ReduceOp,
+    lv: usize,
+    inst: &[u64],
+    sibling_key: &dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64>,
+) {
+    let tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
+    let o = &plan.nest.operands[0];
+    let parent = o.parent_of(lv).expect("below the home");
+    let cnt = tile.values.len() as u64;
+    counts.access[0][lv].reads += cnt;
+    counts.peak_tile[0][lv] = counts.peak_tile[0][lv].max(cnt);
+    if served.insert((0, lv, tile.key.clone(), sibling_key(0, parent, lv, &tile.inst))) {
+        counts.access[0][parent].updates += cnt;
+    }
+    let mut elements: Vec<(&usize, &f64)> = tile.values.iter().collect();
+    elements.sort_by_key(|x| *x.0);
+    if parent == o.home() {
+        for (&el, &v) in elements {
+            write_backing(backing, o.tensor.0, el, reduce, v);
+        }
+    } else {
+        let pinst: Vec<u64> = tile.inst[..plan.instance_loops(parent).len()].to_vec();
+        let p = tiles
+            .get_mut(&(0, parent, pinst))
+            .expect("the parent tile is resident while its children drain");
+        for (&el, &v) in elements {
+            let old = p.values.get(&el).copied();
+            p.values.insert(el, combine(reduce, old, v));
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Counting existing index combinations of a subset of a nest's loops — the one primitive the
+//! analytical model is built from.
+//!
+//! A rank's coordinate is a mixed-radix number whose digits are its loops (outermost most
+//! significant). A point exists when every rank's coordinate is below its size (only the
+//! outermost loop of a rank may overshoot) and, for a partition `M → M1 × M0`, when
+//! `m1 × M0 + m0 < M` (the ragged last block). For a subset U of loops, a combination of U's
+//! indices *exists* if some existing point has those indices; since every existence condition
+//! is an upper bound, that is the point with every loop outside U at index 0. Ranks (or
+//! partition pairs) are independent, so the count is a product over them, and each factor is a
+//! digit count ("how many mixed-radix numbers with these free digits are below L") in O(loops).
+
+use strata_mappings::EinsumNest;
+use strata_workloads::Cascade;
+
+/// The loops of one rank: (loop index in the nest, bound, stride within the rank), outermost first.
+#[derive(Debug, Clone)]
+struct RankLoops {
+    digits: Vec<(usize, u64, u64)>,
+    size: u64,
+    /// Bounds multiply to exactly the size: every combination exists.
+    perfect: bool,
+}
+
+impl RankLoops {
+    /// How many combinations of the free digits (others 0) give a coordinate below `limit`.
+    fn count_below(&self, free: u64, limit: u64) -> u64 {
+        let d = &self.digits;
+        let n = d.len();
+        // max value and product of free bounds of digits i.. .
+        let mut maxval = vec![0u64; n + 1];
+        let mut prod = vec![1u64; n + 1];
+        for i in (0..n).rev() {
+            let (k, b, s) = d[i];
+            let is_free = free >> k & 1 == 1;
+            maxval[i] = maxval[i + 1] + if is_free { (b - 1) * s } else { 0 };
+            prod[i] = prod[i + 1] * if is_free { b } else { 1 };
+        }
+        let mut total = 0;
+        let mut rem = limit;
+        for i in 0..n {
+            if rem > maxval[i] {
+                return total + prod[i];
+            }
+            let (k, _, s) = d[i];
+            if free >> k & 1 == 1 {
+                let q = rem / s;
+                total += q * prod[i + 1];
+                rem -= q * s;
+            }
+        }
+        total + u64::from(rem > 0)
+    }
+
+    fn free_product(&self, free: u64) -> u64 {
+        self.digits
+            .iter()
+            .filter(|(k, _, _)| free >> k & 1 == 1)
+            .map(|(_, b, _)| b)
+            .product()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Group {
+    Single(RankLoops),
+    /// A partition: outer rank, inner rank, tile, parent size.
+    Pair(RankLoops, RankLoops, u64, u64),
+}
+
+/// The existence structure of one nest, built once and queried many times.
+#[derive(Debug, Clone)]
+pub struct Space {
+    groups: Vec<Group>,
+    /// Bit mask of every loop.
+    pub all: u64,
+}
+
+impl Space {
+    pub fn new(c: &Cascade, nest: &EinsumNest) -> Space {
+        assert!(nest.loops.len() <= 64, "a nest has at most 64 loops");
+        let einsum = &c.einsums()[nest.einsum];
+        let rank_loops = |r| {
+            let idx: Vec<usize> = (0..nest.loops.len()).filter(|&k| nest.loops[k].rank == r).collect();
+            let mut digits = Vec::with_capacity(idx.len());
+            let mut stride = 1;
+            for &k in idx.iter().rev() {
+                digits.push((k, nest.loops[k].bound, stride));
+                stride *= nest.loops[k].bound;
+            }
+            digits.reverse();
+            let size = c.rank(r).size;
+            RankLoops {
+                digits,
+                size,
+                perfect: stride == size,
+            }
+        };
+        let mut groups = Vec::new();
+        let mut paired = Vec::new();
+        for p in c.partitions() {
+            if einsum.iteration_ranks.contains(&p.outer) && einsum.iteration_ranks.contains(&p.inner) {
+                groups.push(Group::Pair(
+                    rank_loops(p.outer),
+                    rank_loops(p.inner),
+                    p.tile,
+                    c.rank(p.parent).size,
+                ));
+                paired.extend([p.outer, p.inner]);
+            }
+        }
+        for &r in &einsum.iteration_ranks {
+            if !paired.contains(&r) {
+                // A lone inner half of a partition exists only below the parent's size.
+                let mut g = rank_loops(r);
+                if let Some(p) = c.partitions().iter().find(|p| p.inner == r) {
+                    let parent = c.rank(p.parent).size;
+                    if parent < g.size {
+                        g.size = parent;
+                        g.perfect = false;
+                    }
+                }
+                groups.push(Group::Single(g));
+            }
+        }
+        let all = if nest.loops.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << nest.loops.len()) - 1
+        };
+        Space { groups, all }
+    }
+
+    /// Existing index combinations of the loops in `u` (a bit mask over the nest's loops).
+    pub fn combos(&self, u: u64) -> u64 {
+        let mut total = 1u64;
+        for g in &self.groups {
+            total *= match g {
+                Group::Single(r) if r.perfect => r.free_product(u),
+                Group::Single(r) => r.count_below(u, r.size),
+                Group::Pair(o, i, tile, parent) => {
+                    if o.perfect && i.perfect && o.size * tile == *parent {
+                        o.free_product(u) * i.free_product(u)
+                    } else {
+                        let m1 = o.size;
+                        let rem = parent - (m1 - 1) * tile;
+                        let full_blocks = o.count_below(u, m1 - 1);
+                        let last_block = o.count_below(u, m1) - full_blocks;
+                        full_blocks * i.count_below(u, i.size.min(*tile)) + last_block * i.count_below(u, rem)
+                    }
+                }
+            };
+            if total == 0 {
+                return 0;
+            }
+        }
+        total
+    }
+}

@@ -1,0 +1,274 @@
+//! Shared helpers of the sim tests: a 4-level test architecture, random valid mappings, inputs.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use strata_arch::Arch;
+use strata_mappings::spec::{EinsumMappingSpec, GroupSpec, LevelSpec, MappingSpec, Pipelining};
+use strata_workloads::interp::{Dense, external_tensors};
+use strata_workloads::{Cascade, Role};
+
+/// DRAM → L2 → Buf (2 instances) → RF (4×2 instances, one PE each): every kind of fan-out.
+pub const ARCH: &str = r#"
+[arch]
+name = "test4"
+clock = "1 GHz"
+[[arch.levels]]
+name = "DRAM"
+kind = "dram"
+read_bandwidth = "8 GB/s"
+read_energy = "60 pJ"
+[[arch.levels]]
+name = "L2"
+kind = "sram"
+capacity = "1 MiB"
+read_bandwidth = "64 B/cycle"
+read_energy = "5 pJ"
+[[arch.levels]]
+name = "Buf"
+kind = "sram"
+capacity = "64 KiB"
+mesh = [2, 1]
+read_bandwidth = "16 B/cycle"
+read_energy = "2 pJ"
+[[arch.levels]]
+name = "RF"
+kind = "register_file"
+capacity = "4 KiB"
+mesh = [4, 2]
+read_energy = "0.5 pJ"
+[[arch.compute]]
+name = "pe"
+level = "RF"
+rows = 2
+cols = 4
+pipeline_latency = 8
+ops = { mac = { energy = "1 pJ" }, add = { energy = "0.5 pJ" }, max = { energy = "0.1 pJ" }, exp = { cycles = 4, energy = "4 pJ" }, div = { energy = "3 pJ" } }
+"#;
+
+pub fn arch() -> Arch {
+    Arch::from_toml(ARCH).unwrap()
+}
+
+pub const LEVELS: [&str; 4] = ["DRAM", "L2", "Buf", "RF"];
+
+/// A deterministic stream of random numbers (SplitMix64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Loop slots in nest order: (level, dim, fan-out limit).
+const SLOTS: [(usize, Option<&str>, u64); 7] = [
+    (0, None, 0),
+    (1, None, 0),
+    (1, Some("x"), 2),
+    (2, None, 0),
+    (2, Some("x"), 2),
+    (2, Some("y"), 2),
+    (3, None, 0),
+];
+
+/// A random valid mapping of one Einsum: ranks split over random slots with small inner
+/// bounds and a `*` outermost loop, loops shuffled within a level, random keep sets.
+fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> EinsumMappingSpec {
+    let einsum = &c.einsums()[e];
+    let mut per_level: Vec<Vec<String>> = vec![Vec::new(); 4];
+    let mut spatial: Vec<Vec<String>> = vec![Vec::new(); 4];
+    let mut used = [1u64; SLOTS.len()];
+    for &r in &einsum.iteration_ranks {
+        let name = &c.rank(r).name;
+        if skip.contains(&name.as_str()) {
+            continue;
+        }
+        let n = 1 + rng.below(3) as usize;
+        let mut slots: Vec<usize> = (0..SLOTS.len()).collect();
+        for i in (1..slots.len()).rev() {
+            slots.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut chosen: Vec<usize> = slots[..n].to_vec();
+        chosen.sort_unstable();
+        for (j, &s) in chosen.iter().enumerate() {
+            let (level, dim, limit) = SLOTS[s];
+            let bound = if j == 0 {
+                "*".to_string()
+            } else {
+                (1 + rng.below(3)).to_string()
+            };
+            let spatial_ok = dim.is_some() && j > 0 && used[s] * bound.parse::<u64>().unwrap_or(1) <= limit;
+            if spatial_ok {
+                used[s] *= bound.parse::<u64>().unwrap();
+                spatial[level].push(format!("{name}={bound}@{}", dim.unwrap()));
+            } else {
+                per_level[level].push(format!("{name}={bound}"));
+            }
+        }
+    }
+    let tensors: Vec<String> = std::iter::once(&einsum.output)
+        .chain(&einsum.inputs)
+        .map(|a| c.tensor(a.tensor).name.clone())
+        .collect();
+    let mut levels = Vec::new();
+    for lv in 0..4 {
+        let mut loops = per_level[lv].clone();
+        // The outermost loop of a rank must stay first among that rank's loops: shuffle only
+        // loops of distinct ranks relative to each other by rotating, keeping rank order stable.
+        if loops.len() > 1 && rng.chance(50) {
+            let ranks: Vec<String> = loops.iter().map(|l| l.split('=').next().unwrap().to_string()).collect();
+            let mut order: Vec<usize> = (0..loops.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            // Stable within a rank: re-sort each rank's occurrences back into original order.
+            let mut shuffled: Vec<String> = order.iter().map(|&i| loops[i].clone()).collect();
+            for r in ranks.iter().collect::<std::collections::BTreeSet<_>>() {
+                let pos: Vec<usize> = (0..shuffled.len())
+                    .filter(|&i| shuffled[i].starts_with(&format!("{r}=")))
+                    .collect();
+                let orig: Vec<String> = loops
+                    .iter()
+                    .filter(|l| l.starts_with(&format!("{r}=")))
+                    .cloned()
+                    .collect();
+                for (p, o) in pos.into_iter().zip(orig) {
+                    shuffled[p] = o;
+                }
+            }
+            loops = shuffled;
+        }
+        loops.extend(spatial[lv].clone());
+        let keep = if lv == 0 {
+            None
+        } else {
+            Some(tensors.iter().filter(|_| rng.chance(55)).cloned().collect::<Vec<_>>())
+        };
+        levels.push(LevelSpec {
+            level: LEVELS[lv].to_string(),
+            loops,
+            keep,
+            bypass: None,
+        });
+    }
+    EinsumMappingSpec {
+        einsum: einsum.name.clone(),
+        unit: "pe".into(),
+        levels,
+    }
+}
+
+/// A random valid mapping of a whole cascade. 1-pass attention runs its recurrence in a group
+/// stepping through m1; other cascades get a random group sharing an outer loop over `b`.
+pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
+    let mut rng = Rng(seed);
+    let mut groups = Vec::new();
+    let mut skip: Vec<Vec<&str>> = vec![Vec::new(); c.einsums().len()];
+    let recurrence: Vec<usize> = (0..c.einsums().len())
+        .filter(|&e| c.einsums()[e].iterative.is_some())
+        .collect();
+    if let Some(&first) = recurrence.first() {
+        let m1 = c.rank_id("m1").unwrap();
+        let members: Vec<String> = recurrence.iter().map(|&e| c.einsums()[e].name.clone()).collect();
+        for &e in &recurrence {
+            skip[e].push("m1");
+        }
+        let pipelining = if rng.chance(50) {
+            Pipelining::Interleaved
+        } else {
+            Pipelining::Sequential
+        };
+        groups.push(GroupSpec {
+            name: "rec".into(),
+            prefix: vec![format!("m1={}", c.rank(m1).size)],
+            members,
+            pipelining,
+        });
+        // Sometimes share the batch loop between the recurrence and the final division.
+        if rng.chance(50) && c.rank_id("b").is_some() {
+            let mut members = vec!["rec".to_string()];
+            members.extend((recurrence.last().unwrap() + 1..c.einsums().len()).map(|e| c.einsums()[e].name.clone()));
+            let _ = first;
+            groups.push(GroupSpec {
+                name: "outer".into(),
+                prefix: vec!["b=*".into()],
+                members,
+                pipelining: Pipelining::Sequential,
+            });
+            for e in recurrence[0]..c.einsums().len() {
+                skip[e].push("b");
+            }
+        }
+    } else if c.einsums().len() > 1 && rng.chance(50) {
+        // A run of consecutive Einsums that all have rank b shares it.
+        if let Some(b) = c.rank_id("b") {
+            let start = rng.below(c.einsums().len() as u64) as usize;
+            let mut end = start;
+            while end + 1 < c.einsums().len() && c.einsums()[end + 1].iteration_ranks.contains(&b) {
+                end += 1;
+            }
+            if c.einsums()[start].iteration_ranks.contains(&b) && end > start {
+                let members = (start..=end).map(|e| c.einsums()[e].name.clone()).collect();
+                groups.push(GroupSpec {
+                    name: "shared-b".into(),
+                    prefix: vec!["b=*".into()],
+                    members,
+                    pipelining: Pipelining::Interleaved,
+                });
+                for s in skip.iter_mut().take(end + 1).skip(start) {
+                    s.push("b");
+                }
+            }
+        }
+    }
+    let einsums = (0..c.einsums().len())
+        .map(|e| einsum_mapping(c, e, &skip[e], &mut rng))
+        .collect();
+    MappingSpec {
+        name: format!("random-{seed}"),
+        description: String::new(),
+        einsums,
+        groups,
+    }
+}
+
+/// Random inputs in [-2, 2) for every tensor the cascade reads from outside.
+pub fn inputs(c: &Cascade, seed: u64) -> BTreeMap<String, Dense<f64>> {
+    let mut rng = Rng(seed ^ 0xABCD);
+    external_tensors(c)
+        .map(|(name, shape)| {
+            let n: u64 = shape.iter().product();
+            (
+                name.to_string(),
+                Dense {
+                    shape: shape.to_vec(),
+                    data: (0..n).map(|_| rng.unit() * 4.0 - 2.0).collect(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Tensors whose values the executor must reproduce: everything produced inside the cascade.
+pub fn produced(c: &Cascade) -> Vec<String> {
+    c.tensors()
+        .iter()
+        .filter(|t| !t.role.is_external() && t.role != Role::Input)
+        .map(|t| t.name.clone())
+        .collect()
+}
