@@ -24,11 +24,8 @@ fn stderr(o: &Output) -> String {
 /// Writes `text` to a fresh file in the temp directory and returns its path.
 fn file(name: &str, text: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "strata-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("strata-cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -53,10 +50,7 @@ fn decode_show_reports_llama2_7b_kv_bytes_per_token() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("KV bytes per token = 524288"), "{out}");
-    assert!(
-        out.contains("RM[b,h,m1+1,p] = max(RM[b,h,m1,p], LM[b,h,m1,p])"),
-        "{out}"
-    );
+    assert!(out.contains("RM[b,h,m1+1,p] = max(RM[b,h,m1,p], LM[b,h,m1,p])"), "{out}");
     assert!(out.contains("phase decode, context 4096"), "{out}");
 }
 
@@ -84,18 +78,8 @@ fn lists_presets_by_kind() {
     let o = strata(&["list"]);
     assert!(o.status.success());
     let out = stdout(&o);
-    for name in [
-        "bert",
-        "trxl",
-        "t5",
-        "xlm",
-        "opt-6.7b",
-        "opt-175b",
-        "llama2-70b",
-        "yi-34b",
-        "attention-1pass",
-        "gemm",
-    ] {
+    for name in ["bert", "trxl", "t5", "xlm", "opt-6.7b", "opt-175b", "llama2-70b", "yi-34b", "attention-1pass", "gemm"]
+    {
         assert!(out.contains(name), "{name} missing from\n{out}");
     }
     assert!(out.find("model presets:") < out.find("attention presets:"));
@@ -115,9 +99,7 @@ fn validates_every_shipped_preset_file_and_hf_configs() {
             files.push(e.unwrap().path().display().to_string());
         }
     }
-    let args: Vec<&str> = std::iter::once("validate")
-        .chain(files.iter().map(String::as_str))
-        .collect();
+    let args: Vec<&str> = std::iter::once("validate").chain(files.iter().map(String::as_str)).collect();
     let o = strata(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(), files.len());
@@ -146,75 +128,43 @@ fn malformed_toml() {
 
 #[test]
 fn unknown_key() {
-    bad(
-        "typo.toml",
-        &MODEL.replace("heads = 4", "hedas = 4"),
-        &["model.hedas", "unknown field"],
-    );
+    bad("typo.toml", &MODEL.replace("heads = 4", "hedas = 4"), &["model.hedas", "unknown field"]);
 }
 
 #[test]
 fn zero_heads() {
-    bad(
-        "zero.toml",
-        &MODEL.replace("heads = 4", "heads = 0"),
-        &["model.heads", "must be positive (got 0)"],
-    );
+    bad("zero.toml", &MODEL.replace("heads = 4", "heads = 0"), &["model.heads", "must be positive (got 0)"]);
 }
 
 #[test]
 fn negative_layers() {
-    bad(
-        "neg.toml",
-        &MODEL.replace("layers = 2", "layers = -3"),
-        &["model.layers", "got -3"],
-    );
+    bad("neg.toml", &MODEL.replace("layers = 2", "layers = -3"), &["model.layers", "got -3"]);
 }
 
 #[test]
 fn kv_heads_that_do_not_divide_heads() {
-    bad(
-        "gqa.toml",
-        &format!("{MODEL}kv_heads = 3\n"),
-        &["model.kv_heads", "must divide heads"],
-    );
+    bad("gqa.toml", &format!("{MODEL}kv_heads = 3\n"), &["model.kv_heads", "must divide heads"]);
 }
 
 #[test]
 fn wrong_type() {
-    bad(
-        "type.toml",
-        &MODEL.replace("d_model = 64", "d_model = \"big\""),
-        &["model.d_model", "line 4"],
-    );
+    bad("type.toml", &MODEL.replace("d_model = 64", "d_model = \"big\""), &["model.d_model", "line 4"]);
 }
 
 #[test]
 fn unknown_activation() {
-    bad(
-        "act.toml",
-        &MODEL.replace("\"gelu\"", "\"tanh\""),
-        &["model.activation", "unknown variant"],
-    );
+    bad("act.toml", &MODEL.replace("\"gelu\"", "\"tanh\""), &["model.activation", "unknown variant"]);
 }
 
 #[test]
 fn unknown_rank() {
-    bad(
-        "rank.toml",
-        &CASCADE.replace("QK[m,p]", "QK[z,p]"),
-        &["cascade.einsums[0].expr", "unknown rank `z`"],
-    );
+    bad("rank.toml", &CASCADE.replace("QK[m,p]", "QK[z,p]"), &["cascade.einsums[0].expr", "unknown rank `z`"]);
 }
 
 #[test]
 fn tensor_produced_twice() {
     let text = format!("{CASCADE}[[cascade.einsums]]\nexpr = \"GM[p] = QK[m,p]\"\nreduce = \"max\"\n");
-    bad(
-        "twice.toml",
-        &text,
-        &["cascade.einsums[1]", "`GM` is already produced by einsums[0]"],
-    );
+    bad("twice.toml", &text, &["cascade.einsums[1]", "`GM` is already produced by einsums[0]"]);
 }
 
 #[test]
@@ -226,20 +176,12 @@ fn cycle() {
 
 #[test]
 fn zero_size() {
-    bad(
-        "size.toml",
-        &CASCADE.replace("N = 8", "N = 0"),
-        &["cascade.params.N", "must be positive"],
-    );
+    bad("size.toml", &CASCADE.replace("N = 8", "N = 0"), &["cascade.params.N", "must be positive"]);
 }
 
 #[test]
 fn unknown_parameter() {
-    bad(
-        "param.toml",
-        &CASCADE.replace("p = \"N\"", "p = \"Q\""),
-        &["cascade.ranks.p", "unknown parameter `Q`"],
-    );
+    bad("param.toml", &CASCADE.replace("p = \"N\"", "p = \"Q\""), &["cascade.ranks.p", "unknown parameter `Q`"]);
 }
 
 #[test]
@@ -250,11 +192,7 @@ fn running_tensor_without_init() {
 
 #[test]
 fn bad_einsum_syntax() {
-    bad(
-        "syntax.toml",
-        &CASCADE.replace("QK[m,p]", "QK[m,p"),
-        &["cascade.einsums[0].expr", "expected ']'"],
-    );
+    bad("syntax.toml", &CASCADE.replace("QK[m,p]", "QK[m,p"), &["cascade.einsums[0].expr", "expected ']'"]);
 }
 
 #[test]
@@ -265,42 +203,26 @@ fn attention_passes_out_of_range() {
 
 #[test]
 fn hugging_face_config_missing_a_key() {
-    bad(
-        "config.json",
-        r#"{"model_type": "llama", "hidden_size": 4096}"#,
-        &["num_hidden_layers", "missing"],
-    );
+    bad("config.json", r#"{"model_type": "llama", "hidden_size": 4096}"#, &["num_hidden_layers", "missing"]);
 }
 
 #[test]
 fn two_kinds_in_one_file() {
-    bad(
-        "two.toml",
-        &format!("{MODEL}{CASCADE}"),
-        &["exactly one top-level table"],
-    );
+    bad("two.toml", &format!("{MODEL}{CASCADE}"), &["exactly one top-level table"]);
 }
 
 #[test]
 fn unknown_preset() {
     let o = strata(&["workload", "show", "llama3-8b"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("`llama3-8b` is neither a preset nor a file"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("`llama3-8b` is neither a preset nor a file"), "{}", stderr(&o));
 }
 
 #[test]
 fn missing_file_for_validate() {
     let o = strata(&["validate", "/nonexistent/strata.toml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("/nonexistent/strata.toml: cannot read"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("/nonexistent/strata.toml: cannot read"), "{}", stderr(&o));
 }
 
 #[test]
@@ -320,11 +242,7 @@ fn validate_reports_every_bad_file_and_passes_good_ones() {
     let good = file("good.toml", MODEL);
     let bad1 = file("bad1.toml", &MODEL.replace("heads = 4", "heads = 0"));
     let bad2 = file("bad2.toml", &CASCADE.replace("N = 8", "N = -1"));
-    let (g, b1, b2) = (
-        good.display().to_string(),
-        bad1.display().to_string(),
-        bad2.display().to_string(),
-    );
+    let (g, b1, b2) = (good.display().to_string(), bad1.display().to_string(), bad2.display().to_string());
     let o = strata(&["validate", &g, &b1, &b2]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).contains(&format!("ok  {g}")));

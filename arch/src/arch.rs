@@ -125,11 +125,7 @@ pub struct Arch {
 }
 
 fn positive(path: &str, v: i64) -> SpecResult<u64> {
-    if v <= 0 {
-        Err(SpecError::new(path, format!("must be positive (got {v})")))
-    } else {
-        Ok(v as u64)
-    }
+    if v <= 0 { Err(SpecError::new(path, format!("must be positive (got {v})"))) } else { Ok(v as u64) }
 }
 
 fn unit<T>(path: &str, s: &str, parse: fn(&str) -> Result<T, String>) -> SpecResult<T> {
@@ -156,10 +152,7 @@ impl Arch {
         for (i, l) in spec.links.iter().enumerate() {
             let p = format!("arch.links[{i}]");
             if links.iter().any(|x: &Link| x.name == l.name) {
-                return Err(SpecError::new(
-                    format!("{p}.name"),
-                    format!("duplicate link name `{}`", l.name),
-                ));
+                return Err(SpecError::new(format!("{p}.name"), format!("duplicate link name `{}`", l.name)));
             }
             let bandwidth = unit(&format!("{p}.bandwidth"), &l.bandwidth, parse_bandwidth)?;
             if bandwidth.0 <= 0.0 {
@@ -170,11 +163,7 @@ impl Arch {
                 kind: l.kind,
                 bandwidth,
                 count: positive(&format!("{p}.count"), l.count)?,
-                latency: l
-                    .latency
-                    .as_deref()
-                    .map(|s| unit(&format!("{p}.latency"), s, parse_time))
-                    .transpose()?,
+                latency: l.latency.as_deref().map(|s| unit(&format!("{p}.latency"), s, parse_time)).transpose()?,
                 energy_per_bit: l
                     .energy_per_bit
                     .as_deref()
@@ -184,43 +173,26 @@ impl Arch {
             });
         }
         if spec.levels.is_empty() {
-            return Err(SpecError::new(
-                "arch.levels",
-                "an architecture needs at least one storage level",
-            ));
+            return Err(SpecError::new("arch.levels", "an architecture needs at least one storage level"));
         }
         let mut levels: Vec<Level> = Vec::new();
         for (i, l) in spec.levels.iter().enumerate() {
             let p = format!("arch.levels[{i}]");
             if levels.iter().any(|x| x.name == l.name) {
-                return Err(SpecError::new(
-                    format!("{p}.name"),
-                    format!("duplicate level name `{}`", l.name),
-                ));
+                return Err(SpecError::new(format!("{p}.name"), format!("duplicate level name `{}`", l.name)));
             }
             if l.root && l.parent.is_some() {
-                return Err(SpecError::new(
-                    format!("{p}.root"),
-                    "a root level cannot also name a parent",
-                ));
+                return Err(SpecError::new(format!("{p}.root"), "a root level cannot also name a parent"));
             }
             let parent = match (&l.parent, i) {
                 _ if l.root => None,
-                (Some(name), _) => Some(LevelId(levels.iter().position(|x| &x.name == name).ok_or_else(
-                    || {
-                        SpecError::new(
-                            format!("{p}.parent"),
-                            format!("`{name}` is not a level listed before this one"),
-                        )
-                    },
-                )?)),
+                (Some(name), _) => Some(LevelId(levels.iter().position(|x| &x.name == name).ok_or_else(|| {
+                    SpecError::new(format!("{p}.parent"), format!("`{name}` is not a level listed before this one"))
+                })?)),
                 (None, 0) => None,
                 (None, _) => Some(LevelId(i - 1)),
             };
-            let mesh = (
-                positive(&format!("{p}.mesh[0]"), l.mesh[0])?,
-                positive(&format!("{p}.mesh[1]"), l.mesh[1])?,
-            );
+            let mesh = (positive(&format!("{p}.mesh[0]"), l.mesh[0])?, positive(&format!("{p}.mesh[1]"), l.mesh[1])?);
             if let Some(pa) = parent {
                 let pm = levels[pa.0].mesh;
                 if mesh.0 % pm.0 != 0 || mesh.1 % pm.1 != 0 {
@@ -286,9 +258,7 @@ impl Arch {
                 None => read_bandwidth,
             };
             let energy = |key: &str, s: &Option<String>| -> SpecResult<Option<Picojoules>> {
-                s.as_deref()
-                    .map(|s| unit(&format!("{p}.{key}"), s, parse_energy))
-                    .transpose()
+                s.as_deref().map(|s| unit(&format!("{p}.{key}"), s, parse_energy)).transpose()
             };
             let read_energy = energy("read_energy", &l.read_energy)?.unwrap_or_default();
             let write_energy = energy("write_energy", &l.write_energy)?.unwrap_or(read_energy);
@@ -317,39 +287,26 @@ impl Arch {
                 write_bandwidth,
                 read_energy,
                 write_energy,
-                latency: l
-                    .latency
-                    .as_deref()
-                    .map(|s| unit(&format!("{p}.latency"), s, parse_time))
-                    .transpose()?,
+                latency: l.latency.as_deref().map(|s| unit(&format!("{p}.latency"), s, parse_time)).transpose()?,
                 link,
                 dram,
                 nand,
             });
         }
         if spec.compute.is_empty() {
-            return Err(SpecError::new(
-                "arch.compute",
-                "an architecture needs at least one compute unit",
-            ));
+            return Err(SpecError::new("arch.compute", "an architecture needs at least one compute unit"));
         }
         let mut units: Vec<ComputeUnit> = Vec::new();
         for (i, c) in spec.compute.iter().enumerate() {
             let p = format!("arch.compute[{i}]");
             if units.iter().any(|x| x.name == c.name) {
-                return Err(SpecError::new(
-                    format!("{p}.name"),
-                    format!("duplicate compute unit name `{}`", c.name),
-                ));
+                return Err(SpecError::new(format!("{p}.name"), format!("duplicate compute unit name `{}`", c.name)));
             }
             let level = levels
                 .iter()
                 .position(|x| x.name == c.level)
                 .ok_or_else(|| SpecError::new(format!("{p}.level"), format!("unknown level `{}`", c.level)))?;
-            let (rows, cols) = (
-                positive(&format!("{p}.rows"), c.rows)?,
-                positive(&format!("{p}.cols"), c.cols)?,
-            );
+            let (rows, cols) = (positive(&format!("{p}.rows"), c.rows)?, positive(&format!("{p}.cols"), c.cols)?);
             let mesh = levels[level].mesh;
             if cols % mesh.0 != 0 || rows % mesh.1 != 0 {
                 return Err(SpecError::new(
@@ -361,10 +318,7 @@ impl Arch {
                 ));
             }
             if c.ops.is_empty() {
-                return Err(SpecError::new(
-                    format!("{p}.ops"),
-                    "a compute unit needs at least one operation",
-                ));
+                return Err(SpecError::new(format!("{p}.ops"), "a compute unit needs at least one operation"));
             }
             let mut ops = BTreeMap::new();
             for (name, op) in &c.ops {
@@ -377,10 +331,7 @@ impl Arch {
                 }
                 ops.insert(
                     name.clone(),
-                    OpCost {
-                        cycles: op.cycles,
-                        energy: unit(&format!("{op_path}.energy"), &op.energy, parse_energy)?,
-                    },
+                    OpCost { cycles: op.cycles, energy: unit(&format!("{op_path}.energy"), &op.energy, parse_energy)? },
                 );
             }
             if c.pipeline_latency < 0 {
@@ -473,10 +424,7 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
     if let (Some(ras), Some(rcd)) = (t("tRAS"), t("tRCD"))
         && ras < rcd
     {
-        return Err(SpecError::new(
-            format!("{p}.timing.tRAS"),
-            format!("tRAS ({ras}) must be at least tRCD ({rcd})"),
-        ));
+        return Err(SpecError::new(format!("{p}.timing.tRAS"), format!("tRAS ({ras}) must be at least tRCD ({rcd})")));
     }
     if let (Some(rc), Some(ras), Some(rp)) = (t("tRC"), t("tRAS"), t("tRP"))
         && rc < ras + rp

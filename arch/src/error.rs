@@ -12,11 +12,7 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        SpecError {
-            path: path.into(),
-            reason: reason.into(),
-            location: None,
-        }
+        SpecError { path: path.into(), reason: reason.into(), location: None }
     }
 }
 
@@ -25,11 +21,7 @@ impl fmt::Display for SpecError {
         if let Some((l, c)) = self.location {
             write!(f, "line {l}, column {c}: ")?;
         }
-        if self.path.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.path, self.reason)
-        }
+        if self.path.is_empty() { write!(f, "{}", self.reason) } else { write!(f, "{}: {}", self.path, self.reason) }
     }
 }
 
@@ -42,10 +34,7 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> SpecResult<T> {
     let locate = |e: &toml::de::Error| {
         e.span().map(|s| {
             let before = &text[..s.start.min(text.len())];
-            (
-                before.matches('\n').count() + 1,
-                before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-            )
+            (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
         })
     };
     let de = toml::Deserializer::parse(text).map_err(|e| SpecError {

@@ -34,12 +34,7 @@ macro_rules! quantity {
 }
 
 quantity!(Bytes, u64, "B", "A size in bytes.");
-quantity!(
-    Cycles,
-    f64,
-    "cycles",
-    "A duration in clock cycles (fractional: analytical averages)."
-);
+quantity!(Cycles, f64, "cycles", "A duration in clock cycles (fractional: analytical averages).");
 quantity!(Seconds, f64, "s", "A duration in seconds.");
 quantity!(Picojoules, f64, "pJ", "An energy in picojoules.");
 quantity!(BytesPerSecond, f64, "B/s", "A bandwidth.");
@@ -84,10 +79,7 @@ fn number_and_unit(s: &str) -> Result<(f64, String), String> {
 fn scale(unit: &str, table: &[(&str, f64)], what: &str, original: &str) -> Result<f64, String> {
     table.iter().find(|(u, _)| *u == unit).map(|(_, k)| *k).ok_or_else(|| {
         let known: Vec<&str> = table.iter().map(|(u, _)| *u).collect();
-        format!(
-            "`{original}`: unknown {what} unit `{unit}` (use one of: {})",
-            known.join(", ")
-        )
+        format!("`{original}`: unknown {what} unit `{unit}` (use one of: {})", known.join(", "))
     })
 }
 
@@ -113,59 +105,33 @@ pub fn parse_bytes(s: &str) -> Result<Bytes, String> {
 /// "400 GiB/s" → bytes per second.
 pub fn parse_bandwidth(s: &str) -> Result<BytesPerSecond, String> {
     let (v, u) = number_and_unit(s)?;
-    let unit = u
-        .strip_suffix("/s")
-        .ok_or_else(|| format!("`{s}`: a bandwidth ends in /s, e.g. \"400 GiB/s\""))?;
+    let unit = u.strip_suffix("/s").ok_or_else(|| format!("`{s}`: a bandwidth ends in /s, e.g. \"400 GiB/s\""))?;
     Ok(BytesPerSecond(v * scale(unit, BYTE_UNITS, "bandwidth", s)?))
 }
 
 /// "940 MHz" → hertz.
 pub fn parse_frequency(s: &str) -> Result<Hertz, String> {
     let (v, u) = number_and_unit(s)?;
-    Ok(Hertz(
-        v * scale(
-            &u,
-            &[("Hz", 1.0), ("kHz", 1e3), ("MHz", 1e6), ("GHz", 1e9)],
-            "frequency",
-            s,
-        )?,
-    ))
+    Ok(Hertz(v * scale(&u, &[("Hz", 1.0), ("kHz", 1e3), ("MHz", 1e6), ("GHz", 1e9)], "frequency", s)?))
 }
 
 /// "17.16 pJ" → picojoules.
 pub fn parse_energy(s: &str) -> Result<Picojoules, String> {
     let (v, u) = number_and_unit(s)?;
-    Ok(Picojoules(
-        v * scale(
-            &u,
-            &[("fJ", 1e-3), ("pJ", 1.0), ("nJ", 1e3), ("uJ", 1e6), ("µJ", 1e6)],
-            "energy",
-            s,
-        )?,
-    ))
+    Ok(Picojoules(v * scale(&u, &[("fJ", 1e-3), ("pJ", 1.0), ("nJ", 1e3), ("uJ", 1e6), ("µJ", 1e6)], "energy", s)?))
 }
 
 /// "30 us" → seconds.
 pub fn parse_time(s: &str) -> Result<Seconds, String> {
     let (v, u) = number_and_unit(s)?;
     // Divisors rather than multipliers, so "30 us" is exactly the double nearest 30e-6.
-    let table = [
-        ("s", 1.0),
-        ("ms", 1e3),
-        ("us", 1e6),
-        ("µs", 1e6),
-        ("ns", 1e9),
-        ("ps", 1e12),
-    ];
+    let table = [("s", 1.0), ("ms", 1e3), ("us", 1e6), ("µs", 1e6), ("ns", 1e9), ("ps", 1e12)];
     Ok(Seconds(v / scale(&u, &table, "time", s)?))
 }
 
 /// "3.9 pJ/bit" → picojoules per bit.
 pub fn parse_energy_per_bit(s: &str) -> Result<Picojoules, String> {
-    let e = s
-        .trim()
-        .strip_suffix("/bit")
-        .ok_or_else(|| format!("`{s}`: an energy per bit ends in /bit"))?;
+    let e = s.trim().strip_suffix("/bit").ok_or_else(|| format!("`{s}`: an energy per bit ends in /bit"))?;
     parse_energy(e)
 }
 
@@ -192,11 +158,7 @@ mod tests {
     fn rejects_nonsense_with_a_reason() {
         assert!(parse_bytes("16 MeB").unwrap_err().contains("unknown size unit `MeB`"));
         assert!(parse_bandwidth("400 GiB").unwrap_err().contains("ends in /s"));
-        assert!(
-            parse_bytes("lots")
-                .unwrap_err()
-                .contains("does not start with a number")
-        );
+        assert!(parse_bytes("lots").unwrap_err().contains("does not start with a number"));
         assert!(parse_frequency("-5 MHz").is_err());
     }
 

@@ -5,9 +5,7 @@ use strata_arch::units::Bytes;
 use strata_arch::{Arch, LevelId};
 
 fn preset(name: &str) -> Arch {
-    load(name)
-        .expect("preset exists")
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    load(name).expect("preset exists").unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -15,16 +13,7 @@ fn every_preset_validates_and_is_named_after_its_file() {
     for (name, _) in PRESETS {
         assert_eq!(preset(name).name, *name);
     }
-    for name in [
-        "fusemax",
-        "flat",
-        "unfused",
-        "flat-edge",
-        "h100",
-        "a100",
-        "t4-host-ssd",
-        "a6000-csd",
-    ] {
+    for name in ["fusemax", "flat", "unfused", "flat-edge", "h100", "a100", "t4-host-ssd", "a6000-csd"] {
         assert!(load(name).is_some(), "{name} missing");
     }
     for name in ["cambricon-llm-s", "cambricon-llm-m", "cambricon-llm-l", "m1-max"] {
@@ -58,10 +47,7 @@ fn system_presets_carry_their_device_organisation() {
     let nand = flash.nand.as_ref().unwrap();
     assert_eq!((nand.channels, nand.chips_per_channel, nand.planes()), (8, 2, 64));
     let l = preset("cambricon-llm-l");
-    assert_eq!(
-        l.level(l.level_id("Flash").unwrap()).nand.as_ref().unwrap().planes(),
-        1024
-    );
+    assert_eq!(l.level(l.level_id("Flash").unwrap()).nand.as_ref().unwrap().planes(), 1024);
     let csd = preset("a6000-csd");
     let buf = csd.level(csd.level_id("CSDBuffer").unwrap());
     // The 8 × 1.4 GB/s flash channels bound the CSD's internal bandwidth (11.2 GB/s).
@@ -69,11 +55,7 @@ fn system_presets_carry_their_device_organisation() {
     assert_eq!(csd.level(csd.level_id("HostDRAM").unwrap()).parent, None);
     let h100 = preset("h100");
     let macs_per_s = h100.unit(h100.unit_id("tensor").unwrap()).pes() as f64 * h100.clock.0;
-    assert!(
-        (2.0 * macs_per_s / 1e12 - 989.0).abs() < 1.0,
-        "{}",
-        2.0 * macs_per_s / 1e12
-    );
+    assert!((2.0 * macs_per_s / 1e12 - 989.0).abs() < 1.0, "{}", 2.0 * macs_per_s / 1e12);
 }
 
 fn err(text: &str) -> String {
@@ -103,36 +85,15 @@ ops = { mac = { energy = "1 pJ" } }
 fn bad_architectures_are_located() {
     assert!(Arch::from_toml(MINI).is_ok());
     let cases = [
-        (
-            MINI.replace("\"10 GB/s\"", "\"0 GB/s\""),
-            "arch.levels[0].read_bandwidth: must be positive",
-        ),
-        (
-            MINI.replace("\"64 KiB\"", "\"0 B\""),
-            "arch.levels[1].capacity: must be positive",
-        ),
-        (
-            MINI.replace("\"64 KiB\"", "\"64 KB/s\""),
-            "arch.levels[1].capacity: `64 KB/s`: unknown size unit",
-        ),
-        (
-            MINI.replace("level = \"Buf\"", "level = \"SRAM\""),
-            "arch.compute[0].level: unknown level `SRAM`",
-        ),
+        (MINI.replace("\"10 GB/s\"", "\"0 GB/s\""), "arch.levels[0].read_bandwidth: must be positive"),
+        (MINI.replace("\"64 KiB\"", "\"0 B\""), "arch.levels[1].capacity: must be positive"),
+        (MINI.replace("\"64 KiB\"", "\"64 KB/s\""), "arch.levels[1].capacity: `64 KB/s`: unknown size unit"),
+        (MINI.replace("level = \"Buf\"", "level = \"SRAM\""), "arch.compute[0].level: unknown level `SRAM`"),
         (MINI.replace("cols = 4", "cols = 6"), "cannot be split evenly"),
-        (
-            MINI.replace("kind = \"sram\"", "kind = \"sram\"\nparent = \"L9\""),
-            "arch.levels[1].parent",
-        ),
+        (MINI.replace("kind = \"sram\"", "kind = \"sram\"\nparent = \"L9\""), "arch.levels[1].parent"),
         (MINI.replace("clock = \"1 GHz\"", "clock = \"fast\""), "arch.clock"),
-        (
-            MINI.replace("kind = \"sram\"", "kind = \"flash\""),
-            "arch.levels[1].kind",
-        ),
-        (
-            MINI.replace("energy = \"1 pJ\" }", "energy = \"1 pJ\", cycles = 0 }"),
-            "arch.compute[0].ops.mac.cycles",
-        ),
+        (MINI.replace("kind = \"sram\"", "kind = \"flash\""), "arch.levels[1].kind"),
+        (MINI.replace("energy = \"1 pJ\" }", "energy = \"1 pJ\", cycles = 0 }"), "arch.compute[0].ops.mac.cycles"),
     ];
     for (text, want) in cases {
         let e = err(&text);

@@ -17,10 +17,7 @@ pub struct CliError {
 impl CliError {
     /// Bad input: exit code 2.
     pub fn input(message: impl Into<String>) -> Self {
-        CliError {
-            code: 2,
-            message: message.into(),
-        }
+        CliError { code: 2, message: message.into() }
     }
 
     /// A spec error located in a file (or a preset, named as `preset NAME`).

@@ -39,9 +39,7 @@ pub fn file(path: &Path) -> CliResult<Loaded> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
     let spec = if path.extension().is_some_and(|e| e == "json") {
-        let name = path
-            .file_stem()
-            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+        let name = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
         ModelSpec::from_hf_json(&text, &name).map(WorkloadSpec::Model)
     } else {
         WorkloadSpec::from_toml(&text)

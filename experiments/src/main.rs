@@ -85,34 +85,13 @@ fn run(cli: Cli) -> CliResult<String> {
                 None => Ok(String::new()),
             }
         }
-        Command::Workload {
-            command:
-                WorkloadCommand::Show {
-                    workload,
-                    phase,
-                    seq,
-                    batch,
-                    passes,
-                    causal,
-                    set,
-                },
-        } => {
+        Command::Workload { command: WorkloadCommand::Show { workload, phase, seq, batch, passes, causal, set } } => {
             let loaded = load::workload(&workload)?;
             let phase = phase.map(|p| match p {
                 PhaseArg::Prefill => PhaseKind::Prefill,
                 PhaseArg::Decode => PhaseKind::Decode,
             });
-            show::show(
-                &loaded,
-                &show::ShowArgs {
-                    phase,
-                    seq,
-                    batch,
-                    passes,
-                    causal,
-                    set,
-                },
-            )
+            show::show(&loaded, &show::ShowArgs { phase, seq, batch, passes, causal, set })
         }
     }
 }

@@ -29,14 +29,9 @@ pub fn show(loaded: &Loaded, args: &ShowArgs) -> CliResult<String> {
         WorkloadSpec::Model(m) => {
             reject_set(args)?;
             let model = m.build().map_err(spec_err)?;
-            let phase = Phase::new(
-                args.phase.unwrap_or(PhaseKind::Prefill),
-                args.seq.unwrap_or(DEFAULT_SEQ),
-            );
+            let phase = Phase::new(args.phase.unwrap_or(PhaseKind::Prefill), args.seq.unwrap_or(DEFAULT_SEQ));
             let passes = args.passes.unwrap_or(1);
-            let w = model
-                .workload(phase, args.batch.unwrap_or(1), passes)
-                .map_err(spec_err)?;
+            let w = model.workload(phase, args.batch.unwrap_or(1), passes).map_err(spec_err)?;
             Ok(render_model(&model, &w, passes))
         }
         WorkloadSpec::Attention(a) => {
@@ -98,9 +93,9 @@ pub fn show(loaded: &Loaded, args: &ShowArgs) -> CliResult<String> {
 
 fn reject_set(args: &ShowArgs) -> CliResult<()> {
     match args.set.first() {
-        Some((k, _)) => Err(CliError::input(format!(
-            "--set {k}: --set applies to cascade files; use --seq, --batch or --phase"
-        ))),
+        Some((k, _)) => {
+            Err(CliError::input(format!("--set {k}: --set applies to cascade files; use --seq, --batch or --phase")))
+        }
         None => Ok(()),
     }
 }
@@ -153,11 +148,8 @@ pub fn render_cascade(c: &Cascade) -> String {
     for (i, e) in c.einsums().iter().enumerate() {
         let k = c.counts(e);
         let reduced: Vec<&str> = e.reduced_ranks().iter().map(|r| c.rank(*r).name.as_str()).collect();
-        let reduce = if reduced.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{}({})", e.reduce.name(), reduced.join(","))
-        };
+        let reduce =
+            if reduced.is_empty() { "-".to_string() } else { format!("{}({})", e.reduce.name(), reduced.join(",")) };
         let space: Vec<String> = e.iteration_ranks.iter().map(|r| c.rank(*r).name.clone()).collect();
         let mut space = space.join(",");
         if let Some(r) = e.iterative {
@@ -185,25 +177,14 @@ pub fn render_cascade(c: &Cascade) -> String {
             .shape
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                if Some(i) == tensor.iterative_position {
-                    format!("{}+1", n - 1)
-                } else {
-                    n.to_string()
-                }
-            })
+            .map(|(i, n)| if Some(i) == tensor.iterative_position { format!("{}+1", n - 1) } else { n.to_string() })
             .collect();
         let role = if tensor.iterative_position.is_some() {
             format!("{} (running)", tensor.role.name())
         } else {
             tensor.role.name().into()
         };
-        tt.row(vec![
-            tensor.name.clone(),
-            role,
-            format!("[{}]", shape.join("×")),
-            binary(tensor.bytes()),
-        ]);
+        tt.row(vec![tensor.name.clone(), role, format!("[{}]", shape.join("×")), binary(tensor.bytes())]);
     }
     out += "\n";
     out += &tt.render();
@@ -251,12 +232,7 @@ fn render_model(m: &Model, w: &strata_workloads::ModelWorkload, passes: u8) -> S
         Phase::Prefill { seq } => ("prompt", seq),
         Phase::Decode { context } => ("context", context),
     };
-    let _ = writeln!(
-        out,
-        "phase {}, {len_name} {len}, batch {}, attention {passes}-pass\n",
-        w.phase.name(),
-        w.batch
-    );
+    let _ = writeln!(out, "phase {}, {len_name} {len}, batch {}, attention {passes}-pass\n", w.phase.name(), w.batch);
     let _ = writeln!(out, "one layer ({}):", w.layer.name());
     out += &render_cascade(&w.layer);
     let total = w.total_counts(m);
@@ -266,12 +242,7 @@ fn render_model(m: &Model, w: &strata_workloads::ModelWorkload, passes: u8) -> S
     let _ = writeln!(out, "  parameters: {} ({})", m.params(), si(m.params()));
     let _ = writeln!(out, "  weight bytes: {}", bytes(m.weight_bytes()));
     let _ = writeln!(out, "  KV bytes per token = {kv} ({})", binary(kv));
-    let _ = writeln!(
-        out,
-        "  KV cache bytes: {} for {} × {len} tokens",
-        bytes(kv * kv_tokens),
-        w.batch
-    );
+    let _ = writeln!(out, "  KV cache bytes: {} for {} × {len} tokens", bytes(kv * kv_tokens), w.batch);
     let _ = writeln!(out, "  FLOPs: {}", si(total.flops()));
     let _ = writeln!(out, "  MACs: {}", si(w.layer.macs() * m.layers + w.lm_head.macs()));
     out
@@ -279,9 +250,7 @@ fn render_model(m: &Model, w: &strata_workloads::ModelWorkload, passes: u8) -> S
 
 /// Parses `NAME=VALUE` for `--set`.
 pub fn parse_set(s: &str) -> Result<(String, i64), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
     let v: i64 = v.trim().parse().map_err(|_| format!("`{v}` is not an integer"))?;
     Ok((k.trim().to_string(), v))
 }

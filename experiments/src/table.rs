@@ -33,17 +33,18 @@ impl Table {
             })
             .collect();
         let line = |cells: &[String]| -> String {
-            let parts: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if self.right[i] {
-                        format!("{c:>w$}", w = widths[i])
-                    } else {
-                        format!("{c:<w$}", w = widths[i])
-                    }
-                })
-                .collect();
+            let parts: Vec<String> =
+                cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if self.right[i] {
+                            format!("{c:>w$}", w = widths[i])
+                        } else {
+                            format!("{c:<w$}", w = widths[i])
+                        }
+                    })
+                    .collect();
             parts.join("  ").trim_end().to_string() + "\n"
         };
         let mut out = line(&self.header);
@@ -83,13 +84,8 @@ pub fn bytes(x: u64) -> String {
 /// Bytes in binary units only: `12.55 GiB`.
 pub fn binary(x: u64) -> String {
     let v = x as f64;
-    for (scale, suffix) in [
-        (1u64 << 50, "PiB"),
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ] {
+    for (scale, suffix) in [(1u64 << 50, "PiB"), (1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+    {
         if x >= scale {
             return format!("{:.2} {suffix}", v / scale as f64);
         }

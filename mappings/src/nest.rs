@@ -49,18 +49,12 @@ pub struct Operand {
 impl Operand {
     /// The outermost level holding the operand: where its data lives for this Einsum.
     pub fn home(&self) -> usize {
-        self.keep
-            .iter()
-            .position(|&k| k)
-            .expect("validated: every operand is kept somewhere")
+        self.keep.iter().position(|&k| k).expect("validated: every operand is kept somewhere")
     }
 
     /// The innermost level holding the operand: what the PEs read or write.
     pub fn innermost(&self) -> usize {
-        self.keep
-            .iter()
-            .rposition(|&k| k)
-            .expect("validated: every operand is kept somewhere")
+        self.keep.iter().rposition(|&k| k).expect("validated: every operand is kept somewhere")
     }
 
     /// The next level outward that holds the operand.

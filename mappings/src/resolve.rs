@@ -15,6 +15,12 @@ use crate::nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, p
 use crate::spec::{EinsumMappingSpec, GroupSpec, MappingFile, MappingSpec};
 use crate::{SpecError, SpecResult};
 
+/// The rank a shared-loop text (`[Level:]rank=bound`) names.
+fn prefix_rank(text: &str) -> &str {
+    let loop_text = text.split_once(':').map_or(text, |x| x.1);
+    loop_text.split('=').next().unwrap_or("").trim()
+}
+
 /// A loop as written, before its `*` is resolved.
 #[derive(Debug, Clone, Copy)]
 struct RawLoop {
@@ -26,18 +32,12 @@ struct RawLoop {
 
 fn parse_loop(c: &Cascade, path: &str, text: &str, level: usize) -> SpecResult<RawLoop> {
     let (rank, rest) = text.split_once('=').ok_or_else(|| {
-        SpecError::new(
-            path,
-            format!("`{text}`: a loop is written `rank=bound`, `rank=*` or `rank=bound@x`"),
-        )
+        SpecError::new(path, format!("`{text}`: a loop is written `rank=bound`, `rank=*` or `rank=bound@x`"))
     })?;
     let rank_name = rank.trim();
     let rank = c.rank_id(rank_name).ok_or_else(|| {
         let names: Vec<&str> = c.ranks().iter().map(|r| r.name.as_str()).collect();
-        SpecError::new(
-            path,
-            format!("`{text}`: unknown rank `{rank_name}` (ranks: {})", names.join(", ")),
-        )
+        SpecError::new(path, format!("`{text}`: unknown rank `{rank_name}` (ranks: {})", names.join(", ")))
     })?;
     let (bound, dim) = match rest.split_once('@') {
         Some((b, d)) => {
@@ -45,10 +45,7 @@ fn parse_loop(c: &Cascade, path: &str, text: &str, level: usize) -> SpecResult<R
                 "x" | "X" => Dim::X,
                 "y" | "Y" => Dim::Y,
                 other => {
-                    return Err(SpecError::new(
-                        path,
-                        format!("`{text}`: unknown array dimension `{other}` (x or y)"),
-                    ));
+                    return Err(SpecError::new(path, format!("`{text}`: unknown array dimension `{other}` (x or y)")));
                 }
             };
             (b.trim(), Some(dim))
@@ -60,19 +57,11 @@ fn parse_loop(c: &Cascade, path: &str, text: &str, level: usize) -> SpecResult<R
         b => match b.parse::<i64>() {
             Ok(v) if v > 0 => Some(v as u64),
             _ => {
-                return Err(SpecError::new(
-                    path,
-                    format!("`{text}`: the bound must be a positive integer or `*`"),
-                ));
+                return Err(SpecError::new(path, format!("`{text}`: the bound must be a positive integer or `*`")));
             }
         },
     };
-    Ok(RawLoop {
-        rank,
-        bound,
-        dim,
-        level,
-    })
+    Ok(RawLoop { rank, bound, dim, level })
 }
 
 impl CascadeMapping {
@@ -90,10 +79,7 @@ impl CascadeMapping {
             let path = format!("mapping.einsums[{i}].einsum");
             let idx = c.einsums().iter().position(|x| x.name == e.einsum).ok_or_else(|| {
                 let names: Vec<&str> = c.einsums().iter().map(|x| x.name.as_str()).collect();
-                SpecError::new(
-                    &path,
-                    format!("unknown einsum `{}` (einsums: {})", e.einsum, names.join(", ")),
-                )
+                SpecError::new(&path, format!("unknown einsum `{}` (einsums: {})", e.einsum, names.join(", ")))
             })?;
             if let Some(prev) = entry[idx] {
                 return Err(SpecError::new(
@@ -125,12 +111,7 @@ impl CascadeMapping {
         check_prefix_agreement(&schedule, &nests, c, spec)?;
         check_homes(&nests, c, arch, &schedule, spec)?;
         check_recurrences(&nests, c, &schedule, spec)?;
-        Ok(CascadeMapping {
-            name: spec.name.clone(),
-            description: spec.description.clone(),
-            nests,
-            schedule,
-        })
+        Ok(CascadeMapping { name: spec.name.clone(), description: spec.description.clone(), nests, schedule })
     }
 }
 
@@ -138,12 +119,8 @@ impl CascadeMapping {
 #[allow(clippy::type_complexity)]
 fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec<Vec<(String, String)>>)> {
     let n = c.einsums().len();
-    let group_index: BTreeMap<&str, usize> = spec
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.name.as_str(), i))
-        .collect();
+    let group_index: BTreeMap<&str, usize> =
+        spec.groups.iter().enumerate().map(|(i, g)| (g.name.as_str(), i)).collect();
     if group_index.len() != spec.groups.len() {
         return Err(SpecError::new("mapping.groups", "group names must be unique"));
     }
@@ -151,27 +128,18 @@ fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec
     let mut parent_of_group: Vec<Option<usize>> = vec![None; spec.groups.len()];
     for (gi, g) in spec.groups.iter().enumerate() {
         if g.members.is_empty() {
-            return Err(SpecError::new(
-                format!("mapping.groups[{gi}].members"),
-                "a group needs members",
-            ));
+            return Err(SpecError::new(format!("mapping.groups[{gi}].members"), "a group needs members"));
         }
         for m in &g.members {
             let path = format!("mapping.groups[{gi}].members");
             if let Some(&sub) = group_index.get(m.as_str()) {
                 if parent_of_group[sub].is_some() || sub == gi {
-                    return Err(SpecError::new(
-                        path,
-                        format!("group `{m}` is a member of more than one group"),
-                    ));
+                    return Err(SpecError::new(path, format!("group `{m}` is a member of more than one group")));
                 }
                 parent_of_group[sub] = Some(gi);
             } else if let Some(e) = c.einsums().iter().position(|x| &x.name == m) {
                 if parent_of_einsum[e].is_some() {
-                    return Err(SpecError::new(
-                        path,
-                        format!("einsum `{m}` is a member of more than one group"),
-                    ));
+                    return Err(SpecError::new(path, format!("einsum `{m}` is a member of more than one group")));
                 }
                 parent_of_einsum[e] = Some(gi);
             } else {
@@ -187,10 +155,7 @@ fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec
             g = p;
             steps += 1;
             if steps > spec.groups.len() {
-                return Err(SpecError::new(
-                    format!("mapping.groups[{start}]"),
-                    "groups contain each other in a cycle",
-                ));
+                return Err(SpecError::new(format!("mapping.groups[{start}]"), "groups contain each other in a cycle"));
             }
         }
     }
@@ -204,12 +169,7 @@ fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec
                 None => Node::Einsum(c.einsums().iter().position(|x| &x.name == m).expect("checked")),
             })
             .collect();
-        Node::Group(Group {
-            name: g.name.clone(),
-            prefix: Vec::new(),
-            members,
-            pipelining: g.pipelining,
-        })
+        Node::Group(Group { name: g.name.clone(), prefix: Vec::new(), members, pipelining: g.pipelining })
     }
     // Top level: Einsums and groups without a parent, ordered by their first Einsum.
     let mut top: Vec<Node> = Vec::new();
@@ -273,12 +233,7 @@ fn resolve_einsum(
             let have: Vec<&str> = arch.unit(unit).ops.keys().map(String::as_str).collect();
             return Err(SpecError::new(
                 format!("{base}.unit"),
-                format!(
-                    "einsum `{}` needs `{op}` but unit `{}` has only {}",
-                    e.name,
-                    spec.unit,
-                    have.join(", ")
-                ),
+                format!("einsum `{}` needs `{op}` but unit `{}` has only {}", e.name, spec.unit, have.join(", ")),
             ));
         }
     }
@@ -288,19 +243,38 @@ fn resolve_einsum(
     // Loops: prefix first (root level, temporal), then each listed level's loops.
     let mut raw: Vec<RawLoop> = Vec::new();
     let mut prefix_paths = Vec::new();
+    let mut prefix_level = 0;
     for (p, text) in prefix {
-        let l = parse_loop(c, p, text, 0)?;
+        // `Level:rank=bound` places a shared loop at a level; the outermost level by default.
+        let (level, text) = match text.split_once(':') {
+            Some((name, rest)) => {
+                let lv = path.iter().position(|l| arch.level(*l).name == name.trim()).ok_or_else(|| {
+                    SpecError::new(
+                        p,
+                        format!(
+                            "level `{}` is not on the path of member `{}` ({})",
+                            name.trim(),
+                            e.name,
+                            path_names.join(" → ")
+                        ),
+                    )
+                })?;
+                (lv, rest)
+            }
+            None => (0, text.as_str()),
+        };
+        if level < prefix_level {
+            return Err(SpecError::new(p, "shared loops must be placed at levels from outer to inner"));
+        }
+        prefix_level = level;
+        let l = parse_loop(c, p, text, level)?;
         if l.dim.is_some() {
             return Err(SpecError::new(p, "group loops are temporal (no @x/@y)"));
         }
         if !e.iteration_ranks.contains(&l.rank) {
             return Err(SpecError::new(
                 p,
-                format!(
-                    "rank `{}` is not in the iteration space of member `{}`",
-                    c.rank(l.rank).name,
-                    e.name
-                ),
+                format!("rank `{}` is not in the iteration space of member `{}`", c.rank(l.rank).name, e.name),
             ));
         }
         raw.push(l);
@@ -311,24 +285,22 @@ fn resolve_einsum(
     let mut last_level: Option<usize> = None;
     for (k, ls) in spec.levels.iter().enumerate() {
         let lp = format!("{base}.levels[{k}]");
-        let level = path
-            .iter()
-            .position(|l| arch.level(*l).name == ls.level)
-            .ok_or_else(|| {
-                SpecError::new(
-                    format!("{lp}.level"),
-                    format!(
-                        "level `{}` is not on the path of unit `{}` ({})",
-                        ls.level,
-                        spec.unit,
-                        path_names.join(" → ")
-                    ),
-                )
-            })?;
-        if last_level.is_some_and(|p| p >= level) {
-            return Err(SpecError::new(
+        let level = path.iter().position(|l| arch.level(*l).name == ls.level).ok_or_else(|| {
+            SpecError::new(
                 format!("{lp}.level"),
-                "levels must be listed once each, outermost first",
+                format!("level `{}` is not on the path of unit `{}` ({})", ls.level, spec.unit, path_names.join(" → ")),
+            )
+        })?;
+        if last_level.is_some_and(|p| p >= level) {
+            return Err(SpecError::new(format!("{lp}.level"), "levels must be listed once each, outermost first"));
+        }
+        if level < prefix_level && !ls.loops.is_empty() {
+            return Err(SpecError::new(
+                format!("{lp}.loops"),
+                format!(
+                    "loops at `{}` would run outside the group's shared loops, which reach down to `{}`",
+                    ls.level, path_names[prefix_level]
+                ),
             ));
         }
         last_level = Some(level);
@@ -338,11 +310,7 @@ fn resolve_einsum(
             if !e.iteration_ranks.contains(&l.rank) {
                 return Err(SpecError::new(
                     format!("{lp}.loops[{j}]"),
-                    format!(
-                        "rank `{}` is not in the iteration space of einsum `{}`",
-                        c.rank(l.rank).name,
-                        e.name
-                    ),
+                    format!("rank `{}` is not in the iteration space of einsum `{}`", c.rank(l.rank).name, e.name),
                 ));
             }
             if l.dim.is_some() {
@@ -374,10 +342,7 @@ fn resolve_einsum(
         if idxs.is_empty() {
             return Err(SpecError::new(
                 format!("{base}.levels"),
-                format!(
-                    "rank `{name}` of einsum `{}` has no loop (add `{name}=*` at the outermost level)",
-                    e.name
-                ),
+                format!("rank `{name}` of einsum `{}` has no loop (add `{name}=*` at the outermost level)", e.name),
             ));
         }
         let stars: Vec<usize> = idxs.iter().copied().filter(|&k| bounds[k].is_none()).collect();
@@ -387,10 +352,7 @@ fn resolve_einsum(
                 format!("only the outermost loop of rank `{name}` may be `*`"),
             ));
         }
-        let inner: u64 = idxs[1..]
-            .iter()
-            .map(|&k| bounds[k].expect("only the outermost may be *"))
-            .product();
+        let inner: u64 = idxs[1..].iter().map(|&k| bounds[k].expect("only the outermost may be *")).product();
         if let Some(&k) = stars.first() {
             bounds[k] = Some(size.div_ceil(inner).max(1));
         }
@@ -409,12 +371,7 @@ fn resolve_einsum(
         let bound = bounds[k].expect("resolved");
         // A loop of bound 1 never changes its index: it cannot cause a reload, so drop it.
         if bound > 1 {
-            loops.push(Loop {
-                rank: l.rank,
-                bound,
-                dim: l.dim,
-                level: l.level,
-            });
+            loops.push(Loop { rank: l.rank, bound, dim: l.dim, level: l.level });
         }
     }
     let n_prefix_kept = (0..n_prefix).filter(|&k| bounds[k].expect("resolved") > 1).count();
@@ -423,17 +380,9 @@ fn resolve_einsum(
     for (lv, &level) in path.iter().enumerate() {
         let fan = arch.fanout(level, path.get(lv + 1).copied(), unit);
         for (dim, limit, name) in [(Dim::X, fan.0, "x"), (Dim::Y, fan.1, "y")] {
-            let used: u64 = loops
-                .iter()
-                .filter(|l| l.level == lv && l.dim == Some(dim))
-                .map(|l| l.bound)
-                .product();
+            let used: u64 = loops.iter().filter(|l| l.level == lv && l.dim == Some(dim)).map(|l| l.bound).product();
             if used > limit {
-                let k = spec
-                    .levels
-                    .iter()
-                    .position(|s| s.level == arch.level(level).name)
-                    .unwrap_or(0);
+                let k = spec.levels.iter().position(|s| s.level == arch.level(level).name).unwrap_or(0);
                 return Err(SpecError::new(
                     format!("{base}.levels[{k}].loops"),
                     format!(
@@ -472,23 +421,13 @@ fn resolve_einsum(
                 format!("tensor `{}` is kept at no level of einsum `{}`", t.name, e.name),
             ));
         }
-        operands.push(Operand {
-            tensor: a.tensor,
-            ranks,
-            keep: kept,
-            is_output,
-            elem_bytes: t.elem_bytes,
-        });
+        operands.push(Operand { tensor: a.tensor, ranks, keep: kept, is_output, elem_bytes: t.elem_bytes });
     }
     for (lv, k) in keep.iter().enumerate() {
         if let Some((list, _)) = k {
             for name in list {
                 if !operands.iter().any(|o| &c.tensor(o.tensor).name == name) {
-                    let li = spec
-                        .levels
-                        .iter()
-                        .position(|s| s.level == arch.level(path[lv]).name)
-                        .unwrap_or(0);
+                    let li = spec.levels.iter().position(|s| s.level == arch.level(path[lv]).name).unwrap_or(0);
                     return Err(SpecError::new(
                         format!("{base}.levels[{li}]"),
                         format!("`{name}` is not a tensor of einsum `{}`", e.name),
@@ -498,18 +437,7 @@ fn resolve_einsum(
         }
     }
     let prefix_bounds = bounds[..n_prefix].iter().map(|b| b.expect("resolved")).collect();
-    Ok((
-        EinsumNest {
-            einsum: idx,
-            unit,
-            path,
-            loops,
-            n_prefix: n_prefix_kept,
-            operands,
-            ops,
-        },
-        prefix_bounds,
-    ))
+    Ok((EinsumNest { einsum: idx, unit, path, loops, n_prefix: n_prefix_kept, operands, ops }, prefix_bounds))
 }
 
 /// Gives each group its shared loops, resolved (a `*` resolves the same for every member).
@@ -523,12 +451,7 @@ fn fill_group_prefixes(nodes: &mut [Node], spec: &MappingSpec, c: &Cascade, boun
                 .iter()
                 .enumerate()
                 .map(|(k, text)| {
-                    let rank = text
-                        .split('=')
-                        .next()
-                        .map(str::trim)
-                        .and_then(|r| c.rank_id(r))
-                        .expect("parsed before");
+                    let rank = c.rank_id(prefix_rank(text)).expect("parsed before");
                     (rank, bounds[first][depth + k])
                 })
                 .collect();
@@ -602,12 +525,7 @@ fn check_homes(
     schedule: &[Node],
     spec: &MappingSpec,
 ) -> SpecResult<()> {
-    let entry = |e: usize| {
-        spec.einsums
-            .iter()
-            .position(|x| x.einsum == c.einsums()[e].name)
-            .unwrap_or(0)
-    };
+    let entry = |e: usize| spec.einsums.iter().position(|x| x.einsum == c.einsums()[e].name).unwrap_or(0);
     let mut homes: BTreeMap<usize, (usize, strata_arch::LevelId)> = BTreeMap::new();
     for nest in nests {
         for o in &nest.operands {
@@ -642,9 +560,8 @@ fn check_homes(
             if o.home() != 0 {
                 // The tile at the home level must be whole when the consumer reads it: every loop
                 // above the home that changes the tile must be shared by the whole group.
-                let own_relevant = nest.loops[nest.n_prefix..]
-                    .iter()
-                    .find(|l| l.level < o.home() && o.ranks.contains(&l.rank));
+                let own_relevant =
+                    nest.loops[nest.n_prefix..].iter().find(|l| l.level < o.home() && o.ranks.contains(&l.rank));
                 if let Some(l) = own_relevant {
                     return Err(SpecError::new(
                         format!("mapping.einsums[{}].levels", entry(nest.einsum)),
@@ -656,6 +573,57 @@ fn check_homes(
                             c.rank(l.rank).name
                         ),
                     ));
+                }
+            }
+            if o.home() != 0 && !o.is_output {
+                // The consumer must find each element in the instance the producer left it in.
+                let producer = c.producer(o.tensor).expect("intermediate");
+                let placement = |n: &EinsumNest, op: &Operand| -> Vec<(RankId, u64, Option<crate::nest::Dim>, usize)> {
+                    n.loops
+                        .iter()
+                        .filter(|l| l.is_spatial() && l.level < op.home() && op.ranks.contains(&l.rank))
+                        .map(|l| (l.rank, l.bound, l.dim, l.level))
+                        .collect()
+                };
+                let pn = &nests[producer];
+                if placement(pn, &pn.operands[0]) != placement(nest, o) {
+                    return Err(SpecError::new(
+                        format!("mapping.einsums[{}].levels", entry(nest.einsum)),
+                        format!(
+                            "`{}` stays at `{}` but `{}` spreads it over the instances differently than `{}` does",
+                            t.name,
+                            arch.level(home).name,
+                            c.einsums()[nest.einsum].name,
+                            c.einsums()[producer].name
+                        ),
+                    ));
+                }
+            }
+            if !o.is_output
+                && let Some(producer) = c.producer(o.tensor)
+            {
+                // A consumer inside a group cannot read what the producer still reduces over the group's loops.
+                let (a, b) = (enclosing_groups(schedule, producer), enclosing_groups(schedule, nest.einsum));
+                for g in a.iter().zip(&b).take_while(|(x, y)| x == y).map(|x| x.0) {
+                    let gs = spec.groups.iter().find(|x| &x.name == g).expect("group exists");
+                    for text in &gs.prefix {
+                        let r = c.rank_id(prefix_rank(text)).expect("parsed");
+                        if !nests[producer].operands[0].ranks.contains(&r) {
+                            return Err(SpecError::new(
+                                format!(
+                                    "mapping.groups[{}].members",
+                                    spec.groups.iter().position(|x| &x.name == g).unwrap_or(0)
+                                ),
+                                format!(
+                                    "`{}` reads `{}` inside group `{g}`, but `{}` is still reducing it over the group's loop on `{}`",
+                                    c.einsums()[nest.einsum].name,
+                                    t.name,
+                                    c.einsums()[producer].name,
+                                    c.rank(r).name
+                                ),
+                            ));
+                        }
+                    }
                 }
             }
             if o.home() != 0 && !o.is_output {
@@ -686,12 +654,7 @@ fn check_recurrences(nests: &[EinsumNest], c: &Cascade, schedule: &[Node], spec:
         let Some(r) = einsum.iterative else { continue };
         let nest = &nests[e];
         let i = spec.einsums.iter().position(|x| x.einsum == einsum.name).unwrap_or(0);
-        let own = nest
-            .loops
-            .iter()
-            .enumerate()
-            .filter(|(k, l)| l.rank == r && *k >= nest.n_prefix)
-            .count();
+        let own = nest.loops.iter().enumerate().filter(|(k, l)| l.rank == r && *k >= nest.n_prefix).count();
         let shared: Vec<&Loop> = nest.loops[..nest.n_prefix].iter().filter(|l| l.rank == r).collect();
         // A rank of size 1 has no loop left (bound-1 loops are dropped); it steps once.
         let covered = c.rank(r).size == 1 || (shared.len() == 1 && shared[0].bound == c.rank(r).size);
@@ -711,11 +674,10 @@ fn check_recurrences(nests: &[EinsumNest], c: &Cascade, schedule: &[Node], spec:
             .iter()
             .rev()
             .find(|g| {
-                spec.groups.iter().find(|x| &x.name == *g).is_some_and(|x| {
-                    x.prefix
-                        .iter()
-                        .any(|l| l.split('=').next().map(str::trim) == Some(c.rank(r).name.as_str()))
-                })
+                spec.groups
+                    .iter()
+                    .find(|x| &x.name == *g)
+                    .is_some_and(|x| x.prefix.iter().any(|l| prefix_rank(l) == c.rank(r).name))
             })
             .cloned()
             .unwrap_or_default();

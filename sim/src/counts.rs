@@ -3,7 +3,8 @@
 //! Semantics (the tiled executor in [`crate::executor`] implements the same by simulation):
 //! - a level's tile of an operand is the projection of the loops at that level and below;
 //! - a level reloads its tile when one of the temporal loops above it, down to the innermost
-//!   one the operand depends on (and every loop shared with a fused group), advances; spatial
+//!   one the operand depends on, advances (an output also at every step of a fused group's
+//!   shared loops, since the group's other members read it in between); spatial
 //!   loops above it select the instance, and every active instance holds its own copy;
 //! - inputs are *filled* from the next outer level that keeps them, which is *read* once per
 //!   multicast (spatial loops between the two that the operand does not depend on);
@@ -84,27 +85,20 @@ impl Masks {
             }
         }
         let prefix = (0..nest.n_prefix).fold(0, |m, k| m | bit(k));
-        Masks {
-            below,
-            spatial_above,
-            temporal,
-            prefix,
-        }
+        Masks { below, spatial_above, temporal, prefix }
     }
 
     fn relevant(nest: &EinsumNest, o: &Operand) -> u64 {
-        nest.loops
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| o.ranks.contains(&l.rank))
-            .fold(0, |m, (k, _)| m | bit(k))
+        nest.loops.iter().enumerate().filter(|(_, l)| o.ranks.contains(&l.rank)).fold(0, |m, (k, _)| m | bit(k))
     }
 
-    /// U for a fill (or drain) of operand `o` at level `lv`.
-    fn fill_set(&self, relevant: u64, lv: usize) -> u64 {
+    /// U for a fill (or drain) of operand `o` at level `lv`. Outputs also drain at every step
+    /// of the shared group loops: the group's other members read them in between.
+    fn fill_set(&self, relevant: u64, is_output: bool, lv: usize) -> u64 {
         let above_temporal = self.temporal & !self.below[lv];
         // Temporal loops above the level, down to the innermost one that changes the tile.
-        let changing = above_temporal & (relevant | self.prefix);
+        let barrier = if is_output { self.prefix } else { 0 };
+        let changing = above_temporal & (relevant | barrier);
         let through = match changing {
             0 => 0,
             _ if changing.leading_zeros() == 0 => u64::MAX,
@@ -145,7 +139,7 @@ pub fn count_with(nest: &EinsumNest, space: &Space, masks: &Masks) -> NestCounts
             }
             tile[oi][lv] = space.combos(masks.below[lv] & relevant);
             let Some(parent) = o.parent_of(lv) else { continue };
-            let u = masks.fill_set(relevant, lv);
+            let u = masks.fill_set(relevant, o.is_output, lv);
             let here = space.combos(u);
             let there = space.combos(u & !masks.multicast(nest, relevant, parent, lv));
             if o.is_output {
@@ -163,10 +157,5 @@ pub fn count_with(nest: &EinsumNest, space: &Space, masks: &Masks) -> NestCounts
             access[oi][inner].reads += points;
         }
     }
-    NestCounts {
-        access,
-        points,
-        temporal_steps,
-        tile,
-    }
+    NestCounts { access, points, temporal_steps, tile }
 }

@@ -23,7 +23,8 @@ use crate::counts::{Access, NestCounts, count};
 /// A tile set that does not fit a level: data, not an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
-    pub einsum: String,
+    /// The Einsum, or the fused group whose members' tiles share the level.
+    pub scope: String,
     pub level: String,
     /// Bytes one instance must hold.
     pub needed: u64,
@@ -101,7 +102,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
     let mut energy: BTreeMap<(String, String), f64> = BTreeMap::new();
     let mut actions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut busy_pe_cycles: BTreeMap<UnitId, f64> = BTreeMap::new();
-    let mut violations = Vec::new();
+    // Per Einsum: (level, tensor) → bytes of the largest tile one instance holds.
+    let mut tiles: Vec<BTreeMap<(LevelId, usize), u64>> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
     let mut offchip_bytes = 0u64;
     for nest in &mapping.nests {
@@ -119,13 +121,12 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         }
         *busy_pe_cycles.entry(nest.unit).or_default() += k.points as f64 * point_cycles;
         let mut level_cycles = Vec::new();
-        let mut span = Span {
-            total: compute_cycles,
-            busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]),
-        };
+        let mut tile: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
+        let mut span =
+            Span { total: compute_cycles, busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]) };
         for (lv, &level_id) in nest.path.iter().enumerate() {
             let level = arch.level(level_id);
-            let (mut rd, mut wr, mut footprint) = (0u64, 0u64, 0u64);
+            let (mut rd, mut wr) = (0u64, 0u64);
             for (oi, o) in nest.operands.iter().enumerate() {
                 let a = k.access[oi][lv];
                 if a == Access::default() && !o.keep[lv] {
@@ -134,7 +135,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                 let t = c.tensor(o.tensor);
                 rd += a.reads * o.elem_bytes;
                 wr += (a.fills + a.updates) * o.elem_bytes;
-                footprint += k.tile[oi][lv] * o.elem_bytes;
+                let held = tile.entry((level_id, o.tensor.0)).or_default();
+                *held = (*held).max(k.tile[oi][lv] * o.elem_bytes);
                 let words = o.elem_bytes as f64 / word;
                 let read_pj = a.reads as f64 * words * level.read_energy.0;
                 let write_pj = (a.fills + a.updates) as f64 * words * level.write_energy.0;
@@ -153,11 +155,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                     .add(a);
                 // Bytes that cross links between this level and the level that serves it.
                 if let Some(parent) = o.parent_of(lv) {
-                    let crossed = if o.is_output {
-                        k.access[oi][lv].reads
-                    } else {
-                        k.access[oi][lv].fills
-                    } * o.elem_bytes;
+                    let crossed =
+                        if o.is_output { k.access[oi][lv].reads } else { k.access[oi][lv].fills } * o.elem_bytes;
                     for j in parent + 1..=lv {
                         if let Some(link) = arch.level(nest.path[j]).link {
                             let l = &arch.links[link];
@@ -170,17 +169,6 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
             }
             if lv == 0 {
                 offchip_bytes += rd + wr;
-            }
-            if let Some(cap) = level.capacity
-                && lv > 0
-                && footprint > cap.0
-            {
-                violations.push(Violation {
-                    einsum: e.name.clone(),
-                    level: level.name.clone(),
-                    needed: footprint,
-                    capacity: cap.0,
-                });
             }
             let inst = level.instances() as f64;
             let t_read = level.read_bandwidth.map_or(0.0, |bw| rd as f64 / (bw * inst));
@@ -202,12 +190,10 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
             counts: k,
         });
         spans.push(span);
+        tiles.push(tile);
     }
-    let cycles: f64 = mapping
-        .schedule
-        .iter()
-        .map(|n| node_span(arch, mapping, n, &spans, 1.0).total)
-        .sum();
+    let violations = capacity_violations(arch, c, mapping, &tiles);
+    let cycles: f64 = mapping.schedule.iter().map(|n| node_span(arch, mapping, n, &spans, 1.0).total).sum();
     let energy: Vec<(String, String, f64)> = energy.into_iter().map(|((a, b), v)| (a, b, v)).collect();
     let energy_pj = energy.iter().map(|x| x.2).sum();
     let utilization = arch
@@ -216,14 +202,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         .enumerate()
         .map(|(u, unit)| {
             let busy = busy_pe_cycles.get(&UnitId(u)).copied().unwrap_or(0.0);
-            (
-                unit.name.clone(),
-                if cycles > 0.0 {
-                    busy / (unit.pes() as f64 * cycles)
-                } else {
-                    0.0
-                },
-            )
+            (unit.name.clone(), if cycles > 0.0 { busy / (unit.pes() as f64 * cycles) } else { 0.0 })
         })
         .collect();
     Evaluation {
@@ -240,14 +219,50 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
     }
 }
 
+/// Everything one top-level node keeps at a level coexists there: a fused group's members
+/// share the level, each tensor counted once at its largest tile. The outermost level of a
+/// path holds whole tensors and is not checked.
+fn capacity_violations(
+    arch: &Arch,
+    c: &Cascade,
+    mapping: &CascadeMapping,
+    tiles: &[BTreeMap<(LevelId, usize), u64>],
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for node in &mapping.schedule {
+        let mut held: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
+        for e in node.einsums() {
+            for (&k, &v) in &tiles[e] {
+                let x = held.entry(k).or_default();
+                *x = (*x).max(v);
+            }
+        }
+        let mut per_level: BTreeMap<LevelId, u64> = BTreeMap::new();
+        for ((level, _), bytes) in held {
+            *per_level.entry(level).or_default() += bytes;
+        }
+        for (level, needed) in per_level {
+            let l = arch.level(level);
+            if let Some(cap) = l.capacity
+                && l.parent.is_some()
+                && needed > cap.0
+            {
+                let scope = match node {
+                    Node::Einsum(e) => c.einsums()[*e].name.clone(),
+                    Node::Group(g) => g.name.clone(),
+                };
+                out.push(Violation { scope, level: l.name.clone(), needed, capacity: cap.0 });
+            }
+        }
+    }
+    out
+}
+
 /// Combines member spans by the group's pipelining rule. `repeats` is how often this node's
 /// member sequence runs (the product of the enclosing groups' loop bounds).
 fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repeats: f64) -> Span {
     match node {
-        Node::Einsum(e) => Span {
-            total: spans[*e].total,
-            busy: spans[*e].busy.clone(),
-        },
+        Node::Einsum(e) => Span { total: spans[*e].total, busy: spans[*e].busy.clone() },
         Node::Group(g) => {
             let steps: f64 = g.prefix.iter().map(|p| p.1 as f64).product::<f64>() * repeats;
             let members: Vec<Span> = g.members.iter().map(|n| node_span(arch, m, n, spans, steps)).collect();

@@ -42,6 +42,15 @@ struct Tile {
     values: HashMap<usize, f64>,
 }
 
+/// What one Einsum's buffers hold between the steps of its enclosing groups: input tiles stay
+/// resident (a later step may reuse them), outputs are drained at the end of every step.
+#[derive(Default)]
+struct State {
+    tiles: HashMap<(usize, usize, Vec<u64>), Tile>,
+    served: HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
+    steps: HashSet<Vec<u64>>,
+}
+
 /// The full tensors at their home levels, with which elements have been written.
 struct Backing {
     data: Vec<Dense<f64>>,
@@ -60,16 +69,10 @@ fn combine(reduce: ReduceOp, old: Option<f64>, v: f64) -> f64 {
 
 /// Runs the whole cascade under `mapping` on the given external tensors.
 pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, Dense<f64>>) -> ExecResult {
-    let mut backing = Backing {
-        data: Vec::new(),
-        written: Vec::new(),
-    };
+    let mut backing = Backing { data: Vec::new(), written: Vec::new() };
     for t in c.tensors() {
-        let d = if t.role.is_external() {
-            inputs[&t.name].clone()
-        } else {
-            Dense::filled(&t.shape, t.init.unwrap_or(0.0))
-        };
+        let d =
+            if t.role.is_external() { inputs[&t.name].clone() } else { Dense::filled(&t.shape, t.init.unwrap_or(0.0)) };
         // An init value is what a never-written element holds; the first write replaces it.
         let written = vec![false; d.data.len()];
         backing.data.push(d);
@@ -85,25 +88,12 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
             peak_tile: vec![vec![0; n.path.len()]; n.operands.len()],
         })
         .collect();
-    let mut steps: Vec<HashSet<Vec<u64>>> = vec![HashSet::new(); mapping.nests.len()];
-    run_nodes(
-        c,
-        mapping,
-        &mapping.schedule,
-        &mut Vec::new(),
-        &mut backing,
-        &mut counts,
-        &mut steps,
-    );
-    for (k, s) in steps.into_iter().enumerate() {
-        counts[k].temporal_steps = s.len() as u64;
+    let mut state: Vec<State> = mapping.nests.iter().map(|_| State::default()).collect();
+    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut backing, &mut counts, &mut state);
+    for (k, s) in state.into_iter().enumerate() {
+        counts[k].temporal_steps = s.steps.len() as u64;
     }
-    let tensors = c
-        .tensors()
-        .iter()
-        .zip(backing.data)
-        .map(|(t, d)| (t.name.clone(), d))
-        .collect();
+    let tensors = c.tensors().iter().zip(backing.data).map(|(t, d)| (t.name.clone(), d)).collect();
     ExecResult { tensors, counts }
 }
 
@@ -114,11 +104,11 @@ fn run_nodes(
     prefix: &mut Vec<u64>,
     backing: &mut Backing,
     counts: &mut [ExecCounts],
-    steps: &mut [HashSet<Vec<u64>>],
+    state: &mut [State],
 ) {
     for node in nodes {
         match node {
-            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut steps[*e]),
+            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut state[*e]),
             Node::Group(g) => {
                 // The group's loops that survived (bound > 1) extend the prefix of every member.
                 let bounds: Vec<u64> = g.prefix.iter().map(|p| p.1).filter(|&b| b > 1).collect();
@@ -126,7 +116,7 @@ fn run_nodes(
                 loop {
                     let depth = prefix.len();
                     prefix.extend_from_slice(&idx);
-                    run_nodes(c, m, &g.members, prefix, backing, counts, steps);
+                    run_nodes(c, m, &g.members, prefix, backing, counts, state);
                     prefix.truncate(depth);
                     if !odometer(&mut idx, &bounds) {
                         break;
@@ -160,11 +150,7 @@ impl<'a> Plan<'a> {
     fn new(c: &'a Cascade, nest: &'a EinsumNest) -> Self {
         let mut stride = vec![1u64; nest.loops.len()];
         for k in 0..nest.loops.len() {
-            stride[k] = nest.loops[k + 1..]
-                .iter()
-                .filter(|l| l.rank == nest.loops[k].rank)
-                .map(|l| l.bound)
-                .product();
+            stride[k] = nest.loops[k + 1..].iter().filter(|l| l.rank == nest.loops[k].rank).map(|l| l.bound).product();
         }
         Plan { c, nest, stride }
     }
@@ -218,16 +204,12 @@ impl<'a> Plan<'a> {
     }
 
     /// The temporal loops above `lv` whose advance replaces the tile: down to the innermost one
-    /// the operand depends on, and at least every shared (group) loop.
+    /// the operand depends on (for the output, at least every shared group loop).
     fn step_loops(&self, oi: usize, lv: usize) -> Vec<usize> {
         let above: Vec<usize> = (0..self.nest.loops.len())
             .filter(|&k| self.nest.loops[k].level < lv && !self.nest.loops[k].is_spatial())
             .collect();
-        let last = above
-            .iter()
-            .copied()
-            .filter(|&k| self.relevant(oi, k) || k < self.nest.n_prefix)
-            .max();
+        let last = above.iter().copied().filter(|&k| self.relevant(oi, k) || (oi == 0 && k < self.nest.n_prefix)).max();
         match last {
             Some(j) => above.into_iter().filter(|&k| k <= j).collect(),
             None => Vec::new(),
@@ -244,11 +226,7 @@ impl<'a> Plan<'a> {
     /// The elements of operand `oi` in the tile at `lv` for the point `idx`: every existing point
     /// that agrees with `idx` on the step and instance loops, projected.
     fn tile_elements(&self, oi: usize, lv: usize, idx: &[u64]) -> Vec<usize> {
-        let fixed: HashSet<usize> = self
-            .step_loops(oi, lv)
-            .into_iter()
-            .chain(self.instance_loops(lv))
-            .collect();
+        let fixed: HashSet<usize> = self.step_loops(oi, lv).into_iter().chain(self.instance_loops(lv)).collect();
         let free: Vec<usize> = (0..self.nest.loops.len()).filter(|k| !fixed.contains(k)).collect();
         let bounds: Vec<u64> = free.iter().map(|&k| self.nest.loops[k].bound).collect();
         let mut sub = vec![0u64; free.len()];
@@ -277,28 +255,20 @@ fn run_einsum(
     prefix: &[u64],
     backing: &mut Backing,
     counts: &mut ExecCounts,
-    steps: &mut HashSet<Vec<u64>>,
+    state: &mut State,
 ) {
+    let State { tiles, served, steps } = state;
     let plan = Plan::new(c, nest);
     let e = &c.einsums()[nest.einsum];
     let n = nest.loops.len();
-    assert_eq!(
-        prefix.len(),
-        nest.n_prefix,
-        "group loops line up with the nest's prefix"
-    );
+    assert_eq!(prefix.len(), nest.n_prefix, "group loops line up with the nest's prefix");
     let bounds: Vec<u64> = nest.loops.iter().map(|l| l.bound).collect();
     let mut idx = vec![0u64; n];
     idx[..nest.n_prefix].copy_from_slice(prefix);
     let own_bounds = bounds[nest.n_prefix..].to_vec();
     let mut own = vec![0u64; n - nest.n_prefix];
-    // Resident tiles: (operand, level, instance) → tile.
-    let mut tiles: HashMap<(usize, usize, Vec<u64>), Tile> = HashMap::new();
-    // What a parent already served (multicast) or received (reduction) at one step.
-    let mut served: HashSet<(usize, usize, Vec<u64>, Vec<u64>)> = HashSet::new();
-    let step_loops: Vec<Vec<Vec<usize>>> = (0..nest.operands.len())
-        .map(|oi| (0..nest.path.len()).map(|lv| plan.step_loops(oi, lv)).collect())
-        .collect();
+    let step_loops: Vec<Vec<Vec<usize>>> =
+        (0..nest.operands.len()).map(|oi| (0..nest.path.len()).map(|lv| plan.step_loops(oi, lv)).collect()).collect();
     let inst_loops: Vec<Vec<usize>> = (0..nest.path.len()).map(|lv| plan.instance_loops(lv)).collect();
     let pick = |idx: &[u64], ks: &[usize]| -> Vec<u64> { ks.iter().map(|&k| idx[k]).collect() };
     // Instance of `lv` with the spatial loops in [parent, lv) that operand `oi` ignores blanked:
@@ -309,11 +279,7 @@ fn run_einsum(
             .zip(inst)
             .map(|(&k, &v)| {
                 let l = &nest.loops[k];
-                if l.level >= parent && !plan.relevant(oi, k) {
-                    u64::MAX
-                } else {
-                    v
-                }
+                if l.level >= parent && !plan.relevant(oi, k) { u64::MAX } else { v }
             })
             .collect()
     };
@@ -324,43 +290,21 @@ fn run_einsum(
         idx[nest.n_prefix..].copy_from_slice(&own);
         if let Some(coord) = plan.coords(&idx) {
             counts.points += 1;
-            steps.insert(
-                idx.iter()
-                    .zip(&nest.loops)
-                    .filter(|(_, l)| !l.is_spatial())
-                    .map(|(v, _)| *v)
-                    .collect(),
-            );
+            steps.insert(idx.iter().zip(&nest.loops).filter(|(_, l)| !l.is_spatial()).map(|(v, _)| *v).collect());
             // 1. Output tiles whose step ended drain, innermost first.
-            let out_levels: Vec<usize> = (out_op.home() + 1..nest.path.len())
-                .filter(|&lv| out_op.keep[lv])
-                .collect();
+            let out_levels: Vec<usize> = (out_op.home() + 1..nest.path.len()).filter(|&lv| out_op.keep[lv]).collect();
             for &lv in out_levels.iter().rev() {
                 let inst = pick(&idx, &inst_loops[lv]);
                 let key = pick(&idx, &step_loops[0][lv]);
                 let stale = tiles.get(&(0, lv, inst.clone())).is_some_and(|t| t.key != key);
                 if stale {
-                    drain_under(
-                        &plan,
-                        &mut tiles,
-                        &mut served,
-                        backing,
-                        counts,
-                        reduce,
-                        lv,
-                        &inst,
-                        &sibling_key,
-                    );
+                    drain_under(&plan, tiles, served, backing, counts, reduce, lv, &inst, &sibling_key);
                 }
             }
             for &lv in &out_levels {
                 let inst = pick(&idx, &inst_loops[lv]);
                 let key = pick(&idx, &step_loops[0][lv]);
-                tiles.entry((0, lv, inst.clone())).or_insert(Tile {
-                    key,
-                    inst,
-                    values: HashMap::new(),
-                });
+                tiles.entry((0, lv, inst.clone())).or_insert(Tile { key, inst, values: HashMap::new() });
             }
             // 2. Input tiles whose step changed are refilled, outermost first.
             for (oi, o) in nest.operands.iter().enumerate().skip(1) {
@@ -431,9 +375,7 @@ fn run_einsum(
             if lv == out_op.home() {
                 write_backing(backing, out_op.tensor.0, el, reduce, value);
             } else {
-                let t = tiles
-                    .get_mut(&(0, lv, pick(&idx, &inst_loops[lv])))
-                    .expect("created above");
+                let t = tiles.get_mut(&(0, lv, pick(&idx, &inst_loops[lv]))).expect("created above");
                 let old = t.values.get(&el).copied();
                 t.values.insert(el, combine(reduce, old, value));
             }
@@ -447,28 +389,14 @@ fn run_einsum(
     resident.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (lv, inst) in resident {
         if tiles.contains_key(&(0, lv, inst.clone())) {
-            drain_under(
-                &plan,
-                &mut tiles,
-                &mut served,
-                backing,
-                counts,
-                reduce,
-                lv,
-                &inst,
-                &sibling_key,
-            );
+            drain_under(&plan, tiles, served, backing, counts, reduce, lv, &inst, &sibling_key);
         }
     }
 }
 
 /// First-writes set; later writes combine with the reduction (a map-only Einsum writes each element once).
 fn write_backing(backing: &mut Backing, t: usize, el: usize, reduce: ReduceOp, v: f64) {
-    let old = if backing.written[t][el] {
-        Some(backing.data[t].data[el])
-    } else {
-        None
-    };
+    let old = if backing.written[t][el] { Some(backing.data[t].data[el]) } else { None };
     backing.data[t].data[el] = combine(reduce, old, v);
     backing.written[t][el] = true;
 }
@@ -486,11 +414,8 @@ fn drain_under(
     inst: &[u64],
     sibling_key: &dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64>,
 ) {
-    let mut deeper: Vec<(usize, Vec<u64>)> = tiles
-        .keys()
-        .filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst))
-        .map(|k| (k.1, k.2.clone()))
-        .collect();
+    let mut deeper: Vec<(usize, Vec<u64>)> =
+        tiles.keys().filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst)).map(|k| (k.1, k.2.clone())).collect();
     deeper.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (dl, di) in deeper {
         if tiles.contains_key(&(0, dl, di.clone())) {
@@ -529,9 +454,7 @@ fn drain_one(
         }
     } else {
         let pinst: Vec<u64> = tile.inst[..plan.instance_loops(parent).len()].to_vec();
-        let p = tiles
-            .get_mut(&(0, parent, pinst))
-            .expect("the parent tile is resident while its children drain");
+        let p = tiles.get_mut(&(0, parent, pinst)).expect("the parent tile is resident while its children drain");
         for (&el, &v) in elements {
             let old = p.values.get(&el).copied();
             p.values.insert(el, combine(reduce, old, v));

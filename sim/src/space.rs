@@ -53,11 +53,7 @@ impl RankLoops {
     }
 
     fn free_product(&self, free: u64) -> u64 {
-        self.digits
-            .iter()
-            .filter(|(k, _, _)| free >> k & 1 == 1)
-            .map(|(_, b, _)| b)
-            .product()
+        self.digits.iter().filter(|(k, _, _)| free >> k & 1 == 1).map(|(_, b, _)| b).product()
     }
 }
 
@@ -90,22 +86,13 @@ impl Space {
             }
             digits.reverse();
             let size = c.rank(r).size;
-            RankLoops {
-                digits,
-                size,
-                perfect: stride == size,
-            }
+            RankLoops { digits, size, perfect: stride == size }
         };
         let mut groups = Vec::new();
         let mut paired = Vec::new();
         for p in c.partitions() {
             if einsum.iteration_ranks.contains(&p.outer) && einsum.iteration_ranks.contains(&p.inner) {
-                groups.push(Group::Pair(
-                    rank_loops(p.outer),
-                    rank_loops(p.inner),
-                    p.tile,
-                    c.rank(p.parent).size,
-                ));
+                groups.push(Group::Pair(rank_loops(p.outer), rank_loops(p.inner), p.tile, c.rank(p.parent).size));
                 paired.extend([p.outer, p.inner]);
             }
         }
@@ -123,11 +110,7 @@ impl Space {
                 groups.push(Group::Single(g));
             }
         }
-        let all = if nest.loops.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << nest.loops.len()) - 1
-        };
+        let all = if nest.loops.len() == 64 { u64::MAX } else { (1u64 << nest.loops.len()) - 1 };
         Space { groups, all }
     }
 

@@ -76,19 +76,12 @@ impl Rng {
 }
 
 /// Loop slots in nest order: (level, dim, fan-out limit).
-const SLOTS: [(usize, Option<&str>, u64); 7] = [
-    (0, None, 0),
-    (1, None, 0),
-    (1, Some("x"), 2),
-    (2, None, 0),
-    (2, Some("x"), 2),
-    (2, Some("y"), 2),
-    (3, None, 0),
-];
+const SLOTS: [(usize, Option<&str>, u64); 7] =
+    [(0, None, 0), (1, None, 0), (1, Some("x"), 2), (2, None, 0), (2, Some("x"), 2), (2, Some("y"), 2), (3, None, 0)];
 
 /// A random valid mapping of one Einsum: ranks split over random slots with small inner
 /// bounds and a `*` outermost loop, loops shuffled within a level, random keep sets.
-fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> EinsumMappingSpec {
+fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], min_level: usize, rng: &mut Rng) -> EinsumMappingSpec {
     let einsum = &c.einsums()[e];
     let mut per_level: Vec<Vec<String>> = vec![Vec::new(); 4];
     let mut spatial: Vec<Vec<String>> = vec![Vec::new(); 4];
@@ -99,7 +92,8 @@ fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> Einsum
             continue;
         }
         let n = 1 + rng.below(3) as usize;
-        let mut slots: Vec<usize> = (0..SLOTS.len()).collect();
+        let n = n.min(SLOTS.iter().filter(|s| s.0 >= min_level).count());
+        let mut slots: Vec<usize> = (0..SLOTS.len()).filter(|&s| SLOTS[s].0 >= min_level).collect();
         for i in (1..slots.len()).rev() {
             slots.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -107,11 +101,7 @@ fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> Einsum
         chosen.sort_unstable();
         for (j, &s) in chosen.iter().enumerate() {
             let (level, dim, limit) = SLOTS[s];
-            let bound = if j == 0 {
-                "*".to_string()
-            } else {
-                (1 + rng.below(3)).to_string()
-            };
+            let bound = if j == 0 { "*".to_string() } else { (1 + rng.below(3)).to_string() };
             let spatial_ok = dim.is_some() && j > 0 && used[s] * bound.parse::<u64>().unwrap_or(1) <= limit;
             if spatial_ok {
                 used[s] *= bound.parse::<u64>().unwrap();
@@ -121,10 +111,8 @@ fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> Einsum
             }
         }
     }
-    let tensors: Vec<String> = std::iter::once(&einsum.output)
-        .chain(&einsum.inputs)
-        .map(|a| c.tensor(a.tensor).name.clone())
-        .collect();
+    let tensors: Vec<String> =
+        std::iter::once(&einsum.output).chain(&einsum.inputs).map(|a| c.tensor(a.tensor).name.clone()).collect();
     let mut levels = Vec::new();
     for lv in 0..4 {
         let mut loops = per_level[lv].clone();
@@ -139,14 +127,9 @@ fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> Einsum
             // Stable within a rank: re-sort each rank's occurrences back into original order.
             let mut shuffled: Vec<String> = order.iter().map(|&i| loops[i].clone()).collect();
             for r in ranks.iter().collect::<std::collections::BTreeSet<_>>() {
-                let pos: Vec<usize> = (0..shuffled.len())
-                    .filter(|&i| shuffled[i].starts_with(&format!("{r}=")))
-                    .collect();
-                let orig: Vec<String> = loops
-                    .iter()
-                    .filter(|l| l.starts_with(&format!("{r}=")))
-                    .cloned()
-                    .collect();
+                let pos: Vec<usize> =
+                    (0..shuffled.len()).filter(|&i| shuffled[i].starts_with(&format!("{r}="))).collect();
+                let orig: Vec<String> = loops.iter().filter(|l| l.starts_with(&format!("{r}="))).cloned().collect();
                 for (p, o) in pos.into_iter().zip(orig) {
                     shuffled[p] = o;
                 }
@@ -154,23 +137,11 @@ fn einsum_mapping(c: &Cascade, e: usize, skip: &[&str], rng: &mut Rng) -> Einsum
             loops = shuffled;
         }
         loops.extend(spatial[lv].clone());
-        let keep = if lv == 0 {
-            None
-        } else {
-            Some(tensors.iter().filter(|_| rng.chance(55)).cloned().collect::<Vec<_>>())
-        };
-        levels.push(LevelSpec {
-            level: LEVELS[lv].to_string(),
-            loops,
-            keep,
-            bypass: None,
-        });
+        let keep =
+            if lv == 0 { None } else { Some(tensors.iter().filter(|_| rng.chance(55)).cloned().collect::<Vec<_>>()) };
+        levels.push(LevelSpec { level: LEVELS[lv].to_string(), loops, keep, bypass: None });
     }
-    EinsumMappingSpec {
-        einsum: einsum.name.clone(),
-        unit: "pe".into(),
-        levels,
-    }
+    EinsumMappingSpec { einsum: einsum.name.clone(), unit: "pe".into(), levels }
 }
 
 /// A random valid mapping of a whole cascade. 1-pass attention runs its recurrence in a group
@@ -179,20 +150,15 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
     let mut rng = Rng(seed);
     let mut groups = Vec::new();
     let mut skip: Vec<Vec<&str>> = vec![Vec::new(); c.einsums().len()];
-    let recurrence: Vec<usize> = (0..c.einsums().len())
-        .filter(|&e| c.einsums()[e].iterative.is_some())
-        .collect();
+    let mut min_level = vec![0usize; c.einsums().len()];
+    let recurrence: Vec<usize> = (0..c.einsums().len()).filter(|&e| c.einsums()[e].iterative.is_some()).collect();
     if let Some(&first) = recurrence.first() {
         let m1 = c.rank_id("m1").unwrap();
         let members: Vec<String> = recurrence.iter().map(|&e| c.einsums()[e].name.clone()).collect();
         for &e in &recurrence {
             skip[e].push("m1");
         }
-        let pipelining = if rng.chance(50) {
-            Pipelining::Interleaved
-        } else {
-            Pipelining::Sequential
-        };
+        let pipelining = if rng.chance(50) { Pipelining::Interleaved } else { Pipelining::Sequential };
         groups.push(GroupSpec {
             name: "rec".into(),
             prefix: vec![format!("m1={}", c.rank(m1).size)],
@@ -236,15 +202,8 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
             }
         }
     }
-    let einsums = (0..c.einsums().len())
-        .map(|e| einsum_mapping(c, e, &skip[e], &mut rng))
-        .collect();
-    MappingSpec {
-        name: format!("random-{seed}"),
-        description: String::new(),
-        einsums,
-        groups,
-    }
+    let einsums = (0..c.einsums().len()).map(|e| einsum_mapping(c, e, &skip[e], min_level[e], &mut rng)).collect();
+    MappingSpec { name: format!("random-{seed}"), description: String::new(), einsums, groups }
 }
 
 /// Random inputs in [-2, 2) for every tensor the cascade reads from outside.
@@ -253,22 +212,12 @@ pub fn inputs(c: &Cascade, seed: u64) -> BTreeMap<String, Dense<f64>> {
     external_tensors(c)
         .map(|(name, shape)| {
             let n: u64 = shape.iter().product();
-            (
-                name.to_string(),
-                Dense {
-                    shape: shape.to_vec(),
-                    data: (0..n).map(|_| rng.unit() * 4.0 - 2.0).collect(),
-                },
-            )
+            (name.to_string(), Dense { shape: shape.to_vec(), data: (0..n).map(|_| rng.unit() * 4.0 - 2.0).collect() })
         })
         .collect()
 }
 
 /// Tensors whose values the executor must reproduce: everything produced inside the cascade.
 pub fn produced(c: &Cascade) -> Vec<String> {
-    c.tensors()
-        .iter()
-        .filter(|t| !t.role.is_external() && t.role != Role::Input)
-        .map(|t| t.name.clone())
-        .collect()
+    c.tensors().iter().filter(|t| !t.role.is_external() && t.role != Role::Input).map(|t| t.name.clone()).collect()
 }

@@ -53,10 +53,7 @@ fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
     let reference = run(c, &ins).unwrap();
     for t in common::produced(c) {
         let (a, b) = (&exec.tensors[&t], &reference.tensors[&t]);
-        let scale = b
-            .data
-            .iter()
-            .fold(1e-300f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
+        let scale = b.data.iter().fold(1e-300f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
         for (x, y) in a.data.iter().zip(&b.data) {
             let same = x == y || (x - y).abs() <= 1e-9 * scale;
             prop_assert!(same, "tensor {} differs: {} vs {}", t, x, y);

@@ -86,12 +86,7 @@ pub struct AttentionIo<'a> {
 
 impl Default for AttentionIo<'_> {
     fn default() -> Self {
-        AttentionIo {
-            q: "Q",
-            k: "K",
-            v: "V",
-            out: "AV",
-        }
+        AttentionIo { q: "Q", k: "K", v: "V", out: "AV" }
     }
 }
 
@@ -115,10 +110,7 @@ impl AttentionSpec {
         let heads = positive("heads", self.heads)?;
         let kv_heads = positive("kv_heads", self.kv_heads.unwrap_or(self.heads))?;
         if heads % kv_heads != 0 {
-            return Err(SpecError::new(
-                "kv_heads",
-                format!("must divide heads ({heads}), got {kv_heads}"),
-            ));
+            return Err(SpecError::new("kv_heads", format!("must divide heads ({heads}), got {kv_heads}")));
         }
         let head_dim = positive("head_dim", self.head_dim)?;
         Ok(AttentionShape {
@@ -144,11 +136,7 @@ struct Heads {
 
 impl AttentionShape {
     fn heads_ix(&self) -> Heads {
-        if self.kv_heads == self.heads {
-            Heads { q: "h", kv: "h" }
-        } else {
-            Heads { q: "g,r", kv: "g" }
-        }
+        if self.kv_heads == self.heads { Heads { q: "h", kv: "h" } } else { Heads { q: "g,r", kv: "g" } }
     }
 
     /// Adds this attention's parameters, ranks, partition and running tensors to a cascade spec.
@@ -176,34 +164,18 @@ impl AttentionShape {
             spec.params.insert("M0".into(), self.block as i64);
             spec.partitions.insert(
                 "m".into(),
-                PartitionSpec {
-                    outer: "m1".into(),
-                    inner: "m0".into(),
-                    tile: Size::Param("M0".into()),
-                },
+                PartitionSpec { outer: "m1".into(), inner: "m0".into(), tile: Size::Param("M0".into()) },
             );
         }
         spec.causal = self.causal;
         if let Phase::Decode { .. } = self.phase {
             for t in [io.k, io.v] {
-                spec.tensors.insert(
-                    t.into(),
-                    TensorSpec {
-                        role: Some(Role::KvCache),
-                        ..TensorSpec::default()
-                    },
-                );
+                spec.tensors.insert(t.into(), TensorSpec { role: Some(Role::KvCache), ..TensorSpec::default() });
             }
         }
         if self.passes == 1 {
             for (t, v) in [("RM", f64::NEG_INFINITY), ("RD", 0.0), ("RNV", 0.0)] {
-                spec.tensors.insert(
-                    t.into(),
-                    TensorSpec {
-                        init: Some(v),
-                        ..TensorSpec::default()
-                    },
-                );
+                spec.tensors.insert(t.into(), TensorSpec { init: Some(v), ..TensorSpec::default() });
             }
         }
         spec.einsums.extend(self.einsums(io));
@@ -257,21 +229,15 @@ impl AttentionShape {
                 e(format!("BQK[b,{h},m1,m0,p] = {q}[b,{h},e,p] * {k}[b,{kv},e,(m1,m0)]")).masked("m", "p"),
                 e(format!("LM[b,{h},m1,p] = BQK[b,{h},m1,m0,p]")).reduce(ReduceOp::Max),
                 e(format!("RM[b,{h},m1+1,p] = max(RM[b,{h},m1,p], LM[b,{h},m1,p])")),
-                e(format!(
-                    "SLN[b,{h},m1,m0,p] = exp(BQK[b,{h},m1,m0,p] - RM[b,{h},m1+1,p])"
-                )),
+                e(format!("SLN[b,{h},m1,m0,p] = exp(BQK[b,{h},m1,m0,p] - RM[b,{h},m1+1,p])")),
                 e(format!("SLD[b,{h},m1,p] = SLN[b,{h},m1,m0,p]")),
-                e(format!(
-                    "SLNV[b,{h},f,m1,p] = SLN[b,{h},m1,m0,p] * {v}[b,{kv},f,(m1,m0)]"
-                )),
+                e(format!("SLNV[b,{h},f,m1,p] = SLN[b,{h},m1,m0,p] * {v}[b,{kv},f,(m1,m0)]")),
                 e(format!("PRM[b,{h},m1,p] = exp(RM[b,{h},m1,p] - RM[b,{h},m1+1,p])")),
                 e(format!("SPD[b,{h},m1,p] = RD[b,{h},m1,p] * PRM[b,{h},m1,p]")),
                 e(format!("RD[b,{h},m1+1,p] = SLD[b,{h},m1,p] + SPD[b,{h},m1,p]")),
                 e(format!("SPNV[b,{h},f,m1,p] = RNV[b,{h},f,m1,p] * PRM[b,{h},m1,p]")),
                 e(format!("RNV[b,{h},f,m1+1,p] = SLNV[b,{h},f,m1,p] + SPNV[b,{h},f,m1,p]")),
-                e(format!(
-                    "{out}[b,{h},f,p] = RNV[b,{h},f,last(m1),p] / RD[b,{h},last(m1),p]"
-                )),
+                e(format!("{out}[b,{h},f,p] = RNV[b,{h},f,last(m1),p] / RD[b,{h},last(m1),p]")),
             ],
         }
     }

@@ -109,22 +109,14 @@ pub struct MaskSpec {
 
 impl EinsumSpec {
     pub fn new(expr: impl Into<String>) -> Self {
-        EinsumSpec {
-            name: None,
-            expr: expr.into(),
-            reduce: None,
-            causal_mask: None,
-        }
+        EinsumSpec { name: None, expr: expr.into(), reduce: None, causal_mask: None }
     }
     pub fn reduce(mut self, op: ReduceOp) -> Self {
         self.reduce = Some(op);
         self
     }
     pub fn masked(mut self, key: &str, query: &str) -> Self {
-        self.causal_mask = Some(MaskSpec {
-            key: key.into(),
-            query: query.into(),
-        });
+        self.causal_mask = Some(MaskSpec { key: key.into(), query: query.into() });
         self
     }
 }
@@ -137,9 +129,7 @@ impl CascadeSpec {
 
     /// Validates and resolves the spec. Error paths start with `cascade.`.
     pub fn build(&self) -> SpecResult<Cascade> {
-        Builder::new(self)
-            .and_then(Builder::finish)
-            .map_err(|e| e.under("cascade"))
+        Builder::new(self).and_then(Builder::finish).map_err(|e| e.under("cascade"))
     }
 }
 
@@ -170,11 +160,7 @@ impl<'a> Builder<'a> {
             positive(&format!("params.{k}"), v)?;
         }
         positive("elem_bytes", spec.elem_bytes)?;
-        let mut b = Builder {
-            spec,
-            ranks: Vec::new(),
-            partitions: Vec::new(),
-        };
+        let mut b = Builder { spec, ranks: Vec::new(), partitions: Vec::new() };
         for (name, size) in &spec.ranks {
             if !is_identifier(name) || name == "last" {
                 return Err(SpecError::new(
@@ -183,10 +169,7 @@ impl<'a> Builder<'a> {
                 ));
             }
             let size = b.size(&format!("ranks.{name}"), size)?;
-            b.ranks.push(Rank {
-                name: name.clone(),
-                size,
-            });
+            b.ranks.push(Rank { name: name.clone(), size });
         }
         for (parent, p) in &spec.partitions {
             let path = format!("partitions.{parent}");
@@ -207,21 +190,10 @@ impl<'a> Builder<'a> {
             }
             let parent_size = b.ranks[parent_id.0].size;
             let outer = RankId(b.ranks.len());
-            b.ranks.push(Rank {
-                name: p.outer.clone(),
-                size: parent_size.div_ceil(tile),
-            });
+            b.ranks.push(Rank { name: p.outer.clone(), size: parent_size.div_ceil(tile) });
             let inner = RankId(b.ranks.len());
-            b.ranks.push(Rank {
-                name: p.inner.clone(),
-                size: tile,
-            });
-            b.partitions.push(Partition {
-                parent: parent_id,
-                outer,
-                inner,
-                tile,
-            });
+            b.ranks.push(Rank { name: p.inner.clone(), size: tile });
+            b.partitions.push(Partition { parent: parent_id, outer, inner, tile });
         }
         if spec.einsums.is_empty() {
             return Err(SpecError::new("einsums", "a cascade needs at least one einsum"));
@@ -230,11 +202,7 @@ impl<'a> Builder<'a> {
     }
 
     fn rank_list(&self) -> String {
-        self.ranks
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.ranks.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     fn rank_id(&self, name: &str) -> Option<RankId> {
@@ -248,10 +216,7 @@ impl<'a> Builder<'a> {
                 Some(&v) => positive(&format!("params.{name}"), v),
                 None => {
                     let known: Vec<&str> = self.spec.params.keys().map(String::as_str).collect();
-                    Err(SpecError::new(
-                        path,
-                        format!("unknown parameter `{name}` (params: {})", known.join(", ")),
-                    ))
+                    Err(SpecError::new(path, format!("unknown parameter `{name}` (params: {})", known.join(", "))))
                 }
             },
         }
@@ -269,45 +234,24 @@ impl<'a> Builder<'a> {
             IndexAst::Last(n) => Index::Last(self.resolve_rank(path, n)?),
             IndexAst::Joined(o, i) => {
                 let (outer, inner) = (self.resolve_rank(path, o)?, self.resolve_rank(path, i)?);
-                let p = self
-                    .partitions
-                    .iter()
-                    .find(|p| p.outer == outer && p.inner == inner)
-                    .ok_or_else(|| {
-                        SpecError::new(
-                            path,
-                            format!("`({o},{i})` is not a partition (declare it under [cascade.partitions])"),
-                        )
-                    })?;
-                Index::Joined {
-                    outer,
-                    inner,
-                    tile: p.tile,
-                }
+                let p = self.partitions.iter().find(|p| p.outer == outer && p.inner == inner).ok_or_else(|| {
+                    SpecError::new(
+                        path,
+                        format!("`({o},{i})` is not a partition (declare it under [cascade.partitions])"),
+                    )
+                })?;
+                Index::Joined { outer, inner, tile: p.tile }
             }
         })
     }
 
     fn position(&self, ix: &Index) -> Position {
         match *ix {
-            Index::Var(r) => Position {
-                extent: self.ranks[r.0].size,
-                iterative: false,
-            },
-            Index::Next(r) | Index::Last(r) => Position {
-                extent: self.ranks[r.0].size,
-                iterative: true,
-            },
+            Index::Var(r) => Position { extent: self.ranks[r.0].size, iterative: false },
+            Index::Next(r) | Index::Last(r) => Position { extent: self.ranks[r.0].size, iterative: true },
             Index::Joined { outer, .. } => {
-                let p = self
-                    .partitions
-                    .iter()
-                    .find(|p| p.outer == outer)
-                    .expect("joined index names a partition");
-                Position {
-                    extent: self.ranks[p.parent.0].size,
-                    iterative: false,
-                }
+                let p = self.partitions.iter().find(|p| p.outer == outer).expect("joined index names a partition");
+                Position { extent: self.ranks[p.parent.0].size, iterative: false }
             }
         }
     }
@@ -320,11 +264,7 @@ impl<'a> Builder<'a> {
             let path = format!("einsums[{i}].expr");
             let ast = parse_einsum(&e.expr).map_err(|m| SpecError::new(&path, m))?;
             let mut resolve = |a: &AccessAst| -> SpecResult<(String, Vec<Index>)> {
-                let idx = a
-                    .indices
-                    .iter()
-                    .map(|ix| self.resolve_index(&path, ix))
-                    .collect::<SpecResult<Vec<_>>>()?;
+                let idx = a.indices.iter().map(|ix| self.resolve_index(&path, ix)).collect::<SpecResult<Vec<_>>>()?;
                 Ok((a.tensor.clone(), idx))
             };
             let out = resolve(&ast.output)?;
@@ -345,14 +285,7 @@ impl<'a> Builder<'a> {
                     Some(t) => t,
                     None => {
                         names.push(tname.clone());
-                        shapes.push(
-                            pos.iter()
-                                .map(|p| Position {
-                                    extent: p.extent,
-                                    iterative: false,
-                                })
-                                .collect(),
-                        );
+                        shapes.push(pos.iter().map(|p| Position { extent: p.extent, iterative: false }).collect());
                         producer.push(None);
                         consumed.push(false);
                         names.len() - 1
@@ -361,11 +294,7 @@ impl<'a> Builder<'a> {
                 if shapes[t].len() != pos.len() {
                     return Err(SpecError::new(
                         &path,
-                        format!(
-                            "tensor `{tname}` has {} positions here but {} elsewhere",
-                            pos.len(),
-                            shapes[t].len()
-                        ),
+                        format!("tensor `{tname}` has {} positions here but {} elsewhere", pos.len(), shapes[t].len()),
                     ));
                 }
                 for (j, p) in pos.iter().enumerate() {
@@ -410,10 +339,7 @@ impl<'a> Builder<'a> {
                 (Some(r), Some(p)) if r.is_external() => {
                     return Err(SpecError::new(
                         format!("{path}.role"),
-                        format!(
-                            "`{}` is for tensors no einsum produces, but einsums[{p}] produces `{name}`",
-                            r.name()
-                        ),
+                        format!("`{}` is for tensors no einsum produces, but einsums[{p}] produces `{name}`", r.name()),
                     ));
                 }
                 (Some(r), None) if !r.is_external() => {
@@ -427,17 +353,9 @@ impl<'a> Builder<'a> {
                 (None, Some(_)) if consumed[t] => Role::Intermediate,
                 (None, Some(_)) => Role::Output,
             };
-            let iterative: Vec<usize> = shapes[t]
-                .iter()
-                .enumerate()
-                .filter(|p| p.1.iterative)
-                .map(|p| p.0)
-                .collect();
+            let iterative: Vec<usize> = shapes[t].iter().enumerate().filter(|p| p.1.iterative).map(|p| p.0).collect();
             if iterative.len() > 1 {
-                return Err(SpecError::new(
-                    &path,
-                    "a tensor may step through one iterative rank only",
-                ));
+                return Err(SpecError::new(&path, "a tensor may step through one iterative rank only"));
             }
             let iterative_position = iterative.first().copied();
             if iterative_position.is_some() && decl.init.is_none() {
@@ -449,24 +367,11 @@ impl<'a> Builder<'a> {
             if let Some(v) = decl.init
                 && v.is_nan()
             {
-                return Err(SpecError::new(
-                    format!("{path}.init"),
-                    "must be a number or ±inf, not nan",
-                ));
+                return Err(SpecError::new(format!("{path}.init"), "must be a number or ±inf, not nan"));
             }
-            let elem_bytes = positive(
-                &format!("{path}.elem_bytes"),
-                decl.elem_bytes.unwrap_or(spec.elem_bytes),
-            )?;
+            let elem_bytes = positive(&format!("{path}.elem_bytes"), decl.elem_bytes.unwrap_or(spec.elem_bytes))?;
             let shape = shapes[t].iter().map(|p| p.extent + u64::from(p.iterative)).collect();
-            tensors.push(Tensor {
-                name: name.clone(),
-                shape,
-                iterative_position,
-                elem_bytes,
-                role,
-                init: decl.init,
-            });
+            tensors.push(Tensor { name: name.clone(), shape, iterative_position, elem_bytes, role, init: decl.init });
         }
 
         let iterative_ranks: Vec<RankId> = parsed
@@ -486,10 +391,7 @@ impl<'a> Builder<'a> {
                     Index::Var(r) | Index::Next(r) => output_ranks.push(r),
                     Index::Joined { outer, inner, .. } => output_ranks.extend([outer, inner]),
                     Index::Last(_) => {
-                        return Err(SpecError::new(
-                            format!("{path}.expr"),
-                            "`last(..)` may only be read, not written",
-                        ));
+                        return Err(SpecError::new(format!("{path}.expr"), "`last(..)` may only be read, not written"));
                     }
                 }
             }
@@ -524,11 +426,8 @@ impl<'a> Builder<'a> {
                     "no rank is reduced (every rank of the inputs is in the output)",
                 ));
             }
-            let its: Vec<RankId> = iterative_ranks
-                .iter()
-                .copied()
-                .filter(|r| iteration_ranks.contains(r))
-                .collect::<Vec<_>>();
+            let its: Vec<RankId> =
+                iterative_ranks.iter().copied().filter(|r| iteration_ranks.contains(r)).collect::<Vec<_>>();
             let mut its_unique = its.clone();
             its_unique.dedup();
             its_unique.sort();
@@ -549,17 +448,8 @@ impl<'a> Builder<'a> {
                 ));
             }
             let tid = |n: &str| TensorId(names.iter().position(|x| x == n).expect("tensor was collected"));
-            let output = Access {
-                tensor: tid(&oname),
-                indices: oidx,
-            };
-            let inputs: Vec<Access> = ins
-                .into_iter()
-                .map(|(n, indices)| Access {
-                    tensor: tid(&n),
-                    indices,
-                })
-                .collect();
+            let output = Access { tensor: tid(&oname), indices: oidx };
+            let inputs: Vec<Access> = ins.into_iter().map(|(n, indices)| Access { tensor: tid(&n), indices }).collect();
             let mask = match (&espec.causal_mask, spec.causal) {
                 (Some(m), true) => {
                     Some(self.mask(&format!("{path}.causal_mask"), m, &iteration_ranks, n_output_ranks)?)
@@ -603,14 +493,7 @@ impl<'a> Builder<'a> {
                 && iter[..n_out].contains(&p.outer)
                 && iter[..n_out].contains(&p.inner)
             {
-                return Ok((
-                    Index::Joined {
-                        outer: p.outer,
-                        inner: p.inner,
-                        tile: p.tile,
-                    },
-                    size,
-                ));
+                return Ok((Index::Joined { outer: p.outer, inner: p.inner, tile: p.tile }, size));
             }
             Err(SpecError::new(
                 format!("{path}.{key}"),
@@ -622,11 +505,7 @@ impl<'a> Builder<'a> {
         if nk < nq {
             return Err(SpecError::new(path, format!("more queries ({nq}) than keys ({nk})")));
         }
-        Ok(CausalMask {
-            key,
-            query,
-            offset: nk - nq,
-        })
+        Ok(CausalMask { key, query, offset: nk - nq })
     }
 }
 
@@ -675,11 +554,7 @@ fn check_order(c: &Cascade) -> SpecResult<()> {
                 {
                     return Err(SpecError::new(
                         format!("einsums[{i}].expr"),
-                        format!(
-                            "`last({})` is read inside the loop over `{}`",
-                            c.rank(*r).name,
-                            c.rank(*r).name
-                        ),
+                        format!("`last({})` is read inside the loop over `{}`", c.rank(*r).name, c.rank(*r).name),
                     ));
                 }
             }
@@ -732,13 +607,7 @@ fn find_cycle(n: usize, edges: &[(usize, usize, TensorId)]) -> Option<Vec<usize>
         state[u] = 2;
         None
     }
-    (0..n).find_map(|u| {
-        if state[u] == 0 {
-            dfs(u, &adj, &mut state, &mut stack)
-        } else {
-            None
-        }
-    })
+    (0..n).find_map(|u| if state[u] == 0 { dfs(u, &adj, &mut state, &mut stack) } else { None })
 }
 
 #[cfg(test)]
@@ -792,17 +661,9 @@ reduce = "max"
     #[test]
     fn rejects_what_the_ir_forbids() {
         let cases = [
-            (
-                GEMM.replace("\"K\" }", "\"Q\" }"),
-                "cascade.ranks.k",
-                "unknown parameter",
-            ),
+            (GEMM.replace("\"K\" }", "\"Q\" }"), "cascade.ranks.k", "unknown parameter"),
             (GEMM.replace("K = 6", "K = 0"), "cascade.params.K", "positive"),
-            (
-                GEMM.replace("B[k,n]", "B[k,x]"),
-                "cascade.einsums[0].expr",
-                "unknown rank `x`",
-            ),
+            (GEMM.replace("B[k,n]", "B[k,x]"), "cascade.einsums[0].expr", "unknown rank `x`"),
             (
                 format!("{GEMM}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"),
                 "cascade.einsums[1]",
@@ -813,11 +674,7 @@ reduce = "max"
                 "cascade.einsums[1].expr",
                 "extent",
             ),
-            (
-                GEMM.replace("Z[m,n] = A[k,m] * B[k,n]", "Z[m,m] = A[k,m] * B[k,m]"),
-                "cascade.einsums[0].expr",
-                "twice",
-            ),
+            (GEMM.replace("Z[m,n] = A[k,m] * B[k,n]", "Z[m,m] = A[k,m] * B[k,m]"), "cascade.einsums[0].expr", "twice"),
         ];
         for (text, path, reason) in cases {
             let err = build(&text).unwrap_err();
@@ -839,9 +696,7 @@ expr = "B[m] = A[m] * X[m]"
 "#;
         let err = build(base).unwrap_err();
         assert!(err.reason.contains("cycle: A -> B"), "{err}");
-        let order = base
-            .replace("B[m] + X[m]", "C[m] + X[m]")
-            .replace("B[m] = A[m] * X[m]", "C[m] = X[m] * X[m]");
+        let order = base.replace("B[m] + X[m]", "C[m] + X[m]").replace("B[m] = A[m] * X[m]", "C[m] = X[m] * X[m]");
         let err = build(&order).unwrap_err();
         assert!(err.reason.contains("before einsums[1] produces"), "{err}");
     }

@@ -177,11 +177,7 @@ impl Tensor {
 
     /// Elements live at one time: an iterative position keeps only its current value.
     pub fn live_elements(&self) -> u64 {
-        self.shape
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| if Some(i) == self.iterative_position { 1 } else { n })
-            .product()
+        self.shape.iter().enumerate().map(|(i, &n)| if Some(i) == self.iterative_position { 1 } else { n }).product()
     }
 
     /// Bytes live at one time (see [`Tensor::live_elements`]).
@@ -332,15 +328,12 @@ impl Cascade {
 
     /// Counts of every Einsum, summed.
     pub fn total_counts(&self) -> EinsumCounts {
-        self.einsums
-            .iter()
-            .map(|e| self.counts(e))
-            .fold(EinsumCounts::default(), |a, c| EinsumCounts {
-                points: a.points + c.points,
-                outputs: a.outputs + c.outputs,
-                map_ops: a.map_ops + c.map_ops,
-                reduce_ops: a.reduce_ops + c.reduce_ops,
-            })
+        self.einsums.iter().map(|e| self.counts(e)).fold(EinsumCounts::default(), |a, c| EinsumCounts {
+            points: a.points + c.points,
+            outputs: a.outputs + c.outputs,
+            map_ops: a.map_ops + c.map_ops,
+            reduce_ops: a.reduce_ops + c.reduce_ops,
+        })
     }
 
     /// Bytes of the tensors with a given role.

@@ -19,11 +19,7 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        SpecError {
-            path: path.into(),
-            reason: reason.into(),
-            location: None,
-        }
+        SpecError { path: path.into(), reason: reason.into(), location: None }
     }
 
     /// Prefixes the path with an outer key (used when a sub-spec is validated on its own).
@@ -44,11 +40,7 @@ impl fmt::Display for SpecError {
         if let Some((line, col)) = self.location {
             write!(f, "line {line}, column {col}: ")?;
         }
-        if self.path.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.path, self.reason)
-        }
+        if self.path.is_empty() { write!(f, "{}", self.reason) } else { write!(f, "{}: {}", self.path, self.reason) }
     }
 }
 
@@ -59,9 +51,5 @@ pub type SpecResult<T> = Result<T, SpecError>;
 
 /// Reads a positive integer field, naming the key when it is zero or negative.
 pub fn positive(path: &str, value: i64) -> SpecResult<u64> {
-    if value <= 0 {
-        Err(SpecError::new(path, format!("must be positive (got {value})")))
-    } else {
-        Ok(value as u64)
-    }
+    if value <= 0 { Err(SpecError::new(path, format!("must be positive (got {value})"))) } else { Ok(value as u64) }
 }

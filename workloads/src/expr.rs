@@ -106,11 +106,7 @@ impl Lexer {
                 return Err(format!("unexpected character '{c}' at column {}", i + 1));
             }
         }
-        Ok(Lexer {
-            toks,
-            pos: 0,
-            len: chars.len(),
-        })
+        Ok(Lexer { toks, pos: 0, len: chars.len() })
     }
 
     fn peek_full(&self) -> Option<(Tok, usize)> {
@@ -208,9 +204,7 @@ impl Lexer {
                 "gelu" => (MapOp::Gelu, vec![a]),
                 "silu" => (MapOp::Silu, vec![a]),
                 other => {
-                    return Err(format!(
-                        "unknown function '{other}' (known: max, exp, relu, gelu, silu)"
-                    ));
+                    return Err(format!("unknown function '{other}' (known: max, exp, relu, gelu, silu)"));
                 }
             };
             self.expect(')')?;

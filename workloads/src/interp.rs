@@ -71,10 +71,7 @@ pub struct Dense<T> {
 impl<T: Scalar> Dense<T> {
     pub fn filled(shape: &[u64], value: T) -> Self {
         let n: u64 = shape.iter().product();
-        Dense {
-            shape: shape.to_vec(),
-            data: vec![value; n as usize],
-        }
+        Dense { shape: shape.to_vec(), data: vec![value; n as usize] }
     }
 
     /// Row-major element at a multi-index.
@@ -108,11 +105,7 @@ pub enum RunError {
     #[error("input tensor `{0}` was not supplied")]
     MissingInput(String),
     #[error("tensor `{name}` has shape {got:?}, the cascade needs {want:?}")]
-    Shape {
-        name: String,
-        got: Vec<u64>,
-        want: Vec<u64>,
-    },
+    Shape { name: String, got: Vec<u64>, want: Vec<u64> },
 }
 
 /// An access compiled to `offset = base + Σ coeff[k] · coord[k]` over the Einsum's iteration ranks.
@@ -128,16 +121,8 @@ fn compile(c: &Cascade, e: &Einsum, shape: &[u64], indices: &[Index]) -> Affine 
         stride[k] = s;
         s *= shape[k] as i64;
     }
-    let slot = |r: RankId| {
-        e.iteration_ranks
-            .iter()
-            .position(|&x| x == r)
-            .expect("rank is in the iteration space")
-    };
-    let mut a = Affine {
-        base: 0,
-        coeff: vec![0; e.iteration_ranks.len()],
-    };
+    let slot = |r: RankId| e.iteration_ranks.iter().position(|&x| x == r).expect("rank is in the iteration space");
+    let mut a = Affine { base: 0, coeff: vec![0; e.iteration_ranks.len()] };
     for (k, ix) in indices.iter().enumerate() {
         match *ix {
             Index::Var(r) => a.coeff[slot(r)] += stride[k],
@@ -211,15 +196,9 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
     let mut store: Vec<Dense<T>> = Vec::new();
     for t in c.tensors() {
         if t.role.is_external() {
-            let d = inputs
-                .get(&t.name)
-                .ok_or_else(|| RunError::MissingInput(t.name.clone()))?;
+            let d = inputs.get(&t.name).ok_or_else(|| RunError::MissingInput(t.name.clone()))?;
             if d.shape != t.shape {
-                return Err(RunError::Shape {
-                    name: t.name.clone(),
-                    got: d.shape.clone(),
-                    want: t.shape.clone(),
-                });
+                return Err(RunError::Shape { name: t.name.clone(), got: d.shape.clone(), want: t.shape.clone() });
             }
             store.push(d.clone());
         } else {
@@ -235,9 +214,8 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
                 i += 1;
             }
             Some(r) => {
-                let end = (i..c.einsums().len())
-                    .find(|&j| c.einsums()[j].iterative != Some(r))
-                    .unwrap_or(c.einsums().len());
+                let end =
+                    (i..c.einsums().len()).find(|&j| c.einsums()[j].iterative != Some(r)).unwrap_or(c.einsums().len());
                 for v in 0..c.rank(r).size {
                     for (j, count) in counts.iter_mut().enumerate().take(end).skip(i) {
                         let k = run_einsum(c, j, Some((r, v)), &mut store);
@@ -249,12 +227,7 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
             }
         }
     }
-    let tensors = c
-        .tensors()
-        .iter()
-        .zip(store)
-        .map(|(t, d)| (t.name.clone(), d))
-        .collect();
+    let tensors = c.tensors().iter().zip(store).map(|(t, d)| (t.name.clone(), d)).collect();
     Ok(Run { tensors, counts })
 }
 
@@ -263,33 +236,18 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
     let e = &c.einsums()[ix];
     let out_t = e.output.tensor.0;
     let out = compile(c, e, &store[out_t].shape, &e.output.indices);
-    let ins: Vec<(usize, Affine)> = e
-        .inputs
-        .iter()
-        .map(|a| (a.tensor.0, compile(c, e, &store[a.tensor.0].shape, &a.indices)))
-        .collect();
+    let ins: Vec<(usize, Affine)> =
+        e.inputs.iter().map(|a| (a.tensor.0, compile(c, e, &store[a.tensor.0].shape, &a.indices))).collect();
     let n = e.iteration_ranks.len();
     let lo: Vec<u64> = e
         .iteration_ranks
         .iter()
-        .map(|&r| {
-            if pinned.is_some_and(|p| p.0 == r) {
-                pinned.unwrap().1
-            } else {
-                0
-            }
-        })
+        .map(|&r| if pinned.is_some_and(|p| p.0 == r) { pinned.unwrap().1 } else { 0 })
         .collect();
     let hi: Vec<u64> = e
         .iteration_ranks
         .iter()
-        .map(|&r| {
-            if pinned.is_some_and(|p| p.0 == r) {
-                pinned.unwrap().1 + 1
-            } else {
-                c.rank(r).size
-            }
-        })
+        .map(|&r| if pinned.is_some_and(|p| p.0 == r) { pinned.unwrap().1 + 1 } else { c.rank(r).size })
         .collect();
     // Ragged partitions: (outer slot, inner slot, tile, parent size) for pairs inside the space.
     let ragged: Vec<(usize, usize, u64, u64)> = c
@@ -301,11 +259,7 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
             Some((o, i, p.tile, c.rank(p.parent).size))
         })
         .collect();
-    let exists = |coord: &[u64]| {
-        ragged
-            .iter()
-            .all(|&(o, i, tile, size)| coord[o] * tile + coord[i] < size)
-    };
+    let exists = |coord: &[u64]| ragged.iter().all(|&(o, i, tile, size)| coord[o] * tile + coord[i] < size);
     let offset = |a: &Affine, coord: &[u64]| -> usize {
         (a.base + a.coeff.iter().zip(coord).map(|(k, &x)| k * x as i64).sum::<i64>()) as usize
     };
@@ -326,9 +280,8 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
         let mut red = coord.clone();
         loop {
             if exists(&red) {
-                let masked = e
-                    .mask
-                    .is_some_and(|m| coordinate(e, &m.key, &red) > coordinate(e, &m.query, &red) + m.offset);
+                let masked =
+                    e.mask.is_some_and(|m| coordinate(e, &m.key, &red) > coordinate(e, &m.query, &red) + m.offset);
                 let v = if masked {
                     T::neg_infinity()
                 } else {
@@ -378,8 +331,5 @@ fn advance(coord: &mut [u64], lo: &[u64], hi: &[u64]) -> bool {
 
 /// The tensors a caller must supply to [`run`], with their shapes.
 pub fn external_tensors(c: &Cascade) -> impl Iterator<Item = (&str, &[u64])> {
-    c.tensors()
-        .iter()
-        .filter(|t| t.role.is_external())
-        .map(|t| (t.name.as_str(), t.shape.as_slice()))
+    c.tensors().iter().filter(|t| t.role.is_external()).map(|t| (t.name.as_str(), t.shape.as_slice()))
 }

@@ -63,10 +63,9 @@ impl WorkloadSpec {
     pub fn validate(&self) -> SpecResult<()> {
         match self {
             WorkloadSpec::Model(m) => m.build().map(|_| ()),
-            WorkloadSpec::Attention(a) => a
-                .shape()
-                .and_then(|s| s.cascade_spec(&a.name, &a.description).build())
-                .map(|_| ()),
+            WorkloadSpec::Attention(a) => {
+                a.shape().and_then(|s| s.cascade_spec(&a.name, &a.description).build()).map(|_| ())
+            }
             WorkloadSpec::Cascade(c) => c.build().map(|_| ()),
         }
     }

@@ -115,10 +115,7 @@ impl ModelSpec {
         let heads = positive("heads", self.heads)?;
         let kv_heads = positive("kv_heads", self.kv_heads.unwrap_or(self.heads))?;
         if heads % kv_heads != 0 {
-            return Err(SpecError::new(
-                "kv_heads",
-                format!("must divide heads ({heads}), got {kv_heads}"),
-            ));
+            return Err(SpecError::new("kv_heads", format!("must divide heads ({heads}), got {kv_heads}")));
         }
         let head_dim = match self.head_dim {
             Some(h) => positive("head_dim", h)?,
@@ -132,10 +129,7 @@ impl ModelSpec {
         };
         let bytes = positive("bytes_per_element", self.bytes_per_element)?;
         if bytes > 8 {
-            return Err(SpecError::new(
-                "bytes_per_element",
-                format!("must be at most 8 (got {bytes})"),
-            ));
+            return Err(SpecError::new("bytes_per_element", format!("must be at most 8 (got {bytes})")));
         }
         Ok(Model {
             name: self.name.clone(),
@@ -161,35 +155,18 @@ impl ModelSpec {
         let need =
             |v: Option<i64>, key: &str| v.ok_or_else(|| SpecError::new(key, "missing (required to build the model)"));
         let model_type = c.model_type.clone().unwrap_or_default();
-        let act_name = c
-            .hidden_act
-            .clone()
-            .or(c.activation_function.clone())
-            .unwrap_or_else(|| "gelu".into());
+        let act_name = c.hidden_act.clone().or(c.activation_function.clone()).unwrap_or_else(|| "gelu".into());
         let activation = match act_name.as_str() {
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,
             a if a.starts_with("gelu") => Activation::Gelu,
             other => {
-                let key = if c.hidden_act.is_some() {
-                    "hidden_act"
-                } else {
-                    "activation_function"
-                };
-                return Err(SpecError::new(
-                    key,
-                    format!("unsupported activation `{other}` (relu, gelu*, silu)"),
-                ));
+                let key = if c.hidden_act.is_some() { "hidden_act" } else { "activation_function" };
+                return Err(SpecError::new(key, format!("unsupported activation `{other}` (relu, gelu*, silu)")));
             }
         };
-        let gated = matches!(
-            model_type.as_str(),
-            "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "yi"
-        );
-        let encoder = matches!(
-            model_type.as_str(),
-            "bert" | "roberta" | "xlm" | "xlm-roberta" | "t5" | "distilbert"
-        );
+        let gated = matches!(model_type.as_str(), "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "yi");
+        let encoder = matches!(model_type.as_str(), "bert" | "roberta" | "xlm" | "xlm-roberta" | "t5" | "distilbert");
         let bytes = match c.torch_dtype.as_deref() {
             Some("float32") => 4,
             Some("float16" | "bfloat16") | None => 2,
@@ -321,11 +298,7 @@ impl Model {
         spec.params.insert("S".into(), self.ffn_dim as i64);
         spec.ranks.insert("d".into(), Size::Param("D".into()));
         spec.ranks.insert("s".into(), Size::Param("S".into()));
-        let (hq, hkv) = if self.kv_heads == self.heads {
-            ("h", "h")
-        } else {
-            ("g,r", "g")
-        };
+        let (hq, hkv) = if self.kv_heads == self.heads { ("h", "h") } else { ("g,r", "g") };
         let decode = matches!(phase, Phase::Decode { .. });
         let (k_new, v_new) = if decode { ("KN", "VN") } else { ("K", "V") };
         let e = |s: String| EinsumSpec::new(s);
@@ -334,8 +307,7 @@ impl Model {
             e(format!("{k_new}[b,{hkv},e,p] = X[b,d,p] * WK[d,{hkv},e]")),
             e(format!("{v_new}[b,{hkv},f,p] = X[b,d,p] * WV[d,{hkv},f]")),
         ]);
-        self.attention(phase, batch, passes, block)
-            .add_to(&mut spec, AttentionIo::default());
+        self.attention(phase, batch, passes, block).add_to(&mut spec, AttentionIo::default());
         spec.einsums.extend([
             e(format!("Z[b,d,p] = AV[b,{hq},f,p] * WO[{hq},f,d]")),
             e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()),
@@ -362,13 +334,7 @@ impl Model {
             weights.extend(["W1", "W2"]);
         }
         for w in weights {
-            spec.tensors.insert(
-                w.into(),
-                TensorSpec {
-                    role: Some(Role::Weight),
-                    ..TensorSpec::default()
-                },
-            );
+            spec.tensors.insert(w.into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
         }
         spec
     }
@@ -382,13 +348,7 @@ impl Model {
             spec.ranks.insert(rank.into(), Size::Param(param.into()));
         }
         spec.einsums.push(EinsumSpec::new("LOGITS[b,v] = H[b,d] * WE[d,v]"));
-        spec.tensors.insert(
-            "WE".into(),
-            TensorSpec {
-                role: Some(Role::Weight),
-                ..TensorSpec::default()
-            },
-        );
+        spec.tensors.insert("WE".into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
         spec
     }
 

@@ -31,71 +31,19 @@ pub struct Preset {
 
 /// Every workload preset, grouped by kind.
 pub const PRESETS: &[Preset] = &[
-    Preset {
-        name: "bert",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/bert.toml"),
-    },
-    Preset {
-        name: "llama2-13b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/llama2-13b.toml"),
-    },
-    Preset {
-        name: "llama2-70b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/llama2-70b.toml"),
-    },
-    Preset {
-        name: "llama2-7b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/llama2-7b.toml"),
-    },
-    Preset {
-        name: "opt-13b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/opt-13b.toml"),
-    },
-    Preset {
-        name: "opt-175b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/opt-175b.toml"),
-    },
-    Preset {
-        name: "opt-30b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/opt-30b.toml"),
-    },
-    Preset {
-        name: "opt-6.7b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/opt-6.7b.toml"),
-    },
-    Preset {
-        name: "opt-66b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/opt-66b.toml"),
-    },
-    Preset {
-        name: "t5",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/t5.toml"),
-    },
-    Preset {
-        name: "trxl",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/trxl.toml"),
-    },
-    Preset {
-        name: "xlm",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/xlm.toml"),
-    },
-    Preset {
-        name: "yi-34b",
-        kind: PresetKind::Model,
-        text: include_str!("../presets/models/yi-34b.toml"),
-    },
+    Preset { name: "bert", kind: PresetKind::Model, text: include_str!("../presets/models/bert.toml") },
+    Preset { name: "llama2-13b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-13b.toml") },
+    Preset { name: "llama2-70b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-70b.toml") },
+    Preset { name: "llama2-7b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-7b.toml") },
+    Preset { name: "opt-13b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-13b.toml") },
+    Preset { name: "opt-175b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-175b.toml") },
+    Preset { name: "opt-30b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-30b.toml") },
+    Preset { name: "opt-6.7b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-6.7b.toml") },
+    Preset { name: "opt-66b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-66b.toml") },
+    Preset { name: "t5", kind: PresetKind::Model, text: include_str!("../presets/models/t5.toml") },
+    Preset { name: "trxl", kind: PresetKind::Model, text: include_str!("../presets/models/trxl.toml") },
+    Preset { name: "xlm", kind: PresetKind::Model, text: include_str!("../presets/models/xlm.toml") },
+    Preset { name: "yi-34b", kind: PresetKind::Model, text: include_str!("../presets/models/yi-34b.toml") },
     Preset {
         name: "attention-1pass",
         kind: PresetKind::Attention,
@@ -121,21 +69,9 @@ pub const PRESETS: &[Preset] = &[
         kind: PresetKind::Attention,
         text: include_str!("../presets/attention/attention-gqa.toml"),
     },
-    Preset {
-        name: "gemm",
-        kind: PresetKind::Cascade,
-        text: include_str!("../presets/cascades/gemm.toml"),
-    },
-    Preset {
-        name: "mlp",
-        kind: PresetKind::Cascade,
-        text: include_str!("../presets/cascades/mlp.toml"),
-    },
-    Preset {
-        name: "prefix-sum",
-        kind: PresetKind::Cascade,
-        text: include_str!("../presets/cascades/prefix-sum.toml"),
-    },
+    Preset { name: "gemm", kind: PresetKind::Cascade, text: include_str!("../presets/cascades/gemm.toml") },
+    Preset { name: "mlp", kind: PresetKind::Cascade, text: include_str!("../presets/cascades/mlp.toml") },
+    Preset { name: "prefix-sum", kind: PresetKind::Cascade, text: include_str!("../presets/cascades/prefix-sum.toml") },
 ];
 
 /// Looks a preset up by name.

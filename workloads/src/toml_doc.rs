@@ -22,11 +22,7 @@ pub fn from_json<T: DeserializeOwned>(text: &str) -> SpecResult<T> {
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = path_string(e.path());
         let inner = e.inner();
-        SpecError {
-            path,
-            reason: strip_position(&inner.to_string()),
-            location: Some((inner.line(), inner.column())),
-        }
+        SpecError { path, reason: strip_position(&inner.to_string()), location: Some((inner.line(), inner.column())) }
     })
 }
 
@@ -38,11 +34,7 @@ pub fn top_level_keys(text: &str) -> SpecResult<Vec<String>> {
 
 fn toml_error(text: &str, path: &str, e: &toml::de::Error) -> SpecError {
     let location = e.span().map(|span| line_col(text, span.start));
-    SpecError {
-        path: path.to_string(),
-        reason: e.message().trim().to_string(),
-        location,
-    }
+    SpecError { path: path.to_string(), reason: e.message().trim().to_string(), location }
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> String {

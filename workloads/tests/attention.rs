@@ -42,21 +42,19 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(
-            |(passes, batch, kv_heads, group, queries, keys, e, f, block, causal, seed)| Case {
-                passes,
-                batch,
-                kv_heads,
-                group,
-                queries: queries.min(keys),
-                keys,
-                e,
-                f,
-                block,
-                causal,
-                seed,
-            },
-        )
+        .prop_map(|(passes, batch, kv_heads, group, queries, keys, e, f, block, causal, seed)| Case {
+            passes,
+            batch,
+            kv_heads,
+            group,
+            queries: queries.min(keys),
+            keys,
+            e,
+            f,
+            block,
+            causal,
+            seed,
+        })
 }
 
 fn cascade(c: &Case) -> Cascade {
@@ -93,13 +91,7 @@ fn inputs<T: Scalar>(c: &Cascade, seed: u64) -> BTreeMap<String, Dense<T>> {
         .map(|(name, shape)| {
             let n: u64 = shape.iter().product();
             let data = (0..n).map(|_| T::from_f64(next())).collect();
-            (
-                name.to_string(),
-                Dense {
-                    shape: shape.to_vec(),
-                    data,
-                },
-            )
+            (name.to_string(), Dense { shape: shape.to_vec(), data })
         })
         .collect()
 }
@@ -152,17 +144,9 @@ fn max_rel_error<T: Scalar>(c: &Case, cascade: &Cascade, seed: u64) -> f64 {
     let result = run(cascade, &ins).expect("inputs match");
     for (i, e) in cascade.einsums().iter().enumerate() {
         let k = cascade.counts(e);
-        assert_eq!(
-            (result.counts[i].points, result.counts[i].outputs),
-            (k.points, k.outputs),
-            "counts of {}",
-            e.name
-        );
+        assert_eq!((result.counts[i].points, result.counts[i].outputs), (k.points, k.outputs), "counts of {}", e.name);
     }
-    let to64 = |d: &Dense<T>| Dense {
-        shape: d.shape.clone(),
-        data: d.data.iter().map(|x| x.to_f64()).collect(),
-    };
+    let to64 = |d: &Dense<T>| Dense { shape: d.shape.clone(), data: d.data.iter().map(|x| x.to_f64()).collect() };
     let (q, k, v) = (to64(&ins["Q"]), to64(&ins["K"]), to64(&ins["V"]));
     let av = to64(&result.tensors["AV"]);
     let want = reference(c, &q, &k, &v);
@@ -174,11 +158,7 @@ fn max_rel_error<T: Scalar>(c: &Case, cascade: &Cascade, seed: u64) -> f64 {
             for r in 0..c.group {
                 for ff in 0..c.f {
                     for pp in 0..c.queries {
-                        let got = if c.group == 1 {
-                            av.at(&[b, g, ff, pp])
-                        } else {
-                            av.at(&[b, g, r, ff, pp])
-                        };
+                        let got = if c.group == 1 { av.at(&[b, g, ff, pp]) } else { av.at(&[b, g, r, ff, pp]) };
                         let w = want[idx][(pp as usize, ff as usize)];
                         worst = worst.max((got - w).abs());
                         scale = scale.max(w.abs());
@@ -262,12 +242,7 @@ fn one_pass_cascade_has_fusemax_twelve_einsums_in_order() {
         seed: 0,
     };
     let names: Vec<String> = cascade(&c).einsums().iter().map(|e| e.name.clone()).collect();
-    assert_eq!(
-        names,
-        [
-            "BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV", "AV"
-        ]
-    );
+    assert_eq!(names, ["BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV", "AV"]);
 }
 
 #[test]

@@ -42,13 +42,9 @@ fn kv_bytes_per_token_match_the_references() {
 #[test]
 fn parameter_counts_match_published_sizes() {
     // Published sizes (billions); biases and norms are left out, so allow 2 %.
-    for (name, billions) in [
-        ("opt-6.7b", 6.7),
-        ("opt-13b", 13.0),
-        ("opt-175b", 175.0),
-        ("llama2-7b", 6.74),
-        ("llama2-70b", 69.0),
-    ] {
+    for (name, billions) in
+        [("opt-6.7b", 6.7), ("opt-13b", 13.0), ("opt-175b", 175.0), ("llama2-7b", 6.74), ("llama2-70b", 69.0)]
+    {
         let p = preset_model(name).params() as f64 / 1e9;
         assert!((p / billions - 1.0).abs() < 0.02, "{name}: {p:.2}B vs {billions}B");
     }
@@ -56,21 +52,11 @@ fn parameter_counts_match_published_sizes() {
 
 #[test]
 fn hugging_face_configs_import_to_the_presets() {
-    for (file, preset) in [
-        ("llama-2-7b-config.json", "llama2-7b"),
-        ("opt-6.7b-config.json", "opt-6.7b"),
-    ] {
+    for (file, preset) in [("llama-2-7b-config.json", "llama2-7b"), ("opt-6.7b-config.json", "opt-6.7b")] {
         let text = std::fs::read_to_string(format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let imported = ModelSpec::from_hf_json(&text, preset).unwrap().build().unwrap();
         let want = preset_model(preset);
-        assert_eq!(
-            Model {
-                description: want.description.clone(),
-                ..imported
-            },
-            want,
-            "{file}"
-        );
+        assert_eq!(Model { description: want.description.clone(), ..imported }, want, "{file}");
     }
     let err = ModelSpec::from_hf_json(r#"{"model_type": "llama", "hidden_size": 8}"#, "x").unwrap_err();
     assert_eq!(err.path, "num_hidden_layers");
@@ -102,17 +88,8 @@ fn closed_form_flops(m: &Model, phase: Phase, batch: u64) -> u64 {
 }
 
 fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
-    (
-        1u64..4,
-        1u64..4,
-        1u64..9,
-        1u64..40,
-        any::<bool>(),
-        1u64..700,
-        any::<bool>(),
-        1u64..4,
-    )
-        .prop_map(|(kv, group, hd, ffn, gated, len, decode, batch)| {
+    (1u64..4, 1u64..4, 1u64..9, 1u64..40, any::<bool>(), 1u64..700, any::<bool>(), 1u64..4).prop_map(
+        |(kv, group, hd, ffn, gated, len, decode, batch)| {
             let heads = kv * group;
             let m = Model {
                 name: "m".into(),
@@ -130,13 +107,10 @@ fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
                 tied_embeddings: false,
                 causal: true,
             };
-            let phase = if decode {
-                Phase::Decode { context: len }
-            } else {
-                Phase::Prefill { seq: len }
-            };
+            let phase = if decode { Phase::Decode { context: len } } else { Phase::Prefill { seq: len } };
             (m, phase, batch)
-        })
+        },
+    )
 }
 
 proptest! {
@@ -194,24 +168,13 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
                             ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
                         })
                         .collect();
-                    (
-                        n.to_string(),
-                        Dense {
-                            shape: s.to_vec(),
-                            data,
-                        },
-                    )
+                    (n.to_string(), Dense { shape: s.to_vec(), data })
                 })
                 .collect();
             outs.push(run(&c, &ins).unwrap().tensors["Y"].clone());
         }
         for o in &outs[1..] {
-            let err = o
-                .data
-                .iter()
-                .zip(&outs[0].data)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = o.data.iter().zip(&outs[0].data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(err < 1e-12, "{phase:?}: {err:e}");
         }
     }
