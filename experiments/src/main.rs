@@ -2,6 +2,7 @@
 
 mod catalog;
 mod error;
+mod eval;
 mod load;
 mod show;
 mod table;
@@ -30,6 +31,29 @@ enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<String>,
+    },
+    /// Evaluate a mapping of a workload on an architecture with the analytical model.
+    Eval {
+        /// Architecture preset or file (defaults to the one a mapping preset names).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Workload preset or file (defaults to the one a mapping preset names).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Mapping preset or file.
+        #[arg(long)]
+        mapping: String,
+        #[arg(long, value_enum)]
+        phase: Option<PhaseArg>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        seq: Option<u64>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: Option<u64>,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        passes: Option<u8>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect workloads.
     Workload {
@@ -71,6 +95,15 @@ enum PhaseArg {
     Decode,
 }
 
+impl PhaseArg {
+    fn kind(self) -> PhaseKind {
+        match self {
+            PhaseArg::Prefill => PhaseKind::Prefill,
+            PhaseArg::Decode => PhaseKind::Decode,
+        }
+    }
+}
+
 fn run(cli: Cli) -> CliResult<String> {
     match cli.command {
         Command::List => Ok(catalog::list()),
@@ -85,12 +118,19 @@ fn run(cli: Cli) -> CliResult<String> {
                 None => Ok(String::new()),
             }
         }
+        Command::Eval { arch, workload, mapping, phase, seq, batch, passes, json } => eval::run(&eval::EvalArgs {
+            arch,
+            workload,
+            mapping,
+            phase: phase.map(PhaseArg::kind),
+            seq,
+            batch,
+            passes,
+            json,
+        }),
         Command::Workload { command: WorkloadCommand::Show { workload, phase, seq, batch, passes, causal, set } } => {
             let loaded = load::workload(&workload)?;
-            let phase = phase.map(|p| match p {
-                PhaseArg::Prefill => PhaseKind::Prefill,
-                PhaseArg::Decode => PhaseKind::Decode,
-            });
+            let phase = phase.map(PhaseArg::kind);
             show::show(&loaded, &show::ShowArgs { phase, seq, batch, passes, causal, set })
         }
     }

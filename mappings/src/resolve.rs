@@ -339,6 +339,9 @@ fn resolve_einsum(
         let idxs: Vec<usize> = (0..raw.len()).filter(|&k| raw[k].rank == r).collect();
         let size = c.rank(r).size;
         let name = &c.rank(r).name;
+        if idxs.is_empty() && size == 1 {
+            continue;
+        }
         if idxs.is_empty() {
             return Err(SpecError::new(
                 format!("{base}.levels"),
@@ -560,8 +563,9 @@ fn check_homes(
             if o.home() != 0 {
                 // The tile at the home level must be whole when the consumer reads it: every loop
                 // above the home that changes the tile must be shared by the whole group.
-                let own_relevant =
-                    nest.loops[nest.n_prefix..].iter().find(|l| l.level < o.home() && o.ranks.contains(&l.rank));
+                let own_relevant = nest.loops[nest.n_prefix..]
+                    .iter()
+                    .find(|l| !l.is_spatial() && l.level < o.home() && o.ranks.contains(&l.rank));
                 if let Some(l) = own_relevant {
                     return Err(SpecError::new(
                         format!("mapping.einsums[{}].levels", entry(nest.einsum)),

@@ -1,0 +1,229 @@
+//! `strata eval`: one (architecture, workload, mapping) through the analytical model.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde_json::json;
+use strata_arch::Arch;
+use strata_mappings::CascadeMapping;
+use strata_sim::{Evaluation, evaluate};
+use strata_workloads::{Cascade, Phase, PhaseKind, WorkloadSpec};
+
+use crate::error::{CliError, CliResult};
+use crate::load;
+use crate::table::{Table, binary, si};
+
+pub struct EvalArgs {
+    pub arch: Option<String>,
+    pub workload: Option<String>,
+    pub mapping: String,
+    pub phase: Option<PhaseKind>,
+    pub seq: Option<u64>,
+    pub batch: Option<u64>,
+    pub passes: Option<u8>,
+    pub json: bool,
+}
+
+/// Loads an architecture preset or file.
+pub fn arch(arg: &str) -> CliResult<Arch> {
+    if let Some(r) = strata_arch::presets::load(arg) {
+        return r.map_err(|e| CliError::input(format!("preset {arg}: {e}")));
+    }
+    let path = Path::new(arg);
+    if !path.exists() {
+        let names: Vec<&str> = strata_arch::presets::PRESETS.iter().map(|p| p.0).collect();
+        return Err(CliError::input(format!(
+            "`{arg}` is neither an architecture preset nor a file (presets: {})",
+            names.join(", ")
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
+    Arch::from_toml(&text).map_err(|e| CliError::input(format!("{}: {e}", path.display())))
+}
+
+/// The cascade a workload lowers to for evaluation.
+pub fn cascade(arg: &str, a: &EvalArgs) -> CliResult<Cascade> {
+    let loaded = load::workload(arg)?;
+    let err = |e: strata_workloads::SpecError| CliError::spec(&loaded.source, &e);
+    match &loaded.spec {
+        WorkloadSpec::Model(m) => {
+            let model = m.build().map_err(err)?;
+            let phase = Phase::new(a.phase.unwrap_or(PhaseKind::Prefill), a.seq.unwrap_or(2048));
+            Ok(model.workload(phase, a.batch.unwrap_or(1), a.passes.unwrap_or(1)).map_err(err)?.layer)
+        }
+        WorkloadSpec::Attention(s) => {
+            let mut s = s.clone();
+            if let Some(p) = a.phase {
+                s.phase = p;
+            }
+            if let Some(v) = a.seq {
+                s.seq = v as i64;
+            }
+            if let Some(v) = a.batch {
+                s.batch = v as i64;
+            }
+            if let Some(v) = a.passes {
+                s.passes = i64::from(v);
+            }
+            s.shape().and_then(|sh| sh.cascade_spec(&s.name, &s.description).build()).map_err(err)
+        }
+        WorkloadSpec::Cascade(c) => c.build().map_err(err),
+    }
+}
+
+pub fn run(a: &EvalArgs) -> CliResult<String> {
+    let preset = strata_mappings::presets::find(&a.mapping);
+    let arch_arg = a.arch.as_deref().or(preset.map(|p| p.arch)).ok_or_else(|| {
+        CliError::input(format!("--arch is needed: `{}` is not a mapping preset that names one", a.mapping))
+    })?;
+    let workload_arg = a.workload.as_deref().or(preset.map(|p| p.workload)).ok_or_else(|| {
+        CliError::input(format!("--workload is needed: `{}` is not a mapping preset that names one", a.mapping))
+    })?;
+    let arch = arch(arch_arg)?;
+    let c = cascade(workload_arg, a)?;
+    let (source, text) = match preset {
+        Some(p) => (format!("preset {}", p.name), p.text.to_string()),
+        None => {
+            let path = Path::new(&a.mapping);
+            if !path.exists() {
+                let names: Vec<&str> = strata_mappings::presets::PRESETS.iter().map(|p| p.name).collect();
+                return Err(CliError::input(format!(
+                    "`{}` is neither a mapping preset nor a file (presets: {})",
+                    a.mapping,
+                    names.join(", ")
+                )));
+            }
+            (path.display().to_string(), std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?)
+        }
+    };
+    let mapping = CascadeMapping::from_toml(&text, &c, &arch).map_err(|e| CliError::spec(&source, &e))?;
+    let ev = evaluate(&arch, &c, &mapping);
+    Ok(if a.json { to_json(&arch, &c, &mapping, &ev) } else { render(&arch, &c, &mapping, &ev) })
+}
+
+fn seconds(s: f64) -> String {
+    match s {
+        s if s >= 1.0 => format!("{s:.4} s"),
+        s if s >= 1e-3 => format!("{:.4} ms", s * 1e3),
+        s => format!("{:.4} µs", s * 1e6),
+    }
+}
+
+fn render(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "mapping {} of {} on {}", m.name, c.name(), arch.name);
+    let _ = writeln!(out, "latency: {:.6e} cycles = {} at {} MHz", ev.cycles, seconds(ev.seconds), arch.clock.0 / 1e6);
+    let _ = writeln!(out, "energy: {:.6e} pJ = {:.6e} J", ev.energy_pj, ev.energy_pj * 1e-12);
+    let _ = writeln!(out, "off-chip traffic: {} B ({})", ev.offchip_bytes, binary(ev.offchip_bytes));
+    let util: Vec<String> = ev.utilization.iter().map(|(u, x)| format!("{u} {x:.3}")).collect();
+    let _ = writeln!(out, "utilisation: {}\n", util.join(", "));
+
+    let mut t = Table::new(&[
+        ("einsum", false),
+        ("unit", false),
+        ("points", true),
+        ("steps", true),
+        ("compute cyc", true),
+        ("slowest memory", false),
+        ("cycles", true),
+        ("util", true),
+        ("energy pJ", true),
+    ]);
+    for e in &ev.einsums {
+        let (lname, lcyc) =
+            e.level_cycles.iter().fold(("-", 0.0), |acc, (n, v)| if *v > acc.1 { (n, *v) } else { acc });
+        t.row(vec![
+            e.name.clone(),
+            e.unit.clone(),
+            si(e.counts.points),
+            si(e.counts.temporal_steps),
+            format!("{:.4e}", e.compute_cycles),
+            format!("{lname} {lcyc:.4e}"),
+            format!("{:.4e}", e.cycles),
+            format!("{:.3}", e.utilization),
+            format!("{:.4e}", e.energy_pj),
+        ]);
+    }
+    out += "per einsum:\n";
+    out += &t.render();
+
+    let mut t = Table::new(&[
+        ("level", false),
+        ("tensor", false),
+        ("fills", true),
+        ("reads", true),
+        ("updates", true),
+        ("bytes read", true),
+        ("bytes written", true),
+    ]);
+    for x in &ev.traffic {
+        t.row(vec![
+            x.level.clone(),
+            x.tensor.clone(),
+            x.access.fills.to_string(),
+            x.access.reads.to_string(),
+            x.access.updates.to_string(),
+            x.read_bytes().to_string(),
+            x.write_bytes().to_string(),
+        ]);
+    }
+    out += "\naccesses per level and tensor (elements):\n";
+    out += &t.render();
+
+    let mut t = Table::new(&[("component", false), ("action", false), ("pJ", true), ("share", true)]);
+    for (comp, action, pj) in &ev.energy {
+        t.row(vec![comp.clone(), action.clone(), format!("{pj:.4e}"), format!("{:.1}%", 100.0 * pj / ev.energy_pj)]);
+    }
+    out += "\nenergy by component and action:\n";
+    out += &t.render();
+    let actions: Vec<String> = ev.compute_actions.iter().map(|(u, o, n)| format!("{u}.{o} {n}")).collect();
+    let _ = writeln!(out, "\ncompute actions: {}", actions.join(", "));
+    if ev.violations.is_empty() {
+        out += "violations: none\n";
+    } else {
+        out += "violations:\n";
+        for v in &ev.violations {
+            let _ = writeln!(
+                out,
+                "  {} needs {} at {} per instance, which holds {}",
+                v.scope,
+                binary(v.needed),
+                v.level,
+                binary(v.capacity)
+            );
+        }
+    }
+    out
+}
+
+fn to_json(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
+    let v = json!({
+        "mapping": m.name,
+        "workload": c.name(),
+        "arch": arch.name,
+        "cycles": ev.cycles,
+        "seconds": ev.seconds,
+        "energy_pj": ev.energy_pj,
+        "offchip_bytes": ev.offchip_bytes,
+        "utilization": ev.utilization.iter().map(|(u, x)| json!({"unit": u, "utilization": x})).collect::<Vec<_>>(),
+        "einsums": ev.einsums.iter().map(|e| json!({
+            "name": e.name,
+            "unit": e.unit,
+            "points": e.counts.points,
+            "temporal_steps": e.counts.temporal_steps,
+            "compute_cycles": e.compute_cycles,
+            "level_cycles": e.level_cycles.iter().map(|(l, x)| json!({"level": l, "cycles": x})).collect::<Vec<_>>(),
+            "cycles": e.cycles,
+            "utilization": e.utilization,
+            "energy_pj": e.energy_pj,
+        })).collect::<Vec<_>>(),
+        "traffic": ev.traffic.iter().map(|x| json!({
+            "level": x.level, "tensor": x.tensor, "fills": x.access.fills, "reads": x.access.reads,
+            "updates": x.access.updates, "read_bytes": x.read_bytes(), "write_bytes": x.write_bytes(),
+        })).collect::<Vec<_>>(),
+        "energy": ev.energy.iter().map(|(comp, a, pj)| json!({"component": comp, "action": a, "pj": pj})).collect::<Vec<_>>(),
+        "compute_actions": ev.compute_actions.iter().map(|(u, o, n)| json!({"unit": u, "op": o, "count": n})).collect::<Vec<_>>(),
+        "violations": ev.violations.iter().map(|v| json!({"scope": v.scope, "level": v.level, "needed_bytes": v.needed, "capacity_bytes": v.capacity})).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&v).expect("json values serialize") + "\n"
+}
