@@ -24,6 +24,22 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+impl EvalArgs {
+    /// No overrides: the workload as its preset or file says.
+    pub fn defaults() -> Self {
+        EvalArgs {
+            arch: None,
+            workload: None,
+            mapping: String::new(),
+            phase: None,
+            seq: None,
+            batch: None,
+            passes: None,
+            json: false,
+        }
+    }
+}
+
 /// Loads an architecture preset or file.
 pub fn arch(arg: &str) -> CliResult<Arch> {
     if let Some(r) = strata_arch::presets::load(arg) {

@@ -1,5 +1,6 @@
 //! `strata`: the command-line front end. Only this package reads files and prints.
 
+mod bench;
 mod catalog;
 mod error;
 mod eval;
@@ -54,6 +55,12 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Measure how many mappings per second the analytical model evaluates on one core.
+    Bench {
+        /// Seconds spent on each measurement.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
     },
     /// Inspect workloads.
     Workload {
@@ -118,6 +125,7 @@ fn run(cli: Cli) -> CliResult<String> {
                 None => Ok(String::new()),
             }
         }
+        Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { arch, workload, mapping, phase, seq, batch, passes, json } => eval::run(&eval::EvalArgs {
             arch,
             workload,

@@ -56,12 +56,15 @@ fn bit(k: usize) -> u64 {
     1u64 << k
 }
 
-/// The loop sets of one nest that every count is taken over.
+/// Most levels on one path (masks per level live on the stack).
+pub const MAX_LEVELS: usize = 16;
+
+/// The loop sets of one nest that every count is taken over, as bit masks over its loops.
 pub struct Masks {
     /// Loops at levels ≥ ℓ, per level (index ℓ).
-    below: Vec<u64>,
+    below: [u64; MAX_LEVELS + 1],
     /// Spatial loops at levels < ℓ.
-    spatial_above: Vec<u64>,
+    spatial_above: [u64; MAX_LEVELS + 1],
     temporal: u64,
     prefix: u64,
 }
@@ -69,8 +72,9 @@ pub struct Masks {
 impl Masks {
     pub fn new(nest: &EinsumNest) -> Masks {
         let n_levels = nest.path.len();
-        let mut below = vec![0u64; n_levels + 1];
-        let mut spatial_above = vec![0u64; n_levels + 1];
+        assert!(n_levels <= MAX_LEVELS, "a path has at most {MAX_LEVELS} levels");
+        let mut below = [0u64; MAX_LEVELS + 1];
+        let mut spatial_above = [0u64; MAX_LEVELS + 1];
         let mut temporal = 0;
         for (k, l) in nest.loops.iter().enumerate() {
             for lv in 0..=n_levels {
@@ -124,38 +128,53 @@ pub fn count(c: &Cascade, nest: &EinsumNest) -> NestCounts {
     count_with(nest, &space, &masks)
 }
 
-/// [`count`] with the space and masks built by the caller (the mapper reuses them).
+/// [`count`] with the space and masks built by the caller.
 pub fn count_with(nest: &EinsumNest, space: &Space, masks: &Masks) -> NestCounts {
     let n_levels = nest.path.len();
-    let points = space.combos(space.all);
-    let temporal_steps = space.combos(masks.temporal);
     let mut access = vec![vec![Access::default(); n_levels]; nest.operands.len()];
     let mut tile = vec![vec![0u64; n_levels]; nest.operands.len()];
+    let (points, temporal_steps) =
+        visit(nest, space, masks, |oi, lv, a| access[oi][lv].add(a), |oi, lv, t| tile[oi][lv] = t);
+    NestCounts { access, points, temporal_steps, tile }
+}
+
+/// Walks every count without storing them: `add(operand, level, access)` receives each
+/// contribution, `tile(operand, level, elements)` each kept level's largest tile. Returns
+/// (points, temporal steps).
+pub fn visit(
+    nest: &EinsumNest,
+    space: &Space,
+    masks: &Masks,
+    mut add: impl FnMut(usize, usize, Access),
+    mut tile: impl FnMut(usize, usize, u64),
+) -> (u64, u64) {
+    let points = space.combos(space.all);
+    let temporal_steps = space.combos(masks.temporal);
     for (oi, o) in nest.operands.iter().enumerate() {
         let relevant = Masks::relevant(nest, o);
-        for lv in 0..n_levels {
+        for lv in 0..nest.path.len() {
             if !o.keep[lv] {
                 continue;
             }
-            tile[oi][lv] = space.combos(masks.below[lv] & relevant);
+            tile(oi, lv, space.combos(masks.below[lv] & relevant));
             let Some(parent) = o.parent_of(lv) else { continue };
             let u = masks.fill_set(relevant, o.is_output, lv);
             let here = space.combos(u);
             let there = space.combos(u & !masks.multicast(nest, relevant, parent, lv));
             if o.is_output {
-                access[oi][lv].reads += here;
-                access[oi][parent].updates += there;
+                add(oi, lv, Access { reads: here, ..Access::default() });
+                add(oi, parent, Access { updates: there, ..Access::default() });
             } else {
-                access[oi][lv].fills += here;
-                access[oi][parent].reads += there;
+                add(oi, lv, Access { fills: here, ..Access::default() });
+                add(oi, parent, Access { reads: there, ..Access::default() });
             }
         }
         let inner = o.innermost();
         if o.is_output {
-            access[oi][inner].updates += points;
+            add(oi, inner, Access { updates: points, ..Access::default() });
         } else {
-            access[oi][inner].reads += points;
+            add(oi, inner, Access { reads: points, ..Access::default() });
         }
     }
-    NestCounts { access, points, temporal_steps, tile }
+    (points, temporal_steps)
 }

@@ -11,7 +11,9 @@
 pub mod counts;
 pub mod evaluate;
 pub mod executor;
+pub mod quick;
 pub mod space;
 
 pub use counts::{Access, NestCounts, count};
 pub use evaluate::{Evaluation, Violation, evaluate};
+pub use quick::{Quick, quick};

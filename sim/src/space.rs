@@ -13,10 +13,15 @@
 use strata_mappings::EinsumNest;
 use strata_workloads::Cascade;
 
-/// The loops of one rank: (loop index in the nest, bound, stride within the rank), outermost first.
+/// Most loops one rank may be split into (far more than any mapping uses).
+pub const MAX_RANK_LOOPS: usize = 16;
+
+/// The loops of one rank: (loop index in the nest, bound, stride within the rank), outermost
+/// first, in a fixed array so that building a [`Space`] allocates once per group list.
 #[derive(Debug, Clone)]
 struct RankLoops {
-    digits: Vec<(usize, u64, u64)>,
+    digits: [(usize, u64, u64); MAX_RANK_LOOPS],
+    n: usize,
     size: u64,
     /// Bounds multiply to exactly the size: every combination exists.
     perfect: bool,
@@ -25,12 +30,11 @@ struct RankLoops {
 impl RankLoops {
     /// How many combinations of the free digits (others 0) give a coordinate below `limit`.
     fn count_below(&self, free: u64, limit: u64) -> u64 {
-        let d = &self.digits;
-        let n = d.len();
-        // max value and product of free bounds of digits i.. .
-        let mut maxval = vec![0u64; n + 1];
-        let mut prod = vec![1u64; n + 1];
-        for i in (0..n).rev() {
+        let d = &self.digits[..self.n];
+        // Max value and product of the free bounds of digits i.. .
+        let mut maxval = [0u64; MAX_RANK_LOOPS + 1];
+        let mut prod = [1u64; MAX_RANK_LOOPS + 1];
+        for i in (0..d.len()).rev() {
             let (k, b, s) = d[i];
             let is_free = free >> k & 1 == 1;
             maxval[i] = maxval[i + 1] + if is_free { (b - 1) * s } else { 0 };
@@ -38,11 +42,10 @@ impl RankLoops {
         }
         let mut total = 0;
         let mut rem = limit;
-        for i in 0..n {
+        for (i, &(k, _, s)) in d.iter().enumerate() {
             if rem > maxval[i] {
                 return total + prod[i];
             }
-            let (k, _, s) = d[i];
             if free >> k & 1 == 1 {
                 let q = rem / s;
                 total += q * prod[i + 1];
@@ -53,7 +56,7 @@ impl RankLoops {
     }
 
     fn free_product(&self, free: u64) -> u64 {
-        self.digits.iter().filter(|(k, _, _)| free >> k & 1 == 1).map(|(_, b, _)| b).product()
+        self.digits[..self.n].iter().filter(|(k, _, _)| free >> k & 1 == 1).map(|(_, b, _)| b).product()
     }
 }
 
@@ -77,27 +80,35 @@ impl Space {
         assert!(nest.loops.len() <= 64, "a nest has at most 64 loops");
         let einsum = &c.einsums()[nest.einsum];
         let rank_loops = |r| {
-            let idx: Vec<usize> = (0..nest.loops.len()).filter(|&k| nest.loops[k].rank == r).collect();
-            let mut digits = Vec::with_capacity(idx.len());
+            let mut g = RankLoops { digits: [(0, 1, 1); MAX_RANK_LOOPS], n: 0, size: c.rank(r).size, perfect: false };
             let mut stride = 1;
-            for &k in idx.iter().rev() {
-                digits.push((k, nest.loops[k].bound, stride));
-                stride *= nest.loops[k].bound;
+            for k in (0..nest.loops.len()).rev() {
+                if nest.loops[k].rank == r {
+                    assert!(g.n < MAX_RANK_LOOPS, "a rank is split into at most {MAX_RANK_LOOPS} loops");
+                    g.digits[g.n] = (k, nest.loops[k].bound, stride);
+                    g.n += 1;
+                    stride *= nest.loops[k].bound;
+                }
             }
-            digits.reverse();
-            let size = c.rank(r).size;
-            RankLoops { digits, size, perfect: stride == size }
+            g.digits[..g.n].reverse();
+            g.perfect = stride == g.size;
+            g
         };
-        let mut groups = Vec::new();
-        let mut paired = Vec::new();
+        let mut groups = Vec::with_capacity(einsum.iteration_ranks.len());
+        let mut paired = [strata_workloads::einsum::RankId(usize::MAX); 2 * MAX_RANK_LOOPS];
+        let mut n_paired = 0;
         for p in c.partitions() {
             if einsum.iteration_ranks.contains(&p.outer) && einsum.iteration_ranks.contains(&p.inner) {
                 groups.push(Group::Pair(rank_loops(p.outer), rank_loops(p.inner), p.tile, c.rank(p.parent).size));
-                paired.extend([p.outer, p.inner]);
+                if n_paired + 2 <= paired.len() {
+                    paired[n_paired] = p.outer;
+                    paired[n_paired + 1] = p.inner;
+                    n_paired += 2;
+                }
             }
         }
         for &r in &einsum.iteration_ranks {
-            if !paired.contains(&r) {
+            if !paired[..n_paired].contains(&r) {
                 // A lone inner half of a partition exists only below the parent's size.
                 let mut g = rank_loops(r);
                 if let Some(p) = c.partitions().iter().find(|p| p.inner == r) {

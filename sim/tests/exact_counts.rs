@@ -95,7 +95,17 @@ proptest! {
 
     #[test]
     fn gemm_counts_are_exact(m in 1u64..13, n in 1u64..13, k in 1u64..13, seed in any::<u64>()) {
-        check(&gemm(m, n, k), seed)?;
+        let c = gemm(m, n, k);
+        check(&c, seed)?;
+        // The mapper's fast path agrees with the full report.
+        let arch = common::arch();
+        let mapping = CascadeMapping::resolve(&common::random_mapping(&c, seed), &c, &arch).unwrap();
+        let full = strata_sim::evaluate(&arch, &c, &mapping);
+        let fast = strata_sim::quick(&arch, &c, &mapping.nests[0]);
+        prop_assert!((fast.cycles - full.cycles).abs() <= 1e-9 * full.cycles);
+        prop_assert!((fast.energy_pj - full.energy_pj).abs() <= 1e-9 * full.energy_pj);
+        prop_assert_eq!(fast.offchip_bytes, full.offchip_bytes);
+        prop_assert_eq!(fast.fits, full.violations.is_empty());
     }
 }
 
