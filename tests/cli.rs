@@ -249,3 +249,110 @@ fn validate_reports_every_bad_file_and_passes_good_ones() {
     let err = stderr(&o);
     assert!(err.contains(&b1) && err.contains(&b2), "{err}");
 }
+
+#[test]
+fn eval_reports_the_fusemax_mapping_of_bert_1k() {
+    let o = strata(&["eval", "--mapping", "fusemax-1pass"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // |Q| + |K| + |V| + |AV| for B 64, H 12, N 1024, E 64 at 2 B: the artifact's 4.027e8 B.
+    assert!(out.contains("off-chip traffic: 402653184 B"), "{out}");
+    assert!(out.contains("violations: none"), "{out}");
+    let o = strata(&["eval", "--mapping", "fusemax-1pass", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["offchip_bytes"], 402653184u64);
+    assert_eq!(v["einsums"].as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn eval_takes_files_and_presets_together() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let arch = format!("{root}/arch/presets/fusemax.toml");
+    let mapping = format!("{root}/mappings/presets/gemm-fusemax.toml");
+    let o = strata(&["eval", "--arch", &arch, "--workload", "gemm", "--mapping", &mapping]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("mapping gemm-fusemax of gemm on fusemax"));
+    let o = strata(&["validate", &arch, &mapping]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// An eval with one bad file: exit 2, the file and the expected words in stderr.
+fn bad_eval(args: &[&str], expect: &[&str]) {
+    let o = strata(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for e in expect {
+        assert!(err.contains(e), "expected `{e}` in: {err}");
+    }
+}
+
+#[test]
+fn eval_rejects_bad_mappings_and_architectures() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let gemm = std::fs::read_to_string(format!("{root}/mappings/presets/gemm-fusemax.toml")).unwrap();
+    let arch = std::fs::read_to_string(format!("{root}/arch/presets/fusemax.toml")).unwrap();
+    // `blame` names the file the message must point at: the mapping (true) or the architecture.
+    let run = |m: &str, a: &str, blame_mapping: bool, expect: &[&str]| {
+        let mp = file("m.toml", m);
+        let ap = file("a.toml", a);
+        let (mp, ap) = (mp.display().to_string(), ap.display().to_string());
+        let mut want = expect.to_vec();
+        want.push(if blame_mapping { &mp } else { &ap });
+        bad_eval(&["eval", "--arch", &ap, "--workload", "gemm", "--mapping", &mp], &want);
+    };
+    run(&gemm.replace("\"RF2D\"", "\"RF3D\""), &arch, true, &["mapping.einsums[0].levels[2].level", "not on the path"]);
+    run(&gemm.replace("k=*", "k=100"), &arch, true, &["loops over rank `k` cover 100 of its 1024"]);
+    run(&gemm.replace("m=256@x", "m=512@x"), &arch, true, &["512 along x but the array offers 256"]);
+    run(
+        &gemm.replace("unit = \"pe2d\"", "unit = \"tpu\""),
+        &arch,
+        true,
+        &["mapping.einsums[0].unit", "unknown compute unit"],
+    );
+    run(
+        &gemm,
+        &arch.replace("read_bandwidth = \"400 GiB/s\"", "read_bandwidth = \"0 GiB/s\""),
+        false,
+        &["arch.levels[0].read_bandwidth", "must be positive"],
+    );
+    run(
+        &gemm,
+        &arch.replace("capacity = \"16 MiB\"", "capacity = \"0 MiB\""),
+        false,
+        &["arch.levels[1].capacity", "must be positive"],
+    );
+    // The binding is what is wrong for this architecture, so the mapping is blamed.
+    run(
+        &gemm,
+        &arch.replace("mac = { cycles = 1, energy = \"17.1645 pJ\" }     # fpmac (§8.1)\n", ""),
+        true,
+        &["needs `mac` but unit `pe2d`"],
+    );
+    bad_eval(&["eval", "--mapping", "nope"], &["--arch is needed"]);
+    bad_eval(
+        &["eval", "--arch", "fusemax", "--workload", "gemm", "--mapping", "nope"],
+        &["neither a mapping preset nor a file"],
+    );
+    bad_eval(
+        &["eval", "--arch", "tpu9", "--workload", "gemm", "--mapping", "gemm-fusemax"],
+        &["neither an architecture preset nor a file"],
+    );
+}
+
+#[test]
+fn eval_reports_capacity_violations_as_data() {
+    // The same GEMM on a 64 KiB buffer: its 1 MiB of tiles do not fit, which is a result, not an error.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let arch = std::fs::read_to_string(format!("{root}/arch/presets/fusemax.toml"))
+        .unwrap()
+        .replace("\"16 MiB\"", "\"64 KiB\"");
+    let ap = file("small.toml", &arch).display().to_string();
+    let o = strata(&["eval", "--arch", &ap, "--workload", "gemm", "--mapping", "gemm-fusemax"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Z needs 1.12 MiB at GlobalBuffer per instance, which holds 64.00 KiB"),
+        "{}",
+        stdout(&o)
+    );
+}

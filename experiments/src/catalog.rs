@@ -57,13 +57,27 @@ fn validate_one(path: &Path) -> CliResult<String> {
     if path.extension().is_none_or(|e| e != "json") {
         let source = path.display().to_string();
         let keys = strata_workloads::toml_doc::top_level_keys(&text).map_err(|e| CliError::spec(&source, &e))?;
-        if let [k] = keys.as_slice()
-            && !WORKLOAD_TABLES.contains(&k.as_str())
-        {
-            return Err(CliError::input(format!(
-                "{source}: [{k}]: unknown kind of file; this version validates [{}] files",
-                WORKLOAD_TABLES.join("], [")
-            )));
+        match keys.as_slice() {
+            [k] if k == "arch" => {
+                let a = strata_arch::Arch::from_toml(&text).map_err(|e| CliError::input(format!("{source}: {e}")))?;
+                return Ok(format!("architecture {}", a.name));
+            }
+            [k] if k == "mapping" => {
+                // A mapping resolves only against a workload and an architecture: `strata eval` does that.
+                let m: strata_mappings::spec::MappingFile =
+                    strata_mappings::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+                return Ok(format!(
+                    "mapping {} (parsed; `strata eval` checks it against a workload and an architecture)",
+                    m.mapping.name
+                ));
+            }
+            [k] if !WORKLOAD_TABLES.contains(&k.as_str()) => {
+                return Err(CliError::input(format!(
+                    "{source}: [{k}]: unknown kind of file; this version validates [{}], [arch] and [mapping] files",
+                    WORKLOAD_TABLES.join("], [")
+                )));
+            }
+            _ => {}
         }
     }
     let loaded = load::file(path)?;

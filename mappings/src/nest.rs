@@ -44,6 +44,10 @@ pub struct Operand {
     pub keep: Vec<bool>,
     pub is_output: bool,
     pub elem_bytes: u64,
+    /// How many of the nest's leading (group) loops this operand must refresh at every step:
+    /// those of the groups it shares with its producer, which writes it anew each step (for the
+    /// output, every group loop). Data not yet produced cannot be held across steps.
+    pub barrier: usize,
 }
 
 impl Operand {

@@ -108,6 +108,7 @@ impl CascadeMapping {
         }
         let mut schedule = schedule;
         fill_group_prefixes(&mut schedule, spec, c, &prefix_bounds, 0);
+        fill_barriers(&mut nests, c, &schedule, spec, &prefix_bounds);
         check_prefix_agreement(&schedule, &nests, c, spec)?;
         check_homes(&nests, c, arch, &schedule, spec)?;
         check_recurrences(&nests, c, &schedule, spec)?;
@@ -424,7 +425,7 @@ fn resolve_einsum(
                 format!("tensor `{}` is kept at no level of einsum `{}`", t.name, e.name),
             ));
         }
-        operands.push(Operand { tensor: a.tensor, ranks, keep: kept, is_output, elem_bytes: t.elem_bytes });
+        operands.push(Operand { tensor: a.tensor, ranks, keep: kept, is_output, elem_bytes: t.elem_bytes, barrier: 0 });
     }
     for (lv, k) in keep.iter().enumerate() {
         if let Some((list, _)) = k {
@@ -441,6 +442,34 @@ fn resolve_einsum(
     }
     let prefix_bounds = bounds[..n_prefix].iter().map(|b| b.expect("resolved")).collect();
     Ok((EinsumNest { einsum: idx, unit, path, loops, n_prefix: n_prefix_kept, operands, ops }, prefix_bounds))
+}
+
+/// Sets each operand's barrier: the group loops (that survived, bound > 1) of the groups its
+/// consumer shares with its producer.
+fn fill_barriers(nests: &mut [EinsumNest], c: &Cascade, schedule: &[Node], spec: &MappingSpec, bounds: &[Vec<u64>]) {
+    for e in 0..nests.len() {
+        let chain = enclosing_groups(schedule, e);
+        // Loops each enclosing group contributes to this nest, outermost group first.
+        let mut kept_per_group = Vec::with_capacity(chain.len());
+        let mut at = 0;
+        for g in &chain {
+            let n = spec.groups.iter().find(|x| &x.name == g).map_or(0, |x| x.prefix.len());
+            kept_per_group.push(bounds[e][at..at + n].iter().filter(|&&b| b > 1).count());
+            at += n;
+        }
+        for oi in 0..nests[e].operands.len() {
+            let o = &nests[e].operands[oi];
+            let shared = match (o.is_output, c.producer(o.tensor)) {
+                (true, _) => chain.len(),
+                (false, Some(p)) => {
+                    let pc = enclosing_groups(schedule, p);
+                    chain.iter().zip(&pc).take_while(|(a, b)| a == b).count()
+                }
+                (false, None) => 0,
+            };
+            nests[e].operands[oi].barrier = kept_per_group[..shared].iter().sum();
+        }
+    }
 }
 
 /// Gives each group its shared loops, resolved (a `*` resolves the same for every member).
@@ -634,7 +663,7 @@ fn check_homes(
                 let producer = c.producer(o.tensor).expect("intermediate");
                 let a = enclosing_groups(schedule, producer);
                 let b = enclosing_groups(schedule, nest.einsum);
-                if a.first().is_none() || a.first() != b.first() {
+                if a.is_empty() || a.first() != b.first() {
                     return Err(SpecError::new(
                         format!("mapping.einsums[{}].levels", entry(nest.einsum)),
                         format!(

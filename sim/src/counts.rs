@@ -3,8 +3,9 @@
 //! Semantics (the tiled executor in [`crate::executor`] implements the same by simulation):
 //! - a level's tile of an operand is the projection of the loops at that level and below;
 //! - a level reloads its tile when one of the temporal loops above it, down to the innermost
-//!   one the operand depends on, advances (an output also at every step of a fused group's
-//!   shared loops, since the group's other members read it in between); spatial
+//!   one the operand depends on, advances; an operand rewritten at every step of a fused
+//!   group's shared loops (the output, or what a fellow member produces) also refreshes at each
+//!   of those steps, wherever the loops sit, since nothing can be held before it exists; spatial
 //!   loops above it select the instance, and every active instance holds its own copy;
 //! - inputs are *filled* from the next outer level that keeps them, which is *read* once per
 //!   multicast (spatial loops between the two that the operand does not depend on);
@@ -66,7 +67,6 @@ pub struct Masks {
     /// Spatial loops at levels < ℓ.
     spatial_above: [u64; MAX_LEVELS + 1],
     temporal: u64,
-    prefix: u64,
 }
 
 impl Masks {
@@ -88,27 +88,25 @@ impl Masks {
                 temporal |= bit(k);
             }
         }
-        let prefix = (0..nest.n_prefix).fold(0, |m, k| m | bit(k));
-        Masks { below, spatial_above, temporal, prefix }
+        Masks { below, spatial_above, temporal }
     }
 
     fn relevant(nest: &EinsumNest, o: &Operand) -> u64 {
         nest.loops.iter().enumerate().filter(|(_, l)| o.ranks.contains(&l.rank)).fold(0, |m, (k, _)| m | bit(k))
     }
 
-    /// U for a fill (or drain) of operand `o` at level `lv`. Outputs also drain at every step
-    /// of the shared group loops: the group's other members read them in between.
-    fn fill_set(&self, relevant: u64, is_output: bool, lv: usize) -> u64 {
+    /// U for a fill (or drain) of an operand at level `lv`. `barrier` holds the group loops the
+    /// operand must refresh at every step (its producer rewrites it each step), wherever they sit.
+    fn fill_set(&self, relevant: u64, barrier: u64, lv: usize) -> u64 {
         let above_temporal = self.temporal & !self.below[lv];
         // Temporal loops above the level, down to the innermost one that changes the tile.
-        let barrier = if is_output { self.prefix } else { 0 };
         let changing = above_temporal & (relevant | barrier);
         let through = match changing {
             0 => 0,
             _ if changing.leading_zeros() == 0 => u64::MAX,
             _ => (1u64 << (64 - changing.leading_zeros())) - 1,
         };
-        (above_temporal & through) | self.spatial_above[lv] | (self.below[lv] & relevant)
+        (above_temporal & through) | self.spatial_above[lv] | (self.below[lv] & relevant) | barrier
     }
 
     /// Spatial loops between the operand's parent level and `lv` that it does not depend on.
@@ -152,13 +150,15 @@ pub fn visit(
     let temporal_steps = space.combos(masks.temporal);
     for (oi, o) in nest.operands.iter().enumerate() {
         let relevant = Masks::relevant(nest, o);
+        let barrier = (0..o.barrier).fold(0, |m, k| m | bit(k));
         for lv in 0..nest.path.len() {
             if !o.keep[lv] {
                 continue;
             }
-            tile(oi, lv, space.combos(masks.below[lv] & relevant));
+            // A tile holds one step of the loops the operand refreshes at every step.
+            tile(oi, lv, space.combos(masks.below[lv] & relevant & !barrier));
             let Some(parent) = o.parent_of(lv) else { continue };
-            let u = masks.fill_set(relevant, o.is_output, lv);
+            let u = masks.fill_set(relevant, barrier, lv);
             let here = space.combos(u);
             let there = space.combos(u & !masks.multicast(nest, relevant, parent, lv));
             if o.is_output {

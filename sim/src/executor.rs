@@ -35,6 +35,9 @@ pub struct ExecResult {
     pub counts: Vec<ExecCounts>,
 }
 
+/// Names the multicast/reduction siblings of an instance: (operand, parent level, level, instance).
+type SiblingKey<'a> = dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64> + 'a;
+
 /// A tile resident in one instance of one level.
 struct Tile {
     key: Vec<u64>,
@@ -148,10 +151,9 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(c: &'a Cascade, nest: &'a EinsumNest) -> Self {
-        let mut stride = vec![1u64; nest.loops.len()];
-        for k in 0..nest.loops.len() {
-            stride[k] = nest.loops[k + 1..].iter().filter(|l| l.rank == nest.loops[k].rank).map(|l| l.bound).product();
-        }
+        let stride = (0..nest.loops.len())
+            .map(|k| nest.loops[k + 1..].iter().filter(|l| l.rank == nest.loops[k].rank).map(|l| l.bound).product())
+            .collect();
         Plan { c, nest, stride }
     }
 
@@ -203,17 +205,22 @@ impl<'a> Plan<'a> {
         self.nest.operands[oi].ranks.contains(&self.nest.loops[k].rank)
     }
 
-    /// The temporal loops above `lv` whose advance replaces the tile: down to the innermost one
-    /// the operand depends on (for the output, at least every shared group loop).
+    /// The loops whose advance replaces the tile at `lv`: the temporal loops above it down to
+    /// the innermost one the operand depends on, plus the group loops it refreshes every step.
     fn step_loops(&self, oi: usize, lv: usize) -> Vec<usize> {
+        let barrier = self.nest.operands[oi].barrier;
         let above: Vec<usize> = (0..self.nest.loops.len())
             .filter(|&k| self.nest.loops[k].level < lv && !self.nest.loops[k].is_spatial())
             .collect();
-        let last = above.iter().copied().filter(|&k| self.relevant(oi, k) || (oi == 0 && k < self.nest.n_prefix)).max();
-        match last {
+        let last = above.iter().copied().filter(|&k| self.relevant(oi, k) || k < barrier).max();
+        let mut out: Vec<usize> = match last {
             Some(j) => above.into_iter().filter(|&k| k <= j).collect(),
             None => Vec::new(),
-        }
+        };
+        out.extend(0..barrier);
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Spatial loops above `lv`: their indices name the instance.
@@ -412,7 +419,7 @@ fn drain_under(
     reduce: ReduceOp,
     lv: usize,
     inst: &[u64],
-    sibling_key: &dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64>,
+    sibling_key: &SiblingKey<'_>,
 ) {
     let mut deeper: Vec<(usize, Vec<u64>)> =
         tiles.keys().filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst)).map(|k| (k.1, k.2.clone())).collect();
@@ -435,7 +442,7 @@ fn drain_one(
     reduce: ReduceOp,
     lv: usize,
     inst: &[u64],
-    sibling_key: &dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64>,
+    sibling_key: &SiblingKey<'_>,
 ) {
     let tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
     let o = &plan.nest.operands[0];

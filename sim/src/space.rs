@@ -60,6 +60,9 @@ impl RankLoops {
     }
 }
 
+// Groups live in one Vec per Space; boxing the pair would add an allocation per partition
+// to the mapper's hot path, so the size difference is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Group {
     Single(RankLoops),

@@ -111,7 +111,7 @@ fn one_pass_mapping(queries: u64) -> String {
 fn one_pass_traffic(n: u64, d: u64, words: u64) -> u64 {
     let c = attention(1, 1, 1, n, d, 16);
     let arch = machine(words);
-    for queries in (1..=n.min(words)).rev().filter(|q| n % q == 0) {
+    for queries in (1..=n.min(words)).rev().filter(|q| n.is_multiple_of(*q)) {
         let m = CascadeMapping::from_toml(&one_pass_mapping(queries), &c, &arch).unwrap();
         let ev = evaluate(&arch, &c, &m);
         if ev.violations.is_empty() {

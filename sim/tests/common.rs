@@ -57,7 +57,7 @@ pub const LEVELS: [&str; 4] = ["DRAM", "L2", "Buf", "RF"];
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -65,13 +65,13 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -155,16 +155,17 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
     if let Some(&first) = recurrence.first() {
         let m1 = c.rank_id("m1").unwrap();
         let members: Vec<String> = recurrence.iter().map(|&e| c.einsums()[e].name.clone()).collect();
+        // The recurrence's shared loop sits in DRAM or, like FuseMax's p1 loop, one level down.
+        let at_l2 = rng.chance(50);
         for &e in &recurrence {
             skip[e].push("m1");
+            if at_l2 {
+                min_level[e] = 1;
+            }
         }
         let pipelining = if rng.chance(50) { Pipelining::Interleaved } else { Pipelining::Sequential };
-        groups.push(GroupSpec {
-            name: "rec".into(),
-            prefix: vec![format!("m1={}", c.rank(m1).size)],
-            members,
-            pipelining,
-        });
+        let m1_loop = format!("{}m1={}", if at_l2 { "L2:" } else { "" }, c.rank(m1).size);
+        groups.push(GroupSpec { name: "rec".into(), prefix: vec![m1_loop], members, pipelining });
         // Sometimes share the batch loop between the recurrence and the final division.
         if rng.chance(50) && c.rank_id("b").is_some() {
             let mut members = vec!["rec".to_string()];
@@ -176,8 +177,8 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
                 members,
                 pipelining: Pipelining::Sequential,
             });
-            for e in recurrence[0]..c.einsums().len() {
-                skip[e].push("b");
+            for s in skip.iter_mut().skip(recurrence[0]) {
+                s.push("b");
             }
         }
     } else if c.einsums().len() > 1 && rng.chance(50) {
