@@ -1,12 +1,13 @@
 //! The analytical model: access counts turned into cycles, energy, utilisation and violations.
 //!
-//! Time. Each Einsum is limited by its compute (temporal steps × cycles of the point's ops on
-//! one PE) and by each level's bandwidth (bytes in and out over the level's aggregate
-//! bandwidth); it takes the largest of these (perfect overlap, as the FuseMax artifact does).
-//! A group whose members run `sequential`ly adds its members' times plus the array's
-//! fill/drain latency at every hand-off between arrays in every step; an `interleaved` group
-//! overlaps consecutive steps, so it takes as long as its busiest resource (TeAAL's rule: the
-//! max over arrays and memories of the work each gets). Top-level nodes run one after another.
+//! Time. Each Einsum occupies its array for its temporal steps × the cycles of the point's ops
+//! on one PE, and each level for its bytes in and out over the level's aggregate bandwidth.
+//! Memories work in the background of the arrays (double buffering), so a node lasts the larger
+//! of its array time and its busiest memory, as the FuseMax artifact computes latency. In a
+//! `sequential` group the arrays take turns, paying the handing array's fill/drain latency at
+//! every hand-off in every step; an `interleaved` group overlaps consecutive steps across
+//! arrays, so the busiest array sets the pace (TeAAL's rule). Top-level nodes run one after
+//! another.
 //!
 //! Energy. Per element: reads cost the level's read energy, fills and updates its write
 //! energy (per word, scaled by element size); each point costs its ops' energy; bytes that
@@ -88,10 +89,18 @@ enum Resource {
     Level(LevelId),
 }
 
-/// Time of a schedule node: its length and how long it keeps each resource busy.
+/// Time of a schedule node: how long its arrays are occupied in sequence (`critical`) and how
+/// long it keeps each resource busy. Memories work in the background, so the node lasts
+/// max(critical, busiest memory).
 struct Span {
-    total: f64,
+    critical: f64,
     busy: BTreeMap<Resource, f64>,
+}
+
+impl Span {
+    fn total(&self) -> f64 {
+        self.busy.iter().filter(|(r, _)| matches!(r, Resource::Level(_))).map(|(_, v)| *v).fold(self.critical, f64::max)
+    }
 }
 
 /// Evaluates a validated mapping of `c` on `arch`.
@@ -123,7 +132,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         let mut level_cycles = Vec::new();
         let mut tile: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
         let mut span =
-            Span { total: compute_cycles, busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]) };
+            Span { critical: compute_cycles, busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]) };
         for (lv, &level_id) in nest.path.iter().enumerate() {
             let level = arch.level(level_id);
             let (mut rd, mut wr) = (0u64, 0u64);
@@ -176,7 +185,6 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
             let cycles = t_read + t_write;
             level_cycles.push((level.name.clone(), cycles));
             *span.busy.entry(Resource::Level(level_id)).or_default() += cycles;
-            span.total = span.total.max(cycles);
         }
         let utilization = k.points as f64 / (unit.pes() as f64 * k.temporal_steps.max(1) as f64);
         einsums.push(EinsumEval {
@@ -184,7 +192,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
             unit: unit.name.clone(),
             compute_cycles,
             level_cycles,
-            cycles: span.total,
+            cycles: span.total(),
             utilization,
             energy_pj: e_energy,
             counts: k,
@@ -193,7 +201,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         tiles.push(tile);
     }
     let violations = capacity_violations(arch, c, mapping, &tiles);
-    let cycles: f64 = mapping.schedule.iter().map(|n| node_span(arch, mapping, n, &spans, 1.0).total).sum();
+    let cycles: f64 = mapping.schedule.iter().map(|n| node_span(arch, mapping, n, &spans, 1.0).total()).sum();
     let energy: Vec<(String, String, f64)> = energy.into_iter().map(|((a, b), v)| (a, b, v)).collect();
     let energy_pj = energy.iter().map(|x| x.2).sum();
     let utilization = arch
@@ -262,7 +270,7 @@ fn capacity_violations(
 /// member sequence runs (the product of the enclosing groups' loop bounds).
 fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repeats: f64) -> Span {
     match node {
-        Node::Einsum(e) => Span { total: spans[*e].total, busy: spans[*e].busy.clone() },
+        Node::Einsum(e) => Span { critical: spans[*e].critical, busy: spans[*e].busy.clone() },
         Node::Group(g) => {
             let steps: f64 = g.prefix.iter().map(|p| p.1 as f64).product::<f64>() * repeats;
             let members: Vec<Span> = g.members.iter().map(|n| node_span(arch, m, n, spans, steps)).collect();
@@ -272,20 +280,25 @@ fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repea
                     *busy.entry(*r).or_default() += v;
                 }
             }
-            let total = match g.pipelining {
-                Pipelining::Interleaved => busy.values().copied().fold(0.0, f64::max),
+            let critical = match g.pipelining {
+                // Consecutive steps overlap across arrays: the busiest array sets the pace.
+                Pipelining::Interleaved => {
+                    busy.iter().filter(|(r, _)| matches!(r, Resource::Unit(_))).map(|(_, v)| *v).fold(0.0, f64::max)
+                }
+                // Arrays take turns; every hand-off drains the handing array's pipeline.
                 Pipelining::Sequential => {
-                    // Every hand-off from one array to another drains the first array's pipeline.
-                    let units: Vec<UnitId> = g.members.iter().map(|n| m.nests[n.einsums()[0]].unit).collect();
-                    let handoff: f64 = units
+                    let first = |n: &Node| m.nests[n.einsums()[0]].unit;
+                    let last = |n: &Node| m.nests[*n.einsums().last().expect("groups have members")].unit;
+                    let handoff: f64 = g
+                        .members
                         .windows(2)
-                        .filter(|w| w[0] != w[1])
-                        .map(|w| arch.unit(w[0]).pipeline_latency as f64)
+                        .filter(|w| last(&w[0]) != first(&w[1]))
+                        .map(|w| arch.unit(last(&w[0])).pipeline_latency as f64)
                         .sum();
-                    members.iter().map(|s| s.total).sum::<f64>() + handoff * steps
+                    members.iter().map(|s| s.critical).sum::<f64>() + handoff * steps
                 }
             };
-            Span { total, busy }
+            Span { critical, busy }
         }
     }
 }
