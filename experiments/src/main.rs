@@ -4,8 +4,12 @@ mod bench;
 mod catalog;
 mod error;
 mod eval;
+mod experiment;
 mod load;
+mod plots;
+mod run;
 mod show;
+mod systems;
 mod table;
 
 use std::io::Write;
@@ -26,6 +30,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an experiment (a file or an embedded name; `default` when omitted): results, summary, plots.
+    Run {
+        experiment: Option<String>,
+        /// Output directory (the experiment's own by default).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Worker threads (all cores by default); results do not depend on it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: Option<u64>,
+    },
     /// List every embedded preset by kind.
     List,
     /// Parse Strata files (workloads; Hugging Face config.json) and report problems.
@@ -113,6 +127,9 @@ impl PhaseArg {
 
 fn run(cli: Cli) -> CliResult<String> {
     match cli.command {
+        Command::Run { experiment, out, jobs } => {
+            run::run(&run::RunArgs { experiment, out, jobs: jobs.map(|j| j as usize) })
+        }
         Command::List => Ok(catalog::list()),
         Command::Validate { files } => {
             let (out, errors) = catalog::validate(&files);

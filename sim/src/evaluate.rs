@@ -111,8 +111,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
     let mut energy: BTreeMap<(String, String), f64> = BTreeMap::new();
     let mut actions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut busy_pe_cycles: BTreeMap<UnitId, f64> = BTreeMap::new();
-    // Per Einsum: (level, tensor) → bytes of the largest tile one instance holds.
-    let mut tiles: Vec<BTreeMap<(LevelId, usize), u64>> = Vec::new();
+    // Per Einsum: (level, tensor, lives there) → bytes of the largest tile one instance holds.
+    let mut tiles: Vec<BTreeMap<(LevelId, usize, bool), u64>> = Vec::new();
     let mut spans: Vec<Span> = Vec::new();
     let mut offchip_bytes = 0u64;
     for nest in &mapping.nests {
@@ -130,7 +130,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         }
         *busy_pe_cycles.entry(nest.unit).or_default() += k.points as f64 * point_cycles;
         let mut level_cycles = Vec::new();
-        let mut tile: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
+        let mut tile: BTreeMap<(LevelId, usize, bool), u64> = BTreeMap::new();
         let mut span =
             Span { critical: compute_cycles, busy: BTreeMap::from([(Resource::Unit(nest.unit), compute_cycles)]) };
         for (lv, &level_id) in nest.path.iter().enumerate() {
@@ -144,7 +144,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                 let t = c.tensor(o.tensor);
                 rd += a.reads * o.elem_bytes;
                 wr += (a.fills + a.updates) * o.elem_bytes;
-                let held = tile.entry((level_id, o.tensor.0)).or_default();
+                // Tiles of tensors that live here persist for the node; others stream through.
+                let held = tile.entry((level_id, o.tensor.0, o.home() == lv)).or_default();
                 *held = (*held).max(k.tile[oi][lv] * o.elem_bytes);
                 let words = o.elem_bytes as f64 / word;
                 let read_pj = a.reads as f64 * words * level.read_energy.0;
@@ -227,27 +228,100 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
     }
 }
 
-/// Everything one top-level node keeps at a level coexists there: a fused group's members
-/// share the level, each tensor counted once at its largest tile. The outermost level of a
-/// path holds whole tensors and is not checked.
+/// What one top-level node needs at a level. Tiles of tensors that live there (a fused
+/// group's intermediates) occupy it from their producer to their last consumer in execution
+/// order; running tensors (recurrences) and tensors read before they are produced in a step
+/// stay for the whole node. An element-wise Einsum that is the last reader of a same-level
+/// tensor writes its output in that tensor's place (FLAT's in-place softmax), so the two share
+/// one slot. Tiles that only stream through are reused from one member to the next, so the
+/// largest member's set counts. The outermost level of a path holds whole tensors and is not
+/// checked.
 fn capacity_violations(
     arch: &Arch,
     c: &Cascade,
     mapping: &CascadeMapping,
-    tiles: &[BTreeMap<(LevelId, usize), u64>],
+    tiles: &[BTreeMap<(LevelId, usize, bool), u64>],
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     for node in &mapping.schedule {
-        let mut held: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
-        for e in node.einsums() {
-            for (&k, &v) in &tiles[e] {
-                let x = held.entry(k).or_default();
-                *x = (*x).max(v);
+        let order = node.einsums();
+        let pos = |e: usize| order.iter().position(|&x| x == e);
+        // Resident tiles per (level, tensor), and streaming sets per level.
+        let mut resident: BTreeMap<(LevelId, usize), u64> = BTreeMap::new();
+        let mut streaming: BTreeMap<LevelId, u64> = BTreeMap::new();
+        for &e in &order {
+            let mut mine: BTreeMap<LevelId, u64> = BTreeMap::new();
+            for (&(level, tensor, lives), &bytes) in &tiles[e] {
+                if lives {
+                    let x = resident.entry((level, tensor)).or_default();
+                    *x = (*x).max(bytes);
+                } else {
+                    *mine.entry(level).or_default() += bytes;
+                }
+            }
+            for (level, bytes) in mine {
+                let x = streaming.entry(level).or_default();
+                *x = (*x).max(bytes);
             }
         }
-        let mut per_level: BTreeMap<LevelId, u64> = BTreeMap::new();
-        for ((level, _), bytes) in held {
-            *per_level.entry(level).or_default() += bytes;
+        // Live interval of each resident tensor in execution positions.
+        let last = order.len().saturating_sub(1);
+        let interval = |t: usize| -> (usize, usize) {
+            let tensor = strata_workloads::einsum::TensorId(t);
+            let born = c.producer(tensor).and_then(pos).unwrap_or(0);
+            let readers: Vec<usize> = order
+                .iter()
+                .filter(|&&e| c.einsums()[e].inputs.iter().any(|a| a.tensor == tensor))
+                .filter_map(|&e| pos(e))
+                .collect();
+            let whole = c.tensor(tensor).iterative_position.is_some() || readers.iter().any(|&r| r <= born);
+            if whole { (0, last) } else { (born, readers.iter().copied().max().unwrap_or(born)) }
+        };
+        // In place: (level, dying input, output) for element-wise last readers.
+        let mut in_place: Vec<(LevelId, usize, usize)> = Vec::new();
+        for &e in &order {
+            let einsum = &c.einsums()[e];
+            if !einsum.reduced_ranks().is_empty() {
+                continue;
+            }
+            let out_t = einsum.output.tensor;
+            for a in &einsum.inputs {
+                let (_, dies) = interval(a.tensor.0);
+                if dies == pos(e).unwrap_or(usize::MAX)
+                    && c.tensor(a.tensor).shape == c.tensor(out_t).shape
+                    && a.tensor != out_t
+                {
+                    for (&(level, t), _) in resident.iter().filter(|((_, t), _)| *t == a.tensor.0) {
+                        if resident.contains_key(&(level, out_t.0)) && t == a.tensor.0 {
+                            in_place.push((level, a.tensor.0, out_t.0));
+                        }
+                    }
+                }
+            }
+        }
+        let mut per_level: BTreeMap<LevelId, u64> = streaming;
+        let levels: std::collections::BTreeSet<LevelId> = resident.keys().map(|k| k.0).collect();
+        for level in levels {
+            let mut peak = 0u64;
+            for k in 0..=last {
+                let mut live: u64 = resident
+                    .iter()
+                    .filter(|((l, t), _)| {
+                        *l == level && {
+                            let (b, d) = interval(*t);
+                            b <= k && k <= d
+                        }
+                    })
+                    .map(|(_, v)| *v)
+                    .sum();
+                for &(l, dying, born) in &in_place {
+                    if l == level && interval(dying).1 == k && interval(born).0 == k {
+                        live -= resident[&(l, dying)].min(resident[&(l, born)]);
+                    }
+                }
+                peak = peak.max(live);
+            }
+            *per_level.entry(level).or_default() += peak;
         }
         for (level, needed) in per_level {
             let l = arch.level(level);

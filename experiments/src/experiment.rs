@@ -1,0 +1,314 @@
+//! Experiments: a TOML file names the systems, the sweep and the plots; `strata run` evaluates
+//! every design point in parallel and writes results, a summary and plots.
+//!
+//! Results are appended to `results.jsonl` and `results.csv` as each point finishes, so a killed
+//! run loses nothing, and a rerun skips the points already there. When the run ends both files
+//! are rewritten in point order, so the output is the same byte for byte whatever the thread
+//! count.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use crate::error::{CliError, CliResult};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    pub experiment: ExperimentSpec,
+}
+
+/// What an experiment computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Systems × models × sequence lengths: attention and end-to-end layer cost.
+    AttentionSystems,
+    /// Off-chip traffic of 1-pass attention as on-chip memory grows, against the I/O bounds.
+    IoCurve,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: Kind,
+    /// Default output directory (relative to where `strata run` is started).
+    pub output: Option<String>,
+    /// System the speedups and energies are normalised to.
+    pub baseline: Option<String>,
+    #[serde(default)]
+    pub systems: Vec<SystemSpec>,
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// Published numbers the summary compares against (never used to compute results).
+    #[serde(default)]
+    pub reference: Vec<BTreeMap<String, toml::Value>>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSpec {
+    pub name: String,
+    pub arch: String,
+    /// Attention mapping family (see `systems::FAMILIES`).
+    pub attention: String,
+}
+
+/// Embedded experiments: (name, TOML).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("default", include_str!("../default.toml")),
+    ("fusemax", include_str!("../fusemax.toml")),
+    ("flash-io", include_str!("../flash-io.toml")),
+];
+
+/// Loads an experiment preset or file; errors name the file and key.
+pub fn load(arg: &str) -> CliResult<(ExperimentSpec, String)> {
+    let (text, source) = match PRESETS.iter().find(|p| p.0 == arg) {
+        Some(p) => (p.1.to_string(), format!("experiment {}", p.0)),
+        None => {
+            let path = Path::new(arg);
+            if !path.exists() {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+                return Err(CliError::input(format!(
+                    "`{arg}` is neither an experiment preset nor a file (experiments: {})",
+                    names.join(", ")
+                )));
+            }
+            (std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string())
+        }
+    };
+    let spec: ExperimentFile = strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+    let spec = spec.experiment;
+    for (axis, values) in &spec.sweep {
+        if values.is_empty() {
+            return Err(CliError::input(format!(
+                "{source}: experiment.sweep.{axis}: an axis needs at least one value"
+            )));
+        }
+    }
+    Ok((spec, source))
+}
+
+/// One result row: ordered (column, value) pairs. Values are already formatted, so CSV and
+/// JSONL are deterministic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub cells: Vec<(String, Cell)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Text(String),
+    Int(u64),
+    Float(f64),
+}
+
+impl Cell {
+    fn csv(&self) -> String {
+        match self {
+            Cell::Text(s) if s.contains(',') || s.contains('"') => format!("\"{}\"", s.replace('"', "\"\"")),
+            Cell::Text(s) => s.clone(),
+            Cell::Int(v) => v.to_string(),
+            Cell::Float(v) => format!("{v:.6e}"),
+        }
+    }
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Text(s) => serde_json::Value::String(s.clone()),
+            Cell::Int(v) => serde_json::Value::from(*v),
+            Cell::Float(v) => serde_json::Value::String(format!("{v:.6e}")),
+        }
+    }
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Cell::Text(s) => s.parse().unwrap_or(f64::NAN),
+            Cell::Int(v) => *v as f64,
+            Cell::Float(v) => *v,
+        }
+    }
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            c => c.csv(),
+        }
+    }
+}
+
+impl Row {
+    pub fn get(&self, key: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.0 == key).map(|c| &c.1)
+    }
+    pub fn f(&self, key: &str) -> f64 {
+        self.get(key).map_or(f64::NAN, Cell::as_f64)
+    }
+    pub fn s(&self, key: &str) -> String {
+        self.get(key).map_or_else(String::new, Cell::text)
+    }
+    fn json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> =
+            self.cells.iter().map(|(k, v)| (k.clone(), v.json())).collect();
+        serde_json::Value::Object(map).to_string()
+    }
+    fn from_json(line: &str) -> Option<Row> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let cells = v
+            .as_object()?
+            .iter()
+            .map(|(k, v)| {
+                let c = match v {
+                    serde_json::Value::Number(n) => Cell::Int(n.as_u64().unwrap_or(0)),
+                    serde_json::Value::String(s) => match s.parse::<f64>() {
+                        Ok(f) if s.contains('e') => Cell::Float(f),
+                        _ => Cell::Text(s.clone()),
+                    },
+                    other => Cell::Text(other.to_string()),
+                };
+                (k.clone(), c)
+            })
+            .collect();
+        Some(Row { cells })
+    }
+}
+
+/// A design point: its key (identifies it across runs) and its position in the sweep.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub index: usize,
+    pub key: String,
+    pub values: BTreeMap<String, toml::Value>,
+}
+
+/// The cartesian product of the sweep axes (in key order), with `systems` as an extra axis.
+pub fn points(spec: &ExperimentSpec) -> Vec<Point> {
+    let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
+    if !spec.systems.is_empty() {
+        axes.push(("system".into(), spec.systems.iter().map(|s| toml::Value::String(s.name.clone())).collect()));
+    }
+    axes.extend(spec.sweep.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut out = vec![BTreeMap::new()];
+    for (axis, values) in &axes {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut p2 = p.clone();
+                    p2.insert(axis.clone(), v.clone());
+                    p2
+                })
+            })
+            .collect();
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(index, values)| {
+            let key = values
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(";");
+            Point { index, key, values }
+        })
+        .collect()
+}
+
+/// The two append-only result files and the rows seen so far, with their point index.
+struct Files {
+    jsonl: File,
+    csv: File,
+    rows: Vec<(usize, Vec<Row>)>,
+}
+
+/// Appends rows as points finish and keeps everything for the final rewrite.
+pub struct Sink {
+    dir: PathBuf,
+    state: Mutex<Files>,
+    header: Mutex<Option<Vec<String>>>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> CliError {
+    CliError::input(format!("{}: cannot write: {e}", path.display()))
+}
+
+impl Sink {
+    /// Opens (or resumes) the result files in `dir`; returns the sink and the finished point keys.
+    pub fn open(dir: &Path) -> CliResult<(Sink, BTreeMap<String, Vec<Row>>)> {
+        std::fs::create_dir_all(dir.join("plots")).map_err(|e| io_err(dir, e))?;
+        let jsonl = dir.join("results.jsonl");
+        let mut done: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        if let Ok(f) = File::open(&jsonl) {
+            for line in BufReader::new(f).lines().map_while(Result::ok) {
+                if let Some(row) = Row::from_json(&line) {
+                    done.entry(row.s("point")).or_default().push(row);
+                }
+            }
+        }
+        let open = |p: PathBuf| OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_err(&p, e));
+        let j = open(jsonl)?;
+        let c = open(dir.join("results.csv"))?;
+        Ok((
+            Sink {
+                dir: dir.to_path_buf(),
+                state: Mutex::new(Files { jsonl: j, csv: c, rows: Vec::new() }),
+                header: Mutex::new(None),
+            },
+            done,
+        ))
+    }
+
+    /// Records a finished point's rows, appending them to both files at once.
+    pub fn push(&self, index: usize, rows: Vec<Row>, fresh: bool) -> CliResult<()> {
+        let mut st = self.state.lock().expect("no panics while holding the lock");
+        if fresh {
+            let mut header = self.header.lock().expect("lock");
+            for r in &rows {
+                writeln!(st.jsonl, "{}", r.json()).map_err(|e| io_err(&self.dir, e))?;
+                if header.is_none() {
+                    let cols: Vec<String> = r.cells.iter().map(|c| c.0.clone()).collect();
+                    if st.csv.metadata().map(|m| m.len() == 0).unwrap_or(true) {
+                        writeln!(st.csv, "{}", cols.join(",")).map_err(|e| io_err(&self.dir, e))?;
+                    }
+                    *header = Some(cols);
+                }
+                let line: Vec<String> = r.cells.iter().map(|c| c.1.csv()).collect();
+                writeln!(st.csv, "{}", line.join(",")).map_err(|e| io_err(&self.dir, e))?;
+            }
+            st.jsonl.flush().and_then(|_| st.csv.flush()).map_err(|e| io_err(&self.dir, e))?;
+        }
+        st.rows.push((index, rows));
+        Ok(())
+    }
+
+    /// Rewrites both files in point order; returns every row in that order.
+    pub fn finish(self) -> CliResult<Vec<Row>> {
+        let mut all = self.state.into_inner().expect("lock").rows;
+        all.sort_by_key(|x| x.0);
+        let rows: Vec<Row> = all.into_iter().flat_map(|x| x.1).collect();
+        let mut csv = String::new();
+        if let Some(first) = rows.first() {
+            csv += &first.cells.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(",");
+            csv += "\n";
+        }
+        let mut jsonl = String::new();
+        for r in &rows {
+            csv += &r.cells.iter().map(|c| c.1.csv()).collect::<Vec<_>>().join(",");
+            csv += "\n";
+            jsonl += &r.json();
+            jsonl += "\n";
+        }
+        for (name, text) in [("results.csv", csv), ("results.jsonl", jsonl)] {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
+            std::fs::rename(&tmp, self.dir.join(name)).map_err(|e| io_err(&self.dir, e))?;
+        }
+        Ok(rows)
+    }
+}

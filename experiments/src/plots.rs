@@ -1,0 +1,401 @@
+//! Plots for people: labelled axes with units, legends, log scales where values span decades.
+//! Each plot is drawn once per backend (PNG is the reference, SVG for papers); fonts are the
+//! embedded DejaVu Sans, so a bare machine draws the same pixels.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::experiment::{ExperimentSpec, Kind, Row};
+
+type Res<T> = Result<T, String>;
+
+/// A line: (label, points, thin, colour index).
+type Series = (String, Vec<(f64, f64)>, bool, usize);
+
+fn fonts() -> Res<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| "invalid font bytes".to_string())?;
+        plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold())
+            .map_err(|_| "invalid font bytes".to_string())
+    })
+    .clone()
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn e<E: std::fmt::Debug>(x: E) -> String {
+    format!("{x:?}")
+}
+
+/// Draws `f` into `dir/name.png` and `dir/name.svg`.
+fn both(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Res<()>,
+    g: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Res<()>,
+) -> Res<Vec<String>> {
+    let png = dir.join(format!("{name}.png"));
+    let svg = dir.join(format!("{name}.svg"));
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        f(&root)?;
+        root.present().map_err(e)?;
+    }
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        g(&root)?;
+        root.present().map_err(e)?;
+    }
+    Ok(vec![png.display().to_string(), svg.display().to_string()])
+}
+
+fn seq_label(n: f64) -> String {
+    let n = n as u64;
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{}M", n >> 20)
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{}K", n >> 10)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Grouped bars: one group per (model, N), one bar per system.
+fn bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    ylabel: &str,
+    groups: &[String],
+    series: &[(String, Vec<f64>)],
+    log: bool,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let max = series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.15;
+    let min =
+        series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite() && *v > 0.0).fold(f64::MAX, f64::min)
+            / 2.0;
+    let n = groups.len() as f64;
+    let width = 0.8 / series.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(root);
+    chart
+        .caption(title, ("sans-serif", 22, FontStyle::Bold).into_font())
+        .margin(12)
+        .margin_right(25)
+        .x_label_area_size(45)
+        .y_label_area_size(85);
+    let label_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < groups.len() {
+            groups[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    if log {
+        let mut c = chart
+            .build_cartesian_2d(-0.5..n - 0.5, (min.max(1e-12)..(max * 4.0).max(min * 10.0)).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("model and sequence length")
+            .y_desc(ylabel)
+            .x_labels(groups.len())
+            .x_label_formatter(&label_of)
+            .x_label_style(("sans-serif", 12))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_style(("sans-serif", 14))
+            .disable_x_mesh()
+            .draw()
+            .map_err(e)?;
+        for (k, (name, vals)) in series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            let off = -0.4 + width * k as f64;
+            c.draw_series(vals.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(i, &v)| {
+                Rectangle::new([(i as f64 + off, min.max(1e-12)), (i as f64 + off + width, v)], color.filled())
+            }))
+            .map_err(e)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+    } else {
+        let mut c = chart.build_cartesian_2d(-0.5..n - 0.5, 0.0..max.max(1e-12)).map_err(e)?;
+        c.configure_mesh()
+            .x_desc("model and sequence length")
+            .y_desc(ylabel)
+            .x_labels(groups.len())
+            .x_label_formatter(&label_of)
+            .x_label_style(("sans-serif", 12))
+            .y_label_style(("sans-serif", 14))
+            .disable_x_mesh()
+            .draw()
+            .map_err(e)?;
+        for (k, (name, vals)) in series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            let off = -0.4 + width * k as f64;
+            c.draw_series(
+                vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
+                    Rectangle::new([(i as f64 + off, 0.0), (i as f64 + off + width, v)], color.filled())
+                }),
+            )
+            .map_err(e)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Lines over N (log x) for one model, one series per (system, label).
+/// `series`: (label, points, thin, colour index).
+fn lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[Series],
+    logy: bool,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let xs: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).collect();
+    let ys: Vec<f64> =
+        series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).filter(|v| v.is_finite() && *v > 0.0).collect();
+    let (x0, x1) =
+        (xs.iter().cloned().fold(f64::MAX, f64::min) / 1.3, xs.iter().cloned().fold(f64::MIN, f64::max) * 1.3);
+    let (y0, y1) = (ys.iter().cloned().fold(f64::MAX, f64::min), ys.iter().cloned().fold(f64::MIN, f64::max));
+    let mut chart = ChartBuilder::on(root);
+    chart
+        .caption(title, ("sans-serif", 22, FontStyle::Bold).into_font())
+        .margin(12)
+        .margin_right(25)
+        .x_label_area_size(50)
+        .y_label_area_size(90);
+    macro_rules! body {
+        ($c:expr) => {{
+            let mut c = $c;
+            c.configure_mesh()
+                .x_desc(xlabel)
+                .y_desc(ylabel)
+                .x_label_formatter(&|x| seq_label(*x))
+                .x_label_style(("sans-serif", 14))
+                .y_label_formatter(&|y| if logy { format!("{y:.0e}") } else { format!("{y:.2}") })
+                .y_label_style(("sans-serif", 14))
+                .draw()
+                .map_err(e)?;
+            for (name, pts, dashed, color) in series.iter() {
+                let color = COLORS[*color % COLORS.len()];
+                let style = color.stroke_width(if *dashed { 1 } else { 2 });
+                c.draw_series(LineSeries::new(pts.clone(), style))
+                    .map_err(e)?
+                    .label(name.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                if !*dashed {
+                    c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
+                }
+            }
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(e)?;
+        }};
+    }
+    if logy {
+        body!(chart.build_cartesian_2d((x0..x1).log_scale(), (y0 / 1.5..y1 * 1.5).log_scale()).map_err(e)?);
+    } else {
+        body!(chart.build_cartesian_2d((x0..x1).log_scale(), 0.0..(y1 * 1.15).max(1e-9)).map_err(e)?);
+    }
+    Ok(())
+}
+
+/// Draws every plot of an experiment; returns the files written.
+pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    match spec.kind {
+        Kind::AttentionSystems => {
+            let systems: Vec<String> = spec.systems.iter().map(|s| s.name.clone()).collect();
+            let base = spec.baseline.clone().unwrap_or_else(|| systems[0].clone());
+            let mut groups: Vec<(String, u64)> = Vec::new();
+            for r in rows {
+                let g = (r.s("model"), r.f("seq_len") as u64);
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
+            }
+            let labels: Vec<String> = groups.iter().map(|(m, n)| format!("{m} {}", seq_label(*n as f64))).collect();
+            let size = ((70 * groups.len() as u32 + 250).max(1000), 560);
+            let find = |sys: &str, g: &(String, u64), scope: &str| {
+                rows.iter().find(|r| {
+                    r.s("system") == sys && r.s("model") == g.0 && r.f("seq_len") as u64 == g.1 && r.s("scope") == scope
+                })
+            };
+            let per_system = |scope: &str, f: &dyn Fn(&Row, &Row) -> f64| -> Vec<(String, Vec<f64>)> {
+                systems
+                    .iter()
+                    .map(|s| {
+                        let v = groups
+                            .iter()
+                            .map(|g| match (find(s, g, scope), find(&base, g, scope)) {
+                                (Some(r), Some(b)) => f(r, b),
+                                _ => f64::NAN,
+                            })
+                            .collect();
+                        (s.clone(), v)
+                    })
+                    .collect()
+            };
+            for (scope, tag) in [("attention", "attention"), ("end_to_end", "end-to-end")] {
+                let speed = per_system(scope, &|r, b| b.f("latency_s") / r.f("latency_s"));
+                let title = format!("{tag} speedup over {base}");
+                written.extend(both(
+                    dir,
+                    &format!("{tag}-speedup"),
+                    size,
+                    &|a| bars(a, &title, &format!("speedup over {base} (×)"), &labels, &speed, false),
+                    &|a| bars(a, &title, &format!("speedup over {base} (×)"), &labels, &speed, false),
+                )?);
+                let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
+                let title = format!("{tag} energy normalised to {base}");
+                written.extend(both(
+                    dir,
+                    &format!("{tag}-energy"),
+                    size,
+                    &|a| bars(a, &title, &format!("energy / {base} energy"), &labels, &energy, false),
+                    &|a| bars(a, &title, &format!("energy / {base} energy"), &labels, &energy, false),
+                )?);
+            }
+            let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
+            let title = "attention DRAM traffic (log scale)";
+            written.extend(both(
+                dir,
+                "attention-dram",
+                size,
+                &|a| bars(a, title, "DRAM bytes per layer (B)", &labels, &dram, true),
+                &|a| bars(a, title, "DRAM bytes per layer (B)", &labels, &dram, true),
+            )?);
+            // Utilisation of both arrays over N for the first model.
+            let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
+            let mut util: Vec<Series> = Vec::new();
+            for (k, s) in systems.iter().enumerate() {
+                for (col, tag, dashed) in [("util_2d", "2D", false), ("util_1d", "1D", true)] {
+                    let pts: Vec<(f64, f64)> = rows
+                        .iter()
+                        .filter(|r| r.s("system") == *s && r.s("model") == first && r.s("scope") == "attention")
+                        .map(|r| (r.f("seq_len"), r.f(col)))
+                        .collect();
+                    util.push((format!("{s} {tag}"), pts, dashed, k));
+                }
+            }
+            let title = format!("{first} attention: array utilisation (2D solid, 1D thin)");
+            written.extend(both(
+                dir,
+                "attention-utilization",
+                (1000, 560),
+                &|a| {
+                    lines(
+                        a,
+                        &title,
+                        "sequence length N (tokens, log scale)",
+                        "utilisation (busy PE-cycles / PE-cycles)",
+                        &util,
+                        false,
+                    )
+                },
+                &|a| {
+                    lines(
+                        a,
+                        &title,
+                        "sequence length N (tokens, log scale)",
+                        "utilisation (busy PE-cycles / PE-cycles)",
+                        &util,
+                        false,
+                    )
+                },
+            )?);
+        }
+        Kind::IoCurve => {
+            let mut keys: Vec<(u64, u64)> = Vec::new();
+            for r in rows {
+                let k = (r.f("seq_len") as u64, r.f("head_dim") as u64);
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            for (n, d) in keys {
+                let sel: Vec<&Row> =
+                    rows.iter().filter(|r| r.f("seq_len") as u64 == n && r.f("head_dim") as u64 == d).collect();
+                let pts = |col: &str| sel.iter().map(|r| (r.f("memory_words"), r.f(col))).collect::<Vec<_>>();
+                let series = vec![
+                    ("Strata: best 1-pass mapping".to_string(), pts("strata_words"), false, 0),
+                    ("FlashAttention Algorithm 1 (count)".to_string(), pts("flash_alg1_words"), true, 1),
+                    ("N²d²/M (Θ bound)".to_string(), pts("bound_n2d2_over_m"), true, 2),
+                    ("4Nd floor (read Q, K, V; write O)".to_string(), pts("floor_4nd"), true, 3),
+                ];
+                let title = format!("attention I/O, N = {}, d = {d}", seq_label(n as f64));
+                let name = format!("io-n{n}-d{d}");
+                written.extend(both(
+                    dir,
+                    &name,
+                    (900, 560),
+                    &|a| {
+                        lines(
+                            a,
+                            &title,
+                            "on-chip memory M (words, log scale)",
+                            "off-chip traffic (words, log scale)",
+                            &series,
+                            true,
+                        )
+                    },
+                    &|a| {
+                        lines(
+                            a,
+                            &title,
+                            "on-chip memory M (words, log scale)",
+                            "off-chip traffic (words, log scale)",
+                            &series,
+                            true,
+                        )
+                    },
+                )?);
+            }
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,286 @@
+//! The systems an experiment compares: how each maps attention and the linear layers.
+//!
+//! Every family is a mapping template with one free choice that the architecture's capacity
+//! settles, searched with the analytical model as the judge (as FuseMax sizes P1 and FLAT picks
+//! its fusion granularity):
+//! - `fusemax`: FuseMax's Mapping 1 of the 1-pass cascade, interleaved binding; the largest query
+//!   block P1 whose state fits the buffer. `fusemax-sequential` is the same without the binding
+//!   (FuseMax's "+Architecture").
+//! - `cascade`: the 1-pass cascade on FLAT's hardware ("+Cascade"): the 2D array has no max or
+//!   exp, so only BQK and SLNV run on it; everything else runs on the 1D array.
+//! - `flat`: FLAT's fused 3-pass dataflow: the largest row block whose logits stay on chip, or,
+//!   when none fits, the row block that spills them to DRAM at the least cost.
+//! - `unfused`: every Einsum of the 3-pass cascade on its own, mapped by the mapper, with the
+//!   intermediates going through DRAM.
+//!
+//! Linear layers are mapped by the mapper (exhaustive over its mapspace, objective EDP).
+
+use strata_arch::Arch;
+use strata_mappings::CascadeMapping;
+use strata_mappings::mapper::{Mapspace, Strategy, to_spec};
+use strata_mappings::spec::MappingSpec;
+use strata_sim::{Evaluation, evaluate, quick};
+use strata_workloads::Cascade;
+
+use crate::error::{CliError, CliResult};
+
+/// Attention mapping families, by the name experiment files use.
+pub const FAMILIES: [&str; 5] = ["fusemax", "fusemax-sequential", "cascade", "flat", "unfused"];
+
+/// Which cascade a family runs.
+pub fn passes(family: &str) -> u8 {
+    match family {
+        "flat" | "unfused" => 3,
+        _ => 1,
+    }
+}
+
+const RUNNING: &str = r#"["BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV"]"#;
+
+fn einsum(name: &str, unit: &str, levels: &str) -> String {
+    format!("[[mapping.einsums]]\neinsum = \"{name}\"\nunit = \"{unit}\"\nlevels = [{levels}]\n")
+}
+
+/// FuseMax's Mapping 1 with `p1` query tiles of `p0` queries held in the buffer.
+fn fusemax_template(p1: u64, p0: u64, m0: u64, interleaved: bool) -> String {
+    let pipelining = if interleaved { "interleaved" } else { "sequential" };
+    let two_d = |extra: &str| format!("{extra}\"p={p0}@x\", \"m0={m0}@y\"");
+    let one_d = |extra: &str| format!("{extra}\"p={p0}@x\"");
+    let mut t = format!(
+        "[mapping]\nname = \"fusemax\"\n[[mapping.groups]]\nname = \"query-block\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"running\", \"AV\"]\n\
+         [[mapping.groups]]\nname = \"running\"\nprefix = [\"m1=*\", \"GlobalBuffer:p={p1}\"]\nmembers = {RUNNING}\npipelining = \"{pipelining}\"\n"
+    );
+    let lv = |dram: &str, gb_loops: String, gb_keep: &str| {
+        format!(
+            "{{ level = \"DRAM\", keep = [{dram}] }}, {{ level = \"GlobalBuffer\", loops = [{gb_loops}]{gb_keep} }}, {{ level = \"{{RF}}\" }}"
+        )
+    };
+    let rf = |s: String, unit: &str| s.replace("{RF}", if unit == "pe2d" { "RF2D" } else { "RF1D" });
+    let e = |name: &str, unit: &str, dram: &str, gb_loops: String, gb_keep: &str| {
+        einsum(name, unit, &rf(lv(dram, gb_loops, gb_keep), unit))
+    };
+    t += &e("BQK", "pe2d", "\"Q\", \"K\"", two_d("\"e=*\", "), ", keep = [\"Q\", \"K\"]");
+    t += &e("LM", "pe2d", "", two_d(""), ", keep = [\"LM\"]");
+    t += &e("RM", "pe1d", "", one_d(""), "");
+    t += &e("SLN", "pe2d", "", two_d(""), ", keep = [\"RM\"]");
+    t += &e("SLD", "pe2d", "", two_d(""), ", keep = [\"SLD\"]");
+    t += &e("SLNV", "pe2d", "\"V\"", two_d("\"f=*\", "), ", keep = [\"V\", \"SLNV\"]");
+    for name in ["PRM", "SPD", "RD"] {
+        t += &e(name, "pe1d", "", one_d(""), "");
+    }
+    for name in ["SPNV", "RNV"] {
+        t += &e(name, "pe1d", "", one_d("\"f=*\", "), "");
+    }
+    t += &e("AV", "pe1d", "\"AV\"", one_d(&format!("\"p={p1}\", \"f=*\", ")), "");
+    t
+}
+
+/// The 1-pass cascade on FLAT's hardware: BQK and SLNV on the 2D array, the rest on the 1D array;
+/// what the two arrays exchange meets in the buffer.
+fn cascade_template(p1: u64, p0: u64, m0: u64) -> String {
+    let mut t = format!(
+        "[mapping]\nname = \"cascade\"\n[[mapping.groups]]\nname = \"query-block\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"running\", \"AV\"]\n\
+         [[mapping.groups]]\nname = \"running\"\nprefix = [\"m1=*\", \"GlobalBuffer:p={p1}\"]\nmembers = {RUNNING}\npipelining = \"interleaved\"\n"
+    );
+    let two = |name: &str, dram: &str, loops: &str, keep: &str| {
+        einsum(
+            name,
+            "pe2d",
+            &format!(
+                "{{ level = \"DRAM\", keep = [{dram}] }}, {{ level = \"GlobalBuffer\", loops = [{loops}\"p={p0}@x\", \"m0={m0}@y\"], keep = [{keep}] }}, {{ level = \"RF2D\" }}"
+            ),
+        )
+    };
+    let one = |name: &str, dram: &str, loops: &str| {
+        einsum(
+            name,
+            "pe1d",
+            &format!(
+                "{{ level = \"DRAM\", keep = [{dram}] }}, {{ level = \"GlobalBuffer\", loops = [{loops}\"p={p0}@x\"] }}, {{ level = \"RF1D\" }}"
+            ),
+        )
+    };
+    t += &two("BQK", "\"Q\", \"K\"", "\"e=*\", ", "\"Q\", \"K\", \"BQK\"");
+    t += &one("LM", "", "\"m0=*\", ");
+    t += &one("RM", "", "");
+    t += &one("SLN", "", "\"m0=*\", ");
+    t += &one("SLD", "", "\"m0=*\", ");
+    t += &two("SLNV", "\"V\"", "\"f=*\", ", "\"SLN\", \"V\", \"SLNV\"");
+    for name in ["PRM", "SPD", "RD"] {
+        t += &one(name, "", "");
+    }
+    for name in ["SPNV", "RNV"] {
+        t += &one(name, "", "\"f=*\", ");
+    }
+    t += &one("AV", "\"AV\"", &format!("\"p={p1}\", \"f=*\", "));
+    t
+}
+
+/// FLAT: per (batch, head, row block of `rows` queries) the logits of the block are produced,
+/// normalised by the 3-pass softmax on the 1D array and consumed, in the buffer (`on_chip`) or
+/// through DRAM.
+fn flat_template(rows: u64, p0: u64, m0: u64, on_chip: bool, stream_kv: bool) -> String {
+    // Row blocks narrower than the array use fewer columns.
+    let p0 = p0.min(rows);
+    let r1 = rows / p0;
+    let mut t = "[mapping]\nname = \"flat\"\n[[mapping.groups]]\nname = \"rows\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"QK\", \"GM\", \"SN\", \"SD\", \"A\", \"AV\"]\npipelining = \"interleaved\"\n".to_string();
+    // On chip, DRAM keeps only what comes from or goes to outside and the key loop runs in the
+    // buffer; spilled, DRAM keeps everything and the key loop moves out to DRAM, so the
+    // buffer holds one block of keys at a time.
+    let (dram_m, gb_m) = if on_chip { ("", "\"m=*\", ") } else { ("loops = [\"m=*\"], ", "") };
+    let dram = |own: &str| {
+        if on_chip {
+            format!("{{ level = \"DRAM\", keep = [{own}] }}")
+        } else {
+            format!("{{ level = \"DRAM\", {dram_m}}}")
+        }
+    };
+    // Streaming K and V past the buffer (FLAT keeps them off chip) reads them once per row block
+    // without holding a whole head of keys in the buffer.
+    let two = |name: &str, own: &str, loops: &str| {
+        let bypass = match (stream_kv, name) {
+            (true, "QK") => ", bypass = [\"K\"]",
+            (true, "AV") => ", bypass = [\"V\"]",
+            _ => "",
+        };
+        einsum(
+            name,
+            "pe2d",
+            &format!(
+                "{}, {{ level = \"GlobalBuffer\", loops = [{loops}]{bypass} }}, {{ level = \"RF2D\" }}",
+                dram(own)
+            ),
+        )
+    };
+    let one = |name: &str, loops: &str| {
+        einsum(
+            name,
+            "pe1d",
+            &format!("{}, {{ level = \"GlobalBuffer\", loops = [{loops}] }}, {{ level = \"RF1D\" }}", dram("")),
+        )
+    };
+    t += &two("QK", "\"Q\", \"K\"", &format!("{gb_m}\"p={r1}\", \"e=*\", \"m={m0}@y\", \"p={p0}@x\""));
+    // The 3-pass softmax runs on the 1D array spatially over keys, M0 at a time
+    // (fusemax.md §7.3), so narrow row blocks still use every 1D PE.
+    let keys =
+        if on_chip { format!("\"m=*\", \"p={rows}\", \"m={m0}@x\"") } else { format!("\"p={rows}\", \"m={m0}@x\"") };
+    t += &one("GM", &keys);
+    t += &one("SN", &keys);
+    t += &one("SD", &keys);
+    t += &one("A", &keys);
+    t += &two("AV", "\"V\", \"AV\"", &format!("\"p={r1}\", {gb_m}\"f=*\", \"m={m0}@y\", \"p={p0}@x\""));
+    t
+}
+
+/// A mapped and evaluated attention cascade.
+pub struct Mapped {
+    pub eval: Evaluation,
+    /// The free choice the family settled (P1 query tiles, FLAT rows, ...), for reports.
+    pub choice: String,
+}
+
+fn try_template(text: &str, c: &Cascade, arch: &Arch) -> CliResult<Option<Mapped>> {
+    let mapping =
+        CascadeMapping::from_toml(text, c, arch).map_err(|e| CliError::input(format!("mapping template: {e}")))?;
+    let eval = evaluate(arch, c, &mapping);
+    Ok(eval.violations.is_empty().then_some(Mapped { eval, choice: String::new() }))
+}
+
+fn array(arch: &Arch) -> CliResult<(u64, u64)> {
+    let u = arch
+        .unit_id("pe2d")
+        .ok_or_else(|| CliError::input(format!("architecture {} has no `pe2d` array", arch.name)))?;
+    Ok((arch.unit(u).cols, arch.unit(u).rows))
+}
+
+/// Maps attention with a family; errors when nothing fits (a capacity violation is bad input here).
+pub fn map_attention(family: &str, c: &Cascade, arch: &Arch) -> CliResult<Mapped> {
+    let (p0_max, m0) = array(arch)?;
+    let p = c.rank(c.rank_id("p").expect("attention has p")).size;
+    let p0 = p0_max.min(p);
+    if !p.is_multiple_of(p0) {
+        return Err(CliError::input(format!("{family}: {p} queries do not tile over {p0} array columns")));
+    }
+    let tiles = p / p0;
+    let candidates: Vec<u64> = (1..=tiles).rev().filter(|d| tiles.is_multiple_of(*d)).collect();
+    let fail = || CliError::input(format!("{family}: no mapping of {} fits {} (capacity)", c.name(), arch.name));
+    match family {
+        "fusemax" | "fusemax-sequential" | "cascade" => {
+            for &p1 in &candidates {
+                let text = match family {
+                    "cascade" => cascade_template(p1, p0, m0),
+                    f => fusemax_template(p1, p0, m0, f == "fusemax"),
+                };
+                if let Some(mut m) = try_template(&text, c, arch)? {
+                    m.choice = format!("P1 = {p1}");
+                    return Ok(m);
+                }
+            }
+            Err(fail())
+        }
+        "flat" => {
+            // FLAT's search: row blocks of any size (a divisor of the queries), logits on chip
+            // or spilled to DRAM; the fastest that fits wins.
+            let rows: Vec<u64> =
+                (1..=p).rev().filter(|r| p.is_multiple_of(*r) && (r.is_power_of_two() || *r == p)).collect();
+            let mut best: Option<Mapped> = None;
+            for (on_chip, stream_kv) in [(true, false), (true, true), (false, false)] {
+                for &r in &rows {
+                    if let Some(mut m) = try_template(&flat_template(r, p0, m0, on_chip, stream_kv), c, arch)?
+                        && best.as_ref().is_none_or(|b| m.eval.cycles < b.eval.cycles)
+                    {
+                        let kv = if stream_kv { ", K/V streamed" } else { "" };
+                        m.choice = format!("{r} rows, logits {}{kv}", if on_chip { "on chip" } else { "spilled" });
+                        best = Some(m);
+                    }
+                }
+            }
+            best.ok_or_else(fail)
+        }
+        "unfused" => {
+            let spec = map_each(c, arch)?;
+            let mapping =
+                CascadeMapping::resolve(&spec, c, arch).map_err(|e| CliError::input(format!("unfused: {e}")))?;
+            let eval = evaluate(arch, c, &mapping);
+            Ok(Mapped { eval, choice: "mapper per einsum".into() })
+        }
+        other => {
+            Err(CliError::input(format!("unknown attention family `{other}` (families: {})", FAMILIES.join(", "))))
+        }
+    }
+}
+
+/// Exhaustive search for spaces up to 20k points, seeded sampling of 20k points above that
+/// (deterministic for a seed, whatever the thread count).
+pub fn strategy(space: &Mapspace<'_>) -> Strategy {
+    const BUDGET: usize = 20_000;
+    if space.size() <= BUDGET as u128 { Strategy::Exhaustive } else { Strategy::Random { samples: BUDGET, seed: 1 } }
+}
+
+/// Maps every Einsum of a cascade on its own with the mapper: contractions on the 2D array,
+/// the rest on the 1D array (when there is one), everything kept at every level, so
+/// intermediates round-trip through the outermost level. Objective: energy-delay product.
+pub fn map_each(c: &Cascade, arch: &Arch) -> CliResult<MappingSpec> {
+    let two_d = arch.unit_id("pe2d").ok_or_else(|| CliError::input(format!("{} has no `pe2d` array", arch.name)))?;
+    let one_d = arch.unit_id("pe1d").unwrap_or(two_d);
+    let mut einsums = Vec::new();
+    for (i, e) in c.einsums().iter().enumerate() {
+        let contraction = e.map == strata_workloads::MapOp::Mul && !e.reduced_ranks().is_empty();
+        let unit = if contraction { two_d } else { one_d };
+        let space = Mapspace::new(c, i, arch, unit, false);
+        let cost = |n: &strata_mappings::EinsumNest| {
+            let q = quick(arch, c, n);
+            q.fits.then_some(q.cycles * q.energy_pj)
+        };
+        let (nest, _) = space
+            .search(strategy(&space), &cost)
+            .ok_or_else(|| CliError::input(format!("no mapping of einsum {} fits {}", e.name, arch.name)))?;
+        einsums.push(to_spec(c, arch, &nest));
+    }
+    Ok(MappingSpec {
+        name: format!("{}-mapped", c.name()),
+        description: "mapped einsum by einsum".into(),
+        einsums,
+        groups: vec![],
+    })
+}

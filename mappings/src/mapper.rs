@@ -1,0 +1,351 @@
+//! A mapper for single Einsums (linear layers, GEMMs): it enumerates a mapspace, prunes by
+//! capacity, and keeps the best mapping under a cost the caller supplies.
+//!
+//! The mapspace of an Einsum bound to a unit: which ranks fan out over the array's x and y
+//! (the largest divisor of the rank that fits), tile sizes per rank at every level between the
+//! root and the unit's level (divisors, or a coarser power-of-two ladder), and the order of the
+//! root loops (the order that decides which operand is reused). Every level keeps every operand.
+//! Strategies: exhaustive, seeded random sampling, and greedy coordinate descent. The mapper
+//! does not know costs: `mappings` describes, `sim` evaluates, and the caller joins them.
+
+use strata_arch::{Arch, UnitId};
+use strata_workloads::Cascade;
+use strata_workloads::einsum::{Index, RankId};
+
+use crate::nest::{Dim, EinsumNest, Loop, Operand, point_ops};
+use crate::spec::{EinsumMappingSpec, LevelSpec};
+
+/// How the mapper walks the mapspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Every point (after capacity pruning by the cost function).
+    Exhaustive,
+    /// `samples` points drawn with a seeded generator.
+    Random { samples: usize, seed: u64 },
+    /// Start from the first point and improve one decision at a time until nothing improves.
+    Greedy,
+}
+
+/// A point of the mapspace: per-decision choices, as indices into the option lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Choice {
+    spatial: usize,
+    tiles: Vec<usize>,
+    order: usize,
+}
+
+/// The mapspace of one Einsum on one unit.
+pub struct Mapspace<'a> {
+    c: &'a Cascade,
+    einsum: usize,
+    unit: UnitId,
+    path: Vec<strata_arch::LevelId>,
+    ranks: Vec<RankId>,
+    /// (x rank and factor, y rank and factor) options.
+    spatial: Vec<[Option<(RankId, u64)>; 2]>,
+    /// Per (middle level, rank): candidate tile factors.
+    tile_options: Vec<Vec<u64>>,
+    orders: Vec<Vec<RankId>>,
+    /// The level whose spatial loops fan out over the array.
+    fan_level: usize,
+}
+
+fn divisors(n: u64) -> Vec<u64> {
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
+}
+
+/// Powers of four (and the rank itself) up to `n`: a coarse ladder that keeps spaces small.
+fn ladder(n: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = std::iter::successors(Some(1u64), |x| Some(x * 4))
+        .take_while(|&x| x <= n)
+        .filter(|x| n.is_multiple_of(*x))
+        .collect();
+    if !v.contains(&n) {
+        v.push(n);
+    }
+    v
+}
+
+fn permutations(items: &[RankId]) -> Vec<Vec<RankId>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let x = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, x);
+            out.push(p);
+        }
+    }
+    out
+}
+
+impl<'a> Mapspace<'a> {
+    /// The mapspace of `einsum` on `unit`. `fine` uses every divisor as a tile size; otherwise
+    /// a power-of-four ladder.
+    pub fn new(c: &'a Cascade, einsum: usize, arch: &Arch, unit: UnitId, fine: bool) -> Mapspace<'a> {
+        let e = &c.einsums()[einsum];
+        let path = arch.path_to(arch.unit(unit).level);
+        let ranks = e.iteration_ranks.clone();
+        // The spatial fan-out sits at the last level with a fan-out greater than one.
+        let fan_level = (0..path.len())
+            .rev()
+            .find(|&lv| {
+                let f = arch.fanout(path[lv], path.get(lv + 1).copied(), unit);
+                f.0 * f.1 > 1
+            })
+            .unwrap_or(path.len() - 1);
+        let fan = arch.fanout(path[fan_level], path.get(fan_level + 1).copied(), unit);
+        let fit = |r: RankId, limit: u64| -> u64 {
+            divisors(c.rank(r).size).into_iter().filter(|&d| d <= limit).max().unwrap_or(1)
+        };
+        let xs: Vec<Option<(RankId, u64)>> = std::iter::once(None)
+            .chain(ranks.iter().map(|&r| Some((r, fit(r, fan.0)))).filter(|o| o.is_some_and(|(_, f)| f > 1)))
+            .collect();
+        let ys: Vec<Option<(RankId, u64)>> = std::iter::once(None)
+            .chain(ranks.iter().map(|&r| Some((r, fit(r, fan.1)))).filter(|o| o.is_some_and(|(_, f)| f > 1)))
+            .collect();
+        let mut spatial = Vec::new();
+        for x in &xs {
+            for y in &ys {
+                if x.is_none() || y.is_none() || x.map(|v| v.0) != y.map(|v| v.0) {
+                    spatial.push([*x, *y]);
+                }
+            }
+        }
+        // Tile options for every (level below the root, rank); the leaf gets few (registers).
+        let mut tile_options = Vec::new();
+        for lv in 1..path.len() {
+            for &r in &ranks {
+                let size = c.rank(r).size;
+                let opts = if lv == path.len() - 1 {
+                    vec![1]
+                } else if fine {
+                    divisors(size)
+                } else {
+                    ladder(size)
+                };
+                tile_options.push(opts);
+            }
+        }
+        let orders = permutations(&ranks);
+        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level }
+    }
+
+    /// Number of points in the space.
+    pub fn size(&self) -> u128 {
+        self.spatial.len() as u128
+            * self.orders.len() as u128
+            * self.tile_options.iter().map(|o| o.len() as u128).product::<u128>()
+    }
+
+    fn index_to_choice(&self, mut i: u128) -> Choice {
+        let spatial = (i % self.spatial.len() as u128) as usize;
+        i /= self.spatial.len() as u128;
+        let order = (i % self.orders.len() as u128) as usize;
+        i /= self.orders.len() as u128;
+        let tiles = self
+            .tile_options
+            .iter()
+            .map(|o| {
+                let k = (i % o.len() as u128) as usize;
+                i /= o.len() as u128;
+                k
+            })
+            .collect();
+        Choice { spatial, tiles, order }
+    }
+
+    /// The nest of a choice, or `None` when its factors do not divide the ranks.
+    fn nest(&self, ch: &Choice) -> Option<EinsumNest> {
+        let e = &self.c.einsums()[self.einsum];
+        let n_levels = self.path.len();
+        let fan_level = self.fan_level;
+        let mut remaining: Vec<u64> = self.ranks.iter().map(|&r| self.c.rank(r).size).collect();
+        let mut per_level: Vec<Vec<Loop>> = vec![Vec::new(); n_levels];
+        // Spatial factors first (innermost), then tiles from the leaf outward.
+        let mut spatial_loops = Vec::new();
+        for (slot, dim) in [(0, Dim::X), (1, Dim::Y)] {
+            if let Some((r, f)) = self.spatial[ch.spatial][slot] {
+                let i = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
+                if !remaining[i].is_multiple_of(f) {
+                    return None;
+                }
+                remaining[i] /= f;
+                spatial_loops.push(Loop { rank: r, bound: f, dim: Some(dim), level: fan_level });
+            }
+        }
+        for lv in (1..n_levels).rev() {
+            for (j, &r) in self.ranks.iter().enumerate() {
+                let f = self.tile_options[(lv - 1) * self.ranks.len() + j][ch.tiles[(lv - 1) * self.ranks.len() + j]];
+                if f == 1 {
+                    continue;
+                }
+                if !remaining[j].is_multiple_of(f) {
+                    return None;
+                }
+                remaining[j] /= f;
+                per_level[lv].push(Loop { rank: r, bound: f, dim: None, level: lv });
+            }
+        }
+        for &r in &self.orders[ch.order] {
+            let j = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
+            if remaining[j] > 1 {
+                per_level[0].push(Loop { rank: r, bound: remaining[j], dim: None, level: 0 });
+            }
+        }
+        let mut loops = Vec::new();
+        for (lv, mut l) in per_level.into_iter().enumerate() {
+            loops.append(&mut l);
+            if lv == fan_level {
+                loops.extend(spatial_loops.iter().copied());
+            }
+        }
+        let accesses = std::iter::once((&e.output, true)).chain(e.inputs.iter().map(|a| (a, false)));
+        let operands = accesses
+            .map(|(a, is_output)| {
+                let mut ranks = Vec::new();
+                for ix in &a.indices {
+                    match *ix {
+                        Index::Var(r) | Index::Next(r) => ranks.push(r),
+                        Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
+                        Index::Last(_) => {}
+                    }
+                }
+                Operand {
+                    tensor: a.tensor,
+                    ranks,
+                    keep: vec![true; n_levels],
+                    is_output,
+                    elem_bytes: self.c.tensor(a.tensor).elem_bytes,
+                    barrier: 0,
+                }
+            })
+            .collect();
+        Some(EinsumNest {
+            einsum: self.einsum,
+            unit: self.unit,
+            path: self.path.clone(),
+            loops,
+            n_prefix: 0,
+            operands,
+            ops: point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty()),
+        })
+    }
+
+    /// Searches the space; `cost` returns `None` for a mapping that does not fit. Returns the
+    /// best nest and its cost; ties keep the earliest point, so results do not depend on threads.
+    pub fn search(
+        &self,
+        strategy: Strategy,
+        cost: &(dyn Fn(&EinsumNest) -> Option<f64> + Sync),
+    ) -> Option<(EinsumNest, f64)> {
+        let total = self.size();
+        let eval = |i: u128| -> Option<(u128, f64)> {
+            let n = self.nest(&self.index_to_choice(i))?;
+            cost(&n).map(|c| (i, c))
+        };
+        let better = |a: Option<(u128, f64)>, b: Option<(u128, f64)>| match (a, b) {
+            (Some(x), Some(y)) => Some(if y.1 < x.1 || (y.1 == x.1 && y.0 < x.0) { y } else { x }),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        let best = match strategy {
+            Strategy::Exhaustive => {
+                use rayon::prelude::*;
+                let n = u64::try_from(total).expect("exhaustive spaces fit in u64");
+                (0..n).into_par_iter().map(|i| eval(u128::from(i))).reduce(|| None, better)
+            }
+            Strategy::Random { samples, seed } => {
+                use rayon::prelude::*;
+                (0..samples as u64)
+                    .into_par_iter()
+                    .map(|k| {
+                        let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                        eval(u128::from(z ^ (z >> 31)) % total)
+                    })
+                    .reduce(|| None, better)
+            }
+            Strategy::Greedy => {
+                let mut cur = (0..total.min(4096)).find_map(eval)?;
+                loop {
+                    let ch = self.index_to_choice(cur.0);
+                    let mut next = Some(cur);
+                    for (d, len) in self.decisions() {
+                        for k in 0..len {
+                            let mut c2 = ch.clone();
+                            match d {
+                                0 => c2.spatial = k,
+                                1 => c2.order = k,
+                                t => c2.tiles[t - 2] = k,
+                            }
+                            let i = self.choice_to_index(&c2);
+                            next = better(next, eval(i));
+                        }
+                    }
+                    let n = next.expect("current is valid");
+                    if n == cur {
+                        break;
+                    }
+                    cur = n;
+                }
+                Some(cur)
+            }
+        }?;
+        let nest = self.nest(&self.index_to_choice(best.0)).expect("evaluated");
+        Some((nest, best.1))
+    }
+
+    /// (decision id, number of options): 0 spatial, 1 order, 2.. tiles.
+    fn decisions(&self) -> Vec<(usize, usize)> {
+        let mut d = vec![(0, self.spatial.len()), (1, self.orders.len())];
+        d.extend(self.tile_options.iter().enumerate().map(|(k, o)| (k + 2, o.len())));
+        d
+    }
+
+    fn choice_to_index(&self, ch: &Choice) -> u128 {
+        let mut i: u128 = 0;
+        let mut scale: u128 = 1;
+        i += ch.spatial as u128 * scale;
+        scale *= self.spatial.len() as u128;
+        i += ch.order as u128 * scale;
+        scale *= self.orders.len() as u128;
+        for (k, o) in self.tile_options.iter().enumerate() {
+            i += ch.tiles[k] as u128 * scale;
+            scale *= o.len() as u128;
+        }
+        i
+    }
+}
+
+/// Writes a found nest back as a mapping spec (for reports and reproducibility).
+pub fn to_spec(c: &Cascade, arch: &Arch, nest: &EinsumNest) -> EinsumMappingSpec {
+    let levels = nest
+        .path
+        .iter()
+        .enumerate()
+        .map(|(lv, &l)| LevelSpec {
+            level: arch.level(l).name.clone(),
+            loops: nest
+                .loops
+                .iter()
+                .filter(|x| x.level == lv)
+                .map(|x| {
+                    let dim = match x.dim {
+                        Some(Dim::X) => "@x",
+                        Some(Dim::Y) => "@y",
+                        None => "",
+                    };
+                    format!("{}={}{dim}", c.rank(x.rank).name, x.bound)
+                })
+                .collect(),
+            keep: None,
+            bypass: None,
+        })
+        .collect();
+    EinsumMappingSpec { einsum: c.einsums()[nest.einsum].name.clone(), unit: arch.unit(nest.unit).name.clone(), levels }
+}

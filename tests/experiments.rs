@@ -1,0 +1,149 @@
+//! `strata run`: the default experiment against golden values, determinism across thread counts,
+//! resuming a killed run, and bad experiment files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn strata(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata")).args(args).current_dir(dir).output().expect("binary runs")
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("strata-exp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Parses a results CSV into (header, rows).
+fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
+/// Runs an embedded experiment and compares its results with `experiments/golden/<name>.csv`
+/// (1e-9 relative on numbers, exact on text). Returns the header and rows.
+fn golden(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let d = fresh(&format!("golden-{name}"));
+    let o = strata(&["run", name, "--out", "o"], &d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["results.csv", "results.jsonl", "summary.md"] {
+        assert!(d.join("o").join(f).exists(), "{f} missing");
+    }
+    let png = std::fs::read_dir(d.join("o/plots"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+        .count();
+    assert!(png > 0, "no plots");
+    let (gh, grows) = csv(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/golden/{name}.csv")));
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    assert_eq!(h, gh);
+    assert_eq!(rows.len(), grows.len());
+    for (r, g) in rows.iter().zip(&grows) {
+        for ((col, a), b) in h.iter().zip(r).zip(g) {
+            match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => {
+                    assert!((x - y).abs() <= 1e-9 * y.abs().max(1e-30), "{name} {col}: {x} vs golden {y}")
+                }
+                _ => assert_eq!(a, b, "{name} {col}"),
+            }
+        }
+    }
+    (h, rows)
+}
+
+#[test]
+fn flash_io_matches_its_golden_values_and_never_beats_the_floor() {
+    let (h, rows) = golden("flash-io");
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    for r in &rows {
+        let words: f64 = r[col("strata_words")].parse().unwrap();
+        assert!(words >= r[col("floor_4nd")].parse::<f64>().unwrap());
+        let ratio: f64 = r[col("ratio_to_bound")].parse().unwrap();
+        assert!((1.0..=64.0).contains(&ratio), "{ratio}");
+    }
+}
+
+#[test]
+fn default_experiment_matches_its_golden_values() {
+    let (h, rows) = golden("default");
+    // The columns every experiment row carries.
+    for col in ["arch", "model", "seq_len", "scope", "latency_s", "energy_j", "dram_bytes", "util_2d", "util_1d"] {
+        assert!(h.contains(&col.to_string()), "{col}");
+    }
+    // FuseMax's BERT 1K attention: the artifact's latency and traffic, from the model.
+    let row =
+        rows.iter().find(|r| r[1] == "FuseMax" && r[3] == "bert" && r[4] == "1024" && r[6] == "attention").unwrap();
+    assert_eq!(row[9], "402653184");
+    let latency: f64 = row[7].parse().unwrap();
+    assert!((latency / 2.013e-3 - 1.0).abs() < 0.01, "{latency}");
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let (a, b) = (fresh("jobs1"), fresh("jobs2"));
+    assert!(strata(&["run", "flash-io", "--out", "o", "--jobs", "1"], &a).status.success());
+    assert!(strata(&["run", "flash-io", "--out", "o", "--jobs", "2"], &b).status.success());
+    for f in ["results.csv", "results.jsonl", "summary.md"] {
+        assert_eq!(std::fs::read(a.join("o").join(f)).unwrap(), std::fs::read(b.join("o").join(f)).unwrap(), "{f}");
+    }
+}
+
+#[test]
+fn a_rerun_resumes_and_keeps_finished_points() {
+    let d = fresh("resume");
+    assert!(strata(&["run", "flash-io", "--out", "o"], &d).status.success());
+    let full = std::fs::read_to_string(d.join("o/results.jsonl")).unwrap();
+    // Keep half the points, as if the run had been killed; the rerun computes only the rest.
+    let half: Vec<&str> = full.lines().take(full.lines().count() / 2).collect();
+    std::fs::write(d.join("o/results.jsonl"), half.join("\n") + "\n").unwrap();
+    std::fs::remove_file(d.join("o/results.csv")).unwrap();
+    assert!(strata(&["run", "flash-io", "--out", "o"], &d).status.success());
+    assert_eq!(std::fs::read_to_string(d.join("o/results.jsonl")).unwrap(), full);
+}
+
+fn bad(text: &str, expect: &str) {
+    let d = fresh("bad");
+    std::fs::write(d.join("e.toml"), text).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &d);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(expect), "expected `{expect}` in {err}");
+    assert!(!err.contains("panicked"));
+}
+
+const OK: &str = "[experiment]\nname = \"x\"\nkind = \"attention-systems\"\n[experiment.sweep]\nmodel = [\"bert\"]\nseq = [1024]\nbatch = [8]\n[[experiment.systems]]\nname = \"FuseMax\"\narch = \"fusemax\"\nattention = \"fusemax\"\n";
+
+#[test]
+fn bad_experiments_are_located() {
+    bad(&OK.replace("[\"bert\"]", "[\"bert9\"]"), "e.toml: experiment.sweep.model[0]: unknown model preset `bert9`");
+    bad(&OK.replace("seq = [1024]", "seq = []"), "experiment.sweep.seq: an axis needs at least one value");
+    bad(&OK.replace("arch = \"fusemax\"", "arch = \"tpu\""), "experiment.systems[0].arch: unknown architecture `tpu`");
+    bad(
+        &OK.replace("attention = \"fusemax\"", "attention = \"flash\""),
+        "experiment.systems[0].attention: unknown family",
+    );
+    bad(&OK.replace("kind = \"attention-systems\"", "kind = \"sweep\""), "experiment.kind");
+    bad(
+        &OK.replace("[experiment.sweep]", "baseline = \"FLAT\"\n[experiment.sweep]"),
+        "experiment.baseline: no system is named `FLAT`",
+    );
+    // A capacity that nothing fits: a clear message, exit 2.
+    let d = fresh("cap");
+    let arch = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml"))
+        .unwrap()
+        .replace("\"16 MiB\"", "\"4 KiB\"");
+    std::fs::write(d.join("tiny.toml"), arch).unwrap();
+    std::fs::write(d.join("e.toml"), OK.replace("arch = \"fusemax\"", "arch = \"tiny.toml\"")).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &d);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fits"), "{}", String::from_utf8_lossy(&o.stderr));
+    // An output directory that cannot be written.
+    let d = fresh("ro");
+    std::fs::write(d.join("o"), "a file, not a directory").unwrap();
+    let o = strata(&["run", "flash-io", "--out", "o/sub"], &d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("o/sub"), "{}", String::from_utf8_lossy(&o.stderr));
+}
