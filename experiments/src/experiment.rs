@@ -52,6 +52,29 @@ pub struct ExperimentSpec {
     pub reference: Vec<BTreeMap<String, toml::Value>>,
     #[serde(default)]
     pub targets: BTreeMap<String, f64>,
+    /// How the mapper maps what no family template covers (linear layers, unfused Einsums).
+    #[serde(default)]
+    pub mapper: MapperSpec,
+}
+
+/// Mapper settings of an experiment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapperSpec {
+    /// `auto` (exhaustive up to 20k points, else random), `exhaustive`, `random`, `greedy`, `milp`.
+    pub strategy: String,
+    /// `latency`, `energy` or `edp`.
+    pub objective: String,
+    pub samples: usize,
+    pub seed: u64,
+    /// Wall-clock limit of each MILP solve.
+    pub milp_seconds: f64,
+}
+
+impl Default for MapperSpec {
+    fn default() -> Self {
+        MapperSpec { strategy: "auto".into(), objective: "edp".into(), samples: 20_000, seed: 1, milp_seconds: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +111,21 @@ pub fn load(arg: &str) -> CliResult<(ExperimentSpec, String)> {
     };
     let spec: ExperimentFile = strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
     let spec = spec.experiment;
+    if !["auto", "exhaustive", "random", "greedy", "milp"].contains(&spec.mapper.strategy.as_str()) {
+        return Err(CliError::input(format!(
+            "{source}: experiment.mapper.strategy: unknown strategy `{}` (auto, exhaustive, random, greedy, milp)",
+            spec.mapper.strategy
+        )));
+    }
+    if !["latency", "energy", "edp"].contains(&spec.mapper.objective.as_str()) {
+        return Err(CliError::input(format!(
+            "{source}: experiment.mapper.objective: unknown objective `{}` (latency, energy, edp)",
+            spec.mapper.objective
+        )));
+    }
+    if spec.mapper.samples == 0 || spec.mapper.milp_seconds.is_nan() || spec.mapper.milp_seconds <= 0.0 {
+        return Err(CliError::input(format!("{source}: experiment.mapper: samples and milp_seconds must be positive")));
+    }
     for (axis, values) in &spec.sweep {
         if values.is_empty() {
             return Err(CliError::input(format!(

@@ -158,7 +158,14 @@ type LinearKey = (String, u64, u64, u64);
 type LinearCost = (f64, f64, u64, f64);
 
 /// (seconds, joules, DRAM bytes, 2D busy seconds) of an M×K·K×N GEMM mapped by the mapper.
-fn linear(arch: &Arch, m: u64, k: u64, n: u64, cache: &LinearCache) -> CliResult<LinearCost> {
+fn linear(
+    arch: &Arch,
+    m: u64,
+    k: u64,
+    n: u64,
+    cache: &LinearCache,
+    settings: &crate::experiment::MapperSpec,
+) -> CliResult<LinearCost> {
     let key = (arch.name.clone(), m, k, n);
     if let Some(v) = cache.0.lock().expect("lock").get(&key) {
         return Ok(*v);
@@ -171,12 +178,9 @@ fn linear(arch: &Arch, m: u64, k: u64, n: u64, cache: &LinearCache) -> CliResult
         .map_err(|e| CliError::input(format!("linear layer: {e}")))?;
     let unit = arch.unit_id("pe2d").ok_or_else(|| CliError::input(format!("{} has no `pe2d` array", arch.name)))?;
     let space = Mapspace::new(&c, 0, arch, unit, false);
-    let cost = |nest: &strata_mappings::EinsumNest| {
-        let q = quick(arch, &c, nest);
-        q.fits.then_some(q.cycles * q.energy_pj)
-    };
+    let cost = |nest: &strata_mappings::EinsumNest| systems::objective(arch, &c, nest, settings);
     let (nest, _) = space
-        .search(systems::strategy(&space), &cost)
+        .search(systems::strategy(&space, settings), &cost)
         .ok_or_else(|| CliError::input(format!("no mapping of a {m}×{k}×{n} GEMM fits {}", arch.name)))?;
     let q = quick(arch, &c, &nest);
     let counts = strata_sim::count(&c, &nest);
@@ -207,7 +211,7 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
         elem_bytes: m.bytes_per_element,
     };
     let c = shape.cascade_spec("attention", "").build().map_err(|e| CliError::input(format!("attention: {e}")))?;
-    let mapped = systems::map_attention(&system.attention, &c, &arch)?;
+    let mapped = systems::map_attention(&system.attention, &c, &arch, &spec.mapper)?;
     let ev = &mapped.eval;
     let att_s = ev.seconds;
     let (u2, u1) = (unit_util(ev, "pe2d"), unit_util(ev, "pe1d"));
@@ -221,7 +225,7 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
     shapes.push((m.ffn_dim, m.d_model));
     let (mut lin_s, mut lin_j, mut lin_b, mut lin_busy) = (0.0, 0.0, 0u64, 0.0);
     for (k, n) in shapes {
-        let (s, j, b, busy) = linear(&arch, tokens, k, n, cache)?;
+        let (s, j, b, busy) = linear(&arch, tokens, k, n, cache, &spec.mapper)?;
         lin_s += s;
         lin_j += j;
         lin_b += b;

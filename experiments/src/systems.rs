@@ -13,7 +13,7 @@
 //! - `unfused`: every Einsum of the 3-pass cascade on its own, mapped by the mapper, with the
 //!   intermediates going through DRAM.
 //!
-//! Linear layers are mapped by the mapper (exhaustive over its mapspace, objective EDP).
+//! Linear layers are mapped by the mapper with the experiment's strategy and objective.
 
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
@@ -23,6 +23,7 @@ use strata_sim::{Evaluation, evaluate, quick};
 use strata_workloads::Cascade;
 
 use crate::error::{CliError, CliResult};
+use crate::experiment::MapperSpec;
 
 /// Attention mapping families, by the name experiment files use.
 pub const FAMILIES: [&str; 5] = ["fusemax", "fusemax-sequential", "cascade", "flat", "unfused"];
@@ -194,7 +195,7 @@ fn array(arch: &Arch) -> CliResult<(u64, u64)> {
 }
 
 /// Maps attention with a family; errors when nothing fits (a capacity violation is bad input here).
-pub fn map_attention(family: &str, c: &Cascade, arch: &Arch) -> CliResult<Mapped> {
+pub fn map_attention(family: &str, c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<Mapped> {
     let (p0_max, m0) = array(arch)?;
     let p = c.rank(c.rank_id("p").expect("attention has p")).size;
     let p0 = p0_max.min(p);
@@ -238,7 +239,7 @@ pub fn map_attention(family: &str, c: &Cascade, arch: &Arch) -> CliResult<Mapped
             best.ok_or_else(fail)
         }
         "unfused" => {
-            let spec = map_each(c, arch)?;
+            let spec = map_each(c, arch, m)?;
             let mapping =
                 CascadeMapping::resolve(&spec, c, arch).map_err(|e| CliError::input(format!("unfused: {e}")))?;
             let eval = evaluate(arch, c, &mapping);
@@ -250,17 +251,34 @@ pub fn map_attention(family: &str, c: &Cascade, arch: &Arch) -> CliResult<Mapped
     }
 }
 
-/// Exhaustive search for spaces up to 20k points, seeded sampling of 20k points above that
-/// (deterministic for a seed, whatever the thread count).
-pub fn strategy(space: &Mapspace<'_>) -> Strategy {
-    const BUDGET: usize = 20_000;
-    if space.size() <= BUDGET as u128 { Strategy::Exhaustive } else { Strategy::Random { samples: BUDGET, seed: 1 } }
+/// The mapper's strategy for a space under the experiment's settings: `auto` searches spaces
+/// of up to `samples` points exhaustively and samples larger ones (seeded, so deterministic
+/// whatever the thread count).
+pub fn strategy(space: &Mapspace<'_>, m: &MapperSpec) -> Strategy {
+    match m.strategy.as_str() {
+        "exhaustive" => Strategy::Exhaustive,
+        "random" => Strategy::Random { samples: m.samples, seed: m.seed },
+        "greedy" => Strategy::Greedy,
+        "milp" => Strategy::Milp { seconds: m.milp_seconds },
+        _ if space.size() <= m.samples as u128 => Strategy::Exhaustive,
+        _ => Strategy::Random { samples: m.samples, seed: m.seed },
+    }
+}
+
+/// The mapper's objective for a nest under the experiment's settings; `None` if it does not fit.
+pub fn objective(arch: &Arch, c: &Cascade, nest: &strata_mappings::EinsumNest, m: &MapperSpec) -> Option<f64> {
+    let q = quick(arch, c, nest);
+    q.fits.then_some(match m.objective.as_str() {
+        "latency" => q.cycles,
+        "energy" => q.energy_pj,
+        _ => q.cycles * q.energy_pj,
+    })
 }
 
 /// Maps every Einsum of a cascade on its own with the mapper: contractions on the 2D array,
 /// the rest on the 1D array (when there is one), everything kept at every level, so
 /// intermediates round-trip through the outermost level. Objective: energy-delay product.
-pub fn map_each(c: &Cascade, arch: &Arch) -> CliResult<MappingSpec> {
+pub fn map_each(c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<MappingSpec> {
     let two_d = arch.unit_id("pe2d").ok_or_else(|| CliError::input(format!("{} has no `pe2d` array", arch.name)))?;
     let one_d = arch.unit_id("pe1d").unwrap_or(two_d);
     let mut einsums = Vec::new();
@@ -268,12 +286,9 @@ pub fn map_each(c: &Cascade, arch: &Arch) -> CliResult<MappingSpec> {
         let contraction = e.map == strata_workloads::MapOp::Mul && !e.reduced_ranks().is_empty();
         let unit = if contraction { two_d } else { one_d };
         let space = Mapspace::new(c, i, arch, unit, false);
-        let cost = |n: &strata_mappings::EinsumNest| {
-            let q = quick(arch, c, n);
-            q.fits.then_some(q.cycles * q.energy_pj)
-        };
+        let cost = |n: &strata_mappings::EinsumNest| objective(arch, c, n, m);
         let (nest, _) = space
-            .search(strategy(&space), &cost)
+            .search(strategy(&space, m), &cost)
             .ok_or_else(|| CliError::input(format!("no mapping of einsum {} fits {}", e.name, arch.name)))?;
         einsums.push(to_spec(c, arch, &nest));
     }

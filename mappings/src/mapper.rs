@@ -16,7 +16,7 @@ use crate::nest::{Dim, EinsumNest, Loop, Operand, point_ops};
 use crate::spec::{EinsumMappingSpec, LevelSpec};
 
 /// How the mapper walks the mapspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     /// Every point (after capacity pruning by the cost function).
     Exhaustive,
@@ -24,6 +24,9 @@ pub enum Strategy {
     Random { samples: usize, seed: u64 },
     /// Start from the first point and improve one decision at a time until nothing improves.
     Greedy,
+    /// For every spatial choice and root order, tile sizes at the level below the root from a
+    /// time-limited MILP ([`crate::milp`]), judged by the cost function.
+    Milp { seconds: f64 },
 }
 
 /// A point of the mapspace: per-decision choices, as indices into the option lists.
@@ -48,6 +51,8 @@ pub struct Mapspace<'a> {
     orders: Vec<Vec<RankId>>,
     /// The level whose spatial loops fan out over the array.
     fan_level: usize,
+    /// Elements the level below the root holds (per instance), for the MILP's budgets.
+    buffer_elements: Option<f64>,
 }
 
 fn divisors(n: u64) -> Vec<u64> {
@@ -131,7 +136,9 @@ impl<'a> Mapspace<'a> {
             }
         }
         let orders = permutations(&ranks);
-        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level }
+        let elem = c.tensor(e.output.tensor).elem_bytes as f64;
+        let buffer_elements = path.get(1).and_then(|l| arch.level(*l).capacity).map(|b| b.0 as f64 / elem);
+        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level, buffer_elements }
     }
 
     /// Number of points in the space.
@@ -270,6 +277,17 @@ impl<'a> Mapspace<'a> {
                     })
                     .reduce(|| None, better)
             }
+            Strategy::Milp { seconds } => {
+                let mut best = None;
+                for spatial in 0..self.spatial.len() {
+                    for order in 0..self.orders.len() {
+                        if let Some(ch) = self.milp_choice(spatial, order, seconds) {
+                            best = better(best, eval(self.choice_to_index(&ch)));
+                        }
+                    }
+                }
+                best
+            }
             Strategy::Greedy => {
                 let mut cur = (0..total.min(4096)).find_map(eval)?;
                 loop {
@@ -298,6 +316,66 @@ impl<'a> Mapspace<'a> {
         }?;
         let nest = self.nest(&self.index_to_choice(best.0)).expect("evaluated");
         Some((nest, best.1))
+    }
+
+    /// Tiles at the level below the root from the MILP for one spatial choice and root order;
+    /// deeper levels get tile 1. `None` when the MILP finds nothing.
+    fn milp_choice(&self, spatial: usize, order: usize, seconds: f64) -> Option<Choice> {
+        let capacity = self.buffer_elements?;
+        let n = self.ranks.len();
+        let mut rem: Vec<u64> = self.ranks.iter().map(|&r| self.c.rank(r).size).collect();
+        let mut spatial_log = vec![0.0f64; n];
+        for (r, f) in self.spatial[spatial].iter().flatten() {
+            let i = self.ranks.iter().position(|x| x == r)?;
+            if !rem[i].is_multiple_of(*f) {
+                return None;
+            }
+            rem[i] /= f;
+            spatial_log[i] = (*f as f64).log2();
+        }
+        let max_exp: Vec<u32> = rem.iter().map(|v| v.trailing_zeros()).collect();
+        let e = &self.c.einsums()[self.einsum];
+        let accesses: Vec<&strata_workloads::einsum::Access> = std::iter::once(&e.output).chain(&e.inputs).collect();
+        let depends = |a: &strata_workloads::einsum::Access, r: RankId| {
+            a.indices.iter().any(|ix| match *ix {
+                Index::Var(x) | Index::Next(x) => x == r,
+                Index::Joined { outer, inner, .. } => outer == r || inner == r,
+                Index::Last(_) => false,
+            })
+        };
+        let share = (capacity / accesses.len() as f64).log2();
+        let tensors = accesses
+            .iter()
+            .map(|a| {
+                let ranks: Vec<usize> = (0..n).filter(|&i| depends(a, self.ranks[i])).collect();
+                let budget = (share - ranks.iter().map(|&i| spatial_log[i]).sum::<f64>()).floor();
+                (ranks, budget)
+            })
+            .collect();
+        let ord = &self.orders[order];
+        let refetch = accesses
+            .iter()
+            .map(|a| {
+                let last = ord.iter().rposition(|&r| depends(a, r));
+                match last {
+                    Some(j) => ord[..j]
+                        .iter()
+                        .filter(|&&r| !depends(a, r))
+                        .map(|r| self.ranks.iter().position(|x| x == r).expect("rank"))
+                        .collect(),
+                    None => Vec::new(),
+                }
+            })
+            .collect();
+        let sol = crate::milp::TileProblem { max_exp, tensors, refetch }.solve(seconds)?;
+        let mut tiles = vec![0usize; self.tile_options.len()];
+        for (i, &x) in sol.exponents.iter().enumerate() {
+            // The largest offered tile not above 2^x (options ascend; index 0 is tile 1).
+            let want = 1u64 << x;
+            let opts = &self.tile_options[i];
+            tiles[i] = opts.iter().rposition(|&t| t <= want && rem[i].is_multiple_of(t)).unwrap_or(0);
+        }
+        Some(Choice { spatial, tiles, order })
     }
 
     /// (decision id, number of options): 0 spatial, 1 order, 2.. tiles.

@@ -83,3 +83,21 @@ fn exhaustive_search_is_deterministic_across_thread_counts() {
     assert_eq!(a.0, b.0);
     assert_eq!(a.1, b.1);
 }
+
+#[test]
+fn milp_tile_search_finds_a_feasible_mapping_no_better_than_exhaustive() {
+    let arch = fusemax();
+    for (m, n, k) in [(1024, 1024, 1024), (4096, 768, 3072), (65536, 768, 768)] {
+        let c = gemm(m, n, k);
+        let unit = arch.unit_id("pe2d").unwrap();
+        let cost = latency(&arch, &c);
+        let space = Mapspace::new(&c, 0, &arch, unit, true);
+        let best = space.search(Strategy::Exhaustive, &cost).unwrap().1;
+        let (nest, milp) = space.search(Strategy::Milp { seconds: 1.0 }, &cost).unwrap();
+        assert!(quick(&arch, &c, &nest).fits);
+        assert!(milp >= best, "{milp} < {best}");
+        eprintln!("{m}×{n}×{k}: MILP {milp} cycles, exhaustive {best} cycles ({:.3}×)", milp / best);
+        // The proxy objective is only a proxy; it should still land within 2× of the optimum.
+        assert!(milp <= 2.0 * best, "{m}×{n}×{k}: MILP {milp} vs exhaustive {best}");
+    }
+}
