@@ -7,36 +7,24 @@ use serde_json::json;
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
 use strata_sim::{Evaluation, evaluate};
-use strata_workloads::{Cascade, Phase, PhaseKind, WorkloadSpec};
+use strata_workloads::{Cascade, WorkloadSpec};
 
 use crate::error::{CliError, CliResult};
-use crate::load;
+use crate::load::{self, Shape};
 use crate::table::{Table, binary, si};
 
 pub struct EvalArgs {
     pub arch: Option<String>,
     pub workload: Option<String>,
     pub mapping: String,
-    pub phase: Option<PhaseKind>,
-    pub seq: Option<u64>,
-    pub batch: Option<u64>,
-    pub passes: Option<u8>,
+    pub shape: Shape,
     pub json: bool,
 }
 
 impl EvalArgs {
     /// No overrides: the workload as its preset or file says.
     pub fn defaults() -> Self {
-        EvalArgs {
-            arch: None,
-            workload: None,
-            mapping: String::new(),
-            phase: None,
-            seq: None,
-            batch: None,
-            passes: None,
-            json: false,
-        }
+        EvalArgs { arch: None, workload: None, mapping: String::new(), shape: Shape::default(), json: false }
     }
 }
 
@@ -64,23 +52,11 @@ pub fn cascade(arg: &str, a: &EvalArgs) -> CliResult<Cascade> {
     match &loaded.spec {
         WorkloadSpec::Model(m) => {
             let model = m.build().map_err(err)?;
-            let phase = Phase::new(a.phase.unwrap_or(PhaseKind::Prefill), a.seq.unwrap_or(2048));
-            Ok(model.workload(phase, a.batch.unwrap_or(1), a.passes.unwrap_or(1)).map_err(err)?.layer)
+            let (phase, batch, passes) = a.shape.model();
+            Ok(model.workload(phase, batch, passes).map_err(err)?.layer)
         }
         WorkloadSpec::Attention(s) => {
-            let mut s = s.clone();
-            if let Some(p) = a.phase {
-                s.phase = p;
-            }
-            if let Some(v) = a.seq {
-                s.seq = v as i64;
-            }
-            if let Some(v) = a.batch {
-                s.batch = v as i64;
-            }
-            if let Some(v) = a.passes {
-                s.passes = i64::from(v);
-            }
+            let s = a.shape.attention(s);
             s.shape().and_then(|sh| sh.cascade_spec(&s.name, &s.description).build()).map_err(err)
         }
         WorkloadSpec::Cascade(c) => c.build().map_err(err),

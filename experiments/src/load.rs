@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use strata_workloads::presets::{self, PRESETS};
-use strata_workloads::{ModelSpec, WorkloadSpec};
+use strata_workloads::{AttentionSpec, ModelSpec, Phase, PhaseKind, WorkloadSpec};
 
 use crate::error::{CliError, CliResult};
 
@@ -46,4 +46,67 @@ pub fn file(path: &Path) -> CliResult<Loaded> {
     };
     let spec = spec.map_err(|e| CliError::spec(&source, &e))?;
     Ok(Loaded { spec, source })
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PhaseArg {
+    Prefill,
+    Decode,
+}
+
+/// Shape overrides for models and attention workloads, shared by the commands that take them.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Shape {
+    /// Prefill a prompt, or decode one token against a KV cache (models and attention).
+    #[arg(long, value_enum)]
+    pub phase: Option<PhaseArg>,
+    /// Prompt length (prefill) or context length (decode); models default to 2048.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seq: Option<u64>,
+    /// Sequences per batch; models default to 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Attention cascade: 1-, 2- or 3-pass (models default to 1).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub passes: Option<u8>,
+}
+
+/// Prompt or context length models are lowered for when `--seq` is not given.
+const DEFAULT_SEQ: u64 = 2048;
+
+impl Shape {
+    pub fn is_set(&self) -> bool {
+        self.phase.is_some() || self.seq.is_some() || self.batch.is_some() || self.passes.is_some()
+    }
+
+    fn kind(&self) -> Option<PhaseKind> {
+        self.phase.map(|p| match p {
+            PhaseArg::Prefill => PhaseKind::Prefill,
+            PhaseArg::Decode => PhaseKind::Decode,
+        })
+    }
+
+    /// An attention spec with the overrides applied.
+    pub fn attention(&self, a: &AttentionSpec) -> AttentionSpec {
+        let mut a = a.clone();
+        if let Some(p) = self.kind() {
+            a.phase = p;
+        }
+        if let Some(s) = self.seq {
+            a.seq = s as i64;
+        }
+        if let Some(b) = self.batch {
+            a.batch = b as i64;
+        }
+        if let Some(p) = self.passes {
+            a.passes = i64::from(p);
+        }
+        a
+    }
+
+    /// (phase, batch, passes) a model is lowered for.
+    pub fn model(&self) -> (Phase, u64, u8) {
+        let phase = Phase::new(self.kind().unwrap_or(PhaseKind::Prefill), self.seq.unwrap_or(DEFAULT_SEQ));
+        (phase, self.batch.unwrap_or(1), self.passes.unwrap_or(1))
+    }
 }

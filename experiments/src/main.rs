@@ -15,8 +15,7 @@ mod table;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use strata_workloads::PhaseKind;
+use clap::{Parser, Subcommand};
 
 use crate::error::CliResult;
 
@@ -58,14 +57,8 @@ enum Command {
         /// Mapping preset or file.
         #[arg(long)]
         mapping: String,
-        #[arg(long, value_enum)]
-        phase: Option<PhaseArg>,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        seq: Option<u64>,
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        batch: Option<u64>,
-        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
-        passes: Option<u8>,
+        #[command(flatten)]
+        shape: load::Shape,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -89,18 +82,8 @@ enum WorkloadCommand {
     Show {
         /// A preset name (see `strata list`) or a file.
         workload: String,
-        /// Prefill a prompt, or decode one token against a KV cache (models and attention).
-        #[arg(long, value_enum)]
-        phase: Option<PhaseArg>,
-        /// Prompt length (prefill) or context length (decode); models default to 2048.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        seq: Option<u64>,
-        /// Sequences per batch; models default to 1.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        batch: Option<u64>,
-        /// Attention cascade: 1-, 2- or 3-pass (models default to 1).
-        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
-        passes: Option<u8>,
+        #[command(flatten)]
+        shape: load::Shape,
         /// Mask attention causally (attention and cascade files).
         #[arg(long)]
         causal: bool,
@@ -108,21 +91,6 @@ enum WorkloadCommand {
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = show::parse_set)]
         set: Vec<(String, i64)>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PhaseArg {
-    Prefill,
-    Decode,
-}
-
-impl PhaseArg {
-    fn kind(self) -> PhaseKind {
-        match self {
-            PhaseArg::Prefill => PhaseKind::Prefill,
-            PhaseArg::Decode => PhaseKind::Decode,
-        }
-    }
 }
 
 fn run(cli: Cli) -> CliResult<String> {
@@ -143,20 +111,12 @@ fn run(cli: Cli) -> CliResult<String> {
             }
         }
         Command::Bench { seconds } => bench::run(seconds),
-        Command::Eval { arch, workload, mapping, phase, seq, batch, passes, json } => eval::run(&eval::EvalArgs {
-            arch,
-            workload,
-            mapping,
-            phase: phase.map(PhaseArg::kind),
-            seq,
-            batch,
-            passes,
-            json,
-        }),
-        Command::Workload { command: WorkloadCommand::Show { workload, phase, seq, batch, passes, causal, set } } => {
+        Command::Eval { arch, workload, mapping, shape, json } => {
+            eval::run(&eval::EvalArgs { arch, workload, mapping, shape, json })
+        }
+        Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;
-            let phase = phase.map(PhaseArg::kind);
-            show::show(&loaded, &show::ShowArgs { phase, seq, batch, passes, causal, set })
+            show::show(&loaded, &show::ShowArgs { shape, causal, set })
         }
     }
 }

@@ -110,74 +110,51 @@ where
             String::new()
         }
     };
+    let floor = if log { min.max(1e-12) } else { 0.0 };
+    macro_rules! body {
+        ($c:expr, $fmt:expr) => {{
+            let mut c = $c;
+            c.configure_mesh()
+                .x_desc("model and sequence length")
+                .y_desc(ylabel)
+                .x_labels(groups.len())
+                .x_label_formatter(&label_of)
+                .x_label_style(("sans-serif", 12))
+                .y_label_formatter($fmt)
+                .y_label_style(("sans-serif", 14))
+                .disable_x_mesh()
+                .draw()
+                .map_err(e)?;
+            for (k, (name, vals)) in series.iter().enumerate() {
+                let color = COLORS[k % COLORS.len()];
+                let off = -0.4 + width * k as f64;
+                c.draw_series(vals.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > floor).map(|(i, &v)| {
+                    Rectangle::new([(i as f64 + off, floor), (i as f64 + off + width, v)], color.filled())
+                }))
+                .map_err(e)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            }
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()
+                .map_err(e)?;
+        }};
+    }
     if log {
-        let mut c = chart
-            .build_cartesian_2d(-0.5..n - 0.5, (min.max(1e-12)..(max * 4.0).max(min * 10.0)).log_scale())
-            .map_err(e)?;
-        c.configure_mesh()
-            .x_desc("model and sequence length")
-            .y_desc(ylabel)
-            .x_labels(groups.len())
-            .x_label_formatter(&label_of)
-            .x_label_style(("sans-serif", 12))
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .y_label_style(("sans-serif", 14))
-            .disable_x_mesh()
-            .draw()
-            .map_err(e)?;
-        for (k, (name, vals)) in series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
-            let off = -0.4 + width * k as f64;
-            c.draw_series(vals.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(i, &v)| {
-                Rectangle::new([(i as f64 + off, min.max(1e-12)), (i as f64 + off + width, v)], color.filled())
-            }))
-            .map_err(e)?
-            .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        body!(
+            chart.build_cartesian_2d(-0.5..n - 0.5, (floor..(max * 4.0).max(min * 10.0)).log_scale()).map_err(e)?,
+            &|v: &f64| format!("{v:.0e}")
+        );
     } else {
-        let mut c = chart.build_cartesian_2d(-0.5..n - 0.5, 0.0..max.max(1e-12)).map_err(e)?;
-        c.configure_mesh()
-            .x_desc("model and sequence length")
-            .y_desc(ylabel)
-            .x_labels(groups.len())
-            .x_label_formatter(&label_of)
-            .x_label_style(("sans-serif", 12))
-            .y_label_style(("sans-serif", 14))
-            .disable_x_mesh()
-            .draw()
-            .map_err(e)?;
-        for (k, (name, vals)) in series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
-            let off = -0.4 + width * k as f64;
-            c.draw_series(
-                vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, &v)| {
-                    Rectangle::new([(i as f64 + off, 0.0), (i as f64 + off + width, v)], color.filled())
-                }),
-            )
-            .map_err(e)?
-            .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        body!(chart.build_cartesian_2d(-0.5..n - 0.5, 0.0..max.max(1e-12)).map_err(e)?, &|v: &f64| format!("{v:.1}"));
     }
     Ok(())
 }
 
-/// Lines over N (log x) for one model, one series per (system, label).
 /// `series`: (label, points, thin, colour index).
 fn lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,

@@ -2,25 +2,19 @@
 
 use std::fmt::Write;
 
-use strata_workloads::{Cascade, CascadeSpec, Model, Phase, PhaseKind, Role, WorkloadSpec};
+use strata_workloads::{Cascade, CascadeSpec, Model, Phase, Role, WorkloadSpec};
 
 use crate::error::{CliError, CliResult};
-use crate::load::Loaded;
+use crate::load::{Loaded, Shape};
 use crate::table::{Table, binary, bytes, si};
 
 /// Overrides given on the command line.
 pub struct ShowArgs {
-    pub phase: Option<PhaseKind>,
-    pub seq: Option<u64>,
-    pub batch: Option<u64>,
-    pub passes: Option<u8>,
+    pub shape: Shape,
     pub causal: bool,
     /// `NAME=VALUE` parameter overrides for cascade files.
     pub set: Vec<(String, i64)>,
 }
-
-/// Default prompt or context length for models when `--seq` is not given.
-const DEFAULT_SEQ: u64 = 2048;
 
 pub fn show(loaded: &Loaded, args: &ShowArgs) -> CliResult<String> {
     let src = &loaded.source;
@@ -29,26 +23,13 @@ pub fn show(loaded: &Loaded, args: &ShowArgs) -> CliResult<String> {
         WorkloadSpec::Model(m) => {
             reject_set(args)?;
             let model = m.build().map_err(spec_err)?;
-            let phase = Phase::new(args.phase.unwrap_or(PhaseKind::Prefill), args.seq.unwrap_or(DEFAULT_SEQ));
-            let passes = args.passes.unwrap_or(1);
-            let w = model.workload(phase, args.batch.unwrap_or(1), passes).map_err(spec_err)?;
+            let (phase, batch, passes) = args.shape.model();
+            let w = model.workload(phase, batch, passes).map_err(spec_err)?;
             Ok(render_model(&model, &w, passes))
         }
         WorkloadSpec::Attention(a) => {
             reject_set(args)?;
-            let mut a = a.clone();
-            if let Some(p) = args.phase {
-                a.phase = p;
-            }
-            if let Some(s) = args.seq {
-                a.seq = s as i64;
-            }
-            if let Some(b) = args.batch {
-                a.batch = b as i64;
-            }
-            if let Some(p) = args.passes {
-                a.passes = i64::from(p);
-            }
+            let mut a = args.shape.attention(a);
             a.causal |= args.causal;
             let shape = a.shape().map_err(spec_err)?;
             let cascade = shape.cascade_spec(&a.name, &a.description).build().map_err(spec_err)?;
@@ -68,7 +49,7 @@ pub fn show(loaded: &Loaded, args: &ShowArgs) -> CliResult<String> {
             Ok(out)
         }
         WorkloadSpec::Cascade(c) => {
-            if args.phase.is_some() || args.seq.is_some() || args.batch.is_some() || args.passes.is_some() {
+            if args.shape.is_set() {
                 return Err(CliError::input(format!(
                     "{src}: --phase, --seq, --batch and --passes apply to models and attention; set cascade parameters with --set NAME=VALUE"
                 )));

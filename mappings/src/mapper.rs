@@ -10,7 +10,7 @@
 
 use strata_arch::{Arch, UnitId};
 use strata_workloads::Cascade;
-use strata_workloads::einsum::{Index, RankId};
+use strata_workloads::einsum::RankId;
 
 use crate::nest::{Dim, EinsumNest, Loop, Operand, point_ops};
 use crate::spec::{EinsumMappingSpec, LevelSpec};
@@ -212,23 +212,13 @@ impl<'a> Mapspace<'a> {
         }
         let accesses = std::iter::once((&e.output, true)).chain(e.inputs.iter().map(|a| (a, false)));
         let operands = accesses
-            .map(|(a, is_output)| {
-                let mut ranks = Vec::new();
-                for ix in &a.indices {
-                    match *ix {
-                        Index::Var(r) | Index::Next(r) => ranks.push(r),
-                        Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
-                        Index::Last(_) => {}
-                    }
-                }
-                Operand {
-                    tensor: a.tensor,
-                    ranks,
-                    keep: vec![true; n_levels],
-                    is_output,
-                    elem_bytes: self.c.tensor(a.tensor).elem_bytes,
-                    barrier: 0,
-                }
+            .map(|(a, is_output)| Operand {
+                tensor: a.tensor,
+                ranks: a.ranks(),
+                keep: vec![true; n_levels],
+                is_output,
+                elem_bytes: self.c.tensor(a.tensor).elem_bytes,
+                barrier: 0,
             })
             .collect();
         Some(EinsumNest {
@@ -336,13 +326,7 @@ impl<'a> Mapspace<'a> {
         let max_exp: Vec<u32> = rem.iter().map(|v| v.trailing_zeros()).collect();
         let e = &self.c.einsums()[self.einsum];
         let accesses: Vec<&strata_workloads::einsum::Access> = std::iter::once(&e.output).chain(&e.inputs).collect();
-        let depends = |a: &strata_workloads::einsum::Access, r: RankId| {
-            a.indices.iter().any(|ix| match *ix {
-                Index::Var(x) | Index::Next(x) => x == r,
-                Index::Joined { outer, inner, .. } => outer == r || inner == r,
-                Index::Last(_) => false,
-            })
-        };
+        let depends = |a: &strata_workloads::einsum::Access, r: RankId| a.ranks().contains(&r);
         let share = (capacity / accesses.len() as f64).log2();
         let tensors = accesses
             .iter()

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use strata_arch::Arch;
-use strata_workloads::einsum::{Cascade, Index, RankId};
+use strata_workloads::einsum::{Cascade, RankId};
 
 use crate::nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, point_ops};
 use crate::spec::{EinsumMappingSpec, GroupSpec, MappingFile, MappingSpec};
@@ -403,14 +403,7 @@ fn resolve_einsum(
     let mut operands = Vec::new();
     for (a, is_output) in accesses {
         let t = c.tensor(a.tensor);
-        let mut ranks = Vec::new();
-        for ix in &a.indices {
-            match *ix {
-                Index::Var(r) | Index::Next(r) => ranks.push(r),
-                Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
-                Index::Last(_) => {}
-            }
-        }
+        let ranks = a.ranks();
         let kept: Vec<bool> = keep
             .iter()
             .map(|k| match k {

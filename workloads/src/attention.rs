@@ -5,8 +5,6 @@
 //! Grouped-query attention indexes the query side by `(g, r)` (kv group, member) and the key
 //! and value side by `g` alone; multi-head attention uses a single head rank `h`.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use crate::cascade::{CascadeSpec, EinsumSpec, PartitionSpec, Size, TensorSpec};
@@ -183,17 +181,7 @@ impl AttentionShape {
 
     /// A standalone cascade of this attention.
     pub fn cascade_spec(&self, name: &str, description: &str) -> CascadeSpec {
-        let mut spec = CascadeSpec {
-            name: name.into(),
-            description: description.into(),
-            elem_bytes: self.elem_bytes as i64,
-            causal: false,
-            params: BTreeMap::new(),
-            ranks: BTreeMap::new(),
-            partitions: BTreeMap::new(),
-            tensors: BTreeMap::new(),
-            einsums: Vec::new(),
-        };
+        let mut spec = CascadeSpec::new(name, description, self.elem_bytes);
         self.add_to(&mut spec, AttentionIo::default());
         spec
     }

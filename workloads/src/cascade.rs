@@ -122,6 +122,21 @@ impl EinsumSpec {
 }
 
 impl CascadeSpec {
+    /// An empty cascade to fill programmatically (the attention generator, the layer builder).
+    pub fn new(name: impl Into<String>, description: impl Into<String>, elem_bytes: u64) -> Self {
+        CascadeSpec {
+            name: name.into(),
+            description: description.into(),
+            elem_bytes: elem_bytes as i64,
+            causal: false,
+            params: BTreeMap::new(),
+            ranks: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            tensors: BTreeMap::new(),
+            einsums: Vec::new(),
+        }
+    }
+
     /// Parses the TOML text of a cascade file.
     pub fn from_toml(text: &str) -> SpecResult<Self> {
         crate::toml_doc::from_toml::<CascadeFile>(text).map(|f| f.cascade)

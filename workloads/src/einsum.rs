@@ -123,6 +123,22 @@ pub struct Access {
     pub indices: Vec<Index>,
 }
 
+impl Access {
+    /// The iteration ranks the accessed element depends on (both halves of a partition index;
+    /// `last(r)` depends on none).
+    pub fn ranks(&self) -> Vec<RankId> {
+        let mut ranks = Vec::new();
+        for ix in &self.indices {
+            match *ix {
+                Index::Var(r) | Index::Next(r) => ranks.push(r),
+                Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
+                Index::Last(_) => {}
+            }
+        }
+        ranks
+    }
+}
+
 /// What a tensor is for; decides how it is counted (weights, KV cache) and where it comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,8 +5,6 @@
 //! operations and bytes at the sizes Strata studies, and leaving them out keeps each Einsum
 //! one a reader can match with the papers. Residual additions are kept.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use crate::attention::{AttentionIo, AttentionShape};
@@ -276,23 +274,9 @@ impl Model {
         }
     }
 
-    fn empty_spec(&self, name: String) -> CascadeSpec {
-        CascadeSpec {
-            name,
-            description: String::new(),
-            elem_bytes: self.bytes_per_element as i64,
-            causal: false,
-            params: BTreeMap::new(),
-            ranks: BTreeMap::new(),
-            partitions: BTreeMap::new(),
-            tensors: BTreeMap::new(),
-            einsums: Vec::new(),
-        }
-    }
-
     /// One transformer layer for a phase, with attention as a `passes`-pass cascade.
     pub fn layer_spec(&self, phase: Phase, batch: u64, passes: u8, block: u64) -> CascadeSpec {
-        let mut spec = self.empty_spec(format!("{}-layer-{}", self.name, phase.name()));
+        let mut spec = CascadeSpec::new(format!("{}-layer-{}", self.name, phase.name()), "", self.bytes_per_element);
         spec.description = format!("one {} layer, {}, batch {batch}", self.name, phase.name());
         spec.params.insert("D".into(), self.d_model as i64);
         spec.params.insert("S".into(), self.ffn_dim as i64);
@@ -341,7 +325,7 @@ impl Model {
 
     /// The LM head: logits of the last position of each sequence (what generation needs).
     pub fn lm_head_spec(&self, batch: u64) -> CascadeSpec {
-        let mut spec = self.empty_spec(format!("{}-lm-head", self.name));
+        let mut spec = CascadeSpec::new(format!("{}-lm-head", self.name), "", self.bytes_per_element);
         spec.description = format!("logits of the last token, batch {batch}");
         for (rank, param, v) in [("b", "B", batch), ("d", "D", self.d_model), ("v", "VOCAB", self.vocab)] {
             spec.params.insert(param.into(), v as i64);
