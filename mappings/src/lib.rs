@@ -13,7 +13,7 @@ pub mod presets;
 pub mod resolve;
 pub mod spec;
 
-pub use nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, point_ops};
+pub use nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, SharedRead, point_ops};
 pub use spec::{MappingSpec, Pipelining};
 pub use strata_workloads::{SpecError, SpecResult};
 

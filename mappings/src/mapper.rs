@@ -219,6 +219,7 @@ impl<'a> Mapspace<'a> {
                 is_output,
                 elem_bytes: self.c.tensor(a.tensor).elem_bytes,
                 barrier: 0,
+                shared: None,
             })
             .collect();
         Some(EinsumNest {

@@ -48,6 +48,18 @@ pub struct Operand {
     /// those of the groups it shares with its producer, which writes it anew each step (for the
     /// output, every group loop). Data not yet produced cannot be held across steps.
     pub barrier: usize,
+    /// A tile this operand reads from a group's shared buffer.
+    pub shared: Option<SharedRead>,
+}
+
+/// An operand read through a group's shared buffer at `level`: the buffer is loaded once per
+/// step of the nest's first `steps` loops (the group's loops), and only the group's first
+/// reader in execution order pays the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedRead {
+    pub level: usize,
+    pub steps: usize,
+    pub first: bool,
 }
 
 impl Operand {

@@ -109,6 +109,7 @@ impl CascadeMapping {
         let mut schedule = schedule;
         fill_group_prefixes(&mut schedule, spec, c, &prefix_bounds, 0);
         fill_barriers(&mut nests, c, &schedule, spec, &prefix_bounds);
+        fill_shared(&mut nests, c, arch, &schedule, spec, &prefix_bounds)?;
         check_prefix_agreement(&schedule, &nests, c, spec)?;
         check_homes(&nests, c, arch, &schedule, spec)?;
         check_recurrences(&nests, c, &schedule, spec)?;
@@ -418,7 +419,15 @@ fn resolve_einsum(
                 format!("tensor `{}` is kept at no level of einsum `{}`", t.name, e.name),
             ));
         }
-        operands.push(Operand { tensor: a.tensor, ranks, keep: kept, is_output, elem_bytes: t.elem_bytes, barrier: 0 });
+        operands.push(Operand {
+            tensor: a.tensor,
+            ranks,
+            keep: kept,
+            is_output,
+            elem_bytes: t.elem_bytes,
+            barrier: 0,
+            shared: None,
+        });
     }
     for (lv, k) in keep.iter().enumerate() {
         if let Some((list, _)) = k {
@@ -463,6 +472,101 @@ fn fill_barriers(nests: &mut [EinsumNest], c: &Cascade, schedule: &[Node], spec:
             nests[e].operands[oi].barrier = kept_per_group[..shared].iter().sum();
         }
     }
+}
+
+/// Marks the operands that read a group's shared buffers, checking that sharing is sound: the
+/// tensor comes from outside the group, every member that reads it reads it the same way and
+/// keeps it at the level, nothing above the level but the group's loops changes its tile, and
+/// the level has one instance per group step (no fan-out above it).
+fn fill_shared(
+    nests: &mut [EinsumNest],
+    c: &Cascade,
+    arch: &Arch,
+    schedule: &[Node],
+    spec: &MappingSpec,
+    bounds: &[Vec<u64>],
+) -> SpecResult<()> {
+    for (gi, g) in spec.groups.iter().enumerate() {
+        for (k, text) in g.shared.iter().enumerate() {
+            let path = format!("mapping.groups[{gi}].shared[{k}]");
+            let (tname, lname) = text
+                .split_once('@')
+                .ok_or_else(|| SpecError::new(&path, format!("`{text}`: write `Tensor@Level`")))?;
+            let tensor = c
+                .tensor_id(tname.trim())
+                .ok_or_else(|| SpecError::new(&path, format!("unknown tensor `{}`", tname.trim())))?;
+            let members: Vec<usize> = {
+                let node = find_group(schedule, &g.name).expect("group exists");
+                node.einsums()
+            };
+            if c.producer(tensor).is_some_and(|p| members.contains(&p)) {
+                return Err(SpecError::new(&path, format!("`{tname}` is produced inside the group; keep it at a level instead")));
+            }
+            let readers: Vec<usize> =
+                members.iter().copied().filter(|&e| c.einsums()[e].inputs.iter().any(|a| a.tensor == tensor)).collect();
+            if readers.is_empty() {
+                return Err(SpecError::new(&path, format!("no member of `{}` reads `{tname}`", g.name)));
+            }
+            let first_access = c.einsums()[readers[0]].inputs.iter().find(|a| a.tensor == tensor).expect("reader").indices.clone();
+            for (n, &e) in readers.iter().enumerate() {
+                let chain = enclosing_groups(schedule, e);
+                let depth = chain.iter().position(|x| x == &g.name).expect("member of the group") + 1;
+                // Loops of this group and its ancestors that survived (bound > 1).
+                let mut at = 0;
+                let mut steps = 0;
+                for name in &chain[..depth] {
+                    let len = spec.groups.iter().find(|x| &x.name == name).map_or(0, |x| x.prefix.len());
+                    steps += bounds[e][at..at + len].iter().filter(|&&b| b > 1).count();
+                    at += len;
+                }
+                let nest = &mut nests[e];
+                let level = nest.path.iter().position(|l| arch.level(*l).name == lname.trim()).ok_or_else(|| {
+                    SpecError::new(&path, format!("level `{}` is not on the path of `{}`", lname.trim(), c.einsums()[e].name))
+                })?;
+                for oi in 1..nest.operands.len() {
+                    if nest.operands[oi].tensor != tensor {
+                        continue;
+                    }
+                    if c.einsums()[e].inputs[oi - 1].indices != first_access {
+                        return Err(SpecError::new(&path, format!("members read `{tname}` at different elements; they cannot share")));
+                    }
+                    let o = &nest.operands[oi];
+                    if !o.keep[level] || o.home() >= level || o.parent_of(level) != Some(o.home()) {
+                        return Err(SpecError::new(
+                            &path,
+                            format!(
+                                "`{}` must keep `{tname}` at `{}` and at no level between it and where it lives",
+                                c.einsums()[e].name,
+                                lname.trim()
+                            ),
+                        ));
+                    }
+                    let bad = nest.loops[steps..].iter().find(|l| l.level < level && (l.is_spatial() || o.ranks.contains(&l.rank)));
+                    if let Some(l) = bad {
+                        return Err(SpecError::new(
+                            &path,
+                            format!(
+                                "`{}` loops over `{}` above `{}`; a shared tile may change only with the group's loops",
+                                c.einsums()[e].name,
+                                c.rank(l.rank).name,
+                                lname.trim()
+                            ),
+                        ));
+                    }
+                    nest.operands[oi].shared = Some(crate::nest::SharedRead { level, steps, first: n == 0 });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find_group(nodes: &[Node], name: &str) -> Option<Node> {
+    nodes.iter().find_map(|n| match n {
+        Node::Group(g) if g.name == name => Some(n.clone()),
+        Node::Group(g) => find_group(&g.members, name),
+        Node::Einsum(_) => None,
+    })
 }
 
 /// Gives each group its shared loops, resolved (a `*` resolves the same for every member).

@@ -78,4 +78,8 @@ pub struct GroupSpec {
     pub members: Vec<String>,
     #[serde(default)]
     pub pipelining: Pipelining,
+    /// `Tensor@Level`: members read the tensor's tile at that level from one buffer, loaded
+    /// once per step of the group's loops (FLAT's softmax reads a logit row once for 4 passes).
+    #[serde(default)]
+    pub shared: Vec<String>,
 }

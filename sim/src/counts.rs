@@ -12,7 +12,9 @@
 //! - outputs are never re-filled: each evicted tile *drains* (a read) into the next outer level
 //!   as *updates*, reduced in the network across the same spatial loops;
 //! - the PEs read each input operand once per point from its innermost level and update the
-//!   output once per point there.
+//!   output once per point there;
+//! - a tile a fused group shares at a level is loaded once per step of the group's loops, and
+//!   the group's first reader (in execution order) pays the load.
 //!
 //! Each count is `combos(U)` for a loop set U (see [`crate::space`]).
 
@@ -155,12 +157,26 @@ pub fn visit(
             if !o.keep[lv] {
                 continue;
             }
-            // A tile holds one step of the loops the operand refreshes at every step.
-            tile(oi, lv, space.combos(masks.below[lv] & relevant & !barrier));
+            // A tile holds one step of the loops the operand refreshes at every step (a shared
+            // buffer one step of the group's loops).
+            let step = match o.shared {
+                Some(sh) if sh.level == lv => (0..sh.steps).fold(0, |m, k| m | bit(k)),
+                _ => barrier,
+            };
+            tile(oi, lv, space.combos(masks.below[lv] & relevant & !step));
             let Some(parent) = o.parent_of(lv) else { continue };
-            let u = masks.fill_set(relevant, barrier, lv);
-            let here = space.combos(u);
-            let there = space.combos(u & !masks.multicast(nest, relevant, parent, lv));
+            let (here, there) = match o.shared {
+                // A group's shared buffer: loaded once per group step, paid by the first reader.
+                Some(sh) if sh.level == lv => {
+                    let steps = (0..sh.steps).fold(0, |m, k| m | bit(k));
+                    let load = if sh.first { space.combos(steps | relevant) } else { 0 };
+                    (load, load)
+                }
+                _ => {
+                    let u = masks.fill_set(relevant, barrier, lv);
+                    (space.combos(u), space.combos(u & !masks.multicast(nest, relevant, parent, lv)))
+                }
+            };
             if o.is_output {
                 add(oi, lv, Access { reads: here, ..Access::default() });
                 add(oi, parent, Access { updates: there, ..Access::default() });

@@ -145,7 +145,8 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                 rd += a.reads * o.elem_bytes;
                 wr += (a.fills + a.updates) * o.elem_bytes;
                 // Tiles of tensors that live here persist for the node; others stream through.
-                let held = tile.entry((level_id, o.tensor.0, o.home() == lv)).or_default();
+                let lives = o.home() == lv || o.shared.is_some_and(|sh| sh.level == lv);
+                let held = tile.entry((level_id, o.tensor.0, lives)).or_default();
                 *held = (*held).max(k.tile[oi][lv] * o.elem_bytes);
                 let words = o.elem_bytes as f64 / word;
                 let read_pj = a.reads as f64 * words * level.read_energy.0;

@@ -92,7 +92,8 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
         })
         .collect();
     let mut state: Vec<State> = mapping.nests.iter().map(|_| State::default()).collect();
-    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut backing, &mut counts, &mut state);
+    let mut shared = SharedBuffers::new();
+    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut backing, &mut counts, &mut state, &mut shared);
     for (k, s) in state.into_iter().enumerate() {
         counts[k].temporal_steps = s.steps.len() as u64;
     }
@@ -108,10 +109,11 @@ fn run_nodes(
     backing: &mut Backing,
     counts: &mut [ExecCounts],
     state: &mut [State],
+    shared: &mut SharedBuffers,
 ) {
     for node in nodes {
         match node {
-            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut state[*e]),
+            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut state[*e], shared),
             Node::Group(g) => {
                 // The group's loops that survived (bound > 1) extend the prefix of every member.
                 let bounds: Vec<u64> = g.prefix.iter().map(|p| p.1).filter(|&b| b > 1).collect();
@@ -119,7 +121,7 @@ fn run_nodes(
                 loop {
                     let depth = prefix.len();
                     prefix.extend_from_slice(&idx);
-                    run_nodes(c, m, &g.members, prefix, backing, counts, state);
+                    run_nodes(c, m, &g.members, prefix, backing, counts, state, shared);
                     prefix.truncate(depth);
                     if !odometer(&mut idx, &bounds) {
                         break;
@@ -233,7 +235,11 @@ impl<'a> Plan<'a> {
     /// The elements of operand `oi` in the tile at `lv` for the point `idx`: every existing point
     /// that agrees with `idx` on the step and instance loops, projected.
     fn tile_elements(&self, oi: usize, lv: usize, idx: &[u64]) -> Vec<usize> {
-        let fixed: HashSet<usize> = self.step_loops(oi, lv).into_iter().chain(self.instance_loops(lv)).collect();
+        self.elements(oi, &self.step_loops(oi, lv).into_iter().chain(self.instance_loops(lv)).collect(), idx)
+    }
+
+    /// Elements of operand `oi` over every existing point that agrees with `idx` on `fixed`.
+    fn elements(&self, oi: usize, fixed: &HashSet<usize>, idx: &[u64]) -> Vec<usize> {
         let free: Vec<usize> = (0..self.nest.loops.len()).filter(|k| !fixed.contains(k)).collect();
         let bounds: Vec<u64> = free.iter().map(|&k| self.nest.loops[k].bound).collect();
         let mut sub = vec![0u64; free.len()];
@@ -256,6 +262,9 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// A group's shared buffers: (tensor, level) → (step key, values).
+type SharedBuffers = HashMap<(usize, usize), (Vec<u64>, HashMap<usize, f64>)>;
+
 fn run_einsum(
     c: &Cascade,
     nest: &EinsumNest,
@@ -263,6 +272,7 @@ fn run_einsum(
     backing: &mut Backing,
     counts: &mut ExecCounts,
     state: &mut State,
+    shared: &mut SharedBuffers,
 ) {
     let State { tiles, served, steps } = state;
     let plan = Plan::new(c, nest);
@@ -320,11 +330,31 @@ fn run_einsum(
                         continue;
                     }
                     let inst = pick(&idx, &inst_loops[lv]);
+                    let parent = o.parent_of(lv).expect("below the home");
+                    if let Some(sh) = o.shared.filter(|sh| sh.level == lv) {
+                        // A group's shared buffer: whoever runs first in the step loads it.
+                        let key = idx[..sh.steps].to_vec();
+                        let slot = (o.tensor.0, nest.path[lv].0);
+                        if shared.get(&slot).is_none_or(|b| b.0 != key) {
+                            let fixed: HashSet<usize> = (0..sh.steps).collect();
+                            let elements = plan.elements(oi, &fixed, &idx);
+                            let values = elements.iter().map(|&el| (el, backing.data[o.tensor.0].data[el])).collect();
+                            let cnt = elements.len() as u64;
+                            counts.access[oi][lv].fills += cnt;
+                            counts.access[oi][parent].reads += cnt;
+                            shared.insert(slot, (key.clone(), values));
+                        }
+                        if tiles.get(&(oi, lv, inst.clone())).is_none_or(|t| t.key != key) {
+                            let values = shared[&slot].1.clone();
+                            counts.peak_tile[oi][lv] = counts.peak_tile[oi][lv].max(values.len() as u64);
+                            tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values });
+                        }
+                        continue;
+                    }
                     let key = pick(&idx, &step_loops[oi][lv]);
                     if tiles.get(&(oi, lv, inst.clone())).is_some_and(|t| t.key == key) {
                         continue;
                     }
-                    let parent = o.parent_of(lv).expect("below the home");
                     let elements = plan.tile_elements(oi, lv, &idx);
                     let mut values = HashMap::with_capacity(elements.len());
                     let pinst = pick(&idx, &inst_loops[parent]);

@@ -165,7 +165,7 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
         }
         let pipelining = if rng.chance(50) { Pipelining::Interleaved } else { Pipelining::Sequential };
         let m1_loop = format!("{}m1={}", if at_l2 { "L2:" } else { "" }, c.rank(m1).size);
-        groups.push(GroupSpec { name: "rec".into(), prefix: vec![m1_loop], members, pipelining });
+        groups.push(GroupSpec { name: "rec".into(), prefix: vec![m1_loop], members, pipelining, shared: vec![] });
         // Sometimes share the batch loop between the recurrence and the final division.
         if rng.chance(50) && c.rank_id("b").is_some() {
             let mut members = vec!["rec".to_string()];
@@ -176,6 +176,7 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
                 prefix: vec!["b=*".into()],
                 members,
                 pipelining: Pipelining::Sequential,
+                shared: vec![],
             });
             for s in skip.iter_mut().skip(recurrence[0]) {
                 s.push("b");
@@ -196,6 +197,7 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
                     prefix: vec!["b=*".into()],
                     members,
                     pipelining: Pipelining::Interleaved,
+                shared: vec![],
                 });
                 for s in skip.iter_mut().take(end + 1).skip(start) {
                     s.push("b");
