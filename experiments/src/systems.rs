@@ -10,8 +10,9 @@
 //!   exp, so only BQK and SLNV run on it; everything else runs on the 1D array.
 //! - `flat`: FLAT's fused 3-pass dataflow: the largest row block whose logits stay on chip, or,
 //!   when none fits, the row block that spills them to DRAM at the least cost.
-//! - `unfused`: every Einsum of the 3-pass cascade on its own, mapped by the mapper, with the
-//!   intermediates going through DRAM.
+//! - `unfused`: QK and AV on their own, mapped by the mapper, and the 3-pass softmax fused per
+//!   query row (reading each row of logits once from a shared buffer), with every intermediate
+//!   between the three phases going through DRAM, as the FuseMax artifact runs it.
 //!
 //! Linear layers are mapped by the mapper with the experiment's strategy and objective.
 
@@ -117,25 +118,54 @@ fn cascade_template(p1: u64, p0: u64, m0: u64) -> String {
     t
 }
 
+/// The 3-pass softmax of one query row on the 1D array, spatially over keys (M0 at a time,
+/// fusemax.md §7.3), reading the row of logits once from a buffer the four passes share and
+/// writing the normalised row once. `extra` adds members' outer keeps (`A` goes to DRAM).
+fn softmax_rows(group: &str, prefix: &str, m0: u64) -> String {
+    let mut t = format!(
+        "[[mapping.groups]]\nname = \"{group}\"\nprefix = [{prefix}]\nmembers = [\"GM\", \"SN\", \"SD\", \"A\"]\nshared = [\"QK@GlobalBuffer\"]\n"
+    );
+    for (name, dram) in [("GM", "\"QK\""), ("SN", "\"QK\""), ("SD", ""), ("A", "\"A\"")] {
+        t += &einsum(
+            name,
+            "pe1d",
+            &format!(
+                "{{ level = \"DRAM\", keep = [{dram}] }}, {{ level = \"GlobalBuffer\", loops = [\"m=*\", \"m={m0}@x\"] }}, {{ level = \"RF1D\" }}"
+            ),
+        );
+    }
+    t
+}
+
 /// FLAT: per (batch, head, row block of `rows` queries) the logits of the block are produced,
-/// normalised by the 3-pass softmax on the 1D array and consumed, in the buffer (`on_chip`) or
-/// through DRAM.
+/// normalised by the 3-pass softmax on the 1D array and consumed. On chip, the block's logits
+/// stay in the buffer (K and V kept there or streamed past it). Spilled (FLAT's choice at long
+/// sequences), QK and AV keep one block of keys stationary in the buffer per DRAM step, the
+/// logits go to DRAM, and the softmax runs row by row from a shared buffer.
 fn flat_template(rows: u64, p0: u64, m0: u64, on_chip: bool, stream_kv: bool) -> String {
     // Row blocks narrower than the array use fewer columns.
     let p0 = p0.min(rows);
     let r1 = rows / p0;
+    if !on_chip {
+        let mut t = "[mapping]\nname = \"flat\"\n[[mapping.groups]]\nname = \"rows\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"QK\", \"row\", \"AV\"]\npipelining = \"interleaved\"\n".to_string();
+        t += &softmax_rows("row", &format!("\"p={rows}\""), m0);
+        t += &einsum(
+            "QK",
+            "pe2d",
+            &format!(
+                "{{ level = \"DRAM\", loops = [\"m=*\"] }}, {{ level = \"GlobalBuffer\", loops = [\"p={r1}\", \"e=*\", \"m={m0}@y\", \"p={p0}@x\"], keep = [\"Q\", \"K\"] }}, {{ level = \"RF2D\" }}"
+            ),
+        );
+        t += &einsum(
+            "AV",
+            "pe2d",
+            &format!(
+                "{{ level = \"DRAM\", loops = [\"m=*\"] }}, {{ level = \"GlobalBuffer\", loops = [\"p={r1}\", \"f=*\", \"m={m0}@y\", \"p={p0}@x\"], keep = [\"V\", \"AV\"] }}, {{ level = \"RF2D\" }}"
+            ),
+        );
+        return t;
+    }
     let mut t = "[mapping]\nname = \"flat\"\n[[mapping.groups]]\nname = \"rows\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"QK\", \"GM\", \"SN\", \"SD\", \"A\", \"AV\"]\npipelining = \"interleaved\"\n".to_string();
-    // On chip, DRAM keeps only what comes from or goes to outside and the key loop runs in the
-    // buffer; spilled, DRAM keeps everything and the key loop moves out to DRAM, so the
-    // buffer holds one block of keys at a time.
-    let (dram_m, gb_m) = if on_chip { ("", "\"m=*\", ") } else { ("loops = [\"m=*\"], ", "") };
-    let dram = |own: &str| {
-        if on_chip {
-            format!("{{ level = \"DRAM\", keep = [{own}] }}")
-        } else {
-            format!("{{ level = \"DRAM\", {dram_m}}}")
-        }
-    };
     // Streaming K and V past the buffer (FLAT keeps them off chip) reads them once per row block
     // without holding a whole head of keys in the buffer.
     let two = |name: &str, own: &str, loops: &str| {
@@ -148,8 +178,7 @@ fn flat_template(rows: u64, p0: u64, m0: u64, on_chip: bool, stream_kv: bool) ->
             name,
             "pe2d",
             &format!(
-                "{}, {{ level = \"GlobalBuffer\", loops = [{loops}]{bypass} }}, {{ level = \"RF2D\" }}",
-                dram(own)
+                "{{ level = \"DRAM\", keep = [{own}] }}, {{ level = \"GlobalBuffer\", loops = [{loops}]{bypass} }}, {{ level = \"RF2D\" }}"
             ),
         )
     };
@@ -157,19 +186,19 @@ fn flat_template(rows: u64, p0: u64, m0: u64, on_chip: bool, stream_kv: bool) ->
         einsum(
             name,
             "pe1d",
-            &format!("{}, {{ level = \"GlobalBuffer\", loops = [{loops}] }}, {{ level = \"RF1D\" }}", dram("")),
+            &format!(
+                "{{ level = \"DRAM\", keep = [] }}, {{ level = \"GlobalBuffer\", loops = [{loops}] }}, {{ level = \"RF1D\" }}"
+            ),
         )
     };
-    t += &two("QK", "\"Q\", \"K\"", &format!("{gb_m}\"p={r1}\", \"e=*\", \"m={m0}@y\", \"p={p0}@x\""));
+    t += &two("QK", "\"Q\", \"K\"", &format!("\"m=*\", \"p={r1}\", \"e=*\", \"m={m0}@y\", \"p={p0}@x\""));
     // The 3-pass softmax runs on the 1D array spatially over keys, M0 at a time
     // (fusemax.md §7.3), so narrow row blocks still use every 1D PE.
-    let keys =
-        if on_chip { format!("\"m=*\", \"p={rows}\", \"m={m0}@x\"") } else { format!("\"p={rows}\", \"m={m0}@x\"") };
-    t += &one("GM", &keys);
-    t += &one("SN", &keys);
-    t += &one("SD", &keys);
-    t += &one("A", &keys);
-    t += &two("AV", "\"V\", \"AV\"", &format!("\"p={r1}\", {gb_m}\"f=*\", \"m={m0}@y\", \"p={p0}@x\""));
+    let keys = format!("\"m=*\", \"p={rows}\", \"m={m0}@x\"");
+    for name in ["GM", "SN", "SD", "A"] {
+        t += &one(name, &keys);
+    }
+    t += &two("AV", "\"V\", \"AV\"", &format!("\"p={r1}\", \"m=*\", \"f=*\", \"m={m0}@y\", \"p={p0}@x\""));
     t
 }
 
@@ -239,7 +268,18 @@ pub fn map_attention(family: &str, c: &Cascade, arch: &Arch, m: &MapperSpec) -> 
             best.ok_or_else(fail)
         }
         "unfused" => {
-            let spec = map_each(c, arch, m)?;
+            // As the FuseMax artifact runs it: QK and AV mapped on their own, the softmax fused
+            // per query row, every intermediate between the three phases through DRAM.
+            let mut spec = map_each(c, arch, m, &["QK", "AV"])?;
+            let one_d = arch.unit_id("pe1d").map_or(m0, |u| arch.unit(u).cols);
+            let extra: MappingSpec = strata_mappings::from_toml::<strata_mappings::spec::MappingFile>(&format!(
+                "[mapping]\nname = \"softmax\"\n{}",
+                softmax_rows("softmax", "\"b=*\", \"h=*\", \"p=*\"", one_d)
+            ))
+            .map_err(|e| CliError::input(format!("unfused template: {e}")))?
+            .mapping;
+            spec.einsums.extend(extra.einsums);
+            spec.groups.extend(extra.groups);
             let mapping =
                 CascadeMapping::resolve(&spec, c, arch).map_err(|e| CliError::input(format!("unfused: {e}")))?;
             let eval = evaluate(arch, c, &mapping);
@@ -275,14 +315,14 @@ pub fn objective(arch: &Arch, c: &Cascade, nest: &strata_mappings::EinsumNest, m
     })
 }
 
-/// Maps every Einsum of a cascade on its own with the mapper: contractions on the 2D array,
+/// Maps every Einsum of a cascade (or those named in `only`) on its own with the mapper: contractions on the 2D array,
 /// the rest on the 1D array (when there is one), everything kept at every level, so
 /// intermediates round-trip through the outermost level. Objective: energy-delay product.
-pub fn map_each(c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<MappingSpec> {
+pub fn map_each(c: &Cascade, arch: &Arch, m: &MapperSpec, only: &[&str]) -> CliResult<MappingSpec> {
     let two_d = arch.unit_id("pe2d").ok_or_else(|| CliError::input(format!("{} has no `pe2d` array", arch.name)))?;
     let one_d = arch.unit_id("pe1d").unwrap_or(two_d);
     let mut einsums = Vec::new();
-    for (i, e) in c.einsums().iter().enumerate() {
+    for (i, e) in c.einsums().iter().enumerate().filter(|(_, e)| only.is_empty() || only.contains(&e.name.as_str())) {
         let contraction = e.map == strata_workloads::MapOp::Mul && !e.reduced_ranks().is_empty();
         let unit = if contraction { two_d } else { one_d };
         let space = Mapspace::new(c, i, arch, unit, false);

@@ -489,9 +489,8 @@ fn fill_shared(
     for (gi, g) in spec.groups.iter().enumerate() {
         for (k, text) in g.shared.iter().enumerate() {
             let path = format!("mapping.groups[{gi}].shared[{k}]");
-            let (tname, lname) = text
-                .split_once('@')
-                .ok_or_else(|| SpecError::new(&path, format!("`{text}`: write `Tensor@Level`")))?;
+            let (tname, lname) =
+                text.split_once('@').ok_or_else(|| SpecError::new(&path, format!("`{text}`: write `Tensor@Level`")))?;
             let tensor = c
                 .tensor_id(tname.trim())
                 .ok_or_else(|| SpecError::new(&path, format!("unknown tensor `{}`", tname.trim())))?;
@@ -500,14 +499,18 @@ fn fill_shared(
                 node.einsums()
             };
             if c.producer(tensor).is_some_and(|p| members.contains(&p)) {
-                return Err(SpecError::new(&path, format!("`{tname}` is produced inside the group; keep it at a level instead")));
+                return Err(SpecError::new(
+                    &path,
+                    format!("`{tname}` is produced inside the group; keep it at a level instead"),
+                ));
             }
             let readers: Vec<usize> =
                 members.iter().copied().filter(|&e| c.einsums()[e].inputs.iter().any(|a| a.tensor == tensor)).collect();
             if readers.is_empty() {
                 return Err(SpecError::new(&path, format!("no member of `{}` reads `{tname}`", g.name)));
             }
-            let first_access = c.einsums()[readers[0]].inputs.iter().find(|a| a.tensor == tensor).expect("reader").indices.clone();
+            let first_access =
+                c.einsums()[readers[0]].inputs.iter().find(|a| a.tensor == tensor).expect("reader").indices.clone();
             for (n, &e) in readers.iter().enumerate() {
                 let chain = enclosing_groups(schedule, e);
                 let depth = chain.iter().position(|x| x == &g.name).expect("member of the group") + 1;
@@ -521,14 +524,20 @@ fn fill_shared(
                 }
                 let nest = &mut nests[e];
                 let level = nest.path.iter().position(|l| arch.level(*l).name == lname.trim()).ok_or_else(|| {
-                    SpecError::new(&path, format!("level `{}` is not on the path of `{}`", lname.trim(), c.einsums()[e].name))
+                    SpecError::new(
+                        &path,
+                        format!("level `{}` is not on the path of `{}`", lname.trim(), c.einsums()[e].name),
+                    )
                 })?;
                 for oi in 1..nest.operands.len() {
                     if nest.operands[oi].tensor != tensor {
                         continue;
                     }
                     if c.einsums()[e].inputs[oi - 1].indices != first_access {
-                        return Err(SpecError::new(&path, format!("members read `{tname}` at different elements; they cannot share")));
+                        return Err(SpecError::new(
+                            &path,
+                            format!("members read `{tname}` at different elements; they cannot share"),
+                        ));
                     }
                     let o = &nest.operands[oi];
                     if !o.keep[level] || o.home() >= level || o.parent_of(level) != Some(o.home()) {
@@ -541,7 +550,9 @@ fn fill_shared(
                             ),
                         ));
                     }
-                    let bad = nest.loops[steps..].iter().find(|l| l.level < level && (l.is_spatial() || o.ranks.contains(&l.rank)));
+                    let bad = nest.loops[steps..]
+                        .iter()
+                        .find(|l| l.level < level && (l.is_spatial() || o.ranks.contains(&l.rank)));
                     if let Some(l) = bad {
                         return Err(SpecError::new(
                             &path,

@@ -93,7 +93,8 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
         .collect();
     let mut state: Vec<State> = mapping.nests.iter().map(|_| State::default()).collect();
     let mut shared = SharedBuffers::new();
-    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut backing, &mut counts, &mut state, &mut shared);
+    let mut mach = Machine { backing: &mut backing, counts: &mut counts, state: &mut state, shared: &mut shared };
+    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut mach);
     for (k, s) in state.into_iter().enumerate() {
         counts[k].temporal_steps = s.steps.len() as u64;
     }
@@ -101,19 +102,27 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
     ExecResult { tensors, counts }
 }
 
-fn run_nodes(
-    c: &Cascade,
-    m: &CascadeMapping,
-    nodes: &[Node],
-    prefix: &mut Vec<u64>,
-    backing: &mut Backing,
-    counts: &mut [ExecCounts],
-    state: &mut [State],
-    shared: &mut SharedBuffers,
-) {
+/// Everything a run mutates: the home tensors, the counters, each Einsum's buffers, and the
+/// groups' shared buffers.
+struct Machine<'a> {
+    backing: &'a mut Backing,
+    counts: &'a mut [ExecCounts],
+    state: &'a mut [State],
+    shared: &'a mut SharedBuffers,
+}
+
+fn run_nodes(c: &Cascade, m: &CascadeMapping, nodes: &[Node], prefix: &mut Vec<u64>, mach: &mut Machine<'_>) {
     for node in nodes {
         match node {
-            Node::Einsum(e) => run_einsum(c, &m.nests[*e], prefix, backing, &mut counts[*e], &mut state[*e], shared),
+            Node::Einsum(e) => run_einsum(
+                c,
+                &m.nests[*e],
+                prefix,
+                mach.backing,
+                &mut mach.counts[*e],
+                &mut mach.state[*e],
+                mach.shared,
+            ),
             Node::Group(g) => {
                 // The group's loops that survived (bound > 1) extend the prefix of every member.
                 let bounds: Vec<u64> = g.prefix.iter().map(|p| p.1).filter(|&b| b > 1).collect();
@@ -121,7 +130,7 @@ fn run_nodes(
                 loop {
                     let depth = prefix.len();
                     prefix.extend_from_slice(&idx);
-                    run_nodes(c, m, &g.members, prefix, backing, counts, state, shared);
+                    run_nodes(c, m, &g.members, prefix, mach);
                     prefix.truncate(depth);
                     if !odometer(&mut idx, &bounds) {
                         break;

@@ -197,7 +197,7 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
                     prefix: vec!["b=*".into()],
                     members,
                     pipelining: Pipelining::Interleaved,
-                shared: vec![],
+                    shared: vec![],
                 });
                 for s in skip.iter_mut().take(end + 1).skip(start) {
                     s.push("b");

@@ -262,7 +262,12 @@ fn a_shared_buffer_reads_each_row_once_for_every_pass() {
         for (oi, o) in nest.operands.iter().enumerate() {
             for lv in 0..nest.path.len() {
                 if o.keep[lv] && lv != o.home() {
-                    assert_eq!(exec.counts[i].peak_tile[oi][lv], want.tile[oi][lv], "tile of {} operand {oi} at {lv}", c.einsums()[i].name);
+                    assert_eq!(
+                        exec.counts[i].peak_tile[oi][lv],
+                        want.tile[oi][lv],
+                        "tile of {} operand {oi} at {lv}",
+                        c.einsums()[i].name
+                    );
                 }
             }
         }
