@@ -67,6 +67,13 @@ fn flash_io_matches_its_golden_values_and_never_beats_the_floor() {
 }
 
 #[test]
+fn fusemax_pareto_matches_its_golden_values() {
+    let (h, rows) = golden("fusemax-pareto");
+    assert!(h.contains(&"pe_dim".to_string()) && h.contains(&"area_mm2".to_string()));
+    assert_eq!(rows.len(), 12);
+}
+
+#[test]
 fn default_experiment_matches_its_golden_values() {
     let (h, rows) = golden("default");
     // The columns every experiment row carries.

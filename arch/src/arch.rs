@@ -39,6 +39,7 @@ pub struct Level {
     pub link: Option<usize>,
     pub dram: Option<DramOrg>,
     pub nand: Option<NandOrg>,
+    pub area_um2_per_kib: Option<f64>,
 }
 
 impl Level {
@@ -95,6 +96,7 @@ pub struct ComputeUnit {
     pub cols: u64,
     pub pipeline_latency: u64,
     pub ops: BTreeMap<String, OpCost>,
+    pub pe_area_um2: Option<f64>,
 }
 
 impl ComputeUnit {
@@ -126,6 +128,15 @@ pub struct Arch {
 
 fn positive(path: &str, v: i64) -> SpecResult<u64> {
     if v <= 0 { Err(SpecError::new(path, format!("must be positive (got {v})"))) } else { Ok(v as u64) }
+}
+
+fn nonneg(path: &str, v: Option<f64>) -> SpecResult<Option<f64>> {
+    match v {
+        Some(x) if !(x.is_finite() && x >= 0.0) => {
+            Err(SpecError::new(path, format!("must be a non-negative area (got {x})")))
+        }
+        v => Ok(v),
+    }
 }
 
 fn unit<T>(path: &str, s: &str, parse: fn(&str) -> Result<T, String>) -> SpecResult<T> {
@@ -291,6 +302,7 @@ impl Arch {
                 link,
                 dram,
                 nand,
+                area_um2_per_kib: nonneg(&format!("{p}.area_um2_per_kib"), l.area_um2_per_kib)?,
             });
         }
         if spec.compute.is_empty() {
@@ -344,6 +356,7 @@ impl Arch {
                 cols,
                 pipeline_latency: c.pipeline_latency as u64,
                 ops,
+                pe_area_um2: nonneg(&format!("{p}.pe_area_um2"), c.pe_area_um2)?,
             });
         }
         Ok(Arch {
@@ -355,6 +368,18 @@ impl Arch {
             units,
             links,
         })
+    }
+
+    /// Silicon area in µm² of the arrays and the on-chip levels that declare their area; `None`
+    /// when no part declares one.
+    pub fn area_um2(&self) -> Option<f64> {
+        let arrays = self.units.iter().filter_map(|u| u.pe_area_um2.map(|a| a * u.pes() as f64));
+        let levels = self.levels.iter().filter_map(|l| {
+            let (a, cap) = (l.area_um2_per_kib?, l.capacity?);
+            Some(a * cap.0 as f64 / 1024.0 * l.instances() as f64)
+        });
+        let parts: Vec<f64> = arrays.chain(levels).collect();
+        (!parts.is_empty()).then(|| parts.iter().sum())
     }
 
     pub fn level_id(&self, name: &str) -> Option<LevelId> {

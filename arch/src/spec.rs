@@ -73,6 +73,8 @@ pub struct LevelSpec {
     pub link: Option<String>,
     pub dram: Option<DramSpec>,
     pub nand: Option<NandSpec>,
+    /// Silicon area per KiB of capacity, in µm² (on-chip levels); for area sweeps.
+    pub area_um2_per_kib: Option<f64>,
 }
 
 fn one_by_one() -> [i64; 2] {
@@ -127,6 +129,8 @@ pub struct ComputeSpec {
     pub pipeline_latency: i64,
     /// Operation name → cost per element on one PE.
     pub ops: BTreeMap<String, OpSpec>,
+    /// Silicon area of one PE (its registers included), in µm²; for area sweeps.
+    pub pe_area_um2: Option<f64>,
 }
 
 fn one() -> i64 {

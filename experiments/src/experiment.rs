@@ -91,6 +91,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("default", include_str!("../default.toml")),
     ("fusemax", include_str!("../fusemax.toml")),
     ("flash-io", include_str!("../flash-io.toml")),
+    ("fusemax-pareto", include_str!("../fusemax-pareto.toml")),
 ];
 
 /// Loads an experiment preset or file; errors name the file and key.

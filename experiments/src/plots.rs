@@ -163,6 +163,7 @@ fn lines<DB: DrawingBackend>(
     ylabel: &str,
     series: &[Series],
     logy: bool,
+    xfmt: &dyn Fn(&f64) -> String,
 ) -> Res<()>
 where
     DB::ErrorType: 'static,
@@ -186,7 +187,7 @@ where
             c.configure_mesh()
                 .x_desc(xlabel)
                 .y_desc(ylabel)
-                .x_label_formatter(&|x| seq_label(*x))
+                .x_label_formatter(xfmt)
                 .x_label_style(("sans-serif", 14))
                 .y_label_formatter(&|y| if logy { format!("{y:.0e}") } else { format!("{y:.2}") })
                 .y_label_style(("sans-serif", 14))
@@ -204,7 +205,7 @@ where
                 }
             }
             c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 13))
@@ -312,6 +313,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                         "utilisation (busy PE-cycles / PE-cycles)",
                         &util,
                         false,
+                        &|x| seq_label(*x),
                     )
                 },
                 &|a| {
@@ -322,9 +324,42 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                         "utilisation (busy PE-cycles / PE-cycles)",
                         &util,
                         false,
+                        &|x| seq_label(*x),
                     )
                 },
             )?);
+            // Area against latency when the sweep scales the arrays (FuseMax Fig. 12).
+            if rows.iter().any(|r| r.get("pe_dim").is_some()) {
+                let mut models: Vec<String> = Vec::new();
+                for r in rows {
+                    if !models.contains(&r.s("model")) {
+                        models.push(r.s("model"));
+                    }
+                }
+                let mut series: Vec<Series> = Vec::new();
+                for s in &systems {
+                    for model in &models {
+                        let mut pts: Vec<(f64, f64)> = rows
+                            .iter()
+                            .filter(|r| r.s("system") == *s && r.s("model") == *model && r.s("scope") == "attention")
+                            .map(|r| (r.f("area_mm2"), r.f("latency_s")))
+                            .collect();
+                        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        let colour = series.len();
+                        series.push((format!("{s} {model}"), pts, false, colour));
+                    }
+                }
+                let title = "area vs attention latency (PE_dim 16 to 512)";
+                let (xl, yl) = ("area (mm², log scale)", "attention latency (s, log scale)");
+                let mm = |x: &f64| format!("{x:.0}");
+                written.extend(both(
+                    dir,
+                    "pareto",
+                    (900, 560),
+                    &|a| lines(a, title, xl, yl, &series, true, &mm),
+                    &|a| lines(a, title, xl, yl, &series, true, &mm),
+                )?);
+            }
         }
         Kind::IoCurve => {
             let mut keys: Vec<(u64, u64)> = Vec::new();
@@ -358,6 +393,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                             "off-chip traffic (words, log scale)",
                             &series,
                             true,
+                            &|x| seq_label(*x),
                         )
                     },
                     &|a| {
@@ -368,6 +404,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                             "off-chip traffic (words, log scale)",
                             &series,
                             true,
+                            &|x| seq_label(*x),
                         )
                     },
                 )?);

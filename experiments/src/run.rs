@@ -190,12 +190,53 @@ fn linear(
     Ok(v)
 }
 
+/// FuseMax's array scaled to `pe_dim` × `pe_dim` (and a `pe_dim`-wide 1D array), with the
+/// global buffer sized as the artifact sizes it for the pipelined binding at `keys` keys
+/// (fusemax.md §11): PE_dim · P1 · E · 8 · 2 bytes, P1 = max(1, min_tiles / (keys / PE_dim)),
+/// min_tiles = 2 · max(1, PE_dim / E).
+fn scaled_arch(name: &str, pe_dim: u64, head_dim: u64, keys: u64) -> CliResult<Arch> {
+    let (text, source) = crate::eval::arch_text(name)?;
+    let mut file: strata_arch::spec::ArchFile =
+        strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+    let a = &mut file.arch;
+    let d = pe_dim as i64;
+    let min_tiles = 2 * (pe_dim / head_dim).max(1);
+    let p1 = (min_tiles / (keys / pe_dim).max(1)).max(1);
+    let buffer = pe_dim * p1 * head_dim * 8 * 2;
+    for u in &mut a.compute {
+        let level = a.levels.iter_mut().find(|l| l.name == u.level);
+        match u.name.as_str() {
+            "pe2d" => {
+                (u.rows, u.cols, u.pipeline_latency) = (d, d, d);
+                if let Some(l) = level {
+                    l.mesh = [d, d];
+                }
+            }
+            "pe1d" => {
+                u.cols = d;
+                if let Some(l) = level {
+                    l.mesh = [d, 1];
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(gb) = a.levels.iter_mut().find(|l| l.name == "GlobalBuffer") {
+        gb.capacity = Some(format!("{buffer} B"));
+    }
+    Arch::from_spec(a).map_err(|e| CliError::input(format!("{source} scaled to {pe_dim}×{pe_dim}: {e}")))
+}
+
 fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec<Row>> {
     let system_name = text(p, "system");
     let system = spec.systems.iter().find(|s| s.name == system_name).expect("points come from systems");
-    let arch = crate::eval::arch(&system.arch)?;
     let model_name = text(p, "model");
     let m = model(&model_name)?;
+    let pe_dim = if p.values.contains_key("pe_dim") { Some(int(p, "pe_dim")?) } else { None };
+    let arch = match pe_dim {
+        Some(d) => scaled_arch(&system.arch, d, m.head_dim, int(p, "seq")?)?,
+        None => crate::eval::arch(&system.arch)?,
+    };
     let (seq, batch) = (int(p, "seq")?, int(p, "batch")?);
     let block = arch.unit_id("pe2d").map_or(256, |u| arch.unit(u).rows);
     let shape = AttentionShape {
@@ -246,7 +287,11 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
             ("util_2d".into(), Cell::Float(util_2d)),
             ("util_1d".into(), Cell::Float(util_1d)),
             ("mapping".into(), Cell::Text(mapped.choice.clone())),
-        ],
+            ("area_mm2".into(), Cell::Float(arch.area_um2().unwrap_or(0.0) / 1e6)),
+        ]
+        .into_iter()
+        .chain(pe_dim.map(|d| ("pe_dim".to_string(), Cell::Int(d))))
+        .collect(),
     };
     let e2e_s = att_s + lin_s;
     Ok(vec![
@@ -355,8 +400,8 @@ fn io_point(p: &Point) -> CliResult<Vec<Row>> {
     }])
 }
 
-/// (model, N, batch, scope): what rows of different systems are compared on.
-type PointKey = (String, String, String, String);
+/// (model, N, batch, scope, PE_dim or empty): what rows of different systems are compared on.
+type PointKey = (String, String, String, String, String);
 
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
@@ -394,7 +439,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
             );
         }
         Kind::AttentionSystems => {
-            let key = |r: &Row| (r.s("model"), r.s("seq_len"), r.s("batch"), r.s("scope"));
+            let key = |r: &Row| (r.s("model"), r.s("seq_len"), r.s("batch"), r.s("scope"), r.s("pe_dim"));
             let by: BTreeMap<(String, PointKey), &Row> = rows.iter().map(|r| ((r.s("system"), key(r)), r)).collect();
             // Per point, system `a` against system `b`: speedup b/a for latency, a/b otherwise.
             let ratio = |a: &str, b: &str, scope: &str, metric: &str| -> Vec<f64> {
@@ -449,9 +494,9 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
                     let get = |k: &str| {
                         r.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()
                     };
-                    let k = (get("system"), (get("model"), get("seq_len"), get("batch"), get("scope")));
+                    let k = (get("system"), (get("model"), get("seq_len"), get("batch"), get("scope"), get("pe_dim")));
                     let Some(row) = by.get(&k) else { continue };
-                    for metric in ["latency_s", "dram_bytes", "util_2d", "util_1d", "energy_j"] {
+                    for metric in ["latency_s", "dram_bytes", "util_2d", "util_1d", "energy_j", "area_mm2"] {
                         if let Some(v) = r.get(metric).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))) {
                             let got = row.f(metric);
                             let err = if metric.starts_with("util") {
