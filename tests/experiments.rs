@@ -90,11 +90,16 @@ fn default_experiment_matches_its_golden_values() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    let (a, b) = (fresh("jobs1"), fresh("jobs2"));
-    assert!(strata(&["run", "flash-io", "--out", "o", "--jobs", "1"], &a).status.success());
-    assert!(strata(&["run", "flash-io", "--out", "o", "--jobs", "2"], &b).status.success());
-    for f in ["results.csv", "results.jsonl", "summary.md"] {
-        assert_eq!(std::fs::read(a.join("o").join(f)).unwrap(), std::fs::read(b.join("o").join(f)).unwrap(), "{f}");
+    // fusemax-pareto caches mapped linear layers across points: a cache keyed too loosely
+    // once made it depend on which thread got there first.
+    for experiment in ["flash-io", "fusemax-pareto"] {
+        let (a, b) = (fresh(&format!("jobs1-{experiment}")), fresh(&format!("jobs2-{experiment}")));
+        assert!(strata(&["run", experiment, "--out", "o", "--jobs", "1"], &a).status.success());
+        assert!(strata(&["run", experiment, "--out", "o", "--jobs", "2"], &b).status.success());
+        for f in ["results.csv", "results.jsonl", "summary.md"] {
+            let (x, y) = (std::fs::read(a.join("o").join(f)).unwrap(), std::fs::read(b.join("o").join(f)).unwrap());
+            assert_eq!(x, y, "{experiment} {f}");
+        }
     }
 }
 

@@ -199,6 +199,8 @@ fn scaled_arch(name: &str, pe_dim: u64, head_dim: u64, keys: u64) -> CliResult<A
     let mut file: strata_arch::spec::ArchFile =
         strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
     let a = &mut file.arch;
+    // A scaled machine is another machine: its name keys caches and labels results.
+    a.name = format!("{}-pe{pe_dim}", a.name);
     let d = pe_dim as i64;
     let min_tiles = 2 * (pe_dim / head_dim).max(1);
     let p1 = (min_tiles / (keys / pe_dim).max(1)).max(1);
