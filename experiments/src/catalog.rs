@@ -62,6 +62,15 @@ fn validate_one(path: &Path) -> CliResult<String> {
                 let a = strata_arch::Arch::from_toml(&text).map_err(|e| CliError::input(format!("{source}: {e}")))?;
                 return Ok(format!("architecture {}", a.name));
             }
+            [k] if k == "experiment" => {
+                let (spec, _) = crate::experiment::load(&path.display().to_string())?;
+                crate::run::check(&spec, &source)?;
+                return Ok(format!(
+                    "experiment {} ({} design points)",
+                    spec.name,
+                    crate::experiment::points(&spec).len()
+                ));
+            }
             [k] if k == "mapping" => {
                 // A mapping resolves only against a workload and an architecture: `strata eval` does that.
                 let m: strata_mappings::spec::MappingFile =
@@ -73,7 +82,7 @@ fn validate_one(path: &Path) -> CliResult<String> {
             }
             [k] if !WORKLOAD_TABLES.contains(&k.as_str()) => {
                 return Err(CliError::input(format!(
-                    "{source}: [{k}]: unknown kind of file; this version validates [{}], [arch] and [mapping] files",
+                    "{source}: [{k}]: unknown kind of file; this version validates [{}], [arch], [mapping] and [experiment] files",
                     WORKLOAD_TABLES.join("], [")
                 )));
             }

@@ -36,7 +36,7 @@ pub fn run(a: &RunArgs) -> CliResult<String> {
 }
 
 /// Checks names before any work starts, so a typo fails at once with the key that holds it.
-fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
+pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
     for (i, s) in spec.systems.iter().enumerate() {
         if strata_arch::presets::load(&s.arch).is_none() && !Path::new(&s.arch).exists() {
             return Err(CliError::input(format!(
