@@ -89,7 +89,7 @@ fn bars<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let max = series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.15;
+    let max = series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.4; // headroom for the legend
     let min =
         series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite() && *v > 0.0).fold(f64::MAX, f64::min)
             / 2.0;
@@ -216,7 +216,7 @@ where
     if logy {
         body!(chart.build_cartesian_2d((x0..x1).log_scale(), (y0 / 1.5..y1 * 1.5).log_scale()).map_err(e)?);
     } else {
-        body!(chart.build_cartesian_2d((x0..x1).log_scale(), 0.0..(y1 * 1.15).max(1e-9)).map_err(e)?);
+        body!(chart.build_cartesian_2d((x0..x1).log_scale(), 0.0..(y1 * 1.45).max(1e-9)).map_err(e)?);
     }
     Ok(())
 }
