@@ -117,9 +117,11 @@ impl CascadeMapping {
     }
 }
 
-/// Builds the execution tree and, per Einsum, the prefix loops of its enclosing groups (outermost first).
-#[allow(clippy::type_complexity)]
-fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec<Vec<(String, String)>>)> {
+/// Per Einsum, the shared loops of its enclosing groups as (key path, loop text), outermost first.
+type Prefixes = Vec<Vec<(String, String)>>;
+
+/// Builds the execution tree and, per Einsum, the prefix loops of its enclosing groups.
+fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Prefixes)> {
     let n = c.einsums().len();
     let group_index: BTreeMap<&str, usize> =
         spec.groups.iter().enumerate().map(|(i, g)| (g.name.as_str(), i)).collect();
@@ -195,7 +197,7 @@ fn build_schedule(spec: &MappingSpec, c: &Cascade) -> SpecResult<(Vec<Node>, Vec
         ));
     }
     // Prefix texts per Einsum: (group path for errors, loop text), outermost group first.
-    let mut prefixes: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    let mut prefixes: Prefixes = vec![Vec::new(); n];
     for (e, prefix) in prefixes.iter_mut().enumerate() {
         let mut chain = Vec::new();
         let mut g = parent_of_einsum[e];
