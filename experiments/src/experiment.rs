@@ -61,7 +61,8 @@ pub struct ExperimentSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MapperSpec {
-    /// `auto` (exhaustive up to 20k points, else random), `exhaustive`, `random`, `greedy`, `milp`.
+    /// `auto` (exhaustive within `samples` points, else the keep-all subspace or a sample, then
+    /// greedy), `exhaustive`, `random`, `greedy`, `milp`.
     pub strategy: String,
     /// `latency`, `energy` or `edp`.
     pub objective: String,

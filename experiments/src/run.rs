@@ -180,7 +180,7 @@ fn linear(
     let space = Mapspace::new(&c, 0, arch, unit, false);
     let cost = |nest: &strata_mappings::EinsumNest| systems::objective(arch, &c, nest, settings);
     let (nest, _) = space
-        .search(systems::strategy(&space, settings), &cost)
+        .search(systems::strategy(settings), &cost)
         .ok_or_else(|| CliError::input(format!("no mapping of a {m}×{k}×{n} GEMM fits {}", arch.name)))?;
     let q = quick(arch, &c, &nest);
     let counts = strata_sim::count(&c, &nest);

@@ -291,17 +291,15 @@ pub fn map_attention(family: &str, c: &Cascade, arch: &Arch, m: &MapperSpec) -> 
     }
 }
 
-/// The mapper's strategy for a space under the experiment's settings: `auto` searches spaces
-/// of up to `samples` points exhaustively and samples larger ones (seeded, so deterministic
-/// whatever the thread count).
-pub fn strategy(space: &Mapspace<'_>, m: &MapperSpec) -> Strategy {
+/// The mapper's strategy for a space under the experiment's settings (`auto`: see
+/// `Strategy::Auto`; seeded, so deterministic whatever the thread count).
+pub fn strategy(m: &MapperSpec) -> Strategy {
     match m.strategy.as_str() {
         "exhaustive" => Strategy::Exhaustive,
         "random" => Strategy::Random { samples: m.samples, seed: m.seed },
         "greedy" => Strategy::Greedy,
         "milp" => Strategy::Milp { seconds: m.milp_seconds },
-        _ if space.size() <= m.samples as u128 => Strategy::Exhaustive,
-        _ => Strategy::Random { samples: m.samples, seed: m.seed },
+        _ => Strategy::Auto { budget: m.samples, seed: m.seed },
     }
 }
 
@@ -328,7 +326,7 @@ pub fn map_each(c: &Cascade, arch: &Arch, m: &MapperSpec, only: &[&str]) -> CliR
         let space = Mapspace::new(c, i, arch, unit, false);
         let cost = |n: &strata_mappings::EinsumNest| objective(arch, c, n, m);
         let (nest, _) = space
-            .search(strategy(&space, m), &cost)
+            .search(strategy(m), &cost)
             .ok_or_else(|| CliError::input(format!("no mapping of einsum {} fits {}", e.name, arch.name)))?;
         einsums.push(to_spec(c, arch, &nest));
     }

@@ -3,8 +3,10 @@
 //!
 //! The mapspace of an Einsum bound to a unit: which ranks fan out over the array's x and y
 //! (the largest divisor of the rank that fits), tile sizes per rank at every level between the
-//! root and the unit's level (divisors, or a coarser power-of-two ladder), and the order of the
-//! root loops (the order that decides which operand is reused). Every level keeps every operand.
+//! root and the unit's level (divisors, or a coarser power-of-two ladder), the order of the
+//! root loops (the order that decides which operand is reused), and which tensors each level
+//! between the root and the PEs keeps or bypasses (the point that keeps everything comes first,
+//! so ties prefer it).
 //! Strategies: exhaustive, seeded random sampling, and greedy coordinate descent. The mapper
 //! does not know costs: `mappings` describes, `sim` evaluates, and the caller joins them.
 
@@ -15,6 +17,13 @@ use strata_workloads::einsum::RankId;
 use crate::nest::{Dim, EinsumNest, Loop, Operand, point_ops};
 use crate::spec::{EinsumMappingSpec, LevelSpec};
 
+/// A point of the space and its cost, if it fits.
+type Scored = Option<(u128, f64)>;
+/// Evaluates the point with an index.
+type EvalFn<'a> = dyn Fn(u128) -> Scored + Sync + 'a;
+/// The better of two points (ties keep the lower index).
+type Better<'a> = dyn Fn(Scored, Scored) -> Scored + Sync + 'a;
+
 /// How the mapper walks the mapspace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -22,6 +31,12 @@ pub enum Strategy {
     Exhaustive,
     /// `samples` points drawn with a seeded generator.
     Random { samples: usize, seed: u64 },
+    /// Random sampling, then greedy improvement from the best sample.
+    RandomGreedy { samples: usize, seed: u64 },
+    /// Exhaustive when the space has at most `budget` points. Otherwise: the best point that
+    /// keeps every tensor everywhere (exhaustive when those fit the budget, else `budget`
+    /// seeded samples of them), improved greedily with bypass included.
+    Auto { budget: usize, seed: u64 },
     /// Start from the first point and improve one decision at a time until nothing improves.
     Greedy,
     /// For every spatial choice and root order, tile sizes at the level below the root from a
@@ -35,6 +50,8 @@ struct Choice {
     spatial: usize,
     tiles: Vec<usize>,
     order: usize,
+    /// Bit `m · tensors + t` set: tensor `t` bypasses middle level `m + 1`. 0 keeps everything.
+    bypass: usize,
 }
 
 /// The mapspace of one Einsum on one unit.
@@ -53,6 +70,8 @@ pub struct Mapspace<'a> {
     fan_level: usize,
     /// Elements the level below the root holds (per instance), for the MILP's budgets.
     buffer_elements: Option<f64>,
+    /// The Einsum's distinct tensors, in operand order: what keep/bypass decides over.
+    tensors: Vec<strata_workloads::einsum::TensorId>,
 }
 
 fn divisors(n: u64) -> Vec<u64> {
@@ -138,7 +157,13 @@ impl<'a> Mapspace<'a> {
         let orders = permutations(&ranks);
         let elem = c.tensor(e.output.tensor).elem_bytes as f64;
         let buffer_elements = path.get(1).and_then(|l| arch.level(*l).capacity).map(|b| b.0 as f64 / elem);
-        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level, buffer_elements }
+        let mut tensors = Vec::new();
+        for a in std::iter::once(&e.output).chain(&e.inputs) {
+            if !tensors.contains(&a.tensor) {
+                tensors.push(a.tensor);
+            }
+        }
+        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level, buffer_elements, tensors }
     }
 
     /// Number of points in the space.
@@ -146,6 +171,13 @@ impl<'a> Mapspace<'a> {
         self.spatial.len() as u128
             * self.orders.len() as u128
             * self.tile_options.iter().map(|o| o.len() as u128).product::<u128>()
+            * self.bypass_options() as u128
+    }
+
+    /// Keep/bypass choices: every distinct tensor at every level strictly between the root
+    /// (which keeps everything) and the PEs' own level (which keeps everything).
+    fn bypass_options(&self) -> usize {
+        1 << (self.path.len().saturating_sub(2) * self.tensors.len())
     }
 
     fn index_to_choice(&self, mut i: u128) -> Choice {
@@ -162,7 +194,8 @@ impl<'a> Mapspace<'a> {
                 k
             })
             .collect();
-        Choice { spatial, tiles, order }
+        let bypass = (i % self.bypass_options() as u128) as usize;
+        Choice { spatial, tiles, order, bypass }
     }
 
     /// The nest of a choice, or `None` when its factors do not divide the ranks.
@@ -215,7 +248,12 @@ impl<'a> Mapspace<'a> {
             .map(|(a, is_output)| Operand {
                 tensor: a.tensor,
                 ranks: a.ranks(),
-                keep: vec![true; n_levels],
+                keep: (0..n_levels)
+                    .map(|lv| {
+                        let t = self.tensors.iter().position(|&x| x == a.tensor).expect("collected");
+                        lv == 0 || lv == n_levels - 1 || ch.bypass >> ((lv - 1) * self.tensors.len() + t) & 1 == 0
+                    })
+                    .collect(),
                 is_output,
                 elem_bytes: self.c.tensor(a.tensor).elem_bytes,
                 barrier: 0,
@@ -256,17 +294,30 @@ impl<'a> Mapspace<'a> {
                 let n = u64::try_from(total).expect("exhaustive spaces fit in u64");
                 (0..n).into_par_iter().map(|i| eval(u128::from(i))).reduce(|| None, better)
             }
-            Strategy::Random { samples, seed } => {
+            Strategy::Random { samples, seed } => self.sample(samples, seed, total, &eval, &better),
+            Strategy::RandomGreedy { samples, seed } => {
+                let start = self.sample(samples, seed, total, &eval, &better)?;
+                Some(self.greedy(start, &eval, &better))
+            }
+            Strategy::Auto { budget, seed } => {
                 use rayon::prelude::*;
-                (0..samples as u64)
-                    .into_par_iter()
-                    .map(|k| {
-                        let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                        eval(u128::from(z ^ (z >> 31)) % total)
-                    })
-                    .reduce(|| None, better)
+                let keep_all = total / self.bypass_options() as u128;
+                let start = if keep_all <= budget as u128 {
+                    let n = u64::try_from(keep_all).expect("within the budget");
+                    (0..n).into_par_iter().map(|i| eval(u128::from(i))).reduce(|| None, better)
+                } else {
+                    self.sample(budget, seed, keep_all, &eval, &better)
+                }?;
+                Some(if total <= budget as u128 {
+                    let n = u64::try_from(total).expect("within the budget");
+                    (0..n)
+                        .into_par_iter()
+                        .map(|i| eval(u128::from(i)))
+                        .reduce(|| None, better)
+                        .expect("start is in the space")
+                } else {
+                    self.greedy(start, &eval, &better)
+                })
             }
             Strategy::Milp { seconds } => {
                 let mut best = None;
@@ -280,33 +331,51 @@ impl<'a> Mapspace<'a> {
                 best
             }
             Strategy::Greedy => {
-                let mut cur = (0..total.min(4096)).find_map(eval)?;
-                loop {
-                    let ch = self.index_to_choice(cur.0);
-                    let mut next = Some(cur);
-                    for (d, len) in self.decisions() {
-                        for k in 0..len {
-                            let mut c2 = ch.clone();
-                            match d {
-                                0 => c2.spatial = k,
-                                1 => c2.order = k,
-                                t => c2.tiles[t - 2] = k,
-                            }
-                            let i = self.choice_to_index(&c2);
-                            next = better(next, eval(i));
-                        }
-                    }
-                    let n = next.expect("current is valid");
-                    if n == cur {
-                        break;
-                    }
-                    cur = n;
-                }
-                Some(cur)
+                let start = (0..total.min(4096)).find_map(eval)?;
+                Some(self.greedy(start, &eval, &better))
             }
         }?;
         let nest = self.nest(&self.index_to_choice(best.0)).expect("evaluated");
         Some((nest, best.1))
+    }
+
+    /// The best of `samples` seeded random points among the first `limit` indices.
+    fn sample(&self, samples: usize, seed: u64, limit: u128, eval: &EvalFn<'_>, better: &Better<'_>) -> Scored {
+        use rayon::prelude::*;
+        (0..samples as u64)
+            .into_par_iter()
+            .map(|k| {
+                let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                eval(u128::from(z ^ (z >> 31)) % limit)
+            })
+            .reduce(|| None, better)
+    }
+
+    /// Improves one decision at a time from `cur` until no single change helps.
+    fn greedy(&self, mut cur: (u128, f64), eval: &EvalFn<'_>, better: &Better<'_>) -> (u128, f64) {
+        loop {
+            let ch = self.index_to_choice(cur.0);
+            let mut next = Some(cur);
+            for (d, len) in self.decisions() {
+                for k in 0..len {
+                    let mut c2 = ch.clone();
+                    match d {
+                        0 => c2.spatial = k,
+                        1 => c2.order = k,
+                        t if t == 2 + self.tile_options.len() => c2.bypass = k,
+                        t => c2.tiles[t - 2] = k,
+                    }
+                    next = better(next, eval(self.choice_to_index(&c2)));
+                }
+            }
+            let n = next.expect("current is valid");
+            if n == cur {
+                return cur;
+            }
+            cur = n;
+        }
     }
 
     /// Tiles at the level below the root from the MILP for one spatial choice and root order;
@@ -360,13 +429,14 @@ impl<'a> Mapspace<'a> {
             let opts = &self.tile_options[i];
             tiles[i] = opts.iter().rposition(|&t| t <= want && rem[i].is_multiple_of(t)).unwrap_or(0);
         }
-        Some(Choice { spatial, tiles, order })
+        Some(Choice { spatial, tiles, order, bypass: 0 })
     }
 
     /// (decision id, number of options): 0 spatial, 1 order, 2.. tiles.
     fn decisions(&self) -> Vec<(usize, usize)> {
         let mut d = vec![(0, self.spatial.len()), (1, self.orders.len())];
         d.extend(self.tile_options.iter().enumerate().map(|(k, o)| (k + 2, o.len())));
+        d.push((2 + self.tile_options.len(), self.bypass_options()));
         d
     }
 
@@ -381,7 +451,7 @@ impl<'a> Mapspace<'a> {
             i += ch.tiles[k] as u128 * scale;
             scale *= o.len() as u128;
         }
-        i
+        i + ch.bypass as u128 * scale
     }
 }
 
@@ -406,7 +476,17 @@ pub fn to_spec(c: &Cascade, arch: &Arch, nest: &EinsumNest) -> EinsumMappingSpec
                     format!("{}={}{dim}", c.rank(x.rank).name, x.bound)
                 })
                 .collect(),
-            keep: None,
+            keep: {
+                let kept: Vec<String> = nest
+                    .operands
+                    .iter()
+                    .filter(|o| o.keep[lv])
+                    .map(|o| c.tensor(o.tensor).name.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                (nest.operands.iter().any(|o| !o.keep[lv])).then_some(kept)
+            },
             bypass: None,
         })
         .collect();
