@@ -44,21 +44,10 @@ pub fn arch_text(arg: &str) -> CliResult<(String, String)> {
     Ok((std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string()))
 }
 
-/// Loads an architecture preset or file.
+/// Loads an architecture preset or file; errors name it.
 pub fn arch(arg: &str) -> CliResult<Arch> {
-    if let Some(r) = strata_arch::presets::load(arg) {
-        return r.map_err(|e| CliError::input(format!("preset {arg}: {e}")));
-    }
-    let path = Path::new(arg);
-    if !path.exists() {
-        let names: Vec<&str> = strata_arch::presets::PRESETS.iter().map(|p| p.0).collect();
-        return Err(CliError::input(format!(
-            "`{arg}` is neither an architecture preset nor a file (presets: {})",
-            names.join(", ")
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
-    Arch::from_toml(&text).map_err(|e| CliError::input(format!("{}: {e}", path.display())))
+    let (text, source) = arch_text(arg)?;
+    Arch::from_toml(&text).map_err(|e| CliError::input(format!("{source}: {e}")))
 }
 
 /// The cascade a workload lowers to for evaluation.
