@@ -159,3 +159,33 @@ fn bad_experiments_are_located() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("o/sub"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// An architecture written inline in the experiment gives the same numbers as the preset it copies,
+/// and `plots` draws only the plots asked for.
+#[test]
+fn inline_architectures_match_presets_and_plots_can_be_chosen() {
+    let preset =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml")).unwrap();
+    let inline = preset.replace("[[arch.", "[[experiment.systems.arch.").replace("[arch", "[experiment.systems.arch");
+    let with_plots = OK.replace("[experiment.sweep]", "plots = [\"attention-dram\"]\n[experiment.sweep]");
+    let a = fresh("inline-a");
+    std::fs::write(a.join("e.toml"), &with_plots).unwrap();
+    assert!(strata(&["run", "e.toml", "--out", "o"], &a).status.success());
+    let b = fresh("inline-b");
+    std::fs::write(b.join("e.toml"), with_plots.replace("arch = \"fusemax\"\n", "") + &inline).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &b);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(csv(&a.join("o/results.csv")), csv(&b.join("o/results.csv")));
+    let mut plots: Vec<_> = std::fs::read_dir(b.join("o/plots")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    plots.sort();
+    assert_eq!(plots, ["attention-dram.png", "attention-dram.svg"]);
+    // Errors inside an inline architecture name the key that holds them.
+    bad(
+        &(OK.replace("arch = \"fusemax\"\n", "") + &inline.replace("clock = \"940 MHz\"", "clock = \"fast\"")),
+        "experiment.systems[0].arch: arch.clock: `fast` does not start with a number",
+    );
+    bad(
+        &OK.replace("[experiment.sweep]", "plots = [\"roofline\"]\n[experiment.sweep]"),
+        "experiment.plots[0]: unknown plot `roofline`",
+    );
+}

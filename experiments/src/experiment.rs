@@ -55,6 +55,36 @@ pub struct ExperimentSpec {
     /// How the mapper maps what no family template covers (linear layers, unfused Einsums).
     #[serde(default)]
     pub mapper: MapperSpec,
+    /// Which plots to draw (all that apply when omitted); see `plots::NAMES`.
+    pub plots: Option<Vec<String>>,
+}
+
+impl SystemSpec {
+    /// The system's architecture spec and a name for messages; errors name the key.
+    pub fn arch_spec(&self, source: &str, i: usize) -> CliResult<(strata_arch::spec::ArchSpec, String)> {
+        match &self.arch {
+            toml::Value::String(name) => {
+                let (text, origin) = crate::eval::arch_text(name)?;
+                let file: strata_arch::spec::ArchFile =
+                    strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&origin, &e))?;
+                Ok((file.arch, origin))
+            }
+            toml::Value::Table(_) => {
+                let spec: strata_arch::spec::ArchSpec =
+                    serde_path_to_error::deserialize(self.arch.clone()).map_err(|e| {
+                        CliError::input(format!(
+                            "{source}: experiment.systems[{i}].arch.{}: {}",
+                            e.path(),
+                            e.inner().message()
+                        ))
+                    })?;
+                Ok((spec, format!("{source}: experiment.systems[{i}].arch")))
+            }
+            _ => Err(CliError::input(format!(
+                "{source}: experiment.systems[{i}].arch: a preset name, a file or an inline architecture table"
+            ))),
+        }
+    }
 }
 
 /// Mapper settings of an experiment.
@@ -82,7 +112,8 @@ impl Default for MapperSpec {
 #[serde(deny_unknown_fields)]
 pub struct SystemSpec {
     pub name: String,
-    pub arch: String,
+    /// An architecture preset name or file, or an inline `[arch]`-style table.
+    pub arch: toml::Value,
     /// Attention mapping family (see `systems::FAMILIES`).
     pub attention: String,
 }

@@ -12,6 +12,18 @@ use crate::experiment::{ExperimentSpec, Kind, Row};
 
 type Res<T> = Result<T, String>;
 
+/// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
+pub const NAMES: [&str; 8] = [
+    "attention-speedup",
+    "attention-energy",
+    "end-to-end-speedup",
+    "end-to-end-energy",
+    "attention-dram",
+    "attention-utilization",
+    "pareto",
+    "io",
+];
+
 /// A line: (label, points, thin, colour index).
 type Series = (String, Vec<(f64, f64)>, bool, usize);
 
@@ -43,12 +55,18 @@ fn e<E: std::fmt::Debug>(x: E) -> String {
 
 /// Draws `f` into `dir/name.png` and `dir/name.svg`.
 fn both(
+    allowed: Option<&[String]>,
     dir: &Path,
     name: &str,
     size: (u32, u32),
     f: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Res<()>,
     g: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Res<()>,
 ) -> Res<Vec<String>> {
+    // An experiment may ask for some plots only; I/O curves come one per (N, d) as `io`.
+    let kind = if name.starts_with("io-") { "io" } else { name };
+    if allowed.is_some_and(|a| !a.iter().any(|x| x == kind)) {
+        return Ok(Vec::new());
+    }
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
     {
@@ -262,6 +280,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 let speed = per_system(scope, &|r, b| b.f("latency_s") / r.f("latency_s"));
                 let title = format!("{tag} speedup over {base}");
                 written.extend(both(
+                    spec.plots.as_deref(),
                     dir,
                     &format!("{tag}-speedup"),
                     size,
@@ -271,6 +290,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
                 let title = format!("{tag} energy normalised to {base}");
                 written.extend(both(
+                    spec.plots.as_deref(),
                     dir,
                     &format!("{tag}-energy"),
                     size,
@@ -281,6 +301,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
             let title = "attention DRAM traffic (log scale)";
             written.extend(both(
+                spec.plots.as_deref(),
                 dir,
                 "attention-dram",
                 size,
@@ -302,6 +323,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             }
             let title = format!("{first} attention: array utilisation (2D solid, 1D thin)");
             written.extend(both(
+                spec.plots.as_deref(),
                 dir,
                 "attention-utilization",
                 (1000, 560),
@@ -353,6 +375,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 let (xl, yl) = ("area (mm², log scale)", "attention latency (s, log scale)");
                 let mm = |x: &f64| format!("{x:.0}");
                 written.extend(both(
+                    spec.plots.as_deref(),
                     dir,
                     "pareto",
                     (900, 560),
@@ -382,6 +405,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 let title = format!("attention I/O, N = {}, d = {d}", seq_label(n as f64));
                 let name = format!("io-n{n}-d{d}");
                 written.extend(both(
+                    spec.plots.as_deref(),
                     dir,
                     &name,
                     (900, 560),

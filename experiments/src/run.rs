@@ -38,12 +38,16 @@ pub fn run(a: &RunArgs) -> CliResult<String> {
 /// Checks names before any work starts, so a typo fails at once with the key that holds it.
 pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
     for (i, s) in spec.systems.iter().enumerate() {
-        if strata_arch::presets::load(&s.arch).is_none() && !Path::new(&s.arch).exists() {
+        if let toml::Value::String(name) = &s.arch
+            && strata_arch::presets::text(name).is_none()
+            && !Path::new(name).exists()
+        {
             return Err(CliError::input(format!(
-                "{source}: experiment.systems[{i}].arch: unknown architecture `{}`",
-                s.arch
+                "{source}: experiment.systems[{i}].arch: unknown architecture `{name}`"
             )));
         }
+        let (arch, origin) = s.arch_spec(source, i)?;
+        Arch::from_spec(&arch).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
         if !systems::FAMILIES.contains(&s.attention.as_str()) {
             return Err(CliError::input(format!(
                 "{source}: experiment.systems[{i}].attention: unknown family `{}` (families: {})",
@@ -60,6 +64,14 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
                     "{source}: experiment.sweep.model[{i}]: unknown model preset `{name}`"
                 )));
             }
+        }
+    }
+    for (k, name) in spec.plots.iter().flatten().enumerate() {
+        if !plots::NAMES.contains(&name.as_str()) {
+            return Err(CliError::input(format!(
+                "{source}: experiment.plots[{k}]: unknown plot `{name}` (plots: {})",
+                plots::NAMES.join(", ")
+            )));
         }
     }
     if let Some(b) = &spec.baseline
@@ -194,11 +206,15 @@ fn linear(
 /// global buffer sized as the artifact sizes it for the pipelined binding at `keys` keys
 /// (fusemax.md §11): PE_dim · P1 · E · 8 · 2 bytes, P1 = max(1, min_tiles / (keys / PE_dim)),
 /// min_tiles = 2 · max(1, PE_dim / E).
-fn scaled_arch(name: &str, pe_dim: u64, head_dim: u64, keys: u64) -> CliResult<Arch> {
-    let (text, source) = crate::eval::arch_text(name)?;
-    let mut file: strata_arch::spec::ArchFile =
-        strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
-    let a = &mut file.arch;
+fn scaled_arch(
+    spec: &strata_arch::spec::ArchSpec,
+    source: &str,
+    pe_dim: u64,
+    head_dim: u64,
+    keys: u64,
+) -> CliResult<Arch> {
+    let mut spec = spec.clone();
+    let a = &mut spec;
     // A scaled machine is another machine: its name keys caches and labels results.
     a.name = format!("{}-pe{pe_dim}", a.name);
     let d = pe_dim as i64;
@@ -235,9 +251,11 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
     let model_name = text(p, "model");
     let m = model(&model_name)?;
     let pe_dim = if p.values.contains_key("pe_dim") { Some(int(p, "pe_dim")?) } else { None };
+    let index = spec.systems.iter().position(|s| s.name == system_name).expect("points come from systems");
+    let (arch_spec, origin) = system.arch_spec("experiment", index)?;
     let arch = match pe_dim {
-        Some(d) => scaled_arch(&system.arch, d, m.head_dim, int(p, "seq")?)?,
-        None => crate::eval::arch(&system.arch)?,
+        Some(d) => scaled_arch(&arch_spec, &origin, d, m.head_dim, int(p, "seq")?)?,
+        None => Arch::from_spec(&arch_spec).map_err(|e| CliError::input(format!("{origin}: {e}")))?,
     };
     let (seq, batch) = (int(p, "seq")?, int(p, "batch")?);
     let block = arch.unit_id("pe2d").map_or(256, |u| arch.unit(u).rows);
