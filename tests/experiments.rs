@@ -130,7 +130,11 @@ const OK: &str = "[experiment]\nname = \"x\"\nkind = \"attention-systems\"\n[exp
 
 #[test]
 fn bad_experiments_are_located() {
-    bad(&OK.replace("[\"bert\"]", "[\"bert9\"]"), "e.toml: experiment.sweep.model[0]: unknown model preset `bert9`");
+    bad(
+        &OK.replace("[\"bert\"]", "[\"bert9\"]"),
+        "e.toml: experiment.sweep.model[0]: `bert9` is neither a preset nor a file",
+    );
+    bad(&OK.replace("[\"bert\"]", "[\"gemm\"]"), "experiment.sweep.model[0]: preset gemm: is not a model");
     bad(&OK.replace("seq = [1024]", "seq = []"), "experiment.sweep.seq: an axis needs at least one value");
     bad(&OK.replace("arch = \"fusemax\"", "arch = \"tpu\""), "experiment.systems[0].arch: unknown architecture `tpu`");
     bad(
@@ -188,4 +192,30 @@ fn inline_architectures_match_presets_and_plots_can_be_chosen() {
         &OK.replace("[experiment.sweep]", "plots = [\"roofline\"]\n[experiment.sweep]"),
         "experiment.plots[0]: unknown plot `roofline`",
     );
+}
+
+/// The model axis takes files too: a copy of a preset gives the preset's numbers, and a Hugging Face
+/// `config.json` runs.
+#[test]
+fn models_can_come_from_files() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = fresh("model-files");
+    std::fs::copy(format!("{root}/workloads/presets/models/bert.toml"), d.join("my-bert.toml")).unwrap();
+    std::fs::copy(format!("{root}/workloads/tests/fixtures/llama-2-7b-config.json"), d.join("llama.json")).unwrap();
+    let e = OK.replace("[\"bert\"]", "[\"bert\", \"my-bert.toml\", \"llama.json\"]");
+    std::fs::write(d.join("e.toml"), e).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let m = h.iter().position(|c| c == "model").unwrap();
+    // Columns other than the point id and the model name.
+    let of = |name: &str| -> Vec<Vec<String>> {
+        rows.iter()
+            .filter(|r| r[m] == name)
+            .map(|r| r.iter().enumerate().filter(|(i, _)| *i != m && *i != 0).map(|(_, c)| c.clone()).collect())
+            .collect()
+    };
+    assert!(!of("bert").is_empty());
+    assert_eq!(of("bert"), of("my-bert.toml"));
+    assert_eq!(of("llama.json").len(), of("bert").len());
 }

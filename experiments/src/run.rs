@@ -11,7 +11,7 @@ use strata_arch::Arch;
 use strata_mappings::mapper::Mapspace;
 use strata_sim::{evaluate, quick};
 use strata_workloads::attention::AttentionShape;
-use strata_workloads::{Cascade, CascadeSpec, Model, ModelSpec, Phase};
+use strata_workloads::{Cascade, CascadeSpec, Model, Phase, WorkloadSpec};
 
 use crate::error::{CliError, CliResult};
 use crate::experiment::{Cell, ExperimentSpec, Kind, Point, Row, Sink, load, points};
@@ -59,11 +59,8 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
     if let Some(models) = spec.sweep.get("model") {
         for (i, m) in models.iter().enumerate() {
             let name = m.as_str().unwrap_or_default();
-            if strata_workloads::presets::find(name).is_none() {
-                return Err(CliError::input(format!(
-                    "{source}: experiment.sweep.model[{i}]: unknown model preset `{name}`"
-                )));
-            }
+            model(name)
+                .map_err(|e| CliError::input(format!("{source}: experiment.sweep.model[{i}]: {}", e.message)))?;
         }
     }
     for (k, name) in spec.plots.iter().flatten().enumerate() {
@@ -150,10 +147,13 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
     }
 }
 
+/// A model by preset name or file (Strata TOML or a Hugging Face `config.json`).
 fn model(name: &str) -> CliResult<Model> {
-    let preset =
-        strata_workloads::presets::find(name).ok_or_else(|| CliError::input(format!("unknown model `{name}`")))?;
-    ModelSpec::from_toml(preset.text).and_then(|m| m.build()).map_err(|e| CliError::spec(&format!("preset {name}"), &e))
+    let loaded = crate::load::workload(name)?;
+    match loaded.spec {
+        WorkloadSpec::Model(m) => m.build().map_err(|e| CliError::spec(&loaded.source, &e)),
+        _ => Err(CliError::input(format!("{}: is not a model (experiments sweep whole models)", loaded.source))),
+    }
 }
 
 fn unit_util(ev: &strata_sim::Evaluation, unit: &str) -> f64 {
