@@ -219,3 +219,26 @@ fn models_can_come_from_files() {
     assert_eq!(of("bert"), of("my-bert.toml"));
     assert_eq!(of("llama.json").len(), of("bert").len());
 }
+
+/// `metrics` chooses what the summary reports; results files keep every metric.
+#[test]
+fn metrics_choose_the_summary_columns() {
+    let d = fresh("metrics");
+    let e = OK.replace(
+        "[experiment.sweep]",
+        "baseline = \"FuseMax\"\nmetrics = [\"latency_s\", \"dram_bytes\"]\n[experiment.sweep]",
+    );
+    std::fs::write(d.join("e.toml"), e).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    assert!(summary.contains("| system | speedup over FuseMax | DRAM bytes / FuseMax |"), "{summary}");
+    assert!(summary.contains("| FuseMax | 1.00× | 1.000 |"), "{summary}");
+    assert!(!summary.contains("energy"), "{summary}");
+    let (h, _) = csv(&d.join("o/results.csv"));
+    assert!(h.iter().any(|c| c == "energy_j"));
+    bad(
+        &OK.replace("[experiment.sweep]", "metrics = [\"joules\"]\n[experiment.sweep]"),
+        "experiment.metrics[0]: unknown metric `joules`",
+    );
+}

@@ -57,6 +57,8 @@ pub struct ExperimentSpec {
     pub mapper: MapperSpec,
     /// Which plots to draw (all that apply when omitted); see `plots::NAMES`.
     pub plots: Option<Vec<String>>,
+    /// Which metrics the summary reports (all of `run::METRICS` when omitted); results files keep every metric.
+    pub metrics: Option<Vec<String>>,
 }
 
 impl SystemSpec {

@@ -63,6 +63,14 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
                 .map_err(|e| CliError::input(format!("{source}: experiment.sweep.model[{i}]: {}", e.message)))?;
         }
     }
+    for (k, name) in spec.metrics.iter().flatten().enumerate() {
+        if !METRICS.contains(&name.as_str()) {
+            return Err(CliError::input(format!(
+                "{source}: experiment.metrics[{k}]: unknown metric `{name}` (metrics: {})",
+                METRICS.join(", ")
+            )));
+        }
+    }
     for (k, name) in spec.plots.iter().flatten().enumerate() {
         if !plots::NAMES.contains(&name.as_str()) {
             return Err(CliError::input(format!(
@@ -420,11 +428,26 @@ fn io_point(p: &Point) -> CliResult<Vec<Row>> {
     }])
 }
 
+/// Metrics an attention-systems summary can report, in the order it reports them.
+pub const METRICS: [&str; 6] = ["latency_s", "energy_j", "dram_bytes", "util_2d", "util_1d", "area_mm2"];
+
 /// (model, N, batch, scope, PE_dim or empty): what rows of different systems are compared on.
 type PointKey = (String, String, String, String, String);
 
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// The summary's column heading for `metric` against `base`.
+fn metric_heading(metric: &str, base: &str) -> String {
+    match metric {
+        "latency_s" => format!("speedup over {base}"),
+        "energy_j" => format!("energy / {base}"),
+        "dram_bytes" => format!("DRAM bytes / {base}"),
+        "util_2d" => "2D utilisation".into(),
+        "util_1d" => "1D utilisation".into(),
+        _ => "area (mm²)".into(),
+    }
 }
 
 /// The summary a person reads: means against the baseline, headline ratios and reference rows
@@ -473,16 +496,43 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
                     )
                     .collect()
             };
+            let chosen: Vec<&str> = METRICS
+                .iter()
+                .copied()
+                .filter(|m| spec.metrics.as_ref().is_none_or(|c| c.iter().any(|x| x == m)))
+                .collect();
             for scope in ["attention", "end_to_end"] {
                 if let Some(base) = &spec.baseline {
-                    let _ = writeln!(
-                        s,
-                        "## {scope}: mean over points, relative to {base}\n\n| system | speedup | energy |\n|---|---|---|"
-                    );
+                    // Latency as speedup, energy and traffic normalised to the baseline; utilisation
+                    // and area as they are (a ratio of utilisations reads badly).
+                    let _ = write!(s, "## {scope}: mean over points, relative to {base}\n\n| system |");
+                    for m in &chosen {
+                        let _ = write!(s, " {} |", metric_heading(m, base));
+                    }
+                    let _ = writeln!(s, "\n|---|{}", "---|".repeat(chosen.len()));
                     for sys in &spec.systems {
-                        let speedup = mean(&ratio(&sys.name, base, scope, "latency_s"));
-                        let energy = mean(&ratio(&sys.name, base, scope, "energy_j"));
-                        let _ = writeln!(s, "| {} | {speedup:.2}× | {energy:.3} |", sys.name);
+                        let _ = write!(s, "| {} |", sys.name);
+                        for &m in &chosen {
+                            let _ = match m {
+                                "latency_s" => write!(s, " {:.2}× |", mean(&ratio(&sys.name, base, scope, m))),
+                                "energy_j" | "dram_bytes" => {
+                                    write!(s, " {:.3} |", mean(&ratio(&sys.name, base, scope, m)))
+                                }
+                                _ => {
+                                    let v: Vec<f64> = rows
+                                        .iter()
+                                        .filter(|r| r.s("system") == sys.name && r.s("scope") == scope)
+                                        .map(|r| r.f(m))
+                                        .collect();
+                                    // Architectures without area figures record 0 mm².
+                                    match mean(&v) {
+                                        a if m == "area_mm2" && a == 0.0 => write!(s, " — |"),
+                                        a => write!(s, " {a:.3} |"),
+                                    }
+                                }
+                            };
+                        }
+                        s += "\n";
                     }
                     s += "\n";
                 }
@@ -516,7 +566,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
                     };
                     let k = (get("system"), (get("model"), get("seq_len"), get("batch"), get("scope"), get("pe_dim")));
                     let Some(row) = by.get(&k) else { continue };
-                    for metric in ["latency_s", "dram_bytes", "util_2d", "util_1d", "energy_j", "area_mm2"] {
+                    for &metric in &chosen {
                         if let Some(v) = r.get(metric).and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))) {
                             let got = row.f(metric);
                             let err = if metric.starts_with("util") {
