@@ -17,7 +17,7 @@ pub mod interp;
 pub mod model;
 pub mod phase;
 pub mod presets;
-pub mod toml_doc;
+pub use strata_spec::toml_doc;
 
 pub use attention::{AttentionShape, AttentionSpec};
 pub use cascade::CascadeSpec;

@@ -5,7 +5,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{SpecError, SpecResult};
+use crate::{SpecError, SpecResult};
 
 /// Deserializes TOML text into `T`, reporting the key path, line and column of any error.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> SpecResult<T> {
