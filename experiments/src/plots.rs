@@ -153,13 +153,7 @@ where
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .draw()
-                .map_err(e)?;
+            legend(&mut c, 14)?;
         }};
     }
     if log {
@@ -171,6 +165,20 @@ where
         body!(chart.build_cartesian_2d(-0.5..n - 0.5, 0.0..max.max(1e-12)).map_err(e)?, &|v: &f64| format!("{v:.1}"));
     }
     Ok(())
+}
+
+/// The legend every chart draws: upper right, on a translucent white box, in `font` points.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(c: &mut ChartContext<'a, DB, CT>, font: u32) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font))
+        .draw()
+        .map_err(e)
 }
 
 /// `series`: (label, points, thin, colour index).
@@ -222,13 +230,7 @@ where
                     c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
                 }
             }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(e)?;
+            legend(&mut c, 13)?;
         }};
     }
     if logy {
