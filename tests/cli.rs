@@ -362,3 +362,40 @@ fn eval_reports_capacity_violations_as_data() {
         stdout(&o)
     );
 }
+
+/// The acceptance of the GPU validation: every kernel measured on the H100, predicted from the
+/// model with device-level calibration only, has a median |error| ≤ 15% and a maximum ≤ 35%.
+#[test]
+fn validate_gpu_predicts_the_measured_h100_kernels() {
+    let out = file("unused", "").parent().unwrap().join("validate-gpu");
+    let o = strata(&["validate-gpu", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let pct = |key: &str| -> f64 {
+        let after = &s[s.find(key).unwrap_or_else(|| panic!("{key} in {s}")) + key.len()..];
+        after.trim_start().split('%').next().unwrap().trim().parse().unwrap()
+    };
+    let (median, max) = (pct("median |error|"), pct("max"));
+    assert!(median <= 15.0 && max <= 35.0, "median {median}%, max {max}%");
+    assert!(s.starts_with("85 kernels"), "{s}");
+    let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 86);
+    assert!(out.join("plots/predicted-vs-measured.png").exists());
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("NVIDIA H100 80GB HBM3"));
+}
+
+#[test]
+fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
+    let o = strata(&["validate-gpu", "--arch", "fusemax", "--out", "unused"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("fusemax: arch.gpu:"), "{}", stderr(&o));
+    let csv = "kind,name,m,n,k,median_us\ngemm,g,1,,4096,10\n";
+    let dir = file("measurements.csv", csv).parent().unwrap().to_path_buf();
+    let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("measurements.csv:2: field `n` is required for kind `gemm`"), "{}", stderr(&o));
+    let dir = file("measurements.csv", "kind,name,median_us\ntpu,x,3\n").parent().unwrap().to_path_buf();
+    let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown kind `tpu`"), "{}", stderr(&o));
+}

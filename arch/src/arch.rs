@@ -124,6 +124,7 @@ pub struct Arch {
     pub levels: Vec<Level>,
     pub units: Vec<ComputeUnit>,
     pub links: Vec<Link>,
+    pub gpu: Option<crate::gpu::Gpu>,
 }
 
 fn positive(path: &str, v: i64) -> SpecResult<u64> {
@@ -367,6 +368,7 @@ impl Arch {
             levels,
             units,
             links,
+            gpu: spec.gpu.as_ref().map(crate::gpu::Gpu::from_spec).transpose()?,
         })
     }
 

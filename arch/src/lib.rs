@@ -10,10 +10,12 @@
 
 pub mod arch;
 pub mod error;
+pub mod gpu;
 pub mod presets;
 pub mod spec;
 pub mod units;
 
 pub use arch::{Arch, ComputeUnit, Level, LevelId, OpCost, UnitId};
 pub use error::{SpecError, SpecResult};
+pub use gpu::Gpu;
 pub use spec::LevelKind;

@@ -25,6 +25,9 @@ pub struct ArchSpec {
     pub compute: Vec<ComputeSpec>,
     #[serde(default)]
     pub links: Vec<LinkSpec>,
+    /// Execution resources, for GPUs whose library kernels `sim::gpu` predicts.
+    #[serde(default)]
+    pub gpu: Option<crate::gpu::GpuSpec>,
 }
 
 fn two() -> i64 {

@@ -11,6 +11,7 @@ mod run;
 mod show;
 mod systems;
 mod table;
+mod validate_gpu;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -69,6 +70,21 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Predict every kernel measured on a real GPU (embedded H100 set by default) and report errors.
+    ValidateGpu {
+        /// A directory with measurements.csv (and environment.json) from validation/gpu/measure.py.
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// Architecture preset or file with an [arch.gpu] section.
+        #[arg(long, default_value = "h100")]
+        arch: String,
+        /// Output directory.
+        #[arg(long, default_value = "strata-out/validate-gpu")]
+        out: std::path::PathBuf,
+        /// Use the architecture's datasheet rates instead of the measured calibration rows.
+        #[arg(long)]
+        datasheet: bool,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -113,6 +129,9 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { arch, workload, mapping, shape, json } => {
             eval::run(&eval::EvalArgs { arch, workload, mapping, shape, json })
+        }
+        Command::ValidateGpu { data, arch, out, datasheet } => {
+            validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

@@ -439,3 +439,75 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
     }
     Ok(written)
 }
+
+/// Predicted against measured kernel times, log–log, one colour per kernel family, with the line
+/// y = x and dashed ±35% lines (the acceptance band).
+pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut kinds: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let lo = points.iter().flat_map(|p| [p.1, p.2]).fold(f64::MAX, f64::min) / 1.5;
+    let hi = points.iter().flat_map(|p| [p.1, p.2]).fold(f64::MIN, f64::max) * 1.5;
+    fn draw<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        points: &[(String, f64, f64)],
+        kinds: &[&str],
+        (lo, hi): (f64, f64),
+    ) -> Res<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let mut c = ChartBuilder::on(root)
+            .caption(
+                "H100: Strata's prediction vs measured kernel time",
+                ("sans-serif", 22, FontStyle::Bold).into_font(),
+            )
+            .margin(12)
+            .margin_right(25)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("measured time (µs)")
+            .y_desc("predicted time (µs)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .x_label_style(("sans-serif", 14))
+            .y_label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        let line = |k: f64| (0..=40).map(move |i| lo * (hi / lo).powf(i as f64 / 40.0)).map(move |x| (x, x * k));
+        c.draw_series(LineSeries::new(line(1.0), BLACK.stroke_width(1)))
+            .map_err(e)?
+            .label("y = x")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+        for k in [0.65, 1.35] {
+            let grey = RGBColor(150, 150, 150);
+            let pts: Vec<(f64, f64)> = line(k).collect();
+            let dashes = pts.windows(2).step_by(2).map(|w| PathElement::new(vec![w[0], w[1]], grey.stroke_width(1)));
+            let s = c.draw_series(dashes).map_err(e)?;
+            if k > 1.0 {
+                s.label("±35%").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+            }
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            c.draw_series(points.iter().filter(|p| p.0 == *kind).map(|p| Circle::new((p.1, p.2), 4, color.filled())))
+                .map_err(e)?
+                .label(kind.to_string())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(e)
+    }
+    both(None, dir, "predicted-vs-measured", (900, 800), &|r| draw(r, points, &kinds, (lo, hi)), &|r| {
+        draw(r, points, &kinds, (lo, hi))
+    })
+}

@@ -11,6 +11,7 @@
 pub mod counts;
 pub mod evaluate;
 pub mod executor;
+pub mod gpu;
 pub mod quick;
 pub mod space;
 

@@ -1,0 +1,267 @@
+//! `strata validate-gpu`: predicts every kernel measured on a real GPU and reports the errors.
+//!
+//! The measurements are validation/gpu/<gpu>/measurements.csv, written by
+//! validation/gpu/measure.py on the device; the H100 set is embedded so the command works with no
+//! files around. Rows of kind `calibration` are device-level quantities (peak copy bandwidth, peak
+//! GEMM and `mma.sync` throughput, the smallest kernel's time, memory latency) that replace the
+//! architecture's figures unless `--datasheet` is given; every other row is a prediction.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use strata_sim::gpu::{self, Attention, Calibration, Device, Gemm, Kernel};
+
+use crate::error::{CliError, CliResult};
+
+const H100_MEASUREMENTS: &str = include_str!("../../validation/gpu/h100/measurements.csv");
+const H100_ENVIRONMENT: &str = include_str!("../../validation/gpu/h100/environment.json");
+
+pub struct Args {
+    pub data: Option<PathBuf>,
+    pub arch: String,
+    pub out: PathBuf,
+    pub datasheet: bool,
+}
+
+/// One row of measurements.csv (numbers left empty where a kind has no such field).
+#[derive(Debug, Deserialize)]
+struct Measured {
+    kind: String,
+    name: String,
+    m: Option<u64>,
+    n: Option<u64>,
+    k: Option<u64>,
+    batch: Option<u64>,
+    heads: Option<u64>,
+    kv_heads: Option<u64>,
+    seq_q: Option<u64>,
+    seq_kv: Option<u64>,
+    head_dim: Option<u64>,
+    causal: Option<u8>,
+    elements: Option<f64>,
+    bytes: Option<f64>,
+    flops: Option<f64>,
+    median_us: f64,
+}
+
+/// A predicted point.
+pub struct Point {
+    pub kind: String,
+    pub name: String,
+    pub measured_us: f64,
+    pub predicted_us: f64,
+    pub launches: String,
+}
+
+impl Point {
+    pub fn error(&self) -> f64 {
+        self.predicted_us / self.measured_us - 1.0
+    }
+}
+
+/// What the command found: points, the calibration used and the source's environment.
+pub struct Report {
+    pub points: Vec<Point>,
+    pub calibration: Calibration,
+    pub environment: String,
+}
+
+fn need<T: Copy>(source: &str, line: u64, v: Option<T>, field: &str, kind: &str) -> CliResult<T> {
+    v.ok_or_else(|| CliError::input(format!("{source}:{line}: field `{field}` is required for kind `{kind}`")))
+}
+
+fn kernel(source: &str, line: u64, r: &Measured) -> CliResult<Kernel> {
+    let f = |v, name| need(source, line, v, name, &r.kind);
+    Ok(match r.kind.as_str() {
+        "gemm" => Kernel::Gemm(Gemm { m: f(r.m, "m")?, n: f(r.n, "n")?, k: f(r.k, "k")? }),
+        "attention_prefill" | "attention_decode" => Kernel::Attention(Attention {
+            batch: f(r.batch, "batch")?,
+            heads: f(r.heads, "heads")?,
+            kv_heads: f(r.kv_heads, "kv_heads")?,
+            seq_q: f(r.seq_q, "seq_q")?,
+            seq_kv: f(r.seq_kv, "seq_kv")?,
+            head_dim: f(r.head_dim, "head_dim")?,
+            causal: need(source, line, r.causal, "causal", &r.kind)? != 0,
+        }),
+        "copy" => Kernel::Copy { bytes: need(source, line, r.bytes, "bytes", &r.kind)? },
+        "elementwise" => Kernel::Add { elements: need(source, line, r.elements, "elements", &r.kind)? },
+        "softmax" => Kernel::Softmax { rows: f(r.m, "m")?, cols: f(r.n, "n")? },
+        "reduction" => Kernel::RowSum { rows: f(r.m, "m")?, cols: f(r.n, "n")? },
+        other => {
+            return Err(CliError::input(format!(
+                "{source}:{line}: unknown kind `{other}` (known: calibration, gemm, attention_prefill, \
+                 attention_decode, copy, elementwise, softmax, reduction)"
+            )));
+        }
+    })
+}
+
+/// Reads measurements, calibrates and predicts every point.
+pub fn predict(args: &Args) -> CliResult<Report> {
+    let (source, text, environment) = match &args.data {
+        None => (
+            "validation/gpu/h100/measurements.csv (embedded)".to_string(),
+            H100_MEASUREMENTS.to_string(),
+            H100_ENVIRONMENT.to_string(),
+        ),
+        Some(dir) => {
+            let path = dir.join("measurements.csv");
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).map_err(|e| CliError::input(format!("{}: cannot read: {e}", p.display())))
+            };
+            let env = read(&dir.join("environment.json")).unwrap_or_default();
+            (path.display().to_string(), read(&path)?, env)
+        }
+    };
+    let arch = crate::eval::arch(&args.arch)?;
+    let Some(gpu_spec) = arch.gpu.as_ref() else {
+        return Err(CliError::input(format!("{}: arch.gpu: this architecture has no [arch.gpu] section", args.arch)));
+    };
+    let mut rows = Vec::new();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    for rec in reader.deserialize::<Measured>() {
+        let r = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            CliError::input(format!("{source}:{line}: {e}"))
+        })?;
+        if !(r.median_us.is_finite() && r.median_us > 0.0) {
+            return Err(CliError::input(format!("{source}: {}: median_us must be a positive time", r.name)));
+        }
+        rows.push(r);
+    }
+    let mut cal = Calibration::default();
+    for r in rows.iter().filter(|r| r.kind == "calibration") {
+        let t = r.median_us * 1e-6;
+        let per = |v: Option<f64>| v.map(|x| x / t);
+        match r.name.as_str() {
+            "copy_peak" => cal.memory_bandwidth = per(r.bytes),
+            "gemm_peak" => cal.wgmma = per(r.flops),
+            "mma_sync_peak" => cal.mma_sync = per(r.flops),
+            "kernel_floor" => cal.launch_latency = Some(t),
+            "memory_latency" => cal.memory_latency = r.elements.map(|steps| t / steps),
+            _ => {}
+        }
+    }
+    let mut dev = Device::new(gpu_spec);
+    if !args.datasheet {
+        dev = dev.calibrated(&cal);
+    }
+    let mut points = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.kind == "calibration" {
+            continue;
+        }
+        let k = kernel(&source, i as u64 + 2, r)?;
+        let p = gpu::predict(&dev, &k);
+        points.push(Point {
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            measured_us: r.median_us,
+            predicted_us: p.seconds * 1e6,
+            launches: p.launches.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(" + "),
+        });
+    }
+    if points.is_empty() {
+        return Err(CliError::input(format!("{source}: no measured kernels to predict")));
+    }
+    Ok(Report { points, calibration: if args.datasheet { Calibration::default() } else { cal }, environment })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// (count, median |error|, max |error|) per kernel family and overall ("all").
+pub fn errors(points: &[Point]) -> BTreeMap<String, (usize, f64, f64)> {
+    let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for p in points {
+        by.entry(p.kind.clone()).or_default().push(p.error().abs());
+        by.entry("all".into()).or_default().push(p.error().abs());
+    }
+    by.into_iter().map(|(k, v)| (k, (v.len(), median(v.clone()), v.iter().cloned().fold(0.0, f64::max)))).collect()
+}
+
+fn summary(r: &Report, args: &Args) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# GPU validation: {} against measured kernels\n", args.arch);
+    let c = &r.calibration;
+    if args.datasheet {
+        let _ = writeln!(s, "Device-level rates: the architecture's datasheet figures (`--datasheet`).\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "Calibrated device-level quantities (measured by validation/gpu/measure.py; nothing per kernel):\n"
+        );
+        let f = |v: Option<f64>, scale: f64, unit: &str| {
+            v.map_or("(datasheet)".into(), |x| format!("{:.3} {unit}", x * scale))
+        };
+        let _ = writeln!(s, "| quantity | value |\n|---|---|");
+        let _ = writeln!(s, "| copy bandwidth | {} |", f(c.memory_bandwidth, 1e-12, "TB/s"));
+        let _ = writeln!(s, "| wgmma bf16 throughput (cuBLAS 16384³) | {} |", f(c.wgmma, 1e-12, "TFLOP/s"));
+        let _ = writeln!(s, "| mma.sync bf16 throughput | {} |", f(c.mma_sync, 1e-12, "TFLOP/s"));
+        let _ = writeln!(s, "| smallest kernel | {} |", f(c.launch_latency, 1e6, "µs"));
+        let _ = writeln!(s, "| memory latency | {} |\n", f(c.memory_latency, 1e9, "ns"));
+    }
+    let _ = writeln!(s, "| kernels | points | median abs. error | max abs. error |\n|---|---:|---:|---:|");
+    for (k, (n, med, max)) in errors(&r.points) {
+        let _ = writeln!(s, "| {k} | {n} | {:.1}% | {:.1}% |", med * 100.0, max * 100.0);
+    }
+    let _ = writeln!(s, "\n| kernel | measured µs | predicted µs | error | launches |\n|---|---:|---:|---:|---|");
+    for p in &r.points {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} | {:+.1}% | {} |",
+            p.name,
+            p.measured_us,
+            p.predicted_us,
+            p.error() * 100.0,
+            p.launches
+        );
+    }
+    if !r.environment.is_empty() {
+        let _ = writeln!(s, "\nMeasured on:\n\n```json\n{}\n```", r.environment.trim());
+    }
+    s
+}
+
+pub fn run(args: &Args) -> CliResult<String> {
+    let report = predict(args)?;
+    let fail = |p: &Path, e: String| CliError::input(format!("{}: cannot write: {e}", p.display()));
+    let plots = args.out.join("plots");
+    std::fs::create_dir_all(&plots).map_err(|e| fail(&plots, e.to_string()))?;
+    let mut csv = String::from("kind,name,measured_us,predicted_us,error_pct,launches\n");
+    for p in &report.points {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.3},{:.3},{:.2},{}",
+            p.kind,
+            p.name,
+            p.measured_us,
+            p.predicted_us,
+            p.error() * 100.0,
+            p.launches
+        );
+    }
+    let table = args.out.join("validation.csv");
+    std::fs::write(&table, csv).map_err(|e| fail(&table, e.to_string()))?;
+    let text = summary(&report, args);
+    let md = args.out.join("summary.md");
+    std::fs::write(&md, &text).map_err(|e| fail(&md, e.to_string()))?;
+    let pts: Vec<(String, f64, f64)> =
+        report.points.iter().map(|p| (p.kind.clone(), p.measured_us, p.predicted_us)).collect();
+    crate::plots::predicted_vs_measured(&pts, &plots).map_err(|e| fail(&plots, e))?;
+    let all = errors(&report.points)["all"];
+    Ok(format!(
+        "{} kernels: median |error| {:.1}%, max {:.1}%\nwrote {}, {} and {}\n",
+        all.0,
+        all.1 * 100.0,
+        all.2 * 100.0,
+        table.display(),
+        md.display(),
+        plots.join("predicted-vs-measured.png").display()
+    ))
+}

@@ -1,0 +1,109 @@
+//! Kernels that stream through memory: the copy engine, PyTorch's vectorized elementwise kernel,
+//! its block-per-row softmax and its row reduction. Their launch shapes are the ones Nsight
+//! Compute reported for PyTorch 2.11 on the H100 (validation/gpu/h100/launch_stats.csv).
+
+use super::launch::{self, Cta, Ctas, Grid, Overlap, Path, Shape};
+use super::{Device, Prediction};
+
+/// The copy engine: no SMs, one stream at the memory's bandwidth.
+pub fn copy(dev: &Device, bytes: f64) -> Prediction {
+    Prediction::of(vec![launch::streaming(dev, "memcpy", bytes)], 0.0)
+}
+
+/// `z = x + y` in bf16: 128-thread CTAs of 8-wide vectors, 1024 elements each. Twelve CTAs share
+/// an SM, so one CTA's load latency hides under the others' transfers: no latency term.
+pub fn add(dev: &Device, elements: f64) -> Prediction {
+    const PER_CTA: f64 = 1024.0;
+    let ctas = (elements / PER_CTA).ceil().max(1.0) as usize;
+    let cta = Cta { hbm_bytes: PER_CTA * 6.0, l2_bytes: PER_CTA * 6.0, ..Cta::default() };
+    let grid = Grid {
+        name: "vectorized_elementwise add".into(),
+        shape: Shape { threads: 128, registers: 34, shared_bytes: 0, cluster: 1 },
+        path: Path::Warp,
+        overlap: Overlap::Serial,
+        ctas: Ctas::Uniform(cta, ctas),
+    };
+    Prediction::of(vec![launch::run(dev, &grid)], elements)
+}
+
+/// Row softmax: one CTA of up to 1024 threads per row; load the row, reduce its max across the
+/// block, exponentiate and reduce the sum, write — each step waiting on the one before. Rows up
+/// to 8192 columns stay in registers (`cunn_SoftMaxForwardReg`, 30 registers at 4 values per
+/// thread, 37 at 8); longer rows go through shared memory (`cunn_SoftMaxForward`, 32).
+pub fn softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
+    let threads = cols.min(1024).div_ceil(32) * 32;
+    let per_thread = cols.div_ceil(threads);
+    let registers = match (cols <= 8192, per_thread <= 4) {
+        (true, true) => 30,
+        (true, false) => 37,
+        (false, _) => 32,
+    };
+    let g = &dev.gpu;
+    let c = cols as f64;
+    let cta = Cta {
+        hbm_bytes: 4.0 * c,
+        l2_bytes: 4.0 * c,
+        tensor_flops: 0.0,
+        // exp twice (for the sum, then for the output) on the SFU; max, subtract, add, scale and
+        // conversions on the FP32 lanes.
+        alu_cycles: 2.0 * c / g.sfu_lanes_per_sm as f64 + 8.0 * c / g.fp32_lanes_per_sm as f64,
+        latency: 2.0 * dev.memory_latency + 2.0 * g.block_reduce_cycles / g.clock.0,
+    };
+    let grid = Grid {
+        name: "softmax".into(),
+        shape: Shape { threads: threads as u32, registers, shared_bytes: 128, cluster: 1 },
+        path: Path::Warp,
+        overlap: Overlap::Serial,
+        ctas: Ctas::Uniform(cta, rows as usize),
+    };
+    Prediction::of(vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
+}
+
+/// Row sums: 512-thread CTAs that each reduce a band of rows, enough CTAs to fill every slot.
+pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
+    let shape = Shape { threads: 512, registers: 32, shared_bytes: 2048, cluster: 1 };
+    let slots = (launch::occupancy(dev, &shape) * dev.gpu.sms) as u64;
+    let ctas = rows.min(slots).max(1);
+    let bytes = (2 * rows * cols + 2 * rows) as f64 / ctas as f64;
+    let cta = Cta {
+        hbm_bytes: bytes,
+        l2_bytes: bytes,
+        latency: 2.0 * dev.memory_latency + dev.gpu.block_reduce_cycles / dev.gpu.clock.0,
+        ..Cta::default()
+    };
+    let grid = Grid {
+        name: "reduce_kernel sum".into(),
+        shape,
+        path: Path::Warp,
+        overlap: Overlap::Serial,
+        ctas: Ctas::Uniform(cta, ctas as usize),
+    };
+    Prediction::of(vec![launch::run(dev, &grid)], (rows * cols) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::h100;
+    use super::*;
+
+    #[test]
+    fn large_streams_run_at_memory_bandwidth() {
+        let dev = h100();
+        let bytes = 2.0 * (1u64 << 30) as f64;
+        let t = copy(&dev, bytes).seconds;
+        assert!((t - bytes / dev.memory_bandwidth - dev.launch_latency - dev.memory_latency).abs() < 1e-9);
+        let e = (1u64 << 28) as f64;
+        let t = add(&dev, e).seconds;
+        let roof = 6.0 * e / dev.memory_bandwidth;
+        assert!(t >= roof && t < 1.15 * roof, "{t} vs {roof}");
+    }
+
+    #[test]
+    fn softmax_is_latency_bound_when_one_row_owns_an_sm() {
+        let dev = h100();
+        // 8192 columns hold one CTA per SM; the serial chain leaves memory idle part of the time.
+        let t = softmax(&dev, 65536, 8192).seconds;
+        let roof = 4.0 * 65536.0 * 8192.0 / dev.memory_bandwidth;
+        assert!(t > 1.5 * roof, "{t} vs {roof}");
+    }
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Measure the kernels that Strata's GPU presets must predict, on the GPU at hand.
+
+Run on a machine with an NVIDIA GPU and PyTorch:
+
+    python3 validation/gpu/measure.py --out validation/gpu/h100
+
+It writes `measurements.csv` (one row per kernel point) and `environment.json`
+(GPU name, driver, clocks, library versions) into the output directory.
+
+Method (see the device tool's METHOD.md): random bf16 inputs, warm-up runs, then
+many timed runs with CUDA events around each, the L2 cache flushed before every
+run (a 256 MiB memset, outside the timed region), and the median reported with
+the 10th and 90th percentiles. Each point is captured in a CUDA graph and the
+replays are timed, so `median_us` is the GPU's time and not PyTorch's host-side
+dispatch; `eager_us` is the eager median beside it, for reference. One profiled run per point records the names of
+the kernels that the library launched (tile shapes, split-K, split-KV combine).
+
+Rows whose `kind` is `calibration` are the device-level quantities that
+`strata validate-gpu` may calibrate against: the bandwidth of a large
+device-to-device copy, the throughput of a large bf16 GEMM, and the time of the
+smallest kernel. Every other row is a validation point.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+FIELDS = [
+    "kind", "name", "m", "n", "k", "batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "causal",
+    "elements", "bytes", "flops", "median_us", "p10_us", "p90_us", "reps", "eager_us", "backend", "kernels",
+]
+
+FLUSH = None
+
+
+def timed(fn, target_ms=200.0, min_reps=15, max_reps=400):
+    """Median, p10, p90 (µs) of `fn` over event-timed runs, L2 flushed before each."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        FLUSH.zero_()
+        fn()
+    torch.cuda.synchronize()
+    est_ms = (time.perf_counter() - t0) * 1e3 / 3
+    reps = int(max(min_reps, min(max_reps, target_ms / max(est_ms, 1e-3))))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        FLUSH.zero_()
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    times = sorted(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))
+    q = statistics.quantiles(times, n=10)
+    return statistics.median(times), q[0], q[-1], reps
+
+
+def bench(fn, graph=True):
+    """GPU time of `fn` (replayed from a CUDA graph, so the host's dispatch cost of
+    the framework stays out) and, beside it, the eager median that includes it."""
+    eager = timed(fn)
+    if not graph:
+        return eager + (eager[0],)
+    try:
+        for _ in range(2):
+            fn()
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        torch.cuda.synchronize()
+        return timed(g.replay) + (eager[0],)
+    except Exception as exc:
+        print(f"graph capture failed ({type(exc).__name__}: {exc}); eager time kept", flush=True)
+        return eager + (eager[0],)
+
+
+def kernel_names(fn):
+    """Names of the GPU kernels one call of `fn` launches (cuBLAS tile, split-K, ...)."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        return ";".join(n[:160] for n in names)
+    except Exception as exc:  # profiler unavailable: the timing still stands
+        return f"profiler-error:{type(exc).__name__}"
+
+
+MMA_SRC = r"""
+extern "C" __global__ void mma_loop(float* out, int iters) {
+  // bf16 operands 1.0/0.5 packed in pairs; eight independent accumulators keep the pipe full.
+  unsigned a0 = 0x3f803f80u, a1 = 0x3f003f00u, a2 = 0x3f803f00u, a3 = 0x3f003f80u;
+  unsigned b0 = 0x3f803f80u, b1 = 0x3f003f00u;
+  float c[8][4];
+  for (int j = 0; j < 8; j++) for (int q = 0; q < 4; q++) c[j][q] = 0.f;
+  for (int i = 0; i < iters; i++) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                   : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
+                   : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    }
+  }
+  float s = 0.f;
+  for (int j = 0; j < 8; j++) s += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+  out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+}
+extern "C" __global__ void chase(const unsigned long long* next, int steps, unsigned long long* out) {
+  unsigned long long p = 0;
+  for (int i = 0; i < steps; i++) p = next[p];
+  out[0] = p;
+}
+"""
+
+
+def micro_calibration(rows, writer, fh):
+    """Device-level quantities that no library kernel exposes directly.
+
+    * `mma_sync_peak`: the chip's throughput through the Ampere-style warp-level
+      `mma.sync` bf16 instruction, the path FlashAttention-2 kernels use (cuBLAS on
+      Hopper uses `wgmma`, measured by `gemm_peak`).
+    * `memory_latency`: one thread chasing pointers through 512 MiB (beyond L2),
+      the time of one dependent HBM load.
+    """
+    try:
+        import cupy as cp
+        import numpy as np
+    except Exception as exc:
+        print(f"micro-benchmarks skipped: {exc}")
+        return
+    with cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):  # same stream as the events
+        mod = cp.RawModule(code=MMA_SRC, options=("-std=c++17",))
+        mma = mod.get_function("mma_loop")
+        blocks, threads, iters = 132 * 16, 256, 2048
+        out = cp.empty(blocks * threads, dtype=cp.float32)
+        flops = blocks * (threads // 32) * iters * 8 * 2 * 16 * 8 * 16
+        record(rows, writer, fh, row(kind="calibration", name="mma_sync_peak", flops=flops, backend="mma.sync.m16n8k16"),
+               lambda: mma((blocks,), (threads,), (out, np.int32(iters))), graph=False)
+        n = (512 << 20) // 8
+        line = 16  # one 128 B line per hop
+        perm = np.random.default_rng(0).permutation(n // line)
+        nxt = np.zeros(n, dtype=np.uint64)
+        nxt[perm * line] = np.roll(perm, -1) * line
+        dnext = cp.asarray(nxt)
+        res = cp.empty(1, dtype=cp.uint64)
+        chase = mod.get_function("chase")
+        steps = 20000
+        r = row(kind="calibration", name="memory_latency", elements=steps, bytes=8 * steps, backend="pointer-chase")
+        record(rows, writer, fh, r, lambda: chase((1,), (1,), (dnext, np.int32(steps), res)), graph=False)
+        del dnext
+
+
+def row(**kw):
+    r = {f: "" for f in FIELDS}
+    r.update(kw)
+    return r
+
+
+def record(rows, writer, fh, r, fn, graph=True):
+    med, p10, p90, reps, eager = bench(fn, graph)
+    r.update(median_us=f"{med:.3f}", p10_us=f"{p10:.3f}", p90_us=f"{p90:.3f}", reps=reps, eager_us=f"{eager:.3f}")
+    r["kernels"] = kernel_names(fn)
+    rows.append(r)
+    writer.writerow(r)
+    fh.flush()
+    print(f"{r['kind']:>14} {r['name']:<34} {med:12.2f} us  (eager {eager:10.2f})", flush=True)
+
+
+def gemm_points():
+    pts = []
+    layers = [(4096, 4096), (12288, 4096), (11008, 4096), (4096, 11008), (8192, 8192), (28672, 8192)]
+    for m in (1, 8, 32, 128):
+        for n, k in layers:
+            pts.append((m, n, k))
+    for m in (512, 2048, 8192):
+        for n, k in layers[:4]:
+            pts.append((m, n, k))
+    for s in (1024, 2048, 4096, 8192):
+        pts.append((s, s, s))
+    return pts
+
+
+def main():
+    global FLUSH
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    FLUSH = torch.empty(256 << 20, dtype=torch.int8, device=dev)
+    bf = torch.bfloat16
+
+    props = torch.cuda.get_device_properties(dev)
+    env = {
+        "gpu": props.name,
+        "sms": props.multi_processor_count,
+        "l2_bytes": getattr(props, "L2_cache_size", None),
+        "memory_bytes": props.total_memory,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "date": time.strftime("%Y-%m-%d"),
+        "timing": "CUDA events around CUDA-graph replays (eager_us: eager calls), L2 flushed (256 MiB memset) before each run, median of reps",
+    }
+    try:
+        from importlib.metadata import version
+        for pkg in ("nvidia-cublas", "nvidia-cublas-cu12", "nvidia-cudnn-cu13", "triton"):
+            try:
+                env[pkg] = version(pkg)
+            except Exception:
+                pass
+    except Exception:
+        pass
+    try:
+        q = "name,driver_version,clocks.max.sm,clocks.max.mem,clocks.sm,power.limit,memory.total"
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        env["nvidia_smi"] = dict(zip(q.split(","), [s.strip() for s in out.split(",")]))
+    except Exception as exc:
+        env["nvidia_smi"] = f"error: {exc}"
+
+    rows = []
+    fh = open(os.path.join(args.out, "measurements.csv"), "w", newline="")
+    writer = csv.DictWriter(fh, fieldnames=FIELDS)
+    writer.writeheader()
+
+    # --- calibration: device-level ceilings -------------------------------------------
+    n = 2 << 30  # 2 GiB each way
+    src = torch.randn(n // 2, dtype=bf, device=dev)
+    dst = torch.empty_like(src)
+    # Copies are timed eagerly: a memcpy captured in a graph takes a slower kernel-based path.
+    record(rows, writer, fh, row(kind="calibration", name="copy_peak", bytes=2 * n), lambda: dst.copy_(src),
+           graph=False)
+    del src, dst
+    a = torch.randn(16384, 16384, dtype=bf, device=dev)
+    b = torch.randn(16384, 16384, dtype=bf, device=dev)
+    record(rows, writer, fh, row(kind="calibration", name="gemm_peak", m=16384, n=16384, k=16384,
+                                 flops=2 * 16384 ** 3), lambda: torch.matmul(a, b))
+    del a, b
+    one = torch.randn(1, dtype=torch.float32, device=dev)
+    record(rows, writer, fh, row(kind="calibration", name="kernel_floor", elements=1, bytes=8),
+           lambda: one.add_(1.0))
+
+    micro_calibration(rows, writer, fh)
+
+    # --- GEMM: y = x Wᵀ as an LLM linear layer runs -------------------------------------
+    pts = gemm_points()
+    if args.quick:
+        pts = pts[:2] + pts[-1:]
+    for m, nn, k in pts:
+        x = torch.randn(m, k, dtype=bf, device=dev)
+        w = torch.randn(nn, k, dtype=bf, device=dev)
+        record(rows, writer, fh, row(kind="gemm", name=f"gemm_{m}x{nn}x{k}", m=m, n=nn, k=k,
+                                     flops=2 * m * nn * k, bytes=2 * (m * k + nn * k + m * nn)),
+               lambda: F.linear(x, w))
+        del x, w
+
+    # --- prefill attention: SDPA with the flash backend ----------------------------------
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    prefill = [(1, 32, 1024, 128), (1, 32, 4096, 128), (1, 32, 16384, 128), (8, 32, 2048, 128),
+               (2, 32, 8192, 128), (16, 16, 1024, 64), (4, 16, 8192, 64), (32, 12, 512, 64)]
+    if args.quick:
+        prefill = prefill[:1]
+    for bsz, h, s, d in prefill:
+        q = torch.randn(bsz, h, s, d, dtype=bf, device=dev)
+        kk = torch.randn_like(q)
+        v = torch.randn_like(q)
+        for causal in (False, True):
+            def fn(q=q, kk=kk, v=v, causal=causal):
+                with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                    return F.scaled_dot_product_attention(q, kk, v, is_causal=causal)
+            pairs = s * s // 2 if causal else s * s
+            record(rows, writer, fh, row(kind="attention_prefill", name=f"fa_b{bsz}h{h}s{s}d{d}{'c' if causal else ''}",
+                                         batch=bsz, heads=h, kv_heads=h, seq_q=s, seq_kv=s, head_dim=d,
+                                         causal=int(causal), flops=4 * bsz * h * pairs * d,
+                                         bytes=2 * 4 * bsz * h * s * d, backend="flash"), fn)
+        del q, kk, v
+
+    # --- decode attention: one query against a long KV cache -----------------------------
+    decode = [(1, 32, 32, 2048), (1, 32, 32, 8192), (1, 32, 32, 32768), (1, 32, 32, 131072),
+              (8, 32, 32, 2048), (8, 32, 32, 8192), (8, 32, 32, 32768), (8, 32, 32, 131072),
+              (32, 32, 32, 2048), (32, 32, 32, 8192), (32, 32, 32, 32768),
+              (8, 64, 8, 8192), (8, 64, 8, 32768), (32, 64, 8, 32768)]
+    if args.quick:
+        decode = decode[:2]
+    d = 128
+    for bsz, h, hkv, l in decode:
+        q = torch.randn(bsz, h, 1, d, dtype=bf, device=dev)
+        kk = torch.randn(bsz, hkv, l, d, dtype=bf, device=dev)
+        v = torch.randn_like(kk)
+        backend = "flash"
+        def fn(q=q, kk=kk, v=v, gqa=(h != hkv)):
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                return F.scaled_dot_product_attention(q, kk, v, enable_gqa=gqa)
+        try:
+            fn()
+            torch.cuda.synchronize()
+        except Exception:
+            backend = "efficient"
+            def fn(q=q, kk=kk, v=v, gqa=(h != hkv)):
+                with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+                    return F.scaled_dot_product_attention(q, kk, v, enable_gqa=gqa)
+        record(rows, writer, fh, row(kind="attention_decode", name=f"decode_b{bsz}h{h}kv{hkv}l{l}",
+                                     batch=bsz, heads=h, kv_heads=hkv, seq_q=1, seq_kv=l, head_dim=d,
+                                     causal=0, flops=4 * bsz * h * l * d,
+                                     bytes=2 * (2 * bsz * hkv * l * d + 2 * bsz * h * d), backend=backend), fn)
+        del q, kk, v
+
+    # --- memory and elementwise/reduction kernels -------------------------------------
+    sizes = [1 << 20, 16 << 20, 256 << 20, 1 << 30]
+    if args.quick:
+        sizes = sizes[:1]
+    for size in sizes:
+        src = torch.randn(size // 2, dtype=bf, device=dev)
+        dst = torch.empty_like(src)
+        record(rows, writer, fh, row(kind="copy", name=f"copy_{size >> 20}MiB", elements=size // 2, bytes=2 * size),
+               lambda: dst.copy_(src), graph=False)
+        del src, dst
+    for elems in (1 << 20, 1 << 24, 1 << 28):
+        x = torch.randn(elems, dtype=bf, device=dev)
+        y = torch.randn(elems, dtype=bf, device=dev)
+        record(rows, writer, fh, row(kind="elementwise", name=f"add_{elems}", elements=elems, bytes=6 * elems),
+               lambda: torch.add(x, y))
+        del x, y
+    for rows_, cols in ((4096, 4096), (32768, 4096), (65536, 8192), (8192, 32768)):
+        x = torch.randn(rows_, cols, dtype=bf, device=dev)
+        record(rows, writer, fh, row(kind="softmax", name=f"softmax_{rows_}x{cols}", m=rows_, n=cols,
+                                     elements=rows_ * cols, bytes=4 * rows_ * cols),
+               lambda: torch.softmax(x, dim=-1))
+        record(rows, writer, fh, row(kind="reduction", name=f"rowsum_{rows_}x{cols}", m=rows_, n=cols,
+                                     elements=rows_ * cols, bytes=2 * rows_ * cols + 2 * rows_),
+               lambda: x.sum(dim=-1))
+        del x
+    fh.close()
+    with open(os.path.join(args.out, "environment.json"), "w") as f:
+        json.dump(env, f, indent=2, sort_keys=True)
+    print(json.dumps(env, indent=2))
+    print(f"{len(rows)} points written to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
