@@ -46,10 +46,17 @@ impl Traits {
         Traits { block_m: 64, block_n }
     }
 
-    fn shape(&self, head_dim: u64) -> Shape {
-        // Q tile plus a K and a V tile in shared memory.
+    /// A launch of these traits: 128 threads, 255 registers, a Q tile plus a K and a V tile in
+    /// shared memory, MMAs on the `mma.sync` path pipelined with the loads.
+    fn grid(&self, kernel: &str, head_dim: u64, ctas: Vec<Cta>) -> Grid {
         let shared_bytes = (self.block_m + 2 * self.block_n) * head_dim * 2;
-        Shape { threads: 128, registers: 255, shared_bytes, cluster: 1 }
+        Grid {
+            name: format!("{kernel} {}x{}", self.block_m, self.block_n),
+            shape: Shape { threads: 128, registers: 255, shared_bytes, cluster: 1 },
+            path: Path::Warp,
+            overlap: Overlap::Pipelined,
+            ctas: Ctas::List(ctas),
+        }
     }
 }
 
@@ -141,14 +148,7 @@ impl Attention {
                     ctas.push(self.cta(dev, t, r, self.tiles(t, rows, qb), readers));
                 }
             }
-            let grid = Grid {
-                name: format!("flash_fwd {}x{}", t.block_m, t.block_n),
-                shape: t.shape(d),
-                path: Path::Warp,
-                overlap: Overlap::Pipelined,
-                ctas: Ctas::List(ctas),
-            };
-            return vec![launch::run(dev, &grid)];
+            return vec![launch::run(dev, &t.grid("flash_fwd", d, ctas))];
         }
         let t = split;
         let blocks = rows.div_ceil(t.block_m);
@@ -163,13 +163,7 @@ impl Attention {
                 }
             }
         }
-        let grid = Grid {
-            name: format!("flash_fwd_splitkv {}x{} ({splits} splits)", t.block_m, t.block_n),
-            shape: t.shape(d),
-            path: Path::Warp,
-            overlap: Overlap::Pipelined,
-            ctas: Ctas::List(ctas),
-        };
+        let grid = t.grid(&format!("flash_fwd_splitkv ({splits} splits)"), d, ctas);
         // Partial outputs and log-sum-exps in fp32, written by the splits and read by the combine.
         let partials = (bh * rows * splits) as f64 * (d + 1) as f64 * 4.0;
         vec![
