@@ -139,7 +139,7 @@ fn bad_experiments_are_located() {
     bad(&OK.replace("arch = \"fusemax\"", "arch = \"tpu\""), "experiment.systems[0].arch: unknown architecture `tpu`");
     bad(
         &OK.replace("attention = \"fusemax\"", "attention = \"flash\""),
-        "experiment.systems[0].attention: unknown family",
+        "experiment.systems[0].attention: `flash` is neither a family (fusemax, fusemax-sequential, cascade, flat, unfused), a mapping preset",
     );
     bad(&OK.replace("kind = \"attention-systems\"", "kind = \"sweep\""), "experiment.kind");
     bad(
@@ -240,5 +240,74 @@ fn metrics_choose_the_summary_columns() {
     bad(
         &OK.replace("[experiment.sweep]", "metrics = [\"joules\"]\n[experiment.sweep]"),
         "experiment.metrics[0]: unknown metric `joules`",
+    );
+}
+
+/// A system's attention mapping may be one fixed mapping — a preset, a file or an inline table —
+/// instead of a family; written out as the family would choose it, it gives the family's numbers,
+/// and one that does not fit is bad input naming where it was written.
+#[test]
+fn attention_mappings_can_be_presets_files_or_inline() {
+    let numbers = |d: &Path| {
+        let (h, rows) = csv(&d.join("o/results.csv"));
+        let cols: Vec<usize> = ["latency_s", "energy_j", "dram_bytes", "util_2d", "util_1d"]
+            .iter()
+            .map(|c| h.iter().position(|x| x == c).unwrap())
+            .collect();
+        rows.iter().map(|r| cols.iter().map(|&c| r[c].clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let run = |name: &str, text: &str, extra: &[(&str, &str)]| {
+        let d = fresh(name);
+        for (f, t) in extra {
+            std::fs::write(d.join(f), t).unwrap();
+        }
+        std::fs::write(d.join("e.toml"), text).unwrap();
+        let o = strata(&["run", "e.toml", "--out", "o"], &d);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        numbers(&d)
+    };
+    let family = run("map-family", OK, &[]);
+    let preset = run("map-preset", &OK.replace("attention = \"fusemax\"", "attention = \"fusemax-1pass\""), &[]);
+    assert_eq!(family, preset);
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/presets/fusemax-1pass.toml"))
+            .unwrap();
+    let file = run("map-file", &OK.replace("attention = \"fusemax\"", "attention = \"m.toml\""), &[("m.toml", &text)]);
+    assert_eq!(family, file);
+    let inline = text
+        .replace("[[mapping.", "[[experiment.systems.attention.")
+        .replace("[mapping]", "[experiment.systems.attention]");
+    let inline = run("map-inline", &(OK.replace("attention = \"fusemax\"\n", "") + &inline), &[]);
+    assert_eq!(family, inline);
+    bad(
+        &OK.replace("attention = \"fusemax\"", "attention = \"gemm-fusemax\""),
+        "experiment.systems[0].attention: mapping preset `gemm-fusemax` maps `gemm`, not attention",
+    );
+    bad(
+        &OK.replace("attention = \"fusemax\"", "attention = \"fusemax\"\npasses = 3"),
+        "family `fusemax` fixes its own",
+    );
+    bad(
+        &OK.replace("attention = \"fusemax\"", "attention = \"fusemax-1pass\"\npasses = 5"),
+        "experiment.systems[0].passes: mapping preset `fusemax-1pass` maps `attention-1pass`",
+    );
+    bad(
+        &(OK.replace("attention = \"fusemax\"\n", "passes = 5\n") + "[experiment.systems.attention]\nname = \"m\"\n"),
+        "experiment.systems[0].passes: 5 is not 1, 2 or 3",
+    );
+    // A fixed mapping that does not fit the machine: exit 2, naming the mapping and the level.
+    let d = fresh("map-cap");
+    let arch = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml"))
+        .unwrap()
+        .replace("\"16 MiB\"", "\"64 KiB\"");
+    std::fs::write(d.join("small.toml"), arch).unwrap();
+    let e = OK.replace("arch = \"fusemax\"", "arch = \"small.toml\"").replace("\"fusemax\"", "\"fusemax-1pass\"");
+    std::fs::write(d.join("e.toml"), e).unwrap();
+    let o = strata(&["run", "e.toml", "--out", "o"], &d);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mapping preset fusemax-1pass: the mapping does not fit") && err.contains("GlobalBuffer"),
+        "{err}"
     );
 }

@@ -63,6 +63,66 @@ pub struct ExperimentSpec {
 
 impl SystemSpec {
     /// The system's architecture spec and a name for messages; errors name the key.
+    /// The attention mapping of this system, read and checked for form (not yet for fit).
+    pub fn attention(&self, source: &str, i: usize) -> CliResult<crate::systems::AttentionMapping> {
+        use crate::systems::{AttentionMapping, FAMILIES};
+        let key = format!("{source}: experiment.systems[{i}].attention");
+        let passes = |default: Option<u8>| match self.passes.or(default) {
+            Some(p @ 1..=3) => Ok(p),
+            Some(p) => Err(CliError::input(format!("{source}: experiment.systems[{i}].passes: {p} is not 1, 2 or 3"))),
+            None => Ok(1),
+        };
+        match &self.attention {
+            toml::Value::String(name) if FAMILIES.contains(&name.as_str()) => {
+                if self.passes.is_some() {
+                    return Err(CliError::input(format!(
+                        "{source}: experiment.systems[{i}].passes: family `{name}` fixes its own cascade"
+                    )));
+                }
+                Ok(AttentionMapping::Family(name.clone()))
+            }
+            toml::Value::String(name) => {
+                if let Some(p) = strata_mappings::presets::find(name) {
+                    let own = p.workload.strip_prefix("attention-").and_then(|w| w[..1].parse().ok());
+                    if own.is_none() {
+                        return Err(CliError::input(format!(
+                            "{key}: mapping preset `{name}` maps `{}`, not attention",
+                            p.workload
+                        )));
+                    }
+                    if self.passes.is_some_and(|p| Some(p) != own) {
+                        return Err(CliError::input(format!(
+                            "{source}: experiment.systems[{i}].passes: mapping preset `{name}` maps `{}`",
+                            p.workload
+                        )));
+                    }
+                    let origin = format!("mapping preset {name}");
+                    return Ok(AttentionMapping::Fixed { text: p.text.to_string(), origin, passes: passes(own)? });
+                }
+                let path = Path::new(name);
+                if !path.exists() {
+                    let presets: Vec<&str> = strata_mappings::presets::PRESETS.iter().map(|p| p.name).collect();
+                    return Err(CliError::input(format!(
+                        "{key}: `{name}` is neither a family ({}), a mapping preset ({}) nor a file",
+                        FAMILIES.join(", "),
+                        presets.join(", ")
+                    )));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
+                Ok(AttentionMapping::Fixed { text, origin: path.display().to_string(), passes: passes(None)? })
+            }
+            toml::Value::Table(t) => {
+                let file =
+                    toml::Value::Table([("mapping".to_string(), toml::Value::Table(t.clone()))].into_iter().collect());
+                let text = toml::to_string(&file).map_err(|e| CliError::input(format!("{key}: {e}")))?;
+                Ok(AttentionMapping::Fixed { text, origin: key, passes: passes(None)? })
+            }
+            _ => Err(CliError::input(format!(
+                "{key}: a family name, a mapping preset, a file or an inline mapping table"
+            ))),
+        }
+    }
+
     pub fn arch_spec(&self, source: &str, i: usize) -> CliResult<(strata_arch::spec::ArchSpec, String)> {
         match &self.arch {
             toml::Value::String(name) => {
@@ -116,8 +176,13 @@ pub struct SystemSpec {
     pub name: String,
     /// An architecture preset name or file, or an inline `[arch]`-style table.
     pub arch: toml::Value,
-    /// Attention mapping family (see `systems::FAMILIES`).
-    pub attention: String,
+    /// How attention is mapped: a family (see `systems::FAMILIES`) whose free choice the
+    /// capacity settles, or one fixed mapping: a mapping preset, a mapping file, or an inline
+    /// `[mapping]`-style table.
+    pub attention: toml::Value,
+    /// Which cascade (1-, 2- or 3-pass) a fixed mapping maps; a family or a mapping preset knows.
+    #[serde(default)]
+    pub passes: Option<u8>,
 }
 
 /// Embedded experiments: (name, TOML).

@@ -48,13 +48,7 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
         }
         let (arch, origin) = s.arch_spec(source, i)?;
         Arch::from_spec(&arch).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
-        if !systems::FAMILIES.contains(&s.attention.as_str()) {
-            return Err(CliError::input(format!(
-                "{source}: experiment.systems[{i}].attention: unknown family `{}` (families: {})",
-                s.attention,
-                systems::FAMILIES.join(", ")
-            )));
-        }
+        s.attention(source, i)?;
     }
     if let Some(models) = spec.sweep.get("model") {
         for (i, m) in models.iter().enumerate() {
@@ -267,8 +261,9 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
     };
     let (seq, batch) = (int(p, "seq")?, int(p, "batch")?);
     let block = arch.unit_id("pe2d").map_or(256, |u| arch.unit(u).rows);
+    let attention = system.attention("experiment", index)?;
     let shape = AttentionShape {
-        passes: systems::passes(&system.attention),
+        passes: attention.passes(),
         phase: Phase::Prefill { seq },
         batch,
         heads: m.heads,
@@ -280,7 +275,7 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
         elem_bytes: m.bytes_per_element,
     };
     let c = shape.cascade_spec("attention", "").build().map_err(|e| CliError::input(format!("attention: {e}")))?;
-    let mapped = systems::map_attention(&system.attention, &c, &arch, &spec.mapper)?;
+    let mapped = systems::map_attention(&attention, &c, &arch, &spec.mapper)?;
     let ev = &mapped.eval;
     let att_s = ev.seconds;
     let (u2, u1) = (unit_util(ev, "pe2d"), unit_util(ev, "pe1d"));

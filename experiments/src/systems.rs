@@ -29,11 +29,23 @@ use crate::experiment::MapperSpec;
 /// Attention mapping families, by the name experiment files use.
 pub const FAMILIES: [&str; 5] = ["fusemax", "fusemax-sequential", "cascade", "flat", "unfused"];
 
-/// Which cascade a family runs.
-pub fn passes(family: &str) -> u8 {
-    match family {
-        "flat" | "unfused" => 3,
-        _ => 1,
+/// How a system maps attention.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttentionMapping {
+    /// A family of [`FAMILIES`]: a template whose free choice the capacity settles.
+    Family(String),
+    /// One mapping as written (`origin` names where, for errors); it must fit as it is.
+    Fixed { text: String, origin: String, passes: u8 },
+}
+
+impl AttentionMapping {
+    /// Which cascade it maps.
+    pub fn passes(&self) -> u8 {
+        match self {
+            AttentionMapping::Family(f) if f == "flat" || f == "unfused" => 3,
+            AttentionMapping::Family(_) => 1,
+            AttentionMapping::Fixed { passes, .. } => *passes,
+        }
     }
 }
 
@@ -223,8 +235,28 @@ fn array(arch: &Arch) -> CliResult<(u64, u64)> {
     Ok((arch.unit(u).cols, arch.unit(u).rows))
 }
 
-/// Maps attention with a family; errors when nothing fits (a capacity violation is bad input here).
-pub fn map_attention(family: &str, c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<Mapped> {
+/// Maps attention; errors when nothing fits (a capacity violation is bad input here).
+pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<Mapped> {
+    let family = match a {
+        AttentionMapping::Family(f) => f.as_str(),
+        AttentionMapping::Fixed { text, origin, .. } => {
+            let mapping =
+                CascadeMapping::from_toml(text, c, arch).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
+            let eval = evaluate(arch, c, &mapping);
+            if let Some(v) = eval.violations.first() {
+                return Err(CliError::input(format!(
+                    "{origin}: the mapping does not fit {} for {}: {} needs {} B of {} but one instance holds {} B",
+                    arch.name,
+                    c.name(),
+                    v.scope,
+                    v.needed,
+                    v.level,
+                    v.capacity
+                )));
+            }
+            return Ok(Mapped { eval, choice: "as written".into() });
+        }
+    };
     let (p0_max, m0) = array(arch)?;
     let p = c.rank(c.rank_id("p").expect("attention has p")).size;
     let p0 = p0_max.min(p);
