@@ -1,6 +1,7 @@
 //! `strata`: the command-line front end. Only this package reads files and prints.
 
 mod bench;
+mod capacity;
 mod catalog;
 mod error;
 mod eval;
@@ -85,6 +86,24 @@ enum Command {
         #[arg(long)]
         datasheet: bool,
     },
+    /// Long-context serving on one GPU: KV per request, requests that fit, prefill, decode, context switch.
+    Capacity {
+        /// Model preset or file.
+        #[arg(long, default_value = "yi-34b")]
+        model: String,
+        /// Architecture preset or file with an [arch.gpu] section and a PCIe link.
+        #[arg(long, default_value = "a100")]
+        arch: String,
+        /// Context lengths (repeatable).
+        #[arg(long, default_values_t = [4096u64, 50000])]
+        context: Vec<u64>,
+        /// Tokens generated after the prompt.
+        #[arg(long, default_value_t = 250)]
+        generate: u64,
+        /// Sequences served together.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -132,6 +151,9 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })
+        }
+        Command::Capacity { model, arch, context, generate, batch } => {
+            capacity::run(&capacity::Args { model, arch, context, generate, batch })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

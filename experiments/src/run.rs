@@ -150,7 +150,7 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
 }
 
 /// A model by preset name or file (Strata TOML or a Hugging Face `config.json`).
-fn model(name: &str) -> CliResult<Model> {
+pub fn model(name: &str) -> CliResult<Model> {
     let loaded = crate::load::workload(name)?;
     match loaded.spec {
         WorkloadSpec::Model(m) => m.build().map_err(|e| CliError::spec(&loaded.source, &e)),

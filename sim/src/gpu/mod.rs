@@ -16,6 +16,7 @@
 
 pub mod attention;
 pub mod gemm;
+pub mod inference;
 pub mod launch;
 pub mod streaming;
 
