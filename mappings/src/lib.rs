@@ -9,6 +9,7 @@
 pub mod mapper;
 pub mod milp;
 pub mod nest;
+pub mod offload;
 pub mod presets;
 pub mod resolve;
 pub mod spec;
