@@ -431,3 +431,32 @@ fn capacity_reproduces_the_long_context_analysis() {
         assert!(stderr(&o).contains(expect), "{}", stderr(&o));
     }
 }
+
+/// FlexGen's policy search from the command line: OPT-30B on the T4 with the released code's
+/// overlap within 20% of Table 2 (7.32 tokens/s), weights mostly in CPU memory; bad cost models
+/// and machines too small for the model exit 2 naming the constraint.
+#[test]
+fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
+    let o = strata(&["offload", "--model", "opt-30b", "--overlap", "code"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let row: Vec<&str> = s.lines().find(|l| l.starts_with("| code |")).unwrap().split('|').map(str::trim).collect();
+    let tokens: f64 = row[9].parse().unwrap();
+    assert!((tokens / 7.32 - 1.0).abs() <= 0.2, "{s}");
+    let weights_cpu: f64 = row[3].split('/').nth(1).unwrap().parse().unwrap();
+    assert!(weights_cpu > 50.0, "{s}");
+    let t4 = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/presets/offload/flexgen-t4.toml"),
+    )
+    .unwrap();
+    let small = file("small.toml", &t4.replace("gpu_memory = \"15 GiB\"", "gpu_memory = \"1 GiB\""));
+    let o = strata(&["offload", "--model", "opt-30b", "--costs", small.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("opt-30b: no placement fits: GPU memory:"), "{}", stderr(&o));
+    let bad = file("bad.toml", &t4.replace("dtoc = \"0.473 GiB/s\"", "dtoc = \"0 GiB/s\""));
+    let o = strata(&["offload", "--costs", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("offload.dtoc: must be positive"), "{}", stderr(&o));
+    let o = strata(&["offload", "--overlap", "fastest"]);
+    assert_eq!(o.status.code(), Some(2));
+}

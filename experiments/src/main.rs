@@ -7,6 +7,7 @@ mod error;
 mod eval;
 mod experiment;
 mod load;
+mod offload;
 mod plots;
 mod run;
 mod show;
@@ -104,6 +105,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: u64,
     },
+    /// FlexGen's offloading policy (block size; weights, KV cache, activations over GPU, CPU, disk).
+    Offload {
+        /// Model preset or file.
+        #[arg(long, default_value = "opt-175b")]
+        model: String,
+        /// Cost-model preset or file (`[offload]` constants).
+        #[arg(long, default_value = "flexgen-t4")]
+        costs: String,
+        #[arg(long, default_value_t = 512)]
+        prompt: u64,
+        #[arg(long, default_value_t = 32)]
+        generate: u64,
+        /// Overlap rule(s): `code` (the released code) and/or `paper` (Eq. 1).
+        #[arg(long, default_values_t = ["code".to_string(), "paper".to_string()])]
+        overlap: Vec<String>,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -154,6 +171,9 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Capacity { model, arch, context, generate, batch } => {
             capacity::run(&capacity::Args { model, arch, context, generate, batch })
+        }
+        Command::Offload { model, costs, prompt, generate, overlap } => {
+            offload::run(&offload::Args { model, costs, prompt, generate, overlap })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

@@ -308,6 +308,40 @@ pub fn solve(k: &Costs, wl: &Workload, gbs: u64, nb: u64, overlap: Overlap) -> O
     })
 }
 
+/// Why even the smallest block (one sequence) has no placement: the first necessary condition
+/// that fails, in words naming the constraint.
+pub fn diagnose(k: &Costs, wl: &Workload) -> String {
+    let (l, h1, h2, s, n) = (wl.layers, wl.h1, wl.h2, wl.prompt, wl.generate);
+    let w = wl.layer_weights();
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    // With everything off the GPU, it still double-buffers one layer and holds one sequence's
+    // activations and largest intermediate.
+    let gpu = 2.0 * w + 2.0 * s * h1 + (8.0 * s * h1).max(2.0 * s * (h1 + h2));
+    if gpu > k.usable * k.gpu_memory {
+        return format!(
+            "GPU memory: one layer's weights double-buffered plus one sequence's working set need {:.1} GiB, more than {} × {:.1} GiB",
+            gib(gpu),
+            k.usable,
+            gib(k.gpu_memory)
+        );
+    }
+    let all = w * l + 4.0 * (s + n) * h1 * l + 2.0 * s * h1;
+    let room = k.usable * (k.gpu_memory + k.cpu_memory + k.disk_memory);
+    if all > room {
+        return format!(
+            "capacity: weights, one sequence's KV cache and activations need {:.1} GiB, more than {} × the {:.1} GiB of GPU, CPU and disk together",
+            gib(all),
+            k.usable,
+            gib(k.gpu_memory + k.cpu_memory + k.disk_memory)
+        );
+    }
+    format!(
+        "CPU memory: the host's staging buffers for one layer and one sequence do not fit {} × {:.1} GiB beside what the GPU and disk cannot take",
+        k.usable,
+        gib(k.cpu_memory)
+    )
+}
+
 /// The released code's outer search: GPU batch sizes 1, 2, 3, 4, 8, 16, …; for each, the
 /// largest feasible number of GPU batches (doubling, then bisection), then numbers of batches
 /// from 1 up while throughput rises. The best policy found, or `None` when nothing fits.
