@@ -311,3 +311,29 @@ fn attention_mappings_can_be_presets_files_or_inline() {
         "{err}"
     );
 }
+
+/// FlexGen's policy search as an experiment: results, the throughput plot, reference errors in
+/// the summary, and located errors for bad overlap rules and cost models.
+#[test]
+fn flexgen_experiment_runs_and_checks_its_axes() {
+    let d = fresh("flexgen");
+    let o = strata(&["run", "flexgen", "--out", "o"], &d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    assert_eq!(rows.len(), 6);
+    let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+    let thirty = rows.iter().find(|r| r[col("model")] == "opt-30b" && r[col("overlap")] == "code").unwrap();
+    let tokens: f64 = thirty[col("tokens_per_s")].parse().unwrap();
+    assert!((tokens / 7.32 - 1.0).abs() <= 0.2, "{tokens}");
+    for r in rows.iter().filter(|r| r[col("model")] == "opt-175b") {
+        let f = |c: &str| r[col(c)].parse::<f64>().unwrap();
+        assert!(f("weights_cpu") > 0.3 && f("weights_disk") > 0.3 && f("cache_gpu") < 1e-9, "{r:?}");
+    }
+    assert!(d.join("o/plots/offload-throughput.png").exists());
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    assert!(summary.contains("| opt-30b | 512 | code | 7.140 | 7.32 | -2.5% |"), "{summary}");
+    let e = "[experiment]\nname = \"x\"\nkind = \"offload\"\n[experiment.sweep]\nmodel = [\"opt-6.7b\"]\nprompt = [512]\ngenerate = [32]\noverlap = [\"code\"]\ncosts = [\"flexgen-t4\"]\n";
+    bad(&e.replace("[\"code\"]", "[\"fast\"]"), "experiment.sweep.overlap[0]: \"fast\" is not \"code\" or \"paper\"");
+    bad(&e.replace("[\"flexgen-t4\"]", "[\"t5\"]"), "experiment.sweep.costs[0]: `t5` is neither a cost-model preset");
+    bad(&e.replace("generate = [32]\n", ""), "experiment.sweep.generate: this kind of experiment needs the axis");
+}

@@ -30,6 +30,9 @@ pub enum Kind {
     AttentionSystems,
     /// Off-chip traffic of 1-pass attention as on-chip memory grows, against the I/O bounds.
     IoCurve,
+    /// FlexGen's offloading policy search per model, prompt, generated tokens, overlap rule and
+    /// cost model.
+    Offload,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +194,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("fusemax", include_str!("../fusemax.toml")),
     ("flash-io", include_str!("../flash-io.toml")),
     ("fusemax-pareto", include_str!("../fusemax-pareto.toml")),
+    ("flexgen", include_str!("../flexgen.toml")),
 ];
 
 /// Loads an experiment preset or file; errors name the file and key.

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use strata_mappings::offload::{self, Costs, Overlap, Workload};
 
 use crate::error::{CliError, CliResult};
+use crate::experiment::{Cell, ExperimentSpec, Row};
 
 pub struct Args {
     pub model: String,
@@ -15,7 +16,7 @@ pub struct Args {
     pub overlap: Vec<String>,
 }
 
-fn costs(arg: &str) -> CliResult<Costs> {
+pub fn costs(arg: &str) -> CliResult<Costs> {
     if let Some(c) = Costs::preset(arg) {
         return c.map_err(|e| CliError::spec(&format!("preset {arg}"), &e));
     }
@@ -29,6 +30,99 @@ fn costs(arg: &str) -> CliResult<Costs> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
     Costs::from_toml(&text).map_err(|e| CliError::spec(&path.display().to_string(), &e))
+}
+
+fn overlap(name: &str) -> CliResult<Overlap> {
+    match name {
+        "code" => Ok(Overlap::CodeSum),
+        "paper" => Ok(Overlap::PaperMax),
+        other => Err(CliError::input(format!("overlap: `{other}` is not `code` or `paper`"))),
+    }
+}
+
+/// One point of an `offload` experiment.
+pub fn point(key: &str, model: &str, costs_arg: &str, rule: &str, prompt: u64, generate: u64) -> CliResult<Vec<Row>> {
+    let k = costs(costs_arg)?;
+    let m = crate::run::model(model)?;
+    let wl = Workload::of(&m, prompt, generate);
+    let p = offload::search(&k, &wl, overlap(rule)?)
+        .ok_or_else(|| CliError::input(format!("{model}: no placement fits: {}", offload::diagnose(&k, &wl))))?;
+    let mut cells = vec![
+        ("point".to_string(), Cell::Text(key.to_string())),
+        ("model".into(), Cell::Text(model.to_string())),
+        ("prompt".into(), Cell::Int(prompt)),
+        ("generate".into(), Cell::Int(generate)),
+        ("overlap".into(), Cell::Text(rule.to_string())),
+        ("costs".into(), Cell::Text(k.name.clone())),
+        ("gpu_batch".into(), Cell::Int(p.gpu_batch)),
+        ("gpu_batches".into(), Cell::Int(p.gpu_batches)),
+    ];
+    for (what, f) in
+        [("weights", p.placement.weights), ("cache", p.placement.cache), ("activations", p.placement.activations)]
+    {
+        for (tier, v) in ["gpu", "cpu", "disk"].iter().zip(f) {
+            cells.push((format!("{what}_{tier}"), Cell::Float(v)));
+        }
+    }
+    cells.extend([
+        ("prefill_layer_s".into(), Cell::Float(p.prefill_layer)),
+        ("decode_layer_s".into(), Cell::Float(p.decode_layer)),
+        ("block_s".into(), Cell::Float(p.total)),
+        ("tokens_per_s".into(), Cell::Float(p.throughput)),
+    ]);
+    Ok(vec![Row { cells }])
+}
+
+/// The summary of an `offload` experiment: every policy, then the reference points with errors.
+pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
+    let pct = |r: &Row, what: &str| {
+        format!(
+            "{:.0}/{:.0}/{:.0}",
+            100.0 * r.f(&format!("{what}_gpu")),
+            100.0 * r.f(&format!("{what}_cpu")),
+            100.0 * r.f(&format!("{what}_disk"))
+        )
+    };
+    let mut s = String::from(
+        "| model | prompt | generated | overlap | GPU batch × batches | weights GPU/CPU/disk % | KV cache % | activations % | tokens/s |\n|---|---|---|---|---|---|---|---|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {}×{} | {} | {} | {} | {:.3} |",
+            r.s("model"),
+            r.s("prompt"),
+            r.s("generate"),
+            r.s("overlap"),
+            r.s("gpu_batch"),
+            r.s("gpu_batches"),
+            pct(r, "weights"),
+            pct(r, "cache"),
+            pct(r, "activations"),
+            r.f("tokens_per_s")
+        );
+    }
+    if !spec.reference.is_empty() {
+        s += "\n## Reference points\n\n| model | prompt | overlap | Strata tokens/s | paper | error |\n|---|---|---|---:|---:|---:|\n";
+        for reference in &spec.reference {
+            let get = |k: &str| {
+                reference.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()
+            };
+            let Some(want) = reference.get("tokens_per_s").and_then(|v| v.as_float()) else { continue };
+            for r in rows.iter().filter(|r| r.s("model") == get("model") && r.s("prompt") == get("prompt")) {
+                let got = r.f("tokens_per_s");
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {got:.3} | {want} | {:+.1}% |",
+                    r.s("model"),
+                    r.s("prompt"),
+                    r.s("overlap"),
+                    100.0 * (got / want - 1.0)
+                );
+            }
+        }
+    }
+    s
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
@@ -45,11 +139,7 @@ pub fn run(a: &Args) -> CliResult<String> {
         m.name, k.name, a.prompt, a.generate
     );
     for name in &a.overlap {
-        let overlap = match name.as_str() {
-            "code" => Overlap::CodeSum,
-            "paper" => Overlap::PaperMax,
-            other => return Err(CliError::input(format!("--overlap: `{other}` is not `code` or `paper`"))),
-        };
+        let overlap = overlap(name).map_err(|e| CliError::input(format!("--{}", e.message)))?;
         let p = offload::search(&k, &wl, overlap)
             .ok_or_else(|| CliError::input(format!("{}: no placement fits: {}", m.name, offload::diagnose(&k, &wl))))?;
         let pct = |f: [f64; 3]| format!("{:.0}/{:.0}/{:.0}", f[0] * 100.0, f[1] * 100.0, f[2] * 100.0);

@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Kind, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -22,6 +22,7 @@ pub const NAMES: [&str; 8] = [
     "attention-utilization",
     "pareto",
     "io",
+    "offload-throughput",
 ];
 
 /// A line: (label, points, thin, colour index).
@@ -99,6 +100,7 @@ fn seq_label(n: f64) -> String {
 fn bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
+    xlabel: &str,
     ylabel: &str,
     groups: &[String],
     series: &[(String, Vec<f64>)],
@@ -133,7 +135,7 @@ where
         ($c:expr, $fmt:expr) => {{
             let mut c = $c;
             c.configure_mesh()
-                .x_desc("model and sequence length")
+                .x_desc(xlabel)
                 .y_desc(ylabel)
                 .x_labels(groups.len())
                 .x_label_formatter(&label_of)
@@ -286,8 +288,28 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                     dir,
                     &format!("{tag}-speedup"),
                     size,
-                    &|a| bars(a, &title, &format!("speedup over {base} (×)"), &labels, &speed, false),
-                    &|a| bars(a, &title, &format!("speedup over {base} (×)"), &labels, &speed, false),
+                    &|a| {
+                        bars(
+                            a,
+                            &title,
+                            "model and sequence length",
+                            &format!("speedup over {base} (×)"),
+                            &labels,
+                            &speed,
+                            false,
+                        )
+                    },
+                    &|a| {
+                        bars(
+                            a,
+                            &title,
+                            "model and sequence length",
+                            &format!("speedup over {base} (×)"),
+                            &labels,
+                            &speed,
+                            false,
+                        )
+                    },
                 )?);
                 let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
                 let title = format!("{tag} energy normalised to {base}");
@@ -296,8 +318,28 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                     dir,
                     &format!("{tag}-energy"),
                     size,
-                    &|a| bars(a, &title, &format!("energy / {base} energy"), &labels, &energy, false),
-                    &|a| bars(a, &title, &format!("energy / {base} energy"), &labels, &energy, false),
+                    &|a| {
+                        bars(
+                            a,
+                            &title,
+                            "model and sequence length",
+                            &format!("energy / {base} energy"),
+                            &labels,
+                            &energy,
+                            false,
+                        )
+                    },
+                    &|a| {
+                        bars(
+                            a,
+                            &title,
+                            "model and sequence length",
+                            &format!("energy / {base} energy"),
+                            &labels,
+                            &energy,
+                            false,
+                        )
+                    },
                 )?);
             }
             let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
@@ -307,8 +349,8 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 dir,
                 "attention-dram",
                 size,
-                &|a| bars(a, title, "DRAM bytes per layer (B)", &labels, &dram, true),
-                &|a| bars(a, title, "DRAM bytes per layer (B)", &labels, &dram, true),
+                &|a| bars(a, title, "model and sequence length", "DRAM bytes per layer (B)", &labels, &dram, true),
+                &|a| bars(a, title, "model and sequence length", "DRAM bytes per layer (B)", &labels, &dram, true),
             )?);
             // Utilisation of both arrays over N for the first model.
             let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
@@ -385,6 +427,61 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                     &|a| lines(a, title, xl, yl, &series, true, &mm),
                 )?);
             }
+        }
+        Kind::Offload => {
+            let mut groups: Vec<(String, String)> = Vec::new();
+            let mut rules: Vec<String> = Vec::new();
+            for r in rows {
+                let g = (r.s("model"), r.s("prompt"));
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
+                if !rules.contains(&r.s("overlap")) {
+                    rules.push(r.s("overlap"));
+                }
+            }
+            let labels: Vec<String> = groups.iter().map(|(m, s)| format!("{m}, s = {s}")).collect();
+            let mut series: Vec<(String, Vec<f64>)> = rules
+                .iter()
+                .map(|rule| {
+                    let v = groups
+                        .iter()
+                        .map(|g| {
+                            rows.iter()
+                                .find(|r| r.s("model") == g.0 && r.s("prompt") == g.1 && &r.s("overlap") == rule)
+                                .map_or(f64::NAN, |r| r.f("tokens_per_s"))
+                        })
+                        .collect();
+                    (format!("Strata, {rule} overlap"), v)
+                })
+                .collect();
+            let paper: Vec<f64> = groups
+                .iter()
+                .map(|g| {
+                    spec.reference
+                        .iter()
+                        .find(|r| {
+                            r.get("model").and_then(|v| v.as_str()) == Some(g.0.as_str())
+                                && r.get("prompt").map(|v| v.to_string()) == Some(g.1.clone())
+                        })
+                        .and_then(|r| r.get("tokens_per_s").and_then(|v| v.as_float()))
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            if paper.iter().any(|v| v.is_finite()) {
+                series.push(("paper (measured)".into(), paper));
+            }
+            let title = "generation throughput, FlexGen's policy search";
+            let (xl, yl) = ("model and prompt length", "tokens/s (log scale)");
+            let size = ((140 * groups.len() as u32 + 300).max(900), 560);
+            written.extend(both(
+                spec.plots.as_deref(),
+                dir,
+                "offload-throughput",
+                size,
+                &|a| bars(a, title, xl, yl, &labels, &series, true),
+                &|a| bars(a, title, xl, yl, &labels, &series, true),
+            )?);
         }
         Kind::IoCurve => {
             let mut keys: Vec<(u64, u64)> = Vec::new();

@@ -81,12 +81,26 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
     let need: &[&str] = match spec.kind {
         Kind::AttentionSystems => &["model", "seq", "batch"],
         Kind::IoCurve => &["seq", "head_dim", "memory_words"],
+        Kind::Offload => &["model", "prompt", "generate", "overlap", "costs"],
     };
     for axis in need {
         if !spec.sweep.contains_key(*axis) {
             return Err(CliError::input(format!(
                 "{source}: experiment.sweep.{axis}: this kind of experiment needs the axis"
             )));
+        }
+    }
+    if spec.kind == Kind::Offload {
+        for (i, v) in spec.sweep["overlap"].iter().enumerate() {
+            if !matches!(v.as_str(), Some("code" | "paper")) {
+                return Err(CliError::input(format!(
+                    "{source}: experiment.sweep.overlap[{i}]: {v} is not \"code\" or \"paper\""
+                )));
+            }
+        }
+        for (i, v) in spec.sweep["costs"].iter().enumerate() {
+            crate::offload::costs(v.as_str().unwrap_or_default())
+                .map_err(|e| CliError::input(format!("{source}: experiment.sweep.costs[{i}]: {}", e.message)))?;
         }
     }
     Ok(())
@@ -146,6 +160,14 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
     match spec.kind {
         Kind::AttentionSystems => attention_point(spec, p, cache),
         Kind::IoCurve => io_point(p),
+        Kind::Offload => crate::offload::point(
+            &p.key,
+            &text(p, "model"),
+            &text(p, "costs"),
+            &text(p, "overlap"),
+            int(p, "prompt")?,
+            int(p, "generate")?,
+        ),
     }
 }
 
@@ -450,6 +472,7 @@ fn metric_heading(metric: &str, base: &str) -> String {
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = format!("# {}\n\n{}\n\n", spec.name, spec.description);
     match spec.kind {
+        Kind::Offload => s += &crate::offload::summary(spec, rows),
         Kind::IoCurve => {
             s += "| N | d | on-chip words M | queries on chip | Strata words | Algorithm 1 words | N²d²/M | 4Nd floor | Strata / bound |\n|---|---|---|---|---|---|---|---|---|\n";
             for r in rows {
