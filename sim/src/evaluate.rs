@@ -3,11 +3,13 @@
 //! Time. Each Einsum occupies its array for its temporal steps × the cycles of the point's ops
 //! on one PE, and each level for its bytes in and out over the level's aggregate bandwidth.
 //! Memories work in the background of the arrays (double buffering), so a node lasts the larger
-//! of its array time and its busiest memory, as the FuseMax artifact computes latency. In a
-//! `sequential` group the arrays take turns, paying the handing array's fill/drain latency at
-//! every hand-off in every step; an `interleaved` group overlaps consecutive steps across
-//! arrays, so the busiest array sets the pace (TeAAL's rule). Top-level nodes run one after
-//! another.
+//! of its array time and its busiest memory, as the FuseMax artifact computes latency. A
+//! `sequential` group finishes each step before the next starts; within a step its members run
+//! on their arrays in order, overlapping across arrays unless one reads another's output, and
+//! the first result an array hands to another array in a step waits for the handing array's
+//! fill/drain latency (FuseMax's "+Architecture" stall). An `interleaved` group overlaps
+//! consecutive steps across arrays, so the busiest array sets the pace (TeAAL's rule).
+//! Top-level nodes run one after another.
 //!
 //! Energy. Per element: reads cost the level's read energy, fills and updates its write
 //! energy (per word, scaled by element size); each point costs its ops' energy; bytes that
@@ -203,7 +205,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         tiles.push(tile);
     }
     let violations = capacity_violations(arch, c, mapping, &tiles);
-    let cycles: f64 = mapping.schedule.iter().map(|n| node_span(arch, mapping, n, &spans, 1.0).total()).sum();
+    let cycles: f64 = mapping.schedule.iter().map(|n| node_span(arch, c, mapping, n, &spans, 1.0).total()).sum();
     let energy: Vec<(String, String, f64)> = energy.into_iter().map(|((a, b), v)| (a, b, v)).collect();
     let energy_pj = energy.iter().map(|x| x.2).sum();
     let utilization = arch
@@ -341,14 +343,58 @@ fn capacity_violations(
     out
 }
 
+/// One step of a sequential group: members list-scheduled on their arrays in order, after the
+/// members whose outputs they read (plus the producer array's fill/drain latency, paid once per
+/// array and step).
+fn sequential_step(arch: &Arch, c: &Cascade, m: &CascadeMapping, nodes: &[Node], spans: &[Span], steps: f64) -> f64 {
+    let units = |n: &Node| -> Vec<UnitId> {
+        let mut u: Vec<UnitId> = n.einsums().iter().map(|&e| m.nests[e].unit).collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let reads = |n: &Node| -> Vec<_> {
+        n.einsums().iter().flat_map(|&e| c.einsums()[e].inputs.iter().map(|a| a.tensor)).collect()
+    };
+    let mut free: BTreeMap<UnitId, f64> = BTreeMap::new();
+    let mut drained: Vec<UnitId> = Vec::new();
+    let mut ends: Vec<f64> = Vec::with_capacity(nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
+        let (mine, inputs) = (units(n), reads(n));
+        let mut start = mine.iter().map(|u| free.get(u).copied().unwrap_or(0.0)).fold(0.0, f64::max);
+        for (j, p) in nodes[..i].iter().enumerate() {
+            // The arrays of the producer's Einsums whose outputs this member reads.
+            for from in p
+                .einsums()
+                .into_iter()
+                .filter(|&e| inputs.contains(&c.einsums()[e].output.tensor))
+                .map(|e| m.nests[e].unit)
+            {
+                let mut ready = ends[j];
+                if !mine.contains(&from) && !drained.contains(&from) {
+                    ready += arch.unit(from).pipeline_latency as f64;
+                    drained.push(from);
+                }
+                start = start.max(ready);
+            }
+        }
+        let end = start + spans[i].critical / steps;
+        for u in mine {
+            free.insert(u, end);
+        }
+        ends.push(end);
+    }
+    ends.into_iter().fold(0.0, f64::max)
+}
+
 /// Combines member spans by the group's pipelining rule. `repeats` is how often this node's
 /// member sequence runs (the product of the enclosing groups' loop bounds).
-fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repeats: f64) -> Span {
+fn node_span(arch: &Arch, c: &Cascade, m: &CascadeMapping, node: &Node, spans: &[Span], repeats: f64) -> Span {
     match node {
         Node::Einsum(e) => Span { critical: spans[*e].critical, busy: spans[*e].busy.clone() },
         Node::Group(g) => {
             let steps: f64 = g.prefix.iter().map(|p| p.1 as f64).product::<f64>() * repeats;
-            let members: Vec<Span> = g.members.iter().map(|n| node_span(arch, m, n, spans, steps)).collect();
+            let members: Vec<Span> = g.members.iter().map(|n| node_span(arch, c, m, n, spans, steps)).collect();
             let mut busy: BTreeMap<Resource, f64> = BTreeMap::new();
             for s in &members {
                 for (r, v) in &s.busy {
@@ -360,18 +406,11 @@ fn node_span(arch: &Arch, m: &CascadeMapping, node: &Node, spans: &[Span], repea
                 Pipelining::Interleaved => {
                     busy.iter().filter(|(r, _)| matches!(r, Resource::Unit(_))).map(|(_, v)| *v).fold(0.0, f64::max)
                 }
-                // Arrays take turns; every hand-off drains the handing array's pipeline.
-                Pipelining::Sequential => {
-                    let first = |n: &Node| m.nests[n.einsums()[0]].unit;
-                    let last = |n: &Node| m.nests[*n.einsums().last().expect("groups have members")].unit;
-                    let handoff: f64 = g
-                        .members
-                        .windows(2)
-                        .filter(|w| last(&w[0]) != first(&w[1]))
-                        .map(|w| arch.unit(last(&w[0])).pipeline_latency as f64)
-                        .sum();
-                    members.iter().map(|s| s.critical).sum::<f64>() + handoff * steps
-                }
+                // One step at a time: a step's tiles are produced and consumed before the next
+                // step starts. Within a step, members on different arrays overlap unless one
+                // reads the other's output, and the first result an array hands to another array
+                // in a step waits for the handing array's fill/drain latency.
+                Pipelining::Sequential => steps * sequential_step(arch, c, m, &g.members, &members, steps),
             };
             Span { critical, busy }
         }
