@@ -460,3 +460,32 @@ fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
     let o = strata(&["offload", "--overlap", "fastest"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The cycle-approximate DRAM channel from the command line, and its bad inputs: inconsistent
+/// timings, a missing timing, several channels in one table, an event budget too small.
+#[test]
+fn dram_microbenchmarks_and_bad_timings() {
+    let o = strata(&["dram", "--standard", "ddr4-3200", "--reads", "20000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let pct: f64 = s.split("GB/s  (").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!(pct >= 90.0, "{s}");
+    let hbm2 =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/dram/hbm2.toml"))
+            .unwrap();
+    for (from, to, expect) in [
+        ("tRAS = 34", "tRAS = 10", "dram.timing.tRAS: tRAS (10) must be at least tRCD (14)"),
+        ("tFAW = 30, ", "", "dram.timing.tFAW: is required by the cycle-approximate engine"),
+        ("channels = 1", "channels = 0", "dram.channels: must be positive"),
+        ("channels = 1", "channels = 8", "dram.channels: the engine simulates one channel"),
+    ] {
+        assert!(hbm2.contains(from), "{from}");
+        let f = file("d.toml", &hbm2.replace(from, to));
+        let o = strata(&["dram", "--standard", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{expect}");
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+    let o = strata(&["dram", "--max-events", "50"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("exceeded its budget of 50 events"), "{}", stderr(&o));
+}

@@ -427,6 +427,39 @@ impl Arch {
     }
 }
 
+/// DRAM standards as `[dram]` tables (one channel each), for the cycle-approximate engine.
+pub const DRAM_PRESETS: &[(&str, &str)] = &[
+    ("hbm2", include_str!("../presets/dram/hbm2.toml")),
+    ("hbm3", include_str!("../presets/dram/hbm3.toml")),
+    ("ddr4-3200", include_str!("../presets/dram/ddr4-3200.toml")),
+    ("ddr5-4800", include_str!("../presets/dram/ddr5-4800.toml")),
+    ("lpddr5-6400", include_str!("../presets/dram/lpddr5-6400.toml")),
+];
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DramFile {
+    dram: DramSpec,
+}
+
+impl DramOrg {
+    /// Parses and validates a `[dram]` table on its own.
+    pub fn from_toml(text: &str) -> SpecResult<DramOrg> {
+        let f: DramFile = from_toml(text)?;
+        dram("dram", &f.dram)
+    }
+
+    /// A DRAM standard preset by name.
+    pub fn preset(name: &str) -> Option<SpecResult<DramOrg>> {
+        DRAM_PRESETS.iter().find(|p| p.0 == name).map(|p| DramOrg::from_toml(p.1))
+    }
+
+    /// A named timing in clock cycles, if given.
+    pub fn cycles(&self, name: &str) -> Option<f64> {
+        self.timing.get(name).copied()
+    }
+}
+
 fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
     let org = DramOrg {
         standard: d.standard.clone(),

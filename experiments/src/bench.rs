@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use strata_mappings::CascadeMapping;
 use strata_mappings::spec::{EinsumMappingSpec, LevelSpec, MappingSpec};
+use strata_sim::engine::dram;
 use strata_sim::{evaluate, quick};
 
 use crate::error::{CliError, CliResult};
@@ -104,5 +105,28 @@ pub fn run(seconds: f64) -> CliResult<String> {
     let _ =
         writeln!(out, "  GEMM mapping, full report:                              {:>12.0} evaluations/s", gemm_full);
     let _ = writeln!(out, "  FuseMax 1-pass cascade (12 einsums), full report:      {:>12.0} evaluations/s", fusemax);
+    let _ = writeln!(out, "cycle-approximate engine, one thread, one DRAM channel (200,000 reads, window 32):");
+    for (name, pattern) in
+        [("hbm2", "sequential"), ("hbm2", "random"), ("ddr4-3200", "sequential"), ("ddr4-3200", "random")]
+    {
+        let org = strata_arch::arch::DramOrg::preset(name).expect("preset").map_err(|e| CliError::spec(name, &e))?;
+        let t = dram::Timing::of(&org).map_err(|e| CliError::input(format!("{name}: {e}")))?;
+        let reads = if pattern == "sequential" { dram::sequential(&t, 200_000) } else { dram::random(&t, 200_000, 7) };
+        let start = Instant::now();
+        let mut events = 0u64;
+        let mut stats = None;
+        while start.elapsed() < budget {
+            let s = dram::run(&t, black_box(&reads), 32, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
+            events += s.events;
+            stats = Some(s);
+        }
+        let s = stats.expect("ran at least once");
+        let _ = writeln!(
+            out,
+            "  {name:<10} {pattern:<10} {:>6.1}% of peak bandwidth   {:>12.0} events/s",
+            100.0 * s.bandwidth() / t.peak_bandwidth(),
+            events as f64 / start.elapsed().as_secs_f64()
+        );
+    }
     Ok(out)
 }

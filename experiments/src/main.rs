@@ -3,6 +3,7 @@
 mod bench;
 mod capacity;
 mod catalog;
+mod dram;
 mod error;
 mod eval;
 mod experiment;
@@ -121,6 +122,23 @@ enum Command {
         #[arg(long, default_values_t = ["code".to_string(), "paper".to_string()])]
         overlap: Vec<String>,
     },
+    /// Run the cycle-approximate DRAM channel on a microbenchmark (achieved vs peak bandwidth).
+    Dram {
+        /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
+        #[arg(long, default_value = "hbm2")]
+        standard: String,
+        /// `sequential` or `random`.
+        #[arg(long, default_value = "sequential")]
+        pattern: String,
+        #[arg(long, default_value_t = 100_000)]
+        reads: u64,
+        /// Requests the controller can choose among.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Stop with an error after this many events.
+        #[arg(long, default_value_t = 100_000_000)]
+        max_events: u64,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -174,6 +192,9 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Offload { model, costs, prompt, generate, overlap } => {
             offload::run(&offload::Args { model, costs, prompt, generate, overlap })
+        }
+        Command::Dram { standard, pattern, reads, window, max_events } => {
+            dram::run(&dram::Args { standard, pattern, reads, window, max_events })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

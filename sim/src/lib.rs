@@ -9,6 +9,7 @@
 //! mapping; infeasibility (a tile over capacity) is reported as data, not as an error.
 
 pub mod counts;
+pub mod engine;
 pub mod evaluate;
 pub mod executor;
 pub mod gpu;

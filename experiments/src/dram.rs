@@ -1,0 +1,73 @@
+//! `strata dram`: the cycle-approximate engine's DRAM channel on a microbenchmark — a sequential
+//! stream or random bursts — with achieved against peak bandwidth and the closed forms beside.
+
+use std::fmt::Write as _;
+
+use strata_arch::arch::DramOrg;
+use strata_sim::engine::dram::{self, Refresh, Timing};
+
+use crate::error::{CliError, CliResult};
+
+pub struct Args {
+    pub standard: String,
+    pub pattern: String,
+    pub reads: u64,
+    pub window: usize,
+    pub max_events: u64,
+}
+
+fn org(arg: &str) -> CliResult<DramOrg> {
+    if let Some(o) = DramOrg::preset(arg) {
+        return o.map_err(|e| CliError::spec(&format!("preset {arg}"), &e));
+    }
+    let path = std::path::Path::new(arg);
+    if !path.exists() {
+        let names: Vec<&str> = strata_arch::arch::DRAM_PRESETS.iter().map(|p| p.0).collect();
+        return Err(CliError::input(format!("`{arg}` is neither a DRAM preset ({}) nor a file", names.join(", "))));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
+    DramOrg::from_toml(&text).map_err(|e| CliError::spec(&path.display().to_string(), &e))
+}
+
+pub fn run(a: &Args) -> CliResult<String> {
+    let o = org(&a.standard)?;
+    let t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
+    let reads = match a.pattern.as_str() {
+        "sequential" => dram::sequential(&t, a.reads),
+        "random" => dram::random(&t, a.reads, 7),
+        other => return Err(CliError::input(format!("--pattern: `{other}` is not `sequential` or `random`"))),
+    };
+    let s =
+        dram::run(&t, &reads, a.window, a.max_events).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} channel, {} {}-byte reads ({}), controller window {}",
+        o.standard, a.reads, t.burst_bytes, a.pattern, a.window
+    );
+    let peak = t.peak_bandwidth();
+    let _ = writeln!(
+        out,
+        "  achieved   {:>10.3} GB/s  ({:.1}% of the {:.3} GB/s peak)",
+        s.bandwidth() / 1e9,
+        100.0 * s.bandwidth() / peak,
+        peak / 1e9
+    );
+    let _ = writeln!(
+        out,
+        "  reads served from an open row {}; activations of a closed bank {}, of a bank holding another row {}",
+        s.hits, s.misses, s.conflicts
+    );
+    let refresh = match t.refresh {
+        Refresh::None => "none".to_string(),
+        Refresh::AllBank { refi, rfc } => {
+            format!("all-bank, tRFC/tREFI = {:.1}%", 100.0 * rfc.0 as f64 / refi.0 as f64)
+        }
+        Refresh::PerBank { refi, rfc } => {
+            format!("per-bank, one bank every {:.0} ns for {:.0} ns", refi.seconds() * 1e9, rfc.seconds() * 1e9)
+        }
+    };
+    let _ = writeln!(out, "  refresh    {refresh}; {} refreshes", s.refreshes);
+    let _ = writeln!(out, "  simulated  {:.3} µs in {} events", s.seconds * 1e6, s.events);
+    Ok(out)
+}

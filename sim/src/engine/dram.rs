@@ -1,0 +1,546 @@
+//! One DRAM/HBM channel: banks with open rows, an FR-FCFS controller and all-bank refresh.
+//!
+//! Each bank remembers its open row and when it may next be activated, precharged or read; the
+//! channel remembers its recent activations (tRRD_S/L, tFAW), its last column command (tCCD_S/L)
+//! and when the data bus frees. The controller holds a window of requests and, at each decision,
+//! serves the one whose data can start first (row hits and ready banks win; ties go to the
+//! oldest), issuing PRE/ACT/RD as early as every constraint allows. Every tREFI the channel
+//! precharges all banks and refreshes for tRFC. Reads only: the microbenchmarks that check the
+//! model are reads, and writes add turnarounds this model does not have yet.
+
+use std::collections::VecDeque;
+
+use strata_arch::arch::DramOrg;
+
+use super::{EngineError, Queue, Time};
+
+/// Timings of a channel in picoseconds, and its organisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub tck: Time,
+    pub burst_bytes: u64,
+    pub bank_groups: u64,
+    pub banks_per_group: u64,
+    pub rows: u64,
+    pub columns: u64,
+    pub n_bl: Time,
+    pub cl: Time,
+    pub rcd: Time,
+    pub rp: Time,
+    pub ras: Time,
+    pub rc: Time,
+    pub ccd_s: Time,
+    pub ccd_l: Time,
+    pub rrd_s: Time,
+    pub rrd_l: Time,
+    pub faw: Time,
+    pub refresh: Refresh,
+}
+
+/// How a channel refreshes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refresh {
+    None,
+    /// Every `refi`, precharge all banks and refresh for `rfc`.
+    AllBank {
+        refi: Time,
+        rfc: Time,
+    },
+    /// Every `refi`, the next bank in turn precharges and refreshes for `rfc`; the others work on.
+    PerBank {
+        refi: Time,
+        rfc: Time,
+    },
+}
+
+fn cfg(key: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::Config { key: key.to_string(), reason: reason.into() }
+}
+
+impl Timing {
+    /// Converts an organisation's cycle counts; every timing the model uses must be present.
+    pub fn of(org: &DramOrg) -> Result<Timing, EngineError> {
+        let tck = Time::from_seconds(org.t_ck.0);
+        if tck.0 == 0 {
+            return Err(cfg("dram.t_ck", "must be positive"));
+        }
+        let cyc = |k: &str| -> Result<f64, EngineError> {
+            org.cycles(k).ok_or_else(|| cfg(&format!("dram.timing.{k}"), "is required by the cycle-approximate engine"))
+        };
+        let t = |k: &str| -> Result<Time, EngineError> { Ok(Time((cyc(k)? * tck.0 as f64).round() as u64)) };
+        let beats = cyc("BL")?;
+        let n_bl = t("nBL")?;
+        if beats <= 0.0 || n_bl.0 == 0 {
+            return Err(cfg("dram.timing.BL", "BL (beats) and nBL (cycles) must be positive"));
+        }
+        let burst_bytes = (org.bus_bits as f64 / 8.0 * beats) as u64;
+        if burst_bytes == 0 || org.row_bytes.0 < burst_bytes || !org.row_bytes.0.is_multiple_of(burst_bytes) {
+            return Err(cfg("dram.row_bytes", format!("must be a whole number of {burst_bytes}-byte bursts")));
+        }
+        if org.channels != 1 {
+            return Err(cfg("dram.channels", "the engine simulates one channel; give channels = 1 per channel"));
+        }
+        let rp = t("tRP")?;
+        let banks = org.bank_groups * org.banks_per_group;
+        let refresh = match (org.cycles("tRFCpb"), cyc("tREFI")?) {
+            (_, r) if r <= 0.0 => Refresh::None,
+            (Some(_), _) => {
+                // Per-bank refresh: each bank once per tREFI, so one bank every tREFI / banks.
+                Refresh::PerBank { refi: Time(t("tREFI")?.0 / banks), rfc: t("tRFCpb")? }
+            }
+            (None, _) => Refresh::AllBank { refi: t("tREFI")?, rfc: t("tRFC")? },
+        };
+        if let Refresh::AllBank { refi, rfc } = refresh
+            && refi <= rfc + rp
+        {
+            return Err(cfg("dram.timing.tREFI", "must exceed tRFC + tRP, or the channel only refreshes"));
+        }
+        let timing = Timing {
+            tck,
+            burst_bytes,
+            bank_groups: org.bank_groups,
+            banks_per_group: org.banks_per_group,
+            rows: org.rows,
+            columns: org.row_bytes.0 / burst_bytes,
+            n_bl,
+            cl: t("CL")?,
+            rcd: t("tRCD")?,
+            rp,
+            ras: t("tRAS")?,
+            rc: t("tRC")?,
+            ccd_s: t("tCCD_S")?,
+            ccd_l: t("tCCD_L")?,
+            rrd_s: t("tRRD_S")?,
+            rrd_l: t("tRRD_L")?,
+            faw: t("tFAW")?,
+            refresh,
+        };
+        Ok(timing)
+    }
+
+    /// Bytes per second with the data bus always busy.
+    pub fn peak_bandwidth(&self) -> f64 {
+        self.burst_bytes as f64 / self.n_bl.seconds()
+    }
+
+    fn banks(&self) -> u64 {
+        self.bank_groups * self.banks_per_group
+    }
+
+    /// Where a byte address lives: consecutive bursts rotate over bank groups, then walk a row's
+    /// columns, then move to the next bank, then the next row.
+    pub fn locate(&self, addr: u64) -> (u64, u64, u64) {
+        let b = addr / self.burst_bytes;
+        let bg = b % self.bank_groups;
+        let rest = b / self.bank_groups / self.columns;
+        let bank = rest % self.banks_per_group;
+        let row = rest / self.banks_per_group % self.rows;
+        (bg, bg * self.banks_per_group + bank, row)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bank {
+    open: Option<u64>,
+    act_ok: Time,
+    pre_ok: Time,
+    rd_ok: Time,
+    /// The last read's column command: the bank a stream has just left is the one it needs last.
+    used: Time,
+}
+
+/// What a run did. `hits` are reads served without an activation of their own; `misses` and
+/// `conflicts` count activations of a closed bank and of a bank holding another row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub hits: u64,
+    pub misses: u64,
+    pub conflicts: u64,
+    pub refreshes: u64,
+    pub events: u64,
+}
+
+impl Stats {
+    pub fn bandwidth(&self) -> f64 {
+        self.bytes as f64 / self.seconds
+    }
+}
+
+/// A read of one burst at a byte address, arriving at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Read {
+    pub addr: u64,
+    pub at: Time,
+}
+
+enum Event {
+    Arrive(usize),
+    Decide,
+    Refresh,
+}
+
+/// How a read reaches its row, and when its commands issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    Hit,
+    Closed,
+    Conflict,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    row: Row,
+    pre: Time,
+    act: Time,
+    rd: Time,
+}
+
+struct Channel<'a> {
+    t: &'a Timing,
+    banks: Vec<Bank>,
+    acts: VecDeque<(Time, u64)>,
+    last_rd: Option<(Time, u64)>,
+    bus_free: Time,
+    blocked_until: Time,
+}
+
+impl Channel<'_> {
+    /// The commands of a read decided at `now`, each as early as every constraint allows.
+    fn plan(&self, now: Time, bg: u64, bank: u64, row: u64) -> Plan {
+        let t = self.t;
+        let b = &self.banks[bank as usize];
+        let now = now.max(self.blocked_until);
+        let ccd = self.last_rd.map_or(Time(0), |(at, g)| at + if g == bg { t.ccd_l } else { t.ccd_s });
+        let col = |ready: Time| ready.max(ccd).max(self.bus_free - t.cl).max(self.last_rd.map_or(Time(0), |r| r.0));
+        match b.open {
+            Some(r) if r == row => Plan { row: Row::Hit, pre: now, act: now, rd: col(now.max(b.rd_ok)) },
+            open => {
+                let pre = if open.is_some() { now.max(b.pre_ok) } else { now };
+                let mut act = (if open.is_some() { pre + t.rp } else { now }).max(b.act_ok);
+                if let Some(&(last, g)) = self.acts.back() {
+                    act = act.max(last + if g == bg { t.rrd_l } else { t.rrd_s }).max(last);
+                }
+                if self.acts.len() == 4 {
+                    act = act.max(self.acts[0].0 + t.faw);
+                }
+                Plan { row: if open.is_some() { Row::Conflict } else { Row::Closed }, pre, act, rd: col(act + t.rcd) }
+            }
+        }
+    }
+
+    /// The earliest a column command of any read could issue: after the same-group spacing is
+    /// the only thing left, i.e. the bank-group-independent part of `plan`'s column bound.
+    fn column_floor(&self, now: Time) -> Time {
+        let t = self.t;
+        let ccd = self.last_rd.map_or(Time(0), |(at, _)| at + t.ccd_s);
+        now.max(self.blocked_until).max(ccd).max(self.bus_free - t.cl).max(self.last_rd.map_or(Time(0), |r| r.0))
+    }
+
+    fn issue(&mut self, plan: Plan, bg: u64, bank: u64, row: u64) -> Time {
+        let t = self.t;
+        let rd = plan.rd;
+        if plan.row != Row::Hit {
+            self.open(plan.act, bg, bank, row);
+        }
+        let b = &mut self.banks[bank as usize];
+        // A precharge must wait for the read to leave the row.
+        b.pre_ok = b.pre_ok.max(rd + t.n_bl);
+        b.used = rd;
+        self.last_rd = Some((rd, bg));
+        let done = rd + t.cl + t.n_bl;
+        self.bus_free = done;
+        done
+    }
+
+    /// Records an activation of `row` in `bank` at `act`.
+    fn open(&mut self, act: Time, bg: u64, bank: u64, row: u64) {
+        let t = self.t;
+        let b = &mut self.banks[bank as usize];
+        b.open = Some(row);
+        b.act_ok = act + t.rc;
+        b.pre_ok = act + t.ras;
+        b.rd_ok = act + t.rcd;
+        self.acts.push_back((act, bg));
+        if self.acts.len() > 4 {
+            self.acts.pop_front();
+        }
+    }
+
+    /// Precharges every bank and refreshes for `rfc`.
+    fn refresh_all(&mut self, now: Time, rfc: Time) {
+        let t = self.t;
+        let start = self.banks.iter().map(|b| if b.open.is_some() { b.pre_ok } else { Time(0) }).fold(now, Time::max);
+        let end = start + t.rp + rfc;
+        for b in &mut self.banks {
+            *b = Bank { open: None, act_ok: end, pre_ok: end, rd_ok: end, used: b.used };
+        }
+        self.blocked_until = end;
+    }
+
+    /// Precharges one bank and refreshes it for `rfc`; the other banks keep working.
+    fn refresh_bank(&mut self, now: Time, bank: usize, rfc: Time) {
+        let t = self.t;
+        let b = &mut self.banks[bank];
+        let start = if b.open.is_some() { now.max(b.pre_ok) } else { now };
+        let end = start + t.rp + rfc;
+        *b = Bank { open: None, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, used: b.used };
+    }
+}
+
+/// Simulates reads on one channel with a controller window of `window` requests.
+pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Stats, EngineError> {
+    if window == 0 {
+        return Err(cfg("window", "the controller needs room for at least one request"));
+    }
+    let mut ch = Channel {
+        t,
+        banks: vec![Bank::default(); t.banks() as usize],
+        acts: VecDeque::new(),
+        last_rd: None,
+        bus_free: Time(0),
+        blocked_until: Time(0),
+    };
+    let mut q: Queue<Event> = Queue::new(budget);
+    // Arrivals enter the queue one at a time, in time order, so the heap stays small.
+    let mut order: Vec<usize> = (0..reads.len()).collect();
+    order.sort_by_key(|&i| (reads[i].at, i));
+    let mut arrivals = order.into_iter();
+    if let Some(i) = arrivals.next() {
+        q.push(reads[i].at, Event::Arrive(i));
+    }
+    // Banks still to refresh in this tREFI round (per-bank refresh).
+    let mut due: Vec<bool> = vec![true; t.banks() as usize];
+    match t.refresh {
+        Refresh::AllBank { refi, .. } | Refresh::PerBank { refi, .. } => q.push(refi, Event::Refresh),
+        Refresh::None => {}
+    }
+    let loc: Vec<(u64, u64, u64)> = reads.iter().map(|r| t.locate(r.addr)).collect();
+    let mut hit_waiting = vec![false; t.banks() as usize];
+    let mut touched = vec![false; t.banks() as usize];
+    let mut waiting: VecDeque<usize> = VecDeque::new();
+    let mut queue: Vec<usize> = Vec::new();
+    let mut deciding = false;
+    let mut stats = Stats::default();
+    let mut served = 0usize;
+    let mut end = Time(0);
+    while let Some((now, ev)) = q.pop()? {
+        match ev {
+            Event::Arrive(i) => {
+                waiting.push_back(i);
+                if let Some(n) = arrivals.next() {
+                    q.push(reads[n].at, Event::Arrive(n));
+                }
+                while queue.len() < window
+                    && let Some(w) = waiting.pop_front()
+                {
+                    queue.push(w);
+                }
+                if !deciding {
+                    deciding = true;
+                    q.push(now, Event::Decide);
+                }
+            }
+            Event::Refresh => {
+                if served < reads.len() {
+                    let refi = match t.refresh {
+                        Refresh::AllBank { refi, rfc } => {
+                            ch.refresh_all(now, rfc);
+                            refi
+                        }
+                        Refresh::PerBank { refi, rfc } => {
+                            // The controller refreshes a due bank that no waiting read needs,
+                            // preferring the one read most recently (a stream has just left it
+                            // and needs it last); each bank once per round.
+                            if !due.contains(&true) {
+                                due.fill(true);
+                            }
+                            let busy = |b: usize| queue.iter().any(|&i| loc[i].1 as usize == b);
+                            let bank = (0..due.len())
+                                .filter(|&b| due[b] && !busy(b))
+                                .max_by_key(|&b| (ch.banks[b].used, std::cmp::Reverse(b)))
+                                .or_else(|| due.iter().position(|&d| d))
+                                .expect("a round has a due bank");
+                            due[bank] = false;
+                            ch.refresh_bank(now, bank, rfc);
+                            refi
+                        }
+                        Refresh::None => unreachable!("no refresh events without refresh"),
+                    };
+                    stats.refreshes += 1;
+                    q.push(now + refi, Event::Refresh);
+                }
+            }
+            Event::Decide => {
+                // First ready: the read whose data can start soonest; ties go to the oldest.
+                let mut best: Option<(usize, Plan)> = None;
+                // No read can start its column command before the channel allows any: the first
+                // (oldest) read that reaches that bound wins outright.
+                let floor = ch.column_floor(now);
+                for (k, &i) in queue.iter().enumerate() {
+                    let (bg, bank, row) = loc[i];
+                    let p = ch.plan(now, bg, bank, row);
+                    if best.is_none_or(|b| p.rd < b.1.rd) {
+                        best = Some((k, p));
+                        if p.rd <= floor {
+                            break;
+                        }
+                    }
+                }
+                let Some((k, plan)) = best else {
+                    deciding = false;
+                    continue;
+                };
+                // Keep arrival order among the rest, so ties stay oldest-first.
+                let i = queue.remove(k);
+                let (bg, bank, row) = loc[i];
+                match plan.row {
+                    Row::Hit => stats.hits += 1,
+                    Row::Closed => stats.misses += 1,
+                    Row::Conflict => stats.conflicts += 1,
+                }
+                let done = ch.issue(plan, bg, bank, row);
+                end = end.max(done);
+                stats.bytes += t.burst_bytes;
+                served += 1;
+                if let Some(w) = waiting.pop_front() {
+                    queue.push(w);
+                }
+                // Row commands, oldest first, for waiting reads whose bank holds another row (or
+                // none) and serves no waiting hit: activations overlap the column reads in flight.
+                hit_waiting.fill(false);
+                touched.fill(false);
+                for &j in &queue {
+                    let (_, b, r) = loc[j];
+                    if ch.banks[b as usize].open == Some(r) {
+                        hit_waiting[b as usize] = true;
+                    }
+                }
+                for &next in &queue {
+                    let (bg, bank, row) = loc[next];
+                    let bi = bank as usize;
+                    if ch.banks[bi].open == Some(row) || touched[bi] || hit_waiting[bi] {
+                        continue;
+                    }
+                    touched[bi] = true;
+                    let p = ch.plan(now, bg, bank, row);
+                    // Activations issue in time order; one far ahead (a bank still refreshing)
+                    // would hold every later one back, so it waits for a later decision.
+                    if p.act > now + t.rc {
+                        continue;
+                    }
+                    if p.row == Row::Closed {
+                        stats.misses += 1
+                    } else {
+                        stats.conflicts += 1
+                    }
+                    ch.open(p.act, bg, bank, row);
+                }
+                // The command bus takes the next decision one clock after this read's first command.
+                let first = match plan.row {
+                    Row::Hit => plan.rd,
+                    Row::Closed => plan.act,
+                    Row::Conflict => plan.pre,
+                };
+                q.push(first.max(now) + t.tck, Event::Decide);
+            }
+        }
+    }
+    stats.seconds = end.seconds();
+    stats.events = q.events();
+    Ok(stats)
+}
+
+/// `n` reads of consecutive bursts from address 0, all queued at time 0.
+pub fn sequential(t: &Timing, n: u64) -> Vec<Read> {
+    (0..n).map(|i| Read { addr: i * t.burst_bytes, at: Time(0) }).collect()
+}
+
+/// `n` reads of bursts at pseudo-random addresses (a fixed-seed xorshift), all queued at time 0.
+pub fn random(t: &Timing, n: u64, seed: u64) -> Vec<Read> {
+    let span = t.banks() * t.rows * t.columns;
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Read { addr: (x % span) * t.burst_bytes, at: Time(0) }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(name: &str) -> Timing {
+        Timing::of(&DramOrg::preset(name).unwrap().unwrap()).unwrap()
+    }
+
+    const BUDGET: u64 = 50_000_000;
+
+    #[test]
+    fn sequential_streams_reach_ninety_percent_of_peak() {
+        for name in ["hbm2", "hbm3", "ddr4-3200", "ddr5-4800", "lpddr5-6400"] {
+            let t = timing(name);
+            let s = run(&t, &sequential(&t, 200_000), 32, BUDGET).unwrap();
+            let eff = s.bandwidth() / t.peak_bandwidth();
+            assert!((0.90..=1.0).contains(&eff), "{name}: {eff:.3} of peak ({s:?})");
+        }
+    }
+
+    #[test]
+    fn random_reads_run_at_the_activation_limited_closed_form() {
+        for name in ["hbm2", "hbm3", "ddr4-3200", "ddr5-4800", "lpddr5-6400"] {
+            let mut t = timing(name);
+            t.refresh = Refresh::None;
+            let s = run(&t, &random(&t, 50_000, 7), 32, BUDGET).unwrap();
+            // Every read opens a row: one activation per burst, limited by a bank's tRC over all
+            // banks, four per tFAW, tRRD_S (the controller alternates bank groups) and the bus.
+            let per =
+                (t.rc.0 as f64 / t.banks() as f64).max(t.faw.0 as f64 / 4.0).max(t.rrd_s.0 as f64).max(t.n_bl.0 as f64);
+            let closed = t.burst_bytes as f64 / (per * 1e-12);
+            let ratio = s.bandwidth() / closed;
+            assert!((0.8..=1.0).contains(&ratio), "{name}: {ratio:.3} of {closed:.3e} B/s ({s:?})");
+            assert!(s.conflicts + s.misses > 49_000, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_costs_trfc_over_trefi() {
+        for name in ["hbm2", "ddr4-3200", "ddr5-4800"] {
+            let t = timing(name);
+            let mut none = t.clone();
+            none.refresh = Refresh::None;
+            let reads = sequential(&t, 200_000);
+            let with = run(&t, &reads, 32, BUDGET).unwrap();
+            let without = run(&none, &reads, 32, BUDGET).unwrap();
+            let lost = 1.0 - without.seconds / with.seconds;
+            let Refresh::AllBank { refi, rfc } = t.refresh else { panic!("{name} refreshes all banks") };
+            let expect = rfc.0 as f64 / refi.0 as f64;
+            assert!((lost - expect).abs() < 0.25 * expect, "{name}: lost {lost:.4}, tRFC/tREFI {expect:.4}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_timings_and_budgets_are_errors() {
+        let org = DramOrg::preset("hbm2").unwrap().unwrap();
+        let mut o = org.clone();
+        o.timing.remove("tFAW");
+        assert!(matches!(Timing::of(&o), Err(EngineError::Config { key, .. }) if key == "dram.timing.tFAW"));
+        let mut o = org.clone();
+        o.timing.insert("tREFI".into(), 100.0);
+        assert!(matches!(Timing::of(&o), Err(EngineError::Config { key, .. }) if key == "dram.timing.tREFI"));
+        let t = Timing::of(&org).unwrap();
+        assert_eq!(run(&t, &sequential(&t, 1000), 32, 100), Err(EngineError::Budget { events: 100 }));
+        let text = crate::engine::dram::tests::hbm2_text().replace("tRAS = 34", "tRAS = 10");
+        let e = DramOrg::from_toml(&text).unwrap_err();
+        assert_eq!(e.path, "dram.timing.tRAS", "{e}");
+    }
+
+    fn hbm2_text() -> String {
+        strata_arch::arch::DRAM_PRESETS.iter().find(|p| p.0 == "hbm2").unwrap().1.to_string()
+    }
+}
