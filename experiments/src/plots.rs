@@ -25,6 +25,9 @@ pub const NAMES: [&str; 9] = [
     "offload-throughput",
 ];
 
+/// The x axis of the grouped-bar charts of attention systems.
+const XL: &str = "model and sequence length";
+
 /// A line: (label, points, thin, colour index).
 type Series = (String, Vec<(f64, f64)>, bool, usize);
 
@@ -288,28 +291,8 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                     dir,
                     &format!("{tag}-speedup"),
                     size,
-                    &|a| {
-                        bars(
-                            a,
-                            &title,
-                            "model and sequence length",
-                            &format!("speedup over {base} (×)"),
-                            &labels,
-                            &speed,
-                            false,
-                        )
-                    },
-                    &|a| {
-                        bars(
-                            a,
-                            &title,
-                            "model and sequence length",
-                            &format!("speedup over {base} (×)"),
-                            &labels,
-                            &speed,
-                            false,
-                        )
-                    },
+                    &|a| bars(a, &title, XL, &format!("speedup over {base} (×)"), &labels, &speed, false),
+                    &|a| bars(a, &title, XL, &format!("speedup over {base} (×)"), &labels, &speed, false),
                 )?);
                 let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
                 let title = format!("{tag} energy normalised to {base}");
@@ -318,28 +301,8 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                     dir,
                     &format!("{tag}-energy"),
                     size,
-                    &|a| {
-                        bars(
-                            a,
-                            &title,
-                            "model and sequence length",
-                            &format!("energy / {base} energy"),
-                            &labels,
-                            &energy,
-                            false,
-                        )
-                    },
-                    &|a| {
-                        bars(
-                            a,
-                            &title,
-                            "model and sequence length",
-                            &format!("energy / {base} energy"),
-                            &labels,
-                            &energy,
-                            false,
-                        )
-                    },
+                    &|a| bars(a, &title, XL, &format!("energy / {base} energy"), &labels, &energy, false),
+                    &|a| bars(a, &title, XL, &format!("energy / {base} energy"), &labels, &energy, false),
                 )?);
             }
             let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
@@ -349,8 +312,8 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 dir,
                 "attention-dram",
                 size,
-                &|a| bars(a, title, "model and sequence length", "DRAM bytes per layer (B)", &labels, &dram, true),
-                &|a| bars(a, title, "model and sequence length", "DRAM bytes per layer (B)", &labels, &dram, true),
+                &|a| bars(a, title, XL, "DRAM bytes per layer (B)", &labels, &dram, true),
+                &|a| bars(a, title, XL, "DRAM bytes per layer (B)", &labels, &dram, true),
             )?);
             // Utilisation of both arrays over N for the first model.
             let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
