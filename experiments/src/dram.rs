@@ -17,16 +17,8 @@ pub struct Args {
 }
 
 fn org(arg: &str) -> CliResult<DramOrg> {
-    if let Some(o) = DramOrg::preset(arg) {
-        return o.map_err(|e| CliError::spec(&format!("preset {arg}"), &e));
-    }
-    let path = std::path::Path::new(arg);
-    if !path.exists() {
-        let names: Vec<&str> = strata_arch::arch::DRAM_PRESETS.iter().map(|p| p.0).collect();
-        return Err(CliError::input(format!("`{arg}` is neither a DRAM preset ({}) nor a file", names.join(", "))));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
-    DramOrg::from_toml(&text).map_err(|e| CliError::spec(&path.display().to_string(), &e))
+    let (text, source) = crate::load::preset_or_file(arg, "a DRAM", strata_arch::arch::DRAM_PRESETS)?;
+    DramOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))
 }
 
 pub fn run(a: &Args) -> CliResult<String> {

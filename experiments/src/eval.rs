@@ -30,18 +30,7 @@ impl EvalArgs {
 
 /// The TOML text of an architecture preset or file, and where it came from.
 pub fn arch_text(arg: &str) -> CliResult<(String, String)> {
-    if let Some(t) = strata_arch::presets::text(arg) {
-        return Ok((t.to_string(), format!("preset {arg}")));
-    }
-    let path = Path::new(arg);
-    if !path.exists() {
-        let names: Vec<&str> = strata_arch::presets::PRESETS.iter().map(|p| p.0).collect();
-        return Err(CliError::input(format!(
-            "`{arg}` is neither an architecture preset nor a file (presets: {})",
-            names.join(", ")
-        )));
-    }
-    Ok((std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string()))
+    load::preset_or_file(arg, "an architecture", strata_arch::presets::PRESETS)
 }
 
 /// Loads an architecture preset or file; errors name it.

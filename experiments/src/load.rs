@@ -16,6 +16,23 @@ pub struct Loaded {
     pub source: String,
 }
 
+/// The text of the preset named `arg` among `presets` (name, TOML), else of the file `arg`, and
+/// where it came from; `what` names the kind of preset in the error ("an architecture").
+pub fn preset_or_file(arg: &str, what: &str, presets: &[(&str, &str)]) -> CliResult<(String, String)> {
+    if let Some(p) = presets.iter().find(|p| p.0 == arg) {
+        return Ok((p.1.to_string(), format!("preset {arg}")));
+    }
+    let path = Path::new(arg);
+    if !path.exists() {
+        let names: Vec<&str> = presets.iter().map(|p| p.0).collect();
+        return Err(CliError::input(format!(
+            "`{arg}` is neither {what} preset nor a file (presets: {})",
+            names.join(", ")
+        )));
+    }
+    Ok((std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string()))
+}
+
 /// Loads `arg` as a preset if one has that name, else as a file.
 pub fn workload(arg: &str) -> CliResult<Loaded> {
     if let Some(p) = presets::find(arg) {

@@ -17,19 +17,8 @@ pub struct Args {
 }
 
 pub fn costs(arg: &str) -> CliResult<Costs> {
-    if let Some(c) = Costs::preset(arg) {
-        return c.map_err(|e| CliError::spec(&format!("preset {arg}"), &e));
-    }
-    let path = std::path::Path::new(arg);
-    if !path.exists() {
-        let names: Vec<&str> = offload::PRESETS.iter().map(|p| p.0).collect();
-        return Err(CliError::input(format!(
-            "`{arg}` is neither a cost-model preset ({}) nor a file",
-            names.join(", ")
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
-    Costs::from_toml(&text).map_err(|e| CliError::spec(&path.display().to_string(), &e))
+    let (text, source) = crate::load::preset_or_file(arg, "a cost-model", offload::PRESETS)?;
+    Costs::from_toml(&text).map_err(|e| CliError::spec(&source, &e))
 }
 
 fn overlap(name: &str) -> CliResult<Overlap> {
