@@ -29,3 +29,15 @@ pub fn text(name: &str) -> Option<&'static str> {
 pub fn load(name: &str) -> Option<SpecResult<Arch>> {
     text(name).map(Arch::from_toml)
 }
+
+/// The machine of the I/O bounds (Hong–Kung style): one on-chip memory of `words` 2-byte words
+/// between DRAM and a 16-PE array, every operation one cycle. FlashAttention's traffic analyses
+/// assume exactly this.
+pub fn io_machine(words: u64) -> SpecResult<Arch> {
+    Arch::from_toml(&format!(
+        "[arch]\nname = \"io-{words}\"\nclock = \"1 GHz\"\n[[arch.levels]]\nname = \"DRAM\"\nkind = \"dram\"\nread_bandwidth = \"100 GB/s\"\n\
+         [[arch.levels]]\nname = \"SRAM\"\nkind = \"sram\"\ncapacity = \"{} B\"\n[[arch.compute]]\nname = \"pe\"\nlevel = \"SRAM\"\ncols = 16\n\
+         ops = {{ mac = {{ energy = \"1 pJ\" }}, add = {{ energy = \"1 pJ\" }}, max = {{ energy = \"1 pJ\" }}, exp = {{ energy = \"1 pJ\" }}, div = {{ energy = \"1 pJ\" }} }}\n",
+        words * 2
+    ))
+}

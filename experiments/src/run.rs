@@ -352,47 +352,6 @@ fn attention_point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> Cli
     ])
 }
 
-/// One buffer of `words` words between DRAM and a 16-PE array: the machine of the I/O bounds.
-fn io_machine(words: u64) -> CliResult<Arch> {
-    Arch::from_toml(&format!(
-        "[arch]\nname = \"io-{words}\"\nclock = \"1 GHz\"\n[[arch.levels]]\nname = \"DRAM\"\nkind = \"dram\"\nread_bandwidth = \"100 GB/s\"\n\
-         [[arch.levels]]\nname = \"SRAM\"\nkind = \"sram\"\ncapacity = \"{} B\"\n[[arch.compute]]\nname = \"pe\"\nlevel = \"SRAM\"\ncols = 16\n\
-         ops = {{ mac = {{ energy = \"1 pJ\" }}, add = {{ energy = \"1 pJ\" }}, max = {{ energy = \"1 pJ\" }}, exp = {{ energy = \"1 pJ\" }}, div = {{ energy = \"1 pJ\" }} }}\n",
-        words * 2
-    ))
-    .map_err(|e| CliError::input(format!("io machine: {e}")))
-}
-
-/// The 1-pass query-block mapping family on the I/O machine: `queries` queries stay on chip.
-fn io_mapping(queries: u64) -> String {
-    let members = ["BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV"];
-    let mut t = format!(
-        "[mapping]\nname = \"flash\"\n[[mapping.groups]]\nname = \"block\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"running\", \"AV\"]\n\
-         [[mapping.groups]]\nname = \"running\"\nprefix = [\"m1=*\"]\nmembers = {members:?}\npipelining = \"interleaved\"\n"
-    );
-    for e in members.iter().chain(&["AV"]) {
-        let mut loops: Vec<String> = vec![format!("p={queries}")];
-        let own: &[&str] = match *e {
-            "BQK" => &["e", "m0"],
-            "LM" | "SLN" | "SLD" => &["m0"],
-            "SLNV" => &["f", "m0"],
-            "SPNV" | "RNV" | "AV" => &["f"],
-            _ => &[],
-        };
-        loops.extend(own.iter().map(|r| format!("{r}=*")));
-        let keep: &[&str] = match *e {
-            "BQK" => &["Q", "K"],
-            "SLNV" => &["V"],
-            "AV" => &["AV"],
-            _ => &[],
-        };
-        t += &format!(
-            "[[mapping.einsums]]\neinsum = \"{e}\"\nunit = \"pe\"\nlevels = [{{ level = \"DRAM\", keep = {keep:?} }}, {{ level = \"SRAM\", loops = {loops:?} }}]\n"
-        );
-    }
-    t
-}
-
 fn io_point(p: &Point) -> CliResult<Vec<Row>> {
     let (n, d, words) = (int(p, "seq")?, int(p, "head_dim")?, int(p, "memory_words")?);
     let block = 64.min(n);
@@ -409,12 +368,16 @@ fn io_point(p: &Point) -> CliResult<Vec<Row>> {
         elem_bytes: 2,
     };
     let c = shape.cascade_spec("attention", "").build().map_err(|e| CliError::input(format!("attention: {e}")))?;
-    let arch = io_machine(words)?;
+    let arch = strata_arch::presets::io_machine(words).map_err(|e| CliError::input(format!("io machine: {e}")))?;
     // The mapper's choice: the largest query block (a divisor of N) whose tiles fit.
     let mut found = None;
     for queries in (1..=n.min(words)).rev().filter(|q| n.is_multiple_of(*q)) {
-        let m = strata_mappings::CascadeMapping::from_toml(&io_mapping(queries), &c, &arch)
-            .map_err(|e| CliError::input(format!("io mapping: {e}")))?;
+        let m = strata_mappings::CascadeMapping::from_toml(
+            &strata_mappings::presets::one_pass_query_block(queries),
+            &c,
+            &arch,
+        )
+        .map_err(|e| CliError::input(format!("io mapping: {e}")))?;
         let ev = evaluate(&arch, &c, &m);
         if ev.violations.is_empty() {
             found = Some((queries, ev.offchip_bytes / 2));

@@ -40,3 +40,35 @@ pub const PRESETS: &[Preset] = &[
 pub fn find(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
 }
+
+/// FuseMax's Mapping 1 of the 1-pass cascade on [`strata_arch::presets::io_machine`]: `queries`
+/// queries stay on chip (Q, their running values and the per-block intermediates) while K and V
+/// stream once per query block. The family whose best member FlashAttention's I/O bounds describe.
+pub fn one_pass_query_block(queries: u64) -> String {
+    let members = ["BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV"];
+    let mut t = format!(
+        "[mapping]\nname = \"flash\"\n[[mapping.groups]]\nname = \"block\"\nprefix = [\"b=*\", \"h=*\", \"p=*\"]\nmembers = [\"running\", \"AV\"]\n\
+         [[mapping.groups]]\nname = \"running\"\nprefix = [\"m1=*\"]\nmembers = {members:?}\npipelining = \"interleaved\"\n"
+    );
+    for e in members.iter().chain(&["AV"]) {
+        let mut loops: Vec<String> = vec![format!("p={queries}")];
+        let own: &[&str] = match *e {
+            "BQK" => &["e", "m0"],
+            "LM" | "SLN" | "SLD" => &["m0"],
+            "SLNV" => &["f", "m0"],
+            "SPNV" | "RNV" | "AV" => &["f"],
+            _ => &[],
+        };
+        loops.extend(own.iter().map(|r| format!("{r}=*")));
+        let keep: &[&str] = match *e {
+            "BQK" => &["Q", "K"],
+            "SLNV" => &["V"],
+            "AV" => &["AV"],
+            _ => &[],
+        };
+        t += &format!(
+            "[[mapping.einsums]]\neinsum = \"{e}\"\nunit = \"pe\"\nlevels = [{{ level = \"DRAM\", keep = {keep:?} }}, {{ level = \"SRAM\", loops = {loops:?} }}]\n"
+        );
+    }
+    t
+}

@@ -9,7 +9,6 @@
 mod common;
 
 use proptest::prelude::*;
-use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
 use strata_sim::evaluate;
 use strata_workloads::attention::AttentionShape;
@@ -49,70 +48,13 @@ proptest! {
     }
 }
 
-/// One level of on-chip memory of `words` 2-byte words between DRAM and a 16-PE array.
-fn machine(words: u64) -> Arch {
-    Arch::from_toml(&format!(
-        r#"[arch]
-name = "io"
-clock = "1 GHz"
-[[arch.levels]]
-name = "DRAM"
-kind = "dram"
-read_bandwidth = "100 GB/s"
-[[arch.levels]]
-name = "SRAM"
-kind = "sram"
-capacity = "{} B"
-[[arch.compute]]
-name = "pe"
-level = "SRAM"
-cols = 16
-ops = {{ mac = {{ energy = "1 pJ" }}, add = {{ energy = "1 pJ" }}, max = {{ energy = "1 pJ" }}, exp = {{ energy = "1 pJ" }}, div = {{ energy = "1 pJ" }} }}
-"#,
-        words * 2
-    ))
-    .unwrap()
-}
-
-/// FuseMax's Mapping 1 on one buffer: `queries` queries stay on chip (Q and their running
-/// values, with the per-block intermediates) while K and V stream once per query block.
-fn one_pass_mapping(queries: u64) -> String {
-    let members = ["BQK", "LM", "RM", "SLN", "SLD", "SLNV", "PRM", "SPD", "RD", "SPNV", "RNV"];
-    let mut t = format!(
-        "[mapping]\nname = \"flash\"\n[[mapping.groups]]\nname = \"block\"\nprefix = [\"p=*\"]\nmembers = [\"running\", \"AV\"]\n\
-         [[mapping.groups]]\nname = \"running\"\nprefix = [\"m1=*\"]\nmembers = {members:?}\npipelining = \"interleaved\"\n"
-    );
-    for e in members.iter().chain(&["AV"]) {
-        let mut loops: Vec<String> = vec![format!("p={queries}")];
-        let einsum_ranks: &[&str] = match *e {
-            "BQK" => &["e", "m0"],
-            "LM" | "SLN" | "SLD" => &["m0"],
-            "SLNV" => &["f", "m0"],
-            "SPNV" | "RNV" | "AV" => &["f"],
-            _ => &[],
-        };
-        loops.extend(einsum_ranks.iter().map(|r| format!("{r}=*")));
-        let keep_dram: &[&str] = match *e {
-            "BQK" => &["Q", "K"],
-            "SLNV" => &["V"],
-            "AV" => &["AV"],
-            _ => &[],
-        };
-        t += &format!(
-            "[[mapping.einsums]]\neinsum = \"{e}\"\nunit = \"pe\"\nlevels = [{{ level = \"DRAM\", loops = [\"b=*\", \"h=*\"], keep = {keep_dram:?} }}, {{ level = \"SRAM\", loops = {loops:?} }}]\n"
-        );
-    }
-    t.replace("loops = [\"b=*\", \"h=*\"], keep", "keep")
-        .replace("prefix = [\"p=*\"]", "prefix = [\"b=*\", \"h=*\", \"p=*\"]")
-}
-
 /// Off-chip words of the best such mapping: the largest query block (a divisor of N) whose
 /// on-chip tiles fit, as the model itself counts them.
 fn one_pass_traffic(n: u64, d: u64, words: u64) -> u64 {
     let c = attention(1, 1, 1, n, d, 16);
-    let arch = machine(words);
+    let arch = strata_arch::presets::io_machine(words).unwrap();
     for queries in (1..=n.min(words)).rev().filter(|q| n.is_multiple_of(*q)) {
-        let m = CascadeMapping::from_toml(&one_pass_mapping(queries), &c, &arch).unwrap();
+        let m = CascadeMapping::from_toml(&strata_mappings::presets::one_pass_query_block(queries), &c, &arch).unwrap();
         let ev = evaluate(&arch, &c, &m);
         if ev.violations.is_empty() {
             return ev.offchip_bytes / 2;
