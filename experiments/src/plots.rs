@@ -57,6 +57,13 @@ fn e<E: std::fmt::Debug>(x: E) -> String {
     format!("{x:?}")
 }
 
+/// `both` with one drawing expression for both backends (the closures differ only in type).
+macro_rules! both {
+    ($allowed:expr, $dir:expr, $name:expr, $size:expr, |$a:ident| $body:expr) => {
+        both($allowed, $dir, $name, $size, &|$a| $body, &|$a| $body)
+    };
+}
+
 /// Draws `f` into `dir/name.png` and `dir/name.svg`.
 fn both(
     allowed: Option<&[String]>,
@@ -286,35 +293,38 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             for (scope, tag) in [("attention", "attention"), ("end_to_end", "end-to-end")] {
                 let speed = per_system(scope, &|r, b| b.f("latency_s") / r.f("latency_s"));
                 let title = format!("{tag} speedup over {base}");
-                written.extend(both(
-                    spec.plots.as_deref(),
-                    dir,
-                    &format!("{tag}-speedup"),
-                    size,
-                    &|a| bars(a, &title, XL, &format!("speedup over {base} (×)"), &labels, &speed, false),
-                    &|a| bars(a, &title, XL, &format!("speedup over {base} (×)"), &labels, &speed, false),
-                )?);
+                written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-speedup"), size, |a| bars(
+                    a,
+                    &title,
+                    XL,
+                    &format!("speedup over {base} (×)"),
+                    &labels,
+                    &speed,
+                    false
+                ))?);
                 let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
                 let title = format!("{tag} energy normalised to {base}");
-                written.extend(both(
-                    spec.plots.as_deref(),
-                    dir,
-                    &format!("{tag}-energy"),
-                    size,
-                    &|a| bars(a, &title, XL, &format!("energy / {base} energy"), &labels, &energy, false),
-                    &|a| bars(a, &title, XL, &format!("energy / {base} energy"), &labels, &energy, false),
-                )?);
+                written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-energy"), size, |a| bars(
+                    a,
+                    &title,
+                    XL,
+                    &format!("energy / {base} energy"),
+                    &labels,
+                    &energy,
+                    false
+                ))?);
             }
             let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
             let title = "attention DRAM traffic (log scale)";
-            written.extend(both(
-                spec.plots.as_deref(),
-                dir,
-                "attention-dram",
-                size,
-                &|a| bars(a, title, XL, "DRAM bytes per layer (B)", &labels, &dram, true),
-                &|a| bars(a, title, XL, "DRAM bytes per layer (B)", &labels, &dram, true),
-            )?);
+            written.extend(both!(spec.plots.as_deref(), dir, "attention-dram", size, |a| bars(
+                a,
+                title,
+                XL,
+                "DRAM bytes per layer (B)",
+                &labels,
+                &dram,
+                true
+            ))?);
             // Utilisation of both arrays over N for the first model.
             let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
             let mut util: Vec<Series> = Vec::new();
@@ -329,34 +339,17 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 }
             }
             let title = format!("{first} attention: array utilisation (2D solid, 1D thin)");
-            written.extend(both(
-                spec.plots.as_deref(),
-                dir,
-                "attention-utilization",
-                (1000, 560),
-                &|a| {
-                    lines(
-                        a,
-                        &title,
-                        "sequence length N (tokens, log scale)",
-                        "utilisation (busy PE-cycles / PE-cycles)",
-                        &util,
-                        false,
-                        &|x| seq_label(*x),
-                    )
-                },
-                &|a| {
-                    lines(
-                        a,
-                        &title,
-                        "sequence length N (tokens, log scale)",
-                        "utilisation (busy PE-cycles / PE-cycles)",
-                        &util,
-                        false,
-                        &|x| seq_label(*x),
-                    )
-                },
-            )?);
+            written.extend(both!(spec.plots.as_deref(), dir, "attention-utilization", (1000, 560), |a| {
+                lines(
+                    a,
+                    &title,
+                    "sequence length N (tokens, log scale)",
+                    "utilisation (busy PE-cycles / PE-cycles)",
+                    &util,
+                    false,
+                    &|x| seq_label(*x),
+                )
+            })?);
             // Area against latency when the sweep scales the arrays (FuseMax Fig. 12).
             if rows.iter().any(|r| r.get("pe_dim").is_some()) {
                 let mut models: Vec<String> = Vec::new();
@@ -381,14 +374,9 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 let title = "area vs attention latency (PE_dim 16 to 512)";
                 let (xl, yl) = ("area (mm², log scale)", "attention latency (s, log scale)");
                 let mm = |x: &f64| format!("{x:.0}");
-                written.extend(both(
-                    spec.plots.as_deref(),
-                    dir,
-                    "pareto",
-                    (900, 560),
-                    &|a| lines(a, title, xl, yl, &series, true, &mm),
-                    &|a| lines(a, title, xl, yl, &series, true, &mm),
-                )?);
+                written.extend(both!(spec.plots.as_deref(), dir, "pareto", (900, 560), |a| lines(
+                    a, title, xl, yl, &series, true, &mm
+                ))?);
             }
         }
         Kind::Offload => {
@@ -437,14 +425,9 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             let title = "generation throughput, FlexGen's policy search";
             let (xl, yl) = ("model and prompt length", "tokens/s (log scale)");
             let size = ((140 * groups.len() as u32 + 300).max(900), 560);
-            written.extend(both(
-                spec.plots.as_deref(),
-                dir,
-                "offload-throughput",
-                size,
-                &|a| bars(a, title, xl, yl, &labels, &series, true),
-                &|a| bars(a, title, xl, yl, &labels, &series, true),
-            )?);
+            written.extend(both!(spec.plots.as_deref(), dir, "offload-throughput", size, |a| bars(
+                a, title, xl, yl, &labels, &series, true
+            ))?);
         }
         Kind::IoCurve => {
             let mut keys: Vec<(u64, u64)> = Vec::new();
@@ -466,34 +449,17 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 ];
                 let title = format!("attention I/O, N = {}, d = {d}", seq_label(n as f64));
                 let name = format!("io-n{n}-d{d}");
-                written.extend(both(
-                    spec.plots.as_deref(),
-                    dir,
-                    &name,
-                    (900, 560),
-                    &|a| {
-                        lines(
-                            a,
-                            &title,
-                            "on-chip memory M (words, log scale)",
-                            "off-chip traffic (words, log scale)",
-                            &series,
-                            true,
-                            &|x| seq_label(*x),
-                        )
-                    },
-                    &|a| {
-                        lines(
-                            a,
-                            &title,
-                            "on-chip memory M (words, log scale)",
-                            "off-chip traffic (words, log scale)",
-                            &series,
-                            true,
-                            &|x| seq_label(*x),
-                        )
-                    },
-                )?);
+                written.extend(both!(spec.plots.as_deref(), dir, &name, (900, 560), |a| {
+                    lines(
+                        a,
+                        &title,
+                        "on-chip memory M (words, log scale)",
+                        "off-chip traffic (words, log scale)",
+                        &series,
+                        true,
+                        &|x| seq_label(*x),
+                    )
+                })?);
             }
         }
     }
@@ -567,7 +533,5 @@ pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<V
             .draw()
             .map_err(e)
     }
-    both(None, dir, "predicted-vs-measured", (900, 800), &|r| draw(r, points, &kinds, (lo, hi)), &|r| {
-        draw(r, points, &kinds, (lo, hi))
-    })
+    both!(None, dir, "predicted-vs-measured", (900, 800), |r| draw(r, points, &kinds, (lo, hi)))
 }
