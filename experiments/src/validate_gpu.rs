@@ -182,7 +182,12 @@ pub fn errors(points: &[Point]) -> BTreeMap<String, (usize, f64, f64)> {
         by.entry(p.kind.clone()).or_default().push(p.error().abs());
         by.entry("all".into()).or_default().push(p.error().abs());
     }
-    by.into_iter().map(|(k, v)| (k, (v.len(), median(v.clone()), v.iter().cloned().fold(0.0, f64::max)))).collect()
+    by.into_iter()
+        .map(|(k, v)| {
+            let max = v.iter().cloned().fold(0.0, f64::max);
+            (k, (v.len(), median(v), max))
+        })
+        .collect()
 }
 
 fn summary(r: &Report, args: &Args) -> String {

@@ -324,7 +324,8 @@ fn run_einsum(
                 let key = pick(&idx, &step_loops[0][lv]);
                 let stale = tiles.get(&(0, lv, inst.clone())).is_some_and(|t| t.key != key);
                 if stale {
-                    drain_under(&plan, tiles, served, backing, counts, reduce, lv, &inst, &sibling_key);
+                    Drain { plan: &plan, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }
+                        .under(lv, &inst);
                 }
             }
             for &lv in &out_levels {
@@ -435,7 +436,7 @@ fn run_einsum(
     resident.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (lv, inst) in resident {
         if tiles.contains_key(&(0, lv, inst.clone())) {
-            drain_under(&plan, tiles, served, backing, counts, reduce, lv, &inst, &sibling_key);
+            Drain { plan: &plan, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }.under(lv, &inst);
         }
     }
 }
@@ -447,63 +448,61 @@ fn write_backing(backing: &mut Backing, t: usize, el: usize, reduce: ReduceOp, v
     backing.written[t][el] = true;
 }
 
-/// Drains the output tile at (`lv`, `inst`) into its parent, after every deeper tile under it.
-#[allow(clippy::too_many_arguments)]
-fn drain_under(
-    plan: &Plan<'_>,
-    tiles: &mut HashMap<(usize, usize, Vec<u64>), Tile>,
-    served: &mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
-    backing: &mut Backing,
-    counts: &mut ExecCounts,
+/// What draining output tiles reads and updates: the Einsum's plan and reduction, the resident
+/// tiles, the served-instance set, the backing store and the counts.
+struct Drain<'r, 'p> {
+    plan: &'r Plan<'p>,
     reduce: ReduceOp,
-    lv: usize,
-    inst: &[u64],
-    sibling_key: &SiblingKey<'_>,
-) {
-    let mut deeper: Vec<(usize, Vec<u64>)> =
-        tiles.keys().filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst)).map(|k| (k.1, k.2.clone())).collect();
-    deeper.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (dl, di) in deeper {
-        if tiles.contains_key(&(0, dl, di.clone())) {
-            drain_one(plan, tiles, served, backing, counts, reduce, dl, &di, sibling_key);
-        }
-    }
-    drain_one(plan, tiles, served, backing, counts, reduce, lv, inst, sibling_key);
+    sibling_key: &'r SiblingKey<'r>,
+    tiles: &'r mut HashMap<(usize, usize, Vec<u64>), Tile>,
+    served: &'r mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
+    backing: &'r mut Backing,
+    counts: &'r mut ExecCounts,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn drain_one(
-    plan: &Plan<'_>,
-    tiles: &mut HashMap<(usize, usize, Vec<u64>), Tile>,
-    served: &mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
-    backing: &mut Backing,
-    counts: &mut ExecCounts,
-    reduce: ReduceOp,
-    lv: usize,
-    inst: &[u64],
-    sibling_key: &SiblingKey<'_>,
-) {
-    let tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
-    let o = &plan.nest.operands[0];
-    let parent = o.parent_of(lv).expect("below the home");
-    let cnt = tile.values.len() as u64;
-    counts.access[0][lv].reads += cnt;
-    counts.peak_tile[0][lv] = counts.peak_tile[0][lv].max(cnt);
-    if served.insert((0, lv, tile.key.clone(), sibling_key(0, parent, lv, &tile.inst))) {
-        counts.access[0][parent].updates += cnt;
-    }
-    let mut elements: Vec<(&usize, &f64)> = tile.values.iter().collect();
-    elements.sort_by_key(|x| *x.0);
-    if parent == o.home() {
-        for (&el, &v) in elements {
-            write_backing(backing, o.tensor.0, el, reduce, v);
+impl Drain<'_, '_> {
+    /// Drains the output tile at (`lv`, `inst`) into its parent, after every deeper tile under it.
+    fn under(&mut self, lv: usize, inst: &[u64]) {
+        let mut deeper: Vec<(usize, Vec<u64>)> = self
+            .tiles
+            .keys()
+            .filter(|k| k.0 == 0 && k.1 > lv && k.2.starts_with(inst))
+            .map(|k| (k.1, k.2.clone()))
+            .collect();
+        deeper.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (dl, di) in deeper {
+            if self.tiles.contains_key(&(0, dl, di.clone())) {
+                self.one(dl, &di);
+            }
         }
-    } else {
-        let pinst: Vec<u64> = tile.inst[..plan.instance_loops(parent).len()].to_vec();
-        let p = tiles.get_mut(&(0, parent, pinst)).expect("the parent tile is resident while its children drain");
-        for (&el, &v) in elements {
-            let old = p.values.get(&el).copied();
-            p.values.insert(el, combine(reduce, old, v));
+        self.one(lv, inst);
+    }
+
+    fn one(&mut self, lv: usize, inst: &[u64]) {
+        let Drain { plan, reduce, sibling_key, tiles, served, backing, counts } = self;
+        let (plan, reduce) = (*plan, *reduce);
+        let tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
+        let o = &plan.nest.operands[0];
+        let parent = o.parent_of(lv).expect("below the home");
+        let cnt = tile.values.len() as u64;
+        counts.access[0][lv].reads += cnt;
+        counts.peak_tile[0][lv] = counts.peak_tile[0][lv].max(cnt);
+        if served.insert((0, lv, tile.key.clone(), sibling_key(0, parent, lv, &tile.inst))) {
+            counts.access[0][parent].updates += cnt;
+        }
+        let mut elements: Vec<(&usize, &f64)> = tile.values.iter().collect();
+        elements.sort_by_key(|x| *x.0);
+        if parent == o.home() {
+            for (&el, &v) in elements {
+                write_backing(backing, o.tensor.0, el, reduce, v);
+            }
+        } else {
+            let pinst: Vec<u64> = tile.inst[..plan.instance_loops(parent).len()].to_vec();
+            let p = tiles.get_mut(&(0, parent, pinst)).expect("the parent tile is resident while its children drain");
+            for (&el, &v) in elements {
+                let old = p.values.get(&el).copied();
+                p.values.insert(el, combine(reduce, old, v));
+            }
         }
     }
 }
