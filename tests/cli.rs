@@ -489,3 +489,49 @@ fn dram_microbenchmarks_and_bad_timings() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("exceeded its budget of 50 events"), "{}", stderr(&o));
 }
+
+/// The flash drive from the command line: LLM in a flash's 16 KB point on the M1 Max preset, a
+/// sweep that writes its CSV and plot, and bad organisations (a page larger than the block, zero
+/// channels, a zero channel rate) and budgets.
+#[test]
+fn nand_reads_sweeps_and_bad_organisations() {
+    let o = strata(&["nand", "--drive", "m1-max-ssd", "--size", "16 KiB", "--queue-depth", "32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let gbs: f64 = s.split("achieved").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((gbs / 1.25 - 1.0).abs() < 0.2, "{s}");
+    let dir = std::env::temp_dir().join(format!("strata-nand-{}", std::process::id()));
+    let o = strata(&["nand", "--sweep", "--requests", "300", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.join("nand-sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 9 * 7);
+    assert!(dir.join("nand-sweep.png").exists() && dir.join("nand-sweep.svg").exists());
+    let mlc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/nand/mqsim-mlc.toml"),
+    )
+    .unwrap();
+    for (from, to, expect) in [
+        (
+            "pages_per_block = 256",
+            "block_bytes = \"4 KiB\"",
+            "nand.block_bytes: a block of 4096 B must hold a whole number of 8192-byte pages",
+        ),
+        ("channels = 8", "channels = 0", "nand.channels: must be positive"),
+        (
+            "channel_bandwidth = \"333 MB/s\"",
+            "channel_bandwidth = \"0 MB/s\"",
+            "nand.channel_bandwidth: must be positive",
+        ),
+    ] {
+        assert!(mlc.contains(from), "{from}");
+        let f = file("n.toml", &mlc.replace(from, to));
+        let o = strata(&["nand", "--drive", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{expect}");
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+    let o = strata(&["nand", "--max-events", "50"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("exceeded its budget of 50 events"), "{}", stderr(&o));
+    let o = strata(&["nand", "--drive", "no-such-drive"]);
+    assert_eq!(o.status.code(), Some(2));
+}

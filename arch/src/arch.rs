@@ -63,6 +63,7 @@ pub struct DramOrg {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NandOrg {
+    pub name: String,
     pub channels: u64,
     pub chips_per_channel: u64,
     pub dies_per_chip: u64,
@@ -73,12 +74,46 @@ pub struct NandOrg {
     pub t_program: Seconds,
     pub t_erase: Seconds,
     pub channel_bandwidth: BytesPerSecond,
+    pub t_command: Seconds,
+    pub t_plane_command: Seconds,
+    pub cache_read: bool,
+    pub request_overhead: Seconds,
+    pub host_bandwidth: Option<BytesPerSecond>,
 }
 
 impl NandOrg {
     pub fn planes(&self) -> u64 {
-        self.channels * self.chips_per_channel * self.dies_per_chip * self.planes_per_die
+        self.dies() * self.planes_per_die
     }
+
+    pub fn dies(&self) -> u64 {
+        self.channels * self.chips_per_channel * self.dies_per_chip
+    }
+
+    /// Parses and validates a `[nand]` table on its own.
+    pub fn from_toml(text: &str) -> SpecResult<NandOrg> {
+        let f: NandFile = from_toml(text)?;
+        nand("nand", &f.nand)
+    }
+
+    /// A NAND preset by name.
+    pub fn preset(name: &str) -> Option<SpecResult<NandOrg>> {
+        NAND_PRESETS.iter().find(|p| p.0 == name).map(|p| NandOrg::from_toml(p.1))
+    }
+}
+
+/// NAND flash drives for the engine, by name.
+pub const NAND_PRESETS: &[(&str, &str)] = &[
+    ("mqsim-mlc", include_str!("../presets/nand/mqsim-mlc.toml")),
+    ("tlc-client", include_str!("../presets/nand/tlc-client.toml")),
+    ("cambricon-flash", include_str!("../presets/nand/cambricon-flash.toml")),
+    ("m1-max-ssd", include_str!("../presets/nand/m1-max-ssd.toml")),
+];
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NandFile {
+    nand: NandSpec,
 }
 
 /// Cost of one operation on one PE.
@@ -501,23 +536,62 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
 }
 
 fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {
-    let org = NandOrg {
-        channels: positive(&format!("{p}.channels"), n.channels)?,
-        chips_per_channel: positive(&format!("{p}.chips_per_channel"), n.chips_per_channel)?,
-        dies_per_chip: positive(&format!("{p}.dies_per_chip"), n.dies_per_chip)?,
-        planes_per_die: positive(&format!("{p}.planes_per_die"), n.planes_per_die)?,
-        page_bytes: unit(&format!("{p}.page_bytes"), &n.page_bytes, parse_bytes)?,
-        pages_per_block: positive(&format!("{p}.pages_per_block"), n.pages_per_block)?,
-        t_read: unit(&format!("{p}.t_read"), &n.t_read, parse_time)?,
-        t_program: unit(&format!("{p}.t_program"), &n.t_program, parse_time)?,
-        t_erase: unit(&format!("{p}.t_erase"), &n.t_erase, parse_time)?,
-        channel_bandwidth: unit(&format!("{p}.channel_bandwidth"), &n.channel_bandwidth, parse_bandwidth)?,
-    };
-    if org.page_bytes.0 == 0 {
-        return Err(SpecError::new(format!("{p}.page_bytes"), "must be positive"));
+    let key = |k: &str| format!("{p}.{k}");
+    let page_bytes = unit(&key("page_bytes"), &n.page_bytes, parse_bytes)?;
+    if page_bytes.0 == 0 {
+        return Err(SpecError::new(key("page_bytes"), "must be positive"));
     }
-    if org.t_read.0 <= 0.0 || org.channel_bandwidth.0 <= 0.0 {
-        return Err(SpecError::new(p, "t_read and channel_bandwidth must be positive"));
+    let pages_per_block = match (n.pages_per_block, &n.block_bytes) {
+        (Some(k), None) => positive(&key("pages_per_block"), k)?,
+        (None, Some(b)) => {
+            let block = unit(&key("block_bytes"), b, parse_bytes)?;
+            if block.0 < page_bytes.0 || !block.0.is_multiple_of(page_bytes.0) {
+                return Err(SpecError::new(
+                    key("block_bytes"),
+                    format!("a block of {} B must hold a whole number of {}-byte pages", block.0, page_bytes.0),
+                ));
+            }
+            block.0 / page_bytes.0
+        }
+        _ => return Err(SpecError::new(key("pages_per_block"), "give exactly one of pages_per_block and block_bytes")),
+    };
+    let time = |k: &str, v: &Option<String>, default: f64| -> SpecResult<Seconds> {
+        let t = v.as_deref().map(|s| unit(&key(k), s, parse_time)).transpose()?.unwrap_or(Seconds(default));
+        if !(t.0.is_finite() && t.0 >= 0.0) {
+            return Err(SpecError::new(key(k), "must be a non-negative time"));
+        }
+        Ok(t)
+    };
+    let org = NandOrg {
+        name: n.name.clone(),
+        channels: positive(&key("channels"), n.channels)?,
+        chips_per_channel: positive(&key("chips_per_channel"), n.chips_per_channel)?,
+        dies_per_chip: positive(&key("dies_per_chip"), n.dies_per_chip)?,
+        planes_per_die: positive(&key("planes_per_die"), n.planes_per_die)?,
+        page_bytes,
+        pages_per_block,
+        t_read: unit(&key("t_read"), &n.t_read, parse_time)?,
+        t_program: unit(&key("t_program"), &n.t_program, parse_time)?,
+        t_erase: unit(&key("t_erase"), &n.t_erase, parse_time)?,
+        channel_bandwidth: unit(&key("channel_bandwidth"), &n.channel_bandwidth, parse_bandwidth)?,
+        t_command: time("t_command", &n.t_command, 290e-9)?,
+        t_plane_command: time("t_plane_command", &n.t_plane_command, 650e-9)?,
+        cache_read: n.cache_read.unwrap_or(true),
+        request_overhead: time("request_overhead", &n.request_overhead, 0.0)?,
+        host_bandwidth: n
+            .host_bandwidth
+            .as_deref()
+            .map(|s| unit(&key("host_bandwidth"), s, parse_bandwidth))
+            .transpose()?,
+    };
+    if org.t_read.0 <= 0.0 {
+        return Err(SpecError::new(key("t_read"), "must be positive"));
+    }
+    if org.channel_bandwidth.0 <= 0.0 {
+        return Err(SpecError::new(key("channel_bandwidth"), "must be positive"));
+    }
+    if org.host_bandwidth.is_some_and(|b| b.0 <= 0.0) {
+        return Err(SpecError::new(key("host_bandwidth"), "must be positive"));
     }
     Ok(org)
 }

@@ -101,21 +101,40 @@ pub struct DramSpec {
     pub timing: BTreeMap<String, f64>,
 }
 
-/// NAND flash organisation and timing.
+/// NAND flash organisation and timing: a `[nand]` preset or a level's `[arch.levels.nand]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NandSpec {
+    /// A name for reports (presets carry one).
+    #[serde(default)]
+    pub name: String,
     pub channels: i64,
     pub chips_per_channel: i64,
     pub dies_per_chip: i64,
     pub planes_per_die: i64,
     pub page_bytes: String,
-    pub pages_per_block: i64,
+    /// The block as a page count; or give `block_bytes`.
+    pub pages_per_block: Option<i64>,
+    /// The block in bytes, a whole number of pages.
+    pub block_bytes: Option<String>,
     pub t_read: String,
     pub t_program: String,
     pub t_erase: String,
-    /// Channel transfer rate per channel, e.g. "1 GB/s".
+    /// Channel transfer rate per channel, e.g. "1 GB/s" (1000 MT/s × 8 bit).
     pub channel_bandwidth: String,
+    /// Command and address cycles of a one-plane page read on the channel; MQSim's NV-DDR2
+    /// default t_CS + 6·t_WC + t_WB + t_RR = 290 ns when absent.
+    pub t_command: Option<String>,
+    /// Extra command cycles per additional plane of a multi-plane read (t_DBSY + 6·t_WC = 650 ns).
+    pub t_plane_command: Option<String>,
+    /// Whether a die may start its next array read while the cache register still sends the
+    /// previous page (cache read); true when absent.
+    pub cache_read: Option<bool>,
+    /// Controller time per host request (command fetch, FTL lookup, completion), served one at a
+    /// time; zero when absent.
+    pub request_overhead: Option<String>,
+    /// The host interface (e.g. PCIe 4.0 ×4, "7 GB/s"); unbounded when absent.
+    pub host_bandwidth: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

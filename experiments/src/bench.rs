@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use strata_mappings::CascadeMapping;
 use strata_mappings::spec::{EinsumMappingSpec, LevelSpec, MappingSpec};
-use strata_sim::engine::dram;
+use strata_sim::engine::{dram, nand};
 use strata_sim::{evaluate, quick};
 
 use crate::error::{CliError, CliResult};
@@ -125,6 +125,34 @@ pub fn run(seconds: f64) -> CliResult<String> {
             out,
             "  {name:<10} {pattern:<10} {:>6.1}% of peak bandwidth   {:>12.0} events/s",
             100.0 * s.bandwidth() / t.peak_bandwidth(),
+            events as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+    let _ = writeln!(out, "cycle-approximate engine, one thread, one flash drive (20,000 requests):");
+    for (name, pattern, bytes, qd) in
+        [("mqsim-mlc", "random", 16u64 << 10, 64usize), ("m1-max-ssd", "sequential", 1 << 20, 32)]
+    {
+        let org = strata_arch::arch::NandOrg::preset(name).expect("preset").map_err(|e| CliError::spec(name, &e))?;
+        let t = nand::Timing::of(&org).map_err(|e| CliError::input(format!("{name}: {e}")))?;
+        let reqs = if pattern == "sequential" {
+            nand::sequential(bytes, 20_000)
+        } else {
+            nand::random(bytes, 20_000, 64 << 30, 11)
+        };
+        let start = Instant::now();
+        let mut events = 0u64;
+        let mut stats = None;
+        while start.elapsed() < budget {
+            let s = nand::run(&t, black_box(&reqs), qd, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
+            events += s.events;
+            stats = Some(s);
+        }
+        let s = stats.expect("ran at least once");
+        let _ = writeln!(
+            out,
+            "  {name:<10} {pattern:<10} {:>4} KiB qd {qd:<3} {:>6.2} GB/s   {:>12.0} events/s",
+            bytes >> 10,
+            s.bandwidth() / 1e9,
             events as f64 / start.elapsed().as_secs_f64()
         );
     }

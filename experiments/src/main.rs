@@ -8,6 +8,7 @@ mod error;
 mod eval;
 mod experiment;
 mod load;
+mod nand;
 mod offload;
 mod plots;
 mod run;
@@ -139,6 +140,31 @@ enum Command {
         #[arg(long, default_value_t = 100_000_000)]
         max_events: u64,
     },
+    /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
+    Nand {
+        /// NAND preset (mqsim-mlc, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
+        #[arg(long, default_value = "mqsim-mlc")]
+        drive: String,
+        /// `random` or `sequential`.
+        #[arg(long, default_value = "random")]
+        pattern: String,
+        /// Bytes per request, e.g. 16KiB.
+        #[arg(long, default_value = "16 KiB")]
+        size: String,
+        /// Requests outstanding at once (reader threads).
+        #[arg(long, default_value_t = 32)]
+        queue_depth: usize,
+        #[arg(long, default_value_t = 4096)]
+        requests: u64,
+        /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
+        #[arg(long)]
+        sweep: bool,
+        #[arg(long, default_value = "results/nand")]
+        out: std::path::PathBuf,
+        /// Stop with an error after this many events.
+        #[arg(long, default_value_t = 100_000_000)]
+        max_events: u64,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -195,6 +221,9 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Dram { standard, pattern, reads, window, max_events } => {
             dram::run(&dram::Args { standard, pattern, reads, window, max_events })
+        }
+        Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
+            nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

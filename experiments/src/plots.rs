@@ -535,3 +535,22 @@ pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<V
     }
     both!(None, dir, "predicted-vs-measured", (900, 800), |r| draw(r, points, &kinds, (lo, hi)))
 }
+
+/// Throughput (GB/s) against request size (bytes, log scale), one line per series, with the
+/// closed-form ceiling dashed.
+pub fn throughput_curves(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    ceiling: &[(f64, f64)],
+) -> Res<Vec<String>> {
+    fonts()?;
+    let mut all: Vec<Series> = series.iter().enumerate().map(|(i, s)| (s.0.clone(), s.1.clone(), false, i)).collect();
+    all.push(("closed-form ceiling".to_string(), ceiling.to_vec(), true, 7));
+    both!(None, dir, name, (900, 560), |a| {
+        lines(a, title, "request size (bytes, log scale)", "throughput (GB/s)", &all, false, &|x| {
+            if *x >= 1e6 { format!("{:.0} MB", x / 1e6) } else { format!("{:.0} kB", x / 1e3) }
+        })
+    })
+}

@@ -4,9 +4,11 @@
 //! are broken by insertion order. Each simulation is single-threaded; many run in parallel over
 //! rayon. Every run has an event budget, and exceeding it is an error, not a hang.
 //!
-//! Models: [`dram`] (a DRAM/HBM channel controller with bank state, FR-FCFS and refresh).
+//! Models: [`dram`] (a DRAM/HBM channel controller with bank state, FR-FCFS and refresh) and
+//! [`nand`] (a flash drive: channels, dies, planes, command and transfer timing, a controller).
 
 pub mod dram;
+pub mod nand;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
