@@ -535,3 +535,55 @@ fn nand_reads_sweeps_and_bad_organisations() {
     let o = strata(&["nand", "--drive", "no-such-drive"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Cambricon-LLM end to end: tokens/s of the paper's five reference points within 20%, the
+/// speedup over FlexGen-SSD between 22× and 45× for OPT on L, and the tiling ablation; bad
+/// tiles, a model larger than the flash, and zero channels exit 2.
+#[test]
+fn cambricon_llm_reproduction_and_bad_input() {
+    let dir = std::env::temp_dir().join(format!("strata-cambricon-{}", std::process::id()));
+    let o = strata(&["run", "cambricon-llm", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    let errors: Vec<f64> = summary
+        .lines()
+        .filter(|l| l.contains("| tokens/s |") && l.ends_with("% |"))
+        .map(|l| l.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 5, "{summary}");
+    assert!(errors.iter().all(|e| e.abs() < 20.0), "{errors:?}");
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[col("arch")] == "cambricon-llm-l" && f[col("model")].starts_with("opt") {
+            let x: f64 = f[col("speedup_over_flexgen_ssd")].parse().unwrap();
+            assert!((22.0..=45.0).contains(&x), "{line}");
+        }
+    }
+    assert!(dir.join("plots/flash-throughput.png").exists());
+    let o = strata(&["flash-compute", "--flash-share", "1"]);
+    let no_split: f64 = stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let o = strata(&["flash-compute"]);
+    let full: f64 = stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((1.3..=1.4).contains(&(full / no_split)), "{full} / {no_split}");
+
+    let o = strata(&["flash-compute", "--tile", "256x1024"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not one 16384-weight page"), "{}", stderr(&o));
+    let s = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/cambricon-llm-s.toml"),
+    )
+    .unwrap();
+    for (from, to, expect) in [
+        ("capacity = \"1 TB\"", "capacity = \"1 GB\"", "do not fit the flash"),
+        ("channels = 8\n", "channels = 0\n", "channels: must be positive"),
+    ] {
+        assert!(s.contains(from), "{from}");
+        let f = file("cam.toml", &s.replace(from, to));
+        let o = strata(&["flash-compute", "--arch", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{expect}");
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+}

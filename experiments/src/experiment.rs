@@ -33,6 +33,9 @@ pub enum Kind {
     /// FlexGen's offloading policy search per model, prompt, generated tokens, overlap rule and
     /// cost model.
     Offload,
+    /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM) per architecture, model
+    /// and variant (the full design or an ablation).
+    FlashCompute,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +198,9 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("flash-io", include_str!("../flash-io.toml")),
     ("fusemax-pareto", include_str!("../fusemax-pareto.toml")),
     ("flexgen", include_str!("../flexgen.toml")),
+    ("cambricon-llm", include_str!("../cambricon-llm.toml")),
+    ("cambricon-ablation", include_str!("../cambricon-ablation.toml")),
+    ("cambricon-scaling", include_str!("../cambricon-scaling.toml")),
 ];
 
 /// Loads an experiment preset or file; errors name the file and key.

@@ -7,6 +7,7 @@ mod dram;
 mod error;
 mod eval;
 mod experiment;
+mod flash_compute;
 mod load;
 mod nand;
 mod offload;
@@ -165,6 +166,34 @@ enum Command {
         #[arg(long, default_value_t = 100_000_000)]
         max_events: u64,
     },
+    /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM): tokens/s, GeMVs, channel use.
+    FlashCompute {
+        /// Architecture preset or file with a NAND level, per-die cores and an NPU.
+        #[arg(long, default_value = "cambricon-llm-s")]
+        arch: String,
+        #[arg(long, default_value = "opt-6.7b")]
+        model: String,
+        /// Tokens in the KV cache.
+        #[arg(long, default_value_t = 1024)]
+        context: u64,
+        /// Request tiles: `aware` (least channel traffic), `naive`, or HxW such as 256x2048.
+        #[arg(long, default_value = "aware")]
+        tile: String,
+        /// Share of weight bytes computed in flash (default: from the timing, the paper's α).
+        #[arg(long)]
+        flash_share: Option<f64>,
+        /// Turn Slice Control off (first come, first served at page granularity).
+        #[arg(long)]
+        no_slicing: bool,
+        /// Slices per normal page read.
+        #[arg(long, default_value_t = 4)]
+        slices: u64,
+        /// Turn the on-die outlier ECC off.
+        #[arg(long)]
+        no_ecc: bool,
+        #[arg(long, default_value_t = 200_000_000)]
+        max_events: u64,
+    },
     /// Inspect workloads.
     Workload {
         #[command(subcommand)]
@@ -224,6 +253,19 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
+        }
+        Command::FlashCompute { arch, model, context, tile, flash_share, no_slicing, slices, no_ecc, max_events } => {
+            flash_compute::run(&flash_compute::Args {
+                arch,
+                model,
+                context,
+                tile,
+                flash_share,
+                no_slicing,
+                slices,
+                no_ecc,
+                max_events,
+            })
         }
         Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
             let loaded = load::workload(&workload)?;

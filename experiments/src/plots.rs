@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Kind, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 12] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -23,6 +23,9 @@ pub const NAMES: [&str; 9] = [
     "pareto",
     "io",
     "offload-throughput",
+    "flash-throughput",
+    "flash-ablation",
+    "flash-scaling",
 ];
 
 /// The x axis of the grouped-bar charts of attention systems.
@@ -429,6 +432,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 a, title, xl, yl, &labels, &series, true
             ))?);
         }
+        Kind::FlashCompute => written.extend(flash_plots(spec, rows, dir)?),
         Kind::IoCurve => {
             let mut keys: Vec<(u64, u64)> = Vec::new();
             for r in rows {
@@ -553,4 +557,137 @@ pub fn throughput_curves(
             if *x >= 1e6 { format!("{:.0} MB", x / 1e6) } else { format!("{:.0} kB", x / 1e3) }
         })
     })
+}
+
+/// Distinct values of `key` in row order.
+fn distinct(rows: &[&Row], key: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in rows {
+        if !v.contains(&r.s(key)) {
+            v.push(r.s(key));
+        }
+    }
+    v
+}
+
+/// The plots of a `flash-compute` experiment: tokens/s per model and architecture (with the
+/// paper's numbers), the ablations with channel utilisation, and channel × chip scaling.
+fn flash_plots(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    let mut written = Vec::new();
+    let allowed = spec.plots.as_deref();
+    let full: Vec<&Row> = rows.iter().filter(|r| r.s("variant") == "full").collect();
+    let archs = distinct(&full, "arch");
+    let models = distinct(&full, "model");
+    let scaling = spec.sweep.contains_key("channels") || spec.sweep.contains_key("chips_per_channel");
+    if !scaling && !full.is_empty() {
+        let tps = |arch: &str, model: &str| {
+            full.iter().find(|r| r.s("arch") == arch && r.s("model") == model).map_or(f64::NAN, |r| r.f("tokens_per_s"))
+        };
+        let mut series: Vec<(String, Vec<f64>)> =
+            archs.iter().map(|a| (format!("Strata, {a}"), models.iter().map(|m| tps(a, m)).collect())).collect();
+        for a in &archs {
+            let paper: Vec<f64> = models
+                .iter()
+                .map(|m| {
+                    spec.reference
+                        .iter()
+                        .find(|r| {
+                            r.get("arch").and_then(|v| v.as_str()) == Some(a.as_str())
+                                && r.get("model").and_then(|v| v.as_str()) == Some(m.as_str())
+                        })
+                        .and_then(|r| r.get("tokens_per_s").and_then(|v| v.as_float()))
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            if paper.iter().any(|v| v.is_finite()) {
+                series.push((format!("paper, {a}"), paper));
+            }
+        }
+        let flexgen: Vec<f64> = models
+            .iter()
+            .map(|m| full.iter().find(|r| &r.s("model") == m).map_or(f64::NAN, |r| r.f("flexgen_ssd_tokens_per_s")))
+            .collect();
+        series.push(("FlexGen-SSD (A100 + NVMe, modelled)".into(), flexgen));
+        let size = ((160 * models.len() as u32 + 300).max(900), 560);
+        written.extend(both!(allowed, dir, "flash-throughput", size, |a| bars(
+            a,
+            "decode throughput, INT8, ~1K context",
+            "model",
+            "tokens/s (log scale)",
+            &models,
+            &series,
+            true
+        ))?);
+    }
+    // Ablations: every variant of each (arch, model) that has more than the full design.
+    let ablated: Vec<&Row> = rows.iter().collect();
+    let variants = distinct(&ablated, "variant");
+    if variants.len() > 1 && !scaling {
+        let groups: Vec<(String, String)> = {
+            let mut g: Vec<(String, String)> = Vec::new();
+            for r in &ablated {
+                let k = (r.s("arch"), r.s("model"));
+                if !g.contains(&k) {
+                    g.push(k);
+                }
+            }
+            g
+        };
+        let labels: Vec<String> = groups.iter().map(|g| format!("{} {}", g.0, g.1)).collect();
+        let value = |g: &(String, String), v: &str, key: &str| {
+            ablated
+                .iter()
+                .find(|r| r.s("arch") == g.0 && r.s("model") == g.1 && r.s("variant") == v)
+                .map_or(f64::NAN, |r| r.f(key))
+        };
+        let tps: Vec<(String, Vec<f64>)> = variants
+            .iter()
+            .map(|v| (v.clone(), groups.iter().map(|g| value(g, v, "tokens_per_s")).collect()))
+            .collect();
+        let util: Vec<(String, Vec<f64>)> = variants
+            .iter()
+            .map(|v| (v.clone(), groups.iter().map(|g| 100.0 * value(g, v, "channel_data_utilisation")).collect()))
+            .collect();
+        let size = ((220 * groups.len() as u32 + 400).max(900), 560);
+        written.extend(both!(allowed, dir, "flash-ablation", size, |a| {
+            let (l, r) = a.split_horizontally(a.dim_in_pixel().0 / 2);
+            bars(&l, "ablations: decode throughput", "configuration", "tokens/s", &labels, &tps, false)?;
+            bars(
+                &r,
+                "ablations: channel data utilisation",
+                "configuration",
+                "channel busy with data (%)",
+                &labels,
+                &util,
+                false,
+            )
+        })?);
+    }
+    if scaling {
+        let chips = distinct(&full, "chips_per_channel");
+        let series: Vec<Series> = chips
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut pts: Vec<(f64, f64)> = full
+                    .iter()
+                    .filter(|r| &r.s("chips_per_channel") == c)
+                    .map(|r| (r.f("channels"), r.f("tokens_per_s")))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (format!("chips per channel: {c}"), pts, false, i)
+            })
+            .collect();
+        let title = format!("scaling {}: {}", archs.join(", "), models.join(", "));
+        written.extend(both!(allowed, dir, "flash-scaling", (900, 600), |a| lines(
+            a,
+            &title,
+            "flash channels (log scale)",
+            "tokens/s (log scale)",
+            &series,
+            true,
+            &|x| format!("{x:.0}")
+        ))?);
+    }
+    Ok(written)
 }

@@ -82,6 +82,7 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
         Kind::AttentionSystems => &["model", "seq", "batch"],
         Kind::IoCurve => &["seq", "head_dim", "memory_words"],
         Kind::Offload => &["model", "prompt", "generate", "overlap", "costs"],
+        Kind::FlashCompute => &["arch", "model", "variant"],
     };
     for axis in need {
         if !spec.sweep.contains_key(*axis) {
@@ -156,6 +157,18 @@ fn int(p: &Point, axis: &str) -> CliResult<u64> {
         .ok_or_else(|| CliError::input(format!("experiment.sweep.{axis}: values must be positive integers")))
 }
 
+/// An optional integer axis: `default` when the sweep does not have it; 0 keeps the preset.
+fn opt_int(p: &Point, axis: &str, default: u64) -> CliResult<u64> {
+    match p.values.get(axis) {
+        None => Ok(default),
+        Some(v) => {
+            v.as_integer().filter(|v| *v >= 0).map(|v| v as u64).ok_or_else(|| {
+                CliError::input(format!("experiment.sweep.{axis}: values must be non-negative integers"))
+            })
+        }
+    }
+}
+
 fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec<Row>> {
     match spec.kind {
         Kind::AttentionSystems => attention_point(spec, p, cache),
@@ -167,6 +180,14 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
             &text(p, "overlap"),
             int(p, "prompt")?,
             int(p, "generate")?,
+        ),
+        Kind::FlashCompute => crate::flash_compute::point(
+            &text(p, "arch"),
+            &text(p, "model"),
+            &text(p, "variant"),
+            opt_int(p, "context", 1024)?,
+            opt_int(p, "channels", 0)?,
+            opt_int(p, "chips_per_channel", 0)?,
         ),
     }
 }
@@ -436,6 +457,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = format!("# {}\n\n{}\n\n", spec.name, spec.description);
     match spec.kind {
         Kind::Offload => s += &crate::offload::summary(spec, rows),
+        Kind::FlashCompute => s += &crate::flash_compute::summary(spec, rows),
         Kind::IoCurve => {
             s += "| N | d | on-chip words M | queries on chip | Strata words | Algorithm 1 words | N²d²/M | 4Nd floor | Strata / bound |\n|---|---|---|---|---|---|---|---|---|\n";
             for r in rows {

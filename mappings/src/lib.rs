@@ -6,6 +6,7 @@
 //! Architecture invariant: mappings know workloads and architectures but nothing about costs;
 //! the cost model (`strata-sim`) evaluates what this crate describes. No file system access.
 
+pub mod flash_tiling;
 pub mod mapper;
 pub mod milp;
 pub mod nest;

@@ -1,0 +1,357 @@
+//! `strata flash-compute`: LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM):
+//! tokens/s, each GeMV's time and channel use, the tile and flash/NPU split the timing gives.
+
+use std::fmt::Write as _;
+
+use strata_arch::Arch;
+use strata_mappings::flash_tiling::{self, Tile};
+use strata_sim::flash_compute::{self, Options, System, Tiling, Token};
+use strata_workloads::Model;
+
+use crate::error::{CliError, CliResult};
+
+pub struct Args {
+    pub arch: String,
+    pub model: String,
+    pub context: u64,
+    pub tile: String,
+    pub flash_share: Option<f64>,
+    pub no_slicing: bool,
+    pub slices: u64,
+    pub no_ecc: bool,
+    pub max_events: u64,
+}
+
+/// How requests are tiled: `aware` (the least channel traffic per GeMV), `naive`, or `HxW`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TileChoice {
+    Aware,
+    Naive,
+    Fixed(Tile),
+}
+
+pub fn tile_choice(s: &str) -> CliResult<TileChoice> {
+    match s {
+        "aware" => Ok(TileChoice::Aware),
+        "naive" => Ok(TileChoice::Naive),
+        _ => {
+            let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok());
+            let mut it = s.split(['x', '×']);
+            match (parse(it.next()), parse(it.next()), it.next()) {
+                (Some(h), Some(w), None) => Ok(TileChoice::Fixed(Tile { h, w })),
+                _ => Err(CliError::input(format!("tile: `{s}` is not `aware`, `naive` or HxW (e.g. 256x2048)"))),
+            }
+        }
+    }
+}
+
+pub fn system(arch: &str) -> CliResult<(Arch, System)> {
+    let a = crate::eval::arch(arch)?;
+    let s = System::from_arch(&a).map_err(|e| CliError::input(format!("{arch}: {e}")))?;
+    Ok((a, s))
+}
+
+/// What one configuration does: the token, the tile of the first GeMV, its α and share.
+pub struct Outcome {
+    pub token: Token,
+    pub tile: Option<Tile>,
+    pub alpha: f64,
+    pub share: f64,
+}
+
+/// The knobs of one configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knobs {
+    pub context: u64,
+    pub tile: TileChoice,
+    /// A fixed share of weight bytes in flash; `None` balances each GeMV around the paper's α.
+    pub share: Option<f64>,
+    pub slicing: bool,
+    pub slices: u64,
+    pub ecc: bool,
+    pub budget: u64,
+}
+
+/// Runs a model's decode step. Unless the share is fixed, each GeMV tries the α share and the
+/// request counts near it (whole requests in flash, the rest to the NPU) and keeps the fastest:
+/// the controller splits each matrix knowing its shape, as the paper's per-matrix tiling does.
+pub fn simulate(s: &System, m: &Model, k: &Knobs) -> CliResult<Outcome> {
+    let tile_of = |cols: u64| match k.tile {
+        TileChoice::Aware => Some(flash_tiling::aware_tile(&s.nand, s.elem_bytes, cols, s.core_buffer_bytes)),
+        TileChoice::Fixed(t) => Some(t),
+        TileChoice::Naive => None,
+    };
+    if let TileChoice::Fixed(t) = k.tile {
+        t.check(&s.nand, s.elem_bytes).map_err(|e| CliError::input(format!("--tile: {e}")))?;
+    }
+    if k.share.is_some_and(|f| !(0.0..=1.0).contains(&f)) {
+        return Err(CliError::input(format!("--flash-share: {} is not within 0 and 1", k.share.unwrap_or(0.0))));
+    }
+    let first = tile_of(m.d_model);
+    let reference =
+        first.unwrap_or_else(|| flash_tiling::aware_tile(&s.nand, s.elem_bytes, m.d_model, s.core_buffer_bytes));
+    let alpha = flash_tiling::alpha(&s.nand, reference);
+    let share = k.share.unwrap_or_else(|| flash_tiling::flash_share(&s.nand, s.elem_bytes, reference));
+    let mut gemv_of = |rows: u64, cols: u64| {
+        let tiling = tile_of(cols).map_or(Tiling::Naive, Tiling::Broadcast);
+        let o = Options { tiling, flash_share: share, slicing: k.slicing, slices: k.slices, ecc: k.ecc };
+        let mut best = flash_compute::gemv(s, &o, rows, cols, k.budget)?;
+        if k.share.is_none() {
+            let h = match tiling {
+                Tiling::Broadcast(t) => t.h,
+                Tiling::Naive => flash_tiling::naive_rows_per_core(&s.nand, s.elem_bytes, cols) * s.cores(),
+            };
+            let near = (share * rows as f64 / h as f64).round() as i64;
+            for n in (near - 3).max(0)..=(near + 3).min(rows.div_ceil(h) as i64) {
+                let f = ((n as u64 * h) as f64 / rows as f64).min(1.0);
+                let g = flash_compute::gemv(s, &Options { flash_share: f, ..o }, rows, cols, k.budget)?;
+                if g.seconds < best.seconds {
+                    best = g;
+                }
+            }
+        }
+        Ok(best)
+    };
+    let token = flash_compute::decode(s, m, k.context, &mut gemv_of)
+        .map_err(|e| CliError::input(format!("{}: {e}", m.name)))?;
+    Ok(Outcome { token, tile: first, alpha, share })
+}
+
+pub fn run(a: &Args) -> CliResult<String> {
+    let (arch, s) = system(&a.arch)?;
+    let m = crate::run::model(&a.model)?;
+    if a.context == 0 {
+        return Err(CliError::input("--context: must be at least 1"));
+    }
+    let choice = tile_choice(&a.tile)?;
+    let mut s = s;
+    if a.slices == 0 {
+        return Err(CliError::input("--slices: must be at least 1"));
+    }
+    s.nand.name = arch.name.clone();
+    let knobs = Knobs {
+        context: a.context,
+        tile: choice,
+        share: a.flash_share,
+        slicing: !a.no_slicing,
+        slices: a.slices,
+        ecc: !a.no_ecc,
+        budget: a.max_events,
+    };
+    let out = simulate(&s, &m, &knobs)?;
+    let t = &out.token;
+    let n = &s.nand;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} on {}: {} channels × {} chips × {} dies ({} cores), {} KiB pages, tR {:.0} µs, {:.1} GB/s per channel",
+        m.name,
+        arch.name,
+        n.channels,
+        n.chips_per_channel,
+        n.dies_per_chip,
+        s.cores(),
+        n.page_bytes.0 >> 10,
+        n.t_read.0 * 1e6,
+        n.channel_bandwidth.0 / 1e9
+    );
+    let tile = out.tile.map_or("naive (whole rows per page, no broadcast)".to_string(), |t| format!("{}×{}", t.h, t.w));
+    let _ = writeln!(
+        o,
+        "  tile {tile}; α (read-compute share of requests) {:.3}; share of weight bytes in flash {:.3} ({})",
+        out.alpha,
+        out.share,
+        if a.flash_share.is_some() { "fixed" } else { "each GeMV balanced around it" }
+    );
+    let _ = writeln!(
+        o,
+        "  slicing {}, outlier ECC {} ({} B per page), context {} tokens",
+        if a.no_slicing { "off" } else { "on" },
+        if a.no_ecc { "off" } else { "on" },
+        s.ecc_bytes(),
+        a.context
+    );
+    let _ = writeln!(
+        o,
+        "  {:<10} {:>12} {:>12} {:>14} {:>14}",
+        "GeMV", "rows × cols", "time (µs)", "channel data %", "in flash %"
+    );
+    let shapes = flash_compute::layer_gemvs(&m);
+    for ((name, g), (_, r, c)) in t.gemvs.iter().zip(&shapes) {
+        let _ = writeln!(
+            o,
+            "  {name:<10} {:>12} {:>12.1} {:>14.1} {:>14.1}",
+            format!("{r}×{c}"),
+            g.seconds * 1e6,
+            100.0 * g.data_utilisation,
+            100.0 * g.flash_bytes as f64 / (g.flash_bytes + g.npu_bytes) as f64
+        );
+    }
+    let _ = writeln!(o, "  {:<10} {:>12} {:>12.1}", "attention", "", t.attention_seconds * 1e6);
+    let _ = writeln!(
+        o,
+        "  {:<10} {:>12} {:>12.1} {:>14.1}",
+        "lm-head",
+        format!("{}×{}", m.vocab, m.d_model),
+        t.lm_head.seconds * 1e6,
+        100.0 * t.lm_head.data_utilisation
+    );
+    let _ = writeln!(
+        o,
+        "  per token {:.2} ms ({} layers) → {:.2} tokens/s; channels carry data {:.1}% of the time; {} events",
+        t.seconds * 1e3,
+        m.layers,
+        t.tokens_per_s(),
+        100.0 * t.data_utilisation,
+        t.events
+    );
+    Ok(o)
+}
+
+/// Variants an experiment compares: the full design and its ablations.
+pub const VARIANTS: [&str; 6] = ["full", "no-slicing", "no-split", "naive-tiles", "tile-128x4096", "tile-4096x128"];
+
+fn knobs(variant: &str, context: u64) -> CliResult<Knobs> {
+    let full = Knobs {
+        context,
+        tile: TileChoice::Aware,
+        share: None,
+        slicing: true,
+        slices: 4,
+        ecc: true,
+        budget: 500_000_000,
+    };
+    Ok(match variant {
+        "full" => full,
+        "no-slicing" => Knobs { slicing: false, ..full },
+        // §V off: every weight is read-computed in flash (prior in-flash compute), no split.
+        "no-split" => Knobs { share: Some(1.0), ..full },
+        // Prior tiles as well: whole rows per page and no input broadcast.
+        "naive-tiles" => Knobs { share: Some(1.0), tile: TileChoice::Naive, ..full },
+        "tile-128x4096" => Knobs { tile: TileChoice::Fixed(Tile { h: 128, w: 4096 }), ..full },
+        "tile-4096x128" => Knobs { tile: TileChoice::Fixed(Tile { h: 4096, w: 128 }), ..full },
+        other => {
+            return Err(CliError::input(format!(
+                "experiment.sweep.variant: `{other}` is not one of {}",
+                VARIANTS.join(", ")
+            )));
+        }
+    })
+}
+
+/// FlexGen-SSD, the paper's baseline: an A100 with every weight on an NVMe SSD, streamed layer
+/// by layer with loading and compute overlapped, so a token takes the weights' read time. The
+/// SSD is the engine's `tlc-client` drive on 1 MiB sequential reads at queue depth 32.
+pub fn flexgen_ssd_tokens_per_s(s: &System, m: &Model) -> CliResult<f64> {
+    use strata_arch::arch::NandOrg;
+    use strata_sim::engine::nand;
+    let org = NandOrg::preset("tlc-client").expect("preset").map_err(|e| CliError::spec("tlc-client", &e))?;
+    let t = nand::Timing::of(&org).map_err(|e| CliError::input(e.to_string()))?;
+    let st =
+        nand::run(&t, &nand::sequential(1 << 20, 4096), 32, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
+    Ok(st.bandwidth() / (m.params() * s.elem_bytes) as f64)
+}
+
+/// One point of a `flash-compute` experiment: an architecture (optionally with its channel or
+/// chip count replaced), a model and a variant.
+pub fn point(
+    arch: &str,
+    model: &str,
+    variant: &str,
+    context: u64,
+    channels: u64,
+    chips: u64,
+) -> CliResult<Vec<crate::experiment::Row>> {
+    use crate::experiment::{Cell, Row};
+    let (a, mut s) = system(arch)?;
+    if channels > 0 {
+        s.nand.channels = channels;
+    }
+    if chips > 0 {
+        s.nand.chips_per_channel = chips;
+    }
+    let m = crate::run::model(model)?;
+    let k = knobs(variant, context)?;
+    let out = simulate(&s, &m, &k)?;
+    let tile = out.tile.map_or("naive".to_string(), |t| format!("{}x{}", t.h, t.w));
+    let base = flexgen_ssd_tokens_per_s(&s, &m)?;
+    let tps = out.token.tokens_per_s();
+    Ok(vec![Row {
+        cells: vec![
+            ("arch".into(), Cell::Text(a.name.clone())),
+            ("model".into(), Cell::Text(model.to_string())),
+            ("variant".into(), Cell::Text(variant.to_string())),
+            ("context".into(), Cell::Int(context)),
+            ("channels".into(), Cell::Int(s.nand.channels)),
+            ("chips_per_channel".into(), Cell::Int(s.nand.chips_per_channel)),
+            ("tile".into(), Cell::Text(tile)),
+            ("alpha".into(), Cell::Float(out.alpha)),
+            ("flash_share".into(), Cell::Float(out.share)),
+            ("channel_data_utilisation".into(), Cell::Float(out.token.data_utilisation)),
+            ("attention_ms_per_token".into(), Cell::Float(out.token.attention_seconds * m.layers as f64 * 1e3)),
+            ("ms_per_token".into(), Cell::Float(out.token.seconds * 1e3)),
+            ("tokens_per_s".into(), Cell::Float(tps)),
+            ("flexgen_ssd_tokens_per_s".into(), Cell::Float(base)),
+            ("speedup_over_flexgen_ssd".into(), Cell::Float(tps / base)),
+        ],
+    }])
+}
+
+/// The summary: every point, the reference tokens/s with errors, the ablation ratios.
+pub fn summary(spec: &crate::experiment::ExperimentSpec, rows: &[crate::experiment::Row]) -> String {
+    let mut s = String::from(
+        "| arch | model | variant | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {}×{} | {} | {:.3} | {:.1} | {:.2} | {:.3} | {:.1} |",
+            r.s("arch"),
+            r.s("model"),
+            r.s("variant"),
+            r.s("channels"),
+            r.s("chips_per_channel"),
+            r.s("tile"),
+            r.f("flash_share"),
+            100.0 * r.f("channel_data_utilisation"),
+            r.f("ms_per_token"),
+            r.f("tokens_per_s"),
+            r.f("speedup_over_flexgen_ssd")
+        );
+    }
+    let find = |arch: &str, model: &str, variant: &str| {
+        rows.iter()
+            .find(|r| r.s("arch") == arch && r.s("model") == model && r.s("variant") == variant)
+            .map(|r| r.f("tokens_per_s"))
+    };
+    if !spec.reference.is_empty() {
+        s += "\n## Reference points (paper, never used to compute results)\n\n| arch | model | quantity | Strata | paper | error |\n|---|---|---|---:|---:|---:|\n";
+        for reference in &spec.reference {
+            let get = |k: &str| reference.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let want = |k: &str| reference.get(k).and_then(|v| v.as_float());
+            let (arch, model) = (get("arch"), get("model"));
+            let Some(full) = find(&arch, &model, "full") else { continue };
+            let mut line = |what: &str, got: f64, paper: f64| {
+                let _ = writeln!(
+                    s,
+                    "| {arch} | {model} | {what} | {got:.3} | {paper} | {:+.1}% |",
+                    100.0 * (got / paper - 1.0)
+                );
+            };
+            if let Some(w) = want("tokens_per_s") {
+                line("tokens/s", full, w);
+            }
+            for (variant, key) in [
+                ("no-slicing", "slicing_speedup"),
+                ("no-split", "tiling_speedup"),
+                ("tile-128x4096", "gain_over_128x4096"),
+                ("tile-4096x128", "gain_over_4096x128"),
+            ] {
+                if let (Some(w), Some(v)) = (want(key), find(&arch, &model, variant)) {
+                    line(&format!("{key} (full / {variant})"), full / v, w);
+                }
+            }
+        }
+    }
+    s
+}

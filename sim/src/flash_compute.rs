@@ -1,0 +1,667 @@
+//! In-flash compute (Cambricon-LLM, MICRO'24): an NPU chiplet joined by flash channels to NAND
+//! dies that each have one compute core, decoding an LLM one token at a time.
+//!
+//! Each GeMV is split by rows: a share goes to *read-compute* requests (the input strip is
+//! broadcast over the channel to the cores, each die reads one page of weights into its
+//! registers, its core multiplies, the partial sums come back), the rest to *normal reads* that
+//! stream raw weights over the channels to the NPU. On each die one plane serves read-compute and
+//! the other normal reads. Everything that moves shares the channel bus: commands, input
+//! strips, partial sums and page data. With Slice Control the bus serves read-compute traffic
+//! first and sends normal pages in slices that fill the gaps; without it the bus is first come,
+//! first served at page granularity, so a read-compute command can wait behind whole pages.
+//! A core's buffer holds two requests' inputs and outputs (the next request's input arrives
+//! while the core computes) only if they fit; otherwise a request waits for the previous
+//! one's output. Time is the engine's event queue; layers are identical, so one layer's GeMVs
+//! are simulated and multiplied. Attention runs on the NPU with the KV cache in its DRAM.
+
+use std::collections::VecDeque;
+
+use strata_arch::arch::{Arch, NandOrg};
+use strata_arch::spec::LevelKind;
+use strata_mappings::flash_tiling::{Tile, cores_per_channel};
+use strata_workloads::Model;
+
+use crate::engine::{EngineError, Queue, Time};
+
+/// The machine, from an architecture with a NAND level, a compute unit fed from it (the
+/// per-die cores) and an NPU unit beside a DRAM level (the KV cache).
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    pub nand: NandOrg,
+    /// Bytes per weight and activation (INT8: 1).
+    pub elem_bytes: u64,
+    pub core_macs_per_s: f64,
+    /// One core's input and output buffers.
+    pub core_buffer_bytes: u64,
+    pub npu_macs_per_s: f64,
+    /// Exponentials per second of the NPU's special-function unit.
+    pub npu_exp_per_s: f64,
+    pub kv_bandwidth: f64,
+    /// Bytes the KV cache's DRAM holds.
+    pub kv_bytes: Option<u64>,
+    /// Bytes the flash holds.
+    pub flash_bytes: Option<u64>,
+    /// Spare bytes per page (out-of-band area) for the outlier ECC.
+    pub spare_bytes: u64,
+}
+
+/// Why a system cannot be built or run; `key` names the culprit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlashError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+fn err(key: &str, reason: impl Into<String>) -> FlashError {
+    FlashError { key: key.into(), reason: reason.into() }
+}
+
+impl From<EngineError> for FlashError {
+    fn from(e: EngineError) -> FlashError {
+        err("simulation", e.to_string())
+    }
+}
+
+impl System {
+    pub fn from_arch(a: &Arch) -> Result<System, FlashError> {
+        let (nand_id, nand_level) = a
+            .levels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.nand.is_some())
+            .ok_or_else(|| err("arch.levels", "no level carries a [nand] organisation (the flash)"))?;
+        let nand = nand_level.nand.clone().expect("found");
+        if nand.planes_per_die < 2 {
+            return Err(err(
+                &format!("arch.levels.{}.nand.planes_per_die", nand_level.name),
+                "in-flash compute needs two planes per die (one read-computes, one serves normal reads)",
+            ));
+        }
+        let rate = |u: &strata_arch::arch::ComputeUnit, op: &str| {
+            u.ops.get(op).map(|c| u.pes() as f64 / c.cycles * a.clock.0).filter(|r| r.is_finite() && *r > 0.0)
+        };
+        let core =
+            a.units.iter().find(|u| a.levels[u.level.0].parent.is_some_and(|p| p.0 == nand_id)).ok_or_else(|| {
+                err("arch.compute", "no compute unit sits on a level under the flash (the per-die cores)")
+            })?;
+        let npu = a
+            .units
+            .iter()
+            .find(|u| u.name != core.name)
+            .ok_or_else(|| err("arch.compute", "no second compute unit (the NPU)"))?;
+        let kv = a
+            .levels
+            .iter()
+            .find(|l| matches!(l.kind, LevelKind::Dram | LevelKind::Hbm))
+            .ok_or_else(|| err("arch.levels", "no DRAM level for the KV cache"))?;
+        let elem_bytes = a.word_bytes;
+        Ok(System {
+            elem_bytes,
+            // The unit spans every die's core (its level's instances); one core's share.
+            core_macs_per_s: rate(core, "mac")
+                .ok_or_else(|| err(&format!("arch.compute.{}.ops.mac", core.name), "the cores need a mac cost"))?
+                / a.levels[core.level.0].instances() as f64,
+            core_buffer_bytes: a.levels[core.level.0].capacity.map_or(u64::MAX, |c| c.0),
+            npu_macs_per_s: rate(npu, "mac")
+                .ok_or_else(|| err(&format!("arch.compute.{}.ops.mac", npu.name), "the NPU needs a mac cost"))?,
+            npu_exp_per_s: rate(npu, "exp").unwrap_or(f64::INFINITY),
+            kv_bandwidth: kv
+                .read_bandwidth
+                .map(|b| b * a.clock.0)
+                .filter(|b| *b > 0.0)
+                .ok_or_else(|| err(&format!("arch.levels.{}.read_bandwidth", kv.name), "must be given and positive"))?,
+            kv_bytes: kv.capacity.map(|c| c.0),
+            flash_bytes: nand_level.capacity.map(|c| c.0),
+            spare_bytes: nand.page_bytes.0 / 16 * 13 / 8, // 1664 B per 16 KiB page, the paper's spare area
+            nand,
+        })
+    }
+
+    pub fn cores(&self) -> u64 {
+        self.nand.dies()
+    }
+
+    fn page_weights(&self) -> u64 {
+        self.nand.page_bytes.0 / self.elem_bytes
+    }
+
+    /// The outlier ECC of §VI per page: the top 1% of values each keep a 14-bit address, a
+    /// 5-bit Hamming code and two 8-bit copies; the threshold is stored 9 times.
+    pub fn ecc_bytes(&self) -> u64 {
+        let protected = self.page_weights().div_ceil(100);
+        (8 * 9 + (14 + 5 + 16) * protected).div_ceil(8)
+    }
+}
+
+/// How the weights are tiled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tiling {
+    /// Read-compute requests of this shape, the input strip broadcast to a channel's cores.
+    Broadcast(Tile),
+    /// Prior in-storage compute: each die's page holds whole rows and each core gets the whole
+    /// input vector.
+    Naive,
+}
+
+/// The knobs of one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub tiling: Tiling,
+    /// Share of each GeMV's weight bytes computed in flash (the rest is streamed to the NPU).
+    pub flash_share: f64,
+    /// Slice Control: read-compute traffic first, normal pages in `slices` pieces.
+    pub slicing: bool,
+    pub slices: u64,
+    /// The outlier ECC: checked per page in the core, carried with every normal page.
+    pub ecc: bool,
+}
+
+/// One GeMV's simulated run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gemv {
+    pub seconds: f64,
+    /// Share of the channel time spent sending data (pages, inputs, partial sums), and spent
+    /// busy at all (commands included), averaged over channels.
+    pub data_utilisation: f64,
+    pub busy_utilisation: f64,
+    pub flash_bytes: u64,
+    pub npu_bytes: u64,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Grant {
+    /// A read-compute request's command and input strip, broadcast to a channel's cores.
+    Input {
+        ch: usize,
+        tile: u32,
+    },
+    Output {
+        tile: u32,
+    },
+    NormalCommand {
+        die: usize,
+    },
+    /// One piece of a normal page; `last` frees the die's cache register.
+    Slice {
+        die: usize,
+        bytes: u64,
+        last: bool,
+    },
+}
+
+impl Grant {
+    fn priority(self) -> bool {
+        matches!(self, Grant::Input { .. } | Grant::Output { .. })
+    }
+}
+
+enum Event {
+    BusDone(usize, Grant),
+    ReadComputeArray(usize, u32),
+    ComputeDone(usize, u32),
+    NormalArray(usize),
+}
+
+#[derive(Default)]
+struct Channel {
+    busy: bool,
+    high: VecDeque<Grant>,
+    low: VecDeque<Grant>,
+    busy_time: Time,
+    data_time: Time,
+}
+
+#[derive(Default)]
+struct Die {
+    /// When the read-compute plane finishes its current array read.
+    array_free: Time,
+    core_free: Time,
+    normal_left: u64,
+    normal_busy: bool,
+    cache_full: bool,
+    held: bool,
+}
+
+struct Run<'a> {
+    s: &'a System,
+    o: &'a Options,
+    ch: Vec<Channel>,
+    dies: Vec<Die>,
+    q: Queue<Event>,
+    cores: usize,
+    input_bytes: u64,
+    output_bytes: u64,
+    compute: Time,
+    /// Requests a core's buffer holds at once (2: the next input arrives during a compute).
+    depth: u64,
+    /// Read-compute requests: how many there are, the next to start, channels still sending
+    /// the current one's input, requests started whose partial sums are not all back, and the
+    /// partial sums each still waits for.
+    tiles: u32,
+    next: u32,
+    inputs_pending: u64,
+    in_flight: u64,
+    awaiting: Vec<u64>,
+    npu_free: Time,
+    npu_per_byte: f64,
+    end: Time,
+}
+
+impl Run<'_> {
+    fn bytes(&self, b: u64) -> Time {
+        Time((b as f64 * 1e12 / self.s.nand.channel_bandwidth.0).round() as u64)
+    }
+
+    fn cmd(&self) -> Time {
+        Time::from_seconds(self.s.nand.t_command.0)
+    }
+
+    fn length(&self, g: Grant) -> (Time, Time) {
+        let data = match g {
+            Grant::Input { .. } => self.bytes(self.input_bytes),
+            Grant::Output { .. } => self.bytes(self.output_bytes),
+            Grant::Slice { bytes, .. } => self.bytes(bytes),
+            Grant::NormalCommand { .. } => Time(0),
+        };
+        // Every transfer is addressed by a command; slices after the first continue a read.
+        let cmd = match g {
+            Grant::Slice { .. } => Time(0),
+            _ => self.cmd(),
+        };
+        (cmd + data, data)
+    }
+
+    fn ask(&mut self, now: Time, c: usize, g: Grant) {
+        if self.o.slicing && g.priority() {
+            self.ch[c].high.push_back(g);
+        } else {
+            self.ch[c].low.push_back(g);
+        }
+        self.serve(now, c);
+    }
+
+    fn serve(&mut self, now: Time, c: usize) {
+        if self.ch[c].busy {
+            return;
+        }
+        let Some(g) = self.ch[c].high.pop_front().or_else(|| self.ch[c].low.pop_front()) else { return };
+        let (len, data) = self.length(g);
+        let chan = &mut self.ch[c];
+        chan.busy = true;
+        chan.busy_time = chan.busy_time + len;
+        chan.data_time = chan.data_time + data;
+        self.q.push(now + len, Event::BusDone(c, g));
+    }
+
+    fn channel_of(&self, die: usize) -> usize {
+        die / self.cores
+    }
+
+    /// Starts the next read-compute request on every channel once the current one's inputs
+    /// are out and the cores have buffer room (a request spans all cores: it is done when the
+    /// last partial sum is back).
+    fn next_tile(&mut self, now: Time) {
+        if self.next < self.tiles && self.inputs_pending == 0 && self.in_flight < self.depth {
+            let tile = self.next;
+            self.next += 1;
+            self.in_flight += 1;
+            self.inputs_pending = self.ch.len() as u64;
+            for ch in 0..self.ch.len() {
+                self.ask(now, ch, Grant::Input { ch, tile });
+            }
+        }
+    }
+
+    fn start_normal(&mut self, now: Time, d: usize) {
+        let die = &mut self.dies[d];
+        if die.normal_busy || die.held || die.normal_left == 0 {
+            return;
+        }
+        die.normal_busy = true;
+        die.normal_left -= 1;
+        self.ask(now, self.channel_of(d), Grant::NormalCommand { die: d });
+    }
+
+    fn send_page(&mut self, now: Time, d: usize) {
+        self.dies[d].cache_full = true;
+        let page = self.s.nand.page_bytes.0 + if self.o.ecc { self.s.ecc_bytes() } else { 0 };
+        let n = if self.o.slicing { self.o.slices.max(1) } else { 1 };
+        for i in 0..n {
+            let bytes = page * (i + 1) / n - page * i / n;
+            self.ask(now, self.channel_of(d), Grant::Slice { die: d, bytes, last: i + 1 == n });
+        }
+    }
+
+    fn done(&mut self, now: Time, c: usize, g: Grant) {
+        self.ch[c].busy = false;
+        self.end = self.end.max(now);
+        match g {
+            Grant::Input { ch, tile } => {
+                self.inputs_pending -= 1;
+                // Cache read: each array starts as soon as it finishes the previous page.
+                let t_read = Time::from_seconds(self.s.nand.t_read.0);
+                for die in ch * self.cores..(ch + 1) * self.cores {
+                    let start = self.dies[die].array_free.max(now);
+                    self.dies[die].array_free = start + t_read;
+                    self.q.push(start + t_read, Event::ReadComputeArray(die, tile));
+                }
+                self.next_tile(now);
+            }
+            Grant::Output { tile, .. } => {
+                self.awaiting[tile as usize] -= 1;
+                if self.awaiting[tile as usize] == 0 {
+                    self.in_flight -= 1;
+                    self.next_tile(now);
+                }
+            }
+            Grant::NormalCommand { die } => {
+                let t_read = Time::from_seconds(self.s.nand.t_read.0);
+                self.q.push(now + t_read, Event::NormalArray(die));
+            }
+            Grant::Slice { die, bytes, last } => {
+                let start = self.npu_free.max(now);
+                self.npu_free = start + Time((bytes as f64 * self.npu_per_byte).round() as u64);
+                self.end = self.end.max(self.npu_free);
+                if last {
+                    let d = &mut self.dies[die];
+                    d.cache_full = false;
+                    if d.held {
+                        d.held = false;
+                        self.send_page(now, die);
+                    }
+                    self.start_normal(now, die);
+                }
+            }
+        }
+        self.serve(now, c);
+    }
+}
+
+/// Simulates one `rows × cols` GeMV (outputs × inputs).
+pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
+    let org = &s.nand;
+    let channels = org.channels as usize;
+    let cores = cores_per_channel(org) as usize;
+    let page = s.page_weights();
+    if !(0.0..=1.0).contains(&o.flash_share) {
+        return Err(err("flash_share", format!("must be within 0 and 1 (got {})", o.flash_share)));
+    }
+    // Rows per request, columns per request, elements in and out per request and per core.
+    let (tile_h, tile_w, input_elems, output_elems) = match o.tiling {
+        Tiling::Broadcast(t) => {
+            let t = t.check(org, s.elem_bytes).map_err(|e| err("tile", e.0))?;
+            (t.h, t.w.min(cols), t.w.min(cols) / org.channels, t.h / cores as u64)
+        }
+        Tiling::Naive => {
+            let r = (page / cols.max(1)).max(1);
+            // Each core's page holds `r` whole rows; a request covers them on every die; each
+            // core is sent the whole input vector, which a channel carries once per core.
+            (r * (channels * cores) as u64, cols, cols * cores as u64, r)
+        }
+    };
+    // Rows computed in flash: whole rows per core; the last request may be partly filled.
+    let per_core = tile_h / cores as u64;
+    let rc_rows = ((o.flash_share * rows as f64 / per_core as f64).round() as u64 * per_core).min(rows);
+    let tiles = rc_rows.div_ceil(tile_h) * cols.div_ceil(tile_w);
+    if tiles > u32::MAX as u64 {
+        return Err(err("tile", "more than 2^32 read-compute requests in one GeMV"));
+    }
+    let npu_weights = (rows - rc_rows) * cols;
+    let npu_pages = (npu_weights * s.elem_bytes).div_ceil(org.page_bytes.0);
+    let ecc = if o.ecc { s.ecc_bytes() } else { 0 };
+    if o.ecc && ecc > s.spare_bytes {
+        return Err(err("ecc", format!("{ecc} B of outlier ECC do not fit the {} B spare area", s.spare_bytes)));
+    }
+    let macs_per_page = page as f64 + if o.ecc { page.div_ceil(100) as f64 } else { 0.0 };
+    let in_out =
+        (input_elems / if matches!(o.tiling, Tiling::Naive) { cores as u64 } else { 1 } + output_elems) * s.elem_bytes;
+    let mut run = Run {
+        s,
+        o,
+        ch: (0..channels).map(|_| Channel::default()).collect(),
+        dies: (0..channels * cores).map(|_| Die::default()).collect(),
+        q: Queue::new(budget),
+        cores,
+        input_bytes: input_elems * s.elem_bytes,
+        output_bytes: output_elems * s.elem_bytes,
+        compute: Time::from_seconds(macs_per_page / s.core_macs_per_s),
+        depth: if 2 * in_out <= s.core_buffer_bytes { 2 } else { 1 },
+        tiles: tiles as u32,
+        next: 0,
+        inputs_pending: 0,
+        in_flight: 0,
+        awaiting: vec![(channels * cores) as u64; tiles as usize],
+        npu_free: Time(0),
+        npu_per_byte: 1e12 / s.elem_bytes as f64 / s.npu_macs_per_s,
+        end: Time(0),
+    };
+    // Naive tiling streams the whole input vector through the core (no reuse, no overlap).
+    if in_out > s.core_buffer_bytes && !matches!(o.tiling, Tiling::Naive) {
+        return Err(err(
+            "tile",
+            format!(
+                "a request needs {in_out} B of core buffer (input and partial sums); the core has {}",
+                s.core_buffer_bytes
+            ),
+        ));
+    }
+    // Normal pages go round the channels, then the dies of each.
+    for p in 0..npu_pages {
+        let c = (p % channels as u64) as usize;
+        let d = (p / channels as u64 % cores as u64) as usize;
+        run.dies[c * cores + d].normal_left += 1;
+    }
+    run.next_tile(Time(0));
+    for c in 0..channels {
+        for k in 0..cores {
+            run.start_normal(Time(0), c * cores + k);
+        }
+    }
+    while let Some((now, ev)) = run.q.pop()? {
+        match ev {
+            Event::BusDone(c, g) => run.done(now, c, g),
+            Event::ReadComputeArray(d, tile) => {
+                let start = run.dies[d].core_free.max(now);
+                run.dies[d].core_free = start + run.compute;
+                run.q.push(run.dies[d].core_free, Event::ComputeDone(d, tile));
+            }
+            Event::ComputeDone(d, tile) => {
+                let c = run.channel_of(d);
+                run.ask(now, c, Grant::Output { tile });
+            }
+            Event::NormalArray(d) => {
+                run.dies[d].normal_busy = false;
+                if run.dies[d].cache_full {
+                    run.dies[d].held = true;
+                } else {
+                    run.send_page(now, d);
+                    run.start_normal(now, d);
+                }
+            }
+        }
+    }
+    // The NPU adds the channels' partial sums of every request.
+    let reduce = (tiles * org.channels * tile_h) as f64 / s.npu_macs_per_s;
+    let seconds = run.end.seconds() + reduce;
+    let mean = |f: &dyn Fn(&Channel) -> Time| {
+        run.ch.iter().map(|c| f(c).seconds()).sum::<f64>() / channels as f64 / seconds.max(1e-30)
+    };
+    Ok(Gemv {
+        seconds,
+        data_utilisation: mean(&|c| c.data_time),
+        busy_utilisation: mean(&|c| c.busy_time),
+        flash_bytes: rc_rows * cols * s.elem_bytes,
+        npu_bytes: npu_weights * s.elem_bytes,
+        events: run.q.events(),
+    })
+}
+
+/// The GeMVs of one decoder layer in order (rows × cols), with names: Q, K and V share their
+/// input and run as one; a gated FFN's gate and up projections likewise.
+pub fn layer_gemvs(m: &Model) -> Vec<(&'static str, u64, u64)> {
+    let q = m.heads * m.head_dim;
+    let kv = m.kv_heads * m.head_dim;
+    let up = if m.gated_ffn { 2 * m.ffn_dim } else { m.ffn_dim };
+    vec![
+        ("qkv", q + 2 * kv, m.d_model),
+        ("out", m.d_model, q),
+        ("ffn-up", up, m.d_model),
+        ("ffn-down", m.d_model, m.ffn_dim),
+    ]
+}
+
+/// One decode step of a whole model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub seconds: f64,
+    /// Per-layer GeMV time by name, and the LM head's.
+    pub gemvs: Vec<(&'static str, Gemv)>,
+    pub lm_head: Gemv,
+    /// Attention per layer on the NPU: KV cache reads, score and value MACs, softmax.
+    pub attention_seconds: f64,
+    pub data_utilisation: f64,
+    pub events: u64,
+}
+
+impl Token {
+    pub fn tokens_per_s(&self) -> f64 {
+        1.0 / self.seconds
+    }
+}
+
+/// Decodes one token of `m` with `context` tokens cached; `gemv_of(rows, cols)` runs each
+/// GeMV shape (the caller picks its tile and split).
+pub fn decode(
+    s: &System,
+    m: &Model,
+    context: u64,
+    gemv_of: &mut dyn FnMut(u64, u64) -> Result<Gemv, FlashError>,
+) -> Result<Token, FlashError> {
+    let weights = m.params() * s.elem_bytes;
+    if let Some(cap) = s.flash_bytes
+        && weights > cap
+    {
+        return Err(err("model", format!("{}: {weights} B of weights do not fit the flash's {cap} B", m.name)));
+    }
+    let kv_total = m.layers * 2 * m.kv_heads * m.head_dim * context * s.elem_bytes;
+    if let Some(cap) = s.kv_bytes
+        && kv_total > cap
+    {
+        return Err(err(
+            "context",
+            format!("{}: a {context}-token KV cache takes {kv_total} B; the DRAM holds {cap} B", m.name),
+        ));
+    }
+    let mut gemvs = Vec::new();
+    let mut layer = 0.0;
+    let mut events = 0;
+    let (mut data, mut span) = (0.0, 0.0);
+    for (name, rows, cols) in layer_gemvs(m) {
+        let g = gemv_of(rows, cols)?;
+        layer += g.seconds;
+        events += g.events;
+        data += g.data_utilisation * g.seconds * m.layers as f64;
+        span += g.seconds * m.layers as f64;
+        gemvs.push((name, g));
+    }
+    let lm_head = gemv_of(m.vocab, m.d_model)?;
+    data += lm_head.data_utilisation * lm_head.seconds;
+    span += lm_head.seconds;
+    let kv = (2 * m.kv_heads * m.head_dim * context * s.elem_bytes) as f64;
+    let macs = (2 * m.heads * m.head_dim * context) as f64;
+    let attention = kv / s.kv_bandwidth + macs / s.npu_macs_per_s + (m.heads * context) as f64 / s.npu_exp_per_s;
+    let seconds = m.layers as f64 * (layer + attention) + lm_head.seconds;
+    Ok(Token {
+        seconds,
+        gemvs,
+        events: events + lm_head.events,
+        lm_head,
+        attention_seconds: attention,
+        data_utilisation: data / span,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_arch::presets;
+
+    fn system(name: &str) -> System {
+        let a = presets::load(name).unwrap().unwrap();
+        System::from_arch(&a).unwrap()
+    }
+
+    fn opts(tile: Tile, share: f64) -> Options {
+        Options { tiling: Tiling::Broadcast(tile), flash_share: share, slicing: true, slices: 4, ecc: false }
+    }
+
+    const S_TILE: Tile = Tile { h: 256, w: 2048 };
+
+    /// All weights over the channels to the NPU: the channels' data rate bounds the time from
+    /// below, and commands (one per page) are all that separates them.
+    #[test]
+    fn normal_reads_alone_run_at_the_channel_rate() {
+        let s = system("cambricon-llm-s");
+        let g = gemv(&s, &opts(S_TILE, 0.0), 4096, 4096, u64::MAX).unwrap();
+        let bytes = 4096.0 * 4096.0;
+        let floor = bytes / (8.0 * 1e9);
+        let per_page = 16384.0 / 1e9 + 290e-9;
+        assert!(g.seconds >= floor, "{} < {floor}", g.seconds);
+        assert!(g.seconds <= floor * per_page / (16384.0 / 1e9) + 2.0 * 30e-6, "{}", g.seconds);
+        assert_eq!(g.flash_bytes, 0);
+    }
+
+    /// All weights read-computed: each die reads one page per tR, so 32 pages (one request) take
+    /// at least one tR; the channels stay nearly idle (the paper: ≤ 6%).
+    #[test]
+    fn read_compute_alone_is_array_bound_and_leaves_the_channels_idle() {
+        let s = system("cambricon-llm-s");
+        let g = gemv(&s, &opts(S_TILE, 1.0), 4096, 4096, u64::MAX).unwrap();
+        let requests = (4096.0 * 4096.0) / (256.0 * 2048.0);
+        assert!(g.seconds >= requests * 30e-6, "{}", g.seconds);
+        assert!(g.seconds <= (requests + 1.0) * 30e-6 + 20e-6, "{}", g.seconds);
+        assert!(g.data_utilisation < 0.06, "{}", g.data_utilisation);
+    }
+
+    /// Splitting beats either side alone, and Slice Control never loses to first come first
+    /// served; runs are deterministic.
+    #[test]
+    fn split_and_slicing_help_and_runs_repeat() {
+        let s = system("cambricon-llm-s");
+        let t = |share: f64, slicing: bool| {
+            gemv(&s, &Options { slicing, ..opts(S_TILE, share) }, 16384, 4096, u64::MAX).unwrap().seconds
+        };
+        let split = t(0.69, true);
+        assert!(split < t(0.0, true) && split < t(1.0, true));
+        assert!(split <= t(0.69, false));
+        assert_eq!(t(0.69, true), split);
+    }
+
+    #[test]
+    fn bad_tiles_and_shares_are_errors() {
+        let s = system("cambricon-llm-s");
+        let e = gemv(&s, &opts(Tile { h: 256, w: 1024 }, 0.5), 4096, 4096, u64::MAX).unwrap_err();
+        assert!(e.reason.contains("not one 16384-weight page"), "{e}");
+        assert_eq!(gemv(&s, &opts(S_TILE, 1.5), 4096, 4096, u64::MAX).unwrap_err().key, "flash_share");
+        let e = gemv(&s, &opts(Tile { h: 4, w: 32768 }, 0.5), 4096, 4096, u64::MAX);
+        assert!(e.is_err());
+        assert!(
+            matches!(gemv(&s, &opts(S_TILE, 0.5), 4096, 4096, 10), Err(FlashError { key, .. }) if key == "simulation")
+        );
+    }
+
+    #[test]
+    fn ecc_fits_the_spare_area() {
+        let s = system("cambricon-llm-s");
+        // 164 protected values × 35 bits + 72 bits of thresholds (the paper's 163 gives 722 B).
+        assert_eq!(s.ecc_bytes(), (72 + 35 * 164_u64).div_ceil(8));
+        assert!(s.ecc_bytes() <= s.spare_bytes);
+    }
+}
