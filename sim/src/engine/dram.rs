@@ -460,15 +460,7 @@ pub fn sequential(t: &Timing, n: u64) -> Vec<Read> {
 /// `n` reads of bursts at pseudo-random addresses (a fixed-seed xorshift), all queued at time 0.
 pub fn random(t: &Timing, n: u64, seed: u64) -> Vec<Read> {
     let span = t.banks() * t.rows * t.columns;
-    let mut x = seed.max(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            Read { addr: (x % span) * t.burst_bytes, at: Time(0) }
-        })
-        .collect()
+    super::xorshift(seed).take(n as usize).map(|x| Read { addr: (x % span) * t.burst_bytes, at: Time(0) }).collect()
 }
 
 #[cfg(test)]

@@ -49,6 +49,17 @@ impl std::ops::Mul<u64> for Time {
     }
 }
 
+/// A fixed-seed xorshift stream: the microbenchmarks' random addresses, the same on every machine.
+pub fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    let mut x = seed.max(1);
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
 /// Why a simulation could not run or finish.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineError {

@@ -359,15 +359,7 @@ pub fn sequential(bytes: u64, n: u64) -> Vec<Request> {
 /// (a fixed-seed xorshift).
 pub fn random(bytes: u64, n: u64, span: u64, seed: u64) -> Vec<Request> {
     let slots = (span / bytes).max(1);
-    let mut x = seed.max(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            Request { offset: (x % slots) * bytes, bytes }
-        })
-        .collect()
+    super::xorshift(seed).take(n as usize).map(|x| Request { offset: (x % slots) * bytes, bytes }).collect()
 }
 
 #[cfg(test)]
