@@ -124,11 +124,9 @@ pub fn run(a: &Args) -> CliResult<String> {
         return Err(CliError::input("--context: must be at least 1"));
     }
     let choice = tile_choice(&a.tile)?;
-    let mut s = s;
     if a.slices == 0 {
         return Err(CliError::input("--slices: must be at least 1"));
     }
-    s.nand.name = arch.name.clone();
     let knobs = Knobs {
         context: a.context,
         tile: choice,
@@ -243,13 +241,19 @@ fn knobs(variant: &str, context: u64) -> CliResult<Knobs> {
 /// by layer with loading and compute overlapped, so a token takes the weights' read time. The
 /// SSD is the engine's `tlc-client` drive on 1 MiB sequential reads at queue depth 32.
 pub fn flexgen_ssd_tokens_per_s(s: &System, m: &Model) -> CliResult<f64> {
+    use std::sync::OnceLock;
     use strata_arch::arch::NandOrg;
     use strata_sim::engine::nand;
-    let org = NandOrg::preset("tlc-client").expect("preset").map_err(|e| CliError::spec("tlc-client", &e))?;
-    let t = nand::Timing::of(&org).map_err(|e| CliError::input(e.to_string()))?;
-    let st =
-        nand::run(&t, &nand::sequential(1 << 20, 4096), 32, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
-    Ok(st.bandwidth() / (m.params() * s.elem_bytes) as f64)
+    // The drive's rate is the same for every point: simulate it once per process.
+    static RATE: OnceLock<Result<f64, String>> = OnceLock::new();
+    let rate = RATE.get_or_init(|| {
+        let org = NandOrg::preset("tlc-client").expect("preset").map_err(|e| format!("tlc-client: {e}"))?;
+        let t = nand::Timing::of(&org).map_err(|e| e.to_string())?;
+        let st = nand::run(&t, &nand::sequential(1 << 20, 4096), 32, u64::MAX).map_err(|e| e.to_string())?;
+        Ok(st.bandwidth())
+    });
+    let rate = rate.clone().map_err(CliError::input)?;
+    Ok(rate / (m.params() * s.elem_bytes) as f64)
 }
 
 /// One point of a `flash-compute` experiment: an architecture (optionally with its channel or
