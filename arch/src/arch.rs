@@ -32,6 +32,9 @@ pub struct Level {
     pub mesh: (u64, u64),
     /// Bytes per cycle per instance (the link between this level and its parent included); `None` is unbounded.
     pub read_bandwidth: Option<f64>,
+    /// The memory's own read bandwidth in bytes per cycle per instance, before its link limits
+    /// fills: what a unit reading data already resident in the level sees.
+    pub port_bandwidth: Option<f64>,
     pub write_bandwidth: Option<f64>,
     pub read_energy: Picojoules,
     pub write_energy: Picojoules,
@@ -299,7 +302,8 @@ impl Arch {
                 (Some(b), Some(l)) => Some(b.min(l)),
                 (b, l) => b.or(l),
             };
-            let read_bandwidth = limit(bw("read_bandwidth", &l.read_bandwidth)?);
+            let port_bandwidth = bw("read_bandwidth", &l.read_bandwidth)?;
+            let read_bandwidth = limit(port_bandwidth);
             let write_bandwidth = match &l.write_bandwidth {
                 Some(_) => limit(bw("write_bandwidth", &l.write_bandwidth)?),
                 None => read_bandwidth,
@@ -331,6 +335,7 @@ impl Arch {
                 capacity,
                 mesh,
                 read_bandwidth,
+                port_bandwidth,
                 write_bandwidth,
                 read_energy,
                 write_energy,

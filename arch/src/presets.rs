@@ -16,6 +16,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("fusemax", include_str!("../presets/fusemax.toml")),
     ("h100", include_str!("../presets/h100.toml")),
     ("m1-max", include_str!("../presets/m1-max.toml")),
+    ("rtx4090-host", include_str!("../presets/rtx4090-host.toml")),
     ("t4-host-ssd", include_str!("../presets/t4-host-ssd.toml")),
     ("unfused", include_str!("../presets/unfused.toml")),
 ];

@@ -16,7 +16,7 @@ fn every_preset_validates_and_is_named_after_its_file() {
     for name in ["fusemax", "flat", "unfused", "flat-edge", "h100", "a100", "t4-host-ssd", "a6000-csd"] {
         assert!(load(name).is_some(), "{name} missing");
     }
-    for name in ["cambricon-llm-s", "cambricon-llm-m", "cambricon-llm-l", "m1-max"] {
+    for name in ["cambricon-llm-s", "cambricon-llm-m", "cambricon-llm-l", "m1-max", "rtx4090-host"] {
         assert!(load(name).is_some(), "{name} missing");
     }
 }

@@ -36,6 +36,9 @@ pub enum Kind {
     /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM) per architecture, model
     /// and variant (the full design or an ablation).
     FlashCompute,
+    /// Weights streamed from flash per token ("LLM in a flash") per system (`arch/unit`), model
+    /// and configuration (the paper's cumulative techniques).
+    FlashOffload,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +204,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("cambricon-llm", include_str!("../cambricon-llm.toml")),
     ("cambricon-ablation", include_str!("../cambricon-ablation.toml")),
     ("cambricon-scaling", include_str!("../cambricon-scaling.toml")),
+    ("llm-in-a-flash", include_str!("../llm-in-a-flash.toml")),
 ];
 
 /// Loads an experiment preset or file; errors name the file and key.

@@ -8,6 +8,7 @@ mod error;
 mod eval;
 mod experiment;
 mod flash_compute;
+mod flash_offload;
 mod load;
 mod nand;
 mod offload;

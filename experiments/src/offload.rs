@@ -73,15 +73,16 @@ pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         )
     };
     let mut s = String::from(
-        "| model | prompt | generated | overlap | GPU batch × batches | weights GPU/CPU/disk % | KV cache % | activations % | tokens/s |\n|---|---|---|---|---|---|---|---|---:|\n",
+        "| model | prompt | generated | costs | overlap | GPU batch × batches | weights GPU/CPU/disk % | KV cache % | activations % | tokens/s |\n|---|---|---|---|---|---|---|---|---|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {}×{} | {} | {} | {} | {:.3} |",
+            "| {} | {} | {} | {} | {} | {}×{} | {} | {} | {} | {:.3} |",
             r.s("model"),
             r.s("prompt"),
             r.s("generate"),
+            r.s("costs"),
             r.s("overlap"),
             r.s("gpu_batch"),
             r.s("gpu_batches"),
@@ -92,7 +93,7 @@ pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         );
     }
     if !spec.reference.is_empty() {
-        s += "\n## Reference points\n\n| model | prompt | overlap | Strata tokens/s | paper | error |\n|---|---|---|---:|---:|---:|\n";
+        s += "\n## Reference points\n\n| model | prompt | costs | overlap | Strata tokens/s | paper | error |\n|---|---|---|---|---:|---:|---:|\n";
         for reference in &spec.reference {
             let get = |k: &str| {
                 reference.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()
@@ -102,9 +103,10 @@ pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
                 let got = r.f("tokens_per_s");
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {got:.3} | {want} | {:+.1}% |",
+                    "| {} | {} | {} | {} | {got:.3} | {want} | {:+.1}% |",
                     r.s("model"),
                     r.s("prompt"),
+                    r.s("costs"),
                     r.s("overlap"),
                     100.0 * (got / want - 1.0)
                 );

@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Kind, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -26,6 +26,7 @@ pub const NAMES: [&str; 12] = [
     "flash-throughput",
     "flash-ablation",
     "flash-scaling",
+    "flash-offload",
 ];
 
 /// The x axis of the grouped-bar charts of attention systems.
@@ -384,29 +385,35 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
         }
         Kind::Offload => {
             let mut groups: Vec<(String, String)> = Vec::new();
-            let mut rules: Vec<String> = Vec::new();
+            let mut rules: Vec<(String, String)> = Vec::new();
             for r in rows {
                 let g = (r.s("model"), r.s("prompt"));
                 if !groups.contains(&g) {
                     groups.push(g);
                 }
-                if !rules.contains(&r.s("overlap")) {
-                    rules.push(r.s("overlap"));
+                let rule = (r.s("costs"), r.s("overlap"));
+                if !rules.contains(&rule) {
+                    rules.push(rule);
                 }
             }
             let labels: Vec<String> = groups.iter().map(|(m, s)| format!("{m}, s = {s}")).collect();
             let mut series: Vec<(String, Vec<f64>)> = rules
                 .iter()
-                .map(|rule| {
+                .map(|(costs, rule)| {
                     let v = groups
                         .iter()
                         .map(|g| {
                             rows.iter()
-                                .find(|r| r.s("model") == g.0 && r.s("prompt") == g.1 && &r.s("overlap") == rule)
+                                .find(|r| {
+                                    r.s("model") == g.0
+                                        && r.s("prompt") == g.1
+                                        && &r.s("costs") == costs
+                                        && &r.s("overlap") == rule
+                                })
                                 .map_or(f64::NAN, |r| r.f("tokens_per_s"))
                         })
                         .collect();
-                    (format!("Strata, {rule} overlap"), v)
+                    (format!("Strata, {costs}, {rule} overlap"), v)
                 })
                 .collect();
             let paper: Vec<f64> = groups
@@ -433,6 +440,44 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             ))?);
         }
         Kind::FlashCompute => written.extend(flash_plots(spec, rows, dir)?),
+        Kind::FlashOffload => {
+            let all: Vec<&Row> = rows.iter().collect();
+            let (systems, configs) = (distinct(&all, "system"), distinct(&all, "config"));
+            let value = |system: &str, config: &str, key: &str| {
+                all.iter().find(|r| r.s("system") == system && r.s("config") == config).map_or(f64::NAN, |r| r.f(key))
+            };
+            let paper = |system: &str, config: &str, key: &str| {
+                spec.reference
+                    .iter()
+                    .find(|r| {
+                        r.get("system").and_then(|v| v.as_str()) == Some(system)
+                            && r.get("config").and_then(|v| v.as_str()) == Some(config)
+                    })
+                    .and_then(|r| r.get(key).and_then(|v| v.as_float()))
+                    .unwrap_or(f64::NAN)
+            };
+            let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+            for sys in &systems {
+                for (key, what) in [("total_ms", "total"), ("io_ms", "flash I/O")] {
+                    series
+                        .push((format!("Strata {what}, {sys}"), configs.iter().map(|c| value(sys, c, key)).collect()));
+                    let p: Vec<f64> = configs.iter().map(|c| paper(sys, c, key)).collect();
+                    if p.iter().any(|v| v.is_finite()) {
+                        series.push((format!("paper {what}, {sys}"), p));
+                    }
+                }
+            }
+            let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
+            written.extend(both!(spec.plots.as_deref(), dir, "flash-offload", size, |a| bars(
+                a,
+                "per-token latency, weights on flash (techniques added left to right)",
+                "configuration",
+                "ms per token (log scale)",
+                &configs,
+                &series,
+                true
+            ))?);
+        }
         Kind::IoCurve => {
             let mut keys: Vec<(u64, u64)> = Vec::new();
             for r in rows {

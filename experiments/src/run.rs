@@ -83,6 +83,7 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
         Kind::IoCurve => &["seq", "head_dim", "memory_words"],
         Kind::Offload => &["model", "prompt", "generate", "overlap", "costs"],
         Kind::FlashCompute => &["arch", "model", "variant"],
+        Kind::FlashOffload => &["system", "model", "config"],
     };
     for axis in need {
         if !spec.sweep.contains_key(*axis) {
@@ -103,6 +104,9 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
             crate::offload::costs(v.as_str().unwrap_or_default())
                 .map_err(|e| CliError::input(format!("{source}: experiment.sweep.costs[{i}]: {}", e.message)))?;
         }
+    }
+    if spec.kind == Kind::FlashOffload {
+        crate::flash_offload::check(spec, source)?;
     }
     Ok(())
 }
@@ -189,6 +193,7 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
             opt_int(p, "channels", 0)?,
             opt_int(p, "chips_per_channel", 0)?,
         ),
+        Kind::FlashOffload => crate::flash_offload::point(&p.values),
     }
 }
 
@@ -458,6 +463,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     match spec.kind {
         Kind::Offload => s += &crate::offload::summary(spec, rows),
         Kind::FlashCompute => s += &crate::flash_compute::summary(spec, rows),
+        Kind::FlashOffload => s += &crate::flash_offload::summary(spec, rows),
         Kind::IoCurve => {
             s += "| N | d | on-chip words M | queries on chip | Strata words | Algorithm 1 words | N²d²/M | 4Nd floor | Strata / bound |\n|---|---|---|---|---|---|---|---|---|\n";
             for r in rows {

@@ -70,7 +70,10 @@ pub struct Costs {
 }
 
 /// Cost-model presets (name, TOML).
-pub const PRESETS: &[(&str, &str)] = &[("flexgen-t4", include_str!("../presets/offload/flexgen-t4.toml"))];
+pub const PRESETS: &[(&str, &str)] = &[
+    ("flexgen-t4", include_str!("../presets/offload/flexgen-t4.toml")),
+    ("flexgen-t4-ssd", include_str!("../presets/offload/flexgen-t4-ssd.toml")),
+];
 
 impl Costs {
     pub fn from_toml(text: &str) -> SpecResult<Costs> {
@@ -413,8 +416,8 @@ mod tests {
     }
 
     /// FlexGen's Table 2 on the T4 (tokens/s at s = 512, n = 32) and its 175B policy: weights split
-    /// between CPU and disk, the KV cache off the GPU. OPT-175B's throughput is not reproduced
-    /// (see the closing note of the offloading issue); its policy is.
+    /// between CPU and disk, the KV cache off the GPU. With the fitted disk rate OPT-175B runs
+    /// 4× slower than measured; with the SSD's sheet rates (`flexgen-t4-ssd`) all three are within 20%.
     #[test]
     fn search_finds_flexgen_policies_and_throughputs() {
         let k = t4();
@@ -422,6 +425,13 @@ mod tests {
             let p = search(&k, &opt(name), Overlap::CodeSum).unwrap();
             assert!((p.throughput / want - 1.0).abs() <= 0.2, "{name}: {p:?}");
         }
+        let ssd = Costs::preset("flexgen-t4-ssd").unwrap().unwrap();
+        for (name, want) in [("opt-6.7b", 25.26), ("opt-30b", 7.32), ("opt-175b", 0.69)] {
+            let p = search(&ssd, &opt(name), Overlap::CodeSum).unwrap();
+            assert!((p.throughput / want - 1.0).abs() <= 0.2, "{name}: {p:?}");
+        }
+        let slow = search(&k, &opt("opt-175b"), Overlap::CodeSum).unwrap();
+        assert!(slow.throughput < 0.5 * 0.69, "{slow:?}");
         let p = search(&k, &opt("opt-30b"), Overlap::CodeSum).unwrap();
         assert!(p.placement.weights[1] > 0.5 && p.placement.cache[1] > 0.99, "{p:?}");
         let p = search(&k, &opt("opt-175b"), Overlap::CodeSum).unwrap();
