@@ -382,3 +382,25 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
     bad(&e.replace("m1-max/cpu", "a100/tensor"), "no level on the path to `tensor` carries a [nand] organisation");
     bad(&(e.to_string() + "active = [1.5]\n").replace("[\"naive\"]", "[\"predictor\"]"), "active: must be a fraction");
 }
+
+/// InstInfer: InstA over FlexGen at batch 64 and InstA-SparF over FlexGen's best within 25% of
+/// the paper's 6.85× and 11.1×; the throughput and scaling plots; bad systems are located.
+#[test]
+fn instinfer_ratios_and_bad_systems() {
+    let d = fresh("instinfer");
+    let o = strata(&["run", "instinfer", "--out", "o"], &d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    for q in ["insta_over_flexgen_bs64", "sparf_over_flexgen_best"] {
+        let l = summary.lines().find(|l| l.starts_with(&format!("| {q} |"))).expect(q);
+        let err: f64 = l.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap();
+        assert!(err.abs() <= 25.0, "{l}");
+    }
+    for p in ["kv-offload-throughput", "kv-offload-scaling"] {
+        assert!(d.join(format!("o/plots/{p}.png")).exists(), "{p}");
+    }
+    let e = "[experiment]\nname = \"x\"\nkind = \"kv-offload\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
+    bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system[0]: \"vllm\" is not one of flexgen");
+    bad(&(e.to_string() + "csds = [0]\n"), "experiment.sweep.csds: 0 is not a positive number");
+    bad(&(e.to_string() + "arch = [\"a100\"]\n"), "a100: arch.levels: needs a level named `CSDFlash`");
+}

@@ -39,6 +39,9 @@ pub enum Kind {
     /// Weights streamed from flash per token ("LLM in a flash") per system (`arch/unit`), model
     /// and configuration (the paper's cumulative techniques).
     FlashOffload,
+    /// Decode with the KV cache off the GPU (InstInfer) per system, model, batch and number of
+    /// computational drives.
+    KvOffload,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +208,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("cambricon-ablation", include_str!("../cambricon-ablation.toml")),
     ("cambricon-scaling", include_str!("../cambricon-scaling.toml")),
     ("llm-in-a-flash", include_str!("../llm-in-a-flash.toml")),
+    ("instinfer", include_str!("../instinfer.toml")),
 ];
 
 /// Loads an experiment preset or file; errors name the file and key.

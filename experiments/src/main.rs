@@ -9,6 +9,7 @@ mod eval;
 mod experiment;
 mod flash_compute;
 mod flash_offload;
+mod kv_offload;
 mod load;
 mod nand;
 mod offload;

@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Kind, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 15] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -27,6 +27,8 @@ pub const NAMES: [&str; 13] = [
     "flash-ablation",
     "flash-scaling",
     "flash-offload",
+    "kv-offload-throughput",
+    "kv-offload-scaling",
 ];
 
 /// The x axis of the grouped-bar charts of attention systems.
@@ -440,6 +442,56 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
             ))?);
         }
         Kind::FlashCompute => written.extend(flash_plots(spec, rows, dir)?),
+        Kind::KvOffload => {
+            let all: Vec<&Row> = rows.iter().collect();
+            let systems = distinct(&all, "system");
+            let curve = |sys: &str, x: &str, keep: &dyn Fn(&Row) -> bool| {
+                let mut pts: Vec<(f64, f64)> = all
+                    .iter()
+                    .filter(|r| r.s("system") == sys && keep(r))
+                    .map(|r| (r.f(x), r.f("tokens_per_s")))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                pts
+            };
+            let one: Vec<Series> = systems
+                .iter()
+                .enumerate()
+                .map(|(i, sys)| (sys.clone(), curve(sys, "batch", &|r: &Row| r.f("csds") == 1.0), false, i))
+                .filter(|s| !s.1.is_empty())
+                .collect();
+            if !one.is_empty() {
+                written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-throughput", (900, 600), |a| lines(
+                    a,
+                    "decode throughput, one drive (KV cache off the GPU)",
+                    "batch size (log scale)",
+                    "tokens/s (log scale)",
+                    &one,
+                    true,
+                    &|x| format!("{x:.0}")
+                ))?);
+            }
+            let top = all.iter().map(|r| r.f("batch")).fold(0.0, f64::max);
+            let many: Vec<Series> = systems
+                .iter()
+                .enumerate()
+                .map(|(i, sys)| {
+                    (format!("{sys}, batch {top}"), curve(sys, "csds", &|r: &Row| r.f("batch") == top), false, i)
+                })
+                .filter(|s| s.1.len() > 1)
+                .collect();
+            if !many.is_empty() {
+                written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-scaling", (900, 600), |a| lines(
+                    a,
+                    "scaling with computational drives",
+                    "drives (log scale)",
+                    "tokens/s (log scale)",
+                    &many,
+                    true,
+                    &|x| format!("{x:.0}")
+                ))?);
+            }
+        }
         Kind::FlashOffload => {
             let all: Vec<&Row> = rows.iter().collect();
             let (systems, configs) = (distinct(&all, "system"), distinct(&all, "config"));

@@ -84,6 +84,7 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
         Kind::Offload => &["model", "prompt", "generate", "overlap", "costs"],
         Kind::FlashCompute => &["arch", "model", "variant"],
         Kind::FlashOffload => &["system", "model", "config"],
+        Kind::KvOffload => &["system", "model", "batch"],
     };
     for axis in need {
         if !spec.sweep.contains_key(*axis) {
@@ -107,6 +108,9 @@ pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
     }
     if spec.kind == Kind::FlashOffload {
         crate::flash_offload::check(spec, source)?;
+    }
+    if spec.kind == Kind::KvOffload {
+        crate::kv_offload::check(spec, source)?;
     }
     Ok(())
 }
@@ -194,6 +198,7 @@ fn point(spec: &ExperimentSpec, p: &Point, cache: &LinearCache) -> CliResult<Vec
             opt_int(p, "chips_per_channel", 0)?,
         ),
         Kind::FlashOffload => crate::flash_offload::point(&p.values),
+        Kind::KvOffload => crate::kv_offload::point(&p.values),
     }
 }
 
@@ -464,6 +469,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         Kind::Offload => s += &crate::offload::summary(spec, rows),
         Kind::FlashCompute => s += &crate::flash_compute::summary(spec, rows),
         Kind::FlashOffload => s += &crate::flash_offload::summary(spec, rows),
+        Kind::KvOffload => s += &crate::kv_offload::summary(spec, rows),
         Kind::IoCurve => {
             s += "| N | d | on-chip words M | queries on chip | Strata words | Algorithm 1 words | N²d²/M | 4Nd floor | Strata / bound |\n|---|---|---|---|---|---|---|---|---|\n";
             for r in rows {
