@@ -587,3 +587,38 @@ fn cambricon_llm_reproduction_and_bad_input() {
         assert!(stderr(&o).contains(expect), "{}", stderr(&o));
     }
 }
+
+/// `strata trace`: a Chrome trace with a track per unit and memory and the tiles as slices, the
+/// engine's time beside the analytical model's; bad options and budgets exit 2.
+#[test]
+fn trace_writes_a_chrome_trace_and_rejects_bad_input() {
+    let out = std::env::temp_dir().join(format!("strata-trace-{}/t.json", std::process::id()));
+    let o = strata(&["trace", "--mapping", "fusemax-1pass", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let ratio: f64 = text.split("engine / analytical = ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    assert!((1.0..=1.02).contains(&ratio), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    for want in ["unit: pe2d", "unit: pe1d", "memory: DRAM"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    let slices = events.iter().filter(|e| e["ph"] == "X").count();
+    assert!(slices > 1000, "{slices}");
+    for (args, expect) in [
+        (vec!["--memory", "fast"], "--memory: `fast` is not `ideal` or `real`"),
+        (vec!["--buffering", "triple"], "--buffering: `triple`"),
+        (vec!["--max-events", "10"], "exceeded its budget of 10 events"),
+    ] {
+        let mut a = vec!["trace", "--mapping", "gemm-fusemax", "--out", out.to_str().unwrap()];
+        a.extend(args);
+        let o = strata(&a);
+        assert_eq!(o.status.code(), Some(2), "{expect}");
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+}

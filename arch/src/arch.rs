@@ -204,18 +204,42 @@ impl Arch {
             if links.iter().any(|x: &Link| x.name == l.name) {
                 return Err(SpecError::new(format!("{p}.name"), format!("duplicate link name `{}`", l.name)));
             }
-            let bandwidth = unit(&format!("{p}.bandwidth"), &l.bandwidth, parse_bandwidth)?;
+            let preset = match &l.preset {
+                None => None,
+                Some(name) => {
+                    let text = LINK_PRESETS.iter().find(|x| x.0 == name).map(|x| x.1).ok_or_else(|| {
+                        let names: Vec<&str> = LINK_PRESETS.iter().map(|x| x.0).collect();
+                        SpecError::new(
+                            format!("{p}.preset"),
+                            format!("`{name}` is not a link preset ({})", names.join(", ")),
+                        )
+                    })?;
+                    let f: crate::spec::LinkPresetFile = crate::error::from_toml(text)
+                        .map_err(|e| SpecError::new(format!("{p}.preset"), format!("preset `{name}`: {}", e.reason)))?;
+                    Some(f.link)
+                }
+            };
+            let missing = |k: &str| SpecError::new(format!("{p}.{k}"), "is required (or name a link `preset`)");
+            let kind = l.kind.or(preset.as_ref().map(|x| x.kind)).ok_or_else(|| missing("kind"))?;
+            let bw_text = l
+                .bandwidth
+                .clone()
+                .or(preset.as_ref().map(|x| x.bandwidth.clone()))
+                .ok_or_else(|| missing("bandwidth"))?;
+            let bandwidth = unit(&format!("{p}.bandwidth"), &bw_text, parse_bandwidth)?;
             if bandwidth.0 <= 0.0 {
                 return Err(SpecError::new(format!("{p}.bandwidth"), "must be positive"));
             }
+            let latency = l.latency.clone().or(preset.as_ref().and_then(|x| x.latency.clone()));
+            let energy = l.energy_per_bit.clone().or(preset.as_ref().and_then(|x| x.energy_per_bit.clone()));
+            let count = l.count.or(preset.as_ref().and_then(|x| x.count)).unwrap_or(1);
             links.push(Link {
                 name: l.name.clone(),
-                kind: l.kind,
+                kind,
                 bandwidth,
-                count: positive(&format!("{p}.count"), l.count)?,
-                latency: l.latency.as_deref().map(|s| unit(&format!("{p}.latency"), s, parse_time)).transpose()?,
-                energy_per_bit: l
-                    .energy_per_bit
+                count: positive(&format!("{p}.count"), count)?,
+                latency: latency.as_deref().map(|s| unit(&format!("{p}.latency"), s, parse_time)).transpose()?,
+                energy_per_bit: energy
                     .as_deref()
                     .map(|s| unit(&format!("{p}.energy_per_bit"), s, parse_energy_per_bit))
                     .transpose()?
@@ -468,6 +492,17 @@ impl Arch {
 }
 
 /// DRAM standards as `[dram]` tables (one channel each), for the cycle-approximate engine.
+/// Link presets (name, TOML `[link]`): PCIe, NVLink, die-to-die, DMA, each with its source.
+pub const LINK_PRESETS: &[(&str, &str)] = &[
+    ("dma-engine", include_str!("../presets/links/dma-engine.toml")),
+    ("nvlink4", include_str!("../presets/links/nvlink4.toml")),
+    ("pcie4-x4", include_str!("../presets/links/pcie4-x4.toml")),
+    ("pcie4-x16", include_str!("../presets/links/pcie4-x16.toml")),
+    ("pcie5-x16", include_str!("../presets/links/pcie5-x16.toml")),
+    ("ucie-advanced", include_str!("../presets/links/ucie-advanced.toml")),
+    ("ucie-standard", include_str!("../presets/links/ucie-standard.toml")),
+];
+
 pub const DRAM_PRESETS: &[(&str, &str)] = &[
     ("hbm2", include_str!("../presets/dram/hbm2.toml")),
     ("hbm3", include_str!("../presets/dram/hbm3.toml")),

@@ -186,11 +186,29 @@ pub enum LinkKind {
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
     pub name: String,
-    pub kind: LinkKind,
+    /// A link preset (`arch/presets/links/`) whose values the keys below override.
+    pub preset: Option<String>,
+    pub kind: Option<LinkKind>,
     /// Per lane group (one link); `count` links run in parallel.
+    pub bandwidth: Option<String>,
+    pub count: Option<i64>,
+    pub latency: Option<String>,
+    pub energy_per_bit: Option<String>,
+}
+
+/// A link preset file: `[link]` with the keys of `LinkSpec` but the name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPresetFile {
+    pub link: LinkPreset,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPreset {
+    pub kind: LinkKind,
     pub bandwidth: String,
-    #[serde(default = "one")]
-    pub count: i64,
+    pub count: Option<i64>,
     pub latency: Option<String>,
     pub energy_per_bit: Option<String>,
 }

@@ -113,3 +113,33 @@ fn inconsistent_dram_timing_is_rejected() {
         err(&text)
     );
 }
+
+/// Link presets fill a link's kind, bandwidth, count, latency and energy; keys written beside
+/// `preset` override it; an unknown preset or a link with no bandwidth is a located error.
+#[test]
+fn link_presets_fill_and_are_overridden() {
+    let base = |links: &str| {
+        format!(
+            "[arch]\nname = \"x\"\nclock = \"1 GHz\"\n{links}\n[[arch.levels]]\nname = \"Host\"\nkind = \"dram\"\n[[arch.levels]]\nname = \"HBM\"\nkind = \"hbm\"\nlink = \"up\"\nread_bandwidth = \"1 TB/s\"\n[[arch.compute]]\nname = \"pe\"\nlevel = \"HBM\"\ncols = 1\nops = {{ mac = {{ energy = \"1 pJ\" }} }}\n"
+        )
+    };
+    for (name, _) in strata_arch::arch::LINK_PRESETS {
+        let a = Arch::from_toml(&base(&format!("[[arch.links]]\nname = \"up\"\npreset = \"{name}\""))).unwrap();
+        let l = &a.links[0];
+        assert!(l.bandwidth.0 > 0.0 && l.latency.is_some() && l.energy_per_bit.0 > 0.0, "{name}");
+    }
+    let a = Arch::from_toml(&base("[[arch.links]]\nname = \"up\"\npreset = \"nvlink4\"")).unwrap();
+    assert_eq!(a.links[0].count, 18);
+    assert!((a.links[0].bandwidth.0 * 18.0 - 450e9).abs() < 1.0);
+    let a = Arch::from_toml(&base("[[arch.links]]\nname = \"up\"\npreset = \"pcie4-x16\"\nbandwidth = \"25 GB/s\""))
+        .unwrap();
+    assert_eq!(a.links[0].bandwidth.0, 25e9);
+    assert_eq!(a.links[0].latency.unwrap().0, 500e-9);
+    // The link caps the HBM level's fill bandwidth.
+    let hbm = a.level(a.level_id("HBM").unwrap());
+    assert!((hbm.read_bandwidth.unwrap() - 25.0).abs() < 1e-9 && (hbm.port_bandwidth.unwrap() - 1000.0).abs() < 1e-9);
+    let e = Arch::from_toml(&base("[[arch.links]]\nname = \"up\"\npreset = \"pcie9\"")).unwrap_err();
+    assert!(e.path == "arch.links[0].preset" && e.reason.contains("pcie4-x16"), "{e:?}");
+    let e = Arch::from_toml(&base("[[arch.links]]\nname = \"up\"\nkind = \"pcie\"")).unwrap_err();
+    assert_eq!(e.path, "arch.links[0].bandwidth");
+}

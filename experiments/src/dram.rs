@@ -1,5 +1,5 @@
 //! `strata dram`: the cycle-approximate engine's DRAM channel on a microbenchmark — a sequential
-//! stream or random bursts — with achieved against peak bandwidth and the closed forms beside.
+//! stream, random bursts, writes, or reads and writes in runs of 16 — with achieved against peak bandwidth and the closed forms beside.
 
 use std::fmt::Write as _;
 
@@ -27,14 +27,20 @@ pub fn run(a: &Args) -> CliResult<String> {
     let reads = match a.pattern.as_str() {
         "sequential" => dram::sequential(&t, a.reads),
         "random" => dram::random(&t, a.reads, 7),
-        other => return Err(CliError::input(format!("--pattern: `{other}` is not `sequential` or `random`"))),
+        "write" => dram::read_write(&t, a.reads, 0),
+        "read-write" => dram::read_write(&t, a.reads, 16),
+        other => {
+            return Err(CliError::input(format!(
+                "--pattern: `{other}` is not `sequential`, `random`, `write` or `read-write`"
+            )));
+        }
     };
     let s =
         dram::run(&t, &reads, a.window, a.max_events).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} channel, {} {}-byte reads ({}), controller window {}",
+        "{} channel, {} {}-byte requests ({}), controller window {}",
         o.standard, a.reads, t.burst_bytes, a.pattern, a.window
     );
     let peak = t.peak_bandwidth();
@@ -47,8 +53,8 @@ pub fn run(a: &Args) -> CliResult<String> {
     );
     let _ = writeln!(
         out,
-        "  reads served from an open row {}; activations of a closed bank {}, of a bank holding another row {}",
-        s.hits, s.misses, s.conflicts
+        "  requests served from an open row {}; activations of a closed bank {}, of a bank holding another row {}; writes {}",
+        s.hits, s.misses, s.conflicts, s.writes
     );
     let refresh = match t.refresh {
         Refresh::None => "none".to_string(),

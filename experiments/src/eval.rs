@@ -57,7 +57,8 @@ pub fn cascade(arg: &str, a: &EvalArgs) -> CliResult<Cascade> {
     }
 }
 
-pub fn run(a: &EvalArgs) -> CliResult<String> {
+/// The architecture, cascade and validated mapping an `eval`-style command names.
+pub fn load_all(a: &EvalArgs) -> CliResult<(Arch, Cascade, CascadeMapping)> {
     let preset = strata_mappings::presets::find(&a.mapping);
     let arch_arg = a.arch.as_deref().or(preset.map(|p| p.arch)).ok_or_else(|| {
         CliError::input(format!("--arch is needed: `{}` is not a mapping preset that names one", a.mapping))
@@ -83,6 +84,11 @@ pub fn run(a: &EvalArgs) -> CliResult<String> {
         }
     };
     let mapping = CascadeMapping::from_toml(&text, &c, &arch).map_err(|e| CliError::spec(&source, &e))?;
+    Ok((arch, c, mapping))
+}
+
+pub fn run(a: &EvalArgs) -> CliResult<String> {
+    let (arch, c, mapping) = load_all(a)?;
     let ev = evaluate(&arch, &c, &mapping);
     Ok(if a.json { to_json(&arch, &c, &mapping, &ev) } else { render(&arch, &c, &mapping, &ev) })
 }

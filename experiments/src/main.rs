@@ -18,6 +18,7 @@ mod run;
 mod show;
 mod systems;
 mod table;
+mod trace;
 mod validate_gpu;
 
 use std::io::Write;
@@ -70,6 +71,32 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a mapping on the cycle-approximate engine as a tile task graph; write a Chrome trace.
+    Trace {
+        /// Architecture preset or file (defaults to the one a mapping preset names).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Workload preset or file (defaults to the one a mapping preset names).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Mapping preset or file.
+        #[arg(long)]
+        mapping: String,
+        #[command(flatten)]
+        shape: load::Shape,
+        /// Trace event JSON to write (Perfetto, chrome://tracing).
+        #[arg(long, default_value = "trace.json")]
+        out: std::path::PathBuf,
+        /// `ideal` (bandwidth only) or `real` (latencies, DRAM channel timing).
+        #[arg(long, default_value = "ideal")]
+        memory: String,
+        /// `auto` (double when two tile sets fit), `single` or `double`.
+        #[arg(long, default_value = "auto")]
+        buffering: String,
+        /// Most tasks and events the run may take.
+        #[arg(long, default_value_t = 50_000_000)]
+        max_events: u64,
     },
     /// Measure how many mappings per second the analytical model evaluates on one core.
     Bench {
@@ -131,7 +158,7 @@ enum Command {
         /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
         #[arg(long, default_value = "hbm2")]
         standard: String,
-        /// `sequential` or `random`.
+        /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
         #[arg(long, default_value = "sequential")]
         pattern: String,
         #[arg(long, default_value_t = 100_000)]
@@ -148,7 +175,7 @@ enum Command {
         /// NAND preset (mqsim-mlc, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
         #[arg(long, default_value = "mqsim-mlc")]
         drive: String,
-        /// `random` or `sequential`.
+        /// `random` or `sequential` reads, or `write` (sequential page programs).
         #[arg(long, default_value = "random")]
         pattern: String,
         /// Bytes per request, e.g. 16KiB.
@@ -240,6 +267,15 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { arch, workload, mapping, shape, json } => {
             eval::run(&eval::EvalArgs { arch, workload, mapping, shape, json })
+        }
+        Command::Trace { arch, workload, mapping, shape, out, memory, buffering, max_events } => {
+            trace::run(&trace::Args {
+                eval: eval::EvalArgs { arch, workload, mapping, shape, json: false },
+                out,
+                memory,
+                buffering,
+                max_events,
+            })
         }
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })

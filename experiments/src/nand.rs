@@ -38,7 +38,8 @@ fn requests(pattern: &str, bytes: u64, n: u64) -> CliResult<Vec<Request>> {
     match pattern {
         "random" => Ok(nand::random(bytes, n, SPAN, 11)),
         "sequential" => Ok(nand::sequential(bytes, n)),
-        other => Err(CliError::input(format!("--pattern: `{other}` is not `random` or `sequential`"))),
+        "write" => Ok(nand::sequential(bytes, n).into_iter().map(|r| Request { op: nand::Op::Program, ..r }).collect()),
+        other => Err(CliError::input(format!("--pattern: `{other}` is not `random`, `sequential` or `write`"))),
     }
 }
 
@@ -73,8 +74,13 @@ pub fn run(a: &Args) -> CliResult<String> {
         return Err(CliError::input("--size: must be positive"));
     }
     let s = simulate(a, &t, bytes, a.queue_depth, a.requests)?;
-    let b = t.bounds(bytes);
-    let _ = writeln!(out, "{} {} B reads ({}), queue depth {}", a.requests, bytes, a.pattern, a.queue_depth);
+    let mut b = t.bounds(bytes);
+    if a.pattern == "write" {
+        // Programs: every plane writes a page per tPROG.
+        b.array *= t.t_read.seconds() / t.t_program.seconds();
+    }
+    let what = if a.pattern == "write" { "programs" } else { "reads" };
+    let _ = writeln!(out, "{} {} B {what} ({}), queue depth {}", a.requests, bytes, a.pattern, a.queue_depth);
     let _ =
         writeln!(out, "  achieved     {:>9.3} GB/s, mean latency {:.1} µs", s.bandwidth() / 1e9, s.mean_latency * 1e6);
     let _ = writeln!(

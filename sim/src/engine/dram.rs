@@ -3,10 +3,12 @@
 //! Each bank remembers its open row and when it may next be activated, precharged or read; the
 //! channel remembers its recent activations (tRRD_S/L, tFAW), its last column command (tCCD_S/L)
 //! and when the data bus frees. The controller holds a window of requests and, at each decision,
-//! serves the one whose data can start first (row hits and ready banks win; ties go to the
-//! oldest), issuing PRE/ACT/RD as early as every constraint allows. Every tREFI the channel
-//! precharges all banks and refreshes for tRFC. Reads only: the microbenchmarks that check the
-//! model are reads, and writes add turnarounds this model does not have yet.
+//! serves the one whose column command can issue first (row hits and ready banks win; ties go to
+//! the oldest), issuing PRE/ACT/RD/WR as early as every constraint allows. Writes put their data
+//! on the bus CWL after the command, keep the row open tWR after their data (write recovery), and
+//! turn the bus around: a read waits tWTR_S/L after a write's data, a write waits
+//! CL + nBL + 2 − CWL cycles after a read's command. Every tREFI the channel precharges all banks
+//! and refreshes for tRFC (or one bank for tRFCpb).
 
 use std::collections::VecDeque;
 
@@ -35,6 +37,17 @@ pub struct Timing {
     pub rrd_l: Time,
     pub faw: Time,
     pub refresh: Refresh,
+    /// Write timing (CWL, tWR, tWTR_S, tWTR_L), when the organisation gives it.
+    pub write: Option<WriteTiming>,
+}
+
+/// What writes add: command-to-data delay, write recovery, write-to-read turnarounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteTiming {
+    pub cwl: Time,
+    pub wr: Time,
+    pub wtr_s: Time,
+    pub wtr_l: Time,
 }
 
 /// How a channel refreshes.
@@ -114,6 +127,12 @@ impl Timing {
             rrd_l: t("tRRD_L")?,
             faw: t("tFAW")?,
             refresh,
+            write: match org.cycles("CWL") {
+                None => None,
+                Some(_) => {
+                    Some(WriteTiming { cwl: t("CWL")?, wr: t("tWR")?, wtr_s: t("tWTR_S")?, wtr_l: t("tWTR_L")? })
+                }
+            },
         };
         Ok(timing)
     }
@@ -145,7 +164,7 @@ struct Bank {
     act_ok: Time,
     pre_ok: Time,
     rd_ok: Time,
-    /// The last read's column command: the bank a stream has just left is the one it needs last.
+    /// The last column command: the bank a stream has just left is the one it needs last.
     used: Time,
 }
 
@@ -159,6 +178,7 @@ pub struct Stats {
     pub misses: u64,
     pub conflicts: u64,
     pub refreshes: u64,
+    pub writes: u64,
     pub events: u64,
 }
 
@@ -168,11 +188,12 @@ impl Stats {
     }
 }
 
-/// A read of one burst at a byte address, arriving at a time.
+/// A read or write of one burst at a byte address, arriving at a time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Read {
+pub struct Request {
     pub addr: u64,
     pub at: Time,
+    pub write: bool,
 }
 
 enum Event {
@@ -201,19 +222,33 @@ struct Channel<'a> {
     t: &'a Timing,
     banks: Vec<Bank>,
     acts: VecDeque<(Time, u64)>,
-    last_rd: Option<(Time, u64)>,
+    /// The last column command: when, its bank group, whether it wrote.
+    last_col: Option<(Time, u64, bool)>,
+    /// When the last write's data left the bus, and its bank group.
+    last_wr_data: Option<(Time, u64)>,
     bus_free: Time,
     blocked_until: Time,
 }
 
 impl Channel<'_> {
-    /// The commands of a read decided at `now`, each as early as every constraint allows.
-    fn plan(&self, now: Time, bg: u64, bank: u64, row: u64) -> Plan {
+    /// The commands of a read or write decided at `now`, each as early as every constraint allows.
+    fn plan(&self, now: Time, bg: u64, bank: u64, row: u64, write: bool) -> Plan {
         let t = self.t;
         let b = &self.banks[bank as usize];
         let now = now.max(self.blocked_until);
-        let ccd = self.last_rd.map_or(Time(0), |(at, g)| at + if g == bg { t.ccd_l } else { t.ccd_s });
-        let col = |ready: Time| ready.max(ccd).max(self.bus_free - t.cl).max(self.last_rd.map_or(Time(0), |r| r.0));
+        let ccd = self.last_col.map_or(Time(0), |(at, g, _)| at + if g == bg { t.ccd_l } else { t.ccd_s });
+        let w = t.write.unwrap_or(WriteTiming { cwl: t.cl, wr: Time(0), wtr_s: Time(0), wtr_l: Time(0) });
+        // Turnarounds: a write after a read waits until the read's data has cleared the bus; a
+        // read after a write waits tWTR after the write's data.
+        let turn = if write {
+            self.last_col.filter(|r| !r.2).map_or(Time(0), |(at, _, _)| at + t.cl + t.n_bl + t.tck * 2 - w.cwl)
+        } else {
+            self.last_wr_data.map_or(Time(0), |(end, g)| end + if g == bg { w.wtr_l } else { w.wtr_s })
+        };
+        let latency = if write { w.cwl } else { t.cl };
+        let col = |ready: Time| {
+            ready.max(ccd).max(turn).max(self.bus_free - latency).max(self.last_col.map_or(Time(0), |r| r.0))
+        };
         match b.open {
             Some(r) if r == row => Plan { row: Row::Hit, pre: now, act: now, rd: col(now.max(b.rd_ok)) },
             open => {
@@ -234,22 +269,33 @@ impl Channel<'_> {
     /// the only thing left, i.e. the bank-group-independent part of `plan`'s column bound.
     fn column_floor(&self, now: Time) -> Time {
         let t = self.t;
-        let ccd = self.last_rd.map_or(Time(0), |(at, _)| at + t.ccd_s);
-        now.max(self.blocked_until).max(ccd).max(self.bus_free - t.cl).max(self.last_rd.map_or(Time(0), |r| r.0))
+        let ccd = self.last_col.map_or(Time(0), |(at, _, _)| at + t.ccd_s);
+        now.max(self.blocked_until).max(ccd).max(self.bus_free - t.cl).max(self.last_col.map_or(Time(0), |r| r.0))
     }
 
-    fn issue(&mut self, plan: Plan, bg: u64, bank: u64, row: u64) -> Time {
+    fn issue(&mut self, plan: Plan, bg: u64, bank: u64, row: u64, write: bool) -> Time {
         let t = self.t;
         let rd = plan.rd;
         if plan.row != Row::Hit {
             self.open(plan.act, bg, bank, row);
         }
         let b = &mut self.banks[bank as usize];
-        // A precharge must wait for the read to leave the row.
-        b.pre_ok = b.pre_ok.max(rd + t.n_bl);
         b.used = rd;
-        self.last_rd = Some((rd, bg));
-        let done = rd + t.cl + t.n_bl;
+        self.last_col = Some((rd, bg, write));
+        let done = match (write, t.write) {
+            (true, Some(w)) => {
+                // Write recovery: the row stays open tWR after the data is in.
+                let end = rd + w.cwl + t.n_bl;
+                b.pre_ok = b.pre_ok.max(end + w.wr);
+                self.last_wr_data = Some((end, bg));
+                end
+            }
+            _ => {
+                // A precharge must wait for the read to leave the row.
+                b.pre_ok = b.pre_ok.max(rd + t.n_bl);
+                rd + t.cl + t.n_bl
+            }
+        };
         self.bus_free = done;
         done
     }
@@ -289,16 +335,20 @@ impl Channel<'_> {
     }
 }
 
-/// Simulates reads on one channel with a controller window of `window` requests.
-pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Stats, EngineError> {
+/// Simulates reads and writes on one channel with a controller window of `window` requests.
+pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<Stats, EngineError> {
     if window == 0 {
         return Err(cfg("window", "the controller needs room for at least one request"));
+    }
+    if t.write.is_none() && reads.iter().any(|r| r.write) {
+        return Err(cfg("dram.timing.CWL", "writes need CWL, tWR, tWTR_S and tWTR_L"));
     }
     let mut ch = Channel {
         t,
         banks: vec![Bank::default(); t.banks() as usize],
         acts: VecDeque::new(),
-        last_rd: None,
+        last_col: None,
+        last_wr_data: None,
         bus_free: Time(0),
         blocked_until: Time(0),
     };
@@ -380,7 +430,7 @@ pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Sta
                 let floor = ch.column_floor(now);
                 for (k, &i) in queue.iter().enumerate() {
                     let (bg, bank, row) = loc[i];
-                    let p = ch.plan(now, bg, bank, row);
+                    let p = ch.plan(now, bg, bank, row, reads[i].write);
                     if best.is_none_or(|b| p.rd < b.1.rd) {
                         best = Some((k, p));
                         if p.rd <= floor {
@@ -400,9 +450,10 @@ pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Sta
                     Row::Closed => stats.misses += 1,
                     Row::Conflict => stats.conflicts += 1,
                 }
-                let done = ch.issue(plan, bg, bank, row);
+                let done = ch.issue(plan, bg, bank, row, reads[i].write);
                 end = end.max(done);
                 stats.bytes += t.burst_bytes;
+                stats.writes += u64::from(reads[i].write);
                 served += 1;
                 if let Some(w) = waiting.pop_front() {
                     queue.push(w);
@@ -424,7 +475,7 @@ pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Sta
                         continue;
                     }
                     touched[bi] = true;
-                    let p = ch.plan(now, bg, bank, row);
+                    let p = ch.plan(now, bg, bank, row, reads[next].write);
                     // Activations issue in time order; one far ahead (a bank still refreshing)
                     // would hold every later one back, so it waits for a later decision.
                     if p.act > now + t.rc {
@@ -453,14 +504,23 @@ pub fn run(t: &Timing, reads: &[Read], window: usize, budget: u64) -> Result<Sta
 }
 
 /// `n` reads of consecutive bursts from address 0, all queued at time 0.
-pub fn sequential(t: &Timing, n: u64) -> Vec<Read> {
-    (0..n).map(|i| Read { addr: i * t.burst_bytes, at: Time(0) }).collect()
+pub fn sequential(t: &Timing, n: u64) -> Vec<Request> {
+    (0..n).map(|i| Request { addr: i * t.burst_bytes, at: Time(0), write: false }).collect()
 }
 
 /// `n` reads of bursts at pseudo-random addresses (a fixed-seed xorshift), all queued at time 0.
-pub fn random(t: &Timing, n: u64, seed: u64) -> Vec<Read> {
+pub fn random(t: &Timing, n: u64, seed: u64) -> Vec<Request> {
     let span = t.banks() * t.rows * t.columns;
-    super::xorshift(seed).take(n as usize).map(|x| Read { addr: (x % span) * t.burst_bytes, at: Time(0) }).collect()
+    super::xorshift(seed)
+        .take(n as usize)
+        .map(|x| Request { addr: (x % span) * t.burst_bytes, at: Time(0), write: false })
+        .collect()
+}
+
+/// A sequential stream in which every `period`-th group of `run` bursts writes: `run` reads,
+/// then `run` writes, and so on (period 0: all writes).
+pub fn read_write(t: &Timing, n: u64, run: u64) -> Vec<Request> {
+    (0..n).map(|i| Request { addr: i * t.burst_bytes, at: Time(0), write: run == 0 || (i / run) % 2 == 1 }).collect()
 }
 
 #[cfg(test)]
@@ -472,6 +532,47 @@ mod tests {
     }
 
     const BUDGET: u64 = 50_000_000;
+
+    /// A stream of writes reaches the bus as reads do; strict read/write alternation (no
+    /// reordering) pays both turnarounds on every pair, as the closed form says; a controller
+    /// window that may reorder does better, and pure reads best.
+    #[test]
+    fn writes_stream_and_turnarounds_cost_what_the_timings_say() {
+        for name in ["ddr4-3200", "hbm2", "ddr5-4800", "hbm3", "lpddr5-6400"] {
+            let t = timing(name);
+            let w = t.write.unwrap();
+            let writes = run(&t, &read_write(&t, 100_000, 0), 32, BUDGET).unwrap();
+            assert_eq!(writes.writes, 100_000);
+            assert!(writes.bandwidth() >= 0.9 * t.peak_bandwidth(), "{name}: {writes:?}");
+            let reads = run(&t, &sequential(&t, 100_000), 32, BUDGET).unwrap();
+            let strict = run(&t, &read_write(&t, 20_000, 1), 1, BUDGET).unwrap();
+            let batched = run(&t, &read_write(&t, 20_000, 1), 32, BUDGET).unwrap();
+            assert!(
+                strict.bandwidth() < batched.bandwidth() && batched.bandwidth() <= reads.bandwidth() * 1.001,
+                "{name}"
+            );
+            // Closed form for strict alternation over rotating bank groups: read command → write
+            // command CL + nBL + 2 − CWL, write command → read command CWL + nBL + tWTR_S (each at
+            // least tCCD_S), two bursts per period; refresh takes its share of the time.
+            let rw = (t.cl + t.n_bl + t.tck * 2 - w.cwl).max(t.ccd_s);
+            let wr = (w.cwl + t.n_bl + w.wtr_s).max(t.ccd_s);
+            let refresh = match t.refresh {
+                Refresh::AllBank { refi, rfc } => 1.0 - (rfc + t.rp).seconds() / refi.seconds(),
+                // Per-bank refresh blocks one bank most of the time (HBM3: tRFCpb 256 of every 390
+                // cycles), which an in-order controller cannot route around: no closed form.
+                Refresh::PerBank { .. } => continue,
+                Refresh::None => 1.0,
+            };
+            let closed = 2.0 * t.burst_bytes as f64 / (rw + wr).seconds() * refresh;
+            let ratio = strict.bandwidth() / closed;
+            assert!((0.9..=1.02).contains(&ratio), "{name}: {} vs {closed} ({ratio})", strict.bandwidth());
+        }
+        let mut no_writes = DramOrg::preset("hbm2").unwrap().unwrap();
+        no_writes.timing.remove("CWL");
+        let t = Timing::of(&no_writes).unwrap();
+        let e = run(&t, &read_write(&t, 10, 1), 4, BUDGET).unwrap_err();
+        assert!(e.to_string().contains("dram.timing.CWL"), "{e}");
+    }
 
     #[test]
     fn sequential_streams_reach_ninety_percent_of_peak() {

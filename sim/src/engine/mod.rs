@@ -4,11 +4,14 @@
 //! are broken by insertion order. Each simulation is single-threaded; many run in parallel over
 //! rayon. Every run has an event budget, and exceeding it is an error, not a hang.
 //!
-//! Models: [`dram`] (a DRAM/HBM channel controller with bank state, FR-FCFS and refresh) and
-//! [`nand`] (a flash drive: channels, dies, planes, command and transfer timing, a controller).
+//! Models: [`dram`] (a DRAM/HBM channel controller with bank state, FR-FCFS, reads, writes and
+//! refresh), [`nand`] (a flash drive: channels, dies, planes, reads, programs and erases,
+//! command and transfer timing, a controller) and [`tiles`] (a mapping lowered to a tile task
+//! graph over compute units, memories and links).
 
 pub mod dram;
 pub mod nand;
+pub mod tiles;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -27,6 +27,9 @@ pub struct Timing {
     pub planes_per_die: u64,
     pub page_bytes: u64,
     pub t_read: Time,
+    pub t_program: Time,
+    pub t_erase: Time,
+    pub pages_per_block: u64,
     pub t_command: Time,
     pub t_plane_command: Time,
     /// Picoseconds per byte on one channel.
@@ -59,6 +62,9 @@ impl Timing {
             planes_per_die: org.planes_per_die,
             page_bytes: org.page_bytes.0,
             t_read: Time::from_seconds(org.t_read.0),
+            t_program: Time::from_seconds(org.t_program.0),
+            t_erase: Time::from_seconds(org.t_erase.0),
+            pages_per_block: org.pages_per_block,
             t_command: Time::from_seconds(org.t_command.0),
             t_plane_command: Time::from_seconds(org.t_plane_command.0),
             channel_ps_per_byte: 1e12 / org.channel_bandwidth.0,
@@ -127,11 +133,23 @@ impl Bounds {
     }
 }
 
-/// A host read of `bytes` at byte `offset`.
+/// What a host request does to the flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Op {
+    #[default]
+    Read,
+    /// Pages written: data in over the host link and the channel, then tPROG on the array.
+    Program,
+    /// The blocks holding the byte range erased: a command, then tBERS.
+    Erase,
+}
+
+/// A host request of `bytes` at byte `offset`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request {
     pub offset: u64,
     pub bytes: u64,
+    pub op: Op,
 }
 
 /// What a run did.
@@ -156,11 +174,13 @@ impl Stats {
     }
 }
 
+/// One page's (or, for an erase, one block's) share of a request on a die.
 #[derive(Debug, Clone, Copy)]
 struct PageRead {
     request: u32,
     plane: u64,
     bytes: u64,
+    op: Op,
 }
 
 #[derive(Default)]
@@ -169,7 +189,7 @@ struct Die {
     array_busy: bool,
     /// Pages being read from the array.
     reading: Vec<PageRead>,
-    /// Pages read, waiting in the data registers for the cache registers.
+    /// Pages read (never programs or erases), waiting in the data registers for the cache registers.
     held: Vec<PageRead>,
     /// Pages in the cache registers not yet sent.
     sending: usize,
@@ -181,6 +201,8 @@ enum Event {
     ArrayDone(usize),
     /// A page has left the die over the channel.
     DataOut(usize, PageRead),
+    /// A page to program has reached the die's cache register.
+    DataIn(usize, PageRead),
     /// A page has crossed the host link.
     Delivered(u32),
 }
@@ -212,11 +234,13 @@ impl Drive<'_> {
             return;
         }
         let mut group = vec![die.queue.pop_front().expect("non-empty")];
+        let op = group[0].op;
         let mut planes = 1u64 << group[0].plane;
         let mut i = 0;
+        // Multi-plane operations join pages of the same kind on distinct planes.
         while i < die.queue.len() && group.len() < self.t.planes_per_die as usize {
             let p = die.queue[i].plane;
-            if planes & (1 << p) == 0 {
+            if planes & (1 << p) == 0 && die.queue[i].op == op {
                 planes |= 1 << p;
                 group.push(die.queue.remove(i).expect("in range"));
             } else {
@@ -226,11 +250,19 @@ impl Drive<'_> {
         let extra = group.len() as u64 - 1;
         die.array_busy = true;
         die.reading = group;
-        self.array_reads += 1;
-        self.multi_plane_reads += u64::from(extra > 0);
-        let cmd = self.t.t_command + self.t.t_plane_command * extra;
+        let array = match op {
+            Op::Read => {
+                self.array_reads += 1;
+                self.multi_plane_reads += u64::from(extra > 0);
+                self.t.t_read
+            }
+            Op::Program => self.t.t_program,
+            Op::Erase => self.t.t_erase,
+        };
+        // A program's command and data went with its data-in; a read's or an erase's go now.
+        let cmd = if op == Op::Program { Time(0) } else { self.t.t_command + self.t.t_plane_command * extra };
         let end = self.bus(self.t.channel_of(d), now, cmd);
-        self.q.push(end + self.t.t_read, Event::ArrayDone(d));
+        self.q.push(end + array, Event::ArrayDone(d));
     }
 
     /// Moves pages into the cache registers and books their data-out.
@@ -253,7 +285,7 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
         return Err(cfg("requests", "at most 2^32 requests per run"));
     }
     if let Some(r) = requests.iter().find(|r| r.bytes == 0) {
-        return Err(cfg("requests", format!("a request at offset {} reads no bytes", r.offset)));
+        return Err(cfg("requests", format!("a request at offset {} moves no bytes", r.offset)));
     }
     let mut drive = Drive {
         t,
@@ -272,7 +304,16 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
     let mut latency = 0.0;
     let mut end = Time(0);
     let issue = |drive: &mut Drive, now: Time, r: usize| {
-        let start = drive.controller_free.max(now);
+        // A program's data crosses the host link before the controller takes the request.
+        let arrived = match (requests[r].op, t.host_time(requests[r].bytes)) {
+            (Op::Program, Some(len)) => {
+                let start = drive.host_free.max(now);
+                drive.host_free = start + len;
+                drive.host_free
+            }
+            _ => now,
+        };
+        let start = drive.controller_free.max(arrived);
         drive.controller_free = start + t.request_overhead;
         drive.q.push(drive.controller_free, Event::Dispatch(r as u32));
     };
@@ -284,21 +325,44 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
         match ev {
             Event::Dispatch(r) => {
                 let req = requests[r as usize];
-                let first = req.offset / t.page_bytes;
-                let last = (req.offset + req.bytes - 1) / t.page_bytes;
+                // An erase acts on whole blocks: one unit per block (its first page places it).
+                let unit = if req.op == Op::Erase { t.page_bytes * t.pages_per_block } else { t.page_bytes };
+                let first = req.offset / unit;
+                let last = (req.offset + req.bytes - 1) / unit;
                 remaining[r as usize] = (last - first + 1) as u32;
-                for lpn in first..=last {
-                    let lo = req.offset.max(lpn * t.page_bytes);
-                    let hi = (req.offset + req.bytes).min((lpn + 1) * t.page_bytes);
+                for k in first..=last {
+                    let lo = req.offset.max(k * unit);
+                    let hi = (req.offset + req.bytes).min((k + 1) * unit);
+                    let lpn = if req.op == Op::Erase { k * t.pages_per_block } else { k };
                     let (d, plane) = t.locate(lpn);
-                    drive.dies[d].queue.push_back(PageRead { request: r, plane, bytes: hi - lo });
-                    drive.try_start(now, d);
+                    let page = PageRead { request: r, plane, bytes: hi - lo, op: req.op };
+                    if req.op == Op::Program {
+                        // Command, address and data into the die's cache register.
+                        let len = t.t_command + t.channel_time(page.bytes);
+                        let end = drive.bus(t.channel_of(d), now, len);
+                        drive.q.push(end, Event::DataIn(d, page));
+                    } else {
+                        drive.dies[d].queue.push_back(page);
+                        drive.try_start(now, d);
+                    }
                 }
+            }
+            Event::DataIn(d, page) => {
+                drive.dies[d].queue.push_back(page);
+                drive.try_start(now, d);
             }
             Event::ArrayDone(d) => {
                 let die = &mut drive.dies[d];
                 die.array_busy = false;
                 let pages = std::mem::take(&mut die.reading);
+                if pages[0].op != Op::Read {
+                    // Programs and erases are done once the array is.
+                    for p in pages {
+                        drive.q.push(now, Event::Delivered(p.request));
+                    }
+                    drive.try_start(now, d);
+                    continue;
+                }
                 if die.sending == 0 {
                     drive.send(now, d, pages);
                 } else {
@@ -352,14 +416,17 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
 
 /// `n` requests of `bytes` each, back to back from offset 0.
 pub fn sequential(bytes: u64, n: u64) -> Vec<Request> {
-    (0..n).map(|i| Request { offset: i * bytes, bytes }).collect()
+    (0..n).map(|i| Request { offset: i * bytes, bytes, op: Op::Read }).collect()
 }
 
 /// `n` requests of `bytes` each at pseudo-random `bytes`-aligned offsets within `span` bytes
 /// (a fixed-seed xorshift).
 pub fn random(bytes: u64, n: u64, span: u64, seed: u64) -> Vec<Request> {
     let slots = (span / bytes).max(1);
-    super::xorshift(seed).take(n as usize).map(|x| Request { offset: (x % slots) * bytes, bytes }).collect()
+    super::xorshift(seed)
+        .take(n as usize)
+        .map(|x| Request { offset: (x % slots) * bytes, bytes, op: Op::Read })
+        .collect()
 }
 
 #[cfg(test)]
@@ -375,6 +442,33 @@ mod tests {
     fn random_bw(t: &Timing, bytes: u64, qd: usize) -> Stats {
         let n = (64 * qd as u64).max(4096 * 4096 / bytes).min(20_000);
         run(t, &random(bytes, n, SPAN, 11), qd, u64::MAX).unwrap()
+    }
+
+    /// A lone program costs the host link, the controller, command and data on the channel and
+    /// tPROG; a lone erase a command and tBERS; deep queues of programs are bound by the planes'
+    /// tPROG, within the closed-form ceiling; a read behind a program on its die waits for it.
+    #[test]
+    fn programs_and_erases_follow_their_timings() {
+        let t = timing("tlc-client");
+        let page = t.page_bytes;
+        let prog = |offset: u64| Request { offset, bytes: page, op: Op::Program };
+        let one = run(&t, &[prog(0)], 1, 1 << 20).unwrap();
+        let want = t.host_time(page).unwrap() + t.request_overhead + t.t_command + t.channel_time(page) + t.t_program;
+        assert!((one.seconds / want.seconds() - 1.0).abs() < 1e-6, "{} vs {}", one.seconds, want.seconds());
+        let erase = run(&t, &[Request { offset: 0, bytes: page, op: Op::Erase }], 1, 1 << 20).unwrap();
+        let want = t.request_overhead + t.t_command + t.t_erase;
+        assert!((erase.seconds / want.seconds() - 1.0).abs() < 1e-6);
+        // Deep queue of 1 MiB sequential programs: every plane programs a page per tPROG.
+        let reqs: Vec<Request> =
+            (0..256).map(|i| Request { offset: i << 20, bytes: 1 << 20, op: Op::Program }).collect();
+        let s = run(&t, &reqs, 64, 1 << 26).unwrap();
+        let array = (t.dies() * t.planes_per_die * page) as f64 / t.t_program.seconds();
+        let ceiling = array.min(t.bounds(1 << 20).least());
+        assert!(s.bandwidth() <= ceiling * 1.0001 && s.bandwidth() >= 0.85 * ceiling, "{} vs {ceiling}", s.bandwidth());
+        // A read queued behind a program on the same die waits for tPROG.
+        let alone = run(&t, &[Request { offset: 0, bytes: page, op: Op::Read }], 2, 1 << 20).unwrap();
+        let behind = run(&t, &[prog(0), Request { offset: 0, bytes: page, op: Op::Read }], 2, 1 << 20).unwrap();
+        assert!(behind.seconds > alone.seconds + t.t_program.seconds() * 0.99);
     }
 
     #[test]
@@ -453,7 +547,10 @@ mod tests {
     fn bad_input_is_an_error() {
         let t = timing("mqsim-mlc");
         assert!(matches!(run(&t, &sequential(4096, 10), 0, 100), Err(EngineError::Config { .. })));
-        assert!(matches!(run(&t, &[Request { offset: 0, bytes: 0 }], 1, 100), Err(EngineError::Config { .. })));
+        assert!(matches!(
+            run(&t, &[Request { offset: 0, bytes: 0, op: Op::Read }], 1, 100),
+            Err(EngineError::Config { .. })
+        ));
         assert_eq!(run(&t, &sequential(4096, 1000), 8, 50), Err(EngineError::Budget { events: 50 }));
     }
 }

@@ -1,0 +1,550 @@
+//! Lowering a mapping to a tile-level task graph and running it on the engine's event queue.
+//!
+//! The analytical model assumes every memory works in the background of the arrays at its full
+//! bandwidth, perfectly spread over the run. The task graph makes the order visible: an
+//! Einsum's *steps* are the temporal loops at the outermost level (off-chip memory); at each
+//! step the operands whose tile changes are loaded from it, the step's work runs on the unit
+//! (the inner levels serve the PEs in its background, so a step lasts the larger of its compute
+//! and its inner levels' share), and the output tile drains back when it changes. Which operand
+//! reloads at which step follows the counts' rule (a tile reloads when a loop above it, down to
+//! the innermost one it depends on, advances); the bytes per load are the counted fills over
+//! the reloads, so the totals equal the analytical counts exactly. Fused groups step through
+//! their shared loops: each member's traffic and work are split evenly over the group's steps,
+//! and a member waits for the previous one in the same step when it shares its unit or reads
+//! its output.
+//!
+//! Buffers: with double buffering the load of step i+1 overlaps the work of step i (a step's
+//! load may start once the work two steps back has freed its buffer) and a drain overlaps the
+//! next step's work; with single buffering each load waits for the previous step's work.
+//! `Auto` double-buffers when twice the on-chip tiles fit the level.
+//!
+//! Timing: `Ideal` moves bytes at the level's bandwidth with no latency and runs each step at
+//! the unit's throughput, so a run with enough steps and no bursts matches the analytical model.
+//! `Real` adds the level's (and its links') latency to every transfer, uses the bandwidth the
+//! DRAM channel model sustains on a sequential stream for a level with a DRAM organisation, and
+//! adds the unit's pipeline fill/drain latency to every step. Either way a transfer occupies the
+//! memory port and every link it crosses.
+
+use std::collections::BTreeMap;
+
+use strata_arch::{Arch, LevelId};
+use strata_mappings::{CascadeMapping, EinsumNest, Node};
+use strata_workloads::Cascade;
+
+use super::{EngineError, Queue, Time};
+use crate::evaluate::{Evaluation, evaluate};
+
+/// How memories time a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    Ideal,
+    Real,
+}
+
+/// Whether on-chip tiles are double-buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffering {
+    Auto,
+    Single,
+    Double,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub memory: Memory,
+    pub buffering: Buffering,
+    /// Most tasks and events a run may take.
+    pub budget: u64,
+}
+
+/// A slice of a track's time: one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    pub track: usize,
+    pub name: String,
+    pub start: Time,
+    pub end: Time,
+}
+
+/// Where a compute unit's time went.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitStalls {
+    pub busy: f64,
+    /// Seconds it waited for a tile to arrive.
+    pub waiting_for_loads: f64,
+    /// Seconds it waited for a buffer to drain, or for another member of its group.
+    pub waiting_for_buffers: f64,
+    /// Seconds it had nothing to do (before its first task, between nodes, after its last).
+    pub idle: f64,
+}
+
+/// Where a memory port's or link's time went.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PortStalls {
+    pub busy: f64,
+    /// Seconds transfers spent queued behind others.
+    pub queued: f64,
+    pub bytes: u64,
+}
+
+/// What the engine's run of a mapping produced: the analytical report with the engine's time,
+/// the stall breakdown, and the tasks as slices for a timeline.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub evaluation: Evaluation,
+    /// The analytical model's cycles, for comparison.
+    pub analytical_cycles: f64,
+    /// (track name, what it is: "unit", "memory" or "link").
+    pub tracks: Vec<(String, &'static str)>,
+    pub units: Vec<(String, UnitStalls)>,
+    pub ports: Vec<(String, PortStalls)>,
+    pub slices: Vec<Slice>,
+    pub events: u64,
+    pub double_buffered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Load,
+    Work,
+    Drain,
+}
+
+struct Task {
+    kind: Kind,
+    tracks: Vec<usize>,
+    duration: Time,
+    bytes: u64,
+    deps: u32,
+    succ: Vec<usize>,
+    name: String,
+    /// The kind of the dependency that finished last (what a late start waited for).
+    last_dep: Option<Kind>,
+    ready: Time,
+}
+
+struct Graph {
+    tasks: Vec<Task>,
+    budget: u64,
+}
+
+impl Graph {
+    fn add(
+        &mut self,
+        kind: Kind,
+        tracks: Vec<usize>,
+        duration: Time,
+        bytes: u64,
+        name: String,
+    ) -> Result<usize, EngineError> {
+        if self.tasks.len() as u64 >= self.budget {
+            return Err(EngineError::Budget { events: self.budget });
+        }
+        self.tasks.push(Task {
+            kind,
+            tracks,
+            duration,
+            bytes,
+            deps: 0,
+            succ: Vec::new(),
+            name,
+            last_dep: None,
+            ready: Time(0),
+        });
+        Ok(self.tasks.len() - 1)
+    }
+
+    fn dep(&mut self, before: Option<usize>, after: usize) {
+        if let Some(b) = before
+            && b != after
+            && !self.tasks[b].succ.contains(&after)
+        {
+            self.tasks[b].succ.push(after);
+            self.tasks[after].deps += 1;
+        }
+    }
+}
+
+/// Resources and their transfer timing.
+struct Machine<'a> {
+    arch: &'a Arch,
+    memory: Memory,
+    tracks: Vec<(String, &'static str)>,
+    index: BTreeMap<String, usize>,
+    /// Bytes per second a level sustains, per level (real timing).
+    sustained: BTreeMap<LevelId, f64>,
+}
+
+impl Machine<'_> {
+    fn track(&mut self, name: &str, what: &'static str) -> usize {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        self.tracks.push((name.to_string(), what));
+        self.index.insert(name.to_string(), self.tracks.len() - 1);
+        self.tracks.len() - 1
+    }
+
+    /// The tracks a transfer between `outer` and `inner` (path indices of `nest`) occupies, and
+    /// its duration for `bytes`.
+    fn transfer(&mut self, nest: &EinsumNest, outer: usize, inner: usize, bytes: u64) -> (Vec<usize>, Time) {
+        let arch = self.arch;
+        let level = arch.level(nest.path[outer]);
+        let clock = arch.clock.0;
+        let port_bw = level.read_bandwidth.map(|b| b * clock * level.instances() as f64);
+        let mut tracks = vec![self.track(&level.name, "memory")];
+        let mut seconds = port_bw.map_or(0.0, |bw| bytes as f64 / bw);
+        let mut latency = 0.0;
+        if self.memory == Memory::Real {
+            if let Some(&bw) = self.sustained.get(&nest.path[outer]) {
+                seconds = seconds.max(bytes as f64 / bw);
+            }
+            latency += level.latency.map_or(0.0, |l| l.0);
+        }
+        for j in outer + 1..=inner {
+            if let Some(k) = arch.level(nest.path[j]).link {
+                let l = &arch.links[k];
+                tracks.push(self.track(&l.name, "link"));
+                seconds = seconds.max(bytes as f64 / (l.bandwidth.0 * l.count as f64));
+                if self.memory == Memory::Real {
+                    latency += l.latency.map_or(0.0, |x| x.0);
+                }
+            }
+        }
+        (tracks, Time::from_seconds(seconds + latency))
+    }
+}
+
+/// The bandwidth one DRAM channel sustains on a long sequential stream, times the channels the
+/// level has (its peak bandwidth over one channel's peak).
+fn sustained(arch: &Arch) -> Result<BTreeMap<LevelId, f64>, EngineError> {
+    let mut out = BTreeMap::new();
+    for (i, l) in arch.levels.iter().enumerate() {
+        let (Some(org), Some(bw)) = (&l.dram, l.read_bandwidth) else { continue };
+        let one = strata_arch::arch::DramOrg { channels: 1, ..org.clone() };
+        let t = super::dram::Timing::of(&one)?;
+        let s = super::dram::run(&t, &super::dram::sequential(&t, 20_000), 32, 1 << 24)?;
+        let efficiency = (s.bandwidth() / t.peak_bandwidth()).min(1.0);
+        out.insert(LevelId(i), efficiency * bw * arch.clock.0 * l.instances() as f64);
+    }
+    Ok(out)
+}
+
+/// The first level below `home` that keeps operand `o`, if any.
+fn first_kept_below(nest: &EinsumNest, o: usize, home: usize) -> Option<usize> {
+    (home + 1..nest.path.len()).find(|&l| nest.operands[o].keep[l])
+}
+
+/// Lowers `mapping` and runs it.
+pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) -> Result<Run, EngineError> {
+    let ev = evaluate(arch, c, mapping);
+    let sustained = if opts.memory == Memory::Real { sustained(arch)? } else { BTreeMap::new() };
+    let mut m = Machine { arch, memory: opts.memory, tracks: Vec::new(), index: BTreeMap::new(), sustained };
+    for u in &arch.units {
+        m.track(&u.name, "unit");
+    }
+    let double = match opts.buffering {
+        Buffering::Double => true,
+        Buffering::Single => false,
+        Buffering::Auto => fits_twice(arch, mapping, &ev),
+    };
+    let mut g = Graph { tasks: Vec::new(), budget: opts.budget };
+    // The last task of the previous top-level node: nodes run one after another.
+    let mut fence: Option<usize> = None;
+    for node in &mapping.schedule {
+        let (members, steps): (Vec<usize>, u64) = match node {
+            Node::Einsum(e) => (vec![*e], 0),
+            Node::Group(gr) => (node.einsums(), gr.prefix.iter().map(|p| p.1).product::<u64>().max(1)),
+        };
+        let mut per_step: Vec<Vec<Option<usize>>> = Vec::new();
+        for &e in &members {
+            let nest = &mapping.nests[e];
+            let plan = plan(nest, &ev.einsums[e], steps);
+            per_step.push(lower(&mut g, &mut m, arch, c, nest, &plan, double, fence)?);
+        }
+        // Within a group step, a member waits for the previous member when it shares its unit or
+        // reads its output.
+        for (k, &e) in members.iter().enumerate().skip(1) {
+            let prev = members[k - 1];
+            let reads =
+                mapping.nests[e].operands.iter().skip(1).any(|o| o.tensor == mapping.nests[prev].operands[0].tensor);
+            if reads || mapping.nests[e].unit == mapping.nests[prev].unit {
+                for (a, b) in per_step[k - 1].clone().into_iter().zip(per_step[k].clone()) {
+                    if let Some(b) = b {
+                        g.dep(a, b);
+                    }
+                }
+            }
+        }
+        // A join task marks the node's end: every task of the node without a successor.
+        let first = fence.map_or(0, |f| f + 1);
+        let join = g.add(Kind::Work, Vec::new(), Time(0), 0, String::new())?;
+        for t in first..join {
+            if g.tasks[t].succ.is_empty() {
+                g.dep(Some(t), join);
+            }
+        }
+        fence = Some(join);
+    }
+    simulate(g, m, arch, ev, double, opts.budget)
+}
+
+/// Whether two of every Einsum's on-chip tile sets fit their levels (double buffering possible).
+fn fits_twice(arch: &Arch, mapping: &CascadeMapping, ev: &Evaluation) -> bool {
+    mapping.nests.iter().zip(&ev.einsums).all(|(nest, e)| {
+        (1..nest.path.len()).all(|l| {
+            let need: u64 = nest
+                .operands
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.keep[l])
+                .map(|(oi, o)| e.counts.tile[oi][l] * o.elem_bytes)
+                .sum();
+            arch.level(nest.path[l]).capacity.is_none_or(|cap| 2 * need <= cap.0)
+        })
+    })
+}
+
+/// One Einsum's steps: per step which operands load (and how many bytes) and whether the output
+/// drains after it; the work per step.
+struct Plan {
+    steps: u64,
+    /// (operand, outer level, inner level, bytes per load, loads at step i?).
+    loads: Vec<(usize, usize, usize, u64, Vec<bool>)>,
+    drain: Option<(usize, usize, u64, Vec<bool>)>,
+    /// Cycles of one step's work.
+    work: f64,
+}
+
+fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64) -> Plan {
+    let k = &e.counts;
+    let step_loops: Vec<usize> = if group_steps > 0 {
+        Vec::new()
+    } else {
+        (0..nest.loops.len()).filter(|&i| nest.loops[i].level == 0 && !nest.loops[i].is_spatial()).collect()
+    };
+    let steps =
+        if group_steps > 0 { group_steps } else { step_loops.iter().map(|&i| nest.loops[i].bound).product::<u64>() };
+    // The outermost step loop that advances at each step (0 for the first).
+    let mut advance = vec![0usize; steps as usize];
+    if !step_loops.is_empty() {
+        let bounds: Vec<u64> = step_loops.iter().map(|&i| nest.loops[i].bound).collect();
+        let mut idx = vec![0u64; bounds.len()];
+        for a in advance.iter_mut().skip(1) {
+            let mut j = bounds.len() - 1;
+            loop {
+                idx[j] += 1;
+                if idx[j] < bounds[j] {
+                    break;
+                }
+                idx[j] = 0;
+                j -= 1;
+            }
+            *a = j;
+        }
+    }
+    // Does operand o's tile change when step loop j (position in step_loops) advances?
+    let changes = |o: usize, j: usize| {
+        let inner = step_loops
+            .iter()
+            .rposition(|&i| nest.operands[o].ranks.contains(&nest.loops[i].rank))
+            .map_or(-1i64, |p| p as i64);
+        group_steps > 0 || (j as i64) <= inner
+    };
+    let pattern = |o: usize| -> Vec<bool> { (0..steps as usize).map(|i| i == 0 || changes(o, advance[i])).collect() };
+    let mut loads = Vec::new();
+    let mut drain = None;
+    for (oi, o) in nest.operands.iter().enumerate() {
+        let home = o.home();
+        if home != 0 {
+            continue;
+        }
+        let Some(inner) = first_kept_below(nest, oi, home) else { continue };
+        if o.is_output {
+            // A tile drains after the last step before its change.
+            let p = pattern(oi);
+            let after: Vec<bool> = (0..steps as usize).map(|i| i + 1 == steps as usize || p[i + 1]).collect();
+            let n = after.iter().filter(|&&x| x).count() as u64;
+            let bytes = k.access[oi][inner].reads * o.elem_bytes;
+            if bytes > 0 {
+                drain = Some((home, inner, bytes.div_ceil(n.max(1)), after));
+            }
+        } else {
+            let p = pattern(oi);
+            let n = p.iter().filter(|&&x| x).count() as u64;
+            let bytes = k.access[oi][inner].fills * o.elem_bytes;
+            if bytes > 0 {
+                loads.push((oi, home, inner, bytes.div_ceil(n.max(1)), p));
+            }
+        }
+    }
+    let inner_levels = e.level_cycles.iter().skip(1).map(|x| x.1).fold(0.0, f64::max);
+    Plan { steps, loads, drain, work: e.compute_cycles.max(inner_levels) / steps.max(1) as f64 }
+}
+
+/// Adds one Einsum's tasks; returns its work task per step (its drains end the node through
+/// the join).
+#[allow(clippy::too_many_arguments)]
+fn lower(
+    g: &mut Graph,
+    m: &mut Machine<'_>,
+    arch: &Arch,
+    c: &Cascade,
+    nest: &EinsumNest,
+    p: &Plan,
+    double: bool,
+    fence: Option<usize>,
+) -> Result<Vec<Option<usize>>, EngineError> {
+    let name = &c.einsums()[nest.einsum].name;
+    let unit = m.track(&arch.unit(nest.unit).name, "unit");
+    // A unit is a pipeline: its throughput is the step's work; with real timing each step also
+    // pays its fill and drain latency (the tile's first result leaves `pipeline_latency` cycles in).
+    let fill = if m.memory == Memory::Real { arch.unit(nest.unit).pipeline_latency as f64 } else { 0.0 };
+    let work_time = Time::from_seconds((p.work + fill) / arch.clock.0);
+    let mut works: Vec<Option<usize>> = Vec::new();
+    let mut drains: Vec<Option<usize>> = Vec::new();
+    for i in 0..p.steps as usize {
+        let w = g.add(Kind::Work, vec![unit], work_time, 0, format!("{name} step {i}"))?;
+        g.dep(fence, w);
+        // The unit works through its steps in order.
+        g.dep(works.last().copied().flatten(), w);
+        // Buffers: a load for step i overwrites the tile of step i−2 (double) or i−1 (single).
+        let freed = if double { i.checked_sub(2) } else { i.checked_sub(1) }.and_then(|j| works[j]);
+        for (oi, outer, inner, bytes, at) in &p.loads {
+            if !at[i] {
+                continue;
+            }
+            let t = c.tensor(nest.operands[*oi].tensor).name.clone();
+            let (tracks, d) = m.transfer(nest, *outer, *inner, *bytes);
+            let l = g.add(Kind::Load, tracks, d, *bytes, format!("load {t} ({name} step {i})"))?;
+            g.dep(fence, l);
+            g.dep(freed, l);
+            g.dep(Some(l), w);
+        }
+        // The output buffer of step i is the one drained two (double) or one (single) drains ago.
+        let back = if double { 2 } else { 1 };
+        let waits: Vec<usize> = drains.iter().rev().flatten().copied().nth(back - 1).into_iter().collect();
+        for d in waits {
+            g.dep(Some(d), w);
+        }
+        let mut dr = None;
+        if let Some((outer, inner, bytes, after)) = &p.drain
+            && after[i]
+        {
+            let t = c.tensor(nest.operands[0].tensor).name.clone();
+            let (tracks, d) = m.transfer(nest, *outer, *inner, *bytes);
+            let x = g.add(Kind::Drain, tracks, d, *bytes, format!("drain {t} ({name} step {i})"))?;
+            g.dep(Some(w), x);
+            dr = Some(x);
+        }
+        drains.push(dr);
+        works.push(Some(w));
+    }
+    Ok(works)
+}
+
+enum Event {
+    Ready(usize),
+    Done(usize),
+}
+
+fn simulate(
+    mut g: Graph,
+    m: Machine<'_>,
+    arch: &Arch,
+    mut ev: Evaluation,
+    double: bool,
+    budget: u64,
+) -> Result<Run, EngineError> {
+    let n_tracks = m.tracks.len();
+    let mut free = vec![Time(0); n_tracks];
+    let mut q: Queue<Event> = Queue::new(budget);
+    for (i, t) in g.tasks.iter().enumerate() {
+        if t.deps == 0 {
+            q.push(Time(0), Event::Ready(i));
+        }
+    }
+    let mut slices = Vec::new();
+    let mut units: Vec<UnitStalls> = vec![UnitStalls::default(); n_tracks];
+    let mut ports: Vec<PortStalls> = vec![PortStalls::default(); n_tracks];
+    let mut last_end = vec![Time(0); n_tracks];
+    let mut started = vec![false; n_tracks];
+    let mut end = Time(0);
+    while let Some((now, e)) = q.pop()? {
+        match e {
+            Event::Ready(i) => {
+                let t = &mut g.tasks[i];
+                t.ready = now;
+                let start = t.tracks.iter().map(|&k| free[k]).fold(now, Time::max);
+                let done = start + t.duration;
+                for &k in &t.tracks {
+                    free[k] = done;
+                    let what = m.tracks[k].1;
+                    if what == "unit" {
+                        // The gap before this task goes to whatever it waited for last.
+                        let gap = (start - last_end[k]).seconds();
+                        let u = &mut units[k];
+                        match t.last_dep {
+                            Some(Kind::Load) => u.waiting_for_loads += gap,
+                            Some(Kind::Drain | Kind::Work) if started[k] => u.waiting_for_buffers += gap,
+                            _ => u.idle += gap,
+                        }
+                        u.busy += t.duration.seconds();
+                    } else {
+                        let p = &mut ports[k];
+                        p.busy += t.duration.seconds();
+                        p.queued += (start - now).seconds();
+                        p.bytes += t.bytes;
+                    }
+                    started[k] = true;
+                    last_end[k] = done;
+                    if !t.name.is_empty() {
+                        slices.push(Slice { track: k, name: t.name.clone(), start, end: done });
+                    }
+                }
+                q.push(done, Event::Done(i));
+            }
+            Event::Done(i) => {
+                end = end.max(now);
+                let kind = g.tasks[i].kind;
+                let succ = std::mem::take(&mut g.tasks[i].succ);
+                for s in succ {
+                    let t = &mut g.tasks[s];
+                    t.deps -= 1;
+                    t.last_dep = Some(kind);
+                    if t.deps == 0 {
+                        q.push(now, Event::Ready(s));
+                    }
+                }
+            }
+        }
+    }
+    let analytical_cycles = ev.cycles;
+    let seconds = end.seconds();
+    ev.cycles = seconds * arch.clock.0;
+    ev.seconds = seconds;
+    for (_, util) in ev.utilization.iter_mut() {
+        if analytical_cycles > 0.0 && ev.cycles > 0.0 {
+            *util *= analytical_cycles / ev.cycles;
+        }
+    }
+    for (k, u) in units.iter_mut().enumerate() {
+        if m.tracks[k].1 == "unit" {
+            u.idle += (end - last_end[k]).seconds();
+            if !started[k] {
+                u.idle = seconds;
+            }
+        }
+    }
+    slices.sort_by_key(|s| (s.track, s.start));
+    Ok(Run {
+        evaluation: ev,
+        analytical_cycles,
+        units: m.tracks.iter().zip(units).filter(|(t, _)| t.1 == "unit").map(|(t, u)| (t.0.clone(), u)).collect(),
+        ports: m.tracks.iter().zip(ports).filter(|(t, _)| t.1 != "unit").map(|(t, p)| (t.0.clone(), p)).collect(),
+        tracks: m.tracks,
+        slices,
+        events: q.events(),
+        double_buffered: double,
+    })
+}
