@@ -31,15 +31,15 @@ fn os_mapping(c: &Cascade, arch: &Arch, mt: u64, nt: u64, order_mn: bool) -> Cas
 
 const IDEAL: Options = Options { memory: Memory::Ideal, buffering: Buffering::Double, budget: 1 << 24 };
 
-/// FuseMax with real HBM2 timing on its DRAM level: 200 ns per transfer and the bandwidth the
-/// channel model sustains on a stream.
+/// FuseMax with real HBM2 timing on its DRAM level, as four channels: 200 ns per transfer and the
+/// bandwidth the channel model sustains on a stream.
 fn fusemax_real() -> Arch {
     let text = strata_arch::presets::text("fusemax").unwrap().replace(
         "read_energy = \"62.4 pJ\"        # 249.6 pJ",
         "latency = \"200 ns\"\nread_energy = \"62.4 pJ\"        # 249.6 pJ",
     );
     let hbm2 = strata_arch::arch::DRAM_PRESETS.iter().find(|p| p.0 == "hbm2").unwrap().1;
-    let org = hbm2.split("[dram]").nth(1).unwrap();
+    let org = hbm2.split("[dram]").nth(1).unwrap().replace("channels = 1", "channels = 4");
     let text = text.replacen(
         "\n[[arch.levels]]\nname = \"GlobalBuffer\"",
         &format!("[arch.levels.dram]{org}\n[[arch.levels]]\nname = \"GlobalBuffer\""),
@@ -75,6 +75,11 @@ proptest! {
         let m = os_mapping(&c, &real_arch, mt, nt, true);
         let real = tiles::run(&real_arch, &c, &m, Options { memory: Memory::Real, ..IDEAL }).unwrap();
         prop_assert!(real.evaluation.cycles >= real.analytical_cycles * (1.0 - 1e-6));
+        // One track per memory channel; together they move every off-chip byte.
+        let channels: Vec<_> = real.ports.iter().filter(|p| p.0.starts_with("DRAM ch")).collect();
+        prop_assert_eq!(channels.len(), 4);
+        let bytes: u64 = channels.iter().map(|p| p.1.bytes).sum();
+        prop_assert!((bytes as f64 / real.evaluation.offchip_bytes as f64 - 1.0).abs() < 1e-3);
         let ideal = tiles::run(&ideal_arch, &c, &os_mapping(&c, &ideal_arch, mt, nt, true), IDEAL).unwrap();
         prop_assert!(real.evaluation.cycles >= ideal.evaluation.cycles);
         let single = tiles::run(&ideal_arch, &c, &os_mapping(&c, &ideal_arch, mt, nt, true), Options { buffering: Buffering::Single, ..IDEAL }).unwrap();

@@ -185,33 +185,47 @@ impl Machine<'_> {
         self.tracks.len() - 1
     }
 
-    /// The tracks a transfer between `outer` and `inner` (path indices of `nest`) occupies, and
-    /// its duration for `bytes`.
-    fn transfer(&mut self, nest: &EinsumNest, outer: usize, inner: usize, bytes: u64) -> (Vec<usize>, Time) {
+    /// The parts of a transfer of `bytes` between `outer` and `inner` (path indices of `nest`):
+    /// one per channel of a level with a `[dram]` organisation, else one; each with the tracks it
+    /// occupies (its memory channel and every link crossed), its duration and its bytes.
+    fn transfer(&mut self, nest: &EinsumNest, outer: usize, inner: usize, bytes: u64) -> Vec<(Vec<usize>, Time, u64)> {
         let arch = self.arch;
         let level = arch.level(nest.path[outer]);
-        let clock = arch.clock.0;
-        let port_bw = level.read_bandwidth.map(|b| b * clock * level.instances() as f64);
-        let mut tracks = vec![self.track(&level.name, "memory")];
-        let mut seconds = port_bw.map_or(0.0, |bw| bytes as f64 / bw);
-        let mut latency = 0.0;
-        if self.memory == Memory::Real {
-            if let Some(&bw) = self.sustained.get(&nest.path[outer]) {
-                seconds = seconds.max(bytes as f64 / bw);
-            }
-            latency += level.latency.map_or(0.0, |l| l.0);
-        }
+        let channels = level.dram.as_ref().map_or(1, |d| d.channels);
+        let port_bw = level.read_bandwidth.map(|b| b * arch.clock.0 * level.instances() as f64 / channels as f64);
+        let sustained = self.sustained.get(&nest.path[outer]).map(|bw| bw / channels as f64);
+        let mut links = Vec::new();
+        let mut latency = if self.memory == Memory::Real { level.latency.map_or(0.0, |l| l.0) } else { 0.0 };
         for j in outer + 1..=inner {
             if let Some(k) = arch.level(nest.path[j]).link {
                 let l = &arch.links[k];
-                tracks.push(self.track(&l.name, "link"));
-                seconds = seconds.max(bytes as f64 / (l.bandwidth.0 * l.count as f64));
+                links.push((self.track(&l.name, "link"), l.bandwidth.0 * l.count as f64));
                 if self.memory == Memory::Real {
                     latency += l.latency.map_or(0.0, |x| x.0);
                 }
             }
         }
-        (tracks, Time::from_seconds(seconds + latency))
+        (0..channels)
+            .map(|ch| {
+                // Bytes interleave over the channels; the first ones take the remainder.
+                let part = bytes / channels + u64::from(ch < bytes % channels);
+                let name = if channels > 1 { format!("{} ch{ch}", level.name) } else { level.name.clone() };
+                let mut tracks = vec![self.track(&name, "memory")];
+                let mut seconds = port_bw.map_or(0.0, |bw| part as f64 / bw);
+                if self.memory == Memory::Real
+                    && let Some(bw) = sustained
+                {
+                    seconds = seconds.max(part as f64 / bw);
+                }
+                for &(t, bw) in &links {
+                    tracks.push(t);
+                    // The channels share the link.
+                    seconds = seconds.max(bytes as f64 / bw / channels as f64);
+                }
+                (tracks, Time::from_seconds(seconds + latency), part)
+            })
+            .filter(|p| p.2 > 0)
+            .collect()
     }
 }
 
@@ -402,7 +416,7 @@ fn lower(
     let fill = if m.memory == Memory::Real { arch.unit(nest.unit).pipeline_latency as f64 } else { 0.0 };
     let work_time = Time::from_seconds((p.work + fill) / arch.clock.0);
     let mut works: Vec<Option<usize>> = Vec::new();
-    let mut drains: Vec<Option<usize>> = Vec::new();
+    let mut drains: Vec<Vec<usize>> = Vec::new();
     for i in 0..p.steps as usize {
         let w = g.add(Kind::Work, vec![unit], work_time, 0, format!("{name} step {i}"))?;
         g.dep(fence, w);
@@ -415,27 +429,30 @@ fn lower(
                 continue;
             }
             let t = c.tensor(nest.operands[*oi].tensor).name.clone();
-            let (tracks, d) = m.transfer(nest, *outer, *inner, *bytes);
-            let l = g.add(Kind::Load, tracks, d, *bytes, format!("load {t} ({name} step {i})"))?;
-            g.dep(fence, l);
-            g.dep(freed, l);
-            g.dep(Some(l), w);
+            for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
+                let l = g.add(Kind::Load, tracks, d, part, format!("load {t} ({name} step {i})"))?;
+                g.dep(fence, l);
+                g.dep(freed, l);
+                g.dep(Some(l), w);
+            }
         }
         // The output buffer of step i is the one drained two (double) or one (single) drains ago.
         let back = if double { 2 } else { 1 };
-        let waits: Vec<usize> = drains.iter().rev().flatten().copied().nth(back - 1).into_iter().collect();
+        let waits: Vec<usize> =
+            drains.iter().rev().filter(|d| !d.is_empty()).nth(back - 1).cloned().unwrap_or_default();
         for d in waits {
             g.dep(Some(d), w);
         }
-        let mut dr = None;
+        let mut dr = Vec::new();
         if let Some((outer, inner, bytes, after)) = &p.drain
             && after[i]
         {
             let t = c.tensor(nest.operands[0].tensor).name.clone();
-            let (tracks, d) = m.transfer(nest, *outer, *inner, *bytes);
-            let x = g.add(Kind::Drain, tracks, d, *bytes, format!("drain {t} ({name} step {i})"))?;
-            g.dep(Some(w), x);
-            dr = Some(x);
+            for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
+                let x = g.add(Kind::Drain, tracks, d, part, format!("drain {t} ({name} step {i})"))?;
+                g.dep(Some(w), x);
+                dr.push(x);
+            }
         }
         drains.push(dr);
         works.push(Some(w));
