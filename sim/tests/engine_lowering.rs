@@ -2,6 +2,8 @@
 //! enough evenly loaded steps it agrees within 2%; with real memory timing, single buffering or
 //! bursty loads it is never faster.
 
+mod common;
+
 use proptest::prelude::*;
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
@@ -50,6 +52,28 @@ fn fusemax_real() -> Arch {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random GEMM mappings on a 4-level machine (every kind of fan-out, keep and bypass): the
+    /// engine moves exactly the counted off-chip bytes and, one Einsum at a time, never beats the
+    /// analytical model's bound.
+    #[test]
+    fn random_mappings_move_the_counted_bytes(m in 1u64..40, n in 1u64..40, k in 1u64..40, seed in any::<u64>()) {
+        let arch = common::arch();
+        let c = gemm(m, n, k);
+        let spec = common::random_mapping(&c, seed);
+        let Ok(mapping) = CascadeMapping::resolve(&spec, &c, &arch) else { return Ok(()) };
+        for buffering in [Buffering::Double, Buffering::Single] {
+            let r = tiles::run(&arch, &c, &mapping, Options { buffering, ..IDEAL }).unwrap();
+            let dram = r.ports.iter().find(|p| p.0 == "DRAM").map_or(0, |p| p.1.bytes);
+            let want = r.evaluation.offchip_bytes;
+            // Bytes per load are rounded up to whole bytes: at most one byte per transfer more.
+            let transfers = r.slices.iter().filter(|s| r.tracks[s.track].0 == "DRAM").count() as u64;
+            prop_assert!(dram >= want && dram <= want + transfers, "{dram} vs {want}");
+            // Task durations are whole picoseconds: each may round half a picosecond down.
+            let slack = r.slices.len() as f64 * 0.5e-12 * arch.clock.0;
+            prop_assert!(r.evaluation.cycles >= r.analytical_cycles - slack, "{} < {}", r.evaluation.cycles, r.analytical_cycles);
+        }
+    }
 
     /// Ideal memories, double buffering, at least 64 evenly loaded steps: the engine's cycles are
     /// within 2% of the analytical model's, and never fewer.
@@ -125,6 +149,9 @@ fn fused_attention_lowers_and_runs() {
     assert!(r.evaluation.cycles > 0.0 && r.events > 0);
     let busiest = r.ports.iter().map(|p| p.1.busy).chain(r.units.iter().map(|u| u.1.busy)).fold(0.0, f64::max);
     assert!(r.evaluation.seconds >= busiest * (1.0 - 1e-9));
+    // Every off-chip byte the counts move crosses the DRAM port (per-step rounding aside).
+    let dram = r.ports.iter().find(|p| p.0 == "DRAM").unwrap().1.bytes as f64;
+    assert!((dram / r.evaluation.offchip_bytes as f64 - 1.0).abs() < 1e-3, "{dram} vs {}", r.evaluation.offchip_bytes);
     let e = tiles::run(&arch, &c, &m, Options { budget: 10, ..IDEAL }).unwrap_err();
     assert!(e.to_string().contains("budget"), "{e}");
 }

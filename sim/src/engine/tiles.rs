@@ -7,8 +7,9 @@
 //! (the inner levels serve the PEs in its background, so a step lasts the larger of its compute
 //! and its inner levels' share), and the output tile drains back when it changes. Which operand
 //! reloads at which step follows the counts' rule (a tile reloads when a loop above it, down to
-//! the innermost one it depends on, advances); the bytes per load are the counted fills over
-//! the reloads, so the totals equal the analytical counts exactly. Fused groups step through
+//! the innermost one it depends on, advances); the bytes per load are the off-chip level's
+//! counted reads (one per multicast) over the reloads, and a drain's its counted updates, so the
+//! totals equal the analytical counts. Fused groups step through
 //! their shared loops: each member's traffic and work are split evenly over the group's steps,
 //! and a member waits for the previous one in the same step when it shares its unit or reads
 //! its output.
@@ -373,20 +374,36 @@ fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64) ->
         if home != 0 {
             continue;
         }
-        let Some(inner) = first_kept_below(nest, oi, home) else { continue };
+        let Some(inner) = first_kept_below(nest, oi, home) else {
+            // The PEs read (or update) the operand in off-chip memory directly: its traffic
+            // streams evenly through every step.
+            let total = if o.is_output { k.access[oi][0].updates } else { k.access[oi][0].reads } * o.elem_bytes;
+            if total > 0 {
+                let every = vec![true; steps as usize];
+                let inner = nest.path.len() - 1;
+                if o.is_output {
+                    drain = Some((home, inner, total.div_ceil(steps.max(1)), every));
+                } else {
+                    loads.push((oi, home, inner, total.div_ceil(steps.max(1)), every));
+                }
+            }
+            continue;
+        };
         if o.is_output {
             // A tile drains after the last step before its change.
             let p = pattern(oi);
             let after: Vec<bool> = (0..steps as usize).map(|i| i + 1 == steps as usize || p[i + 1]).collect();
             let n = after.iter().filter(|&&x| x).count() as u64;
-            let bytes = k.access[oi][inner].reads * o.elem_bytes;
+            // What the off-chip level takes: partial tiles reduced in the network on the way.
+            let bytes = k.access[oi][0].updates * o.elem_bytes;
             if bytes > 0 {
                 drain = Some((home, inner, bytes.div_ceil(n.max(1)), after));
             }
         } else {
             let p = pattern(oi);
             let n = p.iter().filter(|&&x| x).count() as u64;
-            let bytes = k.access[oi][inner].fills * o.elem_bytes;
+            // What the off-chip level serves: one read per multicast, however many instances it fills.
+            let bytes = k.access[oi][0].reads * o.elem_bytes;
             if bytes > 0 {
                 loads.push((oi, home, inner, bytes.div_ceil(n.max(1)), p));
             }
