@@ -88,7 +88,7 @@ pub fn run(seconds: f64) -> CliResult<String> {
     let gemm_full = rate(&mappings, budget, |m| {
         black_box(evaluate(&arch, &gemm, black_box(m)));
     });
-    let attention = crate::eval::cascade("attention-1pass", &crate::eval::EvalArgs::defaults())?;
+    let attention = crate::eval::cascade("attention-1pass", &crate::eval::EvalArgs::default())?;
     let preset = strata_mappings::presets::find("fusemax-1pass").expect("preset");
     let fm = CascadeMapping::from_toml(preset.text, &attention, &arch).map_err(|e| CliError::spec("preset", &e))?;
     let fusemax = rate(std::slice::from_ref(&fm), budget, |m| {

@@ -13,19 +13,21 @@ use crate::error::{CliError, CliResult};
 use crate::load::{self, Shape};
 use crate::table::{Table, binary, si};
 
+/// What the mapping commands (`eval`, `trace`) evaluate: a mapping and the architecture and
+/// workload it maps, which default to the ones a mapping preset names.
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct EvalArgs {
+    /// Architecture preset or file (defaults to the one a mapping preset names).
+    #[arg(long)]
     pub arch: Option<String>,
+    /// Workload preset or file (defaults to the one a mapping preset names).
+    #[arg(long)]
     pub workload: Option<String>,
+    /// Mapping preset or file.
+    #[arg(long)]
     pub mapping: String,
+    #[command(flatten)]
     pub shape: Shape,
-    pub json: bool,
-}
-
-impl EvalArgs {
-    /// No overrides: the workload as its preset or file says.
-    pub fn defaults() -> Self {
-        EvalArgs { arch: None, workload: None, mapping: String::new(), shape: Shape::default(), json: false }
-    }
 }
 
 /// The TOML text of an architecture preset or file, and where it came from.
@@ -87,10 +89,10 @@ pub fn load_all(a: &EvalArgs) -> CliResult<(Arch, Cascade, CascadeMapping)> {
     Ok((arch, c, mapping))
 }
 
-pub fn run(a: &EvalArgs) -> CliResult<String> {
+pub fn run(a: &EvalArgs, json: bool) -> CliResult<String> {
     let (arch, c, mapping) = load_all(a)?;
     let ev = evaluate(&arch, &c, &mapping);
-    Ok(if a.json { to_json(&arch, &c, &mapping, &ev) } else { render(&arch, &c, &mapping, &ev) })
+    Ok(if json { to_json(&arch, &c, &mapping, &ev) } else { render(&arch, &c, &mapping, &ev) })
 }
 
 fn seconds(s: f64) -> String {

@@ -343,6 +343,19 @@ pub struct Point {
     pub values: BTreeMap<String, toml::Value>,
 }
 
+/// A numeric axis of a point: `default` when the sweep does not have it; values must be finite
+/// and non-negative, or positive when `positive`.
+pub fn number(values: &BTreeMap<String, toml::Value>, axis: &str, default: f64, positive: bool) -> CliResult<f64> {
+    let Some(x) = values.get(axis) else { return Ok(default) };
+    x.as_float()
+        .or_else(|| x.as_integer().map(|i| i as f64))
+        .filter(|f| f.is_finite() && (*f > 0.0 || (!positive && *f == 0.0)))
+        .ok_or_else(|| {
+            let what = if positive { "a positive" } else { "a non-negative" };
+            CliError::input(format!("experiment.sweep.{axis}: {x} is not {what} number"))
+        })
+}
+
 /// The cartesian product of the sweep axes (in key order), with `systems` as an extra axis.
 pub fn points(spec: &ExperimentSpec) -> Vec<Point> {
     let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();

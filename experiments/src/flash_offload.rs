@@ -21,14 +21,7 @@ const BUDGET: u64 = 1 << 28;
 type Values = BTreeMap<String, toml::Value>;
 
 fn float(v: &Values, axis: &str, default: f64) -> CliResult<f64> {
-    match v.get(axis) {
-        None => Ok(default),
-        Some(x) => x
-            .as_float()
-            .or_else(|| x.as_integer().map(|i| i as f64))
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .ok_or_else(|| CliError::input(format!("experiment.sweep.{axis}: {x} is not a non-negative number"))),
-    }
+    crate::experiment::number(v, axis, default, false)
 }
 
 fn bytes(v: &Values, axis: &str, default: u64) -> CliResult<u64> {

@@ -18,14 +18,7 @@ const BUDGET: u64 = 1 << 26;
 type Values = BTreeMap<String, toml::Value>;
 
 fn num(v: &Values, axis: &str, default: f64) -> CliResult<f64> {
-    match v.get(axis) {
-        None => Ok(default),
-        Some(x) => x
-            .as_float()
-            .or_else(|| x.as_integer().map(|i| i as f64))
-            .filter(|f| f.is_finite() && *f > 0.0)
-            .ok_or_else(|| CliError::input(format!("experiment.sweep.{axis}: {x} is not a positive number"))),
-    }
+    crate::experiment::number(v, axis, default, true)
 }
 
 fn level<'a>(a: &'a Arch, name: &str) -> CliResult<&'a strata_arch::arch::Level> {

@@ -57,34 +57,16 @@ enum Command {
     },
     /// Evaluate a mapping of a workload on an architecture with the analytical model.
     Eval {
-        /// Architecture preset or file (defaults to the one a mapping preset names).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Workload preset or file (defaults to the one a mapping preset names).
-        #[arg(long)]
-        workload: Option<String>,
-        /// Mapping preset or file.
-        #[arg(long)]
-        mapping: String,
         #[command(flatten)]
-        shape: load::Shape,
+        target: eval::EvalArgs,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
     /// Run a mapping on the cycle-approximate engine as a tile task graph; write a Chrome trace.
     Trace {
-        /// Architecture preset or file (defaults to the one a mapping preset names).
-        #[arg(long)]
-        arch: Option<String>,
-        /// Workload preset or file (defaults to the one a mapping preset names).
-        #[arg(long)]
-        workload: Option<String>,
-        /// Mapping preset or file.
-        #[arg(long)]
-        mapping: String,
         #[command(flatten)]
-        shape: load::Shape,
+        target: eval::EvalArgs,
         /// Trace event JSON to write (Perfetto, chrome://tracing).
         #[arg(long, default_value = "trace.json")]
         out: std::path::PathBuf,
@@ -265,17 +247,9 @@ fn run(cli: Cli) -> CliResult<String> {
             }
         }
         Command::Bench { seconds } => bench::run(seconds),
-        Command::Eval { arch, workload, mapping, shape, json } => {
-            eval::run(&eval::EvalArgs { arch, workload, mapping, shape, json })
-        }
-        Command::Trace { arch, workload, mapping, shape, out, memory, buffering, max_events } => {
-            trace::run(&trace::Args {
-                eval: eval::EvalArgs { arch, workload, mapping, shape, json: false },
-                out,
-                memory,
-                buffering,
-                max_events,
-            })
+        Command::Eval { target, json } => eval::run(&target, json),
+        Command::Trace { target, out, memory, buffering, max_events } => {
+            trace::run(&trace::Args { eval: target, out, memory, buffering, max_events })
         }
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })

@@ -47,6 +47,14 @@ pipeline_latency = 8
 ops = { mac = { energy = "1 pJ" }, add = { energy = "0.5 pJ" }, max = { energy = "0.1 pJ" }, exp = { cycles = 4, energy = "4 pJ" }, div = { energy = "3 pJ" } }
 "#;
 
+/// The plain GEMM `Z[m,n] = A[k,m] · B[k,n]` at the given sizes.
+pub fn gemm(m: u64, n: u64, k: u64) -> Cascade {
+    let text = format!(
+        "[cascade]\nname = \"gemm\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
+    );
+    strata_workloads::CascadeSpec::from_toml(&text).unwrap().build().unwrap()
+}
+
 pub fn arch() -> Arch {
     Arch::from_toml(ARCH).unwrap()
 }

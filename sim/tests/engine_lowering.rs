@@ -8,14 +8,7 @@ use proptest::prelude::*;
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
 use strata_sim::engine::tiles::{self, Buffering, Memory, Options};
-use strata_workloads::{Cascade, CascadeSpec};
-
-fn gemm(m: u64, n: u64, k: u64) -> Cascade {
-    let text = format!(
-        "[cascade]\nname = \"gemm\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
-    );
-    CascadeSpec::from_toml(&text).unwrap().build().unwrap()
-}
+use strata_workloads::Cascade;
 
 fn fusemax() -> Arch {
     strata_arch::presets::load("fusemax").unwrap().unwrap()
@@ -59,7 +52,7 @@ proptest! {
     #[test]
     fn random_mappings_move_the_counted_bytes(m in 1u64..40, n in 1u64..40, k in 1u64..40, seed in any::<u64>()) {
         let arch = common::arch();
-        let c = gemm(m, n, k);
+        let c = common::gemm(m, n, k);
         let spec = common::random_mapping(&c, seed);
         let Ok(mapping) = CascadeMapping::resolve(&spec, &c, &arch) else { return Ok(()) };
         for buffering in [Buffering::Double, Buffering::Single] {
@@ -80,7 +73,7 @@ proptest! {
     #[test]
     fn ideal_engine_matches_the_analytical_model(mt in 8u64..=24, nt in 8u64..=24, k in prop::sample::select(vec![64u64, 256, 1024, 4096]), mn in any::<bool>()) {
         let arch = fusemax();
-        let c = gemm(256 * mt, 256 * nt, k);
+        let c = common::gemm(256 * mt, 256 * nt, k);
         let m = os_mapping(&c, &arch, mt, nt, mn);
         let r = tiles::run(&arch, &c, &m, IDEAL).unwrap();
         let ratio = r.evaluation.cycles / r.analytical_cycles;
@@ -95,7 +88,7 @@ proptest! {
     #[test]
     fn the_engine_is_never_faster_than_the_bound(mt in 1u64..=12, nt in 1u64..=12, k in prop::sample::select(vec![64u64, 512, 2048])) {
         let (ideal_arch, real_arch) = (fusemax(), fusemax_real());
-        let c = gemm(256 * mt, 256 * nt, k);
+        let c = common::gemm(256 * mt, 256 * nt, k);
         let m = os_mapping(&c, &real_arch, mt, nt, true);
         let real = tiles::run(&real_arch, &c, &m, Options { memory: Memory::Real, ..IDEAL }).unwrap();
         prop_assert!(real.evaluation.cycles >= real.analytical_cycles * (1.0 - 1e-6));
@@ -116,7 +109,7 @@ proptest! {
 #[test]
 fn one_step_serialises_load_compute_and_drain() {
     let arch = fusemax();
-    let c = gemm(256, 256, 1024);
+    let c = common::gemm(256, 256, 1024);
     let m = os_mapping(&c, &arch, 1, 1, true);
     let r = tiles::run(&arch, &c, &m, IDEAL).unwrap();
     let ev = &r.evaluation.einsums[0];

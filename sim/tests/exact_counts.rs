@@ -10,7 +10,7 @@ use strata_sim::count;
 use strata_sim::executor::execute;
 use strata_workloads::attention::AttentionShape;
 use strata_workloads::interp::run;
-use strata_workloads::{Cascade, CascadeSpec, Phase};
+use strata_workloads::{Cascade, Phase};
 
 fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
     let arch = common::arch();
@@ -65,13 +65,6 @@ fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn gemm(m: u64, n: u64, k: u64) -> Cascade {
-    let text = format!(
-        "[cascade]\nname = \"gemm\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
-    );
-    CascadeSpec::from_toml(&text).unwrap().build().unwrap()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn attention(passes: u8, b: u64, h: u64, p: u64, m: u64, e: u64, f: u64, block: u64, causal: bool) -> Cascade {
     let shape = AttentionShape {
@@ -96,7 +89,7 @@ proptest! {
 
     #[test]
     fn gemm_counts_are_exact(m in 1u64..13, n in 1u64..13, k in 1u64..13, seed in any::<u64>()) {
-        let c = gemm(m, n, k);
+        let c = common::gemm(m, n, k);
         check(&c, seed)?;
         // The mapper's fast path agrees with the full report.
         let arch = common::arch();

@@ -1,18 +1,13 @@
 //! The mapper against brute force and against the hand-written preset.
 
+mod common;
+
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
 use strata_mappings::mapper::{Mapspace, Strategy, to_spec};
 use strata_mappings::spec::MappingSpec;
 use strata_sim::{evaluate, quick};
-use strata_workloads::{Cascade, CascadeSpec};
-
-fn gemm(m: u64, n: u64, k: u64) -> Cascade {
-    let text = format!(
-        "[cascade]\nname = \"gemm\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
-    );
-    CascadeSpec::from_toml(&text).unwrap().build().unwrap()
-}
+use strata_workloads::Cascade;
 
 fn fusemax() -> Arch {
     strata_arch::presets::load("fusemax").unwrap().unwrap()
@@ -28,7 +23,7 @@ fn latency(arch: &Arch, c: &Cascade) -> impl Fn(&strata_mappings::EinsumNest) ->
 #[test]
 fn found_mappings_round_trip_through_the_spec() {
     let arch = fusemax();
-    let c = gemm(512, 768, 1024);
+    let c = common::gemm(512, 768, 1024);
     let unit = arch.unit_id("pe2d").unwrap();
     let space = Mapspace::new(&c, 0, &arch, unit, false);
     let (nest, cost) = space.search(Strategy::Exhaustive, &latency(&arch, &c)).unwrap();
@@ -47,7 +42,7 @@ fn found_mappings_round_trip_through_the_spec() {
 #[test]
 fn heuristics_never_beat_exhaustive_and_exhaustive_beats_the_preset() {
     let arch = fusemax();
-    let c = gemm(1024, 1024, 1024);
+    let c = common::gemm(1024, 1024, 1024);
     let unit = arch.unit_id("pe2d").unwrap();
     let cost = latency(&arch, &c);
     let space = Mapspace::new(&c, 0, &arch, unit, false);
@@ -66,7 +61,7 @@ fn heuristics_never_beat_exhaustive_and_exhaustive_beats_the_preset() {
 #[test]
 fn exhaustive_search_is_deterministic_across_thread_counts() {
     let arch = fusemax();
-    let c = gemm(256, 3072, 768);
+    let c = common::gemm(256, 3072, 768);
     let unit = arch.unit_id("pe2d").unwrap();
     let run = |threads| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -88,7 +83,7 @@ fn exhaustive_search_is_deterministic_across_thread_counts() {
 fn milp_tile_search_finds_a_feasible_mapping_no_better_than_exhaustive() {
     let arch = fusemax();
     for (m, n, k) in [(1024, 1024, 1024), (4096, 768, 3072), (65536, 768, 768)] {
-        let c = gemm(m, n, k);
+        let c = common::gemm(m, n, k);
         let unit = arch.unit_id("pe2d").unwrap();
         let cost = latency(&arch, &c);
         let space = Mapspace::new(&c, 0, &arch, unit, true);
@@ -105,7 +100,7 @@ fn milp_tile_search_finds_a_feasible_mapping_no_better_than_exhaustive() {
 #[test]
 fn bypassing_mappings_round_trip_and_can_win() {
     let arch = fusemax();
-    let c = gemm(2048, 2048, 64);
+    let c = common::gemm(2048, 2048, 64);
     let unit = arch.unit_id("pe2d").unwrap();
     let space = Mapspace::new(&c, 0, &arch, unit, false);
     // The best mapping among those that bypass the global buffer for some tensor.
