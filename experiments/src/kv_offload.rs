@@ -87,7 +87,11 @@ fn system(name: &str, v: &Values) -> CliResult<System> {
         "flexgen" => System::FlexGen,
         "deepspeed" => System::HostOffload,
         "insta" => System::InstA,
-        "insta-sparf" => System::InstASparF { keep: num(v, "keep", 0.125)?, inflation: num(v, "inflation", 2.0)? },
+        "insta-sparf" => System::InstASparF {
+            keep: num(v, "keep", 0.125)?,
+            inflation: num(v, "inflation", 2.0)?,
+            channels_per_page: num(v, "channels_per_page", 4.0)? as u64,
+        },
         other => {
             return Err(CliError::input(format!(
                 "experiment.sweep.system: `{other}` is not one of {}",

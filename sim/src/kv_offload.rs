@@ -14,8 +14,9 @@
 //!   PCIe, the drive reads every KV page over its own channels (deep queue, whole pages) and its
 //!   attention engine computes; the GPU waits (layer i+1 needs layer i's output);
 //! - `InstASparF`: the same with SparF: a channel-indexed copy of K is read for the selected
-//!   channels and the token-indexed K and V for the selected tokens, each in 4 KiB groups; page
-//!   filtering reads `inflation` × the ideal share.
+//!   channels (a page holds `channels_per_page` channels and is read if any of them is
+//!   selected) and the token-indexed K and V for the selected tokens (page filtering reads
+//!   `inflation` × the ideal share), each page a scattered read.
 //!
 //! Storage reads run on the engine's NAND model (`engine::nand`), so the access pattern (read
 //! size, queue depth) sets the bandwidth, not a table. Prefill runs on the GPU; its KV cache is
@@ -32,7 +33,7 @@ pub enum System {
     HostOffload,
     FlexGen,
     InstA,
-    InstASparF { keep: f64, inflation: f64 },
+    InstASparF { keep: f64, inflation: f64, channels_per_page: u64 },
 }
 
 /// The machine: a GPU, its host, an SSD and `csds` computational drives.
@@ -139,19 +140,27 @@ pub fn simulate(mc: &Machine, m: &Model, sys: System, r: Run, budget: u64) -> Re
             let vectors = b * (4 * m.layers * m.d_model) as f64 * e / (n * mc.p2p);
             ("csd", bw, t + vectors, gemm(b), false, prompt_kv / (n * mc.p2p))
         }
-        System::InstASparF { keep, inflation } => {
-            if !(keep > 0.0 && keep <= 1.0) || inflation < 1.0 {
+        System::InstASparF { keep, inflation, channels_per_page } => {
+            let d = m.head_dim;
+            if !(keep > 0.0 && keep <= 1.0) || inflation < 1.0 || channels_per_page == 0 || channels_per_page > d {
                 return Err(err(
                     "sparf",
-                    format!("keep must be in (0, 1] and inflation ≥ 1 (got {keep}, {inflation})"),
+                    format!(
+                        "keep must be in (0, 1], inflation ≥ 1 and channels per page in 1..={d} (got {keep}, {inflation}, {channels_per_page})"
+                    ),
                 ));
             }
             let n = mc.csds as f64;
-            let bw = n * bandwidth(&mc.csd, 4 << 10, 256, true, budget)?;
-            let share = (keep * inflation).min(1.0);
-            // Channel-indexed K (half the cache) for the selected channels, then token-indexed K
-            // and V for the selected tokens.
-            let read = kv_step * (0.5 * share + share);
+            let page = mc.csd.page_bytes;
+            let bw = n * bandwidth(&mc.csd, page, 256, true, budget)?;
+            // Channel step: of a head's d channels, r = keep·d are selected; a page of c channels
+            // is read unless all c are unselected.
+            let r = (keep * d as f64).round() as u64;
+            let miss: f64 = (0..channels_per_page).map(|i| (d - r).saturating_sub(i) as f64 / (d - i) as f64).product();
+            let channel_share = 1.0 - miss;
+            let token_share = (keep * inflation).min(1.0);
+            // Channel-indexed K (half the cache), then token-indexed K and V.
+            let read = kv_step * (0.5 * channel_share + token_share);
             let t = (read / bw).max(keep * attn_macs / (n * mc.csd_macs_per_s));
             let vectors = b * (4 * m.layers * m.d_model) as f64 * e / (n * mc.p2p);
             // SparF stores K twice.
@@ -234,11 +243,11 @@ mod tests {
         let one = simulate(&machine(1), &m, System::InstA, RUN, 1 << 26).unwrap();
         let four = simulate(&machine(4), &m, System::InstA, RUN, 1 << 26).unwrap();
         assert!((four.step_kv_s / one.step_kv_s - 0.25).abs() < 0.01, "{one:?} {four:?}");
-        let sparf = System::InstASparF { keep: 0.125, inflation: 2.0 };
+        let sparf = System::InstASparF { keep: 0.125, inflation: 2.0, channels_per_page: 4 };
         let s = simulate(&machine(1), &m, sparf, RUN, 1 << 26).unwrap();
         assert!(s.step_s < one.step_s);
-        let dense = simulate(&machine(1), &m, System::InstASparF { keep: 1.0, inflation: 1.0 }, RUN, 1 << 26).unwrap();
-        assert!(dense.step_s > one.step_s, "4 KiB random reads of everything lose to whole pages");
+        let dense = simulate(&machine(1), &m, System::InstASparF { keep: 1.0, inflation: 1.0, channels_per_page: 4 }, RUN, 1 << 26).unwrap();
+        assert!(dense.step_s > one.step_s, "scattered reads of everything (and K twice) lose to a stream");
     }
 
     /// Host offload keeps the cache in DRAM while it fits and spills to the SSD beyond.
@@ -251,7 +260,8 @@ mod tests {
         assert!(big.tokens_per_s < small.tokens_per_s);
         let e = simulate(&machine(0), &m, System::InstA, RUN, 1 << 26).unwrap_err();
         assert_eq!(e.key, "csds");
-        let e = simulate(&mc, &m, System::InstASparF { keep: 0.0, inflation: 2.0 }, RUN, 1 << 26).unwrap_err();
+        let e = simulate(&mc, &m, System::InstASparF { keep: 0.0, inflation: 2.0, channels_per_page: 4 }, RUN, 1 << 26)
+            .unwrap_err();
         assert_eq!(e.key, "sparf");
     }
 }
