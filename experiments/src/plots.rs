@@ -171,7 +171,7 @@ where
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             }
-            legend(&mut c, 14)?;
+            legend(&mut c, 14, SeriesLabelPosition::UpperRight)?;
         }};
     }
     if log {
@@ -186,12 +186,16 @@ where
 }
 
 /// The legend every chart draws: upper right, on a translucent white box, in `font` points.
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(c: &mut ChartContext<'a, DB, CT>, font: u32) -> Res<()>
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    font: u32,
+    position: SeriesLabelPosition,
+) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
     c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", font))
@@ -218,6 +222,21 @@ where
     let (x0, x1) =
         (xs.iter().cloned().fold(f64::MAX, f64::min) / 1.3, xs.iter().cloned().fold(f64::MIN, f64::max) * 1.3);
     let (y0, y1) = (ys.iter().cloned().fold(f64::MAX, f64::min), ys.iter().cloned().fold(f64::MIN, f64::max));
+    // The legend goes to the upper corner whose third of the x range has the lower curves.
+    let third = |left: bool| {
+        let (lx0, lx1) = (x0.ln(), x1.ln());
+        series
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .filter(|p| {
+                let f = (p.0.ln() - lx0) / (lx1 - lx0);
+                if left { f < 1.0 / 3.0 } else { f > 2.0 / 3.0 }
+            })
+            .map(|p| p.1)
+            .fold(f64::MIN, f64::max)
+    };
+    let corner =
+        if third(true) < third(false) { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight };
     let mut chart = ChartBuilder::on(root);
     chart
         .caption(title, ("sans-serif", 22, FontStyle::Bold).into_font())
@@ -248,7 +267,7 @@ where
                     c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
                 }
             }
-            legend(&mut c, 13)?;
+            legend(&mut c, 13, corner)?;
         }};
     }
     if logy {

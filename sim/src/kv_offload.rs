@@ -246,7 +246,14 @@ mod tests {
         let sparf = System::InstASparF { keep: 0.125, inflation: 2.0, channels_per_page: 4 };
         let s = simulate(&machine(1), &m, sparf, RUN, 1 << 26).unwrap();
         assert!(s.step_s < one.step_s);
-        let dense = simulate(&machine(1), &m, System::InstASparF { keep: 1.0, inflation: 1.0, channels_per_page: 4 }, RUN, 1 << 26).unwrap();
+        let dense = simulate(
+            &machine(1),
+            &m,
+            System::InstASparF { keep: 1.0, inflation: 1.0, channels_per_page: 4 },
+            RUN,
+            1 << 26,
+        )
+        .unwrap();
         assert!(dense.step_s > one.step_s, "scattered reads of everything (and K twice) lose to a stream");
     }
 
