@@ -44,7 +44,7 @@ pub fn run(a: &Args) -> CliResult<String> {
     for s in &r.slices {
         events.push(json!({
             "ph": "X",
-            "name": s.name,
+            "name": s.label.name(&c),
             "pid": 1,
             "tid": s.track,
             "ts": s.start.seconds() * 1e6,

@@ -119,7 +119,7 @@ fn one_step_serialises_load_compute_and_drain() {
     let pe = &r.units.iter().find(|u| u.0 == "pe2d").unwrap().1;
     assert!(pe.waiting_for_loads > 0.0 && pe.busy > 0.0);
     // Slices: one per task, on the unit and the DRAM tracks, in time order.
-    let names: Vec<&str> = r.slices.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<String> = r.slices.iter().map(|s| s.label.name(&c)).collect();
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(r.slices.iter().all(|s| s.end >= s.start));
 }

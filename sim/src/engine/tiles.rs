@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use strata_arch::{Arch, LevelId};
 use strata_mappings::{CascadeMapping, EinsumNest, Node};
 use strata_workloads::Cascade;
+use strata_workloads::einsum::TensorId;
 
 use super::{EngineError, Queue, Time};
 use crate::evaluate::{Evaluation, evaluate};
@@ -58,11 +59,33 @@ pub struct Options {
     pub budget: u64,
 }
 
+/// What a task is, compactly: its kind, Einsum, tensor (loads and drains) and step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    pub kind: Kind,
+    pub einsum: usize,
+    pub tensor: Option<TensorId>,
+    pub step: u32,
+}
+
+impl Label {
+    /// A name for people: `QK step 3`, `load K (QK step 3)`.
+    pub fn name(&self, c: &Cascade) -> String {
+        let e = &c.einsums()[self.einsum].name;
+        let step = self.step;
+        match (self.kind, self.tensor) {
+            (Kind::Load, Some(t)) => format!("load {} ({e} step {step})", c.tensor(t).name),
+            (Kind::Drain, Some(t)) => format!("drain {} ({e} step {step})", c.tensor(t).name),
+            _ => format!("{e} step {step}"),
+        }
+    }
+}
+
 /// A slice of a track's time: one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slice {
     pub track: usize,
-    pub name: String,
+    pub label: Label,
     pub start: Time,
     pub end: Time,
 }
@@ -104,8 +127,9 @@ pub struct Run {
     pub double_buffered: bool,
 }
 
+/// A task's kind: a tile loaded from off-chip memory, a step's work on a unit, a tile drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Load,
     Work,
     Drain,
@@ -118,7 +142,8 @@ struct Task {
     bytes: u64,
     deps: u32,
     succ: Vec<usize>,
-    name: String,
+    /// `None` for the joins that end a node.
+    label: Option<Label>,
     /// The kind of the dependency that finished last (what a late start waited for).
     last_dep: Option<Kind>,
     ready: Time,
@@ -136,7 +161,7 @@ impl Graph {
         tracks: Vec<usize>,
         duration: Time,
         bytes: u64,
-        name: String,
+        label: Option<Label>,
     ) -> Result<usize, EngineError> {
         if self.tasks.len() as u64 >= self.budget {
             return Err(EngineError::Budget { events: self.budget });
@@ -148,7 +173,7 @@ impl Graph {
             bytes,
             deps: 0,
             succ: Vec::new(),
-            name,
+            label,
             last_dep: None,
             ready: Time(0),
         });
@@ -174,6 +199,9 @@ struct Machine<'a> {
     index: BTreeMap<String, usize>,
     /// Bytes per second a level sustains, per level (real timing).
     sustained: BTreeMap<LevelId, f64>,
+    /// Track of each memory channel, per level, and of each link.
+    level_tracks: BTreeMap<LevelId, Vec<usize>>,
+    link_tracks: BTreeMap<usize, usize>,
 }
 
 impl Machine<'_> {
@@ -200,18 +228,33 @@ impl Machine<'_> {
         for j in outer + 1..=inner {
             if let Some(k) = arch.level(nest.path[j]).link {
                 let l = &arch.links[k];
-                links.push((self.track(&l.name, "link"), l.bandwidth.0 * l.count as f64));
+                let t = match self.link_tracks.get(&k) {
+                    Some(&t) => t,
+                    None => {
+                        let t = self.track(&l.name, "link");
+                        self.link_tracks.insert(k, t);
+                        t
+                    }
+                };
+                links.push((t, l.bandwidth.0 * l.count as f64));
                 if self.memory == Memory::Real {
                     latency += l.latency.map_or(0.0, |x| x.0);
                 }
             }
         }
+        if !self.level_tracks.contains_key(&nest.path[outer]) {
+            let names: Vec<String> = (0..channels)
+                .map(|ch| if channels > 1 { format!("{} ch{ch}", level.name) } else { level.name.clone() })
+                .collect();
+            let ids = names.iter().map(|n| self.track(n, "memory")).collect();
+            self.level_tracks.insert(nest.path[outer], ids);
+        }
+        let ids = self.level_tracks[&nest.path[outer]].clone();
         (0..channels)
             .map(|ch| {
                 // Bytes interleave over the channels; the first ones take the remainder.
                 let part = bytes / channels + u64::from(ch < bytes % channels);
-                let name = if channels > 1 { format!("{} ch{ch}", level.name) } else { level.name.clone() };
-                let mut tracks = vec![self.track(&name, "memory")];
+                let mut tracks = vec![ids[ch as usize]];
                 let mut seconds = port_bw.map_or(0.0, |bw| part as f64 / bw);
                 if self.memory == Memory::Real
                     && let Some(bw) = sustained
@@ -254,7 +297,15 @@ fn first_kept_below(nest: &EinsumNest, o: usize, home: usize) -> Option<usize> {
 pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) -> Result<Run, EngineError> {
     let ev = evaluate(arch, c, mapping);
     let sustained = if opts.memory == Memory::Real { sustained(arch)? } else { BTreeMap::new() };
-    let mut m = Machine { arch, memory: opts.memory, tracks: Vec::new(), index: BTreeMap::new(), sustained };
+    let mut m = Machine {
+        arch,
+        memory: opts.memory,
+        tracks: Vec::new(),
+        index: BTreeMap::new(),
+        sustained,
+        level_tracks: BTreeMap::new(),
+        link_tracks: BTreeMap::new(),
+    };
     for u in &arch.units {
         m.track(&u.name, "unit");
     }
@@ -275,7 +326,7 @@ pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) ->
         for &e in &members {
             let nest = &mapping.nests[e];
             let plan = plan(nest, &ev.einsums[e], steps);
-            per_step.push(lower(&mut g, &mut m, arch, c, nest, &plan, double, fence)?);
+            per_step.push(lower(&mut g, &mut m, arch, nest, &plan, double, fence)?);
         }
         // Within a group step, a member waits for the previous member when it shares its unit or
         // reads its output.
@@ -293,7 +344,7 @@ pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) ->
         }
         // A join task marks the node's end: every task of the node without a successor.
         let first = fence.map_or(0, |f| f + 1);
-        let join = g.add(Kind::Work, Vec::new(), Time(0), 0, String::new())?;
+        let join = g.add(Kind::Work, Vec::new(), Time(0), 0, None)?;
         for t in first..join {
             if g.tasks[t].succ.is_empty() {
                 g.dep(Some(t), join);
@@ -420,13 +471,14 @@ fn lower(
     g: &mut Graph,
     m: &mut Machine<'_>,
     arch: &Arch,
-    c: &Cascade,
     nest: &EinsumNest,
     p: &Plan,
     double: bool,
     fence: Option<usize>,
 ) -> Result<Vec<Option<usize>>, EngineError> {
-    let name = &c.einsums()[nest.einsum].name;
+    let label = |kind: Kind, tensor: Option<TensorId>, step: usize| {
+        Some(Label { kind, einsum: nest.einsum, tensor, step: step as u32 })
+    };
     let unit = m.track(&arch.unit(nest.unit).name, "unit");
     // A unit is a pipeline: its throughput is the step's work; with real timing each step also
     // pays its fill and drain latency (the tile's first result leaves `pipeline_latency` cycles in).
@@ -435,7 +487,7 @@ fn lower(
     let mut works: Vec<Option<usize>> = Vec::new();
     let mut drains: Vec<Vec<usize>> = Vec::new();
     for i in 0..p.steps as usize {
-        let w = g.add(Kind::Work, vec![unit], work_time, 0, format!("{name} step {i}"))?;
+        let w = g.add(Kind::Work, vec![unit], work_time, 0, label(Kind::Work, None, i))?;
         g.dep(fence, w);
         // The unit works through its steps in order.
         g.dep(works.last().copied().flatten(), w);
@@ -445,9 +497,9 @@ fn lower(
             if !at[i] {
                 continue;
             }
-            let t = c.tensor(nest.operands[*oi].tensor).name.clone();
+            let t = nest.operands[*oi].tensor;
             for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
-                let l = g.add(Kind::Load, tracks, d, part, format!("load {t} ({name} step {i})"))?;
+                let l = g.add(Kind::Load, tracks, d, part, label(Kind::Load, Some(t), i))?;
                 g.dep(fence, l);
                 g.dep(freed, l);
                 g.dep(Some(l), w);
@@ -464,9 +516,9 @@ fn lower(
         if let Some((outer, inner, bytes, after)) = &p.drain
             && after[i]
         {
-            let t = c.tensor(nest.operands[0].tensor).name.clone();
+            let t = nest.operands[0].tensor;
             for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
-                let x = g.add(Kind::Drain, tracks, d, part, format!("drain {t} ({name} step {i})"))?;
+                let x = g.add(Kind::Drain, tracks, d, part, label(Kind::Drain, Some(t), i))?;
                 g.dep(Some(w), x);
                 dr.push(x);
             }
@@ -532,8 +584,8 @@ fn simulate(
                     }
                     started[k] = true;
                     last_end[k] = done;
-                    if !t.name.is_empty() {
-                        slices.push(Slice { track: k, name: t.name.clone(), start, end: done });
+                    if let Some(label) = t.label {
+                        slices.push(Slice { track: k, label, start, end: done });
                     }
                 }
                 q.push(done, Event::Done(i));
