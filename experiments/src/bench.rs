@@ -107,7 +107,12 @@ pub fn run(seconds: f64) -> CliResult<String> {
     let _ = writeln!(out, "  FuseMax 1-pass cascade (12 einsums), full report:      {:>12.0} evaluations/s", fusemax);
     let start = Instant::now();
     let (mut events, mut runs) = (0u64, 0u64);
-    let opts = tiles::Options { memory: tiles::Memory::Ideal, buffering: tiles::Buffering::Auto, budget: u64::MAX };
+    let opts = tiles::Options {
+        memory: tiles::Memory::Ideal,
+        buffering: tiles::Buffering::Auto,
+        budget: u64::MAX,
+        max_steps: 0,
+    };
     while start.elapsed() < budget || runs == 0 {
         let r = tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string()))?;
         events += r.events;

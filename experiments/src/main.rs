@@ -79,6 +79,9 @@ enum Command {
         /// Most tasks and events the run may take.
         #[arg(long, default_value_t = 50_000_000)]
         max_events: u64,
+        /// Most steps per Einsum; longer ones run in coarser steps (0: no limit).
+        #[arg(long, default_value_t = 65_536)]
+        max_steps: u64,
     },
     /// Measure how many mappings per second the analytical model evaluates on one core.
     Bench {
@@ -248,8 +251,8 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { target, json } => eval::run(&target, json),
-        Command::Trace { target, out, memory, buffering, max_events } => {
-            trace::run(&trace::Args { eval: target, out, memory, buffering, max_events })
+        Command::Trace { target, out, memory, buffering, max_events, max_steps } => {
+            trace::run(&trace::Args { eval: target, out, memory, buffering, max_events, max_steps })
         }
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })

@@ -18,6 +18,7 @@ pub struct Args {
     pub memory: String,
     pub buffering: String,
     pub max_events: u64,
+    pub max_steps: u64,
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
@@ -33,8 +34,9 @@ pub fn run(a: &Args) -> CliResult<String> {
         other => return Err(CliError::input(format!("--buffering: `{other}` is not `auto`, `single` or `double`"))),
     };
     let (arch, c, mapping) = crate::eval::load_all(&a.eval)?;
-    let r = tiles::run(&arch, &c, &mapping, Options { memory, buffering, budget: a.max_events })
-        .map_err(|e| CliError::input(format!("{}: {e}", mapping.name)))?;
+    let r =
+        tiles::run(&arch, &c, &mapping, Options { memory, buffering, budget: a.max_events, max_steps: a.max_steps })
+            .map_err(|e| CliError::input(format!("{}: {e}", mapping.name)))?;
     let mut events = Vec::new();
     for (tid, (name, what)) in r.tracks.iter().enumerate() {
         events.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": format!("{what}: {name}")}}));

@@ -14,6 +14,9 @@
 //! and a member waits for the previous one in the same step when it shares its unit or reads
 //! its output.
 //!
+//! An Einsum with more steps than `Options::max_steps` runs in coarser steps of several
+//! consecutive ones (their loads and drains merged), so any mapping fits the event budget.
+//!
 //! Buffers: with double buffering the load of step i+1 overlaps the work of step i (a step's
 //! load may start once the work two steps back has freed its buffer) and a drain overlaps the
 //! next step's work; with single buffering each load waits for the previous step's work.
@@ -57,6 +60,9 @@ pub struct Options {
     pub buffering: Buffering,
     /// Most tasks and events a run may take.
     pub budget: u64,
+    /// Most steps one Einsum runs in (0: no limit); longer sequences are coarsened into steps of
+    /// several consecutive ones, their loads and drains merged (totals exact, overlap coarser).
+    pub max_steps: u64,
 }
 
 /// What a task is, compactly: its kind, Einsum, tensor (loads and drains) and step.
@@ -180,10 +186,11 @@ impl Graph {
         Ok(self.tasks.len() - 1)
     }
 
+    /// `after` waits for `before`. An edge given twice counts twice on both ends, which the
+    /// countdown handles, so no search for duplicates is needed.
     fn dep(&mut self, before: Option<usize>, after: usize) {
         if let Some(b) = before
             && b != after
-            && !self.tasks[b].succ.contains(&after)
         {
             self.tasks[b].succ.push(after);
             self.tasks[after].deps += 1;
@@ -325,7 +332,7 @@ pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) ->
         let mut per_step: Vec<Vec<Option<usize>>> = Vec::new();
         for &e in &members {
             let nest = &mapping.nests[e];
-            let plan = plan(nest, &ev.einsums[e], steps);
+            let plan = plan(nest, &ev.einsums[e], steps, opts.max_steps);
             per_step.push(lower(&mut g, &mut m, arch, nest, &plan, double, fence)?);
         }
         // Within a group step, a member waits for the previous member when it shares its unit or
@@ -371,18 +378,46 @@ fn fits_twice(arch: &Arch, mapping: &CascadeMapping, ev: &Evaluation) -> bool {
     })
 }
 
-/// One Einsum's steps: per step which operands load (and how many bytes) and whether the output
-/// drains after it; the work per step.
+/// One Einsum's steps: per step the bytes each operand loads and the output drains (0: none),
+/// and the work per step. Steps may be coarsened: `group` original steps per step.
 struct Plan {
-    steps: u64,
-    /// (operand, outer level, inner level, bytes per load, loads at step i?).
-    loads: Vec<(usize, usize, usize, u64, Vec<bool>)>,
-    drain: Option<(usize, usize, u64, Vec<bool>)>,
-    /// Cycles of one step's work.
-    work: f64,
+    steps: usize,
+    group: u64,
+    /// Steps before coarsening.
+    original: u64,
+    /// (operand, outer level, inner level, bytes loaded before each step).
+    loads: Vec<(usize, usize, usize, Vec<u64>)>,
+    /// (outer level, inner level, bytes drained after each step).
+    drain: Option<(usize, usize, Vec<u64>)>,
+    /// Cycles of each step's work.
+    work: Vec<f64>,
 }
 
-fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64) -> Plan {
+/// `total` bytes spread over the marked steps as evenly as whole bytes allow.
+fn spread(total: u64, marks: &[bool]) -> Vec<u64> {
+    let n = marks.iter().filter(|&&m| m).count() as u64;
+    let mut k = 0u64;
+    marks
+        .iter()
+        .map(|&m| {
+            if !m || n == 0 {
+                return 0;
+            }
+            k += 1;
+            total / n + u64::from(k <= total % n)
+        })
+        .collect()
+}
+
+/// Sums of `group` consecutive entries.
+fn coarsen(v: Vec<u64>, group: u64) -> Vec<u64> {
+    if group <= 1 {
+        return v;
+    }
+    v.chunks(group as usize).map(|c| c.iter().sum()).collect()
+}
+
+fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64, max_steps: u64) -> Plan {
     let k = &e.counts;
     let step_loops: Vec<usize> = if group_steps > 0 {
         Vec::new()
@@ -418,6 +453,8 @@ fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64) ->
         group_steps > 0 || (j as i64) <= inner
     };
     let pattern = |o: usize| -> Vec<bool> { (0..steps as usize).map(|i| i == 0 || changes(o, advance[i])).collect() };
+    // Very long step sequences run in coarser steps of `group` consecutive ones.
+    let group = if max_steps > 0 { steps.div_ceil(max_steps).max(1) } else { 1 };
     let mut loads = Vec::new();
     let mut drain = None;
     for (oi, o) in nest.operands.iter().enumerate() {
@@ -425,43 +462,35 @@ fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64) ->
         if home != 0 {
             continue;
         }
-        let Some(inner) = first_kept_below(nest, oi, home) else {
+        // What the off-chip level serves (one read per multicast, however many instances it
+        // fills) or takes (partial tiles reduced in the network on the way).
+        let total = if o.is_output { k.access[oi][0].updates } else { k.access[oi][0].reads } * o.elem_bytes;
+        if total == 0 {
+            continue;
+        }
+        let (inner, marks) = match first_kept_below(nest, oi, home) {
+            // A tile drains after the last step before its change; an input loads when it changes.
+            Some(inner) if o.is_output => {
+                let p = pattern(oi);
+                (inner, (0..steps as usize).map(|i| i + 1 == steps as usize || p[i + 1]).collect())
+            }
+            Some(inner) => (inner, pattern(oi)),
             // The PEs read (or update) the operand in off-chip memory directly: its traffic
             // streams evenly through every step.
-            let total = if o.is_output { k.access[oi][0].updates } else { k.access[oi][0].reads } * o.elem_bytes;
-            if total > 0 {
-                let every = vec![true; steps as usize];
-                let inner = nest.path.len() - 1;
-                if o.is_output {
-                    drain = Some((home, inner, total.div_ceil(steps.max(1)), every));
-                } else {
-                    loads.push((oi, home, inner, total.div_ceil(steps.max(1)), every));
-                }
-            }
-            continue;
+            None => (nest.path.len() - 1, vec![true; steps as usize]),
         };
+        let bytes = coarsen(spread(total, &marks), group);
         if o.is_output {
-            // A tile drains after the last step before its change.
-            let p = pattern(oi);
-            let after: Vec<bool> = (0..steps as usize).map(|i| i + 1 == steps as usize || p[i + 1]).collect();
-            let n = after.iter().filter(|&&x| x).count() as u64;
-            // What the off-chip level takes: partial tiles reduced in the network on the way.
-            let bytes = k.access[oi][0].updates * o.elem_bytes;
-            if bytes > 0 {
-                drain = Some((home, inner, bytes.div_ceil(n.max(1)), after));
-            }
+            drain = Some((home, inner, bytes));
         } else {
-            let p = pattern(oi);
-            let n = p.iter().filter(|&&x| x).count() as u64;
-            // What the off-chip level serves: one read per multicast, however many instances it fills.
-            let bytes = k.access[oi][0].reads * o.elem_bytes;
-            if bytes > 0 {
-                loads.push((oi, home, inner, bytes.div_ceil(n.max(1)), p));
-            }
+            loads.push((oi, home, inner, bytes));
         }
     }
     let inner_levels = e.level_cycles.iter().skip(1).map(|x| x.1).fold(0.0, f64::max);
-    Plan { steps, loads, drain, work: e.compute_cycles.max(inner_levels) / steps.max(1) as f64 }
+    let per_step = e.compute_cycles.max(inner_levels) / steps.max(1) as f64;
+    let n = steps.div_ceil(group) as usize;
+    let work = (0..n as u64).map(|i| per_step * group.min(steps - i * group) as f64).collect();
+    Plan { steps: n, group, original: steps, loads, drain, work }
 }
 
 /// Adds one Einsum's tasks; returns its work task per step (its drains end the node through
@@ -483,23 +512,26 @@ fn lower(
     // A unit is a pipeline: its throughput is the step's work; with real timing each step also
     // pays its fill and drain latency (the tile's first result leaves `pipeline_latency` cycles in).
     let fill = if m.memory == Memory::Real { arch.unit(nest.unit).pipeline_latency as f64 } else { 0.0 };
-    let work_time = Time::from_seconds((p.work + fill) / arch.clock.0);
     let mut works: Vec<Option<usize>> = Vec::new();
     let mut drains: Vec<Vec<usize>> = Vec::new();
-    for i in 0..p.steps as usize {
-        let w = g.add(Kind::Work, vec![unit], work_time, 0, label(Kind::Work, None, i))?;
+    for i in 0..p.steps {
+        let first = i * p.group as usize;
+        // Each original step in this one pays the pipeline's fill.
+        let here = p.group.min(p.original - first as u64) as f64;
+        let work_time = Time::from_seconds((p.work[i] + fill * here) / arch.clock.0);
+        let w = g.add(Kind::Work, vec![unit], work_time, 0, label(Kind::Work, None, first))?;
         g.dep(fence, w);
         // The unit works through its steps in order.
         g.dep(works.last().copied().flatten(), w);
         // Buffers: a load for step i overwrites the tile of step i−2 (double) or i−1 (single).
         let freed = if double { i.checked_sub(2) } else { i.checked_sub(1) }.and_then(|j| works[j]);
-        for (oi, outer, inner, bytes, at) in &p.loads {
-            if !at[i] {
+        for (oi, outer, inner, bytes) in &p.loads {
+            if bytes[i] == 0 {
                 continue;
             }
             let t = nest.operands[*oi].tensor;
-            for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
-                let l = g.add(Kind::Load, tracks, d, part, label(Kind::Load, Some(t), i))?;
+            for (tracks, d, part) in m.transfer(nest, *outer, *inner, bytes[i]) {
+                let l = g.add(Kind::Load, tracks, d, part, label(Kind::Load, Some(t), first))?;
                 g.dep(fence, l);
                 g.dep(freed, l);
                 g.dep(Some(l), w);
@@ -513,12 +545,12 @@ fn lower(
             g.dep(Some(d), w);
         }
         let mut dr = Vec::new();
-        if let Some((outer, inner, bytes, after)) = &p.drain
-            && after[i]
+        if let Some((outer, inner, bytes)) = &p.drain
+            && bytes[i] > 0
         {
             let t = nest.operands[0].tensor;
-            for (tracks, d, part) in m.transfer(nest, *outer, *inner, *bytes) {
-                let x = g.add(Kind::Drain, tracks, d, part, label(Kind::Drain, Some(t), i))?;
+            for (tracks, d, part) in m.transfer(nest, *outer, *inner, bytes[i]) {
+                let x = g.add(Kind::Drain, tracks, d, part, label(Kind::Drain, Some(t), first))?;
                 g.dep(Some(w), x);
                 dr.push(x);
             }
