@@ -141,6 +141,11 @@ impl ComputeUnit {
     pub fn pes(&self) -> u64 {
         self.rows * self.cols
     }
+
+    /// Operations `op` per second over all PEs at `clock` (`None` when the unit lacks `op`).
+    pub fn rate(&self, op: &str, clock: Hertz) -> Option<f64> {
+        self.ops.get(op).map(|c| self.pes() as f64 / c.cycles * clock.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

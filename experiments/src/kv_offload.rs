@@ -40,10 +40,9 @@ fn macs(a: &Arch, unit: &str) -> CliResult<f64> {
         .unit_id(unit)
         .map(|id| a.unit(id))
         .ok_or_else(|| CliError::input(format!("{}: arch.compute: needs a unit named `{unit}`", a.name)))?;
-    let mac = u.ops.get("mac").ok_or_else(|| {
+    u.rate("mac", a.clock).ok_or_else(|| {
         CliError::input(format!("{}: arch.compute.{unit}.ops.mac: the unit must have a `mac` operation", a.name))
-    })?;
-    Ok(u.pes() as f64 * a.clock.0 / mac.cycles)
+    })
 }
 
 /// The InstInfer machine from an architecture with levels `HBM`, `HostDRAM`, `CSDFlash` (with a

@@ -83,9 +83,8 @@ impl System {
                 "in-flash compute needs two planes per die (one read-computes, one serves normal reads)",
             ));
         }
-        let rate = |u: &strata_arch::arch::ComputeUnit, op: &str| {
-            u.ops.get(op).map(|c| u.pes() as f64 / c.cycles * a.clock.0).filter(|r| r.is_finite() && *r > 0.0)
-        };
+        let rate =
+            |u: &strata_arch::arch::ComputeUnit, op: &str| u.rate(op, a.clock).filter(|r| r.is_finite() && *r > 0.0);
         let core =
             a.units.iter().find(|u| a.levels[u.level.0].parent.is_some_and(|p| p.0 == nand_id)).ok_or_else(|| {
                 err("arch.compute", "no compute unit sits on a level under the flash (the per-die cores)")

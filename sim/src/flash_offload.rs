@@ -21,7 +21,7 @@
 //! batch-1 GeMV over every weight the token touches plus attention over the KV cache, at the
 //! compute unit's MAC rate or the weight memory's bandwidth, whichever binds.
 
-use strata_arch::arch::{Arch, NandOrg};
+use strata_arch::arch::Arch;
 use strata_arch::spec::LevelKind;
 use strata_workloads::Model;
 
@@ -32,7 +32,7 @@ use crate::flash_compute::FlashError;
 /// DRAM level on it (where resident weights live) and the unit.
 #[derive(Debug, Clone)]
 pub struct Machine {
-    pub flash: NandOrg,
+    /// The flash drive.
     pub timing: Timing,
     /// Bytes per second of the slowest link between the flash and the weight memory (`None`: no link).
     pub link: Option<f64>,
@@ -61,8 +61,8 @@ impl Machine {
             path.iter().rposition(|l| a.levels[l.0].kind == LevelKind::Dram).filter(|&m| m > fi).ok_or_else(|| {
                 err("arch.levels", format!("no DRAM level between the flash and `{unit}` holds the resident weights"))
             })?;
-        let flash = a.levels[path[fi].0].nand.clone().expect("found");
-        let timing = Timing::of(&flash).map_err(|e| err("arch.levels.nand", e.to_string()))?;
+        let flash = a.levels[path[fi].0].nand.as_ref().expect("found");
+        let timing = Timing::of(flash).map_err(|e| err("arch.levels.nand", e.to_string()))?;
         let mem = &a.levels[path[mi].0];
         let memory_bandwidth = mem.port_bandwidth.map(|b| b * a.clock.0).ok_or_else(|| {
             err(&format!("arch.levels.{}.read_bandwidth", mem.name), "the weight memory needs a bandwidth")
@@ -71,18 +71,10 @@ impl Machine {
             .iter()
             .filter_map(|l| a.levels[l.0].link.map(|k| a.links[k].bandwidth.0 * a.links[k].count as f64))
             .reduce(f64::min);
-        let mac = u
-            .ops
-            .get("mac")
+        let macs_per_s = u
+            .rate("mac", a.clock)
             .ok_or_else(|| err(&format!("arch.compute.{unit}.ops.mac"), "the unit must have a `mac` operation"))?;
-        Ok(Machine {
-            flash,
-            timing,
-            link,
-            memory_bandwidth,
-            memory_bytes: mem.capacity.map(|c| c.0),
-            macs_per_s: u.pes() as f64 * a.clock.0 / mac.cycles,
-        })
+        Ok(Machine { timing, link, memory_bandwidth, memory_bytes: mem.capacity.map(|c| c.0), macs_per_s })
     }
 }
 
@@ -120,9 +112,10 @@ const SPAN: u64 = 64 << 30;
 /// Simulates one decode step of `m` at `context` tokens of KV cache with queue depth `qd`.
 pub fn token(mc: &Machine, m: &Model, s: Streaming, context: u64, qd: usize, budget: u64) -> Result<Token, FlashError> {
     let e = m.bytes_per_element as f64;
-    let ffn = (m.layers * m.d_model * m.ffn_dim * if m.gated_ffn { 3 } else { 2 }) as f64;
+    let ffn = (m.layers * m.ffn_params_per_layer()) as f64;
     let all = m.params() as f64;
-    let neuron = m.d_model * m.bytes_per_element * if m.gated_ffn { 3 } else { 2 };
+    // One FFN neuron: its column of every up (and gate) projection and its row of the down one.
+    let neuron = m.ffn_params_per_layer() / m.ffn_dim * m.bytes_per_element;
     let (flash_bytes, read_bytes, reads_per_layer, random, touched, resident) = match s {
         Streaming::Dense { resident, read } => {
             if !(0.0..1.0).contains(&resident) {

@@ -41,7 +41,7 @@ pub enum System {
 pub struct Machine {
     pub gpu_memory: f64,
     pub gpu_bandwidth: f64,
-    /// MACs per second of the GPU's tensor cores at the efficiency of decode GEMMs.
+    /// MACs per second of the GPU's tensor cores (their peak: decode GEMMs are bound by the weights' bandwidth).
     pub gpu_macs_per_s: f64,
     pub host_memory: f64,
     /// GPU ↔ host bytes per second.
@@ -73,7 +73,6 @@ pub struct Outcome {
     pub step_s: f64,
     /// Of which attention and KV movement.
     pub step_kv_s: f64,
-    pub decode_s: f64,
     pub tokens_per_s: f64,
     /// Bytes per second the cache's storage sustained on the system's read pattern (0: none).
     pub kv_read_bandwidth: f64,
@@ -174,7 +173,6 @@ pub fn simulate(mc: &Machine, m: &Model, sys: System, r: Run, budget: u64) -> Re
         prefill_s: prefill,
         step_s: step,
         step_kv_s: step_kv,
-        decode_s: decode,
         tokens_per_s: b * r.generate as f64 / (prefill + decode),
         kv_read_bandwidth: kv_bw,
         kv_home: home,

@@ -242,8 +242,12 @@ impl Model {
     /// Weights of one layer (attention projections and FFN; no norms or biases).
     pub fn params_per_layer(&self) -> u64 {
         let attn = self.d_model * self.head_dim * (2 * self.heads + 2 * self.kv_heads);
-        let ffn = self.d_model * self.ffn_dim * if self.gated_ffn { 3 } else { 2 };
-        attn + ffn
+        attn + self.ffn_params_per_layer()
+    }
+
+    /// Weights of one layer's FFN: up (and gate) and down projections.
+    pub fn ffn_params_per_layer(&self) -> u64 {
+        self.d_model * self.ffn_dim * if self.gated_ffn { 3 } else { 2 }
     }
 
     /// Embedding and LM-head parameters.

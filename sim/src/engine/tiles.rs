@@ -152,7 +152,6 @@ struct Task {
     label: Option<Label>,
     /// The kind of the dependency that finished last (what a late start waited for).
     last_dep: Option<Kind>,
-    ready: Time,
 }
 
 struct Graph {
@@ -172,17 +171,7 @@ impl Graph {
         if self.tasks.len() as u64 >= self.budget {
             return Err(EngineError::Budget { events: self.budget });
         }
-        self.tasks.push(Task {
-            kind,
-            tracks,
-            duration,
-            bytes,
-            deps: 0,
-            succ: Vec::new(),
-            label,
-            last_dep: None,
-            ready: Time(0),
-        });
+        self.tasks.push(Task { kind, tracks, duration, bytes, deps: 0, succ: Vec::new(), label, last_dep: None });
         Ok(self.tasks.len() - 1)
     }
 
@@ -280,8 +269,8 @@ impl Machine<'_> {
     }
 }
 
-/// The bandwidth one DRAM channel sustains on a long sequential stream, times the channels the
-/// level has (its peak bandwidth over one channel's peak).
+/// Bytes per second each level with a `[dram]` organisation sustains: its bandwidth times the
+/// efficiency one of its channels reaches on a long sequential stream.
 fn sustained(arch: &Arch) -> Result<BTreeMap<LevelId, f64>, EngineError> {
     let mut out = BTreeMap::new();
     for (i, l) in arch.levels.iter().enumerate() {
@@ -329,7 +318,7 @@ pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) ->
             Node::Einsum(e) => (vec![*e], 0),
             Node::Group(gr) => (node.einsums(), gr.prefix.iter().map(|p| p.1).product::<u64>().max(1)),
         };
-        let mut per_step: Vec<Vec<Option<usize>>> = Vec::new();
+        let mut per_step: Vec<Vec<usize>> = Vec::new();
         for &e in &members {
             let nest = &mapping.nests[e];
             let plan = plan(nest, &ev.einsums[e], steps, opts.max_steps);
@@ -342,10 +331,8 @@ pub fn run(arch: &Arch, c: &Cascade, mapping: &CascadeMapping, opts: Options) ->
             let reads =
                 mapping.nests[e].operands.iter().skip(1).any(|o| o.tensor == mapping.nests[prev].operands[0].tensor);
             if reads || mapping.nests[e].unit == mapping.nests[prev].unit {
-                for (a, b) in per_step[k - 1].clone().into_iter().zip(per_step[k].clone()) {
-                    if let Some(b) = b {
-                        g.dep(a, b);
-                    }
+                for (&a, &b) in per_step[k - 1].iter().zip(&per_step[k]) {
+                    g.dep(Some(a), b);
                 }
             }
         }
@@ -504,7 +491,7 @@ fn lower(
     p: &Plan,
     double: bool,
     fence: Option<usize>,
-) -> Result<Vec<Option<usize>>, EngineError> {
+) -> Result<Vec<usize>, EngineError> {
     let label = |kind: Kind, tensor: Option<TensorId>, step: usize| {
         Some(Label { kind, einsum: nest.einsum, tensor, step: step as u32 })
     };
@@ -512,7 +499,7 @@ fn lower(
     // A unit is a pipeline: its throughput is the step's work; with real timing each step also
     // pays its fill and drain latency (the tile's first result leaves `pipeline_latency` cycles in).
     let fill = if m.memory == Memory::Real { arch.unit(nest.unit).pipeline_latency as f64 } else { 0.0 };
-    let mut works: Vec<Option<usize>> = Vec::new();
+    let mut works: Vec<usize> = Vec::new();
     let mut drains: Vec<Vec<usize>> = Vec::new();
     for i in 0..p.steps {
         let first = i * p.group as usize;
@@ -522,9 +509,9 @@ fn lower(
         let w = g.add(Kind::Work, vec![unit], work_time, 0, label(Kind::Work, None, first))?;
         g.dep(fence, w);
         // The unit works through its steps in order.
-        g.dep(works.last().copied().flatten(), w);
+        g.dep(works.last().copied(), w);
         // Buffers: a load for step i overwrites the tile of step i−2 (double) or i−1 (single).
-        let freed = if double { i.checked_sub(2) } else { i.checked_sub(1) }.and_then(|j| works[j]);
+        let freed = if double { i.checked_sub(2) } else { i.checked_sub(1) }.map(|j| works[j]);
         for (oi, outer, inner, bytes) in &p.loads {
             if bytes[i] == 0 {
                 continue;
@@ -556,7 +543,7 @@ fn lower(
             }
         }
         drains.push(dr);
-        works.push(Some(w));
+        works.push(w);
     }
     Ok(works)
 }
@@ -591,8 +578,7 @@ fn simulate(
     while let Some((now, e)) = q.pop()? {
         match e {
             Event::Ready(i) => {
-                let t = &mut g.tasks[i];
-                t.ready = now;
+                let t = &g.tasks[i];
                 let start = t.tracks.iter().map(|&k| free[k]).fold(now, Time::max);
                 let done = start + t.duration;
                 for &k in &t.tracks {
