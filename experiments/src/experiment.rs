@@ -73,6 +73,18 @@ pub struct ExperimentSpec {
     pub metrics: Option<Vec<String>>,
 }
 
+impl ExperimentSpec {
+    /// The number `field` of the reference point whose `keys` have the given values (strings,
+    /// or numbers compared as written), if there is one.
+    pub fn reference_value(&self, keys: &[(&str, &str)], field: &str) -> Option<f64> {
+        let text = |v: &toml::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        self.reference
+            .iter()
+            .find(|r| keys.iter().all(|(k, want)| r.get(*k).is_some_and(|v| text(v) == *want)))
+            .and_then(|r| r.get(field).and_then(|v| v.as_float()))
+    }
+}
+
 impl SystemSpec {
     /// The system's architecture spec and a name for messages; errors name the key.
     /// The attention mapping of this system, read and checked for form (not yet for fit).

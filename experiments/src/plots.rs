@@ -439,16 +439,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 .collect();
             let paper: Vec<f64> = groups
                 .iter()
-                .map(|g| {
-                    spec.reference
-                        .iter()
-                        .find(|r| {
-                            r.get("model").and_then(|v| v.as_str()) == Some(g.0.as_str())
-                                && r.get("prompt").map(|v| v.to_string()) == Some(g.1.clone())
-                        })
-                        .and_then(|r| r.get("tokens_per_s").and_then(|v| v.as_float()))
-                        .unwrap_or(f64::NAN)
-                })
+                .map(|g| spec.reference_value(&[("model", &g.0), ("prompt", &g.1)], "tokens_per_s").unwrap_or(f64::NAN))
                 .collect();
             if paper.iter().any(|v| v.is_finite()) {
                 series.push(("paper (measured)".into(), paper));
@@ -518,14 +509,7 @@ pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>>
                 all.iter().find(|r| r.s("system") == system && r.s("config") == config).map_or(f64::NAN, |r| r.f(key))
             };
             let paper = |system: &str, config: &str, key: &str| {
-                spec.reference
-                    .iter()
-                    .find(|r| {
-                        r.get("system").and_then(|v| v.as_str()) == Some(system)
-                            && r.get("config").and_then(|v| v.as_str()) == Some(config)
-                    })
-                    .and_then(|r| r.get(key).and_then(|v| v.as_float()))
-                    .unwrap_or(f64::NAN)
+                spec.reference_value(&[("system", system), ("config", config)], key).unwrap_or(f64::NAN)
             };
             let mut series: Vec<(String, Vec<f64>)> = Vec::new();
             for sys in &systems {
@@ -704,16 +688,7 @@ fn flash_plots(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Strin
         for a in &archs {
             let paper: Vec<f64> = models
                 .iter()
-                .map(|m| {
-                    spec.reference
-                        .iter()
-                        .find(|r| {
-                            r.get("arch").and_then(|v| v.as_str()) == Some(a.as_str())
-                                && r.get("model").and_then(|v| v.as_str()) == Some(m.as_str())
-                        })
-                        .and_then(|r| r.get("tokens_per_s").and_then(|v| v.as_float()))
-                        .unwrap_or(f64::NAN)
-                })
+                .map(|m| spec.reference_value(&[("arch", a), ("model", m)], "tokens_per_s").unwrap_or(f64::NAN))
                 .collect();
             if paper.iter().any(|v| v.is_finite()) {
                 series.push((format!("paper, {a}"), paper));
