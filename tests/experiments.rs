@@ -8,8 +8,11 @@ fn strata(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata")).args(args).current_dir(dir).output().expect("binary runs")
 }
 
+/// A new empty directory; unique per call, since tests run in parallel threads of one process.
 fn fresh(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("strata-exp-{}-{name}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("strata-exp-{}-{name}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
