@@ -176,7 +176,7 @@ impl Stats {
 
 /// One page's (or, for an erase, one block's) share of a request on a die.
 #[derive(Debug, Clone, Copy)]
-struct PageRead {
+struct PageOp {
     request: u32,
     plane: u64,
     bytes: u64,
@@ -185,12 +185,12 @@ struct PageRead {
 
 #[derive(Default)]
 struct Die {
-    queue: VecDeque<PageRead>,
+    queue: VecDeque<PageOp>,
     array_busy: bool,
-    /// Pages being read from the array.
-    reading: Vec<PageRead>,
+    /// Pages (or blocks) the array is reading, programming or erasing.
+    in_array: Vec<PageOp>,
     /// Pages read (never programs or erases), waiting in the data registers for the cache registers.
-    held: Vec<PageRead>,
+    held: Vec<PageOp>,
     /// Pages in the cache registers not yet sent.
     sending: usize,
 }
@@ -200,9 +200,9 @@ enum Event {
     Dispatch(u32),
     ArrayDone(usize),
     /// A page has left the die over the channel.
-    DataOut(usize, PageRead),
+    DataOut(usize, PageOp),
     /// A page to program has reached the die's cache register.
-    DataIn(usize, PageRead),
+    DataIn(usize, PageOp),
     /// A page has crossed the host link.
     Delivered(u32),
 }
@@ -249,7 +249,7 @@ impl Drive<'_> {
         }
         let extra = group.len() as u64 - 1;
         die.array_busy = true;
-        die.reading = group;
+        die.in_array = group;
         let array = match op {
             Op::Read => {
                 self.array_reads += 1;
@@ -266,7 +266,7 @@ impl Drive<'_> {
     }
 
     /// Moves pages into the cache registers and books their data-out.
-    fn send(&mut self, now: Time, d: usize, pages: Vec<PageRead>) {
+    fn send(&mut self, now: Time, d: usize, pages: Vec<PageOp>) {
         let ch = self.t.channel_of(d);
         self.dies[d].sending += pages.len();
         for p in pages {
@@ -335,7 +335,7 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
                     let hi = (req.offset + req.bytes).min((k + 1) * unit);
                     let lpn = if req.op == Op::Erase { k * t.pages_per_block } else { k };
                     let (d, plane) = t.locate(lpn);
-                    let page = PageRead { request: r, plane, bytes: hi - lo, op: req.op };
+                    let page = PageOp { request: r, plane, bytes: hi - lo, op: req.op };
                     if req.op == Op::Program {
                         // Command, address and data into the die's cache register.
                         let len = t.t_command + t.channel_time(page.bytes);
@@ -354,7 +354,7 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
             Event::ArrayDone(d) => {
                 let die = &mut drive.dies[d];
                 die.array_busy = false;
-                let pages = std::mem::take(&mut die.reading);
+                let pages = std::mem::take(&mut die.in_array);
                 if pages[0].op != Op::Read {
                     // Programs and erases are done once the array is.
                     for p in pages {
