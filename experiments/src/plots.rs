@@ -724,17 +724,25 @@ fn flash_plots(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Strin
             }
             g
         };
-        let labels: Vec<String> = groups.iter().map(|g| format!("{} {}", g.0, g.1)).collect();
+        let one_arch = groups.iter().all(|g| g.0 == groups[0].0);
+        let labels: Vec<String> =
+            groups.iter().map(|g| if one_arch { g.1.clone() } else { format!("{} {}", g.0, g.1) }).collect();
         let value = |g: &(String, String), v: &str, key: &str| {
             ablated
                 .iter()
                 .find(|r| r.s("arch") == g.0 && r.s("model") == g.1 && r.s("variant") == v)
                 .map_or(f64::NAN, |r| r.f(key))
         };
+        // Speed relative to the full design: the ablation ratios the paper reports, read directly
+        // across models whose speeds span decades.
         let tps: Vec<(String, Vec<f64>)> = variants
             .iter()
-            .map(|v| (v.clone(), groups.iter().map(|g| value(g, v, "tokens_per_s")).collect()))
+            .map(|v| {
+                let rel = groups.iter().map(|g| value(g, v, "tokens_per_s") / value(g, "full", "tokens_per_s"));
+                (v.clone(), rel.collect())
+            })
             .collect();
+        let xlabel = if one_arch { format!("model on {}", groups[0].0) } else { "configuration".into() };
         let util: Vec<(String, Vec<f64>)> = variants
             .iter()
             .map(|v| (v.clone(), groups.iter().map(|g| 100.0 * value(g, v, "channel_data_utilisation")).collect()))
@@ -742,11 +750,19 @@ fn flash_plots(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Strin
         let size = ((220 * groups.len() as u32 + 400).max(900), 560);
         written.extend(both!(allowed, dir, "flash-ablation", size, |a| {
             let (l, r) = a.split_horizontally(a.dim_in_pixel().0 / 2);
-            bars(&l, "ablations: decode throughput", "configuration", "tokens/s", &labels, &tps, false)?;
+            bars(
+                &l,
+                "ablations: decode speed",
+                &xlabel,
+                "tokens/s relative to the full design (×)",
+                &labels,
+                &tps,
+                false,
+            )?;
             bars(
                 &r,
                 "ablations: channel data utilisation",
-                "configuration",
+                &xlabel,
                 "channel busy with data (%)",
                 &labels,
                 &util,

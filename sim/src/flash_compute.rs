@@ -6,13 +6,20 @@
 //! registers, its core multiplies, the partial sums come back), the rest to *normal reads* that
 //! stream raw weights over the channels to the NPU. On each die one plane serves read-compute and
 //! the other normal reads. Everything that moves shares the channel bus: commands, input
-//! strips, partial sums and page data. With Slice Control the bus serves read-compute traffic
-//! first and sends normal pages in slices that fill the gaps; without it the bus is first come,
-//! first served at page granularity, so a read-compute command can wait behind whole pages.
-//! A core's buffer holds two requests' inputs and outputs (the next request's input arrives
-//! while the core computes) only if they fit; otherwise a request waits for the previous
-//! one's output. Time is the engine's event queue; layers are identical, so one layer's GeMVs
-//! are simulated and multiplied. Attention runs on the NPU with the KV cache in its DRAM.
+//! strips, partial sums and page data.
+//!
+//! A NAND die queues no commands: a request's command (with its input strip) can go only
+//! once every read-compute plane of the channel has finished its read and moved the page on
+//! to the cache register, where the core works on it while the next page is read. So every
+//! wait for the bus is time the arrays stand idle. With Slice Control the bus serves
+//! read-compute traffic first and sends normal pages in slices that fill the gaps: as tR is
+//! known, the controller cuts the last slice before a request is due so that it never delays
+//! one. Without it the bus is first come, first served at page granularity, and a request
+//! waits behind whole pages. A core's 2 KB buffer holds inputs and partial sums together: a
+//! request goes only if its input fits beside the partial sums the core still holds.
+//!
+//! Time is the engine's event queue; layers are identical, so one layer's GeMVs are simulated
+//! and multiplied. Attention runs on the NPU with the KV cache in its DRAM.
 
 use std::collections::VecDeque;
 
@@ -171,18 +178,25 @@ pub struct Gemv {
     pub busy_utilisation: f64,
     pub flash_bytes: u64,
     pub npu_bytes: u64,
+    /// When the last partial sum and the last normal page's NPU work finished: which side
+    /// bounds the GeMV.
+    pub read_compute_seconds: f64,
+    pub normal_seconds: f64,
     pub events: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Grant {
-    /// A read-compute request's command and input strip, broadcast to a channel's cores.
+    /// A read-compute request's command and input strip, broadcast to a channel's cores; it
+    /// starts their page reads. A NAND die queues no commands, so the controller sends it
+    /// once every read-compute plane of the channel is idle with its data register free: the
+    /// arrays idle while it waits for the bus.
     Input {
         ch: usize,
         tile: u32,
     },
     Output {
-        tile: u32,
+        die: usize,
     },
     NormalCommand {
         die: usize,
@@ -204,8 +218,10 @@ impl Grant {
 enum Event {
     BusDone(usize, Grant),
     ReadComputeArray(usize, u32),
-    ComputeDone(usize, u32),
+    ComputeDone(usize),
     NormalArray(usize),
+    /// A channel's next read-compute request is due: Slice Control left the gap before it.
+    Due(usize),
 }
 
 #[derive(Default)]
@@ -215,13 +231,25 @@ struct Channel {
     low: VecDeque<Grant>,
     busy_time: Time,
     data_time: Time,
+    /// Read-compute requests sent to the channel, in order.
+    sent: u32,
+    /// When the next request can go (its planes finish their reads: tR is known), while it
+    /// is pending; Slice Control fits normal slices into the gap before it.
+    due: Option<Time>,
 }
 
+/// A die: the read-compute plane's page pipeline (array → data register → cache register →
+/// core), the core's buffer, and the normal-read plane's.
 #[derive(Default)]
 struct Die {
-    /// When the read-compute plane finishes its current array read.
-    array_free: Time,
-    core_free: Time,
+    command_queued: bool,
+    array_busy: bool,
+    data_register: Option<u32>,
+    cache_register: Option<u32>,
+    core_busy: bool,
+    /// Inputs in the core's buffer (sent, not yet computed) and partial sums not yet sent.
+    inputs: u64,
+    outputs: u64,
     normal_left: u64,
     normal_busy: bool,
     cache_full: bool,
@@ -238,19 +266,13 @@ struct Run<'a> {
     input_bytes: u64,
     output_bytes: u64,
     compute: Time,
-    /// Requests a core's buffer holds at once (2: the next input arrives during a compute).
-    depth: u64,
-    /// Read-compute requests: how many there are, the next to start, channels still sending
-    /// the current one's input, requests started whose partial sums are not all back, and the
-    /// partial sums each still waits for.
+    /// Core buffer bytes; inputs and partial sums share it.
+    buffer: u64,
     tiles: u32,
-    next: u32,
-    inputs_pending: u64,
-    in_flight: u64,
-    awaiting: Vec<u64>,
     npu_free: Time,
     npu_per_byte: f64,
     end: Time,
+    read_compute_end: Time,
 }
 
 impl Run<'_> {
@@ -290,7 +312,23 @@ impl Run<'_> {
         if self.ch[c].busy {
             return;
         }
-        let Some(g) = self.ch[c].high.pop_front().or_else(|| self.ch[c].low.pop_front()) else { return };
+        let Some(mut g) = self.ch[c].high.pop_front().or_else(|| self.ch[c].low.pop_front()) else { return };
+        // Slice Control never lets a slice delay a read-compute request: the last slice before
+        // one is cut to the gap, the rest waits.
+        if let (Grant::Slice { die, bytes, last }, Some(due)) = (g, self.ch[c].due)
+            && due > now
+        {
+            let fit = ((due - now).seconds() * self.s.nand.channel_bandwidth.0) as u64;
+            if fit == 0 {
+                self.ch[c].low.push_front(g);
+                self.q.push(due, Event::Due(c));
+                return;
+            }
+            if fit < bytes {
+                self.ch[c].low.push_front(Grant::Slice { die, bytes: bytes - fit, last });
+                g = Grant::Slice { die, bytes: fit, last: false };
+            }
+        }
         let (len, data) = self.length(g);
         let chan = &mut self.ch[c];
         chan.busy = true;
@@ -303,19 +341,52 @@ impl Run<'_> {
         die / self.cores
     }
 
-    /// Starts the next read-compute request on every channel once the current one's inputs
-    /// are out and the cores have buffer room (a request spans all cores: it is done when the
-    /// last partial sum is back).
-    fn next_tile(&mut self, now: Time) {
-        if self.next < self.tiles && self.inputs_pending == 0 && self.in_flight < self.depth {
-            let tile = self.next;
-            self.next += 1;
-            self.in_flight += 1;
-            self.inputs_pending = self.ch.len() as u64;
-            for ch in 0..self.ch.len() {
-                self.ask(now, ch, Grant::Input { ch, tile });
-            }
+    fn fits(&self, inputs: u64, outputs: u64) -> bool {
+        // Every core holds the whole broadcast strip.
+        inputs.saturating_mul(self.input_bytes).saturating_add(outputs * self.output_bytes) <= self.buffer
+    }
+
+    /// Sends the channel's next request once every read-compute plane on it is idle with its
+    /// data register free and every core has room for the input beside the partial sums it
+    /// holds (at least one request's, so that a core never holds inputs it cannot compute).
+    fn feed(&mut self, now: Time, c: usize) {
+        if self.ch[c].sent >= self.tiles {
+            return;
         }
+        let dies = c * self.cores..(c + 1) * self.cores;
+        let ready = self.dies[dies.clone()].iter().all(|d| {
+            !d.command_queued && !d.array_busy && d.data_register.is_none() && self.fits(d.inputs + 1, d.outputs.max(1))
+        });
+        if !ready {
+            return;
+        }
+        self.ch[c].due = None;
+        for d in &mut self.dies[dies] {
+            d.command_queued = true;
+            d.inputs += 1;
+        }
+        let tile = self.ch[c].sent;
+        self.ch[c].sent += 1;
+        self.ask(now, c, Grant::Input { ch: c, tile });
+    }
+
+    /// Moves a read page into the free cache register, starts the core on it once its
+    /// partial sums have buffer room, and lets the channel send the next request.
+    fn advance(&mut self, now: Time, d: usize) {
+        let room = {
+            let die = &self.dies[d];
+            self.fits(die.inputs, die.outputs + 1)
+        };
+        let die = &mut self.dies[d];
+        if die.cache_register.is_none() {
+            die.cache_register = die.data_register.take();
+        }
+        if die.cache_register.is_some() && !die.core_busy && room {
+            die.core_busy = true;
+            die.outputs += 1;
+            self.q.push(now + self.compute, Event::ComputeDone(d));
+        }
+        self.feed(now, self.channel_of(d));
     }
 
     fn start_normal(&mut self, now: Time, d: usize) {
@@ -341,27 +412,25 @@ impl Run<'_> {
     fn done(&mut self, now: Time, c: usize, g: Grant) {
         self.ch[c].busy = false;
         self.end = self.end.max(now);
+        let t_read = Time::from_seconds(self.s.nand.t_read.0);
         match g {
             Grant::Input { ch, tile } => {
-                self.inputs_pending -= 1;
-                // Cache read: each array starts as soon as it finishes the previous page.
-                let t_read = Time::from_seconds(self.s.nand.t_read.0);
+                if self.o.slicing && self.ch[ch].sent < self.tiles {
+                    self.ch[ch].due = Some(now + t_read);
+                }
                 for die in ch * self.cores..(ch + 1) * self.cores {
-                    let start = self.dies[die].array_free.max(now);
-                    self.dies[die].array_free = start + t_read;
-                    self.q.push(start + t_read, Event::ReadComputeArray(die, tile));
+                    let d = &mut self.dies[die];
+                    d.command_queued = false;
+                    d.array_busy = true;
+                    self.q.push(now + t_read, Event::ReadComputeArray(die, tile));
                 }
-                self.next_tile(now);
             }
-            Grant::Output { tile, .. } => {
-                self.awaiting[tile as usize] -= 1;
-                if self.awaiting[tile as usize] == 0 {
-                    self.in_flight -= 1;
-                    self.next_tile(now);
-                }
+            Grant::Output { die } => {
+                self.read_compute_end = now;
+                self.dies[die].outputs -= 1;
+                self.advance(now, die);
             }
             Grant::NormalCommand { die } => {
-                let t_read = Time::from_seconds(self.s.nand.t_read.0);
                 self.q.push(now + t_read, Event::NormalArray(die));
             }
             Grant::Slice { die, bytes, last } => {
@@ -431,15 +500,13 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
         input_bytes: input_elems * s.elem_bytes,
         output_bytes: output_elems * s.elem_bytes,
         compute: Time::from_seconds(macs_per_page / s.core_macs_per_s),
-        depth: if 2 * in_out <= s.core_buffer_bytes { 2 } else { 1 },
+        // Naive tiling streams the whole input vector through the core.
+        buffer: if matches!(o.tiling, Tiling::Naive) { u64::MAX } else { s.core_buffer_bytes },
         tiles: tiles as u32,
-        next: 0,
-        inputs_pending: 0,
-        in_flight: 0,
-        awaiting: vec![(channels * cores) as u64; tiles as usize],
         npu_free: Time(0),
         npu_per_byte: 1e12 / s.elem_bytes as f64 / s.npu_macs_per_s,
         end: Time(0),
+        read_compute_end: Time(0),
     };
     // Naive tiling streams the whole input vector through the core (no reuse, no overlap).
     if in_out > s.core_buffer_bytes && !matches!(o.tiling, Tiling::Naive) {
@@ -457,8 +524,8 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
         let d = (p / channels as u64 % cores as u64) as usize;
         run.dies[c * cores + d].normal_left += 1;
     }
-    run.next_tile(Time(0));
     for c in 0..channels {
+        run.feed(Time(0), c);
         for k in 0..cores {
             run.start_normal(Time(0), c * cores + k);
         }
@@ -467,13 +534,24 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
         match ev {
             Event::BusDone(c, g) => run.done(now, c, g),
             Event::ReadComputeArray(d, tile) => {
-                let start = run.dies[d].core_free.max(now);
-                run.dies[d].core_free = start + run.compute;
-                run.q.push(run.dies[d].core_free, Event::ComputeDone(d, tile));
+                let die = &mut run.dies[d];
+                die.array_busy = false;
+                die.data_register = Some(tile);
+                run.advance(now, d);
             }
-            Event::ComputeDone(d, tile) => {
-                let c = run.channel_of(d);
-                run.ask(now, c, Grant::Output { tile });
+            Event::ComputeDone(d) => {
+                let die = &mut run.dies[d];
+                die.core_busy = false;
+                die.cache_register = None;
+                die.inputs -= 1;
+                run.ask(now, run.channel_of(d), Grant::Output { die: d });
+                run.advance(now, d);
+            }
+            Event::Due(c) => {
+                if run.ch[c].due.is_some_and(|t| t <= now) {
+                    run.ch[c].due = None;
+                }
+                run.serve(now, c);
             }
             Event::NormalArray(d) => {
                 run.dies[d].normal_busy = false;
@@ -498,6 +576,8 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
         busy_utilisation: mean(&|c| c.busy_time),
         flash_bytes: rc_rows * cols * s.elem_bytes,
         npu_bytes: npu_weights * s.elem_bytes,
+        read_compute_seconds: run.read_compute_end.seconds(),
+        normal_seconds: run.npu_free.seconds(),
         events: run.q.events(),
     })
 }
@@ -641,6 +721,42 @@ mod tests {
         assert!(split < t(0.0, true) && split < t(1.0, true));
         assert!(split <= t(0.69, false));
         assert_eq!(t(0.69, true), split);
+    }
+
+    /// Slice Control never delays a read-compute request: beside normal reads that keep every
+    /// channel busy, the requests finish when they do alone (but for the last partial sums,
+    /// which may wait for one slice). First come, first served makes the requests wait behind
+    /// whole pages, and the arrays idle meanwhile.
+    #[test]
+    fn slices_never_delay_read_compute_and_whole_pages_do() {
+        let s = system("cambricon-llm-s");
+        let alone = gemv(&s, &opts(S_TILE, 1.0), 8192, 4096, u64::MAX).unwrap();
+        assert_eq!(alone.npu_bytes, 0);
+        let shared = gemv(&s, &opts(S_TILE, 0.5), 16384, 4096, u64::MAX).unwrap();
+        assert_eq!(shared.flash_bytes, alone.flash_bytes);
+        assert!(shared.normal_seconds > alone.read_compute_seconds, "the normal reads outlast the requests");
+        let slice = (16384 + s.ecc_bytes()) as f64 / 4.0 / 1e9;
+        let late = shared.read_compute_seconds - alone.read_compute_seconds;
+        assert!((0.0..=slice).contains(&late), "{late}");
+        let fcfs = gemv(&s, &Options { slicing: false, ..opts(S_TILE, 0.5) }, 16384, 4096, u64::MAX).unwrap();
+        assert!(fcfs.read_compute_seconds > 1.3 * alone.read_compute_seconds, "{fcfs:?}");
+    }
+
+    /// Inputs and partial sums share a core's 2 KB: a 4096×128 request's 1 KB of partial sums
+    /// per core leaves room for the next input, so the next page is read while they go out and
+    /// read-compute alone stays array-bound, as with 256×2048; a 1 KB buffer cannot hold it.
+    #[test]
+    fn partial_sums_drain_while_the_next_page_is_read() {
+        let s = system("cambricon-llm-s");
+        let tall = Tile { h: 4096, w: 128 };
+        let wide = gemv(&s, &opts(S_TILE, 1.0), 4096, 4096, u64::MAX).unwrap().seconds;
+        let t = gemv(&s, &opts(tall, 1.0), 4096, 4096, u64::MAX).unwrap().seconds;
+        let requests = 4096.0 * 4096.0 / (32.0 * 16384.0);
+        assert!(t < (requests + 1.0) * 30e-6 + 20e-6, "{t}");
+        assert!((t / wide - 1.0).abs() < 0.05, "{t} vs {wide}");
+        let small = System { core_buffer_bytes: 1024, ..s };
+        let e = gemv(&small, &opts(tall, 1.0), 4096, 4096, u64::MAX).unwrap_err();
+        assert!(e.reason.contains("core buffer"), "{e}");
     }
 
     #[test]
