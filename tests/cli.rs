@@ -563,11 +563,21 @@ fn cambricon_llm_reproduction_and_bad_input() {
         }
     }
     assert!(dir.join("plots/flash-throughput.png").exists());
-    let o = strata(&["flash-compute", "--flash-share", "1"]);
+    let o = strata(&["flash-compute", "--split", "1"]);
     let no_split: f64 = stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     let o = strata(&["flash-compute"]);
     let full: f64 = stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!((1.3..=1.4).contains(&(full / no_split)), "{full} / {no_split}");
+    // Slice Control at the paper's split: within 20% of its 1.6–1.8×.
+    let tps = |args: &[&str]| -> f64 {
+        let o = strata(&[&["flash-compute", "--split", "alpha"], args].concat());
+        stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let slicing = tps(&[]) / tps(&["--no-slicing"]);
+    assert!((1.7 / 1.2..=1.7 * 1.2).contains(&slicing), "{slicing}");
+    let o = strata(&["flash-compute", "--split", "most"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--split: `most`"), "{}", stderr(&o));
 
     let o = strata(&["flash-compute", "--tile", "256x1024"]);
     assert_eq!(o.status.code(), Some(2));

@@ -15,7 +15,7 @@ pub struct Args {
     pub model: String,
     pub context: u64,
     pub tile: String,
-    pub flash_share: Option<f64>,
+    pub split: String,
     pub no_slicing: bool,
     pub slices: u64,
     pub no_ecc: bool,
@@ -51,11 +51,35 @@ pub fn system(arch: &str) -> CliResult<(Arch, System)> {
     Ok((a, s))
 }
 
-/// What one configuration does: the token, the tile of the first GeMV, its α and share.
+/// How each GeMV's weights are split between read-compute and normal reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split {
+    /// Where the two sides finish together, found on the simulated timing.
+    Balanced,
+    /// The share of weight bytes the paper's α gives (§V), for every GeMV.
+    Alpha,
+    /// A given share of weight bytes.
+    Fixed(f64),
+}
+
+pub fn split_choice(s: &str) -> CliResult<Split> {
+    match s {
+        "balanced" => Ok(Split::Balanced),
+        "alpha" => Ok(Split::Alpha),
+        _ => match s.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok(Split::Fixed(f)),
+            _ => Err(CliError::input(format!("--split: `{s}` is not `balanced`, `alpha` or a share within 0 and 1"))),
+        },
+    }
+}
+
+/// What one configuration does: the token, the tile of the first GeMV, its α, the share of
+/// weight bytes α gives, and the share the token's GeMVs put in flash.
 pub struct Outcome {
     pub token: Token,
     pub tile: Option<Tile>,
     pub alpha: f64,
+    pub alpha_share: f64,
     pub share: f64,
 }
 
@@ -64,17 +88,16 @@ pub struct Outcome {
 pub struct Knobs {
     pub context: u64,
     pub tile: TileChoice,
-    /// A fixed share of weight bytes in flash; `None` balances each GeMV around the paper's α.
-    pub share: Option<f64>,
+    pub split: Split,
     pub slicing: bool,
     pub slices: u64,
     pub ecc: bool,
     pub budget: u64,
 }
 
-/// Runs a model's decode step. Unless the share is fixed, each GeMV tries the α share and the
-/// request counts near it (whole requests in flash, the rest to the NPU) and keeps the fastest:
-/// the controller splits each matrix knowing its shape, as the paper's per-matrix tiling does.
+/// Runs a model's decode step. With a balanced split each GeMV is split where its two sides
+/// finish together (whole requests in flash, the rest to the NPU): the controller splits each
+/// matrix knowing its shape and the timing.
 pub fn simulate(s: &System, m: &Model, k: &Knobs) -> CliResult<Outcome> {
     let tile_of = |cols: u64| match k.tile {
         TileChoice::Aware => Some(flash_tiling::aware_tile(&s.nand, s.elem_bytes, cols, s.core_buffer_bytes)),
@@ -84,37 +107,27 @@ pub fn simulate(s: &System, m: &Model, k: &Knobs) -> CliResult<Outcome> {
     if let TileChoice::Fixed(t) = k.tile {
         t.check(&s.nand, s.elem_bytes).map_err(|e| CliError::input(format!("--tile: {e}")))?;
     }
-    if k.share.is_some_and(|f| !(0.0..=1.0).contains(&f)) {
-        return Err(CliError::input(format!("--flash-share: {} is not within 0 and 1", k.share.unwrap_or(0.0))));
-    }
     let first = tile_of(m.d_model);
     let reference =
         first.unwrap_or_else(|| flash_tiling::aware_tile(&s.nand, s.elem_bytes, m.d_model, s.core_buffer_bytes));
     let alpha = flash_tiling::alpha(&s.nand, reference);
-    let share = k.share.unwrap_or_else(|| flash_tiling::flash_share(&s.nand, s.elem_bytes, reference));
+    let alpha_share = flash_tiling::flash_share(&s.nand, s.elem_bytes, reference);
     let mut gemv_of = |rows: u64, cols: u64| {
         let tiling = tile_of(cols).map_or(Tiling::Naive, Tiling::Broadcast);
-        let o = Options { tiling, flash_share: share, slicing: k.slicing, slices: k.slices, ecc: k.ecc };
-        let mut best = flash_compute::gemv(s, &o, rows, cols, k.budget)?;
-        if k.share.is_none() {
-            let h = match tiling {
-                Tiling::Broadcast(t) => t.h,
-                Tiling::Naive => flash_tiling::naive_rows_per_core(&s.nand, s.elem_bytes, cols) * s.cores(),
-            };
-            let near = (share * rows as f64 / h as f64).round() as i64;
-            for n in (near - 3).max(0)..=(near + 3).min(rows.div_ceil(h) as i64) {
-                let f = ((n as u64 * h) as f64 / rows as f64).min(1.0);
-                let g = flash_compute::gemv(s, &Options { flash_share: f, ..o }, rows, cols, k.budget)?;
-                if g.seconds < best.seconds {
-                    best = g;
-                }
-            }
+        let o = Options { tiling, flash_share: alpha_share, slicing: k.slicing, slices: k.slices, ecc: k.ecc };
+        match k.split {
+            Split::Balanced => flash_compute::balanced(s, &o, rows, cols, k.budget),
+            Split::Alpha => flash_compute::gemv(s, &o, rows, cols, k.budget),
+            Split::Fixed(f) => flash_compute::gemv(s, &Options { flash_share: f, ..o }, rows, cols, k.budget),
         }
-        Ok(best)
     };
     let token = flash_compute::decode(s, m, k.context, &mut gemv_of)
         .map_err(|e| CliError::input(format!("{}: {e}", m.name)))?;
-    Ok(Outcome { token, tile: first, alpha, share })
+    let bytes = |f: &dyn Fn(&flash_compute::Gemv) -> u64| {
+        m.layers * token.gemvs.iter().map(|(_, g)| f(g)).sum::<u64>() + f(&token.lm_head)
+    };
+    let share = bytes(&|g| g.flash_bytes) as f64 / bytes(&|g| g.flash_bytes + g.npu_bytes).max(1) as f64;
+    Ok(Outcome { token, tile: first, alpha, alpha_share, share })
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
@@ -130,7 +143,7 @@ pub fn run(a: &Args) -> CliResult<String> {
     let knobs = Knobs {
         context: a.context,
         tile: choice,
-        share: a.flash_share,
+        split: split_choice(&a.split)?,
         slicing: !a.no_slicing,
         slices: a.slices,
         ecc: !a.no_ecc,
@@ -156,11 +169,15 @@ pub fn run(a: &Args) -> CliResult<String> {
     let tile = out.tile.map_or("naive (whole rows per page, no broadcast)".to_string(), |t| format!("{}×{}", t.h, t.w));
     let _ = writeln!(
         o,
-        "  tile {tile}; α (read-compute share of requests) {:.3}; share of weight bytes in flash {:.3} ({})",
-        out.alpha,
-        out.share,
-        if a.flash_share.is_some() { "fixed" } else { "each GeMV balanced around it" }
+        "  tile {tile}; α (read-compute share of requests) {:.3}, which puts {:.3} of the weight bytes in flash",
+        out.alpha, out.alpha_share,
     );
+    let how = match knobs.split {
+        Split::Balanced => "each GeMV balanced on the timing",
+        Split::Alpha => "α's share in every GeMV",
+        Split::Fixed(_) => "a fixed share",
+    };
+    let _ = writeln!(o, "  split: {how}; share of weight bytes in flash {:.3}", out.share);
     let _ = writeln!(
         o,
         "  slicing {}, outlier ECC {} ({} B per page), context {} tokens",
@@ -207,13 +224,24 @@ pub fn run(a: &Args) -> CliResult<String> {
 }
 
 /// Variants an experiment compares: the full design and its ablations.
-pub const VARIANTS: [&str; 6] = ["full", "no-slicing", "no-split", "naive-tiles", "tile-128x4096", "tile-4096x128"];
+pub const VARIANTS: [&str; 10] = [
+    "full",
+    "no-slicing",
+    "alpha-split",
+    "no-slicing-alpha",
+    "no-split",
+    "naive-tiles",
+    "tile-128x4096",
+    "tile-4096x128",
+    "tile-128x4096-alpha",
+    "tile-4096x128-alpha",
+];
 
 fn knobs(variant: &str, context: u64) -> CliResult<Knobs> {
     let full = Knobs {
         context,
         tile: TileChoice::Aware,
-        share: None,
+        split: Split::Balanced,
         slicing: true,
         slices: 4,
         ecc: true,
@@ -222,12 +250,22 @@ fn knobs(variant: &str, context: u64) -> CliResult<Knobs> {
     Ok(match variant {
         "full" => full,
         "no-slicing" => Knobs { slicing: false, ..full },
+        // The paper's own split (α for every GeMV), with and without Slice Control.
+        "alpha-split" => Knobs { split: Split::Alpha, ..full },
+        "no-slicing-alpha" => Knobs { split: Split::Alpha, slicing: false, ..full },
         // §V off: every weight is read-computed in flash (prior in-flash compute), no split.
-        "no-split" => Knobs { share: Some(1.0), ..full },
+        "no-split" => Knobs { split: Split::Fixed(1.0), ..full },
         // Prior tiles as well: whole rows per page and no input broadcast.
-        "naive-tiles" => Knobs { share: Some(1.0), tile: TileChoice::Naive, ..full },
+        "naive-tiles" => Knobs { split: Split::Fixed(1.0), tile: TileChoice::Naive, ..full },
         "tile-128x4096" => Knobs { tile: TileChoice::Fixed(Tile { h: 128, w: 4096 }), ..full },
         "tile-4096x128" => Knobs { tile: TileChoice::Fixed(Tile { h: 4096, w: 128 }), ..full },
+        // The paper's procedure: each tile with the α its own timing gives.
+        "tile-128x4096-alpha" => {
+            Knobs { tile: TileChoice::Fixed(Tile { h: 128, w: 4096 }), split: Split::Alpha, ..full }
+        }
+        "tile-4096x128-alpha" => {
+            Knobs { tile: TileChoice::Fixed(Tile { h: 4096, w: 128 }), split: Split::Alpha, ..full }
+        }
         other => {
             return Err(CliError::input(format!(
                 "experiment.sweep.variant: `{other}` is not one of {}",
@@ -345,14 +383,19 @@ pub fn summary(spec: &crate::experiment::ExperimentSpec, rows: &[crate::experime
             if let Some(w) = want("tokens_per_s") {
                 line("tokens/s", full, w);
             }
-            for (variant, key) in [
-                ("no-slicing", "slicing_speedup"),
-                ("no-split", "tiling_speedup"),
-                ("tile-128x4096", "gain_over_128x4096"),
-                ("tile-4096x128", "gain_over_4096x128"),
+            for (base, variant, key) in [
+                ("full", "no-slicing", "slicing_speedup"),
+                ("alpha-split", "no-slicing-alpha", "slicing_speedup"),
+                ("full", "no-split", "tiling_speedup"),
+                ("full", "tile-128x4096", "gain_over_128x4096"),
+                ("full", "tile-4096x128", "gain_over_4096x128"),
+                ("alpha-split", "tile-128x4096-alpha", "gain_over_128x4096"),
+                ("alpha-split", "tile-4096x128-alpha", "gain_over_4096x128"),
             ] {
-                if let (Some(w), Some(v)) = (want(key), find(&arch, &model, variant)) {
-                    line(&format!("{key} (full / {variant})"), full / v, w);
+                if let (Some(w), Some(b), Some(v)) =
+                    (want(key), find(&arch, &model, base), find(&arch, &model, variant))
+                {
+                    line(&format!("{key} ({base} / {variant})"), b / v, w);
                 }
             }
         }

@@ -193,9 +193,11 @@ enum Command {
         /// Request tiles: `aware` (least channel traffic), `naive`, or HxW such as 256x2048.
         #[arg(long, default_value = "aware")]
         tile: String,
-        /// Share of weight bytes computed in flash (default: from the timing, the paper's α).
-        #[arg(long)]
-        flash_share: Option<f64>,
+        /// How each GeMV is split between read-compute and normal reads: `balanced` (where both
+        /// finish together, on the simulated timing), `alpha` (the paper's α), or a share of weight
+        /// bytes in flash within 0 and 1.
+        #[arg(long, default_value = "balanced")]
+        split: String,
         /// Turn Slice Control off (first come, first served at page granularity).
         #[arg(long)]
         no_slicing: bool,
@@ -269,13 +271,13 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
         }
-        Command::FlashCompute { arch, model, context, tile, flash_share, no_slicing, slices, no_ecc, max_events } => {
+        Command::FlashCompute { arch, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
             flash_compute::run(&flash_compute::Args {
                 arch,
                 model,
                 context,
                 tile,
-                flash_share,
+                split,
                 no_slicing,
                 slices,
                 no_ecc,

@@ -48,7 +48,7 @@ fn fonts() -> Res<()> {
     .clone()
 }
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -57,6 +57,8 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 fn e<E: std::fmt::Debug>(x: E) -> String {
@@ -125,7 +127,9 @@ fn bars<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let max = series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.4; // headroom for the legend
+    // Headroom for the legend, a line per series.
+    let headroom = 1.4 + 0.09 * series.len().saturating_sub(4) as f64;
+    let max = series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * headroom;
     let min =
         series.iter().flat_map(|s| s.1.iter()).cloned().filter(|v| v.is_finite() && *v > 0.0).fold(f64::MAX, f64::min)
             / 2.0;

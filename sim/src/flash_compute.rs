@@ -159,7 +159,8 @@ pub enum Tiling {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     pub tiling: Tiling,
-    /// Share of each GeMV's weight bytes computed in flash (the rest is streamed to the NPU).
+    /// Share of each GeMV's weight bytes computed in flash, rounded to whole requests (the rest
+    /// is streamed to the NPU).
     pub flash_share: f64,
     /// Slice Control: read-compute traffic first, normal pages in `slices` pieces.
     pub slicing: bool,
@@ -452,6 +453,33 @@ impl Run<'_> {
     }
 }
 
+/// A read-compute request: rows and columns, and the elements a channel carries in (per
+/// request) and out (per core).
+struct Shape {
+    tile_h: u64,
+    tile_w: u64,
+    input_elems: u64,
+    output_elems: u64,
+}
+
+fn shape(s: &System, tiling: Tiling, cols: u64) -> Result<Shape, FlashError> {
+    let org = &s.nand;
+    let cores = cores_per_channel(org);
+    Ok(match tiling {
+        Tiling::Broadcast(t) => {
+            let t = t.check(org, s.elem_bytes).map_err(|e| err("tile", e.0))?;
+            let w = t.w.min(cols);
+            Shape { tile_h: t.h, tile_w: w, input_elems: w / org.channels, output_elems: t.h / cores }
+        }
+        Tiling::Naive => {
+            let r = (s.page_weights() / cols.max(1)).max(1);
+            // Each core's page holds `r` whole rows; a request covers them on every die; each
+            // core is sent the whole input vector, which a channel carries once per core.
+            Shape { tile_h: r * org.dies(), tile_w: cols, input_elems: cols * cores, output_elems: r }
+        }
+    })
+}
+
 /// Simulates one `rows × cols` GeMV (outputs × inputs).
 pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
     let org = &s.nand;
@@ -461,27 +489,17 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
     if !(0.0..=1.0).contains(&o.flash_share) {
         return Err(err("flash_share", format!("must be within 0 and 1 (got {})", o.flash_share)));
     }
-    // Rows per request, columns per request, elements in and out per request and per core.
-    let (tile_h, tile_w, input_elems, output_elems) = match o.tiling {
-        Tiling::Broadcast(t) => {
-            let t = t.check(org, s.elem_bytes).map_err(|e| err("tile", e.0))?;
-            (t.h, t.w.min(cols), t.w.min(cols) / org.channels, t.h / cores as u64)
-        }
-        Tiling::Naive => {
-            let r = (page / cols.max(1)).max(1);
-            // Each core's page holds `r` whole rows; a request covers them on every die; each
-            // core is sent the whole input vector, which a channel carries once per core.
-            (r * (channels * cores) as u64, cols, cols * cores as u64, r)
-        }
-    };
-    // Rows computed in flash: whole rows per core; the last request may be partly filled.
-    let per_core = tile_h / cores as u64;
-    let rc_rows = ((o.flash_share * rows as f64 / per_core as f64).round() as u64 * per_core).min(rows);
-    let tiles = rc_rows.div_ceil(tile_h) * cols.div_ceil(tile_w);
+    let Shape { tile_h, tile_w, input_elems, output_elems } = shape(s, o.tiling, cols)?;
+    // Whole requests in flash, row-major over the tile grid (edge tiles are partly filled);
+    // the NPU adds its own dot products over the rest to their partial sums.
+    let grid = cols.div_ceil(tile_w);
+    let tiles = (o.flash_share * (rows.div_ceil(tile_h) * grid) as f64).round() as u64;
     if tiles > u32::MAX as u64 {
         return Err(err("tile", "more than 2^32 read-compute requests in one GeMV"));
     }
-    let npu_weights = (rows - rc_rows) * cols;
+    let full_rows = (tiles / grid * tile_h).min(rows);
+    let flash_weights = full_rows * cols + tile_h.min(rows - full_rows) * (tiles % grid * tile_w).min(cols);
+    let npu_weights = rows * cols - flash_weights;
     let npu_pages = (npu_weights * s.elem_bytes).div_ceil(org.page_bytes.0);
     let ecc = if o.ecc { s.ecc_bytes() } else { 0 };
     if o.ecc && ecc > s.spare_bytes {
@@ -574,12 +592,43 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
         seconds,
         data_utilisation: mean(&|c| c.data_time),
         busy_utilisation: mean(&|c| c.busy_time),
-        flash_bytes: rc_rows * cols * s.elem_bytes,
+        flash_bytes: flash_weights * s.elem_bytes,
         npu_bytes: npu_weights * s.elem_bytes,
         read_compute_seconds: run.read_compute_end.seconds(),
         normal_seconds: run.npu_free.seconds(),
         events: run.q.events(),
     })
+}
+
+/// Simulates a GeMV split where it runs fastest, as a controller that knows the timing
+/// would: the request count in flash is bisected for where the read-compute requests and the
+/// normal reads finish together, and the fastest split seen (everything on either side
+/// included) is kept. With Slice Control the crossing is the optimum, as normal reads never
+/// delay a request; without it whole pages delay every request, and the best split can be
+/// everything in flash. `o.flash_share` is ignored.
+pub fn balanced(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
+    let t = shape(s, o.tiling, cols)?;
+    let total = rows.div_ceil(t.tile_h) * cols.div_ceil(t.tile_w);
+    let at = |n: u64| gemv(s, &Options { flash_share: n as f64 / total as f64, ..*o }, rows, cols, budget);
+    let mut best = at(0)?;
+    let keep = |g: Gemv, best: &mut Gemv| {
+        let crossed = g.read_compute_seconds >= g.normal_seconds;
+        if g.seconds < best.seconds {
+            *best = g;
+        }
+        crossed
+    };
+    keep(at(total)?, &mut best);
+    let (mut a, mut b) = (0, total);
+    while b - a > 1 {
+        let mid = a + (b - a) / 2;
+        if keep(at(mid)?, &mut best) {
+            b = mid;
+        } else {
+            a = mid;
+        }
+    }
+    Ok(best)
 }
 
 /// The GeMVs of one decoder layer in order (rows × cols), with names: Q, K and V share their
@@ -757,6 +806,30 @@ mod tests {
         let small = System { core_buffer_bytes: 1024, ..s };
         let e = gemv(&small, &opts(tall, 1.0), 4096, 4096, u64::MAX).unwrap_err();
         assert!(e.reason.contains("core buffer"), "{e}");
+    }
+
+    /// With Slice Control the balanced split is where the two sides cross: its requests and
+    /// normal reads finish within about a request's time of each other. With or without, no
+    /// share on a grid beats it by more than the step it cannot resolve (one request).
+    #[test]
+    fn the_balanced_split_is_where_both_sides_finish_together() {
+        let s = system("cambricon-llm-s");
+        for slicing in [true, false] {
+            let o = Options { slicing, ..opts(S_TILE, 0.0) };
+            let b = balanced(&s, &o, 16384, 4096, u64::MAX).unwrap();
+            let gap = (b.read_compute_seconds - b.normal_seconds).abs();
+            assert!(!slicing || gap < 2.0 * 50e-6, "{b:?}");
+            for k in 0..=20 {
+                let g = gemv(&s, &Options { flash_share: k as f64 / 20.0, ..o }, 16384, 4096, u64::MAX).unwrap();
+                assert!(
+                    b.seconds <= g.seconds + 50e-6,
+                    "slicing {slicing}, share {}: {} > {}",
+                    k,
+                    b.seconds,
+                    g.seconds
+                );
+            }
+        }
     }
 
     #[test]
