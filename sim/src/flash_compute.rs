@@ -194,7 +194,6 @@ enum Grant {
     /// arrays idle while it waits for the bus.
     Input {
         ch: usize,
-        tile: u32,
     },
     Output {
         die: usize,
@@ -218,7 +217,7 @@ impl Grant {
 
 enum Event {
     BusDone(usize, Grant),
-    ReadComputeArray(usize, u32),
+    ReadComputeArray(usize),
     ComputeDone(usize),
     NormalArray(usize),
     /// A channel's next read-compute request is due: Slice Control left the gap before it.
@@ -245,12 +244,16 @@ struct Channel {
 struct Die {
     command_queued: bool,
     array_busy: bool,
-    data_register: Option<u32>,
-    cache_register: Option<u32>,
+    /// A read page waits in the data register; the cache register holds the page the core
+    /// works on.
+    data_register: bool,
+    cache_register: bool,
     core_busy: bool,
     /// Inputs in the core's buffer (sent, not yet computed) and partial sums not yet sent.
     inputs: u64,
     outputs: u64,
+    /// The normal-read plane: pages still to read, an array read under way, a page in its
+    /// cache register going out, and a read page held until that register frees.
     normal_left: u64,
     normal_busy: bool,
     cache_full: bool,
@@ -356,7 +359,7 @@ impl Run<'_> {
         }
         let dies = c * self.cores..(c + 1) * self.cores;
         let ready = self.dies[dies.clone()].iter().all(|d| {
-            !d.command_queued && !d.array_busy && d.data_register.is_none() && self.fits(d.inputs + 1, d.outputs.max(1))
+            !d.command_queued && !d.array_busy && !d.data_register && self.fits(d.inputs + 1, d.outputs.max(1))
         });
         if !ready {
             return;
@@ -366,9 +369,8 @@ impl Run<'_> {
             d.command_queued = true;
             d.inputs += 1;
         }
-        let tile = self.ch[c].sent;
         self.ch[c].sent += 1;
-        self.ask(now, c, Grant::Input { ch: c, tile });
+        self.ask(now, c, Grant::Input { ch: c });
     }
 
     /// Moves a read page into the free cache register, starts the core on it once its
@@ -379,10 +381,10 @@ impl Run<'_> {
             self.fits(die.inputs, die.outputs + 1)
         };
         let die = &mut self.dies[d];
-        if die.cache_register.is_none() {
-            die.cache_register = die.data_register.take();
+        if !die.cache_register {
+            die.cache_register = std::mem::take(&mut die.data_register);
         }
-        if die.cache_register.is_some() && !die.core_busy && room {
+        if die.cache_register && !die.core_busy && room {
             die.core_busy = true;
             die.outputs += 1;
             self.q.push(now + self.compute, Event::ComputeDone(d));
@@ -415,7 +417,7 @@ impl Run<'_> {
         self.end = self.end.max(now);
         let t_read = Time::from_seconds(self.s.nand.t_read.0);
         match g {
-            Grant::Input { ch, tile } => {
+            Grant::Input { ch } => {
                 if self.o.slicing && self.ch[ch].sent < self.tiles {
                     self.ch[ch].due = Some(now + t_read);
                 }
@@ -423,7 +425,7 @@ impl Run<'_> {
                     let d = &mut self.dies[die];
                     d.command_queued = false;
                     d.array_busy = true;
-                    self.q.push(now + t_read, Event::ReadComputeArray(die, tile));
+                    self.q.push(now + t_read, Event::ReadComputeArray(die));
                 }
             }
             Grant::Output { die } => {
@@ -551,16 +553,16 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
     while let Some((now, ev)) = run.q.pop()? {
         match ev {
             Event::BusDone(c, g) => run.done(now, c, g),
-            Event::ReadComputeArray(d, tile) => {
+            Event::ReadComputeArray(d) => {
                 let die = &mut run.dies[d];
                 die.array_busy = false;
-                die.data_register = Some(tile);
+                die.data_register = true;
                 run.advance(now, d);
             }
             Event::ComputeDone(d) => {
                 let die = &mut run.dies[d];
                 die.core_busy = false;
-                die.cache_register = None;
+                die.cache_register = false;
                 die.inputs -= 1;
                 run.ask(now, run.channel_of(d), Grant::Output { die: d });
                 run.advance(now, d);
