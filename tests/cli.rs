@@ -574,7 +574,7 @@ fn cambricon_llm_reproduction_and_bad_input() {
         stdout(&o).split("→ ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
     };
     let slicing = tps(&[]) / tps(&["--no-slicing"]);
-    assert!((1.7 / 1.2..=1.7 * 1.2).contains(&slicing), "{slicing}");
+    assert!((1.7 * 0.8..=1.7 * 1.2).contains(&slicing), "{slicing}");
     let o = strata(&["flash-compute", "--split", "most"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--split: `most`"), "{}", stderr(&o));

@@ -236,6 +236,8 @@ struct Channel {
     /// When the next request can go (its planes finish their reads: tR is known), while it
     /// is pending; Slice Control fits normal slices into the gap before it.
     due: Option<Time>,
+    /// The die whose page data the bus carried last, if the last grant was a slice.
+    streaming: Option<usize>,
 }
 
 /// A die: the read-compute plane's page pipeline (array → data register → cache register →
@@ -288,19 +290,23 @@ impl Run<'_> {
         Time::from_seconds(self.s.nand.t_command.0)
     }
 
-    fn length(&self, g: Grant) -> (Time, Time) {
-        let data = match g {
+    /// The command that addresses a grant on channel `c`: every transfer has one, but a slice
+    /// that goes on from the same die's previous one (nothing else crossed the bus between)
+    /// continues its data-out; any other slice resumes it with a column change.
+    fn command(&self, c: usize, g: Grant) -> Time {
+        match g {
+            Grant::Slice { die, .. } if self.ch[c].streaming == Some(die) => Time(0),
+            _ => self.cmd(),
+        }
+    }
+
+    fn data(&self, g: Grant) -> Time {
+        match g {
             Grant::Input { .. } => self.bytes(self.input_bytes),
             Grant::Output { .. } => self.bytes(self.output_bytes),
             Grant::Slice { bytes, .. } => self.bytes(bytes),
             Grant::NormalCommand { .. } => Time(0),
-        };
-        // Every transfer is addressed by a command; slices after the first continue a read.
-        let cmd = match g {
-            Grant::Slice { .. } => Time(0),
-            _ => self.cmd(),
-        };
-        (cmd + data, data)
+        }
     }
 
     fn ask(&mut self, now: Time, c: usize, g: Grant) {
@@ -317,24 +323,35 @@ impl Run<'_> {
             return;
         }
         let Some(mut g) = self.ch[c].high.pop_front().or_else(|| self.ch[c].low.pop_front()) else { return };
-        // Slice Control never lets a slice delay a read-compute request: the last slice before
-        // one is cut to the gap, the rest waits.
-        if let (Grant::Slice { die, bytes, last }, Some(due)) = (g, self.ch[c].due)
+        // Slice Control never lets normal traffic delay a read-compute request: what does not
+        // fit the gap before one waits, but the last slice is cut to the gap.
+        if let Some(due) = self.ch[c].due
             && due > now
+            && !g.priority()
         {
-            let fit = ((due - now).seconds() * self.s.nand.channel_bandwidth.0) as u64;
-            if fit == 0 {
-                self.ch[c].low.push_front(g);
-                self.q.push(due, Event::Due(c));
-                return;
-            }
-            if fit < bytes {
-                self.ch[c].low.push_front(Grant::Slice { die, bytes: bytes - fit, last });
-                g = Grant::Slice { die, bytes: fit, last: false };
+            let start = now + self.command(c, g);
+            let fit = if due > start { ((due - start).seconds() * self.s.nand.channel_bandwidth.0) as u64 } else { 0 };
+            match g {
+                Grant::Slice { die, bytes, last } if fit > 0 && fit < bytes => {
+                    self.ch[c].low.push_front(Grant::Slice { die, bytes: bytes - fit, last });
+                    g = Grant::Slice { die, bytes: fit, last: false };
+                }
+                Grant::Slice { .. } if fit > 0 => {}
+                _ if due >= start + self.data(g) && !matches!(g, Grant::Slice { .. }) => {}
+                _ => {
+                    self.ch[c].low.push_front(g);
+                    self.q.push(due, Event::Due(c));
+                    return;
+                }
             }
         }
-        let (len, data) = self.length(g);
+        let data = self.data(g);
+        let len = self.command(c, g) + data;
         let chan = &mut self.ch[c];
+        chan.streaming = match g {
+            Grant::Slice { die, .. } => Some(die),
+            _ => None,
+        };
         chan.busy = true;
         chan.busy_time = chan.busy_time + len;
         chan.data_time = chan.data_time + data;
@@ -735,14 +752,14 @@ mod tests {
     const S_TILE: Tile = Tile { h: 256, w: 2048 };
 
     /// All weights over the channels to the NPU: the channels' data rate bounds the time from
-    /// below, and commands (one per page) are all that separates them.
+    /// below, and commands (a read and a data-out per page) are all that separates them.
     #[test]
     fn normal_reads_alone_run_at_the_channel_rate() {
         let s = system("cambricon-llm-s");
         let g = gemv(&s, &opts(S_TILE, 0.0), 4096, 4096, u64::MAX).unwrap();
         let bytes = 4096.0 * 4096.0;
         let floor = bytes / (8.0 * 1e9);
-        let per_page = 16384.0 / 1e9 + 290e-9;
+        let per_page = 16384.0 / 1e9 + 2.0 * 290e-9;
         assert!(g.seconds >= floor, "{} < {floor}", g.seconds);
         assert!(g.seconds <= floor * per_page / (16384.0 / 1e9) + 2.0 * 30e-6, "{}", g.seconds);
         assert_eq!(g.flash_bytes, 0);
@@ -776,8 +793,8 @@ mod tests {
 
     /// Slice Control never delays a read-compute request: beside normal reads that keep every
     /// channel busy, the requests finish when they do alone (but for the last partial sums,
-    /// which may wait for one slice). First come, first served makes the requests wait behind
-    /// whole pages, and the arrays idle meanwhile.
+    /// which may wait for one slice and its command). First come, first served makes the
+    /// requests wait behind whole pages, and the arrays idle meanwhile.
     #[test]
     fn slices_never_delay_read_compute_and_whole_pages_do() {
         let s = system("cambricon-llm-s");
@@ -786,7 +803,7 @@ mod tests {
         let shared = gemv(&s, &opts(S_TILE, 0.5), 16384, 4096, u64::MAX).unwrap();
         assert_eq!(shared.flash_bytes, alone.flash_bytes);
         assert!(shared.normal_seconds > alone.read_compute_seconds, "the normal reads outlast the requests");
-        let slice = (16384 + s.ecc_bytes()) as f64 / 4.0 / 1e9;
+        let slice = 16384.0 / 4.0 / 1e9 + 290e-9;
         let late = shared.read_compute_seconds - alone.read_compute_seconds;
         assert!((0.0..=slice).contains(&late), "{late}");
         let fcfs = gemv(&s, &Options { slicing: false, ..opts(S_TILE, 0.5) }, 16384, 4096, u64::MAX).unwrap();
