@@ -340,6 +340,49 @@ pub fn point(
 }
 
 /// The summary: every point, the reference tokens/s with errors, the ablation ratios.
+/// Where adding flash stops paying, for sweeps over channels × chips per channel: per channel
+/// count, the first chips per channel whose doubling gains less than 10%; per chip count,
+/// the speedup from the fewest to the most channels against their ratio.
+fn scaling(rows: &[crate::experiment::Row]) -> String {
+    let n = |r: &crate::experiment::Row, k: &str| r.s(k).parse::<u64>().unwrap_or(0);
+    let mut grid: std::collections::BTreeMap<(u64, u64), f64> = Default::default();
+    for r in rows.iter().filter(|r| r.s("variant") == "full") {
+        grid.insert((n(r, "channels"), n(r, "chips_per_channel")), r.f("tokens_per_s"));
+    }
+    let mut channels: Vec<u64> = grid.keys().map(|k| k.0).collect();
+    let mut chips: Vec<u64> = grid.keys().map(|k| k.1).collect();
+    channels.dedup();
+    chips.sort_unstable();
+    chips.dedup();
+    if channels.len() < 2 || chips.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Where scaling stops\n\n| channels | first chips per channel whose doubling gains < 10% | best chips per channel | tokens/s there |\n|---:|---:|---:|---:|\n",
+    );
+    for &c in &channels {
+        let line: Vec<(u64, f64)> = chips.iter().filter_map(|&k| grid.get(&(c, k)).map(|t| (k, *t))).collect();
+        let stop = line.windows(2).find(|w| w[1].1 < 1.1 * w[0].1).map_or("none".to_string(), |w| w[0].0.to_string());
+        let best = line.iter().cloned().fold((0, 0.0), |b, x| if x.1 > b.1 { x } else { b });
+        let _ = writeln!(s, "| {c} | {stop} | {} | {:.2} |", best.0, best.1);
+    }
+    s += "\n| chips per channel | channels | speedup | channel ratio |\n|---:|---|---:|---:|\n";
+    for &k in &chips {
+        let line: Vec<(u64, f64)> = channels.iter().filter_map(|&c| grid.get(&(c, k)).map(|t| (c, *t))).collect();
+        if let (Some(first), Some(last)) = (line.first(), line.last()) {
+            let _ = writeln!(
+                s,
+                "| {k} | {} → {} | {:.1}× | {}× |",
+                first.0,
+                last.0,
+                last.1 / first.1,
+                last.0 / first.0.max(1)
+            );
+        }
+    }
+    s
+}
+
 pub fn summary(spec: &crate::experiment::ExperimentSpec, rows: &[crate::experiment::Row]) -> String {
     let mut s = String::from(
         "| arch | model | variant | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
@@ -361,6 +404,7 @@ pub fn summary(spec: &crate::experiment::ExperimentSpec, rows: &[crate::experime
             r.f("speedup_over_flexgen_ssd")
         );
     }
+    s += &scaling(rows);
     let find = |arch: &str, model: &str, variant: &str| {
         rows.iter()
             .find(|r| r.s("arch") == arch && r.s("model") == model && r.s("variant") == variant)
