@@ -598,6 +598,28 @@ fn cambricon_llm_reproduction_and_bad_input() {
     }
 }
 
+/// The paper's scaling claims (§VIII) on a small sweep: at 8 channels more chips per channel
+/// stop paying (the weights cannot spread further), while at 4 chips per channel 1 → 64
+/// channels scales steadily.
+#[test]
+fn cambricon_scaling_stops_where_the_paper_says() {
+    let toml = "[experiment]\nname = \"scal\"\nkind = \"flash-compute\"\noutput = \"x\"\n[experiment.sweep]\n\
+                arch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nvariant = [\"full\"]\n\
+                channels = [1, 8, 64]\nchips_per_channel = [4, 64, 128]\n";
+    let f = file("scal.toml", toml);
+    let dir = std::env::temp_dir().join(format!("strata-scal-{}", std::process::id()));
+    let o = strata(&["run", f.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    let row = |start: &str| -> Vec<String> {
+        let line = summary.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("{start}: {summary}"));
+        line.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+    };
+    assert_eq!(row("| 8 |")[1], "64", "{summary}");
+    let speedup: f64 = row("| 4 | 1 → 64 |")[2].trim_end_matches('×').parse().unwrap();
+    assert!(speedup > 32.0, "{summary}");
+}
+
 /// `strata trace`: a Chrome trace with a track per unit and memory and the tiles as slices, the
 /// engine's time beside the analytical model's; bad options and budgets exit 2.
 #[test]

@@ -341,7 +341,7 @@ pub fn point(
 
 /// The summary: every point, the reference tokens/s with errors, the ablation ratios.
 /// Where adding flash stops paying, for sweeps over channels × chips per channel: per channel
-/// count, the first chips per channel whose doubling gains less than 10%; per chip count,
+/// count, the chips per channel after which the next step gains less than 10%; per chip count,
 /// the speedup from the fewest to the most channels against their ratio.
 fn scaling(rows: &[crate::experiment::Row]) -> String {
     let n = |r: &crate::experiment::Row, k: &str| r.s(k).parse::<u64>().unwrap_or(0);
@@ -358,7 +358,7 @@ fn scaling(rows: &[crate::experiment::Row]) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "\n## Where scaling stops\n\n| channels | first chips per channel whose doubling gains < 10% | best chips per channel | tokens/s there |\n|---:|---:|---:|---:|\n",
+        "\n## Where scaling stops\n\n| channels | chips per channel after which the next step gains < 10% | best chips per channel | tokens/s there |\n|---:|---:|---:|---:|\n",
     );
     for &c in &channels {
         let line: Vec<(u64, f64)> = chips.iter().filter_map(|&k| grid.get(&(c, k)).map(|t| (k, *t))).collect();
