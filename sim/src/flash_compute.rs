@@ -624,13 +624,15 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
 /// normal reads finish together, and the fastest split seen (everything on either side
 /// included) is kept. With Slice Control the crossing is the optimum, as normal reads never
 /// delay a request; without it whole pages delay every request, and the best split can be
-/// everything in flash. `o.flash_share` is ignored.
+/// everything in flash. `o.flash_share` is ignored; the result's events count every run.
 pub fn balanced(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
     let t = shape(s, o.tiling, cols)?;
     let total = rows.div_ceil(t.tile_h) * cols.div_ceil(t.tile_w);
     let at = |n: u64| gemv(s, &Options { flash_share: n as f64 / total as f64, ..*o }, rows, cols, budget);
     let mut best = at(0)?;
-    let keep = |g: Gemv, best: &mut Gemv| {
+    let mut events = best.events;
+    let mut keep = |g: Gemv, best: &mut Gemv| {
+        events += g.events;
         let crossed = g.read_compute_seconds >= g.normal_seconds;
         if g.seconds < best.seconds {
             *best = g;
@@ -647,7 +649,7 @@ pub fn balanced(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> R
             a = mid;
         }
     }
-    Ok(best)
+    Ok(Gemv { events, ..best })
 }
 
 /// The GeMVs of one decoder layer in order (rows × cols), with names: Q, K and V share their
