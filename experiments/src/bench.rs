@@ -28,6 +28,19 @@ fn rate<T>(items: &[T], budget: Duration, mut f: impl FnMut(&T)) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Events and runs per second of a simulation that returns its event count, run for `budget`
+/// (at least once).
+fn event_rate(budget: Duration, mut run: impl FnMut() -> CliResult<u64>) -> CliResult<(f64, f64)> {
+    let start = Instant::now();
+    let (mut events, mut runs) = (0u64, 0u64);
+    while start.elapsed() < budget || runs == 0 {
+        events += run()?;
+        runs += 1;
+    }
+    let t = start.elapsed().as_secs_f64();
+    Ok((events as f64 / t, runs as f64 / t))
+}
+
 fn gemm_mappings(c: &strata_workloads::Cascade, arch: &strata_arch::Arch) -> CliResult<Vec<CascadeMapping>> {
     let mut out = Vec::new();
     let splits = [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
@@ -105,24 +118,18 @@ pub fn run(seconds: f64) -> CliResult<String> {
     let _ =
         writeln!(out, "  GEMM mapping, full report:                              {:>12.0} evaluations/s", gemm_full);
     let _ = writeln!(out, "  FuseMax 1-pass cascade (12 einsums), full report:      {:>12.0} evaluations/s", fusemax);
-    let start = Instant::now();
-    let (mut events, mut runs) = (0u64, 0u64);
     let opts = tiles::Options {
         memory: tiles::Memory::Ideal,
         buffering: tiles::Buffering::Auto,
         budget: u64::MAX,
         max_steps: 0,
     };
-    while start.elapsed() < budget || runs == 0 {
-        let r = tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string()))?;
-        events += r.events;
-        runs += 1;
-    }
+    let (events, runs) = event_rate(budget, || {
+        Ok(tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string()))?.events)
+    })?;
     let _ = writeln!(
         out,
-        "cycle-approximate engine, one thread, FuseMax 1-pass lowered to tiles:  {:>12.0} events/s ({:.1} runs/s)",
-        events as f64 / start.elapsed().as_secs_f64(),
-        runs as f64 / start.elapsed().as_secs_f64()
+        "cycle-approximate engine, one thread, FuseMax 1-pass lowered to tiles:  {events:>12.0} events/s ({runs:.1} runs/s)"
     );
     let _ = writeln!(out, "cycle-approximate engine, one thread, one DRAM channel (200,000 reads, window 32):");
     for (name, pattern) in
@@ -187,18 +194,11 @@ pub fn run(seconds: f64) -> CliResult<String> {
         ecc: true,
         budget: u64::MAX,
     };
-    let start = Instant::now();
-    let (mut events, mut runs) = (0u64, 0u64);
-    while start.elapsed() < budget || runs == 0 {
-        let o = crate::flash_compute::simulate(&s, black_box(&m), &knobs)?;
-        events += o.token.events;
-        runs += 1;
-    }
+    let (events, runs) =
+        event_rate(budget, || Ok(crate::flash_compute::simulate(&s, black_box(&m), &knobs)?.token.events))?;
     let _ = writeln!(
         out,
-        "cycle-approximate engine, one thread, Cambricon-LLM S decoding OPT-6.7B (balanced splits):  {:>12.0} events/s ({:.1} tokens/s simulated)",
-        events as f64 / start.elapsed().as_secs_f64(),
-        runs as f64 / start.elapsed().as_secs_f64()
+        "cycle-approximate engine, one thread, Cambricon-LLM S decoding OPT-6.7B (balanced splits):  {events:>12.0} events/s ({runs:.1} tokens/s simulated)"
     );
     Ok(out)
 }
