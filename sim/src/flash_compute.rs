@@ -13,9 +13,11 @@
 //! to the cache register, where the core works on it while the next page is read. So every
 //! wait for the bus is time the arrays stand idle. With Slice Control the bus serves
 //! read-compute traffic first and sends normal pages in slices that fill the gaps: as tR is
-//! known, the controller cuts the last slice before a request is due so that it never delays
-//! one. Without it the bus is first come, first served at page granularity, and a request
-//! waits behind whole pages. A core's 2 KB buffer holds inputs and partial sums together: a
+//! known, the controller holds back normal traffic that would not end before a request is
+//! due and cuts the last slice to the gap, so that none delays one. A slice that does not
+//! follow its own page's previous one pays a column-change command. Without Slice Control the
+//! bus is first come, first served at page granularity, and a request waits behind whole
+//! pages. A core's 2 KB buffer holds inputs and partial sums together: a
 //! request goes only if its input fits beside the partial sums the core still holds.
 //!
 //! Time is the engine's event queue; layers are identical, so one layer's GeMVs are simulated
