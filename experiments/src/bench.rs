@@ -28,17 +28,23 @@ fn rate<T>(items: &[T], budget: Duration, mut f: impl FnMut(&T)) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Events and runs per second of a simulation that returns its event count, run for `budget`
-/// (at least once).
-fn event_rate(budget: Duration, mut run: impl FnMut() -> CliResult<u64>) -> CliResult<(f64, f64)> {
+/// Runs a simulation repeatedly for `budget` (at least once): its last result, and events and
+/// runs per second, the events of a result counted by `events`.
+fn event_rate<S>(
+    budget: Duration,
+    mut run: impl FnMut() -> CliResult<S>,
+    events: impl Fn(&S) -> u64,
+) -> CliResult<(S, f64, f64)> {
     let start = Instant::now();
-    let (mut events, mut runs) = (0u64, 0u64);
-    while start.elapsed() < budget || runs == 0 {
-        events += run()?;
+    let mut last = run()?;
+    let (mut total, mut runs) = (events(&last), 1u64);
+    while start.elapsed() < budget {
+        last = run()?;
+        total += events(&last);
         runs += 1;
     }
     let t = start.elapsed().as_secs_f64();
-    Ok((events as f64 / t, runs as f64 / t))
+    Ok((last, total as f64 / t, runs as f64 / t))
 }
 
 fn gemm_mappings(c: &strata_workloads::Cascade, arch: &strata_arch::Arch) -> CliResult<Vec<CascadeMapping>> {
@@ -124,9 +130,11 @@ pub fn run(seconds: f64) -> CliResult<String> {
         budget: u64::MAX,
         max_steps: 0,
     };
-    let (events, runs) = event_rate(budget, || {
-        Ok(tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string()))?.events)
-    })?;
+    let (_, events, runs) = event_rate(
+        budget,
+        || tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string())),
+        |r| r.events,
+    )?;
     let _ = writeln!(
         out,
         "cycle-approximate engine, one thread, FuseMax 1-pass lowered to tiles:  {events:>12.0} events/s ({runs:.1} runs/s)"
@@ -138,20 +146,15 @@ pub fn run(seconds: f64) -> CliResult<String> {
         let org = strata_arch::arch::DramOrg::preset(name).expect("preset").map_err(|e| CliError::spec(name, &e))?;
         let t = dram::Timing::of(&org).map_err(|e| CliError::input(format!("{name}: {e}")))?;
         let reads = if pattern == "sequential" { dram::sequential(&t, 200_000) } else { dram::random(&t, 200_000, 7) };
-        let start = Instant::now();
-        let mut events = 0u64;
-        let mut stats = None;
-        while start.elapsed() < budget {
-            let s = dram::run(&t, black_box(&reads), 32, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
-            events += s.events;
-            stats = Some(s);
-        }
-        let s = stats.expect("ran at least once");
+        let (s, events, _) = event_rate(
+            budget,
+            || dram::run(&t, black_box(&reads), 32, u64::MAX).map_err(|e| CliError::input(e.to_string())),
+            |s| s.events,
+        )?;
         let _ = writeln!(
             out,
-            "  {name:<10} {pattern:<10} {:>6.1}% of peak bandwidth   {:>12.0} events/s",
+            "  {name:<10} {pattern:<10} {:>6.1}% of peak bandwidth   {events:>12.0} events/s",
             100.0 * s.bandwidth() / t.peak_bandwidth(),
-            events as f64 / start.elapsed().as_secs_f64()
         );
     }
     let _ = writeln!(out, "cycle-approximate engine, one thread, one flash drive (20,000 requests):");
@@ -165,21 +168,16 @@ pub fn run(seconds: f64) -> CliResult<String> {
         } else {
             nand::random(bytes, 20_000, 64 << 30, 11)
         };
-        let start = Instant::now();
-        let mut events = 0u64;
-        let mut stats = None;
-        while start.elapsed() < budget {
-            let s = nand::run(&t, black_box(&reqs), qd, u64::MAX).map_err(|e| CliError::input(e.to_string()))?;
-            events += s.events;
-            stats = Some(s);
-        }
-        let s = stats.expect("ran at least once");
+        let (s, events, _) = event_rate(
+            budget,
+            || nand::run(&t, black_box(&reqs), qd, u64::MAX).map_err(|e| CliError::input(e.to_string())),
+            |s| s.events,
+        )?;
         let _ = writeln!(
             out,
-            "  {name:<10} {pattern:<10} {:>4} KiB qd {qd:<3} {:>6.2} GB/s   {:>12.0} events/s",
+            "  {name:<10} {pattern:<10} {:>4} KiB qd {qd:<3} {:>6.2} GB/s   {events:>12.0} events/s",
             bytes >> 10,
             s.bandwidth() / 1e9,
-            events as f64 / start.elapsed().as_secs_f64()
         );
     }
     // In-flash compute: one decode step, every GeMV split on the timing (a bisection of runs).
@@ -194,8 +192,8 @@ pub fn run(seconds: f64) -> CliResult<String> {
         ecc: true,
         budget: u64::MAX,
     };
-    let (events, runs) =
-        event_rate(budget, || Ok(crate::flash_compute::simulate(&s, black_box(&m), &knobs)?.token.events))?;
+    let (_, events, runs) =
+        event_rate(budget, || crate::flash_compute::simulate(&s, black_box(&m), &knobs), |o| o.token.events)?;
     let _ = writeln!(
         out,
         "cycle-approximate engine, one thread, Cambricon-LLM S decoding OPT-6.7B (balanced splits):  {events:>12.0} events/s ({runs:.1} tokens/s simulated)"
