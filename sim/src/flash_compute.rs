@@ -334,12 +334,14 @@ impl Run<'_> {
             let start = now + self.command(c, g);
             let fit = if due > start { ((due - start).seconds() * self.s.nand.channel_bandwidth.0) as u64 } else { 0 };
             match g {
-                Grant::Slice { die, bytes, last } if fit > 0 && fit < bytes => {
-                    self.ch[c].low.push_front(Grant::Slice { die, bytes: bytes - fit, last });
-                    g = Grant::Slice { die, bytes: fit, last: false };
+                Grant::Slice { die, bytes, last } if fit > 0 => {
+                    if fit < bytes {
+                        self.ch[c].low.push_front(Grant::Slice { die, bytes: bytes - fit, last });
+                        g = Grant::Slice { die, bytes: fit, last: false };
+                    }
                 }
-                Grant::Slice { .. } if fit > 0 => {}
-                _ if due >= start + self.data(g) && !matches!(g, Grant::Slice { .. }) => {}
+                // A normal read's command carries no data.
+                Grant::NormalCommand { .. } if due >= start => {}
                 _ => {
                     self.ch[c].low.push_front(g);
                     self.q.push(due, Event::Due(c));
