@@ -19,6 +19,11 @@ fn fresh(name: &str) -> PathBuf {
 }
 
 /// Parses a results CSV into (header, rows).
+/// The signed error, in percent, in the last cell of a summary's reference-point row.
+fn error_percent(line: &str) -> f64 {
+    line.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()
+}
+
 fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
@@ -362,7 +367,7 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     let mut n = 0;
     for l in summary.lines().filter(|l| l.ends_with("% |")) {
-        let err: f64 = l.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap();
+        let err = error_percent(l);
         let limit = if l.contains("total_ms") { 25.0 } else { 20.0 };
         assert!(err.abs() <= limit, "{l}");
         n += 1;
@@ -396,7 +401,7 @@ fn instinfer_ratios_and_bad_systems() {
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     for q in ["insta_over_flexgen_bs64", "sparf_over_flexgen_best"] {
         let l = summary.lines().find(|l| l.starts_with(&format!("| {q} |"))).expect(q);
-        let err: f64 = l.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap();
+        let err = error_percent(l);
         assert!(err.abs() <= 25.0, "{l}");
     }
     for p in ["kv-offload-throughput", "kv-offload-scaling"] {
