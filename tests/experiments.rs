@@ -1,12 +1,10 @@
-//! `strata run`: the default experiment against golden values, determinism across thread counts,
-//! resuming a killed run, and bad experiment files.
+//! Experiments through the library: the embedded experiments against golden values,
+//! determinism across thread counts, resuming, spec-path sweeps, shards and merges, bad
+//! experiment files. (`tests/cli.rs` runs the binary: kills, Slurm, exit codes.)
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn strata(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata")).args(args).current_dir(dir).output().expect("binary runs")
-}
+use strata::{RunOptions, RunReport, Shard};
 
 /// A new empty directory; unique per call, since tests run in parallel threads of one process.
 fn fresh(name: &str) -> PathBuf {
@@ -16,6 +14,26 @@ fn fresh(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// An embedded experiment's name, or the file of that name in `dir`.
+fn experiment(name: &str, dir: &Path) -> String {
+    if dir.join(name).exists() { dir.join(name).display().to_string() } else { name.to_string() }
+}
+
+/// Runs an experiment into `dir/o` with the given options.
+fn run_with(name: &str, dir: &Path, o: RunOptions) -> strata::Result<RunReport> {
+    strata::run_experiment(&experiment(name, dir), &RunOptions { out: Some(dir.join("o")), ..o })
+}
+
+/// Runs an experiment into `dir/o`; it must succeed.
+fn ok(name: &str, dir: &Path) -> RunReport {
+    run_with(name, dir, RunOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Runs an experiment into `dir/o`; it must fail.
+fn err(name: &str, dir: &Path) -> strata::Error {
+    run_with(name, dir, RunOptions::default()).err().unwrap_or_else(|| panic!("{name} ran"))
 }
 
 /// Parses a results CSV into (header, rows).
@@ -35,8 +53,7 @@ fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 /// (1e-9 relative on numbers, exact on text). Returns the header and rows.
 fn golden(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let d = fresh(&format!("golden-{name}"));
-    let o = strata(&["run", name, "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(name, &d);
     for f in ["results.csv", "results.jsonl", "summary.md"] {
         assert!(d.join("o").join(f).exists(), "{f} missing");
     }
@@ -107,8 +124,8 @@ fn results_do_not_depend_on_the_thread_count() {
     // once made it depend on which thread got there first.
     for experiment in ["flash-io", "fusemax-pareto"] {
         let (a, b) = (fresh(&format!("jobs1-{experiment}")), fresh(&format!("jobs2-{experiment}")));
-        assert!(strata(&["run", experiment, "--out", "o", "--jobs", "1"], &a).status.success());
-        assert!(strata(&["run", experiment, "--out", "o", "--jobs", "2"], &b).status.success());
+        run_with(experiment, &a, RunOptions { jobs: Some(1), ..RunOptions::default() }).unwrap();
+        run_with(experiment, &b, RunOptions { jobs: Some(2), ..RunOptions::default() }).unwrap();
         for f in ["results.csv", "results.jsonl", "summary.md"] {
             let (x, y) = (std::fs::read(a.join("o").join(f)).unwrap(), std::fs::read(b.join("o").join(f)).unwrap());
             assert_eq!(x, y, "{experiment} {f}");
@@ -116,27 +133,247 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
-#[test]
-fn a_rerun_resumes_and_keeps_finished_points() {
-    let d = fresh("resume");
-    assert!(strata(&["run", "flash-io", "--out", "o"], &d).status.success());
-    let full = std::fs::read_to_string(d.join("o/results.jsonl")).unwrap();
-    // Keep half the points, as if the run had been killed; the rerun computes only the rest.
-    let half: Vec<&str> = full.lines().take(full.lines().count() / 2).collect();
-    std::fs::write(d.join("o/results.jsonl"), half.join("\n") + "\n").unwrap();
-    std::fs::remove_file(d.join("o/results.csv")).unwrap();
-    assert!(strata(&["run", "flash-io", "--out", "o"], &d).status.success());
-    assert_eq!(std::fs::read_to_string(d.join("o/results.jsonl")).unwrap(), full);
+/// The files a finished run leaves, by name.
+const OUTPUTS: [&str; 5] = ["results.csv", "results.jsonl", "summary.md", "points.jsonl", "manifest.json"];
+
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    OUTPUTS.iter().map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap_or_default())).collect()
 }
 
+/// A run cut short anywhere in its journal — between points, inside a point's line, inside a
+/// point of two rows — and rerun gives the same bytes as an uninterrupted run. Defects 1 and 8:
+/// the resumed CSV once had an alphabetical header over rows in code order, and a kill between
+/// the two rows of an attention point once kept one row for good.
+#[test]
+fn a_rerun_after_a_cut_journal_is_byte_identical() {
+    for name in ["flash-io", "default"] {
+        let d = fresh(&format!("cut-{name}"));
+        ok(name, &d);
+        let full = outputs(&d.join("o"));
+        let journal = std::fs::read(d.join("o/points.jsonl")).unwrap();
+        let lines = journal.iter().filter(|&&b| b == b'\n').count() as u64;
+        for cut in [0, 1, journal.len() / 3, journal.len() / 2 + 7, journal.len() - 1] {
+            std::fs::write(d.join("o/points.jsonl"), &journal[..cut]).unwrap();
+            for f in ["results.csv", "results.jsonl", "summary.md"] {
+                let _ = std::fs::remove_file(d.join("o").join(f));
+            }
+            let report = ok(name, &d);
+            // Whole lines are committed points; a last line whose newline was cut is whole too.
+            let kept = journal[..cut]
+                .split(|&b| b == b'\n')
+                .filter(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok())
+                .count() as u64;
+            assert_eq!(report.resumed.reused, kept, "{name} cut at {cut}");
+            assert_eq!(report.computed, lines - kept, "{name} cut at {cut}");
+            assert_eq!(outputs(&d.join("o")), full, "{name} cut at byte {cut}");
+        }
+    }
+}
+
+/// Every kind resumes: a second run into the same folder computes nothing (defect 4: the
+/// flash-offload and kv-offload kinds once had no point key and recomputed everything).
+#[test]
+fn every_kind_resumes() {
+    for name in ["llm-in-a-flash", "flexgen", "flash-io"] {
+        let d = fresh(&format!("resume-{name}"));
+        let first = ok(name, &d);
+        assert_eq!(first.computed, first.points);
+        let full = outputs(&d.join("o"));
+        let again = ok(name, &d);
+        assert_eq!((again.computed, again.resumed.reused), (0, first.points), "{name}");
+        assert_eq!(outputs(&d.join("o")), full, "{name}");
+    }
+}
+
+/// Two inline architectures with the same name but different numbers: each system's numbers
+/// are its own, whatever the thread count (defect 2: the linear-layer cache was keyed by the
+/// architecture's name).
+#[test]
+fn caches_are_keyed_by_content_not_by_name() {
+    let preset =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml")).unwrap();
+    let inline = |system: &str, bw: &str| {
+        format!("[[experiment.systems]]\nname = \"{system}\"\nattention = \"fusemax\"\n")
+            + &preset
+                .replace("\"400 GiB/s\"", bw)
+                .replace("[[arch.", "[[experiment.systems.arch.")
+                .replace("[arch", "[experiment.systems.arch")
+    };
+    let head = "[experiment]\nname = \"x\"\nkind = \"attention-systems\"\n[experiment.sweep]\nmodel = [\"bert\"]\nseq = [1024, 2048]\nbatch = [8]\n";
+    let both = format!("{head}{}{}", inline("fast", "\"400 GiB/s\""), inline("slow", "\"25 GiB/s\""));
+    let alone = format!("{head}{}", inline("slow", "\"25 GiB/s\""));
+    let rows = |text: &str, jobs: usize, system: &str| {
+        let d = fresh("same-name");
+        std::fs::write(d.join("e.toml"), text).unwrap();
+        run_with("e.toml", &d, RunOptions { jobs: Some(jobs), ..RunOptions::default() }).unwrap();
+        let (h, rows) = csv(&d.join("o/results.csv"));
+        let sys = h.iter().position(|c| c == "system").unwrap();
+        rows.into_iter().filter(|r| r[sys] == system).collect::<Vec<_>>()
+    };
+    let slow = rows(&alone, 1, "slow");
+    assert_eq!(slow.len(), 4);
+    for jobs in [1, 2] {
+        assert_eq!(rows(&both, jobs, "slow"), slow, "jobs {jobs}");
+    }
+    assert_ne!(rows(&both, 2, "fast")[1][7], slow[1][7], "the end-to-end latencies must differ");
+}
+
+/// Relative paths in an experiment file resolve against its folder, not the working directory
+/// (defect 6), and an edit to any input recomputes the points it determines (defect 7).
+#[test]
+fn relative_paths_resolve_against_the_file_and_edits_recompute() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = fresh("relative");
+    let sub = d.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let arch = std::fs::read_to_string(format!("{root}/arch/presets/fusemax.toml")).unwrap();
+    std::fs::write(sub.join("machine.toml"), &arch).unwrap();
+    std::fs::copy(format!("{root}/workloads/presets/models/bert.toml"), sub.join("my-bert.toml")).unwrap();
+    let e = OK.replace("arch = \"fusemax\"", "arch = \"machine.toml\"").replace("[\"bert\"]", "[\"my-bert.toml\"]");
+    std::fs::write(sub.join("e.toml"), &e).unwrap();
+    // The test process's working directory is the package root, not `sub`.
+    let opts = || RunOptions { out: Some(d.join("o")), ..RunOptions::default() };
+    let path = sub.join("e.toml").display().to_string();
+    let first = strata::run_experiment(&path, &opts()).unwrap();
+    let before = std::fs::read(d.join("o/results.csv")).unwrap();
+    // Edit the architecture file: the rerun into the same folder recomputes, and matches a fresh run.
+    std::fs::write(sub.join("machine.toml"), arch.replace("\"400 GiB/s\"", "\"100 GiB/s\"")).unwrap();
+    let second = strata::run_experiment(&path, &opts()).unwrap();
+    assert_eq!((second.resumed.recomputed, second.resumed.reused), (first.points, 0));
+    let after = std::fs::read(d.join("o/results.csv")).unwrap();
+    assert_ne!(before, after);
+    let other = fresh("relative-fresh");
+    strata::run_experiment(&path, &RunOptions { out: Some(other.join("o")), ..RunOptions::default() }).unwrap();
+    assert_eq!(std::fs::read(other.join("o/results.csv")).unwrap(), after);
+    // A mapper setting is an input too.
+    let latency = e.replace("[experiment.sweep]", "[experiment.mapper]\nobjective = \"latency\"\n[experiment.sweep]");
+    std::fs::write(sub.join("e.toml"), latency).unwrap();
+    let third = strata::run_experiment(&path, &opts()).unwrap();
+    assert_eq!(third.resumed.recomputed, first.points);
+}
+
+/// Runs shard `i` of `n` of an embedded experiment into `dir`.
+fn shard(name: &str, dir: &Path, index: u64, count: u64) -> RunReport {
+    let o = RunOptions { out: Some(dir.to_path_buf()), shard: Shard { index, count }, ..RunOptions::default() };
+    strata::run_experiment(name, &o).unwrap()
+}
+
+/// Shards computed apart and merged give the files of a whole run, byte for byte; a missing,
+/// doubled or incomplete shard is named.
+#[test]
+fn shards_merge_into_the_whole_run() {
+    for name in ["flash-io", "default"] {
+        let d = fresh(&format!("shards-{name}"));
+        let whole_run = ok(name, &d);
+        let whole = outputs(&d.join("o"));
+        let dirs: Vec<PathBuf> = (0..4).map(|i| d.join(format!("s{i}"))).collect();
+        let points: u64 = dirs.iter().enumerate().map(|(i, dir)| shard(name, dir, i as u64, 4).points).sum();
+        assert_eq!(points, whole_run.points);
+        let merged = strata::merge_shards(&dirs, &d.join("m")).unwrap();
+        assert_eq!(merged.points, whole_run.points);
+        assert_eq!(outputs(&d.join("m")), whole, "{name}");
+        let e = strata::merge_shards(&dirs[..3], &d.join("m2")).unwrap_err();
+        assert!(e.message.contains("shard 3/4 is missing"), "{}", e.message);
+        let e = strata::merge_shards(&[dirs[0].clone(), dirs[0].clone()], &d.join("m3")).unwrap_err();
+        assert!(e.message.contains("are both shard 0/4"), "{}", e.message);
+    }
+    let d = fresh("shards-lost");
+    let dirs: Vec<PathBuf> = (0..2).map(|i| d.join(format!("s{i}"))).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        shard("flash-io", dir, i as u64, 2);
+    }
+    let j = std::fs::read_to_string(dirs[1].join("points.jsonl")).unwrap();
+    std::fs::write(dirs[1].join("points.jsonl"), j.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>())
+        .unwrap();
+    let e = strata::merge_shards(&dirs, &d.join("m")).unwrap_err();
+    assert!(e.message.contains("of shard 1/2 is missing"), "{}", e.message);
+}
+
+/// A sweep over spec paths gives the numbers of the architecture files it stands for; zipped
+/// axes move together, a filter skips points, and bad paths or values are located.
+#[test]
+fn spec_path_sweeps_zips_and_filters() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let arch = std::fs::read_to_string(format!("{root}/arch/presets/fusemax.toml")).unwrap();
+    let d = fresh("paths");
+    let swept = OK.replace(
+        "batch = [8]",
+        "batch = [8]\n\"arch.levels.GlobalBuffer.capacity\" = [\"2 MiB\", \"16 MiB\"]\n\"arch.levels.DRAM.read_bandwidth\" = [\"100 GiB/s\", \"400 GiB/s\"]",
+    );
+    std::fs::write(d.join("e.toml"), &swept).unwrap();
+    assert_eq!(ok("e.toml", &d).points, 4);
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let point = h.iter().position(|c| c == "point").unwrap();
+    for (cap, bw) in [("2 MiB", "100 GiB/s"), ("16 MiB", "400 GiB/s")] {
+        let e = fresh("paths-file");
+        let edited = arch.replace("\"16 MiB\"", &format!("\"{cap}\"")).replace("\"400 GiB/s\"", &format!("\"{bw}\""));
+        std::fs::write(e.join("a.toml"), edited).unwrap();
+        std::fs::write(e.join("e.toml"), OK.replace("arch = \"fusemax\"", "arch = \"a.toml\"")).unwrap();
+        ok("e.toml", &e);
+        let (_, want) = csv(&e.join("o/results.csv"));
+        let key = format!("arch.levels.DRAM.read_bandwidth={bw};arch.levels.GlobalBuffer.capacity={cap};");
+        let got: Vec<Vec<String>> =
+            rows.iter().filter(|r| r[point].starts_with(&key)).map(|r| r[1..].to_vec()).collect();
+        let want: Vec<Vec<String>> = want.iter().map(|r| r[1..].to_vec()).collect();
+        assert_eq!(got, want, "{cap}, {bw}");
+    }
+    // Zipped: the two paths move together (2 points, not 4); the filter drops one more.
+    let zipped = swept.replace(
+        "[experiment.sweep]",
+        "zip = [[\"arch.levels.GlobalBuffer.capacity\", \"arch.levels.DRAM.read_bandwidth\"]]\nfilter = \"arch.levels.GlobalBuffer.capacity > 4 * 1048576 || seq < 1024\"\n[experiment.sweep]",
+    );
+    let z = fresh("paths-zip");
+    std::fs::write(z.join("e.toml"), &zipped).unwrap();
+    assert_eq!(ok("e.toml", &z).points, 1);
+    let (_, zrows) = csv(&z.join("o/results.csv"));
+    assert!(zrows[0][0].contains("capacity=16 MiB") && zrows[0][0].contains("read_bandwidth=400 GiB/s"), "{zrows:?}");
+    // A model field by path.
+    let m = fresh("paths-model");
+    std::fs::write(m.join("e.toml"), OK.replace("batch = [8]", "batch = [8]\n\"model.layers\" = [12, 24]")).unwrap();
+    assert_eq!(ok("e.toml", &m).points, 2);
+    // Located errors before anything runs: the axis, the value and the key.
+    let with = |axis: &str| OK.replace("batch = [8]", &format!("batch = [8]\n{axis}"));
+    bad(
+        &with("\"arch.levels.GlobalBufer.capacity\" = [\"2 MiB\"]"),
+        "experiment.sweep.\"arch.levels.GlobalBufer.capacity\" = \"2 MiB\": arch.levels has no element named `GlobalBufer`",
+    );
+    bad(&with("\"arch.levels.GlobalBuffer.capacity\" = [\"2 furlongs\"]"), "capacity");
+    bad(&with("\"arch.levels.GlobalBuffer.capacty\" = [\"2 MiB\"]"), "capacty");
+    bad(&with("\"cache.size\" = [1]"), "a spec path starts with arch, model, mapping");
+    bad(&with("seqq = [1]"), "experiment.sweep.seqq: not an axis of a `attention-systems` experiment");
+    bad(&OK.replace("seq = [1024]", "seq = [1024, 1024]"), "experiment.sweep.seq[1]: 1024 repeats value [0]");
+    bad(
+        &OK.replace("[experiment.sweep]", "filter = \"seqs > 1\"\n[experiment.sweep]"),
+        "experiment.filter: `seqs` at column 1 is not an axis",
+    );
+    bad(
+        &OK.replace(
+            "[experiment.sweep]",
+            "zip = [[\"seq\", \"model\", \"batch\"], [\"seq\", \"batch\"]]\n[experiment.sweep]",
+        ),
+        "experiment.zip[1]: `seq` is already in zip[0]",
+    );
+    bad(
+        &OK.replace("seq = [1024]", "seq = [1024, 2048]")
+            .replace("[experiment.sweep]", "zip = [[\"seq\", \"batch\"]]\n[experiment.sweep]"),
+        "experiment.zip[0]: `batch` has 1 values but `seq` has 2",
+    );
+}
+
+/// Two systems of one name: exit 2 naming both (defect 3: one was silently never evaluated).
+#[test]
+fn duplicate_system_names_are_rejected() {
+    let two = OK.to_string() + "[[experiment.systems]]\nname = \"FuseMax\"\narch = \"flat\"\nattention = \"flat\"\n";
+    bad(&two, "experiment.systems[0] and experiment.systems[1] are both named `FuseMax`");
+}
+
+/// An experiment file that must be rejected as bad input, with `expect` in the message.
 fn bad(text: &str, expect: &str) {
     let d = fresh("bad");
     std::fs::write(d.join("e.toml"), text).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &d);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains(expect), "expected `{expect}` in {err}");
-    assert!(!err.contains("panicked"));
+    let e = err("e.toml", &d);
+    assert_eq!(e.code, 2, "{}", e.message);
+    assert!(e.message.contains(expect), "expected `{expect}` in {}", e.message);
 }
 
 const OK: &str = "[experiment]\nname = \"x\"\nkind = \"attention-systems\"\n[experiment.sweep]\nmodel = [\"bert\"]\nseq = [1024]\nbatch = [8]\n[[experiment.systems]]\nname = \"FuseMax\"\narch = \"fusemax\"\nattention = \"fusemax\"\n";
@@ -166,15 +403,16 @@ fn bad_experiments_are_located() {
         .replace("\"16 MiB\"", "\"4 KiB\"");
     std::fs::write(d.join("tiny.toml"), arch).unwrap();
     std::fs::write(d.join("e.toml"), OK.replace("arch = \"fusemax\"", "arch = \"tiny.toml\"")).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &d);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("fits"), "{}", String::from_utf8_lossy(&o.stderr));
-    // An output directory that cannot be written.
+    let e = err("e.toml", &d);
+    assert_eq!(e.code, 2, "{}", e.message);
+    assert!(e.message.contains("fits"), "{}", e.message);
+    // An output directory that cannot be written: a run-time failure (1), naming it.
     let d = fresh("ro");
     std::fs::write(d.join("o"), "a file, not a directory").unwrap();
-    let o = strata(&["run", "flash-io", "--out", "o/sub"], &d);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("o/sub"), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = strata::run_experiment("flash-io", &RunOptions { out: Some(d.join("o/sub")), ..RunOptions::default() })
+        .unwrap_err();
+    assert_eq!(e.code, 1, "{}", e.message);
+    assert!(e.message.contains("o/sub"), "{}", e.message);
 }
 
 /// An architecture written inline in the experiment gives the same numbers as the preset it copies,
@@ -187,11 +425,10 @@ fn inline_architectures_match_presets_and_plots_can_be_chosen() {
     let with_plots = OK.replace("[experiment.sweep]", "plots = [\"attention-dram\"]\n[experiment.sweep]");
     let a = fresh("inline-a");
     std::fs::write(a.join("e.toml"), &with_plots).unwrap();
-    assert!(strata(&["run", "e.toml", "--out", "o"], &a).status.success());
+    ok("e.toml", &a);
     let b = fresh("inline-b");
     std::fs::write(b.join("e.toml"), with_plots.replace("arch = \"fusemax\"\n", "") + &inline).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &b);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("e.toml", &b);
     assert_eq!(csv(&a.join("o/results.csv")), csv(&b.join("o/results.csv")));
     let mut plots: Vec<_> = std::fs::read_dir(b.join("o/plots")).unwrap().map(|e| e.unwrap().file_name()).collect();
     plots.sort();
@@ -217,8 +454,7 @@ fn models_can_come_from_files() {
     std::fs::copy(format!("{root}/workloads/tests/fixtures/llama-2-7b-config.json"), d.join("llama.json")).unwrap();
     let e = OK.replace("[\"bert\"]", "[\"bert\", \"my-bert.toml\", \"llama.json\"]");
     std::fs::write(d.join("e.toml"), e).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("e.toml", &d);
     let (h, rows) = csv(&d.join("o/results.csv"));
     let m = h.iter().position(|c| c == "model").unwrap();
     // Columns other than the point id and the model name.
@@ -242,8 +478,7 @@ fn metrics_choose_the_summary_columns() {
         "baseline = \"FuseMax\"\nmetrics = [\"latency_s\", \"dram_bytes\"]\n[experiment.sweep]",
     );
     std::fs::write(d.join("e.toml"), e).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("e.toml", &d);
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     assert!(summary.contains("| system | speedup over FuseMax | DRAM bytes / FuseMax |"), "{summary}");
     assert!(summary.contains("| FuseMax | 1.00× | 1.000 |"), "{summary}");
@@ -275,8 +510,7 @@ fn attention_mappings_can_be_presets_files_or_inline() {
             std::fs::write(d.join(f), t).unwrap();
         }
         std::fs::write(d.join("e.toml"), text).unwrap();
-        let o = strata(&["run", "e.toml", "--out", "o"], &d);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        ok("e.toml", &d);
         numbers(&d)
     };
     let family = run("map-family", OK, &[]);
@@ -316,9 +550,9 @@ fn attention_mappings_can_be_presets_files_or_inline() {
     std::fs::write(d.join("small.toml"), arch).unwrap();
     let e = OK.replace("arch = \"fusemax\"", "arch = \"small.toml\"").replace("\"fusemax\"", "\"fusemax-1pass\"");
     std::fs::write(d.join("e.toml"), e).unwrap();
-    let o = strata(&["run", "e.toml", "--out", "o"], &d);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let e = err("e.toml", &d);
+    let err = e.message;
+    assert_eq!(e.code, 2, "{err}");
     assert!(
         err.contains("mapping preset fusemax-1pass: the mapping does not fit") && err.contains("GlobalBuffer"),
         "{err}"
@@ -330,8 +564,7 @@ fn attention_mappings_can_be_presets_files_or_inline() {
 #[test]
 fn flexgen_experiment_runs_and_checks_its_axes() {
     let d = fresh("flexgen");
-    let o = strata(&["run", "flexgen", "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("flexgen", &d);
     let (h, rows) = csv(&d.join("o/results.csv"));
     assert_eq!(rows.len(), 12);
     let col = |c: &str| h.iter().position(|x| x == c).unwrap();
@@ -352,7 +585,7 @@ fn flexgen_experiment_runs_and_checks_its_axes() {
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     assert!(summary.contains("| opt-30b | 512 | flexgen-t4 | code | 7.140 | 7.32 | -2.5% |"), "{summary}");
     let e = "[experiment]\nname = \"x\"\nkind = \"offload\"\n[experiment.sweep]\nmodel = [\"opt-6.7b\"]\nprompt = [512]\ngenerate = [32]\noverlap = [\"code\"]\ncosts = [\"flexgen-t4\"]\n";
-    bad(&e.replace("[\"code\"]", "[\"fast\"]"), "experiment.sweep.overlap[0]: \"fast\" is not \"code\" or \"paper\"");
+    bad(&e.replace("[\"code\"]", "[\"fast\"]"), "experiment.sweep.overlap[0]: \"fast\" is not one of code, paper");
     bad(&e.replace("[\"flexgen-t4\"]", "[\"t5\"]"), "experiment.sweep.costs[0]: `t5` is neither a cost-model preset");
     bad(&e.replace("generate = [32]\n", ""), "experiment.sweep.generate: this kind of experiment needs the axis");
 }
@@ -362,8 +595,7 @@ fn flexgen_experiment_runs_and_checks_its_axes() {
 #[test]
 fn llm_in_a_flash_reproduces_tables_2_and_3() {
     let d = fresh("llm-in-a-flash");
-    let o = strata(&["run", "llm-in-a-flash", "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("llm-in-a-flash", &d);
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     let mut n = 0;
     for l in summary.lines().filter(|l| l.ends_with("% |")) {
@@ -396,8 +628,7 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
 #[test]
 fn instinfer_ratios_and_bad_systems() {
     let d = fresh("instinfer");
-    let o = strata(&["run", "instinfer", "--out", "o"], &d);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok("instinfer", &d);
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     for q in ["insta_over_flexgen_bs64", "sparf_over_flexgen_best"] {
         let l = summary.lines().find(|l| l.starts_with(&format!("| {q} |"))).expect(q);
@@ -409,6 +640,6 @@ fn instinfer_ratios_and_bad_systems() {
     }
     let e = "[experiment]\nname = \"x\"\nkind = \"kv-offload\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
     bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system[0]: \"vllm\" is not one of flexgen");
-    bad(&(e.to_string() + "csds = [0]\n"), "experiment.sweep.csds: 0 is not a positive number");
+    bad(&(e.to_string() + "csds = [0]\n"), "experiment.sweep.csds[0]: 0 is not a positive number");
     bad(&(e.to_string() + "arch = [\"a100\"]\n"), "a100: arch.levels: needs a level named `CSDFlash`");
 }

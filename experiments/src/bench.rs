@@ -132,7 +132,7 @@ pub fn run(seconds: f64) -> CliResult<String> {
     };
     let (_, events, runs) = event_rate(
         budget,
-        || tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::input(e.to_string())),
+        || tiles::run(&arch, &attention, black_box(&fm), opts).map_err(|e| CliError::engine("tile engine", &e)),
         |r| r.events,
     )?;
     let _ = writeln!(
@@ -148,7 +148,7 @@ pub fn run(seconds: f64) -> CliResult<String> {
         let reads = if pattern == "sequential" { dram::sequential(&t, 200_000) } else { dram::random(&t, 200_000, 7) };
         let (s, events, _) = event_rate(
             budget,
-            || dram::run(&t, black_box(&reads), 32, u64::MAX).map_err(|e| CliError::input(e.to_string())),
+            || dram::run(&t, black_box(&reads), 32, u64::MAX).map_err(|e| CliError::engine(name, &e)),
             |s| s.events,
         )?;
         let _ = writeln!(
@@ -170,7 +170,7 @@ pub fn run(seconds: f64) -> CliResult<String> {
         };
         let (s, events, _) = event_rate(
             budget,
-            || nand::run(&t, black_box(&reqs), qd, u64::MAX).map_err(|e| CliError::input(e.to_string())),
+            || nand::run(&t, black_box(&reqs), qd, u64::MAX).map_err(|e| CliError::engine(name, &e)),
             |s| s.events,
         )?;
         let _ = writeln!(

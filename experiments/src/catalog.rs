@@ -9,31 +9,74 @@ use strata_workloads::{WORKLOAD_TABLES, WorkloadSpec};
 use crate::error::{CliError, CliResult};
 use crate::load;
 
+/// One kind of embedded preset: its name in `strata list` and its (name, TOML) pairs.
+pub struct PresetTable {
+    pub kind: &'static str,
+    pub presets: Vec<(&'static str, &'static str)>,
+}
+
+/// Every kind of embedded preset: what `strata list` shows and what every point's content hash
+/// covers.
+pub fn preset_tables() -> Vec<PresetTable> {
+    let workloads = |k: PresetKind| PRESETS.iter().filter(|p| p.kind == k).map(|p| (p.name, p.text)).collect();
+    vec![
+        PresetTable { kind: "model", presets: workloads(PresetKind::Model) },
+        PresetTable { kind: "attention", presets: workloads(PresetKind::Attention) },
+        PresetTable { kind: "cascade", presets: workloads(PresetKind::Cascade) },
+        PresetTable { kind: "architecture", presets: strata_arch::presets::PRESETS.to_vec() },
+        PresetTable { kind: "DRAM", presets: strata_arch::arch::DRAM_PRESETS.to_vec() },
+        PresetTable { kind: "NAND", presets: strata_arch::arch::NAND_PRESETS.to_vec() },
+        PresetTable { kind: "link", presets: strata_arch::arch::LINK_PRESETS.to_vec() },
+        PresetTable {
+            kind: "mapping",
+            presets: strata_mappings::presets::PRESETS.iter().map(|p| (p.name, p.text)).collect(),
+        },
+        PresetTable { kind: "offload cost", presets: strata_mappings::offload::PRESETS.to_vec() },
+        PresetTable { kind: "experiment", presets: crate::experiment::PRESETS.to_vec() },
+    ]
+}
+
+/// The first comment line of a preset file, as its description.
+fn first_comment(text: &str) -> String {
+    text.lines().find_map(|l| l.strip_prefix('#').map(|c| c.trim().to_string())).unwrap_or_default()
+}
+
 /// Every embedded preset, grouped by kind, with a one-line description.
 pub fn list() -> String {
     let mut out = String::new();
-    for kind in [PresetKind::Model, PresetKind::Attention, PresetKind::Cascade] {
-        let _ = writeln!(out, "{} presets:", kind.name());
-        for p in PRESETS.iter().filter(|p| p.kind == kind) {
-            let line = match WorkloadSpec::from_toml(p.text) {
-                Ok(WorkloadSpec::Model(m)) => format!(
-                    "{} layers, d_model {}, {} heads ({} kv), ffn {}{}",
-                    m.layers,
-                    m.d_model,
-                    m.heads,
-                    m.kv_heads.unwrap_or(m.heads),
-                    m.ffn_dim,
-                    if m.gated_ffn { " gated" } else { "" }
-                ),
-                Ok(WorkloadSpec::Attention(a)) => a.description,
-                Ok(WorkloadSpec::Cascade(c)) => c.description,
-                Err(e) => format!("(invalid: {e})"),
+    for table in preset_tables() {
+        let _ = writeln!(out, "{} presets:", table.kind);
+        for (name, text) in &table.presets {
+            let line = match table.kind {
+                "model" | "attention" | "cascade" => match WorkloadSpec::from_toml(text) {
+                    Ok(WorkloadSpec::Model(m)) => format!(
+                        "{} layers, d_model {}, {} heads ({} kv), ffn {}{}",
+                        m.layers,
+                        m.d_model,
+                        m.heads,
+                        m.kv_heads.unwrap_or(m.heads),
+                        m.ffn_dim,
+                        if m.gated_ffn { " gated" } else { "" }
+                    ),
+                    Ok(WorkloadSpec::Attention(a)) => a.description,
+                    Ok(WorkloadSpec::Cascade(c)) => c.description,
+                    Err(e) => format!("(invalid: {e})"),
+                },
+                "experiment" => match crate::experiment::Experiment::prepare(text, name, Path::new(".")) {
+                    Ok(x) => format!("{} ({} points): {}", x.kind.name(), x.sweep.len(), x.spec.description),
+                    Err(e) => format!("(invalid: {e})"),
+                },
+                _ => first_comment(text),
             };
-            let _ = writeln!(out, "  {:<18} {line}", p.name);
+            let _ = writeln!(out, "  {name:<20} {line}");
         }
         out += "\n";
     }
-    out += "Use a preset name wherever a file is accepted, e.g. `strata workload show llama2-7b --phase decode --seq 4096`.\n";
+    out += "experiment kinds:\n";
+    for k in crate::kind::KINDS {
+        let _ = writeln!(out, "  {:<20} {}", k.name(), k.about());
+    }
+    out += "\nUse a preset name wherever a file is accepted, e.g. `strata workload show llama2-7b --phase decode --seq 4096`.\n";
     out
 }
 
@@ -63,13 +106,25 @@ fn validate_one(path: &Path) -> CliResult<String> {
                 return Ok(format!("architecture {}", a.name));
             }
             [k] if k == "experiment" => {
-                let (spec, _) = crate::experiment::load(&path.display().to_string())?;
-                crate::run::check(&spec, &source)?;
-                return Ok(format!(
-                    "experiment {} ({} design points)",
-                    spec.name,
-                    crate::experiment::points(&spec).len()
-                ));
+                let x = crate::experiment::load(&path.display().to_string())?;
+                return Ok(format!("experiment {} ({} design points)", x.spec.name, x.sweep.len()));
+            }
+            [k] if k == "dram" => {
+                let d = strata_arch::arch::DramOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+                strata_sim::engine::dram::Timing::of(&d).map_err(|e| CliError::input(format!("{source}: {e}")))?;
+                return Ok(format!("DRAM {}", d.standard));
+            }
+            [k] if k == "nand" => {
+                let n = strata_arch::arch::NandOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+                strata_sim::engine::nand::Timing::of(&n).map_err(|e| CliError::input(format!("{source}: {e}")))?;
+                return Ok(format!("NAND drive ({} channels)", n.channels));
+            }
+            [k] if k == "link" => {
+                return link(&text, &source);
+            }
+            [k] if k == "offload" => {
+                let c = strata_mappings::offload::Costs::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+                return Ok(format!("offload cost model {}", c.name));
             }
             [k] if k == "mapping" => {
                 // A mapping resolves only against a workload and an architecture: `strata eval` does that.
@@ -82,7 +137,7 @@ fn validate_one(path: &Path) -> CliResult<String> {
             }
             [k] if !WORKLOAD_TABLES.contains(&k.as_str()) => {
                 return Err(CliError::input(format!(
-                    "{source}: [{k}]: unknown kind of file; this version validates [{}], [arch], [mapping] and [experiment] files",
+                    "{source}: [{k}]: unknown kind of file; this version validates [{}], [arch], [mapping], [experiment], [dram], [nand], [link] and [offload] files",
                     WORKLOAD_TABLES.join("], [")
                 )));
             }
@@ -96,4 +151,26 @@ fn validate_one(path: &Path) -> CliResult<String> {
         WorkloadSpec::Attention(a) => format!("attention {}", a.name),
         WorkloadSpec::Cascade(c) => format!("cascade {}", c.name),
     })
+}
+
+/// A link preset file: its table and every unit string in it.
+fn link(text: &str, source: &str) -> CliResult<String> {
+    use strata_arch::units::{parse_bandwidth, parse_energy_per_bit, parse_time};
+    let f: strata_arch::spec::LinkPresetFile =
+        strata_arch::error::from_toml(text).map_err(|e| CliError::spec(source, &e))?;
+    let at = |key: &str, e: String| CliError::input(format!("{source}: link.{key}: {e}"));
+    let bw = parse_bandwidth(&f.link.bandwidth).map_err(|e| at("bandwidth", e))?;
+    if bw.0 <= 0.0 {
+        return Err(at("bandwidth", "must be positive".into()));
+    }
+    if let Some(l) = &f.link.latency {
+        parse_time(l).map_err(|e| at("latency", e))?;
+    }
+    if let Some(e) = &f.link.energy_per_bit {
+        parse_energy_per_bit(e).map_err(|err| at("energy_per_bit", err))?;
+    }
+    if f.link.count.is_some_and(|c| c < 1) {
+        return Err(at("count", "must be at least 1".into()));
+    }
+    Ok(format!("link ({:?}, {})", f.link.kind, f.link.bandwidth))
 }

@@ -35,8 +35,7 @@ pub fn run(a: &Args) -> CliResult<String> {
             )));
         }
     };
-    let s =
-        dram::run(&t, &reads, a.window, a.max_events).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
+    let s = dram::run(&t, &reads, a.window, a.max_events).map_err(|e| CliError::engine(&a.standard, &e))?;
     let mut out = String::new();
     let _ = writeln!(
         out,

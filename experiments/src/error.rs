@@ -1,4 +1,4 @@
-//! The binary's error type: what went wrong and which exit code it earns.
+//! The library's error type: what went wrong and which exit code the command line gives it.
 //!
 //! Bad input (a file, a key, a flag) exits 2, as ripgrep does for usage errors; anything else
 //! that fails at run time exits 1. Messages always name the file and, where known, the key.
@@ -20,6 +20,28 @@ impl CliError {
         CliError { code: 2, message: message.into() }
     }
 
+    /// A failure at run time (a write that fails, an exceeded event budget, a solver that
+    /// fails): exit code 1.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        CliError { code: 1, message: message.into() }
+    }
+
+    /// An engine error with `what` in front: a configuration problem is bad input, an exceeded
+    /// event budget a run-time failure.
+    pub fn engine(what: &str, e: &strata_sim::engine::EngineError) -> Self {
+        match e {
+            strata_sim::engine::EngineError::Budget { .. } => CliError::runtime(format!("{what}: {e}")),
+            _ => CliError::input(format!("{what}: {e}")),
+        }
+    }
+
+    /// A flash-system error with `what` in front: an exceeded event budget is a run-time
+    /// failure, anything else bad input.
+    pub fn flash(what: &str, e: &strata_sim::flash_compute::FlashError) -> Self {
+        let message = format!("{what}: {e}");
+        if e.budget_exceeded { CliError::runtime(message) } else { CliError::input(message) }
+    }
+
     /// A spec error located in a file (or a preset, named as `preset NAME`).
     pub fn spec(source: &str, e: &SpecError) -> Self {
         CliError::input(format!("{source}: {e}"))
@@ -36,5 +58,7 @@ impl fmt::Display for CliError {
         f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for CliError {}
 
 pub type CliResult<T> = Result<T, CliError>;

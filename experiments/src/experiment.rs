@@ -1,47 +1,22 @@
-//! Experiments: a TOML file names the systems, the sweep and the plots; `strata run` evaluates
-//! every design point in parallel and writes results, a summary and plots.
+//! Experiment files: a TOML file names the kind, the systems, the sweep and the plots.
 //!
-//! Results are appended to `results.jsonl` and `results.csv` as each point finishes, so a killed
-//! run loses nothing, and a rerun skips the points already there. When the run ends both files
-//! are rewritten in point order, so the output is the same byte for byte whatever the thread
-//! count.
+//! [`load`] parses one and [`Experiment::prepare`] runs every check before anything is computed,
+//! so `strata validate` and `strata run` reject exactly the same files. Relative paths inside a
+//! file (architectures, models, mappings, cost files) resolve against the file's own folder.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::Deserialize;
 
 use crate::error::{CliError, CliResult};
+use crate::kind::Kind;
+use crate::sweep::Sweep;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentFile {
     pub experiment: ExperimentSpec,
-}
-
-/// What an experiment computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Systems × models × sequence lengths: attention and end-to-end layer cost.
-    AttentionSystems,
-    /// Off-chip traffic of 1-pass attention as on-chip memory grows, against the I/O bounds.
-    IoCurve,
-    /// FlexGen's offloading policy search per model, prompt, generated tokens, overlap rule and
-    /// cost model.
-    Offload,
-    /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM) per architecture, model
-    /// and variant (the full design or an ablation).
-    FlashCompute,
-    /// Weights streamed from flash per token ("LLM in a flash") per system (`arch/unit`), model
-    /// and configuration (the paper's cumulative techniques).
-    FlashOffload,
-    /// Decode with the KV cache off the GPU (InstInfer) per system, model, batch and number of
-    /// computational drives.
-    KvOffload,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,15 +25,22 @@ pub struct ExperimentSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub kind: Kind,
+    /// One of the kinds in [`crate::kind::KINDS`], by name.
+    pub kind: String,
     /// Default output directory (relative to where `strata run` is started).
     pub output: Option<String>,
     /// System the speedups and energies are normalised to.
     pub baseline: Option<String>,
     #[serde(default)]
     pub systems: Vec<SystemSpec>,
+    /// Axes: a kind's own (`model`, `seq`, ...) or a spec path (`"arch.levels.GlobalBuffer.capacity"`).
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// Groups of axes whose values move together (the i-th values of each form one point).
+    #[serde(default)]
+    pub zip: Vec<Vec<String>>,
+    /// A boolean expression over the axes; points where it is false are skipped.
+    pub filter: Option<String>,
     /// Published numbers the summary compares against (never used to compute results).
     #[serde(default)]
     pub reference: Vec<BTreeMap<String, toml::Value>>,
@@ -85,11 +67,115 @@ impl ExperimentSpec {
     }
 }
 
+/// A name as the loaders should see it: a preset name as written (presets come first, as every
+/// loader has it), else a relative path to a file beside the experiment file joined to that
+/// folder, else as written.
+pub fn resolve(base: &Path, name: &str) -> String {
+    static PRESET_NAMES: std::sync::OnceLock<std::collections::BTreeSet<&'static str>> = std::sync::OnceLock::new();
+    let presets = PRESET_NAMES
+        .get_or_init(|| crate::catalog::preset_tables().into_iter().flat_map(|t| t.presets).map(|p| p.0).collect());
+    let p = Path::new(name);
+    if presets.contains(name) || !p.is_relative() || !base.join(p).is_file() {
+        return name.to_string();
+    }
+    base.join(p).display().to_string()
+}
+
+/// A parsed, checked experiment: what a run, a shard or a merge works from.
+pub struct Experiment {
+    pub spec: ExperimentSpec,
+    /// Where it came from, for messages (`experiment default` or a file path).
+    pub source: String,
+    /// The folder relative paths inside it resolve against.
+    pub base: PathBuf,
+    /// The file's text, kept so that a merge can rebuild the experiment from a shard's manifest.
+    pub text: String,
+    pub kind: &'static dyn Kind,
+    pub sweep: Sweep,
+    /// Linear layers mapped once per (architecture content, GEMM shape) across the run's points.
+    pub linear: crate::attention_systems::LinearCache,
+}
+
+impl Experiment {
+    /// Parses `text` and runs every check `strata run` relies on; errors name `source` and the key.
+    pub fn prepare(text: &str, source: &str, base: &Path) -> CliResult<Experiment> {
+        let file: ExperimentFile =
+            strata_workloads::toml_doc::from_toml(text).map_err(|e| CliError::spec(source, &e))?;
+        let spec = file.experiment;
+        let kind = crate::kind::find(&spec.kind).ok_or_else(|| {
+            let names: Vec<&str> = crate::kind::KINDS.iter().map(|k| k.name()).collect();
+            CliError::input(format!(
+                "{source}: experiment.kind: unknown kind `{}` (kinds: {})",
+                spec.kind,
+                names.join(", ")
+            ))
+        })?;
+        spec.mapper.check(source)?;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in spec.systems.iter().enumerate() {
+            if let Some(j) = seen.insert(s.name.as_str(), i) {
+                return Err(CliError::input(format!(
+                    "{source}: experiment.systems[{j}] and experiment.systems[{i}] are both named `{}`",
+                    s.name
+                )));
+            }
+        }
+        if !spec.systems.is_empty() && !kind.uses_systems() {
+            return Err(CliError::input(format!(
+                "{source}: experiment.systems: a `{}` experiment takes no systems",
+                kind.name()
+            )));
+        }
+        if let Some(b) = &spec.baseline
+            && !spec.systems.iter().any(|s| &s.name == b)
+        {
+            return Err(CliError::input(format!("{source}: experiment.baseline: no system is named `{b}`")));
+        }
+        for (k, name) in spec.plots.iter().flatten().enumerate() {
+            if !crate::plots::NAMES.contains(&name.as_str()) {
+                return Err(CliError::input(format!(
+                    "{source}: experiment.plots[{k}]: unknown plot `{name}` (plots: {})",
+                    crate::plots::NAMES.join(", ")
+                )));
+            }
+        }
+        let sweep = Sweep::new(&spec, kind, source)?;
+        let x = Experiment {
+            spec,
+            source: source.to_string(),
+            base: base.to_path_buf(),
+            text: text.to_string(),
+            kind,
+            sweep,
+            linear: Default::default(),
+        };
+        crate::kind::check_axes(&x)?;
+        kind.check(&x)?;
+        crate::sweep::check_derived_specs(&x)?;
+        Ok(x)
+    }
+
+    /// `name` resolved against the experiment's folder (see [`resolve`]).
+    pub fn path(&self, name: &str) -> String {
+        resolve(&self.base, name)
+    }
+
+    /// The system named `name` and its index.
+    pub fn system(&self, name: &str) -> Option<(usize, &SystemSpec)> {
+        self.spec.systems.iter().enumerate().find(|(_, s)| s.name == name)
+    }
+
+    /// A message prefix naming the file and the key.
+    pub fn at(&self, key: &str) -> String {
+        format!("{}: {key}", self.source)
+    }
+}
+
 impl SystemSpec {
-    /// The system's architecture spec and a name for messages; errors name the key.
     /// The attention mapping of this system, read and checked for form (not yet for fit).
-    pub fn attention(&self, source: &str, i: usize) -> CliResult<crate::systems::AttentionMapping> {
+    pub fn attention(&self, x: &Experiment, i: usize) -> CliResult<crate::systems::AttentionMapping> {
         use crate::systems::{AttentionMapping, FAMILIES};
+        let source = &x.source;
         let key = format!("{source}: experiment.systems[{i}].attention");
         let passes = |default: Option<u8>| match self.passes.or(default) {
             Some(p @ 1..=3) => Ok(p),
@@ -123,7 +209,8 @@ impl SystemSpec {
                     let origin = format!("mapping preset {name}");
                     return Ok(AttentionMapping::Fixed { text: p.text.to_string(), origin, passes: passes(own)? });
                 }
-                let path = Path::new(name);
+                let resolved = x.path(name);
+                let path = Path::new(&resolved);
                 if !path.exists() {
                     let presets: Vec<&str> = strata_mappings::presets::PRESETS.iter().map(|p| p.name).collect();
                     return Err(CliError::input(format!(
@@ -147,27 +234,23 @@ impl SystemSpec {
         }
     }
 
-    pub fn arch_spec(&self, source: &str, i: usize) -> CliResult<(strata_arch::spec::ArchSpec, String)> {
+    /// The system's `[arch]` table as TOML (from a preset, a file or inline) and where it came
+    /// from, for messages; spec-path axes are applied to it before it is read.
+    pub fn arch_table(&self, x: &Experiment, i: usize) -> CliResult<(toml::Value, String)> {
         match &self.arch {
             toml::Value::String(name) => {
-                let (text, origin) = crate::eval::arch_text(name)?;
-                let file: strata_arch::spec::ArchFile =
-                    strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&origin, &e))?;
-                Ok((file.arch, origin))
+                if strata_arch::presets::text(name).is_none() && !Path::new(&x.path(name)).exists() {
+                    return Err(CliError::input(format!(
+                        "{}: experiment.systems[{i}].arch: unknown architecture `{name}`",
+                        x.source
+                    )));
+                }
+                crate::sweep::table_of(&x.path(name), "arch", "an architecture", strata_arch::presets::PRESETS)
             }
-            toml::Value::Table(_) => {
-                let spec: strata_arch::spec::ArchSpec =
-                    serde_path_to_error::deserialize(self.arch.clone()).map_err(|e| {
-                        CliError::input(format!(
-                            "{source}: experiment.systems[{i}].arch.{}: {}",
-                            e.path(),
-                            e.inner().message()
-                        ))
-                    })?;
-                Ok((spec, format!("{source}: experiment.systems[{i}].arch")))
-            }
+            toml::Value::Table(_) => Ok((self.arch.clone(), format!("{}: experiment.systems[{i}].arch", x.source))),
             _ => Err(CliError::input(format!(
-                "{source}: experiment.systems[{i}].arch: a preset name, a file or an inline architecture table"
+                "{}: experiment.systems[{i}].arch: a preset name, a file or an inline architecture table",
+                x.source
             ))),
         }
     }
@@ -191,6 +274,29 @@ pub struct MapperSpec {
 impl Default for MapperSpec {
     fn default() -> Self {
         MapperSpec { strategy: "auto".into(), objective: "edp".into(), samples: 20_000, seed: 1, milp_seconds: 1.0 }
+    }
+}
+
+impl MapperSpec {
+    fn check(&self, source: &str) -> CliResult<()> {
+        if !["auto", "exhaustive", "random", "greedy", "milp"].contains(&self.strategy.as_str()) {
+            return Err(CliError::input(format!(
+                "{source}: experiment.mapper.strategy: unknown strategy `{}` (auto, exhaustive, random, greedy, milp)",
+                self.strategy
+            )));
+        }
+        if !["latency", "energy", "edp"].contains(&self.objective.as_str()) {
+            return Err(CliError::input(format!(
+                "{source}: experiment.mapper.objective: unknown objective `{}` (latency, energy, edp)",
+                self.objective
+            )));
+        }
+        if self.samples == 0 || !self.milp_seconds.is_finite() || self.milp_seconds <= 0.0 {
+            return Err(CliError::input(format!(
+                "{source}: experiment.mapper: samples and milp_seconds must be positive"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -223,10 +329,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("instinfer", include_str!("../instinfer.toml")),
 ];
 
-/// Loads an experiment preset or file; errors name the file and key.
-pub fn load(arg: &str) -> CliResult<(ExperimentSpec, String)> {
-    let (text, source) = match PRESETS.iter().find(|p| p.0 == arg) {
-        Some(p) => (p.1.to_string(), format!("experiment {}", p.0)),
+/// Loads and checks an experiment preset or file; errors name the file and key.
+pub fn load(arg: &str) -> CliResult<Experiment> {
+    match PRESETS.iter().find(|p| p.0 == arg) {
+        Some(p) => Experiment::prepare(p.1, &format!("experiment {}", p.0), Path::new(".")),
         None => {
             let path = Path::new(arg);
             if !path.exists() {
@@ -236,34 +342,13 @@ pub fn load(arg: &str) -> CliResult<(ExperimentSpec, String)> {
                     names.join(", ")
                 )));
             }
-            (std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string())
-        }
-    };
-    let spec: ExperimentFile = strata_workloads::toml_doc::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
-    let spec = spec.experiment;
-    if !["auto", "exhaustive", "random", "greedy", "milp"].contains(&spec.mapper.strategy.as_str()) {
-        return Err(CliError::input(format!(
-            "{source}: experiment.mapper.strategy: unknown strategy `{}` (auto, exhaustive, random, greedy, milp)",
-            spec.mapper.strategy
-        )));
-    }
-    if !["latency", "energy", "edp"].contains(&spec.mapper.objective.as_str()) {
-        return Err(CliError::input(format!(
-            "{source}: experiment.mapper.objective: unknown objective `{}` (latency, energy, edp)",
-            spec.mapper.objective
-        )));
-    }
-    if spec.mapper.samples == 0 || spec.mapper.milp_seconds.is_nan() || spec.mapper.milp_seconds <= 0.0 {
-        return Err(CliError::input(format!("{source}: experiment.mapper: samples and milp_seconds must be positive")));
-    }
-    for (axis, values) in &spec.sweep {
-        if values.is_empty() {
-            return Err(CliError::input(format!(
-                "{source}: experiment.sweep.{axis}: an axis needs at least one value"
-            )));
+            let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?;
+            let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+            let base = std::fs::canonicalize(&base).unwrap_or(base);
+            Experiment::prepare(&text, &path.display().to_string(), &base)
         }
     }
-    Ok((spec, source))
 }
 
 /// One result row: ordered (column, value) pairs. Values are already formatted, so CSV and
@@ -281,15 +366,15 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn csv(&self) -> String {
+    /// The CSV field; quoting is the csv crate's (commas, quotes, newlines).
+    pub fn csv(&self) -> String {
         match self {
-            Cell::Text(s) if s.contains(',') || s.contains('"') => format!("\"{}\"", s.replace('"', "\"\"")),
             Cell::Text(s) => s.clone(),
             Cell::Int(v) => v.to_string(),
             Cell::Float(v) => format!("{v:.6e}"),
         }
     }
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         match self {
             Cell::Text(s) => serde_json::Value::String(s.clone()),
             Cell::Int(v) => serde_json::Value::from(*v),
@@ -304,192 +389,63 @@ impl Cell {
         }
     }
     pub fn text(&self) -> String {
-        match self {
-            Cell::Text(s) => s.clone(),
-            c => c.csv(),
-        }
+        self.csv()
     }
 }
 
 impl Row {
+    /// The cell of an optional column.
     pub fn get(&self, key: &str) -> Option<&Cell> {
         self.cells.iter().find(|c| c.0 == key).map(|c| &c.1)
     }
-    pub fn f(&self, key: &str) -> f64 {
-        self.get(key).map_or(f64::NAN, Cell::as_f64)
+
+    /// The cell of a column the kind's schema has. Summaries and plots read columns by the
+    /// names their kind writes, so a misspelled name is a bug that must fail loudly (every
+    /// kind's summary and plots run in the tests), never a silent NaN in a report.
+    fn cell(&self, key: &str) -> &Cell {
+        self.get(key).unwrap_or_else(|| {
+            let cols: Vec<&str> = self.cells.iter().map(|c| c.0.as_str()).collect();
+            panic!("no column `{key}` in a row with columns {}", cols.join(", "))
+        })
     }
-    pub fn s(&self, key: &str) -> String {
+    /// The text of an optional column; empty when the row lacks it.
+    pub fn opt(&self, key: &str) -> String {
         self.get(key).map_or_else(String::new, Cell::text)
     }
-    fn json(&self) -> String {
+    pub fn f(&self, key: &str) -> f64 {
+        self.cell(key).as_f64()
+    }
+    pub fn s(&self, key: &str) -> String {
+        self.cell(key).text()
+    }
+    pub fn json(&self) -> String {
         let map: serde_json::Map<String, serde_json::Value> =
             self.cells.iter().map(|(k, v)| (k.clone(), v.json())).collect();
         serde_json::Value::Object(map).to_string()
-    }
-    fn from_json(line: &str) -> Option<Row> {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let cells = v
-            .as_object()?
-            .iter()
-            .map(|(k, v)| {
-                let c = match v {
-                    serde_json::Value::Number(n) => Cell::Int(n.as_u64().unwrap_or(0)),
-                    serde_json::Value::String(s) => match s.parse::<f64>() {
-                        Ok(f) if s.contains('e') => Cell::Float(f),
-                        _ => Cell::Text(s.clone()),
-                    },
-                    other => Cell::Text(other.to_string()),
-                };
-                (k.clone(), c)
-            })
-            .collect();
-        Some(Row { cells })
     }
 }
 
 /// A design point: its key (identifies it across runs) and its position in the sweep.
 #[derive(Debug, Clone)]
 pub struct Point {
-    pub index: usize,
+    pub index: u64,
     pub key: String,
     pub values: BTreeMap<String, toml::Value>,
 }
 
-/// A numeric axis of a point: `default` when the sweep does not have it; values must be finite
-/// and non-negative, or positive when `positive`.
-pub fn number(values: &BTreeMap<String, toml::Value>, axis: &str, default: f64, positive: bool) -> CliResult<f64> {
-    let Some(x) = values.get(axis) else { return Ok(default) };
-    x.as_float()
-        .or_else(|| x.as_integer().map(|i| i as f64))
-        .filter(|f| f.is_finite() && (*f > 0.0 || (!positive && *f == 0.0)))
-        .ok_or_else(|| {
-            let what = if positive { "a positive" } else { "a non-negative" };
-            CliError::input(format!("experiment.sweep.{axis}: {x} is not {what} number"))
-        })
-}
-
-/// The cartesian product of the sweep axes (in key order), with `systems` as an extra axis.
-pub fn points(spec: &ExperimentSpec) -> Vec<Point> {
-    let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
-    if !spec.systems.is_empty() {
-        axes.push(("system".into(), spec.systems.iter().map(|s| toml::Value::String(s.name.clone())).collect()));
-    }
-    axes.extend(spec.sweep.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut out = vec![BTreeMap::new()];
-    for (axis, values) in &axes {
-        out = out
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut p2 = p.clone();
-                    p2.insert(axis.clone(), v.clone());
-                    p2
-                })
-            })
-            .collect();
-    }
-    out.into_iter()
-        .enumerate()
-        .map(|(index, values)| {
-            let key = values
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
-                .collect::<Vec<_>>()
-                .join(";");
-            Point { index, key, values }
-        })
-        .collect()
-}
-
-/// The two append-only result files and the rows seen so far, with their point index.
-struct Files {
-    jsonl: File,
-    csv: File,
-    rows: Vec<(usize, Vec<Row>)>,
-}
-
-/// Appends rows as points finish and keeps everything for the final rewrite.
-pub struct Sink {
-    dir: PathBuf,
-    state: Mutex<Files>,
-    header: Mutex<Option<Vec<String>>>,
-}
-
-fn io_err(path: &Path, e: std::io::Error) -> CliError {
-    CliError::input(format!("{}: cannot write: {e}", path.display()))
-}
-
-impl Sink {
-    /// Opens (or resumes) the result files in `dir`; returns the sink and the finished point keys.
-    pub fn open(dir: &Path) -> CliResult<(Sink, BTreeMap<String, Vec<Row>>)> {
-        std::fs::create_dir_all(dir.join("plots")).map_err(|e| io_err(dir, e))?;
-        let jsonl = dir.join("results.jsonl");
-        let mut done: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        if let Ok(f) = File::open(&jsonl) {
-            for line in BufReader::new(f).lines().map_while(Result::ok) {
-                if let Some(row) = Row::from_json(&line) {
-                    done.entry(row.s("point")).or_default().push(row);
-                }
-            }
-        }
-        let open = |p: PathBuf| OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_err(&p, e));
-        let j = open(jsonl)?;
-        let c = open(dir.join("results.csv"))?;
-        Ok((
-            Sink {
-                dir: dir.to_path_buf(),
-                state: Mutex::new(Files { jsonl: j, csv: c, rows: Vec::new() }),
-                header: Mutex::new(None),
-            },
-            done,
-        ))
+impl Point {
+    /// A text axis as written (numbers as TOML writes them); empty when absent.
+    pub fn text(&self, axis: &str) -> String {
+        self.values.get(axis).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()
     }
 
-    /// Records a finished point's rows, appending them to both files at once.
-    pub fn push(&self, index: usize, rows: Vec<Row>, fresh: bool) -> CliResult<()> {
-        let mut st = self.state.lock().expect("no panics while holding the lock");
-        if fresh {
-            let mut header = self.header.lock().expect("lock");
-            for r in &rows {
-                writeln!(st.jsonl, "{}", r.json()).map_err(|e| io_err(&self.dir, e))?;
-                if header.is_none() {
-                    let cols: Vec<String> = r.cells.iter().map(|c| c.0.clone()).collect();
-                    if st.csv.metadata().map(|m| m.len() == 0).unwrap_or(true) {
-                        writeln!(st.csv, "{}", cols.join(",")).map_err(|e| io_err(&self.dir, e))?;
-                    }
-                    *header = Some(cols);
-                }
-                let line: Vec<String> = r.cells.iter().map(|c| c.1.csv()).collect();
-                writeln!(st.csv, "{}", line.join(",")).map_err(|e| io_err(&self.dir, e))?;
-            }
-            st.jsonl.flush().and_then(|_| st.csv.flush()).map_err(|e| io_err(&self.dir, e))?;
-        }
-        st.rows.push((index, rows));
-        Ok(())
+    /// An integer axis the kind's schema declares (checked before the run), else `default`.
+    pub fn int(&self, axis: &str, default: u64) -> u64 {
+        self.values.get(axis).and_then(toml::Value::as_integer).map_or(default, |v| v as u64)
     }
 
-    /// Rewrites both files in point order; returns every row in that order.
-    pub fn finish(self) -> CliResult<Vec<Row>> {
-        let mut all = self.state.into_inner().expect("lock").rows;
-        all.sort_by_key(|x| x.0);
-        let rows: Vec<Row> = all.into_iter().flat_map(|x| x.1).collect();
-        let mut csv = String::new();
-        if let Some(first) = rows.first() {
-            csv += &first.cells.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(",");
-            csv += "\n";
-        }
-        let mut jsonl = String::new();
-        for r in &rows {
-            csv += &r.cells.iter().map(|c| c.1.csv()).collect::<Vec<_>>().join(",");
-            csv += "\n";
-            jsonl += &r.json();
-            jsonl += "\n";
-        }
-        for (name, text) in [("results.csv", csv), ("results.jsonl", jsonl)] {
-            let tmp = self.dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
-            std::fs::rename(&tmp, self.dir.join(name)).map_err(|e| io_err(&self.dir, e))?;
-        }
-        Ok(rows)
+    /// A numeric axis (integer or float; checked before the run), else `default`.
+    pub fn num(&self, axis: &str, default: f64) -> f64 {
+        self.values.get(axis).and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).unwrap_or(default)
     }
 }

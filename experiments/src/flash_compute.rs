@@ -9,6 +9,8 @@ use strata_sim::flash_compute::{self, Options, System, Tiling, Token};
 use strata_workloads::Model;
 
 use crate::error::{CliError, CliResult};
+use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
+use crate::kind::{Axis, Kind, Values, optional, required};
 
 pub struct Args {
     pub arch: String,
@@ -121,8 +123,7 @@ pub fn simulate(s: &System, m: &Model, k: &Knobs) -> CliResult<Outcome> {
             Split::Fixed(f) => flash_compute::gemv(s, &Options { flash_share: f, ..o }, rows, cols, k.budget),
         }
     };
-    let token = flash_compute::decode(s, m, k.context, &mut gemv_of)
-        .map_err(|e| CliError::input(format!("{}: {e}", m.name)))?;
+    let token = flash_compute::decode(s, m, k.context, &mut gemv_of).map_err(|e| CliError::flash(&m.name, &e))?;
     let bytes = |f: &dyn Fn(&flash_compute::Gemv) -> u64| {
         m.layers * token.gemvs.iter().map(|(_, g)| f(g)).sum::<u64>() + f(&token.lm_head)
     };
@@ -294,29 +295,104 @@ pub fn flexgen_ssd_tokens_per_s(s: &System, m: &Model) -> CliResult<f64> {
     Ok(rate / (m.params() * s.elem_bytes) as f64)
 }
 
+/// The `flash-compute` experiment kind: LLM decode on an NPU + in-flash-compute machine
+/// (Cambricon-LLM) per architecture, model and variant (the full design or an ablation).
+pub struct FlashCompute;
+
+const AXES: &[Axis] = &[
+    required("arch", Values::Arch),
+    required("model", Values::Model),
+    required("variant", Values::OneOf(&VARIANTS)),
+    optional("context", Values::Count),
+    optional("channels", Values::Count),
+    optional("chips_per_channel", Values::Count),
+];
+
+impl Kind for FlashCompute {
+    fn name(&self) -> &'static str {
+        "flash-compute"
+    }
+    fn about(&self) -> &'static str {
+        "LLM decode with in-flash compute (Cambricon-LLM) per architecture, model and variant"
+    }
+    fn axes(&self) -> &'static [Axis] {
+        AXES
+    }
+    fn spec_paths(&self) -> &'static [&'static str] {
+        &["arch", "model"]
+    }
+    fn columns(&self, _x: &Experiment) -> Vec<String> {
+        [
+            "arch",
+            "model",
+            "variant",
+            "context",
+            "channels",
+            "chips_per_channel",
+            "tile",
+            "alpha",
+            "flash_share",
+            "channel_data_utilisation",
+            "attention_ms_per_token",
+            "ms_per_token",
+            "tokens_per_s",
+            "flexgen_ssd_tokens_per_s",
+            "speedup_over_flexgen_ssd",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn check(&self, x: &Experiment) -> CliResult<()> {
+        for (i, v) in x.sweep.values("arch").into_iter().enumerate() {
+            let a = crate::kind::arch(x, v.as_str().unwrap_or_default(), None)?;
+            System::from_arch(&a)
+                .map_err(|e| CliError::input(format!("{}: {e}", x.at(&format!("experiment.sweep.arch[{i}]")))))?;
+        }
+        Ok(())
+    }
+    fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+        let a = crate::kind::arch(x, &p.text("arch"), Some(p))?;
+        let m = crate::kind::model(x, &p.text("model"), Some(p))?;
+        point(
+            &a,
+            &m,
+            &p.text("model"),
+            &p.text("variant"),
+            p.int("context", 1024),
+            p.int("channels", 0),
+            p.int("chips_per_channel", 0),
+        )
+    }
+    fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
+        summary(&x.spec, rows)
+    }
+    fn plots(&self, x: &Experiment, rows: &[Row], dir: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::plots::flash_compute(&x.spec, rows, dir)
+    }
+}
+
 /// One point of a `flash-compute` experiment: an architecture (optionally with its channel or
 /// chip count replaced), a model and a variant.
-pub fn point(
-    arch: &str,
+fn point(
+    a: &Arch,
+    m: &Model,
     model: &str,
     variant: &str,
     context: u64,
     channels: u64,
     chips: u64,
-) -> CliResult<Vec<crate::experiment::Row>> {
-    use crate::experiment::{Cell, Row};
-    let (a, mut s) = system(arch)?;
+) -> CliResult<Vec<Row>> {
+    let mut s = System::from_arch(a).map_err(|e| CliError::input(format!("{}: {e}", a.name)))?;
     if channels > 0 {
         s.nand.channels = channels;
     }
     if chips > 0 {
         s.nand.chips_per_channel = chips;
     }
-    let m = crate::run::model(model)?;
     let k = knobs(variant, context)?;
-    let out = simulate(&s, &m, &k)?;
+    let out = simulate(&s, m, &k)?;
     let tile = out.tile.map_or("naive".to_string(), |t| format!("{}x{}", t.h, t.w));
-    let base = flexgen_ssd_tokens_per_s(&s, &m)?;
+    let base = flexgen_ssd_tokens_per_s(&s, m)?;
     let tps = out.token.tokens_per_s();
     Ok(vec![Row {
         cells: vec![
@@ -343,8 +419,8 @@ pub fn point(
 /// Where adding flash stops paying, for sweeps over channels × chips per channel: per channel
 /// count, the chips per channel after which the next step gains less than 10%; per chip count,
 /// the speedup from the fewest to the most channels against their ratio.
-fn scaling(rows: &[crate::experiment::Row]) -> String {
-    let n = |r: &crate::experiment::Row, k: &str| r.s(k).parse::<u64>().unwrap_or(0);
+fn scaling(rows: &[Row]) -> String {
+    let n = |r: &Row, k: &str| r.s(k).parse::<u64>().unwrap_or(0);
     let mut grid: std::collections::BTreeMap<(u64, u64), f64> = Default::default();
     for r in rows.iter().filter(|r| r.s("variant") == "full") {
         grid.insert((n(r, "channels"), n(r, "chips_per_channel")), r.f("tokens_per_s"));
@@ -383,7 +459,7 @@ fn scaling(rows: &[crate::experiment::Row]) -> String {
     s
 }
 
-pub fn summary(spec: &crate::experiment::ExperimentSpec, rows: &[crate::experiment::Row]) -> String {
+fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
         "| arch | model | variant | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
     );

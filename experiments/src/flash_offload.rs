@@ -10,7 +10,8 @@ use strata_arch::units::parse_bytes;
 use strata_sim::flash_offload::{self, Machine, Streaming};
 
 use crate::error::{CliError, CliResult};
-use crate::experiment::{Cell, ExperimentSpec, Row};
+use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
+use crate::kind::{Axis, Kind, optional, required};
 
 /// The configurations of the paper's Table 2, each adding a technique to the one before.
 pub const CONFIGS: [&str; 5] = ["naive", "hybrid", "predictor", "windowing", "bundling"];
@@ -19,10 +20,6 @@ pub const CONFIGS: [&str; 5] = ["naive", "hybrid", "predictor", "windowing", "bu
 const BUDGET: u64 = 1 << 28;
 
 type Values = BTreeMap<String, toml::Value>;
-
-fn float(v: &Values, axis: &str, default: f64) -> CliResult<f64> {
-    crate::experiment::number(v, axis, default, false)
-}
 
 fn bytes(v: &Values, axis: &str, default: u64) -> CliResult<u64> {
     match v.get(axis) {
@@ -37,31 +34,107 @@ fn bytes(v: &Values, axis: &str, default: u64) -> CliResult<u64> {
     }
 }
 
-/// `arch/unit`, e.g. `m1-max/cpu`.
-fn machine(system: &str) -> CliResult<Machine> {
+/// The `flash-offload` experiment kind.
+pub struct FlashOffload;
+
+const AXES: &[Axis] = &[
+    required("system", crate::kind::Values::Text),
+    required("model", crate::kind::Values::Model),
+    required("config", crate::kind::Values::OneOf(&CONFIGS)),
+    optional("active", crate::kind::Values::NonNegative),
+    optional("incremental", crate::kind::Values::NonNegative),
+    optional("window_cache", crate::kind::Values::NonNegative),
+    optional("predictor", crate::kind::Values::NonNegative),
+    optional("resident", crate::kind::Values::NonNegative),
+    optional("chunk", crate::kind::Values::Bytes),
+    optional("sequential_read", crate::kind::Values::Bytes),
+    optional("context", crate::kind::Values::NonNegative),
+    optional("queue_depth", crate::kind::Values::NonNegative),
+];
+
+impl Kind for FlashOffload {
+    fn name(&self) -> &'static str {
+        "flash-offload"
+    }
+    fn about(&self) -> &'static str {
+        "weights streamed from flash per token (LLM in a flash) per system, model and configuration"
+    }
+    fn axes(&self) -> &'static [Axis] {
+        AXES
+    }
+    fn spec_paths(&self) -> &'static [&'static str] {
+        &["arch", "model"]
+    }
+    fn columns(&self, _x: &Experiment) -> Vec<String> {
+        [
+            "system",
+            "model",
+            "config",
+            "flash_gb",
+            "read_bytes",
+            "read_gb_per_s",
+            "io_ms",
+            "memory_ms",
+            "compute_ms",
+            "total_ms",
+            "dram_gb",
+            "events",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn check(&self, x: &Experiment) -> CliResult<()> {
+        for (i, v) in x.sweep.values("system").into_iter().enumerate() {
+            machine(x, v.as_str().unwrap_or_default(), None).map_err(|e| {
+                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
+            })?;
+        }
+        Ok(())
+    }
+    fn check_paths(&self, x: &Experiment, root: &str, p: &Point) -> CliResult<()> {
+        if root == "arch" {
+            for v in x.sweep.values("system") {
+                machine(x, v.as_str().unwrap_or_default(), Some(p))?;
+            }
+        }
+        crate::kind::check_paths(x, root, p)
+    }
+    fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+        point(x, p)
+    }
+    fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
+        summary(&x.spec, rows)
+    }
+    fn plots(&self, x: &Experiment, rows: &[Row], dir: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::plots::flash_offload(&x.spec, rows, dir)
+    }
+}
+
+/// `arch/unit`, e.g. `m1-max/cpu`, with the point's `arch.*` spec paths applied.
+fn machine(x: &Experiment, system: &str, p: Option<&Point>) -> CliResult<Machine> {
     let (arch, unit) = system.split_once('/').ok_or_else(|| {
         CliError::input(format!("experiment.sweep.system: `{system}` is not `arch/unit` (e.g. `m1-max/cpu`)"))
     })?;
-    let a = crate::eval::arch(arch)?;
+    let a = crate::kind::arch(x, arch, p)?;
     Machine::from_arch(&a, unit).map_err(|e| CliError::input(format!("{system}: {e}")))
 }
 
-/// One point: `values` holds the sweep's axes (`system`, `model`, `config` and the optional
-/// technique parameters).
-pub fn point(values: &Values) -> CliResult<Vec<Row>> {
+/// One point: its axes are `system`, `model`, `config` and the optional technique parameters.
+fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+    let values = &p.values;
     let text = |k: &str| values.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let (system, model, config) = (text("system"), text("model"), text("config"));
-    let mc = machine(&system)?;
-    let m = crate::run::model(&model)?;
-    let active = float(values, "active", 0.10)?;
-    let incremental = float(values, "incremental", 0.024)?;
-    let window_cache = float(values, "window_cache", 0.24)?;
-    let predictor = float(values, "predictor", 0.0125)?;
-    let resident = float(values, "resident", 0.5)?;
+    let mc = machine(x, &system, Some(p))?;
+    let m = crate::kind::model(x, &model, Some(p))?;
+    let active = p.num("active", 0.10);
+    let incremental = p.num("incremental", 0.024);
+    let window_cache = p.num("window_cache", 0.24);
+    let predictor = p.num("predictor", 0.0125);
+    let resident = p.num("resident", 0.5);
     let chunk = bytes(values, "chunk", 16 << 10)?;
     let read = bytes(values, "sequential_read", 1 << 20)?;
-    let context = float(values, "context", 256.0)? as u64;
-    let qd = float(values, "queue_depth", 32.0)? as usize;
+    let context = p.num("context", 256.0) as u64;
+    let qd = p.num("queue_depth", 32.0) as usize;
     let sparse = |loaded: f64, window_cache: f64, chunk: u64| Streaming::Sparse {
         active,
         loaded,
@@ -83,7 +156,7 @@ pub fn point(values: &Values) -> CliResult<Vec<Row>> {
         }
     };
     let t = flash_offload::token(&mc, &m, streaming, context, qd, BUDGET)
-        .map_err(|e| CliError::input(format!("{system}, {model}, {config}: {e}")))?;
+        .map_err(|e| CliError::flash(&format!("{system}, {model}, {config}"), &e))?;
     let ms = |s: f64| Cell::Float(1e3 * s);
     Ok(vec![Row {
         cells: vec![
@@ -103,25 +176,8 @@ pub fn point(values: &Values) -> CliResult<Vec<Row>> {
     }])
 }
 
-/// Checks the axes a `flash-offload` experiment names before anything runs.
-pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
-    for (i, v) in spec.sweep["config"].iter().enumerate() {
-        if !v.as_str().is_some_and(|c| CONFIGS.contains(&c)) {
-            return Err(CliError::input(format!(
-                "{source}: experiment.sweep.config[{i}]: {v} is not one of {}",
-                CONFIGS.join(", ")
-            )));
-        }
-    }
-    for (i, v) in spec.sweep["system"].iter().enumerate() {
-        machine(v.as_str().unwrap_or_default())
-            .map_err(|e| CliError::input(format!("{source}: experiment.sweep.system[{i}]: {}", e.message)))?;
-    }
-    Ok(())
-}
-
 /// Every point, then the reference rows (`io_ms` of Table 2, `total_ms` of Table 3) with errors.
-pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
+fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
         "| system | model | configuration | flash → DRAM (GB) | read size | read GB/s | I/O ms | DRAM mgmt ms | compute ms | total ms/token | DRAM GB |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",

@@ -2,7 +2,6 @@
 //! DeepSpeed-style host offload, InstA, InstA-SparF), model, batch and number of computational
 //! drives, and the paper's ratios between systems.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use strata_arch::arch::{Arch, NandOrg};
@@ -10,16 +9,11 @@ use strata_sim::engine::nand::Timing;
 use strata_sim::kv_offload::{self, Machine, Run, System};
 
 use crate::error::{CliError, CliResult};
-use crate::experiment::{Cell, ExperimentSpec, Row};
+use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
+use crate::kind::{Axis, Kind, Values as V, optional, required};
 
 pub const SYSTEMS: [&str; 4] = ["flexgen", "deepspeed", "insta", "insta-sparf"];
 const BUDGET: u64 = 1 << 26;
-
-type Values = BTreeMap<String, toml::Value>;
-
-fn num(v: &Values, axis: &str, default: f64) -> CliResult<f64> {
-    crate::experiment::number(v, axis, default, true)
-}
 
 fn level<'a>(a: &'a Arch, name: &str) -> CliResult<&'a strata_arch::arch::Level> {
     a.level_id(name)
@@ -81,15 +75,15 @@ pub fn machine(arch: &str, ssd: &str, csds: u64) -> CliResult<Machine> {
     })
 }
 
-fn system(name: &str, v: &Values) -> CliResult<System> {
+fn system(name: &str, p: &Point) -> CliResult<System> {
     Ok(match name {
         "flexgen" => System::FlexGen,
         "deepspeed" => System::HostOffload,
         "insta" => System::InstA,
         "insta-sparf" => System::InstASparF {
-            keep: num(v, "keep", 0.125)?,
-            inflation: num(v, "inflation", 2.0)?,
-            channels_per_page: num(v, "channels_per_page", 4.0)? as u64,
+            keep: p.num("keep", 0.125),
+            inflation: p.num("inflation", 2.0),
+            channels_per_page: p.num("channels_per_page", 4.0) as u64,
         },
         other => {
             return Err(CliError::input(format!(
@@ -100,32 +94,78 @@ fn system(name: &str, v: &Values) -> CliResult<System> {
     })
 }
 
-pub fn check(spec: &ExperimentSpec, source: &str) -> CliResult<()> {
-    for (i, v) in spec.sweep["system"].iter().enumerate() {
-        if !v.as_str().is_some_and(|s| SYSTEMS.contains(&s)) {
-            return Err(CliError::input(format!(
-                "{source}: experiment.sweep.system[{i}]: {v} is not one of {}",
-                SYSTEMS.join(", ")
-            )));
-        }
+/// The `kv-offload` experiment kind.
+pub struct KvOffload;
+
+const AXES: &[Axis] = &[
+    required("system", V::OneOf(&SYSTEMS)),
+    required("model", V::Model),
+    required("batch", V::Positive),
+    optional("arch", V::Arch),
+    optional("ssd", V::Text),
+    optional("csds", V::Positive),
+    optional("prompt", V::Positive),
+    optional("generate", V::Positive),
+    optional("keep", V::NonNegative),
+    optional("inflation", V::NonNegative),
+    optional("channels_per_page", V::NonNegative),
+];
+
+impl Kind for KvOffload {
+    fn name(&self) -> &'static str {
+        "kv-offload"
     }
-    Ok(())
+    fn about(&self) -> &'static str {
+        "decode with the KV cache off the GPU (InstInfer) per system, model, batch and drives"
+    }
+    fn axes(&self) -> &'static [Axis] {
+        AXES
+    }
+    fn spec_paths(&self) -> &'static [&'static str] {
+        &["model"]
+    }
+    fn columns(&self, _x: &Experiment) -> Vec<String> {
+        [
+            "system",
+            "model",
+            "batch",
+            "csds",
+            "kv_home",
+            "kv_read_gb_per_s",
+            "prefill_s",
+            "step_s",
+            "kv_share",
+            "tokens_per_s",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+        point(x, p)
+    }
+    fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
+        summary(&x.spec, rows)
+    }
+    fn plots(&self, x: &Experiment, rows: &[Row], dir: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::plots::kv_offload(&x.spec, rows, dir)
+    }
 }
 
-pub fn point(v: &Values) -> CliResult<Vec<Row>> {
+fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+    let v = &p.values;
     let text = |k: &str, d: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or(d).to_string();
     let (arch, ssd, name, model) =
         (text("arch", "a6000-csd"), text("ssd", "tlc-client"), text("system", ""), text("model", ""));
-    let csds = num(v, "csds", 1.0)? as u64;
-    let mc = machine(&arch, &ssd, csds)?;
-    let m = crate::run::model(&model)?;
+    let csds = p.num("csds", 1.0) as u64;
+    let mc = machine(&x.path(&arch), &x.path(&ssd), csds)?;
+    let m = crate::kind::model(x, &model, Some(p))?;
     let run = Run {
-        batch: num(v, "batch", 1.0)? as u64,
-        prompt: num(v, "prompt", 1024.0)? as u64,
-        generate: num(v, "generate", 1024.0)? as u64,
+        batch: p.num("batch", 1.0) as u64,
+        prompt: p.num("prompt", 1024.0) as u64,
+        generate: p.num("generate", 1024.0) as u64,
     };
-    let o = kv_offload::simulate(&mc, &m, system(&name, v)?, run, BUDGET)
-        .map_err(|e| CliError::input(format!("{arch}, {model}, {name}, batch {}: {e}", run.batch)))?;
+    let o = kv_offload::simulate(&mc, &m, system(&name, p)?, run, BUDGET)
+        .map_err(|e| CliError::flash(&format!("{arch}, {model}, {name}, batch {}", run.batch), &e))?;
     Ok(vec![Row {
         cells: vec![
             ("system".into(), Cell::Text(name)),
@@ -165,7 +205,7 @@ fn ratio(rows: &[Row], quantity: &str) -> Option<f64> {
     }
 }
 
-pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
+fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
         "| system | model | batch | CSDs | KV cache in | KV read GB/s | prefill s | decode step s | KV share of step | tokens/s |\n\
          |---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",

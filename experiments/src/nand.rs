@@ -45,7 +45,7 @@ fn requests(pattern: &str, bytes: u64, n: u64) -> CliResult<Vec<Request>> {
 
 fn simulate(a: &Args, t: &Timing, bytes: u64, qd: usize, n: u64) -> CliResult<Stats> {
     let reqs = requests(&a.pattern, bytes, n)?;
-    nand::run(t, &reqs, qd, a.max_events).map_err(|e| CliError::input(format!("{}: {e}", a.drive)))
+    nand::run(t, &reqs, qd, a.max_events).map_err(|e| CliError::engine(&a.drive, &e))
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
@@ -133,9 +133,9 @@ fn sweep(a: &Args, t: &Timing, mut out: String) -> CliResult<String> {
         }
         let _ = writeln!(out, "{:>10.3}", t.bounds(b).least() / 1e9);
     }
-    std::fs::create_dir_all(&a.out).map_err(|e| CliError::read(&a.out, &e))?;
+    std::fs::create_dir_all(&a.out).map_err(|e| crate::store::write_err(&a.out, e))?;
     let path = a.out.join("nand-sweep.csv");
-    std::fs::write(&path, csv).map_err(|e| CliError::read(&path, &e))?;
+    std::fs::write(&path, csv).map_err(|e| crate::store::write_err(&path, e))?;
     let series: Vec<(String, Vec<(f64, f64)>)> = DEPTHS
         .iter()
         .enumerate()
@@ -147,7 +147,7 @@ fn sweep(a: &Args, t: &Timing, mut out: String) -> CliResult<String> {
     let ceiling: Vec<(f64, f64)> = SIZES.iter().map(|&b| (b as f64, t.bounds(b).least() / 1e9)).collect();
     let title = format!("{}: {} read throughput", a.drive, a.pattern);
     let files = crate::plots::throughput_curves(&a.out, "nand-sweep", &title, &series, &ceiling)
-        .map_err(|e| CliError::input(format!("plot: {e}")))?;
+        .map_err(|e| CliError::runtime(format!("plot: {e}")))?;
     let _ = writeln!(out, "wrote {}, {}", path.display(), files.join(", "));
     Ok(out)
 }

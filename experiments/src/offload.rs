@@ -4,9 +4,11 @@
 use std::fmt::Write as _;
 
 use strata_mappings::offload::{self, Costs, Overlap, Workload};
+use strata_workloads::Model;
 
 use crate::error::{CliError, CliResult};
-use crate::experiment::{Cell, ExperimentSpec, Row};
+use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
+use crate::kind::{Axis, Kind, Values, required};
 
 pub struct Args {
     pub model: String,
@@ -29,13 +31,68 @@ fn overlap(name: &str) -> CliResult<Overlap> {
     }
 }
 
+/// The `offload` experiment kind: FlexGen's policy search per model, prompt, generated tokens,
+/// overlap rule and cost model.
+pub struct Offload;
+
+const AXES: &[Axis] = &[
+    required("model", Values::Model),
+    required("prompt", Values::PositiveInt),
+    required("generate", Values::PositiveInt),
+    required("overlap", Values::OneOf(&["code", "paper"])),
+    required("costs", Values::Text),
+];
+
+impl Kind for Offload {
+    fn name(&self) -> &'static str {
+        "offload"
+    }
+    fn about(&self) -> &'static str {
+        "FlexGen's offloading policy search per model, prompt, generated tokens, overlap rule and cost model"
+    }
+    fn axes(&self) -> &'static [Axis] {
+        AXES
+    }
+    fn spec_paths(&self) -> &'static [&'static str] {
+        &["model"]
+    }
+    fn columns(&self, _x: &Experiment) -> Vec<String> {
+        let mut c: Vec<String> =
+            ["point", "model", "prompt", "generate", "overlap", "costs", "gpu_batch", "gpu_batches"]
+                .map(String::from)
+                .to_vec();
+        for what in ["weights", "cache", "activations"] {
+            c.extend(["gpu", "cpu", "disk"].map(|tier| format!("{what}_{tier}")));
+        }
+        c.extend(["prefill_layer_s", "decode_layer_s", "block_s", "tokens_per_s"].map(String::from));
+        c
+    }
+    fn check(&self, x: &Experiment) -> CliResult<()> {
+        for (i, v) in x.sweep.values("costs").into_iter().enumerate() {
+            costs(&x.path(v.as_str().unwrap_or_default())).map_err(|e| {
+                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.costs[{i}]")), e.message))
+            })?;
+        }
+        Ok(())
+    }
+    fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+        let m = crate::kind::model(x, &p.text("model"), Some(p))?;
+        let k = costs(&x.path(&p.text("costs")))?;
+        point(&p.key, &m, &p.text("model"), &k, &p.text("overlap"), p.int("prompt", 0), p.int("generate", 0))
+    }
+    fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
+        summary(&x.spec, rows)
+    }
+    fn plots(&self, x: &Experiment, rows: &[Row], dir: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::plots::offload(&x.spec, rows, dir)
+    }
+}
+
 /// One point of an `offload` experiment.
-pub fn point(key: &str, model: &str, costs_arg: &str, rule: &str, prompt: u64, generate: u64) -> CliResult<Vec<Row>> {
-    let k = costs(costs_arg)?;
-    let m = crate::run::model(model)?;
-    let wl = Workload::of(&m, prompt, generate);
-    let p = offload::search(&k, &wl, overlap(rule)?)
-        .ok_or_else(|| CliError::input(format!("{model}: no placement fits: {}", offload::diagnose(&k, &wl))))?;
+fn point(key: &str, m: &Model, model: &str, k: &Costs, rule: &str, prompt: u64, generate: u64) -> CliResult<Vec<Row>> {
+    let wl = Workload::of(m, prompt, generate);
+    let p = offload::search(k, &wl, overlap(rule)?)
+        .ok_or_else(|| CliError::input(format!("{model}: no placement fits: {}", offload::diagnose(k, &wl))))?;
     let mut cells = vec![
         ("point".to_string(), Cell::Text(key.to_string())),
         ("model".into(), Cell::Text(model.to_string())),

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::experiment::{ExperimentSpec, Kind, Row};
+use crate::experiment::{ExperimentSpec, Row};
 
 type Res<T> = Result<T, String>;
 
@@ -282,294 +282,303 @@ where
     Ok(())
 }
 
-/// Draws every plot of an experiment; returns the files written.
-pub fn draw(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+/// The plots of the `attention-systems` kind: latency, energy, DRAM and utilisation per system; the Pareto front when `pe_dim` is swept.
+pub fn attention_systems(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut written = Vec::new();
-    match spec.kind {
-        Kind::AttentionSystems => {
-            let systems: Vec<String> = spec.systems.iter().map(|s| s.name.clone()).collect();
-            let base = spec.baseline.clone().unwrap_or_else(|| systems[0].clone());
-            let mut groups: Vec<(String, u64)> = Vec::new();
-            for r in rows {
-                let g = (r.s("model"), r.f("seq_len") as u64);
-                if !groups.contains(&g) {
-                    groups.push(g);
-                }
-            }
-            let labels: Vec<String> = groups.iter().map(|(m, n)| format!("{m} {}", seq_label(*n as f64))).collect();
-            let size = ((70 * groups.len() as u32 + 250).max(1000), 560);
-            let find = |sys: &str, g: &(String, u64), scope: &str| {
-                rows.iter().find(|r| {
-                    r.s("system") == sys && r.s("model") == g.0 && r.f("seq_len") as u64 == g.1 && r.s("scope") == scope
-                })
-            };
-            let per_system = |scope: &str, f: &dyn Fn(&Row, &Row) -> f64| -> Vec<(String, Vec<f64>)> {
-                systems
+    let systems: Vec<String> = spec.systems.iter().map(|s| s.name.clone()).collect();
+    let base = spec.baseline.clone().unwrap_or_else(|| systems[0].clone());
+    let mut groups: Vec<(String, u64)> = Vec::new();
+    for r in rows {
+        let g = (r.s("model"), r.f("seq_len") as u64);
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let labels: Vec<String> = groups.iter().map(|(m, n)| format!("{m} {}", seq_label(*n as f64))).collect();
+    let size = ((70 * groups.len() as u32 + 250).max(1000), 560);
+    let find = |sys: &str, g: &(String, u64), scope: &str| {
+        rows.iter().find(|r| {
+            r.s("system") == sys && r.s("model") == g.0 && r.f("seq_len") as u64 == g.1 && r.s("scope") == scope
+        })
+    };
+    let per_system = |scope: &str, f: &dyn Fn(&Row, &Row) -> f64| -> Vec<(String, Vec<f64>)> {
+        systems
+            .iter()
+            .map(|s| {
+                let v = groups
                     .iter()
-                    .map(|s| {
-                        let v = groups
-                            .iter()
-                            .map(|g| match (find(s, g, scope), find(&base, g, scope)) {
-                                (Some(r), Some(b)) => f(r, b),
-                                _ => f64::NAN,
-                            })
-                            .collect();
-                        (s.clone(), v)
+                    .map(|g| match (find(s, g, scope), find(&base, g, scope)) {
+                        (Some(r), Some(b)) => f(r, b),
+                        _ => f64::NAN,
                     })
-                    .collect()
-            };
-            for (scope, tag) in [("attention", "attention"), ("end_to_end", "end-to-end")] {
-                let speed = per_system(scope, &|r, b| b.f("latency_s") / r.f("latency_s"));
-                let title = format!("{tag} speedup over {base}");
-                written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-speedup"), size, |a| bars(
-                    a,
-                    &title,
-                    XL,
-                    &format!("speedup over {base} (×)"),
-                    &labels,
-                    &speed,
-                    false
-                ))?);
-                let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
-                let title = format!("{tag} energy normalised to {base}");
-                written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-energy"), size, |a| bars(
-                    a,
-                    &title,
-                    XL,
-                    &format!("energy / {base} energy"),
-                    &labels,
-                    &energy,
-                    false
-                ))?);
-            }
-            let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
-            let title = "attention DRAM traffic (log scale)";
-            written.extend(both!(spec.plots.as_deref(), dir, "attention-dram", size, |a| bars(
-                a,
-                title,
-                XL,
-                "DRAM bytes per layer (B)",
-                &labels,
-                &dram,
-                true
-            ))?);
-            // Utilisation of both arrays over N for the first model.
-            let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
-            let mut util: Vec<Series> = Vec::new();
-            for (k, s) in systems.iter().enumerate() {
-                for (col, tag, dashed) in [("util_2d", "2D", false), ("util_1d", "1D", true)] {
-                    let pts: Vec<(f64, f64)> = rows
-                        .iter()
-                        .filter(|r| r.s("system") == *s && r.s("model") == first && r.s("scope") == "attention")
-                        .map(|r| (r.f("seq_len"), r.f(col)))
-                        .collect();
-                    util.push((format!("{s} {tag}"), pts, dashed, k));
-                }
-            }
-            let title = format!("{first} attention: array utilisation (2D solid, 1D thin)");
-            written.extend(both!(spec.plots.as_deref(), dir, "attention-utilization", (1000, 560), |a| {
-                lines(
-                    a,
-                    &title,
-                    "sequence length N (tokens, log scale)",
-                    "utilisation (busy PE-cycles / PE-cycles)",
-                    &util,
-                    false,
-                    &|x| seq_label(*x),
-                )
-            })?);
-            // Area against latency when the sweep scales the arrays (FuseMax Fig. 12).
-            if rows.iter().any(|r| r.get("pe_dim").is_some()) {
-                let mut models: Vec<String> = Vec::new();
-                for r in rows {
-                    if !models.contains(&r.s("model")) {
-                        models.push(r.s("model"));
-                    }
-                }
-                let mut series: Vec<Series> = Vec::new();
-                for s in &systems {
-                    for model in &models {
-                        let mut pts: Vec<(f64, f64)> = rows
-                            .iter()
-                            .filter(|r| r.s("system") == *s && r.s("model") == *model && r.s("scope") == "attention")
-                            .map(|r| (r.f("area_mm2"), r.f("latency_s")))
-                            .collect();
-                        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        let colour = series.len();
-                        series.push((format!("{s} {model}"), pts, false, colour));
-                    }
-                }
-                let title = "area vs attention latency (PE_dim 16 to 512)";
-                let (xl, yl) = ("area (mm², log scale)", "attention latency (s, log scale)");
-                let mm = |x: &f64| format!("{x:.0}");
-                written.extend(both!(spec.plots.as_deref(), dir, "pareto", (900, 560), |a| lines(
-                    a, title, xl, yl, &series, true, &mm
-                ))?);
+                    .collect();
+                (s.clone(), v)
+            })
+            .collect()
+    };
+    for (scope, tag) in [("attention", "attention"), ("end_to_end", "end-to-end")] {
+        let speed = per_system(scope, &|r, b| b.f("latency_s") / r.f("latency_s"));
+        let title = format!("{tag} speedup over {base}");
+        written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-speedup"), size, |a| bars(
+            a,
+            &title,
+            XL,
+            &format!("speedup over {base} (×)"),
+            &labels,
+            &speed,
+            false
+        ))?);
+        let energy = per_system(scope, &|r, b| r.f("energy_j") / b.f("energy_j"));
+        let title = format!("{tag} energy normalised to {base}");
+        written.extend(both!(spec.plots.as_deref(), dir, &format!("{tag}-energy"), size, |a| bars(
+            a,
+            &title,
+            XL,
+            &format!("energy / {base} energy"),
+            &labels,
+            &energy,
+            false
+        ))?);
+    }
+    let dram = per_system("attention", &|r, _| r.f("dram_bytes"));
+    let title = "attention DRAM traffic (log scale)";
+    written.extend(both!(spec.plots.as_deref(), dir, "attention-dram", size, |a| bars(
+        a,
+        title,
+        XL,
+        "DRAM bytes per layer (B)",
+        &labels,
+        &dram,
+        true
+    ))?);
+    // Utilisation of both arrays over N for the first model.
+    let first = groups.first().map(|g| g.0.clone()).unwrap_or_default();
+    let mut util: Vec<Series> = Vec::new();
+    for (k, s) in systems.iter().enumerate() {
+        for (col, tag, dashed) in [("util_2d", "2D", false), ("util_1d", "1D", true)] {
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.s("system") == *s && r.s("model") == first && r.s("scope") == "attention")
+                .map(|r| (r.f("seq_len"), r.f(col)))
+                .collect();
+            util.push((format!("{s} {tag}"), pts, dashed, k));
+        }
+    }
+    let title = format!("{first} attention: array utilisation (2D solid, 1D thin)");
+    written.extend(both!(spec.plots.as_deref(), dir, "attention-utilization", (1000, 560), |a| {
+        lines(
+            a,
+            &title,
+            "sequence length N (tokens, log scale)",
+            "utilisation (busy PE-cycles / PE-cycles)",
+            &util,
+            false,
+            &|x| seq_label(*x),
+        )
+    })?);
+    // Area against latency when the sweep scales the arrays (FuseMax Fig. 12).
+    if rows.iter().any(|r| r.get("pe_dim").is_some()) {
+        let mut models: Vec<String> = Vec::new();
+        for r in rows {
+            if !models.contains(&r.s("model")) {
+                models.push(r.s("model"));
             }
         }
-        Kind::Offload => {
-            let mut groups: Vec<(String, String)> = Vec::new();
-            let mut rules: Vec<(String, String)> = Vec::new();
-            for r in rows {
-                let g = (r.s("model"), r.s("prompt"));
-                if !groups.contains(&g) {
-                    groups.push(g);
-                }
-                let rule = (r.s("costs"), r.s("overlap"));
-                if !rules.contains(&rule) {
-                    rules.push(rule);
-                }
-            }
-            let labels: Vec<String> = groups.iter().map(|(m, s)| format!("{m}, s = {s}")).collect();
-            let mut series: Vec<(String, Vec<f64>)> = rules
-                .iter()
-                .map(|(costs, rule)| {
-                    let v = groups
-                        .iter()
-                        .map(|g| {
-                            rows.iter()
-                                .find(|r| {
-                                    r.s("model") == g.0
-                                        && r.s("prompt") == g.1
-                                        && &r.s("costs") == costs
-                                        && &r.s("overlap") == rule
-                                })
-                                .map_or(f64::NAN, |r| r.f("tokens_per_s"))
-                        })
-                        .collect();
-                    (format!("Strata, {costs}, {rule} overlap"), v)
-                })
-                .collect();
-            let paper: Vec<f64> = groups
-                .iter()
-                .map(|g| spec.reference_value(&[("model", &g.0), ("prompt", &g.1)], "tokens_per_s").unwrap_or(f64::NAN))
-                .collect();
-            if paper.iter().any(|v| v.is_finite()) {
-                series.push(("paper (measured)".into(), paper));
-            }
-            let title = "generation throughput, FlexGen's policy search";
-            let (xl, yl) = ("model and prompt length", "tokens/s (log scale)");
-            let size = ((140 * groups.len() as u32 + 300).max(900), 560);
-            written.extend(both!(spec.plots.as_deref(), dir, "offload-throughput", size, |a| bars(
-                a, title, xl, yl, &labels, &series, true
-            ))?);
-        }
-        Kind::FlashCompute => written.extend(flash_plots(spec, rows, dir)?),
-        Kind::KvOffload => {
-            let all: Vec<&Row> = rows.iter().collect();
-            let systems = distinct(&all, "system");
-            let curve = |sys: &str, x: &str, keep: &dyn Fn(&Row) -> bool| {
-                let mut pts: Vec<(f64, f64)> = all
+        let mut series: Vec<Series> = Vec::new();
+        for s in &systems {
+            for model in &models {
+                let mut pts: Vec<(f64, f64)> = rows
                     .iter()
-                    .filter(|r| r.s("system") == sys && keep(r))
-                    .map(|r| (r.f(x), r.f("tokens_per_s")))
+                    .filter(|r| r.s("system") == *s && r.s("model") == *model && r.s("scope") == "attention")
+                    .map(|r| (r.f("area_mm2"), r.f("latency_s")))
                     .collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                pts
-            };
-            let one: Vec<Series> = systems
-                .iter()
-                .enumerate()
-                .map(|(i, sys)| (sys.clone(), curve(sys, "batch", &|r: &Row| r.f("csds") == 1.0), false, i))
-                .filter(|s| !s.1.is_empty())
-                .collect();
-            if !one.is_empty() {
-                written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-throughput", (900, 600), |a| lines(
-                    a,
-                    "decode throughput, one drive (KV cache off the GPU)",
-                    "batch size (log scale)",
-                    "tokens/s (log scale)",
-                    &one,
-                    true,
-                    &|x| format!("{x:.0}")
-                ))?);
+                let colour = series.len();
+                series.push((format!("{s} {model}"), pts, false, colour));
             }
-            let top = all.iter().map(|r| r.f("batch")).fold(0.0, f64::max);
-            let many: Vec<Series> = systems
+        }
+        let title = "area vs attention latency (PE_dim 16 to 512)";
+        let (xl, yl) = ("area (mm², log scale)", "attention latency (s, log scale)");
+        let mm = |x: &f64| format!("{x:.0}");
+        written.extend(both!(spec.plots.as_deref(), dir, "pareto", (900, 560), |a| lines(
+            a, title, xl, yl, &series, true, &mm
+        ))?);
+    }
+    Ok(written)
+}
+
+/// The plots of the `offload` kind: tokens/s per policy and model against FlexGen's Table 2.
+pub fn offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    let mut groups: Vec<(String, String)> = Vec::new();
+    let mut rules: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let g = (r.s("model"), r.s("prompt"));
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+        let rule = (r.s("costs"), r.s("overlap"));
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    }
+    let labels: Vec<String> = groups.iter().map(|(m, s)| format!("{m}, s = {s}")).collect();
+    let mut series: Vec<(String, Vec<f64>)> = rules
+        .iter()
+        .map(|(costs, rule)| {
+            let v = groups
                 .iter()
-                .enumerate()
-                .map(|(i, sys)| {
-                    (format!("{sys}, batch {top}"), curve(sys, "csds", &|r: &Row| r.f("batch") == top), false, i)
+                .map(|g| {
+                    rows.iter()
+                        .find(|r| {
+                            r.s("model") == g.0
+                                && r.s("prompt") == g.1
+                                && &r.s("costs") == costs
+                                && &r.s("overlap") == rule
+                        })
+                        .map_or(f64::NAN, |r| r.f("tokens_per_s"))
                 })
-                .filter(|s| s.1.len() > 1)
                 .collect();
-            if !many.is_empty() {
-                written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-scaling", (900, 600), |a| lines(
-                    a,
-                    "scaling with computational drives",
-                    "drives (log scale)",
-                    "tokens/s (log scale)",
-                    &many,
-                    true,
-                    &|x| format!("{x:.0}")
-                ))?);
+            (format!("Strata, {costs}, {rule} overlap"), v)
+        })
+        .collect();
+    let paper: Vec<f64> = groups
+        .iter()
+        .map(|g| spec.reference_value(&[("model", &g.0), ("prompt", &g.1)], "tokens_per_s").unwrap_or(f64::NAN))
+        .collect();
+    if paper.iter().any(|v| v.is_finite()) {
+        series.push(("paper (measured)".into(), paper));
+    }
+    let title = "generation throughput, FlexGen's policy search";
+    let (xl, yl) = ("model and prompt length", "tokens/s (log scale)");
+    let size = ((140 * groups.len() as u32 + 300).max(900), 560);
+    written.extend(both!(spec.plots.as_deref(), dir, "offload-throughput", size, |a| bars(
+        a, title, xl, yl, &labels, &series, true
+    ))?);
+    Ok(written)
+}
+
+/// The plots of the `kv-offload` kind: throughput per system over batch and drives.
+pub fn kv_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    let all: Vec<&Row> = rows.iter().collect();
+    let systems = distinct(&all, "system");
+    let curve = |sys: &str, x: &str, keep: &dyn Fn(&Row) -> bool| {
+        let mut pts: Vec<(f64, f64)> =
+            all.iter().filter(|r| r.s("system") == sys && keep(r)).map(|r| (r.f(x), r.f("tokens_per_s"))).collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    let one: Vec<Series> = systems
+        .iter()
+        .enumerate()
+        .map(|(i, sys)| (sys.clone(), curve(sys, "batch", &|r: &Row| r.f("csds") == 1.0), false, i))
+        .filter(|s| !s.1.is_empty())
+        .collect();
+    if !one.is_empty() {
+        written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-throughput", (900, 600), |a| lines(
+            a,
+            "decode throughput, one drive (KV cache off the GPU)",
+            "batch size (log scale)",
+            "tokens/s (log scale)",
+            &one,
+            true,
+            &|x| format!("{x:.0}")
+        ))?);
+    }
+    let top = all.iter().map(|r| r.f("batch")).fold(0.0, f64::max);
+    let many: Vec<Series> = systems
+        .iter()
+        .enumerate()
+        .map(|(i, sys)| (format!("{sys}, batch {top}"), curve(sys, "csds", &|r: &Row| r.f("batch") == top), false, i))
+        .filter(|s| s.1.len() > 1)
+        .collect();
+    if !many.is_empty() {
+        written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-scaling", (900, 600), |a| lines(
+            a,
+            "scaling with computational drives",
+            "drives (log scale)",
+            "tokens/s (log scale)",
+            &many,
+            true,
+            &|x| format!("{x:.0}")
+        ))?);
+    }
+    Ok(written)
+}
+
+/// The plots of the `flash-offload` kind: I/O and total latency per configuration against Tables 2 and 3.
+pub fn flash_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    let all: Vec<&Row> = rows.iter().collect();
+    let (systems, configs) = (distinct(&all, "system"), distinct(&all, "config"));
+    let value = |system: &str, config: &str, key: &str| {
+        all.iter().find(|r| r.s("system") == system && r.s("config") == config).map_or(f64::NAN, |r| r.f(key))
+    };
+    let paper = |system: &str, config: &str, key: &str| {
+        spec.reference_value(&[("system", system), ("config", config)], key).unwrap_or(f64::NAN)
+    };
+    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    for sys in &systems {
+        for (key, what) in [("total_ms", "total"), ("io_ms", "flash I/O")] {
+            series.push((format!("Strata {what}, {sys}"), configs.iter().map(|c| value(sys, c, key)).collect()));
+            let p: Vec<f64> = configs.iter().map(|c| paper(sys, c, key)).collect();
+            if p.iter().any(|v| v.is_finite()) {
+                series.push((format!("paper {what}, {sys}"), p));
             }
         }
-        Kind::FlashOffload => {
-            let all: Vec<&Row> = rows.iter().collect();
-            let (systems, configs) = (distinct(&all, "system"), distinct(&all, "config"));
-            let value = |system: &str, config: &str, key: &str| {
-                all.iter().find(|r| r.s("system") == system && r.s("config") == config).map_or(f64::NAN, |r| r.f(key))
-            };
-            let paper = |system: &str, config: &str, key: &str| {
-                spec.reference_value(&[("system", system), ("config", config)], key).unwrap_or(f64::NAN)
-            };
-            let mut series: Vec<(String, Vec<f64>)> = Vec::new();
-            for sys in &systems {
-                for (key, what) in [("total_ms", "total"), ("io_ms", "flash I/O")] {
-                    series
-                        .push((format!("Strata {what}, {sys}"), configs.iter().map(|c| value(sys, c, key)).collect()));
-                    let p: Vec<f64> = configs.iter().map(|c| paper(sys, c, key)).collect();
-                    if p.iter().any(|v| v.is_finite()) {
-                        series.push((format!("paper {what}, {sys}"), p));
-                    }
-                }
-            }
-            let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
-            written.extend(both!(spec.plots.as_deref(), dir, "flash-offload", size, |a| bars(
+    }
+    let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
+    written.extend(both!(spec.plots.as_deref(), dir, "flash-offload", size, |a| bars(
+        a,
+        "per-token latency, weights on flash (techniques added left to right)",
+        "configuration",
+        "ms per token (log scale)",
+        &configs,
+        &series,
+        true
+    ))?);
+    Ok(written)
+}
+
+/// The plots of the `io-curve` kind: off-chip traffic against on-chip memory with the bounds.
+pub fn io_curve(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    let mut keys: Vec<(u64, u64)> = Vec::new();
+    for r in rows {
+        let k = (r.f("seq_len") as u64, r.f("head_dim") as u64);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for (n, d) in keys {
+        let sel: Vec<&Row> =
+            rows.iter().filter(|r| r.f("seq_len") as u64 == n && r.f("head_dim") as u64 == d).collect();
+        let pts = |col: &str| sel.iter().map(|r| (r.f("memory_words"), r.f(col))).collect::<Vec<_>>();
+        let series = vec![
+            ("Strata: best 1-pass mapping".to_string(), pts("strata_words"), false, 0),
+            ("FlashAttention Algorithm 1 (count)".to_string(), pts("flash_alg1_words"), true, 1),
+            ("N²d²/M (Θ bound)".to_string(), pts("bound_n2d2_over_m"), true, 2),
+            ("4Nd floor (read Q, K, V; write O)".to_string(), pts("floor_4nd"), true, 3),
+        ];
+        let title = format!("attention I/O, N = {}, d = {d}", seq_label(n as f64));
+        let name = format!("io-n{n}-d{d}");
+        written.extend(both!(spec.plots.as_deref(), dir, &name, (900, 560), |a| {
+            lines(
                 a,
-                "per-token latency, weights on flash (techniques added left to right)",
-                "configuration",
-                "ms per token (log scale)",
-                &configs,
+                &title,
+                "on-chip memory M (words, log scale)",
+                "off-chip traffic (words, log scale)",
                 &series,
-                true
-            ))?);
-        }
-        Kind::IoCurve => {
-            let mut keys: Vec<(u64, u64)> = Vec::new();
-            for r in rows {
-                let k = (r.f("seq_len") as u64, r.f("head_dim") as u64);
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-            for (n, d) in keys {
-                let sel: Vec<&Row> =
-                    rows.iter().filter(|r| r.f("seq_len") as u64 == n && r.f("head_dim") as u64 == d).collect();
-                let pts = |col: &str| sel.iter().map(|r| (r.f("memory_words"), r.f(col))).collect::<Vec<_>>();
-                let series = vec![
-                    ("Strata: best 1-pass mapping".to_string(), pts("strata_words"), false, 0),
-                    ("FlashAttention Algorithm 1 (count)".to_string(), pts("flash_alg1_words"), true, 1),
-                    ("N²d²/M (Θ bound)".to_string(), pts("bound_n2d2_over_m"), true, 2),
-                    ("4Nd floor (read Q, K, V; write O)".to_string(), pts("floor_4nd"), true, 3),
-                ];
-                let title = format!("attention I/O, N = {}, d = {d}", seq_label(n as f64));
-                let name = format!("io-n{n}-d{d}");
-                written.extend(both!(spec.plots.as_deref(), dir, &name, (900, 560), |a| {
-                    lines(
-                        a,
-                        &title,
-                        "on-chip memory M (words, log scale)",
-                        "off-chip traffic (words, log scale)",
-                        &series,
-                        true,
-                        &|x| seq_label(*x),
-                    )
-                })?);
-            }
-        }
+                true,
+                &|x| seq_label(*x),
+            )
+        })?);
     }
     Ok(written)
 }
@@ -674,9 +683,10 @@ fn distinct(rows: &[&Row], key: &str) -> Vec<String> {
     v
 }
 
-/// The plots of a `flash-compute` experiment: tokens/s per model and architecture (with the
+/// The plots of the `flash-compute` kind: tokens/s per model and architecture (with the
 /// paper's numbers), the ablations with channel utilisation, and channel × chip scaling.
-fn flash_plots(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
     let mut written = Vec::new();
     let allowed = spec.plots.as_deref();
     let full: Vec<&Row> = rows.iter().filter(|r| r.s("variant") == "full").collect();

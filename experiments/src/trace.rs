@@ -36,7 +36,7 @@ pub fn run(a: &Args) -> CliResult<String> {
     let (arch, c, mapping) = crate::eval::load_all(&a.eval)?;
     let r =
         tiles::run(&arch, &c, &mapping, Options { memory, buffering, budget: a.max_events, max_steps: a.max_steps })
-            .map_err(|e| CliError::input(format!("{}: {e}", mapping.name)))?;
+            .map_err(|e| CliError::engine(&mapping.name, &e))?;
     let mut events = Vec::new();
     for (tid, (name, what)) in r.tracks.iter().enumerate() {
         events.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": format!("{what}: {name}")}}));
@@ -55,10 +55,10 @@ pub fn run(a: &Args) -> CliResult<String> {
     }
     let doc = json!({"traceEvents": events, "displayTimeUnit": "ns"});
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
     }
     std::fs::write(&a.out, serde_json::to_string(&doc).expect("serialisable"))
-        .map_err(|e| CliError::input(format!("{}: {e}", a.out.display())))?;
+        .map_err(|e| crate::store::write_err(&a.out, e))?;
     let ev = &r.evaluation;
     let mut s = String::new();
     let _ = writeln!(

@@ -14,15 +14,15 @@
 //! A loop is `rank=bound`, `rank=*` (whatever is left of the rank: only the outermost loop of
 //! a rank may be imperfect) or `rank=bound@x|y` (spatial over the array's x or y dimension).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
     pub mapping: MappingSpec,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingSpec {
     pub name: String,
@@ -35,7 +35,7 @@ pub struct MappingSpec {
     pub groups: Vec<GroupSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EinsumMappingSpec {
     pub einsum: String,
@@ -45,7 +45,7 @@ pub struct EinsumMappingSpec {
     pub levels: Vec<LevelSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelSpec {
     pub level: String,
@@ -58,7 +58,7 @@ pub struct LevelSpec {
 }
 
 /// How the members of a group share the arrays in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Pipelining {
     /// Members run one after another within each step of the shared loops (FuseMax's "+Architecture").
@@ -68,7 +68,7 @@ pub enum Pipelining {
     Interleaved,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     pub name: String,

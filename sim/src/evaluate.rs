@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use strata_arch::{Arch, LevelId, UnitId};
-use strata_mappings::{CascadeMapping, Node, Pipelining};
+use strata_mappings::{CascadeMapping, EinsumNest, Node, Pipelining};
 use strata_workloads::Cascade;
 
 use crate::counts::{Access, NestCounts, count};
@@ -105,6 +105,24 @@ impl Span {
     }
 }
 
+/// The energy (pJ) of operand `oi`'s bytes crossing each link between level `lv` and the level
+/// that serves it, given its accesses there: fills come down, an output's reads go back up.
+/// [`evaluate`] and [`crate::quick`] both charge links through this one function.
+pub fn link_energy<'a>(
+    arch: &'a Arch,
+    nest: &'a EinsumNest,
+    oi: usize,
+    lv: usize,
+    a: Access,
+) -> impl Iterator<Item = (usize, f64)> + 'a {
+    let o = &nest.operands[oi];
+    let crossed = if o.is_output { a.reads } else { a.fills } * o.elem_bytes;
+    let from = o.parent_of(lv).map_or(lv + 1, |p| p + 1);
+    (from..=lv).filter_map(move |j| {
+        arch.level(nest.path[j]).link.map(|link| (link, crossed as f64 * 8.0 * arch.links[link].energy_per_bit.0))
+    })
+}
+
 /// Evaluates a validated mapping of `c` on `arch`.
 pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluation {
     let word = arch.word_bytes as f64;
@@ -166,18 +184,9 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                     })
                     .access
                     .add(a);
-                // Bytes that cross links between this level and the level that serves it.
-                if let Some(parent) = o.parent_of(lv) {
-                    let crossed =
-                        if o.is_output { k.access[oi][lv].reads } else { k.access[oi][lv].fills } * o.elem_bytes;
-                    for j in parent + 1..=lv {
-                        if let Some(link) = arch.level(nest.path[j]).link {
-                            let l = &arch.links[link];
-                            let pj = crossed as f64 * 8.0 * l.energy_per_bit.0;
-                            *energy.entry((l.name.clone(), "transfer".into())).or_default() += pj;
-                            e_energy += pj;
-                        }
-                    }
+                for (link, pj) in link_energy(arch, nest, oi, lv, a) {
+                    *energy.entry((arch.links[link].name.clone(), "transfer".into())).or_default() += pj;
+                    e_energy += pj;
                 }
             }
             if lv == 0 {

@@ -59,7 +59,11 @@ pub struct System {
 pub struct FlashError {
     pub key: String,
     pub reason: String,
+    /// The simulation needed more events than its budget: a run-time failure, not bad input.
+    pub budget_exceeded: bool,
 }
+
+impl std::error::Error for FlashError {}
 
 impl std::fmt::Display for FlashError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,12 +72,12 @@ impl std::fmt::Display for FlashError {
 }
 
 fn err(key: &str, reason: impl Into<String>) -> FlashError {
-    FlashError { key: key.into(), reason: reason.into() }
+    FlashError { key: key.into(), reason: reason.into(), budget_exceeded: false }
 }
 
 impl From<EngineError> for FlashError {
     fn from(e: EngineError) -> FlashError {
-        err("simulation", e.to_string())
+        FlashError { budget_exceeded: matches!(e, EngineError::Budget { .. }), ..err("simulation", e.to_string()) }
     }
 }
 

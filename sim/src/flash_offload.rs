@@ -43,7 +43,7 @@ pub struct Machine {
 }
 
 fn err(key: &str, reason: impl Into<String>) -> FlashError {
-    FlashError { key: key.into(), reason: reason.into() }
+    FlashError { key: key.into(), reason: reason.into(), budget_exceeded: false }
 }
 
 impl Machine {

@@ -81,7 +81,7 @@ pub struct Outcome {
 }
 
 fn err(key: &str, reason: impl Into<String>) -> FlashError {
-    FlashError { key: key.into(), reason: reason.into() }
+    FlashError { key: key.into(), reason: reason.into(), budget_exceeded: false }
 }
 
 /// Requests simulated to measure a read pattern's steady bandwidth.

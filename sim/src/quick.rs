@@ -22,6 +22,7 @@ pub fn quick(arch: &Arch, c: &Cascade, nest: &EinsumNest) -> Quick {
     let space = Space::new(c, nest);
     let masks = Masks::new(nest);
     let (mut rd, mut wr, mut held) = ([0u64; MAX_LEVELS], [0u64; MAX_LEVELS], [0u64; MAX_LEVELS]);
+    let mut link_pj = 0.0;
     let (points, steps) = visit(
         nest,
         &space,
@@ -30,6 +31,7 @@ pub fn quick(arch: &Arch, c: &Cascade, nest: &EinsumNest) -> Quick {
             let b = nest.operands[oi].elem_bytes;
             rd[lv] += a.reads * b;
             wr[lv] += (a.fills + a.updates) * b;
+            link_pj += crate::evaluate::link_energy(arch, nest, oi, lv, a).map(|x| x.1).sum::<f64>();
         },
         |oi, lv, t| held[lv] += t * nest.operands[oi].elem_bytes,
     );
@@ -41,7 +43,7 @@ pub fn quick(arch: &Arch, c: &Cascade, nest: &EinsumNest) -> Quick {
         point_energy += unit.ops[*op].energy.0;
     }
     let mut cycles = steps as f64 * point_cycles;
-    let mut energy = points as f64 * point_energy;
+    let mut energy = points as f64 * point_energy + link_pj;
     let mut fits = true;
     for (lv, &level_id) in nest.path.iter().enumerate() {
         let level = arch.level(level_id);

@@ -59,6 +59,18 @@ pub fn arch() -> Arch {
     Arch::from_toml(ARCH).unwrap()
 }
 
+/// [`ARCH`] with a chip-to-chip link between DRAM and L2 and an on-chip link above each Buf, so
+/// that bytes crossing links cost energy.
+pub fn arch_with_links() -> Arch {
+    let text = ARCH
+        .replace("name = \"L2\"\n", "name = \"L2\"\nlink = \"d2d\"\n")
+        .replace("name = \"Buf\"\n", "name = \"Buf\"\nlink = \"noc\"\n")
+        + "[[arch.links]]\nname = \"d2d\"\npreset = \"ucie-standard\"\n[[arch.links]]\nname = \"noc\"\nkind = \"dma\"\nbandwidth = \"64 GB/s\"\nenergy_per_bit = \"0.1 pJ/bit\"\n";
+    let a = Arch::from_toml(&text).unwrap();
+    assert_eq!(a.links.len(), 2);
+    a
+}
+
 pub const LEVELS: [&str; 4] = ["DRAM", "L2", "Buf", "RF"];
 
 /// A deterministic stream of random numbers (SplitMix64).

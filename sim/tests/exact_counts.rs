@@ -91,8 +91,8 @@ proptest! {
     fn gemm_counts_are_exact(m in 1u64..13, n in 1u64..13, k in 1u64..13, seed in any::<u64>()) {
         let c = common::gemm(m, n, k);
         check(&c, seed)?;
-        // The mapper's fast path agrees with the full report.
-        let arch = common::arch();
+        // The mapper's fast path agrees with the full report, link energy included.
+        let arch = common::arch_with_links();
         let mapping = CascadeMapping::resolve(&common::random_mapping(&c, seed), &c, &arch).unwrap();
         let full = strata_sim::evaluate(&arch, &c, &mapping);
         let fast = strata_sim::quick(&arch, &c, &mapping.nests[0]);

@@ -83,6 +83,8 @@ impl fmt::Display for EngineError {
     }
 }
 
+impl std::error::Error for EngineError {}
+
 /// A queue of timed events; equal times pop in the order they were pushed.
 pub struct Queue<E> {
     heap: BinaryHeap<Reverse<(Time, u64, usize)>>,

@@ -1,0 +1,348 @@
+//! The command line: argument parsing and printing over the library. Only this module and the
+//! library's run and file functions touch files; exit code 2 for bad input, 1 for run-time
+//! failures.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliResult;
+use crate::sweep::Shard;
+use crate::{
+    bench, capacity, catalog, dram, eval, flash_compute, load, nand, offload, run as runner, show, slurm, trace,
+    validate_gpu,
+};
+
+/// Strata: a simulator and design-space explorer for memory-bound AI accelerators.
+#[derive(Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment (a file or an embedded name; `default` when omitted): results, summary, plots.
+    Run {
+        experiment: Option<String>,
+        /// Output directory (the experiment's own by default).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Worker threads (all cores by default); results do not depend on it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: Option<u64>,
+        /// Compute only shard I of N (points whose index is I modulo N); `strata merge` combines shards.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
+        /// No progress output on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Most points a sweep may have.
+        #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_POINTS)]
+        max_points: u64,
+    },
+    /// Combine the output folders of an experiment's shards into results, summary and plots.
+    Merge {
+        /// The shards' output folders.
+        #[arg(required = true)]
+        dirs: Vec<std::path::PathBuf>,
+        /// Where the merged results go.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Write (and with --submit, submit) a Slurm job array that runs an experiment in shards and merges them.
+    Slurm {
+        experiment: String,
+        /// Array tasks, one shard each.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        array: u64,
+        /// Folder for the scripts, the shards, the logs and the merged results.
+        #[arg(long, default_value = "strata-slurm")]
+        out: std::path::PathBuf,
+        /// Submit with sbatch (the merge job depends on the array).
+        #[arg(long)]
+        submit: bool,
+        /// Extra `#SBATCH` option for both scripts, e.g. `--sbatch=--partition=cpu` (repeatable).
+        #[arg(long, allow_hyphen_values = true)]
+        sbatch: Vec<String>,
+    },
+    /// List every embedded preset by kind.
+    List,
+    /// Check Strata files (architectures, workloads, mappings, experiments, DRAM, NAND, link and offload presets; Hugging Face config.json) with the checks the commands that read them run.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Evaluate a mapping of a workload on an architecture with the analytical model.
+    Eval {
+        #[command(flatten)]
+        target: eval::EvalArgs,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a mapping on the cycle-approximate engine as a tile task graph; write a Chrome trace.
+    Trace {
+        #[command(flatten)]
+        target: eval::EvalArgs,
+        /// Trace event JSON to write (Perfetto, chrome://tracing).
+        #[arg(long, default_value = "trace.json")]
+        out: std::path::PathBuf,
+        /// `ideal` (bandwidth only) or `real` (latencies, DRAM channel timing).
+        #[arg(long, default_value = "ideal")]
+        memory: String,
+        /// `auto` (double when two tile sets fit), `single` or `double`.
+        #[arg(long, default_value = "auto")]
+        buffering: String,
+        /// Most tasks and events the run may take.
+        #[arg(long, default_value_t = 50_000_000)]
+        max_events: u64,
+        /// Most steps per Einsum; longer ones run in coarser steps (0: no limit).
+        #[arg(long, default_value_t = 65_536)]
+        max_steps: u64,
+    },
+    /// Measure how many mappings per second the analytical model evaluates on one core.
+    Bench {
+        /// Seconds spent on each measurement.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// Predict every kernel measured on a real GPU (embedded H100 set by default) and report errors.
+    ValidateGpu {
+        /// A directory with measurements.csv (and environment.json) from validation/gpu/measure.py.
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// Architecture preset or file with an [arch.gpu] section.
+        #[arg(long, default_value = "h100")]
+        arch: String,
+        /// Output directory.
+        #[arg(long, default_value = "strata-out/validate-gpu")]
+        out: std::path::PathBuf,
+        /// Use the architecture's datasheet rates instead of the measured calibration rows.
+        #[arg(long)]
+        datasheet: bool,
+    },
+    /// Long-context serving on one GPU: KV per request, requests that fit, prefill, decode, context switch.
+    Capacity {
+        /// Model preset or file.
+        #[arg(long, default_value = "yi-34b")]
+        model: String,
+        /// Architecture preset or file with an [arch.gpu] section and a PCIe link.
+        #[arg(long, default_value = "a100")]
+        arch: String,
+        /// Context lengths (repeatable).
+        #[arg(long, default_values_t = [4096u64, 50000])]
+        context: Vec<u64>,
+        /// Tokens generated after the prompt.
+        #[arg(long, default_value_t = 250)]
+        generate: u64,
+        /// Sequences served together.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
+    },
+    /// FlexGen's offloading policy (block size; weights, KV cache, activations over GPU, CPU, disk).
+    Offload {
+        /// Model preset or file.
+        #[arg(long, default_value = "opt-175b")]
+        model: String,
+        /// Cost-model preset or file (`[offload]` constants).
+        #[arg(long, default_value = "flexgen-t4")]
+        costs: String,
+        #[arg(long, default_value_t = 512)]
+        prompt: u64,
+        #[arg(long, default_value_t = 32)]
+        generate: u64,
+        /// Overlap rule(s): `code` (the released code) and/or `paper` (Eq. 1).
+        #[arg(long, default_values_t = ["code".to_string(), "paper".to_string()])]
+        overlap: Vec<String>,
+    },
+    /// Run the cycle-approximate DRAM channel on a microbenchmark (achieved vs peak bandwidth).
+    Dram {
+        /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
+        #[arg(long, default_value = "hbm2")]
+        standard: String,
+        /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
+        #[arg(long, default_value = "sequential")]
+        pattern: String,
+        #[arg(long, default_value_t = 100_000)]
+        reads: u64,
+        /// Requests the controller can choose among.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Stop with an error after this many events.
+        #[arg(long, default_value_t = 100_000_000)]
+        max_events: u64,
+    },
+    /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
+    Nand {
+        /// NAND preset (mqsim-mlc, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
+        #[arg(long, default_value = "mqsim-mlc")]
+        drive: String,
+        /// `random` or `sequential` reads, or `write` (sequential page programs).
+        #[arg(long, default_value = "random")]
+        pattern: String,
+        /// Bytes per request, e.g. 16KiB.
+        #[arg(long, default_value = "16 KiB")]
+        size: String,
+        /// Requests outstanding at once (reader threads).
+        #[arg(long, default_value_t = 32)]
+        queue_depth: usize,
+        #[arg(long, default_value_t = 4096)]
+        requests: u64,
+        /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
+        #[arg(long)]
+        sweep: bool,
+        #[arg(long, default_value = "results/nand")]
+        out: std::path::PathBuf,
+        /// Stop with an error after this many events.
+        #[arg(long, default_value_t = 100_000_000)]
+        max_events: u64,
+    },
+    /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM): tokens/s, GeMVs, channel use.
+    FlashCompute {
+        /// Architecture preset or file with a NAND level, per-die cores and an NPU.
+        #[arg(long, default_value = "cambricon-llm-s")]
+        arch: String,
+        #[arg(long, default_value = "opt-6.7b")]
+        model: String,
+        /// Tokens in the KV cache.
+        #[arg(long, default_value_t = 1024)]
+        context: u64,
+        /// Request tiles: `aware` (least channel traffic), `naive`, or HxW such as 256x2048.
+        #[arg(long, default_value = "aware")]
+        tile: String,
+        /// How each GeMV is split between read-compute and normal reads: `balanced` (where both
+        /// finish together, on the simulated timing), `alpha` (the paper's α), or a share of weight
+        /// bytes in flash within 0 and 1.
+        #[arg(long, default_value = "balanced")]
+        split: String,
+        /// Turn Slice Control off (first come, first served at page granularity).
+        #[arg(long)]
+        no_slicing: bool,
+        /// Slices per normal page read.
+        #[arg(long, default_value_t = 4)]
+        slices: u64,
+        /// Turn the on-die outlier ECC off.
+        #[arg(long)]
+        no_ecc: bool,
+        #[arg(long, default_value_t = 200_000_000)]
+        max_events: u64,
+    },
+    /// Inspect workloads.
+    Workload {
+        #[command(subcommand)]
+        command: WorkloadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkloadCommand {
+    /// Show the Einsums of a workload with ranks, shapes, op counts and bytes.
+    Show {
+        /// A preset name (see `strata list`) or a file.
+        workload: String,
+        #[command(flatten)]
+        shape: load::Shape,
+        /// Mask attention causally (attention and cascade files).
+        #[arg(long)]
+        causal: bool,
+        /// Override a cascade parameter, e.g. `--set M0=128` (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = show::parse_set)]
+        set: Vec<(String, i64)>,
+    },
+}
+
+fn run(cli: Cli) -> CliResult<String> {
+    match cli.command {
+        Command::Run { experiment, out, jobs, shard, quiet, max_points } => {
+            let options = runner::RunOptions {
+                out,
+                jobs: jobs.map(|j| j as usize),
+                shard: shard.unwrap_or(Shard::WHOLE),
+                quiet,
+                max_points,
+            };
+            Ok(runner::run(experiment.as_deref().unwrap_or("default"), &options)?.message())
+        }
+        Command::Merge { dirs, out } => Ok(runner::merge(&dirs, &out)?.message()),
+        Command::Slurm { experiment, array, out, submit, sbatch } => {
+            slurm::run(&slurm::Args { experiment, array, out, submit, sbatch })
+        }
+        Command::List => Ok(catalog::list()),
+        Command::Validate { files } => {
+            let (out, errors) = catalog::validate(&files);
+            print(&out);
+            match errors.into_iter().reduce(|mut a, b| {
+                a.message = format!("{}\nerror: {}", a.message, b.message);
+                a
+            }) {
+                Some(e) => Err(e),
+                None => Ok(String::new()),
+            }
+        }
+        Command::Bench { seconds } => bench::run(seconds),
+        Command::Eval { target, json } => eval::run(&target, json),
+        Command::Trace { target, out, memory, buffering, max_events, max_steps } => {
+            trace::run(&trace::Args { eval: target, out, memory, buffering, max_events, max_steps })
+        }
+        Command::ValidateGpu { data, arch, out, datasheet } => {
+            validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })
+        }
+        Command::Capacity { model, arch, context, generate, batch } => {
+            capacity::run(&capacity::Args { model, arch, context, generate, batch })
+        }
+        Command::Offload { model, costs, prompt, generate, overlap } => {
+            offload::run(&offload::Args { model, costs, prompt, generate, overlap })
+        }
+        Command::Dram { standard, pattern, reads, window, max_events } => {
+            dram::run(&dram::Args { standard, pattern, reads, window, max_events })
+        }
+        Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
+            nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
+        }
+        Command::FlashCompute { arch, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
+            flash_compute::run(&flash_compute::Args {
+                arch,
+                model,
+                context,
+                tile,
+                split,
+                no_slicing,
+                slices,
+                no_ecc,
+                max_events,
+            })
+        }
+        Command::Workload { command: WorkloadCommand::Show { workload, shape, causal, set } } => {
+            let loaded = load::workload(&workload)?;
+            show::show(&loaded, &show::ShowArgs { shape, causal, set })
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`strata list | head`) as success rather than a panic.
+fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|_| out.flush());
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    Shard::parse(s)
+}
+
+/// Parses the command line, runs it, prints the result; the exit code says how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(out) => {
+            print(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
