@@ -83,6 +83,20 @@ fn lists_presets_by_kind() {
         assert!(out.contains(name), "{name} missing from\n{out}");
     }
     assert!(out.find("model presets:") < out.find("attention presets:"));
+    // Every kind of embedded preset is listed (defect 9: only workloads were).
+    for (kind, name) in [
+        ("architecture presets:", "fusemax"),
+        ("DRAM presets:", "hbm2"),
+        ("NAND presets:", "tlc-client"),
+        ("link presets:", "pcie4-x4"),
+        ("mapping presets:", "fusemax-1pass"),
+        ("offload cost presets:", "flexgen-t4-ssd"),
+        ("experiment presets:", "cambricon-scaling"),
+        ("experiment kinds:", "kv-offload"),
+    ] {
+        let at = out.find(kind).unwrap_or_else(|| panic!("{kind} missing from\n{out}"));
+        assert!(out[at..].contains(name), "{name} missing after {kind}");
+    }
 }
 
 #[test]
@@ -95,7 +109,11 @@ fn validates_every_shipped_preset_file_and_hf_configs() {
         "workloads/presets/cascades",
         "workloads/tests/fixtures",
         "arch/presets",
+        "arch/presets/dram",
+        "arch/presets/nand",
+        "arch/presets/links",
         "mappings/presets",
+        "mappings/presets/offload",
         "experiments",
     ] {
         for e in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
@@ -653,4 +671,106 @@ fn trace_writes_a_chrome_trace_and_rejects_bad_input() {
         assert_eq!(o.status.code(), Some(code), "{expect}");
         assert!(stderr(&o).contains(expect), "{}", stderr(&o));
     }
+}
+
+/// The directory of a fresh temporary file, for commands that write folders.
+fn dir(name: &str) -> PathBuf {
+    let d = file("unused", "").parent().unwrap().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `validate` runs exactly the checks `run` runs (defect 9: typo'd axes, duplicate systems and
+/// repeated values passed `validate`), with the same message and exit code.
+#[test]
+fn validate_rejects_what_run_rejects() {
+    let ok = "[experiment]\nname = \"x\"\nkind = \"attention-systems\"\n[experiment.sweep]\nmodel = [\"bert\"]\nseq = [1024]\nbatch = [8]\n[[experiment.systems]]\nname = \"FuseMax\"\narch = \"fusemax\"\nattention = \"fusemax\"\n";
+    for (text, expect) in [
+        (ok.replace("batch = [8]", "batch = [8]\nseqq = [2]"), "experiment.sweep.seqq: not an axis"),
+        (ok.replace("seq = [1024]", "seq = [1024, 1024]"), "experiment.sweep.seq[1]: 1024 repeats value [0]"),
+        (
+            ok.to_string() + "[[experiment.systems]]\nname = \"FuseMax\"\narch = \"flat\"\nattention = \"flat\"\n",
+            "are both named `FuseMax`",
+        ),
+        (ok.replace("batch = [8]", "batch = [0]"), "experiment.sweep.batch[0]: 0 is not a positive whole number"),
+    ] {
+        let path = file("e.toml", &text);
+        let p = path.to_str().unwrap();
+        let out = path.parent().unwrap().join("o");
+        let (v, r) = (strata(&["validate", p]), strata(&["run", p, "--out", out.to_str().unwrap()]));
+        assert_eq!((v.status.code(), r.status.code()), (Some(2), Some(2)), "{expect}");
+        assert!(stderr(&v).contains(expect) && stderr(&v).contains("e.toml"), "{}", stderr(&v));
+        assert_eq!(stderr(&v), stderr(&r));
+    }
+}
+
+/// A run killed with SIGKILL at many moments — while points compute, while the journal is
+/// appended, while results are written — and rerun each time ends with files byte-identical to
+/// an uninterrupted run's. The kill times come from a fixed-seed generator spread over one and
+/// a half uninterrupted run times.
+#[test]
+fn kills_at_random_moments_resume_to_identical_files() {
+    let run = |out: &std::path::Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(["run", "default", "--jobs", "2", "--quiet", "--out", out.to_str().unwrap()])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let whole = dir("kill-whole");
+    let started = std::time::Instant::now();
+    assert!(run(&whole).status().unwrap().success());
+    let full = started.elapsed().as_micros() as u64;
+    let files = ["results.csv", "results.jsonl", "summary.md", "points.jsonl", "manifest.json"];
+    let read = |d: &std::path::Path| files.map(|f| std::fs::read(d.join(f)).unwrap_or_default());
+    let killed = dir("kill-resumed");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    while kills < 24 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut child = run(&killed).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(x % (full * 3 / 2 + 1)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        } else {
+            // It finished before the kill: start over, so that the next kill finds work to cut.
+            assert_eq!(read(&killed), read(&whole));
+            std::fs::remove_dir_all(&killed).unwrap();
+        }
+        child.wait().unwrap();
+    }
+    assert!(run(&killed).status().unwrap().success());
+    assert_eq!(read(&killed), read(&whole));
+}
+
+/// `strata slurm` writes an array script and a merge script; run by hand with each array task
+/// id (as Slurm would run them), they leave the files of `strata run`, byte for byte.
+#[test]
+fn slurm_scripts_run_shards_and_merge_to_the_whole_run() {
+    let d = dir("slurm");
+    let whole = d.join("whole");
+    assert!(strata(&["run", "flash-io", "--out", whole.to_str().unwrap()]).status.success());
+    let out = d.join("array");
+    let o = strata(&["slurm", "flash-io", "--array", "3", "--out", out.to_str().unwrap(), "--sbatch=--time=10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let array = std::fs::read_to_string(out.join("strata-array.sbatch")).unwrap();
+    assert!(array.contains("#SBATCH --array=0-2") && array.contains("#SBATCH --time=10"), "{array}");
+    for task in 0..3 {
+        let s = Command::new("bash")
+            .arg(out.join("strata-array.sbatch"))
+            .env("SLURM_ARRAY_TASK_ID", task.to_string())
+            .status();
+        assert!(s.unwrap().success());
+    }
+    assert!(Command::new("bash").arg(out.join("strata-merge.sbatch")).status().unwrap().success());
+    for f in ["results.csv", "results.jsonl", "summary.md", "points.jsonl"] {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(whole.join(f)).unwrap(), "{f}");
+    }
+    let o = strata(&["run", "flash-io", "--shard", "4/4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--shard"), "{}", stderr(&o));
 }
