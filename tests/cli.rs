@@ -563,6 +563,9 @@ fn cambricon_llm_reproduction_and_bad_input() {
     let dir = std::env::temp_dir().join(format!("strata-cambricon-{}", std::process::id()));
     let o = strata(&["run", "cambricon-llm", "--out", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The results written before the experiment kinds moved onto one trait, byte for byte.
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/golden/cambricon-llm.csv");
+    assert_eq!(std::fs::read(dir.join("results.csv")).unwrap(), std::fs::read(golden).unwrap());
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     let errors: Vec<f64> = summary
         .lines()

@@ -49,21 +49,11 @@ fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     (header, lines.collect())
 }
 
-/// Runs an embedded experiment and compares its results with `experiments/golden/<name>.csv`
-/// (1e-9 relative on numbers, exact on text). Returns the header and rows.
-fn golden(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let d = fresh(&format!("golden-{name}"));
-    ok(name, &d);
-    for f in ["results.csv", "results.jsonl", "summary.md"] {
-        assert!(d.join("o").join(f).exists(), "{f} missing");
-    }
-    let png = std::fs::read_dir(d.join("o/plots"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
-        .count();
-    assert!(png > 0, "no plots");
+/// Compares a results CSV with `experiments/golden/<name>.csv` (1e-9 relative on numbers, exact
+/// on text). The golden files were written before the experiment kinds moved onto one trait.
+fn assert_golden(name: &str, results: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let (gh, grows) = csv(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/golden/{name}.csv")));
-    let (h, rows) = csv(&d.join("o/results.csv"));
+    let (h, rows) = csv(results);
     assert_eq!(h, gh);
     assert_eq!(rows.len(), grows.len());
     for (r, g) in rows.iter().zip(&grows) {
@@ -77,6 +67,22 @@ fn golden(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
         }
     }
     (h, rows)
+}
+
+/// Runs an embedded experiment and compares its results with its golden file. Returns the
+/// header and rows.
+fn golden(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let d = fresh(&format!("golden-{name}"));
+    ok(name, &d);
+    for f in ["results.csv", "results.jsonl", "summary.md"] {
+        assert!(d.join("o").join(f).exists(), "{f} missing");
+    }
+    let png = std::fs::read_dir(d.join("o/plots"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+        .count();
+    assert!(png > 0, "no plots");
+    assert_golden(name, &d.join("o/results.csv"))
 }
 
 #[test]
@@ -565,6 +571,7 @@ fn attention_mappings_can_be_presets_files_or_inline() {
 fn flexgen_experiment_runs_and_checks_its_axes() {
     let d = fresh("flexgen");
     ok("flexgen", &d);
+    assert_golden("flexgen", &d.join("o/results.csv"));
     let (h, rows) = csv(&d.join("o/results.csv"));
     assert_eq!(rows.len(), 12);
     let col = |c: &str| h.iter().position(|x| x == c).unwrap();
@@ -596,6 +603,7 @@ fn flexgen_experiment_runs_and_checks_its_axes() {
 fn llm_in_a_flash_reproduces_tables_2_and_3() {
     let d = fresh("llm-in-a-flash");
     ok("llm-in-a-flash", &d);
+    assert_golden("llm-in-a-flash", &d.join("o/results.csv"));
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     let mut n = 0;
     for l in summary.lines().filter(|l| l.ends_with("% |")) {
@@ -629,6 +637,7 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
 fn instinfer_ratios_and_bad_systems() {
     let d = fresh("instinfer");
     ok("instinfer", &d);
+    assert_golden("instinfer", &d.join("o/results.csv"));
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     for q in ["insta_over_flexgen_bs64", "sparf_over_flexgen_best"] {
         let l = summary.lines().find(|l| l.starts_with(&format!("| {q} |"))).expect(q);

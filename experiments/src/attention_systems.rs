@@ -294,11 +294,72 @@ fn metric_heading(metric: &str, base: &str) -> String {
     }
 }
 
-/// The summary a person reads: means against the baseline, headline ratios and reference rows
-/// against the published numbers, with errors.
+/// What a design point costs besides time: its area where the architecture models area, else
+/// its energy. (column, label with unit)
+pub fn cost_of(rows: &[Row]) -> (&'static str, &'static str) {
+    if rows.iter().any(|r| r.f("area_mm2") > 0.0) { ("area_mm2", "area (mm²)") } else { ("energy_j", "energy (J)") }
+}
+
+/// The attention rows on the Pareto front of latency and [`cost_of`], fastest first.
+pub fn pareto_front(rows: &[Row]) -> Vec<&Row> {
+    let (cost, _) = cost_of(rows);
+    let mut att: Vec<&Row> = rows.iter().filter(|r| r.s("scope") == "attention").collect();
+    att.sort_by(|a, b| a.f("latency_s").total_cmp(&b.f("latency_s")).then(a.f(cost).total_cmp(&b.f(cost))));
+    let mut front: Vec<&Row> = Vec::new();
+    for r in att {
+        if front.last().is_none_or(|l| r.f(cost) < l.f(cost)) {
+            front.push(r);
+        }
+    }
+    front
+}
+
+/// A sweep over spec paths: the design points on the (latency, energy) Pareto front with the
+/// values of the swept paths, and the fastest point per system.
+fn design_space(spec: &ExperimentSpec, rows: &[Row]) -> String {
+    let paths: Vec<&String> = spec.sweep.keys().filter(|k| k.contains('.')).collect();
+    let value = |r: &Row, path: &str| {
+        r.s("point").split(';').find_map(|kv| kv.strip_prefix(&format!("{path}="))).unwrap_or_default().to_string()
+    };
+    let att = rows.iter().filter(|r| r.s("scope") == "attention").count();
+    let front = pareto_front(rows);
+    let (_, cost) = cost_of(rows);
+    let mut s = format!(
+        "## Design space\n\n{att} design points over {}. {} are on the Pareto front of attention latency and {cost}:\n\n",
+        paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+        front.len()
+    );
+    s += &format!(
+        "| system | model | N | {} | attention latency (s) | energy (J) | area (mm²) | DRAM bytes | 2D util |\n|---|---|---|{}---|---|---|---|---|\n",
+        paths.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(paths.len())
+    );
+    for r in &front {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.4e} | {:.4e} | {:.1} | {} | {:.3} |",
+            r.s("system"),
+            r.s("model"),
+            r.s("seq_len"),
+            paths.iter().map(|p| value(r, p)).collect::<Vec<_>>().join(" | "),
+            r.f("latency_s"),
+            r.f("energy_j"),
+            r.f("area_mm2"),
+            r.s("dram_bytes"),
+            r.f("util_2d")
+        );
+    }
+    s
+}
+
 /// The summary a person reads: means against the baseline, headline ratios and reference rows
 /// against the published numbers, with errors.
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
+    // Points that differ only in spec paths share (system, model, N): compare them as a design
+    // space instead of system against system.
+    if spec.sweep.keys().any(|k| k.contains('.')) {
+        return design_space(spec, rows);
+    }
     let mut s = String::new();
     let key = |r: &Row| (r.s("model"), r.s("seq_len"), r.s("batch"), r.s("scope"), r.opt("pe_dim"));
     let by: BTreeMap<(String, PointKey), &Row> = rows.iter().map(|r| ((r.s("system"), key(r)), r)).collect();

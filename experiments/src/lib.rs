@@ -18,15 +18,33 @@
 //! # Ok::<(), strata::Error>(())
 //! ```
 //!
-//! Searching a mapping of one Einsum and running an experiment:
+//! Searching a mapping, running an experiment and merging shards (the README's example):
 //! ```no_run
 //! let arch = strata::load_arch("fusemax")?;
+//! let attention = strata::load_workload("attention-1pass", &strata::Shape::default())?;
+//! let report = strata::evaluate_mapping(&arch, &attention, &strata::mapping_text("fusemax-1pass")?)?;
+//! println!("{} s, {} J, {} B off chip", report.seconds, report.energy_j, report.offchip_bytes);
+//!
 //! let gemm = strata::load_workload("gemm", &strata::Shape::default())?;
 //! let found = strata::search_mapping(&arch, &gemm, 0, &strata::MapperSettings::default())?;
-//! println!("{} cycles:\n{}", found.evaluation.cycles, found.mapping);
+//! println!("{}", found.mapping); // a mapping file that evaluate_mapping reproduces
 //!
-//! let report = strata::run_experiment("default", &strata::RunOptions::default())?;
-//! println!("{} points, {} reused", report.points, report.resumed.reused);
+//! let options = strata::RunOptions { out: Some("runs/dse".into()), ..Default::default() };
+//! let run = strata::run_experiment("experiments/examples/fusemax-dse.toml", &options)?;
+//! println!("{} points: {} computed, {} reused", run.points, run.computed, run.resumed.reused);
+//! strata::merge_shards(&["s0".into(), "s1".into()], "merged".as_ref())?;
+//! # Ok::<(), strata::Error>(())
+//! ```
+//!
+//! The mapper's best mapping of a GEMM, written as a file, evaluates to the cost the search saw:
+//! ```
+//! let arch = strata::load_arch("fusemax")?;
+//! let gemm = strata::load_workload("gemm", &strata::Shape::default())?;
+//! let settings = strata::MapperSettings { objective: "latency".into(), ..Default::default() };
+//! let found = strata::search_mapping(&arch, &gemm, 0, &settings)?;
+//! let again = strata::evaluate_mapping(&arch, &gemm, &found.mapping)?;
+//! assert_eq!(again.cycles, found.objective);
+//! assert!(again.violations.is_empty());
 //! # Ok::<(), strata::Error>(())
 //! ```
 

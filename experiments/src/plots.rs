@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -21,6 +21,7 @@ pub const NAMES: [&str; 15] = [
     "attention-dram",
     "attention-utilization",
     "pareto",
+    "design-space",
     "io",
     "offload-throughput",
     "flash-throughput",
@@ -282,9 +283,75 @@ where
     Ok(())
 }
 
+/// A sweep over spec paths: every design point's attention latency against its area (or energy,
+/// without an area model), one colour per system, with the Pareto front drawn through it.
+fn design_space(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    let att: Vec<&Row> = rows.iter().filter(|r| r.s("scope") == "attention").collect();
+    let front = crate::attention_systems::pareto_front(rows);
+    let systems: Vec<String> = spec.systems.iter().map(|s| s.name.clone()).collect();
+    let (cost, cost_label) = crate::attention_systems::cost_of(rows);
+    let pts = |f: &dyn Fn(&Row) -> bool| -> Vec<(f64, f64)> {
+        att.iter().filter(|r| f(r)).map(|r| (r.f("latency_s") * 1e3, r.f(cost))).collect()
+    };
+    let (xs, ys): (Vec<f64>, Vec<f64>) = pts(&|_| true).into_iter().unzip();
+    let range = |v: &[f64]| {
+        (v.iter().cloned().fold(f64::MAX, f64::min) / 1.3, v.iter().cloned().fold(f64::MIN, f64::max) * 1.3)
+    };
+    let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
+    // From the decade below, so that the log axis labels the low end too.
+    let x0 = 10f64.powf(x0.log10().floor());
+    let title = format!(
+        "{}: attention latency vs {} over {} design points",
+        spec.name,
+        cost_label.split(' ').next().unwrap_or_default(),
+        att.len()
+    );
+    let ylabel = format!("{cost_label}, log scale");
+    both!(spec.plots.as_deref(), dir, "design-space", (1000, 620), |a| {
+        let mut c = ChartBuilder::on(a)
+            .caption(&title, ("sans-serif", 22, FontStyle::Bold).into_font())
+            .margin(12)
+            .margin_right(25)
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("attention latency (ms, log scale)")
+            .y_desc(&ylabel)
+            .x_labels(12)
+            .y_labels(12)
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { format!("{x:.1}") })
+            .y_label_formatter(&|y| if *y >= 10.0 { format!("{y:.0}") } else { format!("{y:.2}") })
+            .x_label_style(("sans-serif", 14))
+            .y_label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (i, sys) in systems.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            c.draw_series(
+                pts(&|r| r.s("system") == *sys).into_iter().map(|p| Circle::new(p, 2, color.mix(0.6).filled())),
+            )
+            .map_err(e)?
+            .label(format!("{sys}: design points"))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+        }
+        let line: Vec<(f64, f64)> = front.iter().map(|r| (r.f("latency_s") * 1e3, r.f(cost))).collect();
+        c.draw_series(LineSeries::new(line.clone(), BLACK.stroke_width(2)))
+            .map_err(e)?
+            .label(format!("Pareto front ({} points)", line.len()))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+        c.draw_series(line.iter().map(|&p| Circle::new(p, 4, BLACK.filled()))).map_err(e)?;
+        legend(&mut c, 13, SeriesLabelPosition::UpperRight)
+    })
+}
+
 /// The plots of the `attention-systems` kind: latency, energy, DRAM and utilisation per system; the Pareto front when `pe_dim` is swept.
 pub fn attention_systems(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
     fonts()?;
+    if spec.sweep.keys().any(|k| k.contains('.')) {
+        return design_space(spec, rows, dir);
+    }
     let mut written = Vec::new();
     let systems: Vec<String> = spec.systems.iter().map(|s| s.name.clone()).collect();
     let base = spec.baseline.clone().unwrap_or_else(|| systems[0].clone());
