@@ -337,15 +337,37 @@ fn spec_path_sweeps_zips_and_filters() {
     let m = fresh("paths-model");
     std::fs::write(m.join("e.toml"), OK.replace("batch = [8]", "batch = [8]\n\"model.layers\" = [12, 24]")).unwrap();
     assert_eq!(ok("e.toml", &m).points, 2);
-    // Located errors before anything runs: the axis, the value and the key.
+    // A system field by path: the numbers of the systems it stands for.
     let with = |axis: &str| OK.replace("batch = [8]", &format!("batch = [8]\n{axis}"));
+    let sys = fresh("paths-system");
+    std::fs::write(sys.join("e.toml"), with("\"system.attention\" = [\"fusemax\", \"fusemax-sequential\"]")).unwrap();
+    ok("e.toml", &sys);
+    let (_, srows) = csv(&sys.join("o/results.csv"));
+    let seq = fresh("paths-system-seq");
+    std::fs::write(seq.join("e.toml"), OK.replace("attention = \"fusemax\"", "attention = \"fusemax-sequential\""))
+        .unwrap();
+    ok("e.toml", &seq);
+    let (_, want) = csv(&seq.join("o/results.csv"));
+    let got: Vec<Vec<String>> =
+        srows.iter().filter(|r| r[0].contains("fusemax-sequential")).map(|r| r[1..].to_vec()).collect();
+    assert_eq!(got, want.iter().map(|r| r[1..].to_vec()).collect::<Vec<_>>());
+    // A fixed mapping's fields by path; a family has none.
+    let fixed = with("\"mapping.description\" = [\"swept\"]")
+        .replace("attention = \"fusemax\"", "attention = \"fusemax-1pass\"");
+    let f = fresh("paths-mapping");
+    std::fs::write(f.join("e.toml"), &fixed).unwrap();
+    assert_eq!(ok("e.toml", &f).points, 1);
+    bad(&with("\"mapping.description\" = [\"swept\"]"), "system `FuseMax` maps attention with the family `fusemax`");
+    bad(&with("\"system.name\" = [\"Other\"]"), "a sweep cannot rename a system");
+    bad(&with("\"system.atention\" = [\"flat\"]"), "atention");
+    // Located errors before anything runs: the axis, the value and the key.
     bad(
         &with("\"arch.levels.GlobalBufer.capacity\" = [\"2 MiB\"]"),
         "experiment.sweep.\"arch.levels.GlobalBufer.capacity\" = \"2 MiB\": arch.levels has no element named `GlobalBufer`",
     );
     bad(&with("\"arch.levels.GlobalBuffer.capacity\" = [\"2 furlongs\"]"), "capacity");
     bad(&with("\"arch.levels.GlobalBuffer.capacty\" = [\"2 MiB\"]"), "capacty");
-    bad(&with("\"cache.size\" = [1]"), "a spec path starts with arch, model, mapping");
+    bad(&with("\"cache.size\" = [1]"), "a spec path starts with arch, model, mapping, system");
     bad(&with("seqq = [1]"), "experiment.sweep.seqq: not an axis of a `attention-systems` experiment");
     bad(&OK.replace("seq = [1024]", "seq = [1024, 1024]"), "experiment.sweep.seq[1]: 1024 repeats value [0]");
     bad(

@@ -58,7 +58,7 @@ impl Kind for AttentionSystems {
         true
     }
     fn spec_paths(&self) -> &'static [&'static str] {
-        &["arch", "model"]
+        &["arch", "model", "mapping", "system"]
     }
     fn columns(&self, x: &Experiment) -> Vec<String> {
         let pe = x.spec.sweep.contains_key("pe_dim").then_some("pe_dim");
@@ -191,7 +191,8 @@ fn scaled_arch(
 fn attention_point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     let spec = &x.spec;
     let system_name = p.text("system");
-    let (index, system) = x.system(&system_name).expect("points come from systems");
+    let (index, _) = x.system(&system_name).expect("points come from systems");
+    let system = &x.system_at(index, p)?;
     let model_name = p.text("model");
     let m = crate::kind::model(x, &model_name, Some(p))?;
     let pe_dim = p.values.contains_key("pe_dim").then(|| p.int("pe_dim", 0));
@@ -203,7 +204,7 @@ fn attention_point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     };
     let (seq, batch) = (p.int("seq", 0), p.int("batch", 0));
     let block = arch.unit_id("pe2d").map_or(256, |u| arch.unit(u).rows);
-    let attention = system.attention(x, index)?;
+    let attention = crate::kind::attention_for(x, system, index, p)?;
     let shape = AttentionShape {
         passes: attention.passes(),
         phase: Phase::Prefill { seq },

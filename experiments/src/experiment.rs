@@ -165,6 +165,23 @@ impl Experiment {
         self.spec.systems.iter().enumerate().find(|(_, s)| s.name == name)
     }
 
+    /// The system `index` with the point's `system.*` spec paths applied.
+    pub fn system_at(&self, index: usize, p: &Point) -> CliResult<SystemSpec> {
+        let base = &self.spec.systems[index];
+        if crate::sweep::paths(p, "system").next().is_none() {
+            return Ok(base.clone());
+        }
+        let at = format!("{}: experiment.systems[{index}]", self.source);
+        let mut table = toml::Value::try_from(base).map_err(|e| CliError::input(format!("{at}: {e}")))?;
+        crate::sweep::apply(&mut table, p, "system", &self.source)?;
+        let derived: SystemSpec = serde_path_to_error::deserialize(table)
+            .map_err(|e| CliError::input(format!("{at}.{}: {}", e.path(), e.inner().message())))?;
+        if derived.name != base.name {
+            return Err(CliError::input(format!("{at}: a sweep cannot rename a system (system.name)")));
+        }
+        Ok(derived)
+    }
+
     /// A message prefix naming the file and the key.
     pub fn at(&self, key: &str) -> String {
         format!("{}: {key}", self.source)
@@ -300,7 +317,7 @@ impl MapperSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemSpec {
     pub name: String,

@@ -241,11 +241,51 @@ pub fn arch_spec(
         .map_err(|e| CliError::input(format!("{origin}: arch.{}: {}", e.path(), e.inner().message())))
 }
 
-/// The default check of a kind's spec paths: every architecture and model the sweep names,
-/// with the paths applied, builds.
+/// A system's fixed attention mapping with the point's `mapping.*` spec paths applied; a family
+/// (whose mapping the capacity settles) takes none.
+pub fn attention_for(
+    x: &Experiment,
+    s: &crate::experiment::SystemSpec,
+    index: usize,
+    p: &Point,
+) -> CliResult<crate::systems::AttentionMapping> {
+    use crate::systems::AttentionMapping;
+    let a = s.attention(x, index)?;
+    if sweep::paths(p, "mapping").next().is_none() {
+        return Ok(a);
+    }
+    match a {
+        AttentionMapping::Family(f) => Err(CliError::input(format!(
+            "{}: system `{}` maps attention with the family `{f}`, whose mapping the capacity settles; mapping.* paths need a fixed mapping",
+            x.at("experiment.sweep"),
+            s.name
+        ))),
+        AttentionMapping::Fixed { text, origin, passes } => {
+            let mut doc: toml::Table = toml::from_str(&text).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
+            let table =
+                doc.get_mut("mapping").ok_or_else(|| CliError::input(format!("{origin}: no [mapping] table")))?;
+            sweep::apply(table, p, "mapping", &x.source)?;
+            let text = toml::to_string(&doc).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
+            strata_mappings::from_toml::<strata_mappings::spec::MappingFile>(&text)
+                .map_err(|e| CliError::spec(&origin, &e))?;
+            Ok(AttentionMapping::Fixed { text, origin, passes })
+        }
+    }
+}
+
+/// The default check of a kind's spec paths: every system, architecture, model and fixed
+/// mapping the sweep names, with the paths applied, builds.
 pub fn check_paths(x: &Experiment, root: &str, p: &Point) -> CliResult<()> {
     let axis = |name: &str| x.sweep.values(name).into_iter().filter_map(|v| v.as_str().map(str::to_string));
     match root {
+        "system" | "mapping" => {
+            for i in 0..x.spec.systems.len() {
+                let s = x.system_at(i, p)?;
+                let (table, origin) = s.arch_table(x, i)?;
+                arch_from(x, table, &origin, None)?;
+                attention_for(x, &s, i, p)?;
+            }
+        }
         "arch" => {
             for (i, s) in x.spec.systems.iter().enumerate() {
                 let (table, origin) = s.arch_table(x, i)?;

@@ -14,7 +14,7 @@ use crate::filter::Filter;
 use crate::kind::Kind;
 
 /// What a spec-path axis can change, by its first segment.
-pub const PATH_ROOTS: [&str; 3] = ["arch", "model", "mapping"];
+pub const PATH_ROOTS: [&str; 4] = ["arch", "model", "mapping", "system"];
 
 /// Axes that move together and their value tuples.
 #[derive(Debug, Clone)]
