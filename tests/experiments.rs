@@ -26,9 +26,17 @@ fn run_with(name: &str, dir: &Path, o: RunOptions) -> strata::Result<RunReport> 
     strata::run_experiment(&experiment(name, dir), &RunOptions { out: Some(dir.join("o")), ..o })
 }
 
-/// Runs an experiment into `dir/o`; it must succeed.
+/// Runs an experiment into `dir/o`; it must succeed, and no NaN or infinity may reach its files.
 fn ok(name: &str, dir: &Path) -> RunReport {
-    run_with(name, dir, RunOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let r = run_with(name, dir, RunOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for f in ["results.csv", "results.jsonl", "summary.md"] {
+        let text = std::fs::read_to_string(dir.join("o").join(f)).unwrap();
+        let bad = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+            .find(|w| ["nan", "inf", "infinity"].contains(&w.to_ascii_lowercase().as_str()));
+        assert!(bad.is_none(), "{name}: {f} holds `{}`", bad.unwrap_or_default());
+    }
+    r
 }
 
 /// Runs an experiment into `dir/o`; it must fail.
@@ -673,4 +681,267 @@ fn instinfer_ratios_and_bad_systems() {
     bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system[0]: \"vllm\" is not one of flexgen");
     bad(&(e.to_string() + "csds = [0]\n"), "experiment.sweep.csds[0]: 0 is not a positive number");
     bad(&(e.to_string() + "arch = [\"a100\"]\n"), "a100: arch.levels: needs a level named `CSDFlash`");
+}
+
+/// Fuzzing every file reader with mutations of the embedded presets: numbers replaced by extremes
+/// (0, −1, 2⁶⁴−1, 1e300, NaN, inf), strings by bad units, lines deleted or doubled, files cut short,
+/// unknown keys. Each mutant goes through its reader and what builds on it (a model's lowering, a
+/// mapping's evaluation, a DRAM or NAND run, an experiment's checks): the outcome must be a
+/// value or a located error, never a panic, and any reported number must be finite.
+/// `STRATA_FUZZ_CASES=100000 cargo test --release --test experiments fuzz` is the long run.
+mod fuzz {
+    use proptest::prelude::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    const NUMBERS: [&str; 10] =
+        ["0", "-1", "18446744073709551615", "9223372036854775807", "1e300", "nan", "inf", "-inf", "4294967296", "0.0"];
+    const STRINGS: [&str; 8] = [
+        "\"\"",
+        "\"0 B\"",
+        "\"1e400 MiB\"",
+        "\"-5 GB/s\"",
+        "\"NaN pJ\"",
+        "\"inf GHz\"",
+        "\"a\\nb\"",
+        "\"18446744073709551615 B\"",
+    ];
+
+    /// (kind, text) of every embedded preset and the Hugging Face fixtures.
+    fn corpus() -> &'static [(&'static str, String)] {
+        static CORPUS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+        CORPUS.get_or_init(load)
+    }
+
+    /// (kind, text): a mapping's kind names its preset (`mapping:NAME`), which is not mutated.
+    fn load() -> Vec<(&'static str, String)> {
+        let mut v: Vec<(&'static str, String)> = Vec::new();
+        for p in strata_workloads::presets::PRESETS {
+            v.push(("workload", p.text.to_string()));
+        }
+        for (_, t) in strata_arch::presets::PRESETS {
+            v.push(("arch", t.to_string()));
+        }
+        for (_, t) in strata_arch::arch::DRAM_PRESETS {
+            v.push(("dram", t.to_string()));
+        }
+        for (_, t) in strata_arch::arch::NAND_PRESETS {
+            v.push(("nand", t.to_string()));
+        }
+        for (_, t) in strata_arch::arch::LINK_PRESETS {
+            v.push(("link", t.to_string()));
+        }
+        for (_, t) in strata_mappings::offload::PRESETS {
+            v.push(("offload", t.to_string()));
+        }
+        for p in strata_mappings::presets::PRESETS {
+            v.push((format!("mapping:{}", p.name).leak(), p.text.to_string()));
+        }
+        for f in ["llama-2-7b-config.json", "opt-6.7b-config.json"] {
+            let text = std::fs::read_to_string(format!("{}/workloads/tests/fixtures/{f}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+            v.push(("hf", text));
+        }
+        for name in ["default", "flash-io", "flexgen", "llm-in-a-flash", "instinfer", "cambricon-scaling"] {
+            let p = std::fs::read_to_string(format!("{}/experiments/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            v.push(("experiment", p));
+        }
+        v
+    }
+
+    /// Byte offsets where each number and each quoted string starts and ends.
+    fn tokens(text: &str, strings: bool) -> Vec<(usize, usize)> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if strings && b[i] == b'"' {
+                let j = (i + 1..b.len()).find(|&j| b[j] == b'"' || b[j] == b'\n').unwrap_or(b.len());
+                if j < b.len() && b[j] == b'"' {
+                    out.push((i, j + 1));
+                }
+                i = j + 1;
+            } else if !strings && b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+                let j =
+                    (i..b.len()).find(|&j| !(b[j].is_ascii_digit() || b[j] == b'.' || b[j] == b'_')).unwrap_or(b.len());
+                out.push((i, j));
+                i = j;
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn mutate(text: &str, op: u8, a: usize, b: usize) -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        match op % 6 {
+            0 | 1 => {
+                let t = tokens(text, op % 6 == 1);
+                if t.is_empty() {
+                    return text.to_string();
+                }
+                let (s, e) = t[a % t.len()];
+                let with = if op.is_multiple_of(6) { NUMBERS[b % NUMBERS.len()] } else { STRINGS[b % STRINGS.len()] };
+                format!("{}{with}{}", &text[..s], &text[e..])
+            }
+            2 => lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != a % lines.len().max(1))
+                .map(|(_, l)| format!("{l}\n"))
+                .collect(),
+            3 => lines
+                .iter()
+                .enumerate()
+                .flat_map(|(i, l)| if i == a % lines.len().max(1) { vec![*l, *l] } else { vec![*l] })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            4 => {
+                let cut = a % (text.len() + 1);
+                let cut = (0..=cut).rev().find(|&c| text.is_char_boundary(c)).unwrap_or(0);
+                text[..cut].to_string()
+            }
+            _ => {
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        if i == a % lines.len().max(1) {
+                            format!("{l}\nunknown_key_{b} = 1\n")
+                        } else {
+                            format!("{l}\n")
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn finite(what: &str, v: f64) -> Result<(), String> {
+        if v.is_finite() { Ok(()) } else { Err(format!("{what} is {v}")) }
+    }
+
+    /// Runs one mutant through its reader and what builds on it.
+    fn exercise(kind: &str, text: &str) -> Result<(), String> {
+        match kind {
+            "workload" => {
+                let Ok(spec) = strata_workloads::WorkloadSpec::from_toml(text) else { return Ok(()) };
+                match spec {
+                    strata_workloads::WorkloadSpec::Model(m) => {
+                        if let Ok(m) = m.build() {
+                            for phase in [
+                                strata_workloads::Phase::Prefill { seq: 64 },
+                                strata_workloads::Phase::Decode { context: 4096 },
+                            ] {
+                                if let Ok(w) = m.workload(phase, 2, 1) {
+                                    let _ = (w.layer.macs(), w.total_counts(&m).flops(), m.params(), m.weight_bytes());
+                                }
+                            }
+                        }
+                    }
+                    strata_workloads::WorkloadSpec::Attention(a) => {
+                        if let Ok(c) = a.shape().and_then(|s| s.cascade_spec("a", "").build()) {
+                            let _ = (c.total_counts().flops(), c.macs());
+                        }
+                    }
+                    strata_workloads::WorkloadSpec::Cascade(c) => {
+                        if let Ok(c) = c.build() {
+                            let _ = (c.total_counts().flops(), c.macs());
+                        }
+                    }
+                }
+            }
+            "hf" => {
+                if let Ok(m) = strata_workloads::ModelSpec::from_hf_json(text, "x").and_then(|m| m.build()) {
+                    let _ = m.workload(strata_workloads::Phase::Decode { context: 128 }, 1, 1);
+                }
+            }
+            "arch" => {
+                if let Ok(a) = strata_arch::Arch::from_toml(text) {
+                    finite("area", a.area_um2().unwrap_or(0.0))?;
+                }
+            }
+            "dram" => {
+                use strata_sim::engine::dram;
+                if let Ok(t) = strata_arch::arch::DramOrg::from_toml(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| dram::Timing::of(&o).map_err(|e| e.to_string()))
+                    && let Ok(s) = dram::run(&t, &dram::random(&t, 64, 7), 8, 1 << 20)
+                {
+                    finite("DRAM bandwidth", s.bandwidth())?;
+                }
+            }
+            "nand" => {
+                use strata_sim::engine::nand;
+                if let Ok(t) = strata_arch::arch::NandOrg::from_toml(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| nand::Timing::of(&o).map_err(|e| e.to_string()))
+                    && let Ok(s) = nand::run(&t, &nand::random(16384, 16, 1 << 30, 7), 4, 1 << 20)
+                {
+                    finite("NAND bandwidth", s.bandwidth())?;
+                }
+            }
+            "link" => {
+                let _ = strata_arch::error::from_toml::<strata_arch::spec::LinkPresetFile>(text);
+            }
+            "offload" => {
+                let _ = strata_mappings::offload::Costs::from_toml(text);
+            }
+            k if k.starts_with("mapping:") => {
+                let p = strata_mappings::presets::find(&k["mapping:".len()..]).ok_or("no preset")?;
+                let arch = strata_arch::presets::load(p.arch).unwrap().unwrap();
+                let w = strata_workloads::presets::find(p.workload).unwrap();
+                let c = match strata_workloads::WorkloadSpec::from_toml(w.text).unwrap() {
+                    strata_workloads::WorkloadSpec::Attention(a) => {
+                        a.shape().unwrap().cascade_spec("a", "").build().unwrap()
+                    }
+                    strata_workloads::WorkloadSpec::Cascade(c) => c.build().unwrap(),
+                    strata_workloads::WorkloadSpec::Model(_) => return Ok(()),
+                };
+                if let Ok(m) = strata_mappings::CascadeMapping::from_toml(text, &c, &arch) {
+                    let ev = strata_sim::evaluate(&arch, &c, &m);
+                    finite("cycles", ev.cycles)?;
+                    finite("energy", ev.energy_pj)?;
+                }
+            }
+            _ => {
+                let _ = strata::check_experiment_text(text);
+            }
+        }
+        Ok(())
+    }
+
+    fn cases() -> u32 {
+        std::env::var("STRATA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_presets_give_values_or_located_errors(
+            which in any::<usize>(),
+            ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<usize>()), 1..4),
+        ) {
+            let corpus = corpus();
+            let (kind, base) = &corpus[which % corpus.len()];
+            let text = ops.iter().fold(base.clone(), |t, &(op, a, b)| mutate(&t, op, a, b));
+            let outcome = catch_unwind(AssertUnwindSafe(|| exercise(kind, &text)));
+            prop_assert!(outcome.is_ok(), "{kind} reader panicked on:\n{text}");
+            prop_assert!(outcome.as_ref().is_ok_and(Result::is_ok), "{kind}: {:?} on:\n{text}", outcome.unwrap());
+        }
+    }
+}
+
+/// A system name with a comma, a quote and a newline is one CSV field, quoted by the CSV writer.
+#[test]
+fn names_with_newlines_stay_one_csv_field() {
+    let d = fresh("csv-name");
+    std::fs::write(d.join("e.toml"), OK.replace("name = \"FuseMax\"", "name = \"Fuse,\\\"Max\\\"\\nv2\"")).unwrap();
+    ok("e.toml", &d);
+    let mut r = csv::Reader::from_path(d.join("o/results.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][1], "Fuse,\"Max\"\nv2");
+    assert_eq!(rows[0].len(), r.headers().unwrap().len());
 }

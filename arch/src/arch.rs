@@ -170,8 +170,16 @@ pub struct Arch {
     pub gpu: Option<crate::gpu::Gpu>,
 }
 
+/// Most of any one organisational count (rows, banks, channels, mesh sides, PE rows, ...): far
+/// beyond any real part, and small enough that products of a few never leave 64 bits.
+const MAX_COUNT: i64 = 1 << 20;
+
 fn positive(path: &str, v: i64) -> SpecResult<u64> {
-    if v <= 0 { Err(SpecError::new(path, format!("must be positive (got {v})"))) } else { Ok(v as u64) }
+    match v {
+        v if v <= 0 => Err(SpecError::new(path, format!("must be positive (got {v})"))),
+        v if v > MAX_COUNT => Err(SpecError::new(path, format!("must be at most {MAX_COUNT} (got {v})"))),
+        v => Ok(v as u64),
+    }
 }
 
 fn nonneg(path: &str, v: Option<f64>) -> SpecResult<Option<f64>> {

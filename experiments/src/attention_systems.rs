@@ -76,6 +76,20 @@ impl Kind for AttentionSystems {
             crate::kind::arch_from(x, table, &origin, None)?;
             s.attention(x, i)?;
         }
+        // Counts grow with N and the batch: if the largest point's layer fits 64-bit counts,
+        // every point's does.
+        let most = |axis: &str| x.sweep.values(axis).iter().filter_map(|v| v.as_integer()).max().unwrap_or(1) as u64;
+        for (i, v) in x.sweep.values("model").into_iter().enumerate() {
+            let m = crate::kind::model(x, v.as_str().unwrap_or_default(), None)?;
+            m.workload(Phase::Prefill { seq: most("seq") }, most("batch"), 1).map_err(|e| {
+                CliError::input(format!(
+                    "{}: at seq {} and batch {}: {e}",
+                    x.at(&format!("experiment.sweep.model[{i}]")),
+                    most("seq"),
+                    most("batch")
+                ))
+            })?;
+        }
         for (k, name) in x.spec.metrics.iter().flatten().enumerate() {
             if !METRICS.contains(&name.as_str()) {
                 return Err(CliError::input(format!(
@@ -133,9 +147,7 @@ fn linear(
         .map_err(|e| CliError::input(format!("linear layer: {e}")))?;
     let unit = arch.unit_id("pe2d").ok_or_else(|| CliError::input(format!("{} has no `pe2d` array", arch.name)))?;
     let space = Mapspace::new(&c, 0, arch, unit, false);
-    let cost = |nest: &strata_mappings::EinsumNest| systems::objective(arch, &c, nest, settings);
-    let (nest, _) = space
-        .search(systems::strategy(settings), &cost)
+    let (nest, _) = systems::search(&space, arch, &c, settings, &format!("a {m}×{k}×{n} GEMM"))?
         .ok_or_else(|| CliError::input(format!("no mapping of a {m}×{k}×{n} GEMM fits {}", arch.name)))?;
     let q = quick(arch, &c, &nest);
     let counts = strata_sim::count(&c, &nest);

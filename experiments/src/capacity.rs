@@ -42,9 +42,6 @@ pub fn rows(args: &Args) -> CliResult<(String, Vec<Row>)> {
     let link = arch.links.iter().find(|l| matches!(l.kind, strata_arch::spec::LinkKind::Pcie)).ok_or_else(|| {
         CliError::input(format!("{}: arch.links: no PCIe link to move KV caches to the host over", args.arch))
     })?;
-    if args.context.contains(&0) || args.batch == 0 {
-        return Err(CliError::input("--context and --batch must be positive"));
-    }
     let dev = Device::new(gpu);
     let weights = m.weight_bytes() as f64;
     let per_token = m.kv_bytes_per_token() as f64;

@@ -107,6 +107,7 @@ fn validate_one(path: &Path) -> CliResult<String> {
             }
             [k] if k == "experiment" => {
                 let x = crate::experiment::load(&path.display().to_string())?;
+                crate::run::check_points(&x, crate::sweep::DEFAULT_MAX_POINTS)?;
                 return Ok(format!("experiment {} ({} design points)", x.spec.name, x.sweep.len()));
             }
             [k] if k == "dram" => {

@@ -97,7 +97,7 @@ enum Command {
         #[arg(long, default_value = "auto")]
         buffering: String,
         /// Most tasks and events the run may take.
-        #[arg(long, default_value_t = 50_000_000)]
+        #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
         /// Most steps per Einsum; longer ones run in coarser steps (0: no limit).
         #[arg(long, default_value_t = 65_536)]
@@ -105,8 +105,8 @@ enum Command {
     },
     /// Measure how many mappings per second the analytical model evaluates on one core.
     Bench {
-        /// Seconds spent on each measurement.
-        #[arg(long, default_value_t = 1.0)]
+        /// Seconds spent on each measurement (more than 0, at most 3600).
+        #[arg(long, default_value_t = 1.0, value_parser = seconds)]
         seconds: f64,
     },
     /// Predict every kernel measured on a real GPU (embedded H100 set by default) and report errors.
@@ -132,14 +132,14 @@ enum Command {
         /// Architecture preset or file with an [arch.gpu] section and a PCIe link.
         #[arg(long, default_value = "a100")]
         arch: String,
-        /// Context lengths (repeatable).
-        #[arg(long, default_values_t = [4096u64, 50000])]
+        /// Context lengths (repeatable; 1 to 2³²).
+        #[arg(long, default_values_t = [4096u64, 50000], value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
         context: Vec<u64>,
-        /// Tokens generated after the prompt.
-        #[arg(long, default_value_t = 250)]
+        /// Tokens generated after the prompt (each decode step is simulated: at most 100,000).
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         generate: u64,
-        /// Sequences served together.
-        #[arg(long, default_value_t = 1)]
+        /// Sequences served together (1 to 65,536).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65_536))]
         batch: u64,
     },
     /// FlexGen's offloading policy (block size; weights, KV cache, activations over GPU, CPU, disk).
@@ -150,9 +150,11 @@ enum Command {
         /// Cost-model preset or file (`[offload]` constants).
         #[arg(long, default_value = "flexgen-t4")]
         costs: String,
-        #[arg(long, default_value_t = 512)]
+        /// Prompt tokens (1 to 2²⁰).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         prompt: u64,
-        #[arg(long, default_value_t = 32)]
+        /// Generated tokens (1 to 2²⁰).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         generate: u64,
         /// Overlap rule(s): `code` (the released code) and/or `paper` (Eq. 1).
         #[arg(long, default_values_t = ["code".to_string(), "paper".to_string()])]
@@ -166,13 +168,14 @@ enum Command {
         /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
         #[arg(long, default_value = "sequential")]
         pattern: String,
-        #[arg(long, default_value_t = 100_000)]
+        /// Requests in the stream (1 to 10⁷).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         reads: u64,
-        /// Requests the controller can choose among.
-        #[arg(long, default_value_t = 32)]
+        /// Requests the controller can choose among (1 to 4096).
+        #[arg(long, default_value_t = 32, value_parser = window)]
         window: usize,
         /// Stop with an error after this many events.
-        #[arg(long, default_value_t = 100_000_000)]
+        #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
     },
     /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
@@ -186,10 +189,11 @@ enum Command {
         /// Bytes per request, e.g. 16KiB.
         #[arg(long, default_value = "16 KiB")]
         size: String,
-        /// Requests outstanding at once (reader threads).
-        #[arg(long, default_value_t = 32)]
+        /// Requests outstanding at once (reader threads; 1 to 65,536).
+        #[arg(long, default_value_t = 32, value_parser = queue_depth)]
         queue_depth: usize,
-        #[arg(long, default_value_t = 4096)]
+        /// Requests in the stream (1 to 10⁷).
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         requests: u64,
         /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
         #[arg(long)]
@@ -197,7 +201,7 @@ enum Command {
         #[arg(long, default_value = "results/nand")]
         out: std::path::PathBuf,
         /// Stop with an error after this many events.
-        #[arg(long, default_value_t = 100_000_000)]
+        #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
     },
     /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM): tokens/s, GeMVs, channel use.
@@ -207,8 +211,8 @@ enum Command {
         arch: String,
         #[arg(long, default_value = "opt-6.7b")]
         model: String,
-        /// Tokens in the KV cache.
-        #[arg(long, default_value_t = 1024)]
+        /// Tokens in the KV cache (1 to 2²⁴).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
         context: u64,
         /// Request tiles: `aware` (least channel traffic), `naive`, or HxW such as 256x2048.
         #[arg(long, default_value = "aware")]
@@ -221,13 +225,14 @@ enum Command {
         /// Turn Slice Control off (first come, first served at page granularity).
         #[arg(long)]
         no_slicing: bool,
-        /// Slices per normal page read.
-        #[arg(long, default_value_t = 4)]
+        /// Slices per normal page read (1 to 64).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         slices: u64,
         /// Turn the on-die outlier ECC off.
         #[arg(long)]
         no_ecc: bool,
-        #[arg(long, default_value_t = 200_000_000)]
+        /// Stop with an error after this many events.
+        #[arg(long, default_value_t = 200_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
     },
     /// Inspect workloads.
@@ -330,6 +335,31 @@ fn print(s: &str) {
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
     Shard::parse(s)
+}
+
+/// A finite number of seconds in (0, 3600].
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not within (0, 3600] seconds")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// A whole number within `lo..=hi`.
+fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a whole number from {lo} to {hi}")),
+    }
+}
+
+fn window(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 4096)
+}
+
+fn queue_depth(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 65_536)
 }
 
 /// Parses the command line, runs it, prints the result; the exit code says how it went.

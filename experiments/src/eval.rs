@@ -28,6 +28,28 @@ pub struct EvalArgs {
     pub mapping: String,
     #[command(flatten)]
     pub shape: Shape,
+    /// Report capacity violations as data instead of stopping with exit code 2.
+    #[arg(long)]
+    pub allow_violations: bool,
+}
+
+/// A mapping that does not fit is an error unless `--allow-violations` asks for it as data.
+pub fn check_fit(a: &EvalArgs, m: &CascadeMapping, ev: &Evaluation) -> CliResult<()> {
+    match ev.violations.first() {
+        Some(v) if !a.allow_violations => Err(CliError::input(format!(
+            "mapping {}: does not fit: {} needs {} B of {} but one instance holds {} B{} (--allow-violations reports it as data)",
+            m.name,
+            v.scope,
+            v.needed,
+            v.level,
+            v.capacity,
+            match ev.violations.len() {
+                1 => String::new(),
+                n => format!(", and {} more", n - 1),
+            }
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The TOML text of an architecture preset or file, and where it came from.
@@ -92,6 +114,7 @@ pub fn load_all(a: &EvalArgs) -> CliResult<(Arch, Cascade, CascadeMapping)> {
 pub fn run(a: &EvalArgs, json: bool) -> CliResult<String> {
     let (arch, c, mapping) = load_all(a)?;
     let ev = evaluate(&arch, &c, &mapping);
+    check_fit(a, &mapping, &ev)?;
     Ok(if json { to_json(&arch, &c, &mapping, &ev) } else { render(&arch, &c, &mapping, &ev) })
 }
 

@@ -100,7 +100,14 @@ pub fn load_arch(name: &str) -> Result<Arch> {
 /// The cascade a workload preset or file lowers to (a model's layer, an attention shape, a
 /// `[cascade]` file), with `shape`'s overrides.
 pub fn load_workload(name: &str, shape: &Shape) -> Result<Cascade> {
-    eval::cascade(name, &eval::EvalArgs { arch: None, workload: None, mapping: String::new(), shape: shape.clone() })
+    let args = eval::EvalArgs {
+        arch: None,
+        workload: None,
+        mapping: String::new(),
+        shape: shape.clone(),
+        allow_violations: false,
+    };
+    eval::cascade(name, &args)
 }
 
 /// The TOML text of a mapping preset or file.
@@ -194,8 +201,8 @@ pub fn search_mapping(
             ))
         })?;
     let space = Mapspace::new(cascade, einsum, arch, unit, false);
-    let cost = |n: &strata_mappings::EinsumNest| systems::objective(arch, cascade, n, settings);
-    let (nest, objective) = space.search(systems::strategy(settings), &cost).ok_or_else(|| {
+    let what = format!("{}: Einsum {}", cascade.name(), e.name);
+    let (nest, objective) = systems::search(&space, arch, cascade, settings, &what)?.ok_or_else(|| {
         Error::input(format!("{}: no mapping of Einsum {} fits {}", cascade.name(), e.name, arch.name))
     })?;
     let spec = strata_mappings::spec::MappingSpec {
@@ -225,4 +232,10 @@ pub fn merge_shards(dirs: &[std::path::PathBuf], out: &std::path::Path) -> Resul
 /// running it; returns its number of points.
 pub fn check_experiment(experiment: &str) -> Result<u64> {
     Ok(experiment::load(experiment)?.sweep.len())
+}
+
+/// [`check_experiment`] for an experiment's TOML text (relative paths resolve against the
+/// working directory).
+pub fn check_experiment_text(text: &str) -> Result<u64> {
+    Ok(experiment::Experiment::prepare(text, "experiment", std::path::Path::new("."))?.sweep.len())
 }

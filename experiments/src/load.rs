@@ -78,10 +78,10 @@ pub struct Shape {
     #[arg(long, value_enum)]
     pub phase: Option<PhaseArg>,
     /// Prompt length (prefill) or context length (decode); models default to 2048.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 62))]
     pub seq: Option<u64>,
     /// Sequences per batch; models default to 1.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 62))]
     pub batch: Option<u64>,
     /// Attention cascade: 1-, 2- or 3-pass (models default to 1).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]

@@ -51,9 +51,6 @@ fn simulate(a: &Args, t: &Timing, bytes: u64, qd: usize, n: u64) -> CliResult<St
 pub fn run(a: &Args) -> CliResult<String> {
     let (org, t) = drive(&a.drive)?;
     let name = if org.name.is_empty() { a.drive.clone() } else { org.name.clone() };
-    if a.requests == 0 {
-        return Err(CliError::input("--requests: must be at least 1"));
-    }
     let mut out = String::new();
     let _ = writeln!(
         out,

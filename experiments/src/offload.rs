@@ -176,9 +176,6 @@ pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
 pub fn run(a: &Args) -> CliResult<String> {
     let k = costs(&a.costs)?;
     let m = crate::run::model(&a.model)?;
-    if a.prompt == 0 || a.generate == 0 {
-        return Err(CliError::input("--prompt and --generate must be positive"));
-    }
     let wl = Workload::of(&m, a.prompt, a.generate);
     let mut s = format!(
         "{} with FlexGen's cost model `{}`, prompt {} tokens, {} generated\n\n\

@@ -88,14 +88,7 @@ pub fn run(experiment: &str, o: &RunOptions) -> CliResult<RunReport> {
 
 /// Runs a loaded experiment.
 pub fn run_prepared(x: &Experiment, o: &RunOptions) -> CliResult<RunReport> {
-    if x.sweep.len() > o.max_points {
-        return Err(CliError::input(format!(
-            "{}: the sweep has {} points, more than {} (raise --max-points to run it)",
-            x.at("experiment.sweep"),
-            x.sweep.len(),
-            o.max_points
-        )));
-    }
+    check_points(x, o.max_points)?;
     let out =
         o.out.clone().unwrap_or_else(|| PathBuf::from(x.spec.output.clone().unwrap_or_else(|| "strata-out".into())));
     let pool = rayon::ThreadPoolBuilder::new()
@@ -103,6 +96,18 @@ pub fn run_prepared(x: &Experiment, o: &RunOptions) -> CliResult<RunReport> {
         .build()
         .map_err(|e| CliError::runtime(format!("thread pool: {e}")))?;
     pool.install(|| execute(x, &out, o))
+}
+
+/// A sweep of more than `most` points is refused before anything runs (`validate` checks it too).
+pub fn check_points(x: &Experiment, most: u64) -> CliResult<()> {
+    if x.sweep.len() > most {
+        return Err(CliError::input(format!(
+            "{}: the sweep has {} points, more than {most} (raise --max-points to run it)",
+            x.at("experiment.sweep"),
+            x.sweep.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Progress on stderr: a bar on a terminal once a run passes a second, else a line per finished

@@ -264,7 +264,7 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
         return Err(CliError::input(format!("{family}: {p} queries do not tile over {p0} array columns")));
     }
     let tiles = p / p0;
-    let candidates: Vec<u64> = (1..=tiles).rev().filter(|d| tiles.is_multiple_of(*d)).collect();
+    let candidates: Vec<u64> = strata_mappings::mapper::divisors(tiles).into_iter().rev().collect();
     let fail = || CliError::input(format!("{family}: no mapping of {} fits {} (capacity)", c.name(), arch.name));
     match family {
         "fusemax" | "fusemax-sequential" | "cascade" => {
@@ -283,8 +283,11 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
         "flat" => {
             // FLAT's search: row blocks of any size (a divisor of the queries), logits on chip
             // or spilled to DRAM; the fastest that fits wins.
-            let rows: Vec<u64> =
-                (1..=p).rev().filter(|r| p.is_multiple_of(*r) && (r.is_power_of_two() || *r == p)).collect();
+            let rows: Vec<u64> = strata_mappings::mapper::divisors(p)
+                .into_iter()
+                .rev()
+                .filter(|r| r.is_power_of_two() || *r == p)
+                .collect();
             let mut best: Option<Mapped> = None;
             for (on_chip, stream_kv) in [(true, false), (true, true), (false, false)] {
                 for &r in &rows {
@@ -335,6 +338,29 @@ pub fn strategy(m: &MapperSpec) -> Strategy {
     }
 }
 
+/// Most mappings an exhaustive search may evaluate; larger mapspaces need a bounded strategy.
+pub const EXHAUSTIVE_LIMIT: u128 = 10_000_000;
+
+/// Searches `space` with the settings' strategy and objective; `what` names the Einsum for
+/// messages. An exhaustive search over more than [`EXHAUSTIVE_LIMIT`] mappings is refused
+/// before it starts (the other strategies are bounded by `samples` or the MILP's time limit);
+/// `Ok(None)` when no mapping fits.
+pub fn search(
+    space: &Mapspace,
+    arch: &Arch,
+    c: &Cascade,
+    m: &MapperSpec,
+    what: &str,
+) -> CliResult<Option<(strata_mappings::EinsumNest, f64)>> {
+    if m.strategy == "exhaustive" && space.size() > EXHAUSTIVE_LIMIT {
+        return Err(CliError::input(format!(
+            "{what}: the mapspace has {} mappings, more than {EXHAUSTIVE_LIMIT} for an exhaustive search (use auto, random, greedy or milp)",
+            space.size()
+        )));
+    }
+    Ok(space.search(strategy(m), &|n: &strata_mappings::EinsumNest| objective(arch, c, n, m)))
+}
+
 /// The mapper's objective for a nest under the experiment's settings; `None` if it does not fit.
 pub fn objective(arch: &Arch, c: &Cascade, nest: &strata_mappings::EinsumNest, m: &MapperSpec) -> Option<f64> {
     let q = quick(arch, c, nest);
@@ -356,9 +382,7 @@ pub fn map_each(c: &Cascade, arch: &Arch, m: &MapperSpec, only: &[&str]) -> CliR
         let contraction = e.map == strata_workloads::MapOp::Mul && !e.reduced_ranks().is_empty();
         let unit = if contraction { two_d } else { one_d };
         let space = Mapspace::new(c, i, arch, unit, false);
-        let cost = |n: &strata_mappings::EinsumNest| objective(arch, c, n, m);
-        let (nest, _) = space
-            .search(strategy(m), &cost)
+        let (nest, _) = search(&space, arch, c, m, &format!("einsum {}", e.name))?
             .ok_or_else(|| CliError::input(format!("no mapping of einsum {} fits {}", e.name, arch.name)))?;
         einsums.push(to_spec(c, arch, &nest));
     }

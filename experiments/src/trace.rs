@@ -34,6 +34,7 @@ pub fn run(a: &Args) -> CliResult<String> {
         other => return Err(CliError::input(format!("--buffering: `{other}` is not `auto`, `single` or `double`"))),
     };
     let (arch, c, mapping) = crate::eval::load_all(&a.eval)?;
+    crate::eval::check_fit(&a.eval, &mapping, &strata_sim::evaluate(&arch, &c, &mapping))?;
     let r =
         tiles::run(&arch, &c, &mapping, Options { memory, buffering, budget: a.max_events, max_steps: a.max_steps })
             .map_err(|e| CliError::engine(&mapping.name, &e))?;

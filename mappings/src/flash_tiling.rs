@@ -77,7 +77,7 @@ pub fn aware_tile(org: &NandOrg, elem_bytes: u64, cols: u64, buffer: u64) -> Til
     let cores = cores_per_channel(org);
     let page = org.page_bytes.0 / elem_bytes.max(1);
     let mut best: Option<(bool, bool, u64, u64, Tile)> = None;
-    for a in (1..=page).filter(|a| page.is_multiple_of(*a)) {
+    for a in crate::mapper::divisors(page) {
         let t = Tile { h: cores * a, w: org.channels * (page / a) };
         let fits = (page / a + a) * elem_bytes <= buffer;
         let key = (!fits, t.w > cols, t.trans(org), t.w, t);

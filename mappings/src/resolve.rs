@@ -359,17 +359,29 @@ fn resolve_einsum(
                 format!("only the outermost loop of rank `{name}` may be `*`"),
             ));
         }
-        let inner: u64 = idxs[1..].iter().map(|&k| bounds[k].expect("only the outermost may be *")).product();
+        // Wide products: a bound written as 2⁶⁴ − 1 must be reported, not wrapped.
+        let inner: u128 = idxs[1..]
+            .iter()
+            .map(|&k| u128::from(bounds[k].expect("only the outermost may be *")))
+            .fold(1, u128::saturating_mul);
+        if inner > u128::from(u64::MAX) {
+            return Err(SpecError::new(
+                &prefix_paths[idxs[1]],
+                format!("the inner loops over rank `{name}` multiply to {inner}, past 2^64 (its size is {size})"),
+            ));
+        }
+        let inner = inner as u64;
         if let Some(&k) = stars.first() {
             bounds[k] = Some(size.div_ceil(inner).max(1));
         }
         let outer = bounds[idxs[0]].expect("resolved");
-        if inner >= size && outer > 1 || (outer - 1) * inner >= size || outer * inner < size {
+        let (o, i, n) = (u128::from(outer), u128::from(inner), u128::from(size));
+        if i >= n && o > 1 || (o - 1) * i >= n || o * i < n {
             return Err(SpecError::new(
                 &prefix_paths[idxs[0]],
                 format!(
                     "loops over rank `{name}` cover {} of its {size} positions (inner loops {inner}, outermost {outer}); only the outermost may overshoot, by less than one inner tile",
-                    outer * inner
+                    o * i
                 ),
             ));
         }

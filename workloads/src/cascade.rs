@@ -148,6 +148,54 @@ impl CascadeSpec {
     }
 }
 
+/// Most iteration points one Einsum may have, and most bytes one tensor may hold: below this an
+/// Einsum's accesses at a level times their element bytes (at most 8), reads and writes of all
+/// its operands together, stay below 2⁶⁴. BERT's QK at 1M tokens and batch 64 has 2^55.6 points.
+pub const MAX_POINTS: u128 = 1 << 58;
+
+/// Most iteration points of all of a cascade's Einsums together (XLM's layer at 1M tokens and
+/// batch 64 has 2^58.04): sums over Einsums stay below 2⁶⁴ for 2-byte elements whatever the
+/// mapping, and for any mapping that reuses what it reads.
+pub const MAX_TOTAL_POINTS: u128 = 1 << 60;
+
+/// Rejects a cascade too large for 64-bit counts, naming the Einsum or tensor and its size.
+fn check_sizes(c: &Cascade) -> SpecResult<()> {
+    let size = |ranks: &[RankId]| -> u128 {
+        ranks.iter().map(|r| u128::from(c.rank(*r).size)).fold(1u128, |a, b| a.saturating_mul(b))
+    };
+    let mut total = 0u128;
+    for (i, e) in c.einsums.iter().enumerate() {
+        // Partition pairs span their parent exactly; counting both halves only overestimates.
+        let points = size(&e.iteration_ranks);
+        total = total.saturating_add(points);
+        if points > MAX_POINTS {
+            return Err(SpecError::new(
+                format!("einsums[{i}]"),
+                format!(
+                    "Einsum {} iterates over {points} points, more than 2^58 (the counts must fit 64 bits)",
+                    e.name
+                ),
+            ));
+        }
+    }
+    if total > MAX_TOTAL_POINTS {
+        return Err(SpecError::new(
+            "einsums",
+            format!("the Einsums iterate over {total} points together, more than 2^60 (the counts must fit 64 bits)"),
+        ));
+    }
+    for t in &c.tensors {
+        let bytes = t.shape.iter().map(|&n| u128::from(n)).fold(u128::from(t.elem_bytes), |a, b| a.saturating_mul(b));
+        if bytes > MAX_POINTS {
+            return Err(SpecError::new(
+                format!("tensors.{}", t.name),
+                format!("holds {bytes} bytes, more than 2^58 (the counts must fit 64 bits)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Per-position facts one access tells about its tensor.
 struct Position {
     extent: u64,
@@ -494,6 +542,7 @@ impl<'a> Builder<'a> {
             einsums,
         };
         check_order(&cascade)?;
+        check_sizes(&cascade)?;
         Ok(cascade)
     }
 

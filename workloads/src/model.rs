@@ -129,6 +129,25 @@ impl ModelSpec {
         if bytes > 8 {
             return Err(SpecError::new("bytes_per_element", format!("must be at most 8 (got {bytes})")));
         }
+        // Far beyond any model, and small enough that parameter and byte counts stay in 64 bits.
+        for (key, value, most) in [
+            ("layers", self.layers, 1i64 << 12),
+            ("d_model", self.d_model, 1 << 20),
+            ("heads", self.heads, 1 << 20),
+            ("head_dim", head_dim.min(1 << 40) as i64, 1 << 20),
+            ("ffn_dim", self.ffn_dim, 1 << 20),
+            ("vocab", self.vocab, 1 << 24),
+        ] {
+            if value > most {
+                return Err(SpecError::new(key, format!("must be at most {most} (got {value})")));
+            }
+        }
+        if heads * head_dim > 1 << 20 {
+            return Err(SpecError::new(
+                "heads",
+                format!("heads × head_dim must be at most 2^20 (got {heads} × {head_dim})"),
+            ));
+        }
         Ok(Model {
             name: self.name.clone(),
             description: self.description.clone(),
@@ -165,12 +184,19 @@ impl ModelSpec {
         };
         let gated = matches!(model_type.as_str(), "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "yi");
         let encoder = matches!(model_type.as_str(), "bert" | "roberta" | "xlm" | "xlm-roberta" | "t5" | "distilbert");
-        let bytes = match c.torch_dtype.as_deref() {
+        // Newer configs write `dtype`; older ones `torch_dtype`. When both are there they must agree.
+        let dtype_key = if c.dtype.is_some() { "dtype" } else { "torch_dtype" };
+        if let (Some(a), Some(b)) = (&c.dtype, &c.torch_dtype)
+            && a != b
+        {
+            return Err(SpecError::new("dtype", format!("`{a}` but torch_dtype is `{b}`")));
+        }
+        let bytes = match c.dtype.as_deref().or(c.torch_dtype.as_deref()) {
             Some("float32") => 4,
             Some("float16" | "bfloat16") | None => 2,
-            Some("int8") => 1,
+            Some("int8" | "float8_e4m3fn" | "float8_e5m2") => 1,
             Some(other) => {
-                return Err(SpecError::new("torch_dtype", format!("unsupported dtype `{other}`")));
+                return Err(SpecError::new(dtype_key, format!("unsupported dtype `{other}`")));
             }
         };
         Ok(ModelSpec {
@@ -207,6 +233,7 @@ struct HfConfig {
     hidden_act: Option<String>,
     activation_function: Option<String>,
     torch_dtype: Option<String>,
+    dtype: Option<String>,
     tie_word_embeddings: Option<bool>,
 }
 
@@ -232,6 +259,9 @@ impl ModelWorkload {
         }
     }
 }
+
+/// Most whole-model iteration points or KV-cache bytes: totals are sums of a few such numbers.
+const MAX_TOTAL: u128 = 1 << 63;
 
 impl Model {
     /// Bytes of keys and values one token adds to the cache, over all layers.
@@ -343,11 +373,28 @@ impl Model {
     /// Lowers the model for a phase and batch size.
     pub fn workload(&self, phase: Phase, batch: u64, passes: u8) -> SpecResult<ModelWorkload> {
         const BLOCK: u64 = 256;
-        Ok(ModelWorkload {
+        let w = ModelWorkload {
             phase,
             batch,
             layer: self.layer_spec(phase, batch, passes, BLOCK).build()?,
             lm_head: self.lm_head_spec(batch).build()?,
-        })
+        };
+        // Whole-model totals multiply a layer's counts by the layers, and the KV cache its
+        // bytes per token by the tokens: both must fit 64 bits too (the per-layer bound of 2^58
+        // leaves the model's own counts the room they need; totals only need to fit).
+        let points = u128::from(w.layer.total_counts().points) * u128::from(self.layers)
+            + u128::from(w.lm_head.total_counts().points);
+        let kv = u128::from(self.kv_bytes_per_token()) * u128::from(batch) * u128::from(phase.keys());
+        if points > MAX_TOTAL || kv > MAX_TOTAL {
+            return Err(SpecError::new(
+                "model",
+                format!(
+                    "{} layers at batch {batch} and {} tokens: {points} iteration points and {kv} KV-cache bytes, more than 2^63 (the totals must fit 64 bits)",
+                    self.layers,
+                    phase.keys()
+                ),
+            ));
+        }
+        Ok(w)
     }
 }

@@ -87,6 +87,37 @@ fn closed_form_flops(m: &Model, phase: Phase, batch: u64) -> u64 {
     proj + attn + out + ffn
 }
 
+/// BERT at 1M tokens and batch 64: every count of the layer equals the closed form exactly (no
+/// wrap); at 32M tokens the lowering refuses with the Einsum and its size instead of wrapping.
+#[test]
+fn a_million_token_bert_counts_exactly_and_larger_ones_are_refused() {
+    let m = preset_model("bert");
+    let phase = Phase::Prefill { seq: 1 << 20 };
+    let w = m.workload(phase, 64, 3).unwrap();
+    assert_eq!(w.layer.total_counts().flops(), closed_form_flops(&m, phase, 64));
+    // QK alone: B·H·P·M·E multiply-accumulates.
+    let qk = w.layer.einsums().iter().find(|e| e.name == "QK").unwrap();
+    assert_eq!(w.layer.counts(qk).points, 64 * 12 * (1 << 20) * (1 << 20) * 64);
+    let err = m.workload(Phase::Prefill { seq: 1 << 25 }, 64, 3).unwrap_err();
+    assert!(err.reason.contains("more than 2^58"), "{err}");
+    assert!(err.to_string().contains("QK"), "{err}");
+}
+
+/// `dtype` (newer Hugging Face configs) sets the element size as `torch_dtype` does; the two must agree.
+#[test]
+fn hugging_face_dtype_sets_the_element_size() {
+    let base = r#""model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100, "hidden_act": "silu""#;
+    let bytes = |extra: &str| {
+        ModelSpec::from_hf_json(&format!("{{{base}{extra}}}"), "x").map(|m| m.build().unwrap().bytes_per_element)
+    };
+    assert_eq!(bytes("").unwrap(), 2);
+    assert_eq!(bytes(r#", "dtype": "float32""#).unwrap(), 4);
+    assert_eq!(bytes(r#", "torch_dtype": "float32""#).unwrap(), 4);
+    assert_eq!(bytes(r#", "dtype": "int8", "torch_dtype": "int8""#).unwrap(), 1);
+    assert_eq!(bytes(r#", "dtype": "float32", "torch_dtype": "float16""#).unwrap_err().path, "dtype");
+    assert_eq!(bytes(r#", "dtype": "float64""#).unwrap_err().path, "dtype");
+}
+
 fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
     (1u64..4, 1u64..4, 1u64..9, 1u64..40, any::<bool>(), 1u64..700, any::<bool>(), 1u64..4).prop_map(
         |(kv, group, hd, ffn, gated, len, decode, batch)| {

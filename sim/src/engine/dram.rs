@@ -73,14 +73,16 @@ fn cfg(key: &str, reason: impl Into<String>) -> EngineError {
 impl Timing {
     /// Converts an organisation's cycle counts; every timing the model uses must be present.
     pub fn of(org: &DramOrg) -> Result<Timing, EngineError> {
-        let tck = Time::from_seconds(org.t_ck.0);
+        let tck = super::timing("dram.t_ck", org.t_ck.0 * 1e12)?;
         if tck.0 == 0 {
             return Err(cfg("dram.t_ck", "must be positive"));
         }
         let cyc = |k: &str| -> Result<f64, EngineError> {
             org.cycles(k).ok_or_else(|| cfg(&format!("dram.timing.{k}"), "is required by the cycle-approximate engine"))
         };
-        let t = |k: &str| -> Result<Time, EngineError> { Ok(Time((cyc(k)? * tck.0 as f64).round() as u64)) };
+        let t = |k: &str| -> Result<Time, EngineError> {
+            super::timing(&format!("dram.timing.{k}"), cyc(k)? * tck.0 as f64)
+        };
         let beats = cyc("BL")?;
         let n_bl = t("nBL")?;
         if beats <= 0.0 || n_bl.0 == 0 {

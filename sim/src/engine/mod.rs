@@ -85,6 +85,20 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// Longest single timing a device may have (10 s): beyond any real part, and far enough below
+/// 2⁶⁴ ps that sums over a run's events cannot overflow.
+pub const MAX_TIMING_PS: f64 = 1e13;
+
+/// A device timing of `ps` picoseconds, checked: finite, non-negative and at most
+/// [`MAX_TIMING_PS`]; `key` names it in the error.
+pub fn timing(key: &str, ps: f64) -> Result<Time, EngineError> {
+    if ps.is_finite() && (0.0..=MAX_TIMING_PS).contains(&ps) {
+        Ok(Time(ps.round() as u64))
+    } else {
+        Err(EngineError::Config { key: key.to_string(), reason: format!("{ps} ps is not within 0 and 10 s") })
+    }
+}
+
 /// A queue of timed events; equal times pop in the order they were pushed.
 pub struct Queue<E> {
     heap: BinaryHeap<Reverse<(Time, u64, usize)>>,

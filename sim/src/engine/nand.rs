@@ -55,21 +55,22 @@ impl Timing {
         if org.planes_per_die > 64 {
             return Err(cfg("nand.planes_per_die", "at most 64 planes per die"));
         }
+        let time = |key: &str, s: f64| super::timing(&format!("nand.{key}"), s * 1e12);
         Ok(Timing {
             channels: org.channels,
             chips_per_channel: org.chips_per_channel,
             dies_per_chip: org.dies_per_chip,
             planes_per_die: org.planes_per_die,
             page_bytes: org.page_bytes.0,
-            t_read: Time::from_seconds(org.t_read.0),
-            t_program: Time::from_seconds(org.t_program.0),
-            t_erase: Time::from_seconds(org.t_erase.0),
+            t_read: time("t_read", org.t_read.0)?,
+            t_program: time("t_program", org.t_program.0)?,
+            t_erase: time("t_erase", org.t_erase.0)?,
             pages_per_block: org.pages_per_block,
-            t_command: Time::from_seconds(org.t_command.0),
-            t_plane_command: Time::from_seconds(org.t_plane_command.0),
+            t_command: time("t_command", org.t_command.0)?,
+            t_plane_command: time("t_plane_command", org.t_plane_command.0)?,
             channel_ps_per_byte: 1e12 / org.channel_bandwidth.0,
             cache_read: org.cache_read,
-            request_overhead: Time::from_seconds(org.request_overhead.0),
+            request_overhead: time("request_overhead", org.request_overhead.0)?,
             host_ps_per_byte: org.host_bandwidth.map(|b| 1e12 / b.0),
         })
     }
