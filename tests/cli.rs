@@ -824,6 +824,10 @@ fn extreme_inputs_are_located_errors_not_panics_hangs_or_wraps() {
     let o = strata(&["workload", "show", m.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("model.layers: must be at most 4096"), "{}", stderr(&o));
+    let hf = file("config.json", r#"{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 4611686018427387904, "num_attention_heads": 32, "intermediate_size": 11008, "vocab_size": 32000, "hidden_act": "silu"}"#);
+    let o = strata(&["workload", "show", hf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("layers"), "{}", stderr(&o));
     // 2×10^7 points: refused by run and validate alike unless --max-points allows them.
     let big = exp
         .replace(
