@@ -824,7 +824,10 @@ fn extreme_inputs_are_located_errors_not_panics_hangs_or_wraps() {
     let o = strata(&["workload", "show", m.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("model.layers: must be at most 4096"), "{}", stderr(&o));
-    let hf = file("config.json", r#"{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 4611686018427387904, "num_attention_heads": 32, "intermediate_size": 11008, "vocab_size": 32000, "hidden_act": "silu"}"#);
+    let hf = file(
+        "config.json",
+        r#"{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 4611686018427387904, "num_attention_heads": 32, "intermediate_size": 11008, "vocab_size": 32000, "hidden_act": "silu"}"#,
+    );
     let o = strata(&["workload", "show", hf.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("layers"), "{}", stderr(&o));
@@ -900,4 +903,59 @@ fn every_numeric_flag_takes_extremes_without_panicking() {
             }
         }
     }
+}
+
+/// `strata map` writes a mapping that `strata eval` reproduces exactly, and names the Einsum
+/// that no unit can execute, the Einsum that does not exist and the machine where nothing fits.
+#[test]
+fn map_writes_a_mapping_that_eval_reproduces() {
+    let d = dir("map");
+    let out = d.join("m.toml");
+    let o = strata(&[
+        "map",
+        "--arch",
+        "fusemax",
+        "--workload",
+        "attention-3pass",
+        "--objective",
+        "latency",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mapped = stdout(&o);
+    assert!(mapped.contains("mapped 6 Einsum(s) of attention-3pass on fusemax"), "{mapped}");
+    let e = strata(&["eval", "--arch", "fusemax", "--workload", "attention-3pass", "--mapping", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    let report = |s: &str| s[s.find("mapping attention-3pass-on-fusemax").unwrap()..].to_string();
+    assert_eq!(report(&mapped), report(&stdout(&e)));
+    let o = strata(&["map", "--arch", "fusemax", "--workload", "gemm", "--out", out.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(j["search"][0]["evaluated"].as_u64().unwrap() > 0 && j["search"][0]["mapspace"].as_u64().unwrap() > 0);
+    // A machine whose only unit multiplies: attention's max has nowhere to run.
+    let arch =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml"))
+            .unwrap();
+    let mac_only = arch.split("[[arch.compute]]").next().unwrap().to_string()
+        + "[[arch.compute]]\nname = \"mults\"\nlevel = \"RF2D\"\nrows = 256\ncols = 256\nops = { mac = { energy = \"1 pJ\" } }\n";
+    let a = file("mac-only.toml", &mac_only);
+    let o = strata(&[
+        "map",
+        "--arch",
+        a.to_str().unwrap(),
+        "--workload",
+        "attention-3pass",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Einsum GM of attention-3pass: no unit of fusemax has max"), "{}", stderr(&o));
+    let o =
+        strata(&["map", "--arch", "fusemax", "--workload", "gemm", "--einsum", "QK", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--einsum: `QK` is not an Einsum of gemm"), "{}", stderr(&o));
+    let tiny = file("tiny.toml", &arch.replace("\"32 B\"", "\"2 B\"").replace("\"64 B\"", "\"2 B\""));
+    let o = strata(&["map", "--arch", tiny.to_str().unwrap(), "--workload", "gemm", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Einsum Z of gemm: no mapping fits fusemax"), "{}", stderr(&o));
 }

@@ -945,3 +945,47 @@ fn names_with_newlines_stay_one_csv_field() {
     assert_eq!(&rows[0][1], "Fuse,\"Max\"\nv2");
     assert_eq!(rows[0].len(), r.headers().unwrap().len());
 }
+
+/// The mapper on random small GEMMs and machines whose levels and units have arbitrary names:
+/// auto, greedy and random search never beat exhaustive search, and every mapping found, written
+/// as a file, evaluates to the objective the search saw.
+mod mapper {
+    use proptest::prelude::*;
+
+    fn machine(names: [&str; 4], buffer: u64, fan: u64) -> strata::Arch {
+        let [mem, buf, regs, unit] = names;
+        let text = format!(
+            "[arch]\nname = \"m\"\nclock = \"1 GHz\"\n[[arch.levels]]\nname = \"{mem}\"\nkind = \"dram\"\nread_bandwidth = \"16 GB/s\"\nread_energy = \"50 pJ\"\n\
+             [[arch.levels]]\nname = \"{buf}\"\nkind = \"sram\"\ncapacity = \"{buffer} B\"\nread_bandwidth = \"64 B/cycle\"\nread_energy = \"3 pJ\"\n\
+             [[arch.levels]]\nname = \"{regs}\"\nkind = \"register_file\"\ncapacity = \"64 B\"\nmesh = [{fan}, {fan}]\nread_energy = \"0.2 pJ\"\n\
+             [[arch.compute]]\nname = \"{unit}\"\nlevel = \"{regs}\"\nrows = {fan}\ncols = {fan}\nops = {{ mac = {{ energy = \"1 pJ\" }} }}\n"
+        );
+        strata_arch::Arch::from_toml(&text).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn heuristics_never_beat_exhaustive_and_mappings_round_trip(
+            m in 1u64..24, n in 1u64..24, k in 1u64..24, buffer in 256u64..8192, fan in 1u64..4,
+            names in proptest::sample::subsequence(vec!["hbm", "sram0", "L1", "regs", "alu", "tensor", "x", "PEs"], 4),
+            objective in proptest::sample::select(vec!["latency", "energy", "edp"]),
+        ) {
+            let arch = machine([names[0], names[1], names[2], names[3]], buffer, fan);
+            let text = format!("[cascade]\nname = \"g\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n");
+            let c = strata_workloads::CascadeSpec::from_toml(&text).unwrap().build().unwrap();
+            let settings = |strategy: &str| strata::MapperSettings { strategy: strategy.into(), objective: objective.into(), samples: 200, ..Default::default() };
+            let best = strata::map_workload(&arch, &c, &[], &settings("exhaustive"), None).unwrap();
+            for s in ["auto", "greedy", "random"] {
+                let r = strata::map_workload(&arch, &c, &[], &settings(s), None).unwrap();
+                prop_assert!(r.einsums[0].objective >= best.einsums[0].objective * (1.0 - 1e-12), "{s}");
+                prop_assert!(r.evaluation.violations.is_empty());
+            }
+            let again = strata::evaluate_mapping(&arch, &c, &best.mapping).unwrap();
+            let seen = match objective { "latency" => again.cycles, "energy" => again.energy_j * 1e12, _ => again.cycles * again.energy_j * 1e12 };
+            prop_assert!((seen - best.einsums[0].objective).abs() <= 1e-9 * seen.abs(), "{seen} vs {}", best.einsums[0].objective);
+            prop_assert_eq!(&best.einsums[0].unit, names[3]);
+        }
+    }
+}

@@ -83,6 +83,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find mappings of a workload (every Einsum, or those named) on an architecture; write the mapping file.
+    Map {
+        /// Architecture preset or file.
+        #[arg(long)]
+        arch: String,
+        /// Workload preset or file (a model's layer, an attention shape, a cascade).
+        #[arg(long)]
+        workload: String,
+        #[command(flatten)]
+        shape: load::Shape,
+        /// Map only this Einsum (repeatable).
+        #[arg(long)]
+        einsum: Vec<String>,
+        /// `latency`, `energy` or `edp`.
+        #[arg(long, default_value = "edp")]
+        objective: String,
+        /// `auto`, `exhaustive`, `random`, `greedy` or `milp`.
+        #[arg(long, default_value = "auto")]
+        search: String,
+        /// Mappings sampled by `auto` and `random` (1 to 10⁷).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        samples: u64,
+        /// Seconds after which no further mapping is evaluated (the best so far is kept).
+        #[arg(long, value_parser = seconds)]
+        time_limit: Option<f64>,
+        /// Where to write the mapping file.
+        #[arg(long, default_value = "mapping.toml")]
+        out: std::path::PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a mapping on the cycle-approximate engine as a tile task graph; write a Chrome trace.
     Trace {
         #[command(flatten)]
@@ -289,6 +321,15 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { target, json } => eval::run(&target, json),
+        Command::Map { arch, workload, shape, einsum, objective, search, samples, time_limit, out, json } => {
+            let m = crate::experiment::MapperSpec {
+                strategy: search,
+                objective,
+                samples: samples as usize,
+                ..Default::default()
+            };
+            crate::map::run(&crate::map::Args { arch, workload, shape, einsum, mapper: m, time_limit, out, json })
+        }
         Command::Trace { target, out, memory, buffering, max_events, max_steps } => {
             trace::run(&trace::Args { eval: target, out, memory, buffering, max_events, max_steps })
         }

@@ -126,7 +126,7 @@ fn seconds(s: f64) -> String {
     }
 }
 
-fn render(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
+pub fn render(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "mapping {} of {} on {}", m.name, c.name(), arch.name);
     let _ = writeln!(out, "latency: {:.6e} cycles = {} at {} MHz", ev.cycles, seconds(ev.seconds), arch.clock.0 / 1e6);
@@ -213,7 +213,7 @@ fn render(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> Stri
     out
 }
 
-fn to_json(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
+pub fn to_json(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> String {
     let v = json!({
         "mapping": m.name,
         "workload": c.name(),

@@ -1,4 +1,4 @@
-//! Strata as a library: load specs, evaluate a mapping, search mappings, run an experiment.
+//! Strata as a library: load specs, evaluate a mapping, map a workload, run an experiment.
 //!
 //! The `strata` binary is a thin command line over these functions, and a Python package will
 //! wrap the same facade, so inputs are names, paths and plain data, and every result is a record
@@ -18,7 +18,7 @@
 //! # Ok::<(), strata::Error>(())
 //! ```
 //!
-//! Searching a mapping, running an experiment and merging shards (the README's example):
+//! Mapping a workload, running an experiment and merging shards (the README's example):
 //! ```no_run
 //! let arch = strata::load_arch("fusemax")?;
 //! let attention = strata::load_workload("attention-1pass", &strata::Shape::default())?;
@@ -26,7 +26,7 @@
 //! println!("{} s, {} J, {} B off chip", report.seconds, report.energy_j, report.offchip_bytes);
 //!
 //! let gemm = strata::load_workload("gemm", &strata::Shape::default())?;
-//! let found = strata::search_mapping(&arch, &gemm, 0, &strata::MapperSettings::default())?;
+//! let found = strata::map_workload(&arch, &gemm, &[], &strata::MapperSettings::default(), None)?;
 //! println!("{}", found.mapping); // a mapping file that evaluate_mapping reproduces
 //!
 //! let options = strata::RunOptions { out: Some("runs/dse".into()), ..Default::default() };
@@ -41,9 +41,9 @@
 //! let arch = strata::load_arch("fusemax")?;
 //! let gemm = strata::load_workload("gemm", &strata::Shape::default())?;
 //! let settings = strata::MapperSettings { objective: "latency".into(), ..Default::default() };
-//! let found = strata::search_mapping(&arch, &gemm, 0, &settings)?;
+//! let found = strata::map_workload(&arch, &gemm, &[], &settings, None)?;
 //! let again = strata::evaluate_mapping(&arch, &gemm, &found.mapping)?;
-//! assert_eq!(again.cycles, found.objective);
+//! assert_eq!(again.cycles, found.einsums[0].objective);
 //! assert!(again.violations.is_empty());
 //! # Ok::<(), strata::Error>(())
 //! ```
@@ -65,6 +65,7 @@ mod io_curve;
 mod kind;
 mod kv_offload;
 mod load;
+mod map;
 mod nand;
 mod offload;
 mod plots;
@@ -160,61 +161,31 @@ pub fn evaluate_mapping(arch: &Arch, cascade: &Cascade, mapping: &str) -> Result
     Ok(EvaluationRecord::of(&strata_sim::evaluate(arch, cascade, &m)))
 }
 
-/// The best mapping the mapper found for one Einsum, as a mapping file and its evaluation.
+/// The mapper's best mapping of a cascade (or of some of its Einsums), as a mapping file, its
+/// evaluation, and per Einsum the unit chosen, the mapspace size and the mappings evaluated.
 #[derive(Debug, Clone, Serialize)]
-pub struct SearchRecord {
-    /// The Einsum mapped.
-    pub einsum: String,
-    /// The compute unit it runs on.
-    pub unit: String,
-    /// The mapping as a `[mapping]` TOML file that [`evaluate_mapping`] reproduces.
+pub struct MapRecord {
+    /// A `[mapping]` TOML file that [`evaluate_mapping`] reproduces exactly.
     pub mapping: String,
-    /// The objective's value (cycles, pJ or their product).
-    pub objective: f64,
     pub evaluation: EvaluationRecord,
+    pub einsums: Vec<map::EinsumSearch>,
+    /// Wall-clock seconds of the search.
+    pub seconds: f64,
 }
 
-/// Searches the mappings of Einsum `einsum` of `cascade` on the first unit of `arch` that has
-/// its operations, with `settings`' strategy and objective.
-pub fn search_mapping(
+/// Maps the Einsums of `cascade` named in `einsums` (all when empty) on `arch` with `settings`'
+/// strategy and objective: each on every unit that has its operations, the best kept;
+/// `time_limit` (seconds) stops evaluating new mappings and keeps the best found.
+pub fn map_workload(
     arch: &Arch,
     cascade: &Cascade,
-    einsum: usize,
+    einsums: &[String],
     settings: &MapperSettings,
-) -> Result<SearchRecord> {
-    use strata_mappings::mapper::{Mapspace, to_spec};
-    let e = cascade
-        .einsums()
-        .get(einsum)
-        .ok_or_else(|| Error::input(format!("{}: has no Einsum {einsum}", cascade.name())))?;
-    let needs = strata_mappings::nest::point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
-    let unit = (0..arch.units.len())
-        .map(strata_arch::arch::UnitId)
-        .find(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op)))
-        .ok_or_else(|| {
-            Error::input(format!(
-                "{}: Einsum {}: no unit of {} has {}",
-                cascade.name(),
-                e.name,
-                arch.name,
-                needs.join(", ")
-            ))
-        })?;
-    let space = Mapspace::new(cascade, einsum, arch, unit, false);
-    let what = format!("{}: Einsum {}", cascade.name(), e.name);
-    let (nest, objective) = systems::search(&space, arch, cascade, settings, &what)?.ok_or_else(|| {
-        Error::input(format!("{}: no mapping of Einsum {} fits {}", cascade.name(), e.name, arch.name))
-    })?;
-    let spec = strata_mappings::spec::MappingSpec {
-        name: format!("{}-{}", cascade.name(), e.name),
-        description: format!("found by the mapper ({} objective)", settings.objective),
-        einsums: vec![to_spec(cascade, arch, &nest)],
-        groups: vec![],
-    };
-    let mapping = toml::to_string(&strata_mappings::spec::MappingFile { mapping: spec })
-        .map_err(|e| Error::runtime(format!("mapping: {e}")))?;
-    let evaluation = evaluate_mapping(arch, cascade, &mapping)?;
-    Ok(SearchRecord { einsum: e.name.clone(), unit: arch.unit(unit).name.clone(), mapping, objective, evaluation })
+    time_limit: Option<f64>,
+) -> Result<MapRecord> {
+    let m = map::map(arch, cascade, einsums, settings, time_limit)?;
+    let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
+    Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, seconds: m.seconds })
 }
 
 /// Runs an experiment (an embedded name or a file) into `options.out`, resuming what the folder
