@@ -989,3 +989,25 @@ mod mapper {
         }
     }
 }
+
+/// A model's element size reaches its linear layers: int8 BERT moves fewer DRAM bytes end to end
+/// than 16-bit BERT (its linear layers were once mapped as 16-bit whatever the model said).
+#[test]
+fn linear_layers_take_the_models_element_size() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = fresh("int8");
+    let bert = std::fs::read_to_string(format!("{root}/workloads/presets/models/bert.toml")).unwrap();
+    let int8 = bert.replace("name = \"bert\"", "name = \"bert-int8\"") + "bytes_per_element = 1\n";
+    std::fs::write(d.join("bert-int8.toml"), int8).unwrap();
+    std::fs::write(d.join("e.toml"), OK.replace("[\"bert\"]", "[\"bert\", \"bert-int8.toml\"]")).unwrap();
+    ok("e.toml", &d);
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+    // The linear layers' DRAM bytes: the end-to-end row's less the attention row's.
+    let dram = |model: &str, scope: &str| -> f64 {
+        let r = rows.iter().find(|r| r[col("model")] == model && r[col("scope")] == scope).unwrap();
+        r[col("dram_bytes")].parse().unwrap()
+    };
+    let linear = |model: &str| dram(model, "end_to_end") - dram(model, "attention");
+    assert!(linear("bert-int8.toml") < linear("bert"), "{} vs {}", linear("bert-int8.toml"), linear("bert"));
+}

@@ -121,26 +121,28 @@ fn unit_util(ev: &strata_sim::Evaluation, unit: &str) -> f64 {
 #[derive(Default)]
 pub struct LinearCache(Mutex<HashMap<LinearKey, LinearCost>>);
 
-/// (hash of the architecture's resolved spec, M, K, N).
-type LinearKey = (String, u64, u64, u64);
+/// (hash of the architecture's resolved spec, M, K, N, bytes per element).
+type LinearKey = (String, u64, u64, u64, u64);
 /// (seconds, joules, DRAM bytes, 2D busy seconds).
 type LinearCost = (f64, f64, u64, f64);
 
-/// (seconds, joules, DRAM bytes, 2D busy seconds) of an M×K·K×N GEMM mapped by the mapper.
+/// (seconds, joules, DRAM bytes, 2D busy seconds) of an M×K·K×N GEMM of `bytes`-byte elements
+/// (the model's), mapped by the mapper.
 fn linear(
     arch: &Arch,
     m: u64,
     k: u64,
     n: u64,
+    bytes: u64,
     cache: &LinearCache,
     settings: &crate::experiment::MapperSpec,
 ) -> CliResult<LinearCost> {
-    let key = (crate::store::content_hash(&format!("{arch:?}")), m, k, n);
+    let key = (crate::store::content_hash(&format!("{arch:?}")), m, k, n, bytes);
     if let Some(v) = cache.0.lock().expect("lock").get(&key) {
         return Ok(*v);
     }
     let text = format!(
-        "[cascade]\nname = \"linear\"\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[cascade.tensors]\nB = {{ role = \"weight\" }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
+        "[cascade]\nname = \"linear\"\nelem_bytes = {bytes}\nranks = {{ m = {m}, n = {n}, k = {k} }}\n[cascade.tensors]\nB = {{ role = \"weight\" }}\n[[cascade.einsums]]\nexpr = \"Z[m,n] = A[k,m] * B[k,n]\"\n"
     );
     let c: Cascade = CascadeSpec::from_toml(&text)
         .and_then(|s| s.build())
@@ -244,7 +246,7 @@ fn attention_point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     shapes.push((m.ffn_dim, m.d_model));
     let (mut lin_s, mut lin_j, mut lin_b, mut lin_busy) = (0.0, 0.0, 0u64, 0.0);
     for (k, n) in shapes {
-        let (s, j, b, busy) = linear(&arch, tokens, k, n, &x.linear, &spec.mapper)?;
+        let (s, j, b, busy) = linear(&arch, tokens, k, n, m.bytes_per_element, &x.linear, &spec.mapper)?;
         lin_s += s;
         lin_j += j;
         lin_b += b;

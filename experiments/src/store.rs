@@ -328,26 +328,24 @@ impl Finished {
         Ok(n)
     }
 
-    /// Every row, in point order.
-    pub fn rows(&self) -> Vec<Row> {
-        self.entries.iter().flat_map(|e| e.rows().unwrap_or_default()).collect()
-    }
-
     /// Writes the journal, `results.csv` and `results.jsonl` into `dir` (each replaced whole),
-    /// checking every row against the kind's column schema.
+    /// checking every row against the kind's column schema; returns the rows in point order.
     pub fn write(&self, x: &Experiment, dir: &Path) -> CliResult<Vec<Row>> {
         let columns = x.kind.columns(x);
-        let rows = self.rows();
-        for (e, r) in self.entries.iter().flat_map(|e| e.rows().unwrap_or_default().into_iter().map(move |r| (e, r))) {
-            let cols: Vec<&str> = r.cells.iter().map(|c| c.0.as_str()).collect();
-            if cols != columns {
-                return Err(CliError::runtime(format!(
-                    "point `{}`: its row has columns {} but a `{}` experiment writes {}",
-                    e.key,
-                    cols.join(","),
-                    x.kind.name(),
-                    columns.join(",")
-                )));
+        let mut rows = Vec::new();
+        for e in &self.entries {
+            for r in e.rows().unwrap_or_default() {
+                let cols: Vec<&str> = r.cells.iter().map(|c| c.0.as_str()).collect();
+                if cols != columns {
+                    return Err(CliError::runtime(format!(
+                        "point `{}`: its row has columns {} but a `{}` experiment writes {}",
+                        e.key,
+                        cols.join(","),
+                        x.kind.name(),
+                        columns.join(",")
+                    )));
+                }
+                rows.push(r);
             }
         }
         let mut journal = String::new();
