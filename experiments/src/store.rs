@@ -26,7 +26,7 @@ use crate::experiment::{Cell, Experiment, Point, Row};
 use crate::sweep::Shard;
 
 /// Bumped whenever a change to the models moves any number, so that resumed runs recompute.
-pub const MODEL_REVISION: u32 = 1;
+pub const MODEL_REVISION: u32 = 2;
 
 /// The journal's file name in an output folder.
 pub const JOURNAL: &str = "points.jsonl";

@@ -11,6 +11,10 @@
 //!   multicast (spatial loops between the two that the operand does not depend on);
 //! - outputs are never re-filled: each evicted tile *drains* (a read) into the next outer level
 //!   as *updates*, reduced in the network across the same spatial loops;
+//! - every update is a read-modify-write: it *reads* the partial sum the level holds, except the
+//!   first write of an element into an empty slot (once per residency of a tile below the
+//!   home, once per element at the home), so partial sums drained to a parent are read back
+//!   there as they accumulate;
 //! - the PEs read each input operand once per point from its innermost level and update the
 //!   output once per point there;
 //! - a tile a fused group shares at a level is loaded once per step of the group's loops, and
@@ -153,10 +157,9 @@ pub fn visit(
     for (oi, o) in nest.operands.iter().enumerate() {
         let relevant = Masks::relevant(nest, o);
         let barrier = (0..o.barrier).fold(0, |m, k| m | bit(k));
-        for lv in 0..nest.path.len() {
-            if !o.keep[lv] {
-                continue;
-            }
+        // An output's updates and drains per level, for its read-modify-write reads.
+        let (mut updates, mut drains) = ([0u64; MAX_LEVELS], [0u64; MAX_LEVELS]);
+        for lv in (0..nest.path.len()).filter(|&lv| o.keep[lv]) {
             // A tile holds one step of the loops the operand refreshes at every step (a shared
             // buffer one step of the group's loops).
             let step = match o.shared {
@@ -180,6 +183,8 @@ pub fn visit(
             if o.is_output {
                 add(oi, lv, Access { reads: here, ..Access::default() });
                 add(oi, parent, Access { updates: there, ..Access::default() });
+                drains[lv] += here;
+                updates[parent] += there;
             } else {
                 add(oi, lv, Access { fills: here, ..Access::default() });
                 add(oi, parent, Access { reads: there, ..Access::default() });
@@ -188,6 +193,14 @@ pub fn visit(
         let inner = o.innermost();
         if o.is_output {
             add(oi, inner, Access { updates: points, ..Access::default() });
+            updates[inner] += points;
+            // Each update reads what the level holds, but for the first write of an element
+            // into an empty slot: one per drained element below the home, one per element there.
+            let home = o.home();
+            for lv in (home..nest.path.len()).filter(|&lv| o.keep[lv]) {
+                let first = if lv == home { space.combos(relevant) } else { drains[lv] };
+                add(oi, lv, Access { reads: updates[lv] - first, ..Access::default() });
+            }
         } else {
             add(oi, inner, Access { reads: points, ..Access::default() });
         }

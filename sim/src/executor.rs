@@ -420,10 +420,13 @@ fn run_einsum(
             let el = plan.element(0, &coord);
             counts.access[0][lv].updates += 1;
             if lv == out_op.home() {
+                // A read-modify-write unless the element is written for the first time.
+                counts.access[0][lv].reads += u64::from(backing.written[out_op.tensor.0][el]);
                 write_backing(backing, out_op.tensor.0, el, reduce, value);
             } else {
                 let t = tiles.get_mut(&(0, lv, pick(&idx, &inst_loops[lv]))).expect("created above");
                 let old = t.values.get(&el).copied();
+                counts.access[0][lv].reads += u64::from(old.is_some());
                 t.values.insert(el, combine(reduce, old, value));
             }
         }
@@ -487,13 +490,18 @@ impl Drain<'_, '_> {
         let cnt = tile.values.len() as u64;
         counts.access[0][lv].reads += cnt;
         counts.peak_tile[0][lv] = counts.peak_tile[0][lv].max(cnt);
-        if served.insert((0, lv, tile.key.clone(), sibling_key(0, parent, lv, &tile.inst))) {
+        // Siblings reduced in the network update the parent once: the first to drain is counted.
+        let counted = served.insert((0, lv, tile.key.clone(), sibling_key(0, parent, lv, &tile.inst)));
+        if counted {
             counts.access[0][parent].updates += cnt;
         }
         let mut elements: Vec<(&usize, &f64)> = tile.values.iter().collect();
         elements.sort_by_key(|x| *x.0);
+        // A counted update reads the partial sum the parent holds (read-modify-write), unless
+        // it is the element's first write there.
         if parent == o.home() {
             for (&el, &v) in elements {
+                counts.access[0][parent].reads += u64::from(counted && backing.written[o.tensor.0][el]);
                 write_backing(backing, o.tensor.0, el, reduce, v);
             }
         } else {
@@ -501,6 +509,7 @@ impl Drain<'_, '_> {
             let p = tiles.get_mut(&(0, parent, pinst)).expect("the parent tile is resident while its children drain");
             for (&el, &v) in elements {
                 let old = p.values.get(&el).copied();
+                counts.access[0][parent].reads += u64::from(counted && old.is_some());
                 p.values.insert(el, combine(reduce, old, v));
             }
         }

@@ -450,8 +450,10 @@ fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64, ma
             continue;
         }
         // What the off-chip level serves (one read per multicast, however many instances it
-        // fills) or takes (partial tiles reduced in the network on the way).
-        let total = if o.is_output { k.access[oi][0].updates } else { k.access[oi][0].reads } * o.elem_bytes;
+        // fills) or takes (partial tiles reduced in the network on the way, each accumulation
+        // reading back the partial sum it adds to).
+        let a = k.access[oi][0];
+        let total = if o.is_output { a.updates + a.reads } else { a.reads } * o.elem_bytes;
         if total == 0 {
             continue;
         }
