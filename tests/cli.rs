@@ -954,6 +954,10 @@ fn map_writes_a_mapping_that_eval_reproduces() {
         strata(&["map", "--arch", "fusemax", "--workload", "gemm", "--einsum", "QK", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--einsum: `QK` is not an Einsum of gemm"), "{}", stderr(&o));
+    // A recurrence (1-pass attention's running max through m1) needs a fused group: said so, exit 2.
+    let o = strata(&["map", "--arch", "fusemax", "--workload", "attention-1pass", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be mapped one by one") && stderr(&o).contains("m1"), "{}", stderr(&o));
     let tiny = file("tiny.toml", &arch.replace("\"32 B\"", "\"2 B\"").replace("\"64 B\"", "\"2 B\""));
     let o = strata(&["map", "--arch", tiny.to_str().unwrap(), "--workload", "gemm", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

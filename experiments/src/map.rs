@@ -141,6 +141,15 @@ pub fn map(arch: &Arch, c: &Cascade, only: &[String], m: &MapperSpec, limit: Opt
         einsums: specs,
         groups: vec![],
     };
+    // Einsums mapped one by one cannot carry a recurrence (a running max or sum stepping
+    // through a rank): that needs a fused group over the rank, which this mapper does not yet
+    // search.
+    strata_mappings::CascadeMapping::resolve(&spec, c, arch).map_err(|e| {
+        CliError::input(format!(
+            "{}: its Einsums cannot be mapped one by one ({e}); a cascade with running recurrences needs a fused group, which `strata map` does not search yet: give a mapping file to `strata eval` (e.g. the preset fusemax-1pass)",
+            c.name()
+        ))
+    })?;
     let mapping = toml::to_string(&MappingFile { mapping: spec })
         .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
     Ok(Mapped { mapping, einsums: searches, seconds: started.elapsed().as_secs_f64() })
