@@ -120,31 +120,40 @@ struct Progress {
     quiet: bool,
     /// Per system: points left.
     left: Mutex<Vec<(String, u64)>>,
+    /// Points of the run.
+    total: u64,
 }
 
 impl Progress {
-    fn new(points: &[Point], quiet: bool) -> Progress {
-        let bar = ProgressBar::with_draw_target(Some(points.len() as u64), ProgressDrawTarget::hidden());
+    /// Counts the shard's points (per system too) in one pass over the lazy sweep.
+    fn new(x: &Experiment, shard: Shard, quiet: bool) -> CliResult<Progress> {
+        let mut total = 0u64;
+        let mut left: Vec<(String, u64)> = Vec::new();
+        for p in x.sweep.points(shard) {
+            let p = p?;
+            total += 1;
+            if p.values.contains_key("system") {
+                let s = p.text("system");
+                match left.iter_mut().find(|l| l.0 == s) {
+                    Some(l) => l.1 += 1,
+                    None => left.push((s, 1)),
+                }
+            }
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} points, {per_sec}, {elapsed} elapsed, ETA {eta}")
                 .expect("valid template"),
         );
-        let mut left: Vec<(String, u64)> = Vec::new();
-        for p in points.iter().filter(|p| p.values.contains_key("system")) {
-            let s = p.text("system");
-            match left.iter_mut().find(|l| l.0 == s) {
-                Some(l) => l.1 += 1,
-                None => left.push((s, 1)),
-            }
-        }
-        Progress {
+        Ok(Progress {
             bar,
             started: Instant::now(),
             shown: AtomicBool::new(false),
             terminal: std::io::stderr().is_terminal(),
             quiet,
             left: Mutex::new(left),
-        }
+            total,
+        })
     }
 
     fn done(&self, p: &Point) {
@@ -171,7 +180,8 @@ impl Progress {
         }
     }
 
-    fn finish(&self, label: &str, n: usize) {
+    fn finish(&self, label: &str) {
+        let n = self.total;
         self.bar.finish_and_clear();
         if !self.quiet && !self.terminal && self.started.elapsed().as_secs_f64() > 1.0 {
             eprintln!("{label}: {n} points in {:.1} s", self.started.elapsed().as_secs_f64());
@@ -179,41 +189,54 @@ impl Progress {
     }
 }
 
+/// Points decoded and evaluated at a time: the sweep is never held whole.
+const CHUNK: usize = 4096;
+
 fn execute(x: &Experiment, out: &Path, o: &RunOptions) -> CliResult<RunReport> {
-    let points: Vec<Point> = x.sweep.points(o.shard).collect::<CliResult<_>>()?;
+    let progress = Progress::new(x, o.shard, o.quiet)?;
     let journal = Journal::open(out)?;
     let manifest = Manifest::of(x, o.shard);
     crate::store::replace(out, crate::store::MANIFEST, manifest_json(&manifest).as_bytes())?;
     let resumed = Mutex::new(Resumed::default());
-    let progress = Progress::new(&points, o.quiet);
-    let results: Vec<(u64, CliResult<bool>)> = points
-        .par_iter()
-        .map(|p| {
-            let hash = point_hash(x, p);
-            let r = match journal.reuse(p, &hash, &resumed) {
-                Some(_) => Ok(false),
-                None => x.kind.point(x, p).and_then(|rows| journal.commit(p, hash, &rows)).map(|_| true),
-            };
-            progress.done(p);
-            (p.index, r)
-        })
-        .collect();
-    let label = if o.shard == Shard::WHOLE { x.spec.name.clone() } else { format!("shard {}", o.shard) };
-    progress.finish(&label, points.len());
-    let finished = journal.finished();
     // Points that finished are written even when another point failed; the first failure in
     // point order is reported.
-    let failure = results
-        .iter()
-        .find_map(|(_, r)| r.as_ref().err())
-        .map(|e| CliError { code: e.code, message: e.message.clone() });
-    let computed = results.iter().filter(|(_, r)| matches!(r, Ok(true))).count() as u64;
+    let (mut computed, mut failure): (u64, Option<(u64, CliError)>) = (0, None);
+    let mut points = x.sweep.points(o.shard);
+    loop {
+        let chunk: Vec<Point> = points.by_ref().take(CHUNK).collect::<CliResult<_>>()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let results: Vec<(u64, CliResult<bool>)> = chunk
+            .par_iter()
+            .map(|p| {
+                let hash = point_hash(x, p);
+                let r = match journal.reuse(p, &hash, &resumed) {
+                    Some(_) => Ok(false),
+                    None => x.kind.point(x, p).and_then(|rows| journal.commit(p, hash, &rows)).map(|_| true),
+                };
+                progress.done(p);
+                (p.index, r)
+            })
+            .collect();
+        for (index, r) in results {
+            match r {
+                Ok(fresh) => computed += u64::from(fresh),
+                Err(e) if failure.as_ref().is_none_or(|f| index < f.0) => failure = Some((index, e)),
+                Err(_) => {}
+            }
+        }
+    }
+    let label = if o.shard == Shard::WHOLE { x.spec.name.clone() } else { format!("shard {}", o.shard) };
+    progress.finish(&label);
+    let finished = journal.finished();
+    let failure = failure.map(|f| f.1);
     let shard = (o.shard != Shard::WHOLE).then_some((o.shard.index, o.shard.count));
     let mut report = RunReport {
         experiment: x.spec.name.clone(),
         out: out.to_path_buf(),
         shard,
-        points: points.len() as u64,
+        points: progress.total,
         computed,
         resumed: resumed.into_inner().expect("lock"),
         plots: Vec::new(),
