@@ -697,6 +697,10 @@ fn validate_rejects_what_run_rejects() {
             "are both named `FuseMax`",
         ),
         (ok.replace("batch = [8]", "batch = [0]"), "experiment.sweep.batch[0]: 0 is not a positive whole number"),
+        (
+            ok.replace("[experiment.sweep]", "filter = \"system < 3\"\n[experiment.sweep]"),
+            "experiment.filter: cannot order",
+        ),
     ] {
         let path = file("e.toml", &text);
         let p = path.to_str().unwrap();

@@ -108,7 +108,13 @@ fn validate_one(path: &Path) -> CliResult<String> {
             [k] if k == "experiment" => {
                 let x = crate::experiment::load(&path.display().to_string())?;
                 crate::run::check_points(&x, crate::sweep::DEFAULT_MAX_POINTS)?;
-                return Ok(format!("experiment {} ({} design points)", x.spec.name, x.sweep.len()));
+                // The points the filter keeps (its evaluation errors are run's errors too).
+                let mut kept = 0u64;
+                for p in x.sweep.points(crate::sweep::Shard::WHOLE) {
+                    p?;
+                    kept += 1;
+                }
+                return Ok(format!("experiment {} ({kept} design points)", x.spec.name));
             }
             [k] if k == "dram" => {
                 let d = strata_arch::arch::DramOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;

@@ -64,6 +64,8 @@ pub struct Sweep {
     filter: Option<Filter>,
     /// Points of the full product, before the filter.
     len: u64,
+    /// The experiment's source, for the filter's errors.
+    source: String,
 }
 
 /// Most points a sweep may have before `--max-points` must allow it.
@@ -138,7 +140,7 @@ impl Sweep {
             Some(f) => Some(Filter::parse(f, &names).map_err(|e| err("filter", e))?),
             None => None,
         };
-        Ok(Sweep { groups, filter, len })
+        Ok(Sweep { groups, filter, len, source: source.to_string() })
     }
 
     /// Points of the full product, before the filter.
@@ -159,7 +161,7 @@ impl Sweep {
             }
         }
         if let Some(f) = &self.filter
-            && !f.keeps(&values).map_err(|e| CliError::input(format!("experiment.filter: {e}")))?
+            && !f.keeps(&values).map_err(|e| CliError::input(format!("{}: experiment.filter: {e}", self.source)))?
         {
             return Ok(None);
         }
