@@ -1,8 +1,9 @@
-//! `strata map`: the mapper on any workload and architecture. Each Einsum is searched on every
-//! unit that has its operations (units are found by what they can do, never by name), the best
-//! kept; the Einsums of a cascade are mapped one by one, every intermediate through the
-//! outermost level (fusion search is the next step). The result is a mapping file that
-//! `strata eval` reproduces exactly.
+//! `strata map`: the mapper on any workload and architecture, with tile sizes from every divisor
+//! of a rank (the experiments' linear layers keep the coarser power-of-four ladder). Each Einsum
+//! is searched on every unit that has its operations (units are found by what they can do, never
+//! by name), the best kept; the Einsums of a cascade are mapped one by one, every intermediate
+//! through the outermost level (fusion search is the next step). The result is a mapping file
+//! that `strata eval` reproduces exactly.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ pub fn map(arch: &Arch, c: &Cascade, only: &[String], m: &MapperSpec, limit: Opt
         let mut best: Option<(strata_mappings::EinsumNest, f64)> = None;
         let mut size = 0u128;
         for &u in &units {
-            let space = Mapspace::new(c, i, arch, u, false);
+            let space = Mapspace::new(c, i, arch, u, true);
             size += space.size();
             // Past the deadline no mapping is evaluated: the search winds down keeping its best.
             let cost = |n: &strata_mappings::EinsumNest| {
