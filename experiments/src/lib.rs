@@ -183,7 +183,7 @@ pub fn map_workload(
     settings: &MapperSettings,
     time_limit: Option<f64>,
 ) -> Result<MapRecord> {
-    let m = map::map(arch, cascade, einsums, settings, time_limit)?;
+    let m = map::map(arch, cascade, einsums, settings, time_limit, &|_, _| {})?;
     let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
     Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, seconds: m.seconds })
 }

@@ -52,8 +52,16 @@ pub fn capable_units(arch: &Arch, c: &Cascade, e: usize) -> Vec<UnitId> {
     (0..arch.units.len()).map(UnitId).filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op))).collect()
 }
 
-/// Maps the Einsums of `c` named in `only` (all when empty) on `arch`.
-pub fn map(arch: &Arch, c: &Cascade, only: &[String], m: &MapperSpec, limit: Option<f64>) -> CliResult<Mapped> {
+/// Maps the Einsums of `c` named in `only` (all when empty) on `arch`; `done` hears of each
+/// Einsum's best mapping as its search ends, with the seconds since the start.
+pub fn map(
+    arch: &Arch,
+    c: &Cascade,
+    only: &[String],
+    m: &MapperSpec,
+    limit: Option<f64>,
+    done: &dyn Fn(&EinsumSearch, f64),
+) -> CliResult<Mapped> {
     let started = Instant::now();
     for name in only {
         if !c.einsums().iter().any(|e| &e.name == name) {
@@ -122,7 +130,7 @@ pub fn map(arch: &Arch, c: &Cascade, only: &[String], m: &MapperSpec, limit: Opt
                 size
             ))
         })?;
-        searches.push(EinsumSearch {
+        let search = EinsumSearch {
             einsum: e.name.clone(),
             unit: arch.unit(nest.unit).name.clone(),
             candidates: units.iter().map(|&u| arch.unit(u).name.clone()).collect(),
@@ -130,7 +138,9 @@ pub fn map(arch: &Arch, c: &Cascade, only: &[String], m: &MapperSpec, limit: Opt
             evaluated: evaluated.into_inner(),
             objective,
             time_limit_hit: hit.into_inner(),
-        });
+        };
+        done(&search, started.elapsed().as_secs_f64());
+        searches.push(search);
         specs.push(to_spec(c, arch, &nest));
     }
     let spec = MappingSpec {
@@ -188,7 +198,16 @@ pub fn run(a: &Args) -> CliResult<String> {
         allow_violations: false,
     };
     let c = crate::eval::cascade(&a.workload, &args)?;
-    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit)?;
+    // Long searches say how far they are: one line per Einsum once a second has passed.
+    let progress = |s: &EinsumSearch, t: f64| {
+        if t > 1.0 {
+            eprintln!(
+                "{:.1} s: Einsum {} on {}, best {:.4e} ({} of {} mappings evaluated)",
+                t, s.einsum, s.unit, s.objective, s.evaluated, s.mapspace
+            );
+        }
+    };
+    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &progress)?;
     std::fs::write(&a.out, &mapped.mapping).map_err(|e| crate::store::write_err(&a.out, e))?;
     let m = strata_mappings::CascadeMapping::from_toml(&mapped.mapping, &c, &arch)
         .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
