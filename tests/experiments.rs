@@ -185,11 +185,29 @@ fn a_rerun_after_a_cut_journal_is_byte_identical() {
 }
 
 /// Every kind resumes: a second run into the same folder computes nothing (defect 4: the
-/// flash-offload and kv-offload kinds once had no point key and recomputed everything).
+/// flash-compute, flash-offload and kv-offload kinds once had no point key and recomputed
+/// everything).
 #[test]
 fn every_kind_resumes() {
-    for name in ["llm-in-a-flash", "flexgen", "flash-io"] {
-        let d = fresh(&format!("resume-{name}"));
+    let d = fresh("resume-files");
+    let small = [
+        (
+            "kv.toml",
+            "[experiment]\nname = \"kv\"\nkind = \"kv-offload\"\n[experiment.sweep]\nsystem = [\"insta\", \"flexgen\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n",
+        ),
+        (
+            "fc.toml",
+            "[experiment]\nname = \"fc\"\nkind = \"flash-compute\"\n[experiment.sweep]\narch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nvariant = [\"full\"]\nchannels = [2]\n",
+        ),
+    ];
+    let mut names: Vec<String> = ["llm-in-a-flash", "flexgen", "flash-io"].map(String::from).to_vec();
+    for (file, text) in small {
+        std::fs::write(d.join(file), text).unwrap();
+        names.push(d.join(file).display().to_string());
+    }
+    for name in &names {
+        let name = name.as_str();
+        let d = fresh("resume");
         let first = ok(name, &d);
         assert_eq!(first.computed, first.points);
         let full = outputs(&d.join("o"));
