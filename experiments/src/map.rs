@@ -1,5 +1,6 @@
 //! `strata map`: the mapper on any workload and architecture, with tile sizes from every divisor
-//! of a rank (the experiments' linear layers keep the coarser power-of-four ladder). Each Einsum
+//! of a rank and the loop order at every level (the experiments' linear layers keep the coarser
+//! power-of-four ladder and the root's order only, so their numbers stay as they were). Each Einsum
 //! is searched on every unit that has its operations (units are found by what they can do, never
 //! by name), the best kept; the Einsums of a cascade are mapped one by one, every intermediate
 //! through the outermost level (fusion search is the next step). The result is a mapping file

@@ -52,6 +52,9 @@ struct Choice {
     order: usize,
     /// Bit `m · tensors + t` set: tensor `t` bypasses middle level `m + 1`. 0 keeps everything.
     bypass: usize,
+    /// Per middle level (below the root, above the leaf): the order of its loops, an index into
+    /// the orders (0, the ranks' own order, when the mapspace does not search inner orders).
+    level_orders: Vec<usize>,
 }
 
 /// The mapspace of one Einsum on one unit.
@@ -72,6 +75,9 @@ pub struct Mapspace<'a> {
     buffer_elements: Option<f64>,
     /// The Einsum's distinct tensors, in operand order: what keep/bypass decides over.
     tensors: Vec<strata_workloads::einsum::TensorId>,
+    /// Orders searched at each middle level: all of them in a fine mapspace, else only the
+    /// ranks' own order.
+    inner_orders: usize,
 }
 
 /// The divisors of `n` in ascending order, from its prime factors: trial division up to the
@@ -140,8 +146,8 @@ fn permutations(items: &[RankId]) -> Vec<Vec<RankId>> {
 }
 
 impl<'a> Mapspace<'a> {
-    /// The mapspace of `einsum` on `unit`. `fine` uses every divisor as a tile size; otherwise
-    /// a power-of-four ladder.
+    /// The mapspace of `einsum` on `unit`. `fine` uses every divisor as a tile size and searches
+    /// the loop order at every level; otherwise a power-of-four ladder and the root's order only.
     pub fn new(c: &'a Cascade, einsum: usize, arch: &Arch, unit: UnitId, fine: bool) -> Mapspace<'a> {
         let e = &c.einsums()[einsum];
         let path = arch.path_to(arch.unit(unit).level);
@@ -196,7 +202,21 @@ impl<'a> Mapspace<'a> {
                 tensors.push(a.tensor);
             }
         }
-        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, fan_level, buffer_elements, tensors }
+        let inner_orders = if fine { orders.len() } else { 1 };
+        Mapspace {
+            c,
+            einsum,
+            unit,
+            path,
+            ranks,
+            spatial,
+            tile_options,
+            orders,
+            fan_level,
+            buffer_elements,
+            tensors,
+            inner_orders,
+        }
     }
 
     /// Number of points in the space.
@@ -205,6 +225,12 @@ impl<'a> Mapspace<'a> {
             * self.orders.len() as u128
             * self.tile_options.iter().map(|o| o.len() as u128).product::<u128>()
             * self.bypass_options() as u128
+            * (self.inner_orders as u128).pow(self.middle_levels() as u32)
+    }
+
+    /// Levels below the root and above the leaf: where bypass and inner orders are decided.
+    fn middle_levels(&self) -> usize {
+        self.path.len().saturating_sub(2)
     }
 
     /// Keep/bypass choices: every distinct tensor at every level strictly between the root
@@ -227,8 +253,17 @@ impl<'a> Mapspace<'a> {
                 k
             })
             .collect();
+        // Bypass is the most significant digit, so the indices below `size / bypass_options`
+        // are the points that keep everything (what `Auto` starts from).
+        let level_orders = (0..self.middle_levels())
+            .map(|_| {
+                let k = (i % self.inner_orders as u128) as usize;
+                i /= self.inner_orders as u128;
+                k
+            })
+            .collect();
         let bypass = (i % self.bypass_options() as u128) as usize;
-        Choice { spatial, tiles, order, bypass }
+        Choice { spatial, tiles, order, bypass, level_orders }
     }
 
     /// The nest of a choice, or `None` when its factors do not divide the ranks.
@@ -251,7 +286,9 @@ impl<'a> Mapspace<'a> {
             }
         }
         for lv in (1..n_levels).rev() {
-            for (j, &r) in self.ranks.iter().enumerate() {
+            let order = ch.level_orders.get(lv - 1).map_or(&self.ranks, |&k| &self.orders[k]);
+            for &r in order {
+                let j = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
                 let f = self.tile_options[(lv - 1) * self.ranks.len() + j][ch.tiles[(lv - 1) * self.ranks.len() + j]];
                 if f == 1 {
                     continue;
@@ -394,11 +431,13 @@ impl<'a> Mapspace<'a> {
             for (d, len) in self.decisions() {
                 for k in 0..len {
                     let mut c2 = ch.clone();
+                    let tiles = self.tile_options.len();
                     match d {
                         0 => c2.spatial = k,
                         1 => c2.order = k,
-                        t if t == 2 + self.tile_options.len() => c2.bypass = k,
-                        t => c2.tiles[t - 2] = k,
+                        t if t < 2 + tiles => c2.tiles[t - 2] = k,
+                        t if t == 2 + tiles => c2.bypass = k,
+                        t => c2.level_orders[t - 3 - tiles] = k,
                     }
                     next = better(next, eval(self.choice_to_index(&c2)));
                 }
@@ -462,14 +501,16 @@ impl<'a> Mapspace<'a> {
             let opts = &self.tile_options[i];
             tiles[i] = opts.iter().rposition(|&t| t <= want && rem[i].is_multiple_of(t)).unwrap_or(0);
         }
-        Some(Choice { spatial, tiles, order, bypass: 0 })
+        Some(Choice { spatial, tiles, order, bypass: 0, level_orders: vec![0; self.middle_levels()] })
     }
 
-    /// (decision id, number of options): 0 spatial, 1 order, 2.. tiles.
+    /// (decision id, number of options): 0 spatial, 1 order, 2.. tiles, then bypass, then the
+    /// order at each middle level.
     fn decisions(&self) -> Vec<(usize, usize)> {
         let mut d = vec![(0, self.spatial.len()), (1, self.orders.len())];
         d.extend(self.tile_options.iter().enumerate().map(|(k, o)| (k + 2, o.len())));
         d.push((2 + self.tile_options.len(), self.bypass_options()));
+        d.extend((0..self.middle_levels()).map(|m| (3 + self.tile_options.len() + m, self.inner_orders)));
         d
     }
 
@@ -483,6 +524,10 @@ impl<'a> Mapspace<'a> {
         for (k, o) in self.tile_options.iter().enumerate() {
             i += ch.tiles[k] as u128 * scale;
             scale *= o.len() as u128;
+        }
+        for &k in &ch.level_orders {
+            i += k as u128 * scale;
+            scale *= self.inner_orders as u128;
         }
         i + ch.bypass as u128 * scale
     }

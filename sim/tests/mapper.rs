@@ -131,3 +131,27 @@ fn bypassing_mappings_round_trip_and_can_win() {
     let (best, _) = space.search(Strategy::Exhaustive, &energy_only).unwrap();
     assert!(best.operands.iter().any(|o| !o.keep[1]), "the least-energy mapping bypasses something");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, failure_persistence: None, ..Default::default() })]
+
+    /// The fine mapspace (every divisor, the loop order at every level) contains the coarse one
+    /// (power-of-four ladder, the root's order only), so its exhaustive optimum is never worse;
+    /// on FuseMax's machine the global buffer's loop order is one more decision (6 orders).
+    #[test]
+    fn the_fine_mapspace_never_loses_to_the_coarse_one(m in 1u64..40, n in 1u64..40, k in 1u64..40) {
+        let arch = fusemax();
+        let c = common::gemm(m, n, k);
+        let unit = arch.unit_id("pe2d").unwrap();
+        let cost = |nest: &strata_mappings::EinsumNest| {
+            let q = quick(&arch, &c, nest);
+            q.fits.then_some(q.energy_pj)
+        };
+        let coarse = Mapspace::new(&c, 0, &arch, unit, false);
+        let fine = Mapspace::new(&c, 0, &arch, unit, true);
+        proptest::prop_assert_eq!(fine.size() % 6, 0);
+        let a = coarse.search(Strategy::Exhaustive, &cost).unwrap().1;
+        let b = fine.search(Strategy::Exhaustive, &cost).unwrap().1;
+        proptest::prop_assert!(b <= a * (1.0 + 1e-12), "fine {b} > coarse {a}");
+    }
+}
