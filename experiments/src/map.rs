@@ -106,15 +106,7 @@ pub fn map(
                 evaluated.fetch_add(1, Ordering::Relaxed);
                 crate::systems::objective(arch, c, n, m)
             };
-            if m.strategy == "exhaustive" && space.size() > crate::systems::EXHAUSTIVE_LIMIT {
-                return Err(CliError::input(format!(
-                    "Einsum {}: the mapspace on {} has {} mappings, more than {} for an exhaustive search (use auto, random, greedy or milp)",
-                    e.name,
-                    arch.unit(u).name,
-                    space.size(),
-                    crate::systems::EXHAUSTIVE_LIMIT
-                )));
-            }
+            crate::systems::check_exhaustive(&space, m, &format!("Einsum {} on {}", e.name, arch.unit(u).name))?;
             if let Some((nest, v)) = space.search(crate::systems::strategy(m), &cost)
                 && best.as_ref().is_none_or(|b| v < b.1)
             {

@@ -352,13 +352,19 @@ pub fn search(
     m: &MapperSpec,
     what: &str,
 ) -> CliResult<Option<(strata_mappings::EinsumNest, f64)>> {
+    check_exhaustive(space, m, what)?;
+    Ok(space.search(strategy(m), &|n: &strata_mappings::EinsumNest| objective(arch, c, n, m)))
+}
+
+/// Refuses an exhaustive search over more than [`EXHAUSTIVE_LIMIT`] mappings before it starts.
+pub fn check_exhaustive(space: &Mapspace, m: &MapperSpec, what: &str) -> CliResult<()> {
     if m.strategy == "exhaustive" && space.size() > EXHAUSTIVE_LIMIT {
         return Err(CliError::input(format!(
             "{what}: the mapspace has {} mappings, more than {EXHAUSTIVE_LIMIT} for an exhaustive search (use auto, random, greedy or milp)",
             space.size()
         )));
     }
-    Ok(space.search(strategy(m), &|n: &strata_mappings::EinsumNest| objective(arch, c, n, m)))
+    Ok(())
 }
 
 /// The mapper's objective for a nest under the experiment's settings; `None` if it does not fit.
