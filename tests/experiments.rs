@@ -677,6 +677,8 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
     );
     bad(&e.replace("m1-max/cpu", "a100/tensor"), "no level on the path to `tensor` carries a [nand] organisation");
     bad(&(e.to_string() + "active = [1.5]\n").replace("[\"naive\"]", "[\"predictor\"]"), "active: must be a fraction");
+    bad(&(e.to_string() + "chunk = [\"0 B\"]\n"), "experiment.sweep.chunk[0]: \"0 B\" is not a positive size");
+    bad(&(e.to_string() + "chunk = [16]\n"), "experiment.sweep.chunk[0]: 16 is not a size string");
 }
 
 /// InstInfer: InstA over FlexGen at batch 64 and InstA-SparF over FlexGen's best within 25% of

@@ -3,10 +3,8 @@
 //! predictor, windowing, bundling — the per-token flash bytes, read size, the drive's sustained
 //! throughput, and I/O, DRAM management and compute time.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use strata_arch::units::parse_bytes;
 use strata_sim::flash_offload::{self, Machine, Streaming};
 
 use crate::error::{CliError, CliResult};
@@ -18,21 +16,6 @@ pub const CONFIGS: [&str; 5] = ["naive", "hybrid", "predictor", "windowing", "bu
 
 /// The engine's event budget per simulated layer of reads.
 const BUDGET: u64 = 1 << 28;
-
-type Values = BTreeMap<String, toml::Value>;
-
-fn bytes(v: &Values, axis: &str, default: u64) -> CliResult<u64> {
-    match v.get(axis) {
-        None => Ok(default),
-        Some(x) => {
-            let text = x.as_str().ok_or_else(|| {
-                CliError::input(format!("experiment.sweep.{axis}: {x} is not a size string like \"16 KiB\""))
-            })?;
-            let b = parse_bytes(text).map_err(|e| CliError::input(format!("experiment.sweep.{axis}: {e}")))?.0;
-            if b == 0 { Err(CliError::input(format!("experiment.sweep.{axis}: must be positive"))) } else { Ok(b) }
-        }
-    }
-}
 
 /// The `flash-offload` experiment kind.
 pub struct FlashOffload;
@@ -121,9 +104,7 @@ fn machine(x: &Experiment, system: &str, p: Option<&Point>) -> CliResult<Machine
 
 /// One point: its axes are `system`, `model`, `config` and the optional technique parameters.
 fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
-    let values = &p.values;
-    let text = |k: &str| values.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let (system, model, config) = (text("system"), text("model"), text("config"));
+    let (system, model, config) = (p.text("system"), p.text("model"), p.text("config"));
     let mc = machine(x, &system, Some(p))?;
     let m = crate::kind::model(x, &model, Some(p))?;
     let active = p.num("active", 0.10);
@@ -131,8 +112,8 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     let window_cache = p.num("window_cache", 0.24);
     let predictor = p.num("predictor", 0.0125);
     let resident = p.num("resident", 0.5);
-    let chunk = bytes(values, "chunk", 16 << 10)?;
-    let read = bytes(values, "sequential_read", 1 << 20)?;
+    let chunk = p.bytes("chunk", 16 << 10);
+    let read = p.bytes("sequential_read", 1 << 20);
     let context = p.num("context", 256.0) as u64;
     let qd = p.num("queue_depth", 32.0) as usize;
     let sparse = |loaded: f64, window_cache: f64, chunk: u64| Streaming::Sparse {
