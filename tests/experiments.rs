@@ -184,6 +184,22 @@ fn a_rerun_after_a_cut_journal_is_byte_identical() {
     }
 }
 
+/// Above `summary_rows` rows the summary and plots are not made (they would hold every row in
+/// memory); the result files are complete all the same, and the same as below the limit.
+#[test]
+fn summaries_stop_at_the_row_limit_and_results_do_not() {
+    let (a, b) = (fresh("rows-all"), fresh("rows-few"));
+    let all = run_with("flash-io", &a, RunOptions::default()).unwrap();
+    let few = run_with("flash-io", &b, RunOptions { summary_rows: 29, ..RunOptions::default() }).unwrap();
+    assert!(!all.plots.is_empty() && few.plots.is_empty(), "{:?}", few.plots);
+    assert!(few.summary.contains("more than 29 rows"), "{}", few.summary);
+    for f in ["results.csv", "results.jsonl", "points.jsonl"] {
+        assert_eq!(std::fs::read(a.join("o").join(f)).unwrap(), std::fs::read(b.join("o").join(f)).unwrap(), "{f}");
+    }
+    let exact = run_with("flash-io", &b, RunOptions { summary_rows: 30, ..RunOptions::default() }).unwrap();
+    assert_eq!(exact.summary, all.summary);
+}
+
 /// Every kind resumes: a second run into the same folder computes nothing (defect 4: the
 /// flash-compute, flash-offload and kv-offload kinds once had no point key and recomputed
 /// everything).
@@ -449,6 +465,22 @@ fn bad_experiments_are_located() {
     bad(
         &OK.replace("[experiment.sweep]", "baseline = \"FLAT\"\n[experiment.sweep]"),
         "experiment.baseline: no system is named `FLAT`",
+    );
+    bad(
+        &OK.replace("[experiment.sweep]", "[experiment.mapper]\ntime_limit = nan\n[experiment.sweep]"),
+        "experiment.mapper.time_limit: NaN is not a positive number of seconds",
+    );
+    // A mapper that runs out of its time limit fails (exit 1) naming the Einsum: a mapping cut
+    // short by the clock would differ from machine to machine.
+    let d = fresh("clock");
+    let quick = OK.replace("[experiment.sweep]", "[experiment.mapper]\ntime_limit = 1e-9\n[experiment.sweep]");
+    std::fs::write(d.join("e.toml"), quick).unwrap();
+    let e = err("e.toml", &d);
+    assert_eq!(e.code, 1, "{}", e.message);
+    assert!(
+        e.message.contains("GEMM: the mapper ran out of experiment.mapper.time_limit (0.000000001 s)"),
+        "{}",
+        e.message
     );
     // A capacity that nothing fits: a clear message, exit 2.
     let d = fresh("cap");

@@ -42,6 +42,9 @@ enum Command {
         /// Most points a sweep may have.
         #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_POINTS)]
         max_points: u64,
+        /// Most rows the summary and plots are made from (they hold every row in memory).
+        #[arg(long, default_value_t = crate::run::SUMMARY_ROWS)]
+        summary_rows: usize,
     },
     /// Combine the output folders of an experiment's shards into results, summary and plots.
     Merge {
@@ -51,6 +54,9 @@ enum Command {
         /// Where the merged results go.
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Most rows the summary and plots are made from (they hold every row in memory).
+        #[arg(long, default_value_t = crate::run::SUMMARY_ROWS)]
+        summary_rows: usize,
     },
     /// Write (and with --submit, submit) a Slurm job array that runs an experiment in shards and merges them.
     Slurm {
@@ -293,17 +299,18 @@ enum WorkloadCommand {
 
 fn run(cli: Cli) -> CliResult<String> {
     match cli.command {
-        Command::Run { experiment, out, jobs, shard, quiet, max_points } => {
+        Command::Run { experiment, out, jobs, shard, quiet, max_points, summary_rows } => {
             let options = runner::RunOptions {
                 out,
                 jobs: jobs.map(|j| j as usize),
                 shard: shard.unwrap_or(Shard::WHOLE),
                 quiet,
                 max_points,
+                summary_rows,
             };
             Ok(runner::run(experiment.as_deref().unwrap_or("default"), &options)?.message())
         }
-        Command::Merge { dirs, out } => Ok(runner::merge(&dirs, &out)?.message()),
+        Command::Merge { dirs, out, summary_rows } => Ok(runner::merge(&dirs, &out, summary_rows)?.message()),
         Command::Slurm { experiment, array, out, submit, sbatch } => {
             slurm::run(&slurm::Args { experiment, array, out, submit, sbatch })
         }

@@ -286,11 +286,22 @@ pub struct MapperSpec {
     pub seed: u64,
     /// Wall-clock limit of each MILP solve.
     pub milp_seconds: f64,
+    /// Wall-clock limit of each Einsum's search, in seconds (none by default: `samples` bounds
+    /// the work). A point whose search runs out of it fails, naming the Einsum, instead of
+    /// keeping a mapping that would depend on the machine's speed.
+    pub time_limit: Option<f64>,
 }
 
 impl Default for MapperSpec {
     fn default() -> Self {
-        MapperSpec { strategy: "auto".into(), objective: "edp".into(), samples: 20_000, seed: 1, milp_seconds: 1.0 }
+        MapperSpec {
+            strategy: "auto".into(),
+            objective: "edp".into(),
+            samples: 20_000,
+            seed: 1,
+            milp_seconds: 1.0,
+            time_limit: None,
+        }
     }
 }
 
@@ -311,6 +322,13 @@ impl MapperSpec {
         if self.samples == 0 || !self.milp_seconds.is_finite() || self.milp_seconds <= 0.0 {
             return Err(CliError::input(format!(
                 "{source}: experiment.mapper: samples and milp_seconds must be positive"
+            )));
+        }
+        if let Some(t) = self.time_limit
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(CliError::input(format!(
+                "{source}: experiment.mapper.time_limit: {t} is not a positive number of seconds"
             )));
         }
         Ok(())

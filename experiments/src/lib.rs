@@ -86,7 +86,7 @@ pub use strata_workloads::Cascade;
 pub use error::CliError as Error;
 pub use experiment::MapperSpec as MapperSettings;
 pub use load::Shape;
-pub use run::{RunOptions, RunReport};
+pub use run::{RunOptions, RunReport, SUMMARY_ROWS};
 pub use store::Resumed;
 pub use sweep::Shard;
 
@@ -194,9 +194,10 @@ pub fn run_experiment(experiment: &str, options: &RunOptions) -> Result<RunRepor
     run::run(experiment, options)
 }
 
-/// Merges the folders of an experiment's shards into `out`: the same files a whole run writes.
+/// Merges the folders of an experiment's shards into `out`: the same files a whole run writes
+/// (the summary and plots made from at most [`SUMMARY_ROWS`] rows, as a run's default).
 pub fn merge_shards(dirs: &[std::path::PathBuf], out: &std::path::Path) -> Result<RunReport> {
-    run::merge(dirs, out)
+    run::merge(dirs, out, SUMMARY_ROWS)
 }
 
 /// Checks an experiment (an embedded name or a file) exactly as [`run_experiment`] does, without

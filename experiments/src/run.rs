@@ -13,7 +13,7 @@ use serde::Serialize;
 use strata_workloads::{Model, WorkloadSpec};
 
 use crate::error::{CliError, CliResult};
-use crate::experiment::{Experiment, Point, Row};
+use crate::experiment::{Experiment, Point};
 use crate::store::{Finished, Journal, Manifest, Resumed, point_hash};
 use crate::sweep::{DEFAULT_MAX_POINTS, Shard};
 
@@ -30,11 +30,24 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Most points a sweep may have.
     pub max_points: u64,
+    /// Most rows the summary and plots are made from (they hold every row in memory; the
+    /// results files and the run do not): above it they say so and point to the results.
+    pub summary_rows: usize,
 }
+
+/// The default of [`RunOptions::summary_rows`]: about a gigabyte of rows.
+pub const SUMMARY_ROWS: usize = 1_000_000;
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { out: None, jobs: None, shard: Shard::WHOLE, quiet: true, max_points: DEFAULT_MAX_POINTS }
+        RunOptions {
+            out: None,
+            jobs: None,
+            shard: Shard::WHOLE,
+            quiet: true,
+            max_points: DEFAULT_MAX_POINTS,
+            summary_rows: SUMMARY_ROWS,
+        }
     }
 }
 
@@ -212,8 +225,8 @@ fn execute(x: &Experiment, out: &Path, o: &RunOptions) -> CliResult<RunReport> {
             .map(|p| {
                 let hash = point_hash(x, p);
                 let r = match journal.reuse(p, &hash, &resumed) {
-                    Some(_) => Ok(false),
-                    None => x.kind.point(x, p).and_then(|rows| journal.commit(p, hash, &rows)).map(|_| true),
+                    true => Ok(false),
+                    false => x.kind.point(x, p).and_then(|rows| journal.commit(p, hash, &rows)).map(|_| true),
                 };
                 progress.done(p);
                 (p.index, r)
@@ -242,12 +255,12 @@ fn execute(x: &Experiment, out: &Path, o: &RunOptions) -> CliResult<RunReport> {
         plots: Vec::new(),
         summary: String::new(),
     };
-    let rows = finished.write(x, out)?;
+    finished.write(x, out)?;
     if let Some(e) = failure {
         return Err(e);
     }
     if shard.is_none() {
-        (report.summary, report.plots) = publish(x, &rows, out)?;
+        (report.summary, report.plots) = publish(x, out, o.summary_rows)?;
     }
     Ok(report)
 }
@@ -256,9 +269,19 @@ fn manifest_json(m: &Manifest) -> String {
     serde_json::to_string_pretty(m).expect("manifests serialise") + "\n"
 }
 
-/// Writes the summary and the plots of a complete experiment.
-fn publish(x: &Experiment, rows: &[Row], out: &Path) -> CliResult<(String, Vec<String>)> {
-    let summary = format!("# {}\n\n{}\n\n", x.spec.name, x.spec.description) + &x.kind.summary(x, rows);
+/// Writes the summary and the plots of a complete experiment from the rows its journal holds.
+fn publish(x: &Experiment, out: &Path, most_rows: usize) -> CliResult<(String, Vec<String>)> {
+    let title = format!("# {}\n\n{}\n\n", x.spec.name, x.spec.description);
+    let Some(rows) = &crate::store::rows(out, most_rows)? else {
+        let summary = title
+            + &format!(
+                "This experiment has more than {most_rows} rows. A summary and plots hold every row in memory, \
+                 so they are made up to --summary-rows rows; every row is in results.csv and results.jsonl.\n"
+            );
+        crate::store::replace(out, "summary.md", summary.as_bytes())?;
+        return Ok((summary, Vec::new()));
+    };
+    let summary = title + &x.kind.summary(x, rows);
     crate::store::replace(out, "summary.md", summary.as_bytes())?;
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| crate::store::write_err(&plots, e))?;
@@ -268,7 +291,7 @@ fn publish(x: &Experiment, rows: &[Row], out: &Path) -> CliResult<(String, Vec<S
 
 /// Combines the folders of an experiment's shards into results, summary and plots in `out`,
 /// byte-identical to a run of the whole experiment.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> CliResult<RunReport> {
+pub fn merge(dirs: &[PathBuf], out: &Path, summary_rows: usize) -> CliResult<RunReport> {
     let (manifest, finished) = Finished::merge(dirs)?;
     let x = Experiment::prepare(&manifest.text, &manifest.source, Path::new(&manifest.base))?;
     let shards = manifest.shard.map_or(1, |s| s.1);
@@ -276,8 +299,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> CliResult<RunReport> {
     let points = finished.check_complete(&x, shards, &names.join(", "))?;
     std::fs::create_dir_all(out).map_err(|e| crate::store::write_err(out, e))?;
     crate::store::replace(out, crate::store::MANIFEST, manifest_json(&Manifest::of(&x, Shard::WHOLE)).as_bytes())?;
-    let rows = finished.write(&x, out)?;
-    let (summary, plots) = publish(&x, &rows, out)?;
+    finished.write(&x, out)?;
+    let (summary, plots) = publish(&x, out, summary_rows)?;
     Ok(RunReport {
         experiment: x.spec.name.clone(),
         out: out.to_path_buf(),

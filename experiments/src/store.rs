@@ -12,9 +12,9 @@
 //!   any moment leaves files that a rerun turns into the same bytes as an uninterrupted run,
 //!   whatever the thread or shard count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -164,20 +164,52 @@ pub fn replace(dir: &Path, name: &str, text: &[u8]) -> CliResult<()> {
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| write_err(&dir.join(name), e))
 }
 
-/// Reads a journal: the entries of every complete line (a line cut short by a kill is dropped).
-fn read_journal(path: &Path) -> Vec<Entry> {
-    let Ok(f) = File::open(path) else { return Vec::new() };
-    BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+/// Where a committed point lies: which journal file, its line's byte offset and length, and
+/// what identifies it (a digest of its key, its content hash). The run keeps only these, never
+/// the rows, so its memory does not grow with what the points hold.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    file: usize,
+    offset: u64,
+    len: usize,
+    key: u128,
+    hash: u128,
+}
+
+/// A key or content hash as a number (16 bytes of SHA-256).
+fn digest(text: &str) -> u128 {
+    let d = Sha256::digest(text.as_bytes());
+    u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+/// A content hash's hex text as a number (a malformed one never matches anything).
+fn hash_value(hex: &str) -> u128 {
+    u128::from_str_radix(hex, 16).unwrap_or(u128::MAX)
+}
+
+/// Reads a journal line by line, calling `each` with every complete entry whose rows parse and
+/// its line (a line cut short by a kill, or otherwise unreadable, is dropped).
+fn scan_journal(path: &Path, mut each: impl FnMut(Entry, &str) -> CliResult<()>) -> CliResult<()> {
+    let Ok(f) = File::open(path) else { return Ok(()) };
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+        if let Ok(e) = serde_json::from_str::<Entry>(&line)
+            && e.rows().is_some()
+        {
+            each(e, &line)?;
+        }
+    }
+    Ok(())
 }
 
 /// The journal of a run in progress.
 pub struct Journal {
     dir: PathBuf,
-    file: Mutex<File>,
-    /// Finished points: point index → (key, hash, rows).
-    done: Mutex<BTreeMap<u64, Entry>>,
-    /// What the folder held when the run started, by point key.
-    before: BTreeMap<String, Entry>,
+    /// The append handle and the journal's length in bytes.
+    file: Mutex<(File, u64)>,
+    /// Finished points: point index → where its line lies.
+    done: Mutex<BTreeMap<u64, Loc>>,
+    /// What the folder held when the run started, by key digest.
+    before: HashMap<u128, Loc>,
 }
 
 /// What a rerun found in its folder.
@@ -194,31 +226,40 @@ impl Journal {
     pub fn open(dir: &Path) -> CliResult<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
         let path = dir.join(JOURNAL);
-        let entries = read_journal(&path);
         // Rewrite the complete lines, so that the next append starts on a fresh line.
-        let mut text = String::new();
-        for e in &entries {
-            text += &serde_json::to_string(e).expect("entries serialise");
-            text += "\n";
-        }
-        replace(dir, JOURNAL, text.as_bytes())?;
+        let tmp = dir.join(format!(".{JOURNAL}.tmp"));
+        let mut out = BufWriter::new(File::create(&tmp).map_err(|e| write_err(&tmp, e))?);
+        let mut before = HashMap::new();
+        let mut offset = 0u64;
+        scan_journal(&path, |e, line| {
+            writeln!(out, "{line}").map_err(|err| write_err(&tmp, err))?;
+            let loc = Loc { file: 0, offset, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
+            before.insert(loc.key, loc);
+            offset += line.len() as u64 + 1;
+            Ok(())
+        })?;
+        out.into_inner().map_err(|e| write_err(&tmp, e.error()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| write_err(&path, e))?;
         let file = OpenOptions::new().append(true).open(&path).map_err(|e| write_err(&path, e))?;
-        let before = entries.into_iter().map(|e| (e.key.clone(), e)).collect();
-        Ok(Journal { dir: dir.to_path_buf(), file: Mutex::new(file), done: Mutex::new(BTreeMap::new()), before })
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            file: Mutex::new((file, offset)),
+            done: Mutex::new(BTreeMap::new()),
+            before,
+        })
     }
 
-    /// The rows of `p` from an earlier run, if its inputs are unchanged.
-    pub fn reuse(&self, p: &Point, hash: &str, resumed: &Mutex<Resumed>) -> Option<Vec<Row>> {
-        let e = self.before.get(&p.key)?;
+    /// Whether `p` finished in an earlier run with the same inputs; if so it is taken as it was.
+    pub fn reuse(&self, p: &Point, hash: &str, resumed: &Mutex<Resumed>) -> bool {
+        let Some(loc) = self.before.get(&digest(&p.key)) else { return false };
         let mut r = resumed.lock().expect("lock");
-        if e.hash != hash {
+        if loc.hash != hash_value(hash) {
             r.recomputed += 1;
-            return None;
+            return false;
         }
-        let rows = e.rows()?;
         r.reused += 1;
-        self.done.lock().expect("lock").insert(p.index, Entry { index: p.index, ..e.clone() });
-        Some(rows)
+        self.done.lock().expect("lock").insert(p.index, *loc);
+        true
     }
 
     /// Commits a finished point: one line, all of its rows.
@@ -229,26 +270,57 @@ impl Journal {
             hash,
             rows: rows.iter().map(|r| r.cells.iter().map(|(k, c)| (k.clone(), Stored::of(c))).collect()).collect(),
         };
-        let line = serde_json::to_string(&e).expect("entries serialise") + "\n";
-        {
+        let line = serde_json::to_string(&e).expect("entries serialise");
+        let loc = {
             let mut f = self.file.lock().expect("lock");
-            f.write_all(line.as_bytes())
-                .and_then(|_| f.flush())
+            let (file, length) = &mut *f;
+            file.write_all(format!("{line}\n").as_bytes())
+                .and_then(|_| file.flush())
                 .map_err(|err| write_err(&self.dir.join(JOURNAL), err))?;
-        }
-        self.done.lock().expect("lock").insert(p.index, e);
+            let loc = Loc { file: 0, offset: *length, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
+            *length += line.len() as u64 + 1;
+            loc
+        };
+        self.done.lock().expect("lock").insert(p.index, loc);
         Ok(())
     }
 
     /// The finished points in index order.
     pub fn finished(self) -> Finished {
-        Finished { entries: self.done.into_inner().expect("lock").into_values().collect() }
+        Finished { files: vec![self.dir.join(JOURNAL)], entries: self.done.into_inner().expect("lock") }
     }
 }
 
-/// Finished points in index order: what results, summaries and merges are made from.
+/// Finished points in index order, as places in journal files: what results, summaries and
+/// merges are made from, reading one point at a time.
 pub struct Finished {
-    entries: Vec<Entry>,
+    files: Vec<PathBuf>,
+    entries: BTreeMap<u64, Loc>,
+}
+
+/// Reads the lines of a journal at the places asked for.
+struct Lines {
+    files: Vec<File>,
+    paths: Vec<PathBuf>,
+}
+
+impl Lines {
+    fn open(paths: &[PathBuf]) -> CliResult<Lines> {
+        let files = paths.iter().map(|p| File::open(p).map_err(|e| CliError::read(p, &e))).collect::<CliResult<_>>()?;
+        Ok(Lines { files, paths: paths.to_vec() })
+    }
+
+    fn entry(&mut self, loc: &Loc) -> CliResult<Entry> {
+        let path = &self.paths[loc.file];
+        let f = &mut self.files[loc.file];
+        let mut buf = vec![0u8; loc.len];
+        f.seek(SeekFrom::Start(loc.offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| CliError::runtime(format!("{}: cannot read back a committed point: {e}", path.display())))?;
+        serde_json::from_slice(&buf).map_err(|e| {
+            CliError::runtime(format!("{}: a committed point changed on disk during the run: {e}", path.display()))
+        })
+    }
 }
 
 impl Finished {
@@ -290,24 +362,33 @@ impl Finished {
         if let Some(missing) = (0..count).find(|i| !seen.contains_key(i)) {
             return Err(CliError::input(format!("merge: shard {missing}/{count} is missing")));
         }
-        let mut entries: BTreeMap<u64, Entry> = BTreeMap::new();
-        for d in dirs {
-            for e in read_journal(&d.join(JOURNAL)) {
-                entries.insert(e.index, e);
+        let files: Vec<PathBuf> = dirs.iter().map(|d| d.join(JOURNAL)).collect();
+        let mut entries = BTreeMap::new();
+        for (file, path) in files.iter().enumerate() {
+            let mut offset = 0u64;
+            // Every line counts towards the offsets, including those dropped as unreadable.
+            let Ok(f) = File::open(path) else { continue };
+            for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+                if let Ok(e) = serde_json::from_slice::<Entry>(&line)
+                    && e.rows().is_some()
+                {
+                    let loc = Loc { file, offset, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
+                    entries.insert(e.index, loc);
+                }
+                offset += line.len() as u64 + 1;
             }
         }
-        Ok((first, Finished { entries: entries.into_values().collect() }))
+        Ok((first, Finished { files, entries }))
     }
 
     /// Checks that every point of the experiment is here with its current hash; names the first
     /// that is not and the shard (of `shards`) that should have computed it.
     pub fn check_complete(&self, x: &Experiment, shards: u64, dirs: &str) -> CliResult<u64> {
-        let have: BTreeMap<u64, &Entry> = self.entries.iter().map(|e| (e.index, e)).collect();
         let mut n = 0;
         for p in x.sweep.points(Shard::WHOLE) {
             let p = p?;
-            match have.get(&p.index) {
-                Some(e) if e.key == p.key && e.hash == point_hash(x, &p) => n += 1,
+            match self.entries.get(&p.index) {
+                Some(e) if e.key == digest(&p.key) && e.hash == hash_value(&point_hash(x, &p)) => n += 1,
                 Some(_) => {
                     return Err(CliError::input(format!(
                         "merge: point `{}` in {dirs} was computed from other inputs: rerun shard {}/{shards}",
@@ -329,11 +410,20 @@ impl Finished {
     }
 
     /// Writes the journal, `results.csv` and `results.jsonl` into `dir` (each replaced whole),
-    /// checking every row against the kind's column schema; returns the rows in point order.
-    pub fn write(&self, x: &Experiment, dir: &Path) -> CliResult<Vec<Row>> {
+    /// one point at a time, checking every row against the kind's column schema.
+    pub fn write(&self, x: &Experiment, dir: &Path) -> CliResult<()> {
         let columns = x.kind.columns(x);
-        let mut rows = Vec::new();
-        for e in &self.entries {
+        let mut lines = Lines::open(&self.files)?;
+        let tmp = |name: &str| dir.join(format!(".{name}.tmp"));
+        let create = |name: &str| -> CliResult<BufWriter<File>> {
+            File::create(tmp(name)).map(BufWriter::new).map_err(|e| write_err(&tmp(name), e))
+        };
+        let (mut journal, mut jsonl) = (create(JOURNAL)?, create("results.jsonl")?);
+        let mut csv = csv::WriterBuilder::new().from_writer(create("results.csv")?);
+        let csv_err = |e: csv::Error| write_err(&dir.join("results.csv"), e);
+        csv.write_record(&columns).map_err(csv_err)?;
+        for (&index, loc) in &self.entries {
+            let e = Entry { index, ..lines.entry(loc)? };
             for r in e.rows().unwrap_or_default() {
                 let cols: Vec<&str> = r.cells.iter().map(|c| c.0.as_str()).collect();
                 if cols != columns {
@@ -345,27 +435,32 @@ impl Finished {
                         columns.join(",")
                     )));
                 }
-                rows.push(r);
+                csv.write_record(r.cells.iter().map(|c| c.1.csv())).map_err(csv_err)?;
+                writeln!(jsonl, "{}", r.json()).map_err(|err| write_err(&tmp("results.jsonl"), err))?;
             }
+            writeln!(journal, "{}", serde_json::to_string(&e).expect("entries serialise"))
+                .map_err(|err| write_err(&tmp(JOURNAL), err))?;
         }
-        let mut journal = String::new();
-        for e in &self.entries {
-            journal += &serde_json::to_string(e).expect("entries serialise");
-            journal += "\n";
+        let csv = csv.into_inner().map_err(|e| write_err(&tmp("results.csv"), e))?;
+        for (name, w) in [(JOURNAL, journal), ("results.csv", csv), ("results.jsonl", jsonl)] {
+            w.into_inner().map_err(|e| write_err(&tmp(name), e.error()))?;
+            std::fs::rename(tmp(name), dir.join(name)).map_err(|e| write_err(&dir.join(name), e))?;
         }
-        let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
-        let csv_err = |e: csv::Error| write_err(&dir.join("results.csv"), e);
-        csv.write_record(&columns).map_err(csv_err)?;
-        let mut jsonl = String::new();
-        for r in &rows {
-            csv.write_record(r.cells.iter().map(|c| c.1.csv())).map_err(csv_err)?;
-            jsonl += &r.json();
-            jsonl += "\n";
-        }
-        let csv = csv.into_inner().map_err(|e| write_err(&dir.join("results.csv"), e))?;
-        replace(dir, JOURNAL, journal.as_bytes())?;
-        replace(dir, "results.csv", &csv)?;
-        replace(dir, "results.jsonl", jsonl.as_bytes())?;
-        Ok(rows)
+        Ok(())
     }
+}
+
+/// The rows of a finished folder's journal, in point order, if there are at most `most`:
+/// what summaries and plots read (they hold every row, so their memory is bounded by `most`).
+pub fn rows(dir: &Path, most: usize) -> CliResult<Option<Vec<Row>>> {
+    let mut rows = Vec::new();
+    let mut over = false;
+    scan_journal(&dir.join(JOURNAL), |e, _| {
+        if !over {
+            rows.extend(e.rows().unwrap_or_default());
+            over = rows.len() > most;
+        }
+        Ok(())
+    })?;
+    Ok((!over).then_some(rows))
 }

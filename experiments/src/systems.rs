@@ -16,6 +16,9 @@
 //!
 //! Linear layers are mapped by the mapper with the experiment's strategy and objective.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use strata_arch::Arch;
 use strata_mappings::CascadeMapping;
 use strata_mappings::mapper::{Mapspace, Strategy, to_spec};
@@ -344,6 +347,7 @@ pub const EXHAUSTIVE_LIMIT: u128 = 10_000_000;
 /// Searches `space` with the settings' strategy and objective; `what` names the Einsum for
 /// messages. An exhaustive search over more than [`EXHAUSTIVE_LIMIT`] mappings is refused
 /// before it starts (the other strategies are bounded by `samples` or the MILP's time limit);
+/// a search that outlasts the settings' `time_limit` fails (exit 1) with what it evaluated;
 /// `Ok(None)` when no mapping fits.
 pub fn search(
     space: &Mapspace,
@@ -353,7 +357,27 @@ pub fn search(
     what: &str,
 ) -> CliResult<Option<(strata_mappings::EinsumNest, f64)>> {
     check_exhaustive(space, m, what)?;
-    Ok(space.search(strategy(m), &|n: &strata_mappings::EinsumNest| objective(arch, c, n, m)))
+    let deadline = m.time_limit.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let (evaluated, hit) = (AtomicU64::new(0), AtomicBool::new(false));
+    let found = space.search(strategy(m), &|n: &strata_mappings::EinsumNest| {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            hit.store(true, Ordering::Relaxed);
+            return None;
+        }
+        evaluated.fetch_add(1, Ordering::Relaxed);
+        objective(arch, c, n, m)
+    });
+    if hit.into_inner() {
+        return Err(CliError::runtime(format!(
+            "{what}: the mapper ran out of experiment.mapper.time_limit ({} s) after {} of {} mappings; \
+             a mapping cut short by the clock would change from machine to machine, so raise the limit \
+             or lower experiment.mapper.samples",
+            m.time_limit.unwrap_or_default(),
+            evaluated.into_inner(),
+            space.size()
+        )));
+    }
+    Ok(found)
 }
 
 /// Refuses an exhaustive search over more than [`EXHAUSTIVE_LIMIT`] mappings before it starts.
