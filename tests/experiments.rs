@@ -184,6 +184,18 @@ fn a_rerun_after_a_cut_journal_is_byte_identical() {
     }
 }
 
+/// Every embedded experiment runs, and no NaN or infinity reaches its results or summary (`ok`
+/// scans them).
+#[test]
+fn every_embedded_experiment_runs_to_finite_numbers() {
+    let names = strata::experiment_presets();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let report = ok(name, &fresh(&format!("finite-{name}")));
+        assert!(report.points > 0 && !report.summary.is_empty(), "{name}");
+    }
+}
+
 /// Above `summary_rows` rows the summary and plots are not made (they would hold every row in
 /// memory); the result files are complete all the same, and the same as below the limit.
 #[test]

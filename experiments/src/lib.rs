@@ -200,6 +200,11 @@ pub fn merge_shards(dirs: &[std::path::PathBuf], out: &std::path::Path) -> Resul
     run::merge(dirs, out, SUMMARY_ROWS)
 }
 
+/// The names of the embedded experiments, in `strata list` order.
+pub fn experiment_presets() -> Vec<&'static str> {
+    experiment::PRESETS.iter().map(|p| p.0).collect()
+}
+
 /// Checks an experiment (an embedded name or a file) exactly as [`run_experiment`] does, without
 /// running it; returns its number of points.
 pub fn check_experiment(experiment: &str) -> Result<u64> {
