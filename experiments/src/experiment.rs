@@ -200,6 +200,7 @@ impl SystemSpec {
             None => Ok(1),
         };
         match &self.attention {
+            toml::Value::String(name) if name == "search" => Ok(AttentionMapping::Search { passes: passes(None)? }),
             toml::Value::String(name) if FAMILIES.contains(&name.as_str()) => {
                 if self.passes.is_some() {
                     return Err(CliError::input(format!(

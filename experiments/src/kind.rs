@@ -260,6 +260,11 @@ pub fn attention_for(
             x.at("experiment.sweep"),
             s.name
         ))),
+        AttentionMapping::Search { .. } => Err(CliError::input(format!(
+            "{}: system `{}` maps attention with the fusion search; mapping.* paths need a fixed mapping",
+            x.at("experiment.sweep"),
+            s.name
+        ))),
         AttentionMapping::Fixed { text, origin, passes } => {
             let mut doc: toml::Table = toml::from_str(&text).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
             let table =

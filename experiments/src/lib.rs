@@ -169,12 +169,15 @@ pub struct MapRecord {
     pub mapping: String,
     pub evaluation: EvaluationRecord,
     pub einsums: Vec<map::EinsumSearch>,
+    /// The fusion search of a whole cascade, and whether its mapping is the one returned.
+    pub fusion: Option<map::FusionSearch>,
     /// Wall-clock seconds of the search.
     pub seconds: f64,
 }
 
 /// Maps the Einsums of `cascade` named in `einsums` (all when empty) on `arch` with `settings`'
-/// strategy and objective: each on every unit that has its operations, the best kept;
+/// strategy and objective: each on every unit that has its operations, the best kept; a whole
+/// cascade is also searched fused and the better mapping returned;
 /// `time_limit` (seconds) stops evaluating new mappings and keeps the best found.
 pub fn map_workload(
     arch: &Arch,
@@ -185,7 +188,7 @@ pub fn map_workload(
 ) -> Result<MapRecord> {
     let m = map::map(arch, cascade, einsums, settings, time_limit, &|_, _| {})?;
     let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
-    Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, seconds: m.seconds })
+    Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, fusion: m.fusion, seconds: m.seconds })
 }
 
 /// Runs an experiment (an embedded name or a file) into `options.out`, resuming what the folder

@@ -2,9 +2,10 @@
 //! of a rank and the loop order at every level (the experiments' linear layers keep the coarser
 //! power-of-four ladder and the root's order only, so their numbers stay as they were). Each Einsum
 //! is searched on every unit that has its operations (units are found by what they can do, never
-//! by name), the best kept; the Einsums of a cascade are mapped one by one, every intermediate
-//! through the outermost level (fusion search is the next step). The result is a mapping file
-//! that `strata eval` reproduces exactly.
+//! by name), the best kept. A whole cascade of several Einsums is also searched fused
+//! ([`strata_mappings::fusion`]: groups, shared tiles, where intermediates live, units, fan-out)
+//! and the better of the two under the objective is kept; a cascade with running recurrences can
+//! only be mapped fused. The result is a mapping file that `strata eval` reproduces exactly.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,12 +38,28 @@ pub struct EinsumSearch {
     pub time_limit_hit: bool,
 }
 
+/// What the fusion search over a whole cascade did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusionSearch {
+    /// Distinct fused mappings the cost model evaluated.
+    pub evaluated: u64,
+    /// Plans in the fusion space (a float: it passes 2⁶⁴).
+    pub space: f64,
+    /// The objective's value of the best fused mapping, if one fits.
+    pub objective: Option<f64>,
+    /// Whether the fused mapping beat the Einsum-by-Einsum one (and is the one written).
+    pub chosen: bool,
+}
+
 /// The mapper's result for a cascade: the mapping file and how it was found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mapped {
     /// A `[mapping]` TOML file.
     pub mapping: String,
+    /// The Einsum-by-Einsum searches (empty when the cascade can only be mapped fused).
     pub einsums: Vec<EinsumSearch>,
+    /// The fusion search, for a whole cascade of several Einsums.
+    pub fusion: Option<FusionSearch>,
     pub seconds: f64,
 }
 
@@ -74,7 +91,55 @@ pub fn map(
             )));
         }
     }
+    if let Some(e) = c.einsums().iter().find(|e| only.contains(&e.name) && e.iterative.is_some()) {
+        return Err(CliError::input(format!(
+            "--einsum {}: it steps through `{}` (a running recurrence), so it cannot be mapped one by one, only in a fused group: map the whole cascade (no --einsum)",
+            e.name,
+            c.rank(e.iterative.expect("found")).name
+        )));
+    }
     let deadline = limit.map(|s| started + Duration::from_secs_f64(s));
+    let apart = one_by_one(arch, c, only, m, deadline, done);
+    // A whole cascade of several Einsums is searched fused as well; the better is kept.
+    let fused = (only.is_empty() && c.einsums().len() > 1).then(|| crate::systems::fuse(c, arch, m));
+    let value = |text: &str| -> CliResult<f64> {
+        let mapping = strata_mappings::CascadeMapping::from_toml(text, c, arch)
+            .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
+        Ok(crate::systems::objective_of(&strata_sim::evaluate(arch, c, &mapping), m))
+    };
+    let (mapping, einsums, fusion) = match (apart, fused) {
+        (Ok((text, searches)), None) => (text, searches, None),
+        (apart, Some(Ok((_, found)))) => {
+            let fused_text = toml::to_string(&MappingFile { mapping: found.spec.clone() })
+                .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
+            let (text, searches, chosen) = match apart {
+                Ok((text, searches)) if value(&text)? <= found.cost => (text, searches, false),
+                Ok((_, searches)) => (fused_text, searches, true),
+                Err(_) => (fused_text, Vec::new(), true),
+            };
+            let report =
+                FusionSearch { evaluated: found.evaluated, space: found.space, objective: Some(found.cost), chosen };
+            (text, searches, Some(report))
+        }
+        (Ok((text, searches)), Some(Err(_))) => {
+            (text, searches, Some(FusionSearch { evaluated: 0, space: 0.0, objective: None, chosen: false }))
+        }
+        (Err(e), _) => return Err(e),
+    };
+    Ok(Mapped { mapping, einsums, fusion, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Maps the Einsums of `c` (those in `only`, all when empty) one by one, every intermediate
+/// through the outermost level: the mapping file and each Einsum's search.
+fn one_by_one(
+    arch: &Arch,
+    c: &Cascade,
+    only: &[String],
+    m: &MapperSpec,
+    deadline: Option<Instant>,
+    done: &dyn Fn(&EinsumSearch, f64),
+) -> CliResult<(String, Vec<EinsumSearch>)> {
+    let started = Instant::now();
     let mut searches = Vec::new();
     let mut specs = Vec::new();
     for (i, e) in c.einsums().iter().enumerate().filter(|(_, e)| only.is_empty() || only.contains(&e.name)) {
@@ -146,17 +211,22 @@ pub fn map(
         groups: vec![],
     };
     // Einsums mapped one by one cannot carry a recurrence (a running max or sum stepping
-    // through a rank): that needs a fused group over the rank, which this mapper does not yet
-    // search.
+    // through a rank): that needs a fused group over the rank. Only a mapping of every Einsum
+    // can be checked whole.
+    if spec.einsums.len() < c.einsums().len() {
+        let mapping = toml::to_string(&MappingFile { mapping: spec })
+            .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
+        return Ok((mapping, searches));
+    }
     strata_mappings::CascadeMapping::resolve(&spec, c, arch).map_err(|e| {
         CliError::input(format!(
-            "{}: its Einsums cannot be mapped one by one ({e}); a cascade with running recurrences needs a fused group, which `strata map` does not search yet: give a mapping file to `strata eval` (e.g. the preset fusemax-1pass)",
+            "{}: its Einsums cannot be mapped one by one ({e}); a cascade with running recurrences needs a fused group: map the whole cascade (no --einsum) to search one",
             c.name()
         ))
     })?;
     let mapping = toml::to_string(&MappingFile { mapping: spec })
         .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
-    Ok(Mapped { mapping, einsums: searches, seconds: started.elapsed().as_secs_f64() })
+    Ok((mapping, searches))
 }
 
 /// `strata map`'s arguments.
@@ -202,12 +272,23 @@ pub fn run(a: &Args) -> CliResult<String> {
     };
     let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &progress)?;
     std::fs::write(&a.out, &mapped.mapping).map_err(|e| crate::store::write_err(&a.out, e))?;
-    let m = strata_mappings::CascadeMapping::from_toml(&mapped.mapping, &c, &arch)
-        .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
-    let ev = strata_sim::evaluate(&arch, &c, &m);
+    // A mapping of some of a cascade's Einsums is reported by its searches; only a whole
+    // mapping evaluates.
+    let whole = a.einsum.is_empty() || c.einsums().iter().all(|e| a.einsum.contains(&e.name));
+    let evaluated = if whole {
+        let m = strata_mappings::CascadeMapping::from_toml(&mapped.mapping, &c, &arch)
+            .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
+        let ev = strata_sim::evaluate(&arch, &c, &m);
+        Some((m, ev))
+    } else {
+        None
+    };
     if a.json {
-        let report: serde_json::Value = serde_json::from_str(&crate::eval::to_json(&arch, &c, &m, &ev)).expect("JSON");
-        let doc = serde_json::json!({ "mapping_file": a.out.display().to_string(), "search": mapped.einsums, "seconds": mapped.seconds, "evaluation": report });
+        let report: serde_json::Value = match &evaluated {
+            Some((m, ev)) => serde_json::from_str(&crate::eval::to_json(&arch, &c, m, ev)).expect("JSON"),
+            None => serde_json::Value::Null,
+        };
+        let doc = serde_json::json!({ "mapping_file": a.out.display().to_string(), "search": mapped.einsums, "fusion": mapped.fusion, "seconds": mapped.seconds, "evaluation": report });
         return Ok(serde_json::to_string_pretty(&doc).expect("serialisable") + "\n");
     }
     let mut t = crate::table::Table::new(&[
@@ -230,7 +311,7 @@ pub fn run(a: &Args) -> CliResult<String> {
     }
     let mut out = format!(
         "mapped {} Einsum(s) of {} on {} in {:.2} s ({} search, {} objective); mapping written to {}\n\n",
-        mapped.einsums.len(),
+        if mapped.einsums.is_empty() { c.einsums().len() } else { mapped.einsums.len() },
         c.name(),
         arch.name,
         mapped.seconds,
@@ -238,8 +319,29 @@ pub fn run(a: &Args) -> CliResult<String> {
         a.mapper.objective,
         a.out.display()
     );
-    out += &t.render();
-    out += "\n";
-    out += &crate::eval::render(&arch, &c, &m, &ev);
+    if !mapped.einsums.is_empty() {
+        out += "Einsum by Einsum (intermediates through the outermost level):\n";
+        out += &t.render();
+        out += "\n";
+    }
+    if let Some(f) = &mapped.fusion {
+        out += &match f.objective {
+            Some(v) => format!(
+                "fusion search: {} mappings evaluated of a space of {:.3e} plans; best {v:.4e}; {}\n\n",
+                f.evaluated,
+                f.space,
+                if f.chosen {
+                    "chosen (better than Einsum by Einsum)"
+                } else {
+                    "not chosen (Einsum by Einsum is as good or better)"
+                }
+            ),
+            None => "fusion search: no fused mapping fits\n\n".to_string(),
+        };
+    }
+    match &evaluated {
+        Some((m, ev)) => out += &crate::eval::render(&arch, &c, m, ev),
+        None => out += "(some of the cascade's Einsums: the mapping file holds them alone, so it is not evaluated)\n",
+    }
     Ok(out)
 }

@@ -39,6 +39,8 @@ pub enum AttentionMapping {
     Family(String),
     /// One mapping as written (`origin` names where, for errors); it must fit as it is.
     Fixed { text: String, origin: String, passes: u8 },
+    /// The fusion search over the `passes`-pass cascade, no template assumed.
+    Search { passes: u8 },
 }
 
 impl AttentionMapping {
@@ -47,7 +49,7 @@ impl AttentionMapping {
         match self {
             AttentionMapping::Family(f) if f == "flat" || f == "unfused" => 3,
             AttentionMapping::Family(_) => 1,
-            AttentionMapping::Fixed { passes, .. } => *passes,
+            AttentionMapping::Fixed { passes, .. } | AttentionMapping::Search { passes } => *passes,
         }
     }
 }
@@ -242,6 +244,10 @@ fn array(arch: &Arch) -> CliResult<(u64, u64)> {
 pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<Mapped> {
     let family = match a {
         AttentionMapping::Family(f) => f.as_str(),
+        AttentionMapping::Search { .. } => {
+            let (mapped, found) = fuse(c, arch, m)?;
+            return Ok(Mapped { choice: format!("fusion search, {} mappings", found.evaluated), ..mapped });
+        }
         AttentionMapping::Fixed { text, origin, .. } => {
             let mapping =
                 CascadeMapping::from_toml(text, c, arch).map_err(|e| CliError::input(format!("{origin}: {e}")))?;
@@ -326,6 +332,35 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
         other => {
             Err(CliError::input(format!("unknown attention family `{other}` (families: {})", FAMILIES.join(", "))))
         }
+    }
+}
+
+/// The fusion search over a whole cascade ([`strata_mappings::fusion`]) under the settings'
+/// objective, at most `samples` mappings costed; the best mapping evaluated, and how it was found.
+pub fn fuse(c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<(Mapped, strata_mappings::fusion::Found)> {
+    let space = strata_mappings::fusion::FusionSpace::new(c, arch).ok_or_else(|| {
+        let e = (0..c.einsums().len()).find(|&e| crate::map::capable_units(arch, c, e).is_empty()).unwrap_or(0);
+        CliError::input(format!("Einsum {} of {}: no unit of {} can run it", c.einsums()[e].name, c.name(), arch.name))
+    })?;
+    let cost = |spec: &MappingSpec| -> Option<f64> {
+        let mapping = CascadeMapping::resolve(spec, c, arch).ok()?;
+        let ev = evaluate(arch, c, &mapping);
+        ev.violations.is_empty().then(|| objective_of(&ev, m))
+    };
+    let found = space
+        .search(&cost, m.samples as u64)
+        .ok_or_else(|| CliError::input(format!("no fused mapping of {} fits {} (capacity)", c.name(), arch.name)))?;
+    let mapping =
+        CascadeMapping::resolve(&found.spec, c, arch).map_err(|e| CliError::runtime(format!("fusion search: {e}")))?;
+    Ok((Mapped { eval: evaluate(arch, c, &mapping), choice: String::new() }, found))
+}
+
+/// The settings' objective of an evaluated mapping (cycles, pJ or their product).
+pub fn objective_of(ev: &Evaluation, m: &MapperSpec) -> f64 {
+    match m.objective.as_str() {
+        "latency" => ev.cycles,
+        "energy" => ev.energy_pj,
+        _ => ev.cycles * ev.energy_pj,
     }
 }
 

@@ -7,6 +7,7 @@
 //! the cost model (`strata-sim`) evaluates what this crate describes. No file system access.
 
 pub mod flash_tiling;
+pub mod fusion;
 pub mod mapper;
 pub mod milp;
 pub mod nest;

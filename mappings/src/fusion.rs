@@ -1,0 +1,626 @@
+//! Fusion search over any cascade: which Einsums share loops, where each intermediate lives, on
+//! which unit each Einsum runs, which ranks fan out over each array, how large the shared tiles
+//! are and in which order each Einsum's own loops run. No template and no name is assumed:
+//! units are the ones whose operations cover an Einsum, levels are found on the units' paths.
+//!
+//! A point of the space is a [`Plan`]; [`FusionSpace::spec`] turns it into a mapping file:
+//! - consecutive Einsums between two cuts form a fused group whose shared loops run, at the root,
+//!   over every rank all members iterate and none reduces, in tiles of the plan's size;
+//! - the members that step through a recurrence rank (`m1` of a 1-pass softmax) form a subgroup
+//!   whose shared loops step it, as recurrences require;
+//! - optionally the group also shares the tile's temporal loops at the deepest level common to
+//!   the members (FuseMax's `p1`), so that what one member leaves in a PE's registers is the
+//!   next member's input;
+//! - each intermediate lives at the root when it crosses a cut, else at the deepest level on
+//!   the paths of its producer and consumers (or the level above it, a plan choice);
+//! - each unit fans out the ranks the plan names over its array's x and y, by the largest
+//!   divisor of what is left of the rank that fits.
+//!
+//! The search is coordinate descent with every alternative of a coordinate evaluated in
+//! parallel and ties kept at the lower index, so the result does not depend on the thread
+//! count; it starts from every Einsum fused and every tile 1, and again from every Einsum apart,
+//! and keeps the better. The caller supplies the cost (`mappings` describes, `sim` evaluates).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use strata_arch::{Arch, LevelId, UnitId};
+use strata_workloads::Cascade;
+use strata_workloads::einsum::RankId;
+
+use crate::nest::point_ops;
+use crate::spec::{EinsumMappingSpec, GroupSpec, LevelSpec, MappingSpec, Pipelining};
+
+/// A point of the fusion space: one choice per coordinate (indices into the option lists).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Plan {
+    /// `cuts[i]`: Einsum `i + 1` starts a new group.
+    cuts: Vec<bool>,
+    /// Per rank: its tile below the root: the fan-out times a divisor (indices below the
+    /// divisor count) or a divisor smaller than the fan-out (indices above).
+    tile: Vec<usize>,
+    /// Whether groups share the tile's loops at the level their members have in common.
+    share_inner: bool,
+    /// Whether group members overlap across the arrays from step to step.
+    interleaved: bool,
+    /// Per Einsum: its unit, an index into the units that can run it.
+    unit: Vec<usize>,
+    /// Per unit: the ranks over x and y (0: none, k: rank k − 1).
+    spatial: Vec<[usize; 2]>,
+    /// Per Einsum: the order of its own temporal loops, a permutation index.
+    order: Vec<usize>,
+    /// Per tensor: an intermediate inside a group lives at the deepest common level (`true`) or
+    /// the level above it.
+    low: Vec<bool>,
+    /// Per Einsum: 0, or `k` for input `k − 1` to pass by the levels between root and leaf.
+    stream: Vec<usize>,
+    /// Per Einsum in a group: 0, or `k` for its own rank `k − 1` to loop at the root as well
+    /// (FLAT's spilled logits); what that loop cuts into moves to the root.
+    split: Vec<usize>,
+}
+
+/// One coordinate of a plan.
+#[derive(Debug, Clone, Copy)]
+enum Coord {
+    Cut(usize),
+    Tile(usize),
+    ShareInner,
+    Interleaved,
+    Unit(usize),
+    /// Both dimensions of a unit at once (x and y choices are coupled by what fits).
+    Spatial(usize),
+    Order(usize),
+    Low(usize),
+    Stream(usize),
+    Split(usize),
+}
+
+/// What a search found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub spec: MappingSpec,
+    pub cost: f64,
+    /// Distinct mappings costed.
+    pub evaluated: u64,
+    /// Plans in the space: the product of every coordinate's options.
+    pub space: f64,
+}
+
+/// The fusion space of a cascade on an architecture.
+pub struct FusionSpace<'a> {
+    c: &'a Cascade,
+    arch: &'a Arch,
+    units: Vec<Vec<UnitId>>,
+    divisors: Vec<Vec<u64>>,
+}
+
+/// The `k`-th permutation of `items` (Lehmer code; `k` taken modulo `items.len()!`).
+fn permutation<T: Clone>(items: &[T], mut k: usize) -> Vec<T> {
+    let mut pool = items.to_vec();
+    let mut out = Vec::with_capacity(pool.len());
+    while !pool.is_empty() {
+        let rest: usize = (1..pool.len()).product();
+        let i = (k / rest.max(1)) % pool.len();
+        k %= rest.max(1);
+        out.push(pool.remove(i));
+    }
+    out
+}
+
+fn factorial(n: usize) -> usize {
+    (1..=n).product()
+}
+
+impl<'a> FusionSpace<'a> {
+    /// `None` when some Einsum has no unit that can run it (the caller names it).
+    pub fn new(c: &'a Cascade, arch: &'a Arch) -> Option<FusionSpace<'a>> {
+        let units: Vec<Vec<UnitId>> = c
+            .einsums()
+            .iter()
+            .map(|e| {
+                let needs = point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
+                (0..arch.units.len())
+                    .map(UnitId)
+                    .filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op)))
+                    .collect()
+            })
+            .collect();
+        if units.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let divisors = c.ranks().iter().map(|r| crate::mapper::divisors(r.size)).collect();
+        Some(FusionSpace { c, arch, units, divisors })
+    }
+
+    fn path(&self, u: UnitId) -> Vec<LevelId> {
+        self.arch.path_to(self.arch.unit(u).level)
+    }
+
+    /// Every Einsum fused (as far as recurrences allow) or apart, every tile 1, nothing
+    /// spatial, each Einsum on its unit with the most PEs; `deep`: groups share their tiles'
+    /// loops down to their common level and overlap across the arrays.
+    fn start(&self, fused: bool, deep: bool) -> Plan {
+        let n = self.c.einsums().len();
+        let tensors = self.c.tensors().len();
+        Plan {
+            cuts: (0..n.saturating_sub(1))
+                .map(|i| {
+                    let e = self.c.einsums();
+                    !fused && (e[i].iterative.is_none() || e[i].iterative != e[i + 1].iterative)
+                })
+                .collect(),
+            tile: vec![0; self.c.ranks().len()],
+            share_inner: deep,
+            interleaved: deep,
+            // The unit with the most PEs (the first of equals).
+            unit: self
+                .units
+                .iter()
+                .map(|us| (0..us.len()).rev().max_by_key(|&i| self.arch.unit(us[i]).pes()).unwrap_or(0))
+                .collect(),
+            spatial: vec![[0, 0]; self.arch.units.len()],
+            order: vec![0; n],
+            low: vec![false; tensors],
+            stream: vec![0; n],
+            split: vec![0; n],
+        }
+    }
+
+    fn coords(&self) -> Vec<Coord> {
+        let n = self.c.einsums().len();
+        let used: BTreeSet<UnitId> = self.units.iter().flatten().copied().collect();
+        // Fan-out first (each Einsum starts on its widest unit), then tiles, then units.
+        let mut v: Vec<Coord> = used.iter().map(|u| Coord::Spatial(u.0)).collect();
+        v.extend((0..self.c.ranks().len()).filter(|&r| self.divisors[r].len() > 1).map(Coord::Tile));
+        v.extend((0..n).filter(|&e| self.units[e].len() > 1).map(Coord::Unit));
+        v.extend((0..n.saturating_sub(1)).map(Coord::Cut));
+        v.extend([Coord::ShareInner, Coord::Interleaved]);
+        v.extend((0..n).map(Coord::Order));
+        v.extend(
+            (0..self.c.tensors().len())
+                .filter(|&t| self.c.tensors()[t].role == strata_workloads::Role::Intermediate)
+                .map(Coord::Low),
+        );
+        v.extend((0..n).map(Coord::Stream));
+        v.extend((0..n).map(Coord::Split));
+        v
+    }
+
+    /// How many options a coordinate has.
+    fn options(&self, k: Coord) -> usize {
+        match k {
+            Coord::Cut(_) | Coord::ShareInner | Coord::Interleaved | Coord::Low(_) => 2,
+            Coord::Tile(r) => 2 * self.divisors[r].len(),
+            Coord::Unit(e) => self.units[e].len(),
+            Coord::Spatial(_) => (self.c.ranks().len() + 1).pow(2),
+            Coord::Order(e) => factorial(self.c.einsums()[e].iteration_ranks.len().min(5)),
+            Coord::Stream(e) => self.c.einsums()[e].inputs.len() + 1,
+            Coord::Split(_) => self.c.ranks().len() + 1,
+        }
+    }
+
+    fn with(&self, p: &Plan, k: Coord, v: usize) -> Plan {
+        let mut q = p.clone();
+        match k {
+            Coord::Cut(i) => q.cuts[i] = v == 1,
+            Coord::Tile(r) => q.tile[r] = v,
+            Coord::ShareInner => q.share_inner = v == 1,
+            Coord::Interleaved => q.interleaved = v == 1,
+            Coord::Unit(e) => q.unit[e] = v,
+            Coord::Spatial(u) => q.spatial[u] = [v % (self.c.ranks().len() + 1), v / (self.c.ranks().len() + 1)],
+            Coord::Order(e) => q.order[e] = v,
+            Coord::Low(t) => q.low[t] = v == 1,
+            Coord::Stream(e) => q.stream[e] = v,
+            Coord::Split(e) => q.split[e] = v,
+        }
+        q
+    }
+
+    fn value(&self, p: &Plan, k: Coord) -> usize {
+        match k {
+            Coord::Cut(i) => usize::from(p.cuts[i]),
+            Coord::Tile(r) => p.tile[r],
+            Coord::ShareInner => usize::from(p.share_inner),
+            Coord::Interleaved => usize::from(p.interleaved),
+            Coord::Unit(e) => p.unit[e],
+            Coord::Spatial(u) => p.spatial[u][0] + p.spatial[u][1] * (self.c.ranks().len() + 1),
+            Coord::Order(e) => p.order[e],
+            Coord::Low(t) => usize::from(p.low[t]),
+            Coord::Stream(e) => p.stream[e],
+            Coord::Split(e) => p.split[e],
+        }
+    }
+
+    /// Plans in the space (as a float: it passes 2⁶⁴ quickly).
+    pub fn size(&self) -> f64 {
+        self.coords().iter().map(|&k| self.options(k) as f64).product()
+    }
+
+    /// The mapping file of a plan; `None` when the plan breaks a rule of fusion (a cut inside a
+    /// recurrence, two recurrences in one group, units without a common root).
+    pub fn spec(&self, p: &Plan) -> Option<MappingSpec> {
+        let c = self.c;
+        let arch = self.arch;
+        let es = c.einsums();
+        let n = es.len();
+        for i in 0..n.saturating_sub(1) {
+            if p.cuts[i] && es[i].iterative.is_some() && es[i].iterative == es[i + 1].iterative {
+                return None;
+            }
+        }
+        let unit: Vec<UnitId> = (0..n).map(|e| self.units[e][p.unit[e]]).collect();
+        let paths: Vec<Vec<LevelId>> = unit.iter().map(|&u| self.path(u)).collect();
+        if paths.iter().any(|q| q[0] != paths[0][0]) {
+            return None;
+        }
+        // Segments: consecutive Einsums between cuts.
+        let mut seg = vec![0usize; n];
+        for i in 1..n {
+            seg[i] = seg[i - 1] + usize::from(p.cuts[i - 1]);
+        }
+        let segments = seg.last().map_or(0, |s| s + 1);
+        let members = |s: usize| -> Vec<usize> { (0..n).filter(|&e| seg[e] == s).collect() };
+        let consumers =
+            |t: usize| -> Vec<usize> { (0..n).filter(|&e| es[e].inputs.iter().any(|a| a.tensor.0 == t)).collect() };
+        // Per segment: shared ranks (iterated by every member, reduced by none, not a recurrence).
+        let shared_of = |m: &[usize]| -> Vec<RankId> {
+            let q: BTreeSet<RankId> = m.iter().filter_map(|&e| es[e].iterative).collect();
+            es[m[0]]
+                .iteration_ranks
+                .iter()
+                .copied()
+                .filter(|r| m.iter().all(|&e| es[e].iteration_ranks.contains(r)))
+                .filter(|r| m.iter().all(|&e| !es[e].reduced_ranks().contains(r)))
+                .filter(|r| !q.contains(r) && c.rank(*r).size > 1)
+                .collect()
+        };
+        // Per Einsum: the own rank that also loops at the root, if any.
+        let split: Vec<Option<RankId>> = (0..n)
+            .map(|e| {
+                let r = RankId(p.split[e].checked_sub(1)?);
+                let m = members(seg[e]);
+                let own = es[e].iteration_ranks.contains(&r)
+                    && es[e].iterative != Some(r)
+                    && c.rank(r).size > 1
+                    && !shared_of(&m).contains(&r);
+                (own && (m.len() > 1 || es[e].iterative.is_some())).then_some(r)
+            })
+            .collect();
+        // Where each tensor lives.
+        let mut home: Vec<LevelId> = vec![paths[0][0]; c.tensors().len()];
+        for (t, tensor) in c.tensors().iter().enumerate() {
+            let Some(producer) = c.producer(strata_workloads::einsum::TensorId(t)) else { continue };
+            if tensor.role != strata_workloads::Role::Intermediate {
+                continue;
+            }
+            let users = consumers(t);
+            if users.iter().any(|&e| seg[e] != seg[producer]) {
+                continue;
+            }
+            // A root loop of the producer or a consumer over one of its ranks cuts it: root.
+            let ranks_in = |e: usize| -> Vec<RankId> {
+                std::iter::once(&es[e].output)
+                    .chain(&es[e].inputs)
+                    .filter(|a| a.tensor.0 == t)
+                    .flat_map(|a| a.ranks())
+                    .collect()
+            };
+            if std::iter::once(producer)
+                .chain(users.iter().copied())
+                .any(|e| split[e].is_some_and(|r| ranks_in(e).contains(&r)))
+            {
+                continue;
+            }
+            let mut common: Vec<LevelId> = paths[producer].clone();
+            for &e in &users {
+                let k = common.iter().zip(&paths[e]).take_while(|(a, b)| a == b).count();
+                common.truncate(k);
+            }
+            let leaf = |l: LevelId| unit.iter().any(|&u| arch.unit(u).level == l);
+            let deepest = *common.last().expect("a common root");
+            home[t] = if p.low[t] || common.len() == 1 || !leaf(deepest) { deepest } else { common[common.len() - 2] };
+        }
+        // The spatial rank of unit `u` along dimension `d` for Einsum `e`, if `e` iterates it.
+        let spatial_rank = |u: UnitId, d: usize, e: usize| -> Option<RankId> {
+            let k = p.spatial[u.0][d];
+            let r = RankId(k.checked_sub(1)?);
+            let other = p.spatial[u.0][1 - d];
+            (es[e].iteration_ranks.contains(&r) && !(d == 1 && other == k)).then_some(r)
+        };
+        // The deepest level of a path that fans out over the unit's PEs, with (x, y).
+        let fan = |e: usize| -> Option<(usize, (u64, u64))> {
+            let q = &paths[e];
+            (0..q.len())
+                .rev()
+                .map(|i| (i, arch.fanout(q[i], q.get(i + 1).copied(), unit[e])))
+                .find(|(_, f)| f.0 * f.1 > 1)
+        };
+        let largest_divisor = |n: u64, limit: u64| -> u64 {
+            crate::mapper::divisors(n).into_iter().rev().find(|&d| d <= limit).unwrap_or(1)
+        };
+        let name = |r: RankId| c.rank(r).name.clone();
+        // A rank's tile below the root in a segment: what its widest fan-out over the members'
+        // arrays takes, times the plan's temporal factor (the largest divisor of what is left
+        // that does not pass the option chosen), so that fanning out never waits on a tile.
+        let segment_tile = |m: &[usize], r: RankId| -> u64 {
+            let size = c.rank(r).size;
+            let s = m
+                .iter()
+                .filter_map(|&e| {
+                    let (_, f) = fan(e)?;
+                    [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
+                })
+                .map(|(_, limit)| largest_divisor(size, limit))
+                .max()
+                .unwrap_or(1);
+            // Options below the rank's divisor count multiply the fan-out by a temporal factor;
+            // those above give a tile smaller than the fan-out (FLAT's 128-query row blocks).
+            let d = &self.divisors[r.0];
+            match p.tile[r.0].checked_sub(d.len()) {
+                None => s * largest_divisor(size / s, d[p.tile[r.0]]),
+                Some(i) => d[i.min(d.len() - 1)].min(s),
+            }
+        };
+
+        let mut groups = Vec::new();
+        let mut einsums = Vec::new();
+        for s in 0..segments {
+            let m = members(s);
+            let recurrences: BTreeSet<RankId> = m.iter().filter_map(|&e| es[e].iterative).collect();
+            if recurrences.len() > 1 {
+                return None;
+            }
+            let q = recurrences.first().copied();
+            let grouped = m.len() > 1 || q.is_some();
+            let shared: Vec<RankId> = if grouped { shared_of(&m) } else { Vec::new() };
+            let inner_members: Vec<usize> = match q {
+                Some(q) => m.iter().copied().filter(|&e| es[e].iterative == Some(q)).collect(),
+                None => m.clone(),
+            };
+            if inner_members.windows(2).any(|w| w[1] != w[0] + 1) {
+                return None;
+            }
+            let sub = q.is_some() && inner_members.len() < m.len();
+            let tile = |r: RankId| segment_tile(&m, r);
+            // The deepest level every member's path shares below its leaf: where shared inner
+            // loops run.
+            let mut common: Vec<LevelId> = paths[m[0]][..paths[m[0]].len() - 1].to_vec();
+            for &e in &m {
+                let k = common.iter().zip(&paths[e][..paths[e].len() - 1]).take_while(|(a, b)| a == b).count();
+                common.truncate(k);
+            }
+            let inner_level = (p.share_inner && grouped && common.len() > 1).then(|| common[common.len() - 1]);
+            // Per shared rank: the inner shared loop and the spatial factor it leaves.
+            let mut inner: Vec<(RankId, u64, u64)> = Vec::new();
+            if inner_level.is_some() {
+                for &r in &shared {
+                    let limit = inner_members
+                        .iter()
+                        .filter_map(|&e| {
+                            let (_, f) = fan(e)?;
+                            [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
+                        })
+                        .map(|(_, lim)| lim)
+                        .min()
+                        .unwrap_or(1);
+                    let s_r = largest_divisor(tile(r), limit);
+                    inner.push((r, tile(r) / s_r, s_r));
+                }
+            }
+            if grouped {
+                let prefix: Vec<String> = shared.iter().map(|&r| format!("{}=*", name(r))).collect();
+                let inner_text: Vec<String> = inner
+                    .iter()
+                    .filter(|x| x.1 > 1)
+                    .map(|&(r, t, _)| format!("{}:{}={t}", arch.level(inner_level.expect("set")).name, name(r)))
+                    .collect();
+                let pipelining = if p.interleaved { Pipelining::Interleaved } else { Pipelining::Sequential };
+                let names = |v: &[usize]| v.iter().map(|&e| es[e].name.clone()).collect::<Vec<_>>();
+                let q_text = q.map(|q| format!("{}=*", name(q)));
+                if sub {
+                    let sub_name = format!("g{s}-{}", name(q.expect("sub")));
+                    let mut top = names(&m[..m.iter().position(|&e| e == inner_members[0]).expect("member")]);
+                    top.push(sub_name.clone());
+                    top.extend(names(
+                        &m[m.iter().position(|&e| e == *inner_members.last().expect("member")).expect("m") + 1..],
+                    ));
+                    groups.push(GroupSpec { name: format!("g{s}"), prefix, members: top, pipelining, shared: vec![] });
+                    groups.push(GroupSpec {
+                        name: sub_name,
+                        prefix: q_text.into_iter().chain(inner_text).collect(),
+                        members: names(&inner_members),
+                        pipelining,
+                        shared: vec![],
+                    });
+                } else {
+                    groups.push(GroupSpec {
+                        name: format!("g{s}"),
+                        prefix: prefix.into_iter().chain(q_text).chain(inner_text).collect(),
+                        members: names(&m),
+                        pipelining,
+                        shared: vec![],
+                    });
+                }
+            }
+            for &e in &m {
+                let ein = &es[e];
+                let path = &paths[e];
+                let depth = |l: LevelId| path.iter().position(|&x| x == l);
+                let fan_e = fan(e);
+                let shares_inner = inner_level.is_some() && inner_members.contains(&e);
+                // Loops per level index.
+                let mut loops: Vec<Vec<String>> = vec![Vec::new(); path.len()];
+                let buffer = path.len().saturating_sub(2);
+                let mut temporal: Vec<(RankId, String)> = Vec::new();
+                let mut spatial_loops: Vec<(usize, String)> = Vec::new();
+                for &r in &ein.iteration_ranks {
+                    if Some(r) == q || c.rank(r).size == 1 {
+                        continue;
+                    }
+                    let is_shared = shared.contains(&r);
+                    // What is left of the rank below the root.
+                    let mut left = if is_shared || !grouped { tile(r) } else { c.rank(r).size };
+                    let root_split = grouped && split[e] == Some(r) && tile(r) < c.rank(r).size;
+                    if root_split {
+                        left = tile(r);
+                    }
+                    if (!grouped || root_split) && tile(r) < c.rank(r).size {
+                        loops[0].push(format!("{}=*", name(r)));
+                    }
+                    if shares_inner && let Some(&(_, t, _)) = inner.iter().find(|x| x.0 == r) {
+                        left /= t;
+                    }
+                    let mut s = 1;
+                    if let Some((_, f)) = fan_e {
+                        for (d, limit) in [(0, f.0), (1, f.1)] {
+                            if spatial_rank(unit[e], d, e) == Some(r) {
+                                s = largest_divisor(left, limit);
+                                if s > 1 {
+                                    spatial_loops
+                                        .push((d, format!("{}={s}@{}", name(r), if d == 0 { "x" } else { "y" })));
+                                }
+                            }
+                        }
+                    }
+                    let own_star = !is_shared && !root_split && (grouped || tile(r) == c.rank(r).size);
+                    let t = left / s;
+                    if own_star {
+                        temporal.push((r, format!("{}=*", name(r))));
+                    } else if t > 1 {
+                        temporal.push((r, format!("{}={t}", name(r))));
+                    }
+                }
+                let temporal: Vec<String> = permutation(&temporal, p.order[e]).into_iter().map(|x| x.1).collect();
+                loops[buffer].extend(temporal);
+                let fan_level = fan_e.map_or(buffer, |f| f.0);
+                // x before y whatever the rank order, so that producers and consumers place a
+                // tile over the PEs alike.
+                spatial_loops.sort();
+                loops[fan_level].extend(spatial_loops.into_iter().map(|x| x.1));
+                let streamed = p.stream[e].checked_sub(1).and_then(|k| ein.inputs.get(k)).map(|a| a.tensor.0);
+                let operands: BTreeSet<usize> =
+                    std::iter::once(ein.output.tensor.0).chain(ein.inputs.iter().map(|a| a.tensor.0)).collect();
+                let mut levels = Vec::new();
+                for (i, &l) in path.iter().enumerate() {
+                    let leaf = i + 1 == path.len();
+                    let mut keep = Vec::new();
+                    for &t in &operands {
+                        let h = depth(home[t])?;
+                        let middle = i > 0 && !leaf;
+                        if h <= i && !(middle && streamed == Some(t) && h == 0) {
+                            keep.push(c.tensors()[t].name.clone());
+                        }
+                    }
+                    levels.push(LevelSpec {
+                        level: arch.level(l).name.clone(),
+                        loops: std::mem::take(&mut loops[i]),
+                        keep: (!leaf).then_some(keep),
+                        bypass: None,
+                    });
+                }
+                einsums.push(EinsumMappingSpec {
+                    einsum: ein.name.clone(),
+                    unit: arch.unit(unit[e]).name.clone(),
+                    levels,
+                });
+            }
+        }
+        Some(MappingSpec {
+            name: format!("{}-fused", c.name()),
+            description: "found by Strata's fusion search".into(),
+            einsums,
+            groups,
+        })
+    }
+
+    /// Coordinate descent from two starts (everything fused, everything apart); `cost` returns
+    /// `None` for a mapping that does not resolve or fit. At most `budget` plans are costed.
+    pub fn search(&self, cost: &(dyn Fn(&MappingSpec) -> Option<f64> + Sync), budget: u64) -> Option<Found> {
+        // Costs by mapping (plans that differ only in choices without effect share one).
+        let seen: Mutex<HashMap<String, Option<f64>>> = Mutex::new(HashMap::new());
+        let eval = |p: &Plan| -> Option<f64> {
+            let spec = self.spec(p)?;
+            let key = format!("{spec:?}");
+            if let Some(v) = seen.lock().expect("lock").get(&key) {
+                return *v;
+            }
+            let v = cost(&spec);
+            seen.lock().expect("lock").insert(key, v);
+            v
+        };
+        let better = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => x < y,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let coords = self.coords();
+        let spent = || seen.lock().expect("lock").len() as u64 >= budget;
+        // Coordinate descent: each coordinate in turn takes its best value, until none moves.
+        let descend = |mut plan: Plan, frozen: Option<usize>| -> (Plan, Option<f64>) {
+            let mut current = eval(&plan);
+            loop {
+                let mut improved = false;
+                for (j, &k) in coords.iter().enumerate() {
+                    if Some(j) == frozen {
+                        continue;
+                    }
+                    if spent() {
+                        return (plan, current);
+                    }
+                    let now = self.value(&plan, k);
+                    let alternatives: Vec<Plan> =
+                        (0..self.options(k)).filter(|&v| v != now).map(|v| self.with(&plan, k, v)).collect();
+                    let costs: Vec<Option<f64>> = alternatives.par_iter().map(&eval).collect();
+                    let mut pick: Option<usize> = None;
+                    for (i, &v) in costs.iter().enumerate() {
+                        if better(v, pick.map_or(current, |j| costs[j])) {
+                            pick = Some(i);
+                        }
+                    }
+                    if let Some(i) = pick {
+                        plan = alternatives[i].clone();
+                        current = costs[i];
+                        improved = true;
+                    }
+                }
+                if !improved {
+                    return (plan, current);
+                }
+            }
+        };
+        let mut best: Option<(Plan, f64)> = None;
+        for (fused, deep) in [(true, true), (true, false), (false, false)] {
+            let (mut plan, mut current) = descend(self.start(fused, deep), None);
+            // Kicks: a tile that grew early can crowd out a better one (a batch tile taking the
+            // buffer a query tile would reuse keys in); shrink each to its least, descend with it
+            // held there, then descend freely.
+            let mut kicked = true;
+            while kicked && !spent() {
+                kicked = false;
+                for (j, &k) in coords.iter().enumerate().filter(|(_, k)| matches!(k, Coord::Tile(_))) {
+                    if self.value(&plan, k) == 0 || spent() {
+                        continue;
+                    }
+                    let (q, _) = descend(self.with(&plan, k, 0), Some(j));
+                    let (q, v) = descend(q, None);
+                    if better(v, current) {
+                        (plan, current, kicked) = (q, v, true);
+                    }
+                }
+            }
+            if let Some(v) = current
+                && best.as_ref().is_none_or(|b| v < b.1)
+            {
+                best = Some((plan, v));
+            }
+        }
+        let evaluated = seen.into_inner().expect("lock").len() as u64;
+        best.map(|(plan, v)| Found {
+            spec: self.spec(&plan).expect("costed plans have a spec"),
+            cost: v,
+            evaluated,
+            space: self.size(),
+        })
+    }
+}
