@@ -57,6 +57,9 @@ struct Choice {
     level_orders: Vec<usize>,
 }
 
+/// A level (index on the path) and the (rank, fan-out limit) it spreads over x and y.
+type SpatialAt = (usize, [Option<(RankId, u64)>; 2]);
+
 /// The mapspace of one Einsum on one unit.
 pub struct Mapspace<'a> {
     c: &'a Cascade,
@@ -64,13 +67,12 @@ pub struct Mapspace<'a> {
     unit: UnitId,
     path: Vec<strata_arch::LevelId>,
     ranks: Vec<RankId>,
-    /// (x rank and factor, y rank and factor) options.
-    spatial: Vec<[Option<(RankId, u64)>; 2]>,
+    /// Spatial options: per level that fans out, the ranks over its x and y with the fan-out
+    /// they may take (each takes the largest divisor of what is left of it that fits).
+    spatial: Vec<Vec<SpatialAt>>,
     /// Per (middle level, rank): candidate tile factors.
     tile_options: Vec<Vec<u64>>,
     orders: Vec<Vec<RankId>>,
-    /// The level whose spatial loops fan out over the array.
-    fan_level: usize,
     /// Elements the level below the root holds (per instance), for the MILP's budgets.
     buffer_elements: Option<f64>,
     /// The Einsum's distinct tensors, in operand order: what keep/bypass decides over.
@@ -152,31 +154,44 @@ impl<'a> Mapspace<'a> {
         let e = &c.einsums()[einsum];
         let path = arch.path_to(arch.unit(unit).level);
         let ranks = e.iteration_ranks.clone();
-        // The spatial fan-out sits at the last level with a fan-out greater than one.
-        let fan_level = (0..path.len())
-            .rev()
-            .find(|&lv| {
+        // Every level with a fan-out greater than one spreads ranks over its x and y (4 cores
+        // of 128×128 PEs fan out twice); the choices of all of them form one spatial option.
+        let fan_levels: Vec<usize> = (0..path.len())
+            .filter(|&lv| {
                 let f = arch.fanout(path[lv], path.get(lv + 1).copied(), unit);
                 f.0 * f.1 > 1
             })
-            .unwrap_or(path.len() - 1);
-        let fan = arch.fanout(path[fan_level], path.get(fan_level + 1).copied(), unit);
+            .collect();
         let fit = |r: RankId, limit: u64| -> u64 {
             divisors(c.rank(r).size).into_iter().filter(|&d| d <= limit).max().unwrap_or(1)
         };
-        let xs: Vec<Option<(RankId, u64)>> = std::iter::once(None)
-            .chain(ranks.iter().map(|&r| Some((r, fit(r, fan.0)))).filter(|o| o.is_some_and(|(_, f)| f > 1)))
-            .collect();
-        let ys: Vec<Option<(RankId, u64)>> = std::iter::once(None)
-            .chain(ranks.iter().map(|&r| Some((r, fit(r, fan.1)))).filter(|o| o.is_some_and(|(_, f)| f > 1)))
-            .collect();
-        let mut spatial = Vec::new();
-        for x in &xs {
-            for y in &ys {
-                if x.is_none() || y.is_none() || x.map(|v| v.0) != y.map(|v| v.0) {
-                    spatial.push([*x, *y]);
+        let mut spatial: Vec<Vec<SpatialAt>> = vec![Vec::new()];
+        for &lv in &fan_levels {
+            let fan = arch.fanout(path[lv], path.get(lv + 1).copied(), unit);
+            let along = |limit: u64| -> Vec<Option<(RankId, u64)>> {
+                std::iter::once(None)
+                    .chain(ranks.iter().filter(|&&r| fit(r, limit) > 1).map(|&r| Some((r, limit))))
+                    .collect()
+            };
+            let (xs, ys) = (along(fan.0), along(fan.1));
+            let mut here = Vec::new();
+            for x in &xs {
+                for y in &ys {
+                    if x.is_none() || y.is_none() || x.map(|v| v.0) != y.map(|v| v.0) {
+                        here.push((lv, [*x, *y]));
+                    }
                 }
             }
+            spatial = here
+                .iter()
+                .flat_map(|h| {
+                    spatial.iter().map(move |outer| {
+                        let mut v = outer.clone();
+                        v.push(*h);
+                        v
+                    })
+                })
+                .collect();
         }
         // Tile options for every (level below the root, rank); the leaf gets few (registers).
         let mut tile_options = Vec::new();
@@ -203,20 +218,7 @@ impl<'a> Mapspace<'a> {
             }
         }
         let inner_orders = if fine { orders.len() } else { 1 };
-        Mapspace {
-            c,
-            einsum,
-            unit,
-            path,
-            ranks,
-            spatial,
-            tile_options,
-            orders,
-            fan_level,
-            buffer_elements,
-            tensors,
-            inner_orders,
-        }
+        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, buffer_elements, tensors, inner_orders }
     }
 
     /// Number of points in the space.
@@ -266,25 +268,34 @@ impl<'a> Mapspace<'a> {
         Choice { spatial, tiles, order, bypass, level_orders }
     }
 
+    /// The spatial loops of option `k`, innermost fan-out first, each the largest divisor of
+    /// what is left of its rank that fits; divides them out of `remaining`.
+    fn spatial_loops(&self, k: usize, remaining: &mut [u64]) -> Vec<Loop> {
+        let mut out = Vec::new();
+        for &(lv, pair) in self.spatial[k].iter().rev() {
+            for (slot, dim) in [(0, Dim::X), (1, Dim::Y)] {
+                if let Some((r, limit)) = pair[slot] {
+                    let i = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
+                    let f = divisors(remaining[i]).into_iter().filter(|&d| d <= limit).max().unwrap_or(1);
+                    if f > 1 {
+                        remaining[i] /= f;
+                        out.push(Loop { rank: r, bound: f, dim: Some(dim), level: lv });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|l| (l.level, l.dim == Some(Dim::Y)));
+        out
+    }
+
     /// The nest of a choice, or `None` when its factors do not divide the ranks.
     fn nest(&self, ch: &Choice) -> Option<EinsumNest> {
         let e = &self.c.einsums()[self.einsum];
         let n_levels = self.path.len();
-        let fan_level = self.fan_level;
         let mut remaining: Vec<u64> = self.ranks.iter().map(|&r| self.c.rank(r).size).collect();
         let mut per_level: Vec<Vec<Loop>> = vec![Vec::new(); n_levels];
         // Spatial factors first (innermost), then tiles from the leaf outward.
-        let mut spatial_loops = Vec::new();
-        for (slot, dim) in [(0, Dim::X), (1, Dim::Y)] {
-            if let Some((r, f)) = self.spatial[ch.spatial][slot] {
-                let i = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
-                if !remaining[i].is_multiple_of(f) {
-                    return None;
-                }
-                remaining[i] /= f;
-                spatial_loops.push(Loop { rank: r, bound: f, dim: Some(dim), level: fan_level });
-            }
-        }
+        let spatial_loops = self.spatial_loops(ch.spatial, &mut remaining);
         for lv in (1..n_levels).rev() {
             let order = ch.level_orders.get(lv - 1).map_or(&self.ranks, |&k| &self.orders[k]);
             for &r in order {
@@ -309,9 +320,7 @@ impl<'a> Mapspace<'a> {
         let mut loops = Vec::new();
         for (lv, mut l) in per_level.into_iter().enumerate() {
             loops.append(&mut l);
-            if lv == fan_level {
-                loops.extend(spatial_loops.iter().copied());
-            }
+            loops.extend(spatial_loops.iter().filter(|s| s.level == lv).copied());
         }
         let accesses = std::iter::once((&e.output, true)).chain(e.inputs.iter().map(|a| (a, false)));
         let operands = accesses
@@ -457,13 +466,9 @@ impl<'a> Mapspace<'a> {
         let n = self.ranks.len();
         let mut rem: Vec<u64> = self.ranks.iter().map(|&r| self.c.rank(r).size).collect();
         let mut spatial_log = vec![0.0f64; n];
-        for (r, f) in self.spatial[spatial].iter().flatten() {
-            let i = self.ranks.iter().position(|x| x == r)?;
-            if !rem[i].is_multiple_of(*f) {
-                return None;
-            }
-            rem[i] /= f;
-            spatial_log[i] = (*f as f64).log2();
+        for l in self.spatial_loops(spatial, &mut rem) {
+            let i = self.ranks.iter().position(|&x| x == l.rank)?;
+            spatial_log[i] += (l.bound as f64).log2();
         }
         let max_exp: Vec<u32> = rem.iter().map(|v| v.trailing_zeros()).collect();
         let e = &self.c.einsums()[self.einsum];
