@@ -994,3 +994,60 @@ fn map_writes_a_mapping_that_eval_reproduces() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("Einsum Z of gemm: no mapping fits fusemax"), "{}", stderr(&o));
 }
+
+/// `strata map --constraints`: fixed factors, order and keep lists hold in the mapping written;
+/// contradictory or impossible constraints exit 2 naming the constraint (or the Einsum).
+#[test]
+fn map_honours_constraints_and_rejects_contradictions() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (arch, gemm) = (
+        format!("{root}/experiments/examples/tpu-v4i-like.toml"),
+        format!("{root}/experiments/examples/gemm-1024-int8.toml"),
+    );
+    let out = std::env::temp_dir().join(format!("strata-constrained-{}.toml", std::process::id()));
+    let map = |constraints: &str| {
+        let c = file(&format!("c{}.toml", constraints.len()), constraints);
+        strata(&[
+            "map",
+            "--arch",
+            &arch,
+            "--workload",
+            &gemm,
+            "--constraints",
+            c.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = map(
+        "[[constraints]]\neinsum = \"Z\"\nlevel = \"CMEM\"\nfactors = { k = 16 }\norder = [\"k\", \"m\"]\nkeep = [\"A\", \"B\", \"Z\"]\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mapping = std::fs::read_to_string(&out).unwrap();
+    assert!(mapping.contains("loops = [\"k=16\""), "{mapping}");
+    for (text, expect) in [
+        (
+            "[[constraints]]\nlevel = \"CMEM\"\nfactors = { k = 16 }\n[[constraints]]\neinsum = \"Z\"\nlevel = \"CMEM\"\nfactors = { k = 32 }\n",
+            "constraints[0] and constraints[1] contradict each other: rank `k` at CMEM is 16 in one and 32 in the other",
+        ),
+        (
+            "[[constraints]]\nlevel = \"CMEM\"\nfactors = { k = 3 }\n",
+            "constraints[0].factors.k: 3 does not divide the rank's size 1024",
+        ),
+        (
+            "[[constraints]]\nlevel = \"HBM\"\nfactors = { k = 64 }\n[[constraints]]\nlevel = \"CMEM\"\nfactors = { k = 32 }\n",
+            "constraints[0] and constraints[1] contradict each other: their factors of rank `k` in Einsum Z multiply to 2048",
+        ),
+        (
+            "[[constraints]]\nlevel = \"HBM\"\nkeep = [\"A\"]\n",
+            "constraints[0].keep: `Z` comes from or goes to outside the cascade",
+        ),
+        ("[[constraints]]\nlevel = \"L2\"\n", "constraints[0].level: `L2` is not a level of tpu-v4i-like"),
+        ("[[constraints]]\nlevel = \"CMEM\"\norder = [\"k\", \"k\"]\n", "constraints[0].order: `k` is listed twice"),
+        ("[[constraints]]\nlevel = \"Regs\"\nfactors = { k = 2 }\n", "Einsum Z of gemm-1024-int8: no mapping fits"),
+    ] {
+        let o = map(text);
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{text}: {}", stderr(&o));
+    }
+}

@@ -114,6 +114,9 @@ enum Command {
         /// Seconds after which no further mapping is evaluated (the best so far is kept).
         #[arg(long, value_parser = seconds)]
         time_limit: Option<f64>,
+        /// Constraints per level: fixed factors, loop order, keep lists (`[[constraints]]` TOML).
+        #[arg(long)]
+        constraints: Option<String>,
         /// Where to write the mapping file.
         #[arg(long, default_value = "mapping.toml")]
         out: std::path::PathBuf,
@@ -328,14 +331,36 @@ fn run(cli: Cli) -> CliResult<String> {
         }
         Command::Bench { seconds } => bench::run(seconds),
         Command::Eval { target, json } => eval::run(&target, json),
-        Command::Map { arch, workload, shape, einsum, objective, search, samples, time_limit, out, json } => {
+        Command::Map {
+            arch,
+            workload,
+            shape,
+            einsum,
+            objective,
+            search,
+            samples,
+            time_limit,
+            constraints,
+            out,
+            json,
+        } => {
             let m = crate::experiment::MapperSpec {
                 strategy: search,
                 objective,
                 samples: samples as usize,
                 ..Default::default()
             };
-            crate::map::run(&crate::map::Args { arch, workload, shape, einsum, mapper: m, time_limit, out, json })
+            crate::map::run(&crate::map::Args {
+                arch,
+                workload,
+                shape,
+                einsum,
+                mapper: m,
+                time_limit,
+                constraints,
+                out,
+                json,
+            })
         }
         Command::Trace { target, out, memory, buffering, max_events, max_steps } => {
             trace::run(&trace::Args { eval: target, out, memory, buffering, max_events, max_steps })

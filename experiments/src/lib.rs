@@ -54,6 +54,7 @@ mod capacity;
 mod catalog;
 #[doc(hidden)]
 pub mod cli;
+mod constraints;
 mod dram;
 mod error;
 mod eval;
@@ -186,7 +187,7 @@ pub fn map_workload(
     settings: &MapperSettings,
     time_limit: Option<f64>,
 ) -> Result<MapRecord> {
-    let m = map::map(arch, cascade, einsums, settings, time_limit, &|_, _| {})?;
+    let m = map::map(arch, cascade, einsums, settings, time_limit, &constraints::Constraints::default(), &|_, _| {})?;
     let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
     Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, fusion: m.fusion, seconds: m.seconds })
 }

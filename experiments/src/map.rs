@@ -17,6 +17,7 @@ use strata_mappings::mapper::{Mapspace, to_spec};
 use strata_mappings::spec::{MappingFile, MappingSpec};
 use strata_workloads::Cascade;
 
+use crate::constraints::Constraints;
 use crate::error::{CliError, CliResult};
 use crate::experiment::MapperSpec;
 
@@ -78,6 +79,7 @@ pub fn map(
     only: &[String],
     m: &MapperSpec,
     limit: Option<f64>,
+    constraints: &Constraints,
     done: &dyn Fn(&EinsumSearch, f64),
 ) -> CliResult<Mapped> {
     let started = Instant::now();
@@ -99,9 +101,16 @@ pub fn map(
         )));
     }
     let deadline = limit.map(|s| started + Duration::from_secs_f64(s));
-    let apart = one_by_one(arch, c, only, m, deadline, done);
+    // Einsums that step through a running recurrence can only be mapped fused: a whole cascade
+    // holding one is not mapped one by one.
+    let recurrent = only.is_empty() && c.einsums().iter().any(|e| e.iterative.is_some());
+    let apart = if recurrent {
+        Err(CliError::input(format!("{}: its running recurrences need a fused group", c.name())))
+    } else {
+        one_by_one(arch, c, only, m, deadline, constraints, done)
+    };
     // A whole cascade of several Einsums is searched fused as well; the better is kept.
-    let fused = (only.is_empty() && c.einsums().len() > 1).then(|| crate::systems::fuse(c, arch, m));
+    let fused = (only.is_empty() && c.einsums().len() > 1).then(|| crate::systems::fuse(c, arch, m, constraints));
     let value = |text: &str| -> CliResult<f64> {
         let mapping = strata_mappings::CascadeMapping::from_toml(text, c, arch)
             .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
@@ -137,6 +146,7 @@ fn one_by_one(
     only: &[String],
     m: &MapperSpec,
     deadline: Option<Instant>,
+    constraints: &Constraints,
     done: &dyn Fn(&EinsumSearch, f64),
 ) -> CliResult<(String, Vec<EinsumSearch>)> {
     let started = Instant::now();
@@ -169,6 +179,9 @@ fn one_by_one(
                     return None;
                 }
                 evaluated.fetch_add(1, Ordering::Relaxed);
+                if !constraints.allows(n) {
+                    return None;
+                }
                 crate::systems::objective(arch, c, n, m)
             };
             crate::systems::check_exhaustive(&space, m, &format!("Einsum {} on {}", e.name, arch.unit(u).name))?;
@@ -237,6 +250,8 @@ pub struct Args {
     pub einsum: Vec<String>,
     pub mapper: MapperSpec,
     pub time_limit: Option<f64>,
+    /// A constraints file ([`crate::constraints`]).
+    pub constraints: Option<String>,
     pub out: std::path::PathBuf,
     pub json: bool,
 }
@@ -270,7 +285,20 @@ pub fn run(a: &Args) -> CliResult<String> {
             );
         }
     };
-    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &progress)?;
+    let constraints = match &a.constraints {
+        Some(path) => Constraints::load(path, &c, &arch)?,
+        None => Constraints::default(),
+    };
+    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &constraints, &progress).map_err(|e| {
+        if constraints.is_empty() || e.code != 2 {
+            return e;
+        }
+        CliError::input(format!(
+            "{} (under the constraints of {})",
+            e.message,
+            a.constraints.as_deref().unwrap_or_default()
+        ))
+    })?;
     std::fs::write(&a.out, &mapped.mapping).map_err(|e| crate::store::write_err(&a.out, e))?;
     // A mapping of some of a cascade's Einsums is reported by its searches; only a whole
     // mapping evaluates.

@@ -245,7 +245,7 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
     let family = match a {
         AttentionMapping::Family(f) => f.as_str(),
         AttentionMapping::Search { .. } => {
-            let (mapped, found) = fuse(c, arch, m)?;
+            let (mapped, found) = fuse(c, arch, m, &crate::constraints::Constraints::default())?;
             return Ok(Mapped { choice: format!("fusion search, {} mappings", found.evaluated), ..mapped });
         }
         AttentionMapping::Fixed { text, origin, .. } => {
@@ -337,13 +337,21 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
 
 /// The fusion search over a whole cascade ([`strata_mappings::fusion`]) under the settings'
 /// objective, at most `samples` mappings costed; the best mapping evaluated, and how it was found.
-pub fn fuse(c: &Cascade, arch: &Arch, m: &MapperSpec) -> CliResult<(Mapped, strata_mappings::fusion::Found)> {
+pub fn fuse(
+    c: &Cascade,
+    arch: &Arch,
+    m: &MapperSpec,
+    constraints: &crate::constraints::Constraints,
+) -> CliResult<(Mapped, strata_mappings::fusion::Found)> {
     let space = strata_mappings::fusion::FusionSpace::new(c, arch).ok_or_else(|| {
         let e = (0..c.einsums().len()).find(|&e| crate::map::capable_units(arch, c, e).is_empty()).unwrap_or(0);
         CliError::input(format!("Einsum {} of {}: no unit of {} can run it", c.einsums()[e].name, c.name(), arch.name))
     })?;
     let cost = |spec: &MappingSpec| -> Option<f64> {
         let mapping = CascadeMapping::resolve(spec, c, arch).ok()?;
+        if !mapping.nests.iter().all(|n| constraints.allows(n)) {
+            return None;
+        }
         let ev = evaluate(arch, c, &mapping);
         ev.violations.is_empty().then(|| objective_of(&ev, m))
     };

@@ -336,8 +336,10 @@ impl<'a> FusionSpace<'a> {
                 .map(|i| (i, arch.fanout(q[i], q.get(i + 1).copied(), unit[e])))
                 .find(|(_, f)| f.0 * f.1 > 1)
         };
-        let largest_divisor = |n: u64, limit: u64| -> u64 {
-            crate::mapper::divisors(n).into_iter().rev().find(|&d| d <= limit).unwrap_or(1)
+        // The largest divisor of `n` (itself a divisor of rank `r`'s size) that is at most
+        // `limit`, from the rank's divisors found once.
+        let largest_divisor = |r: RankId, n: u64, limit: u64| -> u64 {
+            self.divisors[r.0].iter().rev().copied().find(|&d| d <= limit && n.is_multiple_of(d)).unwrap_or(1)
         };
         let name = |r: RankId| c.rank(r).name.clone();
         // A rank's tile below the root in a segment: what its widest fan-out over the members'
@@ -351,14 +353,14 @@ impl<'a> FusionSpace<'a> {
                     let (_, f) = fan(e)?;
                     [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
                 })
-                .map(|(_, limit)| largest_divisor(size, limit))
+                .map(|(_, limit)| largest_divisor(r, size, limit))
                 .max()
                 .unwrap_or(1);
             // Options below the rank's divisor count multiply the fan-out by a temporal factor;
             // those above give a tile smaller than the fan-out (FLAT's 128-query row blocks).
             let d = &self.divisors[r.0];
             match p.tile[r.0].checked_sub(d.len()) {
-                None => s * largest_divisor(size / s, d[p.tile[r.0]]),
+                None => s * largest_divisor(r, size / s, d[p.tile[r.0]]),
                 Some(i) => d[i.min(d.len() - 1)].min(s),
             }
         };
@@ -404,7 +406,7 @@ impl<'a> FusionSpace<'a> {
                         .map(|(_, lim)| lim)
                         .min()
                         .unwrap_or(1);
-                    let s_r = largest_divisor(tile(r), limit);
+                    let s_r = largest_divisor(r, tile(r), limit);
                     inner.push((r, tile(r) / s_r, s_r));
                 }
             }
@@ -475,7 +477,7 @@ impl<'a> FusionSpace<'a> {
                     if let Some((_, f)) = fan_e {
                         for (d, limit) in [(0, f.0), (1, f.1)] {
                             if spatial_rank(unit[e], d, e) == Some(r) {
-                                s = largest_divisor(left, limit);
+                                s = largest_divisor(r, left, limit);
                                 if s > 1 {
                                     spatial_loops
                                         .push((d, format!("{}={s}@{}", name(r), if d == 0 { "x" } else { "y" })));
