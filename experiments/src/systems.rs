@@ -245,8 +245,17 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
     let family = match a {
         AttentionMapping::Family(f) => f.as_str(),
         AttentionMapping::Search { .. } => {
-            let (mapped, found) = fuse(c, arch, m, &crate::constraints::Constraints::default())?;
-            return Ok(Mapped { choice: format!("fusion search, {} mappings", found.evaluated), ..mapped });
+            // What `strata map` does with a whole cascade: fused and (without recurrences)
+            // Einsum by Einsum, the better kept.
+            let found =
+                crate::map::map(arch, c, &[], m, None, &crate::constraints::Constraints::default(), &|_, _| {})?;
+            let mapping = CascadeMapping::from_toml(&found.mapping, c, arch)
+                .map_err(|e| CliError::runtime(format!("the search's own mapping does not resolve: {e}")))?;
+            let choice = match &found.fusion {
+                Some(f) if f.chosen => format!("fusion search, {} mappings", f.evaluated),
+                _ => "search: Einsum by Einsum".to_string(),
+            };
+            return Ok(Mapped { eval: evaluate(arch, c, &mapping), choice });
         }
         AttentionMapping::Fixed { text, origin, .. } => {
             let mapping =

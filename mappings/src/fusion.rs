@@ -13,13 +13,16 @@
 //!   next member's input;
 //! - each intermediate lives at the root when it crosses a cut, else at the deepest level on
 //!   the paths of its producer and consumers (or the level above it, a plan choice);
-//! - each unit fans out the ranks the plan names over its array's x and y, by the largest
-//!   divisor of what is left of the rank that fits.
+//! - each unit fans out the ranks the plan names over its array's x and y (an Einsum may name its
+//!   own), by the largest divisor of what is left of the rank that fits; a group's tiles are
+//!   sized for its widest array.
 //!
 //! The search is coordinate descent with every alternative of a coordinate evaluated in
 //! parallel and ties kept at the lower index, so the result does not depend on the thread
-//! count; it starts from every Einsum fused and every tile 1, and again from every Einsum apart,
-//! and keeps the better. The caller supplies the cost (`mappings` describes, `sim` evaluates).
+//! count. It starts from every Einsum in one group, once sharing the tiles' loops deep and
+//! overlapping the arrays and once not, and kicks each local optimum: a tile shrunk, a cut
+//! undone, every Einsum a unit can run moved onto it, then descends again. Costs are cached by
+//! mapping. The caller supplies the cost (`mappings` describes, `sim` evaluates).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -48,6 +51,9 @@ pub struct Plan {
     unit: Vec<usize>,
     /// Per unit: the ranks over x and y (0: none, k: rank k − 1).
     spatial: Vec<[usize; 2]>,
+    /// Per Einsum: 0 to fan out as its unit does, or `1 + x + y·(n + 1)` for its own ranks
+    /// `x` and `y` (indices into its iteration ranks, `n` of them; `n` itself for none).
+    own_spatial: Vec<usize>,
     /// Per Einsum: the order of its own temporal loops, a permutation index.
     order: Vec<usize>,
     /// Per tensor: an intermediate inside a group lives at the deepest common level (`true`) or
@@ -70,6 +76,8 @@ enum Coord {
     Unit(usize),
     /// Both dimensions of a unit at once (x and y choices are coupled by what fits).
     Spatial(usize),
+    /// One Einsum's own fan-out, overriding its unit's.
+    OwnSpatial(usize),
     Order(usize),
     Low(usize),
     Stream(usize),
@@ -137,19 +145,15 @@ impl<'a> FusionSpace<'a> {
         self.arch.path_to(self.arch.unit(u).level)
     }
 
-    /// Every Einsum fused (as far as recurrences allow) or apart, every tile 1, nothing
-    /// spatial, each Einsum on its unit with the most PEs; `deep`: groups share their tiles'
-    /// loops down to their common level and overlap across the arrays.
-    fn start(&self, fused: bool, deep: bool) -> Plan {
+    /// Every Einsum in one group, every tile its fan-out, nothing spatial, each Einsum on its
+    /// unit with the most PEs; `deep`: the group shares its tiles' loops down to the level its
+    /// members have in common and overlaps across the arrays. (Cuts come from the descent; the
+    /// caller compares with every Einsum mapped on its own.)
+    fn start(&self, deep: bool) -> Plan {
         let n = self.c.einsums().len();
         let tensors = self.c.tensors().len();
         Plan {
-            cuts: (0..n.saturating_sub(1))
-                .map(|i| {
-                    let e = self.c.einsums();
-                    !fused && (e[i].iterative.is_none() || e[i].iterative != e[i + 1].iterative)
-                })
-                .collect(),
+            cuts: vec![false; n.saturating_sub(1)],
             tile: vec![0; self.c.ranks().len()],
             share_inner: deep,
             interleaved: deep,
@@ -160,11 +164,22 @@ impl<'a> FusionSpace<'a> {
                 .map(|us| (0..us.len()).rev().max_by_key(|&i| self.arch.unit(us[i]).pes()).unwrap_or(0))
                 .collect(),
             spatial: vec![[0, 0]; self.arch.units.len()],
+            own_spatial: vec![0; n],
             order: vec![0; n],
             low: vec![false; tensors],
             stream: vec![0; n],
             split: vec![0; n],
         }
+    }
+
+    /// 1 + the index of the Einsum's largest input from outside the cascade, or 0 if none.
+    fn largest_input(&self, e: &strata_workloads::einsum::Einsum) -> usize {
+        e.inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| self.c.tensor(a.tensor).role.is_external())
+            .max_by_key(|(i, a)| (self.c.tensor(a.tensor).elements(), std::cmp::Reverse(*i)))
+            .map_or(0, |(i, _)| i + 1)
     }
 
     fn coords(&self) -> Vec<Coord> {
@@ -174,6 +189,7 @@ impl<'a> FusionSpace<'a> {
         let mut v: Vec<Coord> = used.iter().map(|u| Coord::Spatial(u.0)).collect();
         v.extend((0..self.c.ranks().len()).filter(|&r| self.divisors[r].len() > 1).map(Coord::Tile));
         v.extend((0..n).filter(|&e| self.units[e].len() > 1).map(Coord::Unit));
+        v.extend((0..n).map(Coord::OwnSpatial));
         v.extend((0..n.saturating_sub(1)).map(Coord::Cut));
         v.extend([Coord::ShareInner, Coord::Interleaved]);
         v.extend((0..n).map(Coord::Order));
@@ -194,7 +210,8 @@ impl<'a> FusionSpace<'a> {
             Coord::Tile(r) => 2 * self.divisors[r].len(),
             Coord::Unit(e) => self.units[e].len(),
             Coord::Spatial(_) => (self.c.ranks().len() + 1).pow(2),
-            Coord::Order(e) => factorial(self.c.einsums()[e].iteration_ranks.len().min(5)),
+            Coord::OwnSpatial(e) => 1 + (self.c.einsums()[e].iteration_ranks.len() + 1).pow(2),
+            Coord::Order(e) => factorial(self.c.einsums()[e].iteration_ranks.len().min(4)),
             Coord::Stream(e) => self.c.einsums()[e].inputs.len() + 1,
             Coord::Split(_) => self.c.ranks().len() + 1,
         }
@@ -209,6 +226,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Interleaved => q.interleaved = v == 1,
             Coord::Unit(e) => q.unit[e] = v,
             Coord::Spatial(u) => q.spatial[u] = [v % (self.c.ranks().len() + 1), v / (self.c.ranks().len() + 1)],
+            Coord::OwnSpatial(e) => q.own_spatial[e] = v,
             Coord::Order(e) => q.order[e] = v,
             Coord::Low(t) => q.low[t] = v == 1,
             Coord::Stream(e) => q.stream[e] = v,
@@ -225,6 +243,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Interleaved => usize::from(p.interleaved),
             Coord::Unit(e) => p.unit[e],
             Coord::Spatial(u) => p.spatial[u][0] + p.spatial[u][1] * (self.c.ranks().len() + 1),
+            Coord::OwnSpatial(e) => p.own_spatial[e],
             Coord::Order(e) => p.order[e],
             Coord::Low(t) => usize::from(p.low[t]),
             Coord::Stream(e) => p.stream[e],
@@ -276,14 +295,16 @@ impl<'a> FusionSpace<'a> {
                 .collect()
         };
         // Per Einsum: the own rank that also loops at the root, if any.
+        let all_members: Vec<Vec<usize>> = (0..segments).map(members).collect();
+        let all_shared: Vec<Vec<RankId>> = all_members.iter().map(|m| shared_of(m)).collect();
         let split: Vec<Option<RankId>> = (0..n)
             .map(|e| {
                 let r = RankId(p.split[e].checked_sub(1)?);
-                let m = members(seg[e]);
+                let m = &all_members[seg[e]];
                 let own = es[e].iteration_ranks.contains(&r)
                     && es[e].iterative != Some(r)
                     && c.rank(r).size > 1
-                    && !shared_of(&m).contains(&r);
+                    && !all_shared[seg[e]].contains(&r);
                 (own && (m.len() > 1 || es[e].iterative.is_some())).then_some(r)
             })
             .collect();
@@ -323,19 +344,29 @@ impl<'a> FusionSpace<'a> {
         }
         // The spatial rank of unit `u` along dimension `d` for Einsum `e`, if `e` iterates it.
         let spatial_rank = |u: UnitId, d: usize, e: usize| -> Option<RankId> {
+            if let Some(v) = p.own_spatial[e].checked_sub(1) {
+                let ranks = &es[e].iteration_ranks;
+                let n = ranks.len() + 1;
+                let (x, y) = (v % n, v / n);
+                let pick = if d == 0 { x } else { y };
+                return ranks.get(pick).copied().filter(|_| !(d == 1 && x == y));
+            }
             let k = p.spatial[u.0][d];
             let r = RankId(k.checked_sub(1)?);
             let other = p.spatial[u.0][1 - d];
             (es[e].iteration_ranks.contains(&r) && !(d == 1 && other == k)).then_some(r)
         };
         // The deepest level of a path that fans out over the unit's PEs, with (x, y).
-        let fan = |e: usize| -> Option<(usize, (u64, u64))> {
-            let q = &paths[e];
-            (0..q.len())
-                .rev()
-                .map(|i| (i, arch.fanout(q[i], q.get(i + 1).copied(), unit[e])))
-                .find(|(_, f)| f.0 * f.1 > 1)
-        };
+        let fans: Vec<Option<(usize, (u64, u64))>> = (0..n)
+            .map(|e| {
+                let q = &paths[e];
+                (0..q.len())
+                    .rev()
+                    .map(|i| (i, arch.fanout(q[i], q.get(i + 1).copied(), unit[e])))
+                    .find(|(_, f)| f.0 * f.1 > 1)
+            })
+            .collect();
+        let fan = |e: usize| fans[e];
         // The largest divisor of `n` (itself a divisor of rank `r`'s size) that is at most
         // `limit`, from the rank's divisors found once.
         let largest_divisor = |r: RankId, n: u64, limit: u64| -> u64 {
@@ -347,8 +378,12 @@ impl<'a> FusionSpace<'a> {
         // that does not pass the option chosen), so that fanning out never waits on a tile.
         let segment_tile = |m: &[usize], r: RankId| -> u64 {
             let size = c.rank(r).size;
+            // The tile is sized for the segment's widest array: a narrow unit's fan-out over a
+            // rank does not grow every member's tile.
+            let widest = m.iter().map(|&e| arch.unit(unit[e]).pes()).max().unwrap_or(1);
             let s = m
                 .iter()
+                .filter(|&&e| arch.unit(unit[e]).pes() == widest)
                 .filter_map(|&e| {
                     let (_, f) = fan(e)?;
                     [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
@@ -368,14 +403,14 @@ impl<'a> FusionSpace<'a> {
         let mut groups = Vec::new();
         let mut einsums = Vec::new();
         for s in 0..segments {
-            let m = members(s);
+            let m = all_members[s].clone();
             let recurrences: BTreeSet<RankId> = m.iter().filter_map(|&e| es[e].iterative).collect();
             if recurrences.len() > 1 {
                 return None;
             }
             let q = recurrences.first().copied();
             let grouped = m.len() > 1 || q.is_some();
-            let shared: Vec<RankId> = if grouped { shared_of(&m) } else { Vec::new() };
+            let shared: Vec<RankId> = if grouped { all_shared[s].clone() } else { Vec::new() };
             let inner_members: Vec<usize> = match q {
                 Some(q) => m.iter().copied().filter(|&e| es[e].iterative == Some(q)).collect(),
                 None => m.clone(),
@@ -384,7 +419,8 @@ impl<'a> FusionSpace<'a> {
                 return None;
             }
             let sub = q.is_some() && inner_members.len() < m.len();
-            let tile = |r: RankId| segment_tile(&m, r);
+            let tiles: Vec<u64> = (0..c.ranks().len()).map(|r| segment_tile(&m, RankId(r))).collect();
+            let tile = |r: RankId| tiles[r.0];
             // The deepest level every member's path shares below its leaf: where shared inner
             // loops run.
             let mut common: Vec<LevelId> = paths[m[0]][..paths[m[0]].len() - 1].to_vec();
@@ -540,15 +576,14 @@ impl<'a> FusionSpace<'a> {
     /// `None` for a mapping that does not resolve or fit. At most `budget` plans are costed.
     pub fn search(&self, cost: &(dyn Fn(&MappingSpec) -> Option<f64> + Sync), budget: u64) -> Option<Found> {
         // Costs by mapping (plans that differ only in choices without effect share one).
-        let seen: Mutex<HashMap<String, Option<f64>>> = Mutex::new(HashMap::new());
+        let seen: Mutex<HashMap<MappingSpec, Option<f64>>> = Mutex::new(HashMap::new());
         let eval = |p: &Plan| -> Option<f64> {
             let spec = self.spec(p)?;
-            let key = format!("{spec:?}");
-            if let Some(v) = seen.lock().expect("lock").get(&key) {
+            if let Some(v) = seen.lock().expect("lock").get(&spec) {
                 return *v;
             }
             let v = cost(&spec);
-            seen.lock().expect("lock").insert(key, v);
+            seen.lock().expect("lock").insert(spec, v);
             v
         };
         let better = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -592,19 +627,50 @@ impl<'a> FusionSpace<'a> {
             }
         };
         let mut best: Option<(Plan, f64)> = None;
-        for (fused, deep) in [(true, true), (true, false), (false, false)] {
-            let (mut plan, mut current) = descend(self.start(fused, deep), None);
+        // A third start, tried only when neither fits: every Einsum streams its largest input
+        // past the buffers (keys and values of a long context do not fit on chip whole).
+        for start in 0..3 {
+            if start == 2 && best.is_some() {
+                break;
+            }
+            let mut plan = self.start(start == 0);
+            if start == 2 {
+                plan.stream = self.c.einsums().iter().map(|e| self.largest_input(e)).collect();
+            }
+            let (mut plan, mut current) = descend(plan, None);
             // Kicks: a tile that grew early can crowd out a better one (a batch tile taking the
-            // buffer a query tile would reuse keys in); shrink each to its least, descend with it
-            // held there, then descend freely.
+            // buffer a query tile would reuse keys in), and a cut made early can keep apart what
+            // fits together later; shrink each tile to its least or undo each cut, descend with
+            // that held, then descend freely.
             let mut kicked = true;
             while kicked && !spent() {
                 kicked = false;
-                for (j, &k) in coords.iter().enumerate().filter(|(_, k)| matches!(k, Coord::Tile(_))) {
+                for (j, &k) in coords.iter().enumerate().filter(|(_, k)| matches!(k, Coord::Tile(_) | Coord::Cut(_))) {
                     if self.value(&plan, k) == 0 || spent() {
                         continue;
                     }
                     let (q, _) = descend(self.with(&plan, k, 0), Some(j));
+                    let (q, v) = descend(q, None);
+                    if better(v, current) {
+                        (plan, current, kicked) = (q, v, true);
+                    }
+                }
+                // Every Einsum that can run on a unit moved there at once: one Einsum alone
+                // would find the unit fanned out for another (FuseMax's 1D array, which pays
+                // only once it holds the whole running softmax).
+                for u in 0..self.arch.units.len() {
+                    if spent() {
+                        break;
+                    }
+                    let mut q = plan.clone();
+                    for (e, us) in self.units.iter().enumerate() {
+                        if let Some(i) = us.iter().position(|x| x.0 == u) {
+                            q.unit[e] = i;
+                        }
+                    }
+                    if q == plan {
+                        continue;
+                    }
                     let (q, v) = descend(q, None);
                     if better(v, current) {
                         (plan, current, kicked) = (q, v, true);

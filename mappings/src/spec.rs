@@ -16,13 +16,13 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
     pub mapping: MappingSpec,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingSpec {
     pub name: String,
@@ -35,7 +35,7 @@ pub struct MappingSpec {
     pub groups: Vec<GroupSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EinsumMappingSpec {
     pub einsum: String,
@@ -45,7 +45,7 @@ pub struct EinsumMappingSpec {
     pub levels: Vec<LevelSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LevelSpec {
     pub level: String,
@@ -58,7 +58,7 @@ pub struct LevelSpec {
 }
 
 /// How the members of a group share the arrays in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Pipelining {
     /// Members run one after another within each step of the shared loops (FuseMax's "+Architecture").
@@ -68,7 +68,7 @@ pub enum Pipelining {
     Interleaved,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     pub name: String,
