@@ -1072,8 +1072,8 @@ mod mapper {
 
 /// The fusion search, from the cascade alone, never loses to the hand-written templates on their
 /// own machines: FuseMax's 1-pass mapping on FuseMax and FLAT's 3-pass mapping on FLAT, BERT at
-/// 1K tokens (latency). The fused mapping is the one written, and it evaluates to what the
-/// search saw.
+/// 1K tokens (latency). The fused mapping is the one written, it evaluates to what the search
+/// saw, and one thread finds the same mapping as many.
 #[test]
 fn the_fusion_search_never_loses_to_the_templates() {
     let settings = strata::MapperSettings { objective: "latency".into(), ..Default::default() };
@@ -1098,6 +1098,10 @@ fn the_fusion_search_never_loses_to_the_templates() {
         let again = strata::evaluate_mapping(&arch, &c, &found.mapping).unwrap();
         assert_eq!(again.cycles, found.evaluation.cycles, "{workload}: map -> eval round trip");
         assert_eq!(again.energy_j, found.evaluation.energy_j, "{workload}: map -> eval round trip");
+        // The same mapping on one thread as on all of them.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let alone = pool.install(|| strata::map_workload(&arch, &c, &[], &settings, None)).unwrap();
+        assert_eq!(alone.mapping, found.mapping, "{workload}: the thread count changed the mapping");
     }
 }
 
