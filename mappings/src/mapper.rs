@@ -80,6 +80,8 @@ pub struct Mapspace<'a> {
     /// Orders searched at each middle level: all of them in a fine mapspace, else only the
     /// ranks' own order.
     inner_orders: usize,
+    /// Whether tiles may leave the root's loop imperfect (a fine mapspace).
+    imperfect: bool,
 }
 
 /// The divisors of `n` in ascending order, from its prime factors: trial division up to the
@@ -201,7 +203,14 @@ impl<'a> Mapspace<'a> {
                 let opts = if lv == path.len() - 1 {
                     vec![1]
                 } else if fine {
-                    divisors(size)
+                    // Every divisor, and the powers of two that do not divide: the rank's
+                    // outermost loop then overshoots by less than one tile (imperfect
+                    // factorisation, as the mapping spec allows).
+                    let mut v = divisors(size);
+                    v.extend(std::iter::successors(Some(2u64), |x| x.checked_mul(2)).take_while(|&x| x < size));
+                    v.sort_unstable();
+                    v.dedup();
+                    v
                 } else {
                     ladder(size)
                 };
@@ -218,7 +227,20 @@ impl<'a> Mapspace<'a> {
             }
         }
         let inner_orders = if fine { orders.len() } else { 1 };
-        Mapspace { c, einsum, unit, path, ranks, spatial, tile_options, orders, buffer_elements, tensors, inner_orders }
+        Mapspace {
+            c,
+            einsum,
+            unit,
+            path,
+            ranks,
+            spatial,
+            tile_options,
+            orders,
+            buffer_elements,
+            tensors,
+            inner_orders,
+            imperfect: fine,
+        }
     }
 
     /// Number of points in the space.
@@ -296,6 +318,9 @@ impl<'a> Mapspace<'a> {
         let mut per_level: Vec<Vec<Loop>> = vec![Vec::new(); n_levels];
         // Spatial factors first (innermost), then tiles from the leaf outward.
         let spatial_loops = self.spatial_loops(ch.spatial, &mut remaining);
+        // Per rank: the product of its loops below the root.
+        let mut inner: Vec<u64> =
+            self.ranks.iter().enumerate().map(|(j, &r)| self.c.rank(r).size / remaining[j]).collect();
         for lv in (1..n_levels).rev() {
             let order = ch.level_orders.get(lv - 1).map_or(&self.ranks, |&k| &self.orders[k]);
             for &r in order {
@@ -304,7 +329,12 @@ impl<'a> Mapspace<'a> {
                 if f == 1 {
                     continue;
                 }
-                if !remaining[j].is_multiple_of(f) {
+                inner[j] = inner[j].saturating_mul(f);
+                if self.imperfect {
+                    if inner[j] > self.c.rank(r).size {
+                        return None;
+                    }
+                } else if !remaining[j].is_multiple_of(f) {
                     return None;
                 }
                 remaining[j] /= f;
@@ -313,8 +343,10 @@ impl<'a> Mapspace<'a> {
         }
         for &r in &self.orders[ch.order] {
             let j = self.ranks.iter().position(|&x| x == r).expect("rank of the einsum");
-            if remaining[j] > 1 {
-                per_level[0].push(Loop { rank: r, bound: remaining[j], dim: None, level: 0 });
+            // What the inner loops leave, rounded up when they do not divide the rank.
+            let root = if self.imperfect { self.c.rank(r).size.div_ceil(inner[j]) } else { remaining[j] };
+            if root > 1 {
+                per_level[0].push(Loop { rank: r, bound: root, dim: None, level: 0 });
             }
         }
         let mut loops = Vec::new();
