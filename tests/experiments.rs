@@ -1120,6 +1120,14 @@ fn the_tpu_like_gemm_maps_to_the_compute_bound() {
     let bound = (1u64 << 30) as f64 / (65536.0 * 1.05e9);
     assert!((r.evaluation.seconds / bound - 1.0).abs() < 1e-9, "{} s vs {bound} s", r.evaluation.seconds);
     assert!((bound * 1e6 - 15.604).abs() < 1e-3);
+    // The same from the library under constraints: they hold, and contradictions are errors.
+    let k16 = "[[constraints]]\nlevel = \"CMEM\"\nfactors = { k = 16 }\norder = [\"k\", \"n\"]\n";
+    let r = strata::map_workload_constrained(&arch, &c, &[], &settings, None, k16).unwrap();
+    assert!(r.mapping.contains("loops = [\"k=16\""), "{}", r.mapping);
+    let both = format!("{k16}[[constraints]]\nlevel = \"CMEM\"\nfactors = {{ k = 8 }}\n");
+    let e = strata::map_workload_constrained(&arch, &c, &[], &settings, None, &both).unwrap_err();
+    assert_eq!(e.code, 2);
+    assert!(e.message.contains("constraints[0] and constraints[1] contradict each other"), "{}", e.message);
 }
 
 /// A model's element size reaches its linear layers, which were once mapped as 16-bit whatever

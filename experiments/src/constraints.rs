@@ -64,9 +64,14 @@ impl Constraints {
     /// constraint (exit 2).
     pub fn load(path: &str, c: &Cascade, arch: &Arch) -> CliResult<Constraints> {
         let text = std::fs::read_to_string(path).map_err(|e| CliError::read(std::path::Path::new(path), &e))?;
+        Constraints::parse(&text, path, c, arch)
+    }
+
+    /// Checks the text of a constraints file; `source` names it in errors.
+    pub fn parse(text: &str, source: &str, c: &Cascade, arch: &Arch) -> CliResult<Constraints> {
         let file: ConstraintsFile =
-            strata_mappings::from_toml(&text).map_err(|e| CliError::input(format!("{path}: {e}")))?;
-        Constraints::check(&file, c, arch).map_err(|e| CliError::input(format!("{path}: {e}")))
+            strata_mappings::from_toml(text).map_err(|e| CliError::input(format!("{source}: {e}")))?;
+        Constraints::check(&file, c, arch).map_err(|e| CliError::input(format!("{source}: {e}")))
     }
 
     fn check(file: &ConstraintsFile, c: &Cascade, arch: &Arch) -> Result<Constraints, String> {

@@ -28,6 +28,8 @@
 //! let gemm = strata::load_workload("gemm", &strata::Shape::default())?;
 //! let found = strata::map_workload(&arch, &gemm, &[], &strata::MapperSettings::default(), None)?;
 //! println!("{}", found.mapping); // a mapping file that evaluate_mapping reproduces
+//! let k16 = "[[constraints]]\nlevel = \"GlobalBuffer\"\nfactors = { k = 16 }\n";
+//! let constrained = strata::map_workload_constrained(&arch, &gemm, &[], &strata::MapperSettings::default(), None, k16)?;
 //!
 //! let options = strata::RunOptions { out: Some("runs/dse".into()), ..Default::default() };
 //! let run = strata::run_experiment("experiments/examples/fusemax-dse.toml", &options)?;
@@ -187,7 +189,25 @@ pub fn map_workload(
     settings: &MapperSettings,
     time_limit: Option<f64>,
 ) -> Result<MapRecord> {
-    let m = map::map(arch, cascade, einsums, settings, time_limit, &constraints::Constraints::default(), &|_, _| {})?;
+    map_workload_constrained(arch, cascade, einsums, settings, time_limit, "")
+}
+
+/// [`map_workload`] under per-level constraints given as the text of a constraints file
+/// (`[[constraints]]` tables: `einsum`, `level`, `factors`, `order`, `keep`; see `strata map
+/// --constraints`); contradictory or impossible constraints are an error naming them.
+pub fn map_workload_constrained(
+    arch: &Arch,
+    cascade: &Cascade,
+    einsums: &[String],
+    settings: &MapperSettings,
+    time_limit: Option<f64>,
+    constraints: &str,
+) -> Result<MapRecord> {
+    let constraints = match constraints.trim() {
+        "" => constraints::Constraints::default(),
+        text => constraints::Constraints::parse(text, "constraints", cascade, arch)?,
+    };
+    let m = map::map(arch, cascade, einsums, settings, time_limit, &constraints, &|_, _| {})?;
     let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
     Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, fusion: m.fusion, seconds: m.seconds })
 }
