@@ -963,31 +963,12 @@ fn map_writes_a_mapping_that_eval_reproduces() {
     let o = strata(&["map", "--arch", "fusemax", "--workload", "attention-1pass", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("fusion search:") && stdout(&o).contains("chosen"), "{}", stdout(&o));
-    let o = strata(&[
-        "map",
-        "--arch",
-        "fusemax",
-        "--workload",
-        "attention-1pass",
-        "--einsum",
-        "RM",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o_s = out.to_str().unwrap();
+    let o = strata(&["map", "--arch", "fusemax", "--workload", "attention-1pass", "--einsum", "RM", "--out", o_s]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--einsum RM: it steps through `m1`"), "{}", stderr(&o));
     // Some Einsums of a cascade: their searches, no evaluation of a partial mapping.
-    let o = strata(&[
-        "map",
-        "--arch",
-        "fusemax",
-        "--workload",
-        "attention-3pass",
-        "--einsum",
-        "QK",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = strata(&["map", "--arch", "fusemax", "--workload", "attention-3pass", "--einsum", "QK", "--out", o_s]);
     assert!(o.status.success() && stdout(&o).contains("not evaluated"), "{}", stderr(&o));
     let tiny = file("tiny.toml", &arch.replace("\"32 B\"", "\"2 B\"").replace("\"64 B\"", "\"2 B\""));
     let o = strata(&["map", "--arch", tiny.to_str().unwrap(), "--workload", "gemm", "--out", out.to_str().unwrap()]);

@@ -207,7 +207,7 @@ pub fn map_workload_constrained(
         "" => constraints::Constraints::default(),
         text => constraints::Constraints::parse(text, "constraints", cascade, arch)?,
     };
-    let m = map::map(arch, cascade, einsums, settings, time_limit, &constraints, &|_, _| {})?;
+    let m = map::map(arch, cascade, einsums, settings, time_limit, &constraints, &map::silent())?;
     let evaluation = evaluate_mapping(arch, cascade, &m.mapping)?;
     Ok(MapRecord { mapping: m.mapping, evaluation, einsums: m.einsums, fusion: m.fusion, seconds: m.seconds })
 }

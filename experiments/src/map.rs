@@ -50,6 +50,8 @@ pub struct FusionSearch {
     pub objective: Option<f64>,
     /// Whether the fused mapping beat the Einsum-by-Einsum one (and is the one written).
     pub chosen: bool,
+    /// Whether the time limit stopped the search early (the best found by then is kept).
+    pub time_limit_hit: bool,
 }
 
 /// The mapper's result for a cascade: the mapping file and how it was found.
@@ -71,8 +73,21 @@ pub fn capable_units(arch: &Arch, c: &Cascade, e: usize) -> Vec<UnitId> {
     (0..arch.units.len()).map(UnitId).filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op))).collect()
 }
 
-/// Maps the Einsums of `c` named in `only` (all when empty) on `arch`; `done` hears of each
-/// Einsum's best mapping as its search ends, with the seconds since the start.
+/// Who hears how a search goes, with the seconds since it started.
+pub struct Listeners<'a> {
+    /// Each Einsum's best mapping as its own search ends.
+    pub einsum: &'a dyn Fn(&EinsumSearch, f64),
+    /// The fusion search's mappings costed and best cost so far, after every descent.
+    pub fusion: &'a (dyn Fn(u64, f64, f64) + Sync),
+}
+
+/// Nobody listens.
+pub fn silent() -> Listeners<'static> {
+    Listeners { einsum: &|_, _| {}, fusion: &|_, _, _| {} }
+}
+
+/// Maps the Einsums of `c` named in `only` (all when empty) on `arch` under `constraints`, no
+/// mapping costed after `limit` seconds; `hear` is told how the searches go.
 pub fn map(
     arch: &Arch,
     c: &Cascade,
@@ -80,7 +95,7 @@ pub fn map(
     m: &MapperSpec,
     limit: Option<f64>,
     constraints: &Constraints,
-    done: &dyn Fn(&EinsumSearch, f64),
+    hear: &Listeners,
 ) -> CliResult<Mapped> {
     let started = Instant::now();
     for name in only {
@@ -107,10 +122,12 @@ pub fn map(
     let apart = if recurrent {
         Err(CliError::input(format!("{}: its running recurrences need a fused group", c.name())))
     } else {
-        one_by_one(arch, c, only, m, deadline, constraints, done)
+        one_by_one(arch, c, only, m, deadline, constraints, hear.einsum)
     };
     // A whole cascade of several Einsums is searched fused as well; the better is kept.
-    let fused = (only.is_empty() && c.einsums().len() > 1).then(|| crate::systems::fuse(c, arch, m, constraints));
+    let progress = |n: u64, best: f64| (hear.fusion)(n, best, started.elapsed().as_secs_f64());
+    let fused = (only.is_empty() && c.einsums().len() > 1)
+        .then(|| crate::systems::fuse(c, arch, m, constraints, deadline, &progress));
     let value = |text: &str| -> CliResult<f64> {
         let mapping = strata_mappings::CascadeMapping::from_toml(text, c, arch)
             .map_err(|e| CliError::runtime(format!("the mapper's own mapping does not resolve: {e}")))?;
@@ -126,12 +143,18 @@ pub fn map(
                 Ok((_, searches)) => (fused_text, searches, true),
                 Err(_) => (fused_text, Vec::new(), true),
             };
-            let report =
-                FusionSearch { evaluated: found.evaluated, space: found.space, objective: Some(found.cost), chosen };
+            let report = FusionSearch {
+                evaluated: found.evaluated,
+                space: found.space,
+                objective: Some(found.cost),
+                chosen,
+                time_limit_hit: found.stopped,
+            };
             (text, searches, Some(report))
         }
         (Ok((text, searches)), Some(Err(_))) => {
-            (text, searches, Some(FusionSearch { evaluated: 0, space: 0.0, objective: None, chosen: false }))
+            let none = FusionSearch { evaluated: 0, space: 0.0, objective: None, chosen: false, time_limit_hit: false };
+            (text, searches, Some(none))
         }
         (Err(e), _) => return Err(e),
     };
@@ -289,7 +312,13 @@ pub fn run(a: &Args) -> CliResult<String> {
         Some(path) => Constraints::load(path, &c, &arch)?,
         None => Constraints::default(),
     };
-    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &constraints, &progress).map_err(|e| {
+    let fusing = |n: u64, best: f64, t: f64| {
+        if t > 1.0 {
+            eprintln!("{t:.1} s: fusion search, best {best:.4e} ({n} mappings evaluated)");
+        }
+    };
+    let hear = Listeners { einsum: &progress, fusion: &fusing };
+    let mapped = map(&arch, &c, &a.einsum, &a.mapper, a.time_limit, &constraints, &hear).map_err(|e| {
         if constraints.is_empty() || e.code != 2 {
             return e;
         }
@@ -355,9 +384,10 @@ pub fn run(a: &Args) -> CliResult<String> {
     if let Some(f) = &mapped.fusion {
         out += &match f.objective {
             Some(v) => format!(
-                "fusion search: {} mappings evaluated of a space of {:.3e} plans; best {v:.4e}; {}\n\n",
+                "fusion search: {} mappings evaluated of a space of {:.3e} plans{}; best {v:.4e}; {}\n\n",
                 f.evaluated,
                 f.space,
+                if f.time_limit_hit { " (time limit)" } else { "" },
                 if f.chosen {
                     "chosen (better than Einsum by Einsum)"
                 } else {

@@ -247,8 +247,19 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
         AttentionMapping::Search { .. } => {
             // What `strata map` does with a whole cascade: fused and (without recurrences)
             // Einsum by Einsum, the better kept.
-            let found =
-                crate::map::map(arch, c, &[], m, None, &crate::constraints::Constraints::default(), &|_, _| {})?;
+            let none = crate::constraints::Constraints::default();
+            let found = crate::map::map(arch, c, &[], m, m.time_limit, &none, &crate::map::silent())?;
+            // As every experiment search: a mapping cut short by the clock is not a result.
+            let cut = found.fusion.as_ref().is_some_and(|f| f.time_limit_hit)
+                || found.einsums.iter().any(|e| e.time_limit_hit);
+            if cut {
+                return Err(CliError::runtime(format!(
+                    "{} on {}: the mapper ran out of experiment.mapper.time_limit ({} s); a mapping cut short by the clock would change from machine to machine, so raise the limit or lower experiment.mapper.samples",
+                    c.name(),
+                    arch.name,
+                    m.time_limit.unwrap_or_default()
+                )));
+            }
             let mapping = CascadeMapping::from_toml(&found.mapping, c, arch)
                 .map_err(|e| CliError::runtime(format!("the search's own mapping does not resolve: {e}")))?;
             let choice = match &found.fusion {
@@ -345,12 +356,15 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
 }
 
 /// The fusion search over a whole cascade ([`strata_mappings::fusion`]) under the settings'
-/// objective, at most `samples` mappings costed; the best mapping evaluated, and how it was found.
+/// objective, at most `samples` mappings costed and none after `deadline`; the best mapping
+/// evaluated, and how it was found.
 pub fn fuse(
     c: &Cascade,
     arch: &Arch,
     m: &MapperSpec,
     constraints: &crate::constraints::Constraints,
+    deadline: Option<std::time::Instant>,
+    progress: &(dyn Fn(u64, f64) + Sync),
 ) -> CliResult<(Mapped, strata_mappings::fusion::Found)> {
     let space = strata_mappings::fusion::FusionSpace::new(c, arch).ok_or_else(|| {
         let e = (0..c.einsums().len()).find(|&e| crate::map::capable_units(arch, c, e).is_empty()).unwrap_or(0);
@@ -364,8 +378,9 @@ pub fn fuse(
         let ev = evaluate(arch, c, &mapping);
         ev.violations.is_empty().then(|| objective_of(&ev, m))
     };
+    let stop = || deadline.is_some_and(|d| std::time::Instant::now() > d);
     let found = space
-        .search(&cost, m.samples as u64)
+        .search(&cost, m.samples as u64, &stop, progress)
         .ok_or_else(|| CliError::input(format!("no fused mapping of {} fits {} (capacity)", c.name(), arch.name)))?;
     let mapping =
         CascadeMapping::resolve(&found.spec, c, arch).map_err(|e| CliError::runtime(format!("fusion search: {e}")))?;

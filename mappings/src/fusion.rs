@@ -93,6 +93,8 @@ pub struct Found {
     pub evaluated: u64,
     /// Plans in the space: the product of every coordinate's options.
     pub space: f64,
+    /// Whether `stop` ended the search early.
+    pub stopped: bool,
 }
 
 /// The fusion space of a cascade on an architecture.
@@ -574,7 +576,16 @@ impl<'a> FusionSpace<'a> {
 
     /// Coordinate descent from two starts (everything fused, everything apart); `cost` returns
     /// `None` for a mapping that does not resolve or fit. At most `budget` plans are costed.
-    pub fn search(&self, cost: &(dyn Fn(&MappingSpec) -> Option<f64> + Sync), budget: u64) -> Option<Found> {
+    /// The best plan found with at most `budget` mappings costed, stopping early once `stop`
+    /// says so (a time limit); `progress` hears the mappings costed and the best cost so far
+    /// after every descent.
+    pub fn search(
+        &self,
+        cost: &(dyn Fn(&MappingSpec) -> Option<f64> + Sync),
+        budget: u64,
+        stop: &(dyn Fn() -> bool + Sync),
+        progress: &(dyn Fn(u64, f64) + Sync),
+    ) -> Option<Found> {
         // Costs by mapping (plans that differ only in choices without effect share one).
         let seen: Mutex<HashMap<MappingSpec, Option<f64>>> = Mutex::new(HashMap::new());
         let eval = |p: &Plan| -> Option<f64> {
@@ -592,7 +603,7 @@ impl<'a> FusionSpace<'a> {
             _ => false,
         };
         let coords = self.coords();
-        let spent = || seen.lock().expect("lock").len() as u64 >= budget;
+        let spent = || seen.lock().expect("lock").len() as u64 >= budget || stop();
         // Coordinate descent: each coordinate in turn takes its best value, until none moves.
         let descend = |mut plan: Plan, frozen: Option<usize>| -> (Plan, Option<f64>) {
             let mut current = eval(&plan);
@@ -682,6 +693,9 @@ impl<'a> FusionSpace<'a> {
             {
                 best = Some((plan, v));
             }
+            if let Some(b) = &best {
+                progress(seen.lock().expect("lock").len() as u64, b.1);
+            }
         }
         let evaluated = seen.into_inner().expect("lock").len() as u64;
         best.map(|(plan, v)| Found {
@@ -689,6 +703,7 @@ impl<'a> FusionSpace<'a> {
             cost: v,
             evaluated,
             space: self.size(),
+            stopped: stop(),
         })
     }
 }
