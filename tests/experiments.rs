@@ -471,7 +471,7 @@ fn bad_experiments_are_located() {
     bad(&OK.replace("arch = \"fusemax\"", "arch = \"tpu\""), "experiment.systems[0].arch: unknown architecture `tpu`");
     bad(
         &OK.replace("attention = \"fusemax\"", "attention = \"flash\""),
-        "experiment.systems[0].attention: `flash` is neither a family (fusemax, fusemax-sequential, cascade, flat, unfused), a mapping preset",
+        "experiment.systems[0].attention: `flash` is neither a family (fusemax, fusemax-sequential, cascade, flat, unfused), `search` (the fusion search), a mapping preset",
     );
     bad(&OK.replace("kind = \"attention-systems\"", "kind = \"sweep\""), "experiment.kind");
     bad(

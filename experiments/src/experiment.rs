@@ -232,7 +232,7 @@ impl SystemSpec {
                 if !path.exists() {
                     let presets: Vec<&str> = strata_mappings::presets::PRESETS.iter().map(|p| p.name).collect();
                     return Err(CliError::input(format!(
-                        "{key}: `{name}` is neither a family ({}), a mapping preset ({}) nor a file",
+                        "{key}: `{name}` is neither a family ({}), `search` (the fusion search), a mapping preset ({}) nor a file",
                         FAMILIES.join(", "),
                         presets.join(", ")
                     )));
