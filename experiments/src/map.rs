@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use strata_arch::Arch;
-use strata_arch::arch::UnitId;
 use strata_mappings::mapper::{Mapspace, to_spec};
 use strata_mappings::spec::{MappingFile, MappingSpec};
 use strata_workloads::Cascade;
@@ -64,13 +63,6 @@ pub struct Mapped {
     /// The fusion search, for a whole cascade of several Einsums.
     pub fusion: Option<FusionSearch>,
     pub seconds: f64,
-}
-
-/// Units of `arch` whose operations cover what Einsum `e` of `c` needs.
-pub fn capable_units(arch: &Arch, c: &Cascade, e: usize) -> Vec<UnitId> {
-    let e = &c.einsums()[e];
-    let needs = strata_mappings::nest::point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
-    (0..arch.units.len()).map(UnitId).filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op))).collect()
 }
 
 /// Who hears how a search goes, with the seconds since it started.
@@ -135,9 +127,8 @@ pub fn map(
     };
     let (mapping, einsums, fusion) = match (apart, fused) {
         (Ok((text, searches)), None) => (text, searches, None),
-        (apart, Some(Ok((_, found)))) => {
-            let fused_text = toml::to_string(&MappingFile { mapping: found.spec.clone() })
-                .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
+        (apart, Some(Ok(found))) => {
+            let fused_text = mapping_file(found.spec.clone())?;
             let (text, searches, chosen) = match apart {
                 Ok((text, searches)) if value(&text)? <= found.cost => (text, searches, false),
                 Ok((_, searches)) => (fused_text, searches, true),
@@ -176,7 +167,7 @@ fn one_by_one(
     let mut searches = Vec::new();
     let mut specs = Vec::new();
     for (i, e) in c.einsums().iter().enumerate().filter(|(_, e)| only.is_empty() || only.contains(&e.name)) {
-        let units = capable_units(arch, c, i);
+        let units = strata_mappings::nest::capable_units(arch, e);
         if units.is_empty() {
             let needs = strata_mappings::nest::point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
             return Err(CliError::input(format!(
@@ -250,9 +241,7 @@ fn one_by_one(
     // through a rank): that needs a fused group over the rank. Only a mapping of every Einsum
     // can be checked whole.
     if spec.einsums.len() < c.einsums().len() {
-        let mapping = toml::to_string(&MappingFile { mapping: spec })
-            .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
-        return Ok((mapping, searches));
+        return Ok((mapping_file(spec)?, searches));
     }
     strata_mappings::CascadeMapping::resolve(&spec, c, arch).map_err(|e| {
         CliError::input(format!(
@@ -260,9 +249,12 @@ fn one_by_one(
             c.name()
         ))
     })?;
-    let mapping = toml::to_string(&MappingFile { mapping: spec })
-        .map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))?;
-    Ok((mapping, searches))
+    Ok((mapping_file(spec)?, searches))
+}
+
+/// A mapping spec as the text of a mapping file.
+fn mapping_file(spec: MappingSpec) -> CliResult<String> {
+    toml::to_string(&MappingFile { mapping: spec }).map_err(|e| CliError::runtime(format!("writing the mapping: {e}")))
 }
 
 /// `strata map`'s arguments.

@@ -176,6 +176,13 @@ struct Loc {
     hash: u128,
 }
 
+impl Loc {
+    /// Where entry `e`'s line of `len` bytes lies: file `file`, byte `offset`.
+    fn of(e: &Entry, file: usize, offset: u64, len: usize) -> Loc {
+        Loc { file, offset, len, key: digest(&e.key), hash: hash_value(&e.hash) }
+    }
+}
+
 /// A key or content hash as a number (16 bytes of SHA-256).
 fn digest(text: &str) -> u128 {
     let d = Sha256::digest(text.as_bytes());
@@ -187,16 +194,19 @@ fn hash_value(hex: &str) -> u128 {
     u128::from_str_radix(hex, 16).unwrap_or(u128::MAX)
 }
 
-/// Reads a journal line by line, calling `each` with every complete entry whose rows parse and
-/// its line (a line cut short by a kill, or otherwise unreadable, is dropped).
-fn scan_journal(path: &Path, mut each: impl FnMut(Entry, &str) -> CliResult<()>) -> CliResult<()> {
+/// Reads a journal line by line, calling `each` with every complete entry whose rows parse, its
+/// line and the line's byte offset in the file (a line cut short by a kill, or otherwise
+/// unreadable, is dropped but still counts towards the offsets).
+fn scan_journal(path: &Path, mut each: impl FnMut(Entry, &[u8], u64) -> CliResult<()>) -> CliResult<()> {
     let Ok(f) = File::open(path) else { return Ok(()) };
-    for line in BufReader::new(f).lines().map_while(Result::ok) {
-        if let Ok(e) = serde_json::from_str::<Entry>(&line)
+    let mut offset = 0u64;
+    for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+        if let Ok(e) = serde_json::from_slice::<Entry>(&line)
             && e.rows().is_some()
         {
-            each(e, &line)?;
+            each(e, &line, offset)?;
         }
+        offset += line.len() as u64 + 1;
     }
     Ok(())
 }
@@ -230,10 +240,11 @@ impl Journal {
         let tmp = dir.join(format!(".{JOURNAL}.tmp"));
         let mut out = BufWriter::new(File::create(&tmp).map_err(|e| write_err(&tmp, e))?);
         let mut before = HashMap::new();
+        // Offsets in the rewritten file, which holds only the complete lines.
         let mut offset = 0u64;
-        scan_journal(&path, |e, line| {
-            writeln!(out, "{line}").map_err(|err| write_err(&tmp, err))?;
-            let loc = Loc { file: 0, offset, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
+        scan_journal(&path, |e, line, _| {
+            out.write_all(line).and_then(|_| out.write_all(b"\n")).map_err(|err| write_err(&tmp, err))?;
+            let loc = Loc::of(&e, 0, offset, line.len());
             before.insert(loc.key, loc);
             offset += line.len() as u64 + 1;
             Ok(())
@@ -277,7 +288,7 @@ impl Journal {
             file.write_all(format!("{line}\n").as_bytes())
                 .and_then(|_| file.flush())
                 .map_err(|err| write_err(&self.dir.join(JOURNAL), err))?;
-            let loc = Loc { file: 0, offset: *length, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
+            let loc = Loc::of(&e, 0, *length, line.len());
             *length += line.len() as u64 + 1;
             loc
         };
@@ -365,18 +376,10 @@ impl Finished {
         let files: Vec<PathBuf> = dirs.iter().map(|d| d.join(JOURNAL)).collect();
         let mut entries = BTreeMap::new();
         for (file, path) in files.iter().enumerate() {
-            let mut offset = 0u64;
-            // Every line counts towards the offsets, including those dropped as unreadable.
-            let Ok(f) = File::open(path) else { continue };
-            for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
-                if let Ok(e) = serde_json::from_slice::<Entry>(&line)
-                    && e.rows().is_some()
-                {
-                    let loc = Loc { file, offset, len: line.len(), key: digest(&e.key), hash: hash_value(&e.hash) };
-                    entries.insert(e.index, loc);
-                }
-                offset += line.len() as u64 + 1;
-            }
+            scan_journal(path, |e, line, offset| {
+                entries.insert(e.index, Loc::of(&e, file, offset, line.len()));
+                Ok(())
+            })?;
         }
         Ok((first, Finished { files, entries }))
     }
@@ -455,7 +458,7 @@ impl Finished {
 pub fn rows(dir: &Path, most: usize) -> CliResult<Option<Vec<Row>>> {
     let mut rows = Vec::new();
     let mut over = false;
-    scan_journal(&dir.join(JOURNAL), |e, _| {
+    scan_journal(&dir.join(JOURNAL), |e, _, _| {
         if !over {
             rows.extend(e.rows().unwrap_or_default());
             over = rows.len() > most;

@@ -253,12 +253,7 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
             let cut = found.fusion.as_ref().is_some_and(|f| f.time_limit_hit)
                 || found.einsums.iter().any(|e| e.time_limit_hit);
             if cut {
-                return Err(CliError::runtime(format!(
-                    "{} on {}: the mapper ran out of experiment.mapper.time_limit ({} s); a mapping cut short by the clock would change from machine to machine, so raise the limit or lower experiment.mapper.samples",
-                    c.name(),
-                    arch.name,
-                    m.time_limit.unwrap_or_default()
-                )));
+                return Err(out_of_time(&format!("{} on {}", c.name(), arch.name), m, ""));
             }
             let mapping = CascadeMapping::from_toml(&found.mapping, c, arch)
                 .map_err(|e| CliError::runtime(format!("the search's own mapping does not resolve: {e}")))?;
@@ -356,8 +351,8 @@ pub fn map_attention(a: &AttentionMapping, c: &Cascade, arch: &Arch, m: &MapperS
 }
 
 /// The fusion search over a whole cascade ([`strata_mappings::fusion`]) under the settings'
-/// objective, at most `samples` mappings costed and none after `deadline`; the best mapping
-/// evaluated, and how it was found.
+/// objective, at most `samples` mappings costed and none after `deadline`: the best fused
+/// mapping and how it was found.
 pub fn fuse(
     c: &Cascade,
     arch: &Arch,
@@ -365,9 +360,8 @@ pub fn fuse(
     constraints: &crate::constraints::Constraints,
     deadline: Option<std::time::Instant>,
     progress: &(dyn Fn(u64, f64) + Sync),
-) -> CliResult<(Mapped, strata_mappings::fusion::Found)> {
-    let space = strata_mappings::fusion::FusionSpace::new(c, arch).ok_or_else(|| {
-        let e = (0..c.einsums().len()).find(|&e| crate::map::capable_units(arch, c, e).is_empty()).unwrap_or(0);
+) -> CliResult<strata_mappings::fusion::Found> {
+    let space = strata_mappings::fusion::FusionSpace::new(c, arch).map_err(|e| {
         CliError::input(format!("Einsum {} of {}: no unit of {} can run it", c.einsums()[e].name, c.name(), arch.name))
     })?;
     let cost = |spec: &MappingSpec| -> Option<f64> {
@@ -379,12 +373,9 @@ pub fn fuse(
         ev.violations.is_empty().then(|| objective_of(&ev, m))
     };
     let stop = || deadline.is_some_and(|d| std::time::Instant::now() > d);
-    let found = space
+    space
         .search(&cost, m.samples as u64, &stop, progress)
-        .ok_or_else(|| CliError::input(format!("no fused mapping of {} fits {} (capacity)", c.name(), arch.name)))?;
-    let mapping =
-        CascadeMapping::resolve(&found.spec, c, arch).map_err(|e| CliError::runtime(format!("fusion search: {e}")))?;
-    Ok((Mapped { eval: evaluate(arch, c, &mapping), choice: String::new() }, found))
+        .ok_or_else(|| CliError::input(format!("no fused mapping of {} fits {} (capacity)", c.name(), arch.name)))
 }
 
 /// The settings' objective of an evaluated mapping (cycles, pJ or their product).
@@ -435,16 +426,20 @@ pub fn search(
         objective(arch, c, n, m)
     });
     if hit.into_inner() {
-        return Err(CliError::runtime(format!(
-            "{what}: the mapper ran out of experiment.mapper.time_limit ({} s) after {} of {} mappings; \
-             a mapping cut short by the clock would change from machine to machine, so raise the limit \
-             or lower experiment.mapper.samples",
-            m.time_limit.unwrap_or_default(),
-            evaluated.into_inner(),
-            space.size()
-        )));
+        let detail = format!(" after {} of {} mappings", evaluated.into_inner(), space.size());
+        return Err(out_of_time(what, m, &detail));
     }
     Ok(found)
+}
+
+/// The failure of an experiment's search that ran out of `experiment.mapper.time_limit` (exit 1):
+/// a mapping cut short by the clock is never kept.
+fn out_of_time(what: &str, m: &MapperSpec, detail: &str) -> CliError {
+    CliError::runtime(format!(
+        "{what}: the mapper ran out of experiment.mapper.time_limit ({} s){detail}; a mapping cut short \
+         by the clock would change from machine to machine, so raise the limit or lower experiment.mapper.samples",
+        m.time_limit.unwrap_or_default()
+    ))
 }
 
 /// Refuses an exhaustive search over more than [`EXHAUSTIVE_LIMIT`] mappings before it starts.

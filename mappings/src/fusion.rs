@@ -32,7 +32,7 @@ use strata_arch::{Arch, LevelId, UnitId};
 use strata_workloads::Cascade;
 use strata_workloads::einsum::RankId;
 
-use crate::nest::point_ops;
+use crate::nest::capable_units;
 use crate::spec::{EinsumMappingSpec, GroupSpec, LevelSpec, MappingSpec, Pipelining};
 
 /// A point of the fusion space: one choice per coordinate (indices into the option lists).
@@ -123,24 +123,14 @@ fn factorial(n: usize) -> usize {
 }
 
 impl<'a> FusionSpace<'a> {
-    /// `None` when some Einsum has no unit that can run it (the caller names it).
-    pub fn new(c: &'a Cascade, arch: &'a Arch) -> Option<FusionSpace<'a>> {
-        let units: Vec<Vec<UnitId>> = c
-            .einsums()
-            .iter()
-            .map(|e| {
-                let needs = point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
-                (0..arch.units.len())
-                    .map(UnitId)
-                    .filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op)))
-                    .collect()
-            })
-            .collect();
-        if units.iter().any(Vec::is_empty) {
-            return None;
+    /// `Err(e)` when no unit can run Einsum `e` (the caller names it).
+    pub fn new(c: &'a Cascade, arch: &'a Arch) -> Result<FusionSpace<'a>, usize> {
+        let units: Vec<Vec<UnitId>> = c.einsums().iter().map(|e| capable_units(arch, e)).collect();
+        if let Some(e) = units.iter().position(Vec::is_empty) {
+            return Err(e);
         }
         let divisors = c.ranks().iter().map(|r| crate::mapper::divisors(r.size)).collect();
-        Some(FusionSpace { c, arch, units, divisors })
+        Ok(FusionSpace { c, arch, units, divisors })
     }
 
     fn path(&self, u: UnitId) -> Vec<LevelId> {
@@ -369,6 +359,11 @@ impl<'a> FusionSpace<'a> {
             })
             .collect();
         let fan = |e: usize| fans[e];
+        // How far Einsum `e` fans rank `r` out: the fan-out of the dimension it spreads `r` over.
+        let fan_limit = |e: usize, r: RankId| -> Option<u64> {
+            let (_, f) = fan(e)?;
+            [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r)).map(|x| x.1)
+        };
         // The largest divisor of `n` (itself a divisor of rank `r`'s size) that is at most
         // `limit`, from the rank's divisors found once.
         let largest_divisor = |r: RankId, n: u64, limit: u64| -> u64 {
@@ -386,11 +381,8 @@ impl<'a> FusionSpace<'a> {
             let s = m
                 .iter()
                 .filter(|&&e| arch.unit(unit[e]).pes() == widest)
-                .filter_map(|&e| {
-                    let (_, f) = fan(e)?;
-                    [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
-                })
-                .map(|(_, limit)| largest_divisor(r, size, limit))
+                .filter_map(|&e| fan_limit(e, r))
+                .map(|limit| largest_divisor(r, size, limit))
                 .max()
                 .unwrap_or(1);
             // Options below the rank's divisor count multiply the fan-out by a temporal factor;
@@ -435,15 +427,7 @@ impl<'a> FusionSpace<'a> {
             let mut inner: Vec<(RankId, u64, u64)> = Vec::new();
             if inner_level.is_some() {
                 for &r in &shared {
-                    let limit = inner_members
-                        .iter()
-                        .filter_map(|&e| {
-                            let (_, f) = fan(e)?;
-                            [(0, f.0), (1, f.1)].into_iter().find(|&(d, _)| spatial_rank(unit[e], d, e) == Some(r))
-                        })
-                        .map(|(_, lim)| lim)
-                        .min()
-                        .unwrap_or(1);
+                    let limit = inner_members.iter().filter_map(|&e| fan_limit(e, r)).min().unwrap_or(1);
                     let s_r = largest_divisor(r, tile(r), limit);
                     inner.push((r, tile(r) / s_r, s_r));
                 }

@@ -132,6 +132,16 @@ pub struct CascadeMapping {
     pub schedule: Vec<Node>,
 }
 
+/// Units of `arch` whose operations cover what one point of `e` needs: the units that can run it,
+/// found by what they do, never by name.
+pub fn capable_units(arch: &strata_arch::Arch, e: &strata_workloads::einsum::Einsum) -> Vec<strata_arch::UnitId> {
+    let needs = point_ops(e.map, e.reduce, !e.reduced_ranks().is_empty());
+    (0..arch.units.len())
+        .map(strata_arch::UnitId)
+        .filter(|&u| needs.iter().all(|op| arch.unit(u).ops.contains_key(*op)))
+        .collect()
+}
+
 /// The operations one iteration point of an Einsum costs on a PE, named as in arch `ops` tables.
 ///
 /// A multiply reduced by a sum is one multiply-accumulate; FuseMax's sub-then-exp is one `exp`
