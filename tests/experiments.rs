@@ -1105,6 +1105,36 @@ fn the_fusion_search_never_loses_to_the_templates() {
     }
 }
 
+/// Where FLAT spills its logits (FLAT's edge machine, BERT at 16K tokens, one sequence), the
+/// search finds FLAT's spilled dataflow from the cascade alone: a row-by-row softmax subgroup
+/// that reads each row of logits once from a shared buffer, QK and AV stepping keys at the root.
+#[test]
+fn the_fusion_search_finds_flats_spilled_dataflow() {
+    let d = fresh("spill");
+    let text = format!(
+        "[experiment]\nname = \"spill\"\nkind = \"attention-systems\"\noutput = \"{}\"\nbaseline = \"template\"\n\
+         [experiment.mapper]\nobjective = \"latency\"\n[experiment.sweep]\nmodel = [\"bert\"]\nseq = [16384]\nbatch = [1]\n\
+         [[experiment.systems]]\nname = \"template\"\narch = \"flat-edge\"\nattention = \"flat\"\n\
+         [[experiment.systems]]\nname = \"search\"\narch = \"flat-edge\"\nattention = \"search\"\npasses = 3\n",
+        d.join("o").display()
+    );
+    std::fs::write(d.join("spill.toml"), text).unwrap();
+    ok("spill.toml", &d);
+    let csv = std::fs::read_to_string(d.join("o/results.csv")).unwrap();
+    let attention: Vec<Vec<&str>> =
+        csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).filter(|r| r.get(6) == Some(&"attention")).collect();
+    let latency =
+        |system: &str| -> f64 { attention.iter().find(|r| r[1] == system).map(|r| r[7].parse().unwrap()).unwrap() };
+    let template = attention.iter().find(|r| r[1] == "template").unwrap();
+    assert!(template.join(",").contains("logits spilled"), "the template spills here: {template:?}");
+    assert!(
+        latency("search") <= latency("template"),
+        "search {} s, template {} s",
+        latency("search"),
+        latency("template")
+    );
+}
+
 /// The mapper benchmark's GEMM (1024³, int8) on the TPU-v4i-like example machine maps to the
 /// compute bound, 1024³ MACs over 65,536 MACs at 1.05 GHz = 15.604 µs, AccelForge's figure for
 /// the same GEMM on its tpu_v4i.yaml (shared/reference/peers.md §6).

@@ -364,13 +364,16 @@ pub fn fuse(
     let space = strata_mappings::fusion::FusionSpace::new(c, arch).map_err(|e| {
         CliError::input(format!("Einsum {} of {}: no unit of {} can run it", c.einsums()[e].name, c.name(), arch.name))
     })?;
-    let cost = |spec: &MappingSpec| -> Option<f64> {
+    // Ties broken by the Einsums' cycles summed: of two mappings equally fast, the one whose
+    // arrays off the critical path finish sooner leaves room for the next move.
+    let cost = |spec: &MappingSpec| -> Option<strata_mappings::fusion::Cost> {
         let mapping = CascadeMapping::resolve(spec, c, arch).ok()?;
         if !mapping.nests.iter().all(|n| constraints.allows(n)) {
             return None;
         }
         let ev = evaluate(arch, c, &mapping);
-        ev.violations.is_empty().then(|| objective_of(&ev, m))
+        let tie = ev.einsums.iter().map(|e| e.cycles).sum();
+        ev.violations.is_empty().then(|| strata_mappings::fusion::Cost { objective: objective_of(&ev, m), tie })
     };
     let stop = || deadline.is_some_and(|d| std::time::Instant::now() > d);
     space

@@ -8,6 +8,9 @@
 //!   over every rank all members iterate and none reduces, in tiles of the plan's size;
 //! - the members that step through a recurrence rank (`m1` of a 1-pass softmax) form a subgroup
 //!   whose shared loops step it, as recurrences require;
+//! - in a group without a recurrence, a run of consecutive members may form a subgroup that
+//!   steps the group's tile one element at a time and reads what several of them take from
+//!   outside it once, into a buffer they share (FLAT's row-by-row softmax over spilled logits);
 //! - optionally the group also shares the tile's temporal loops at the deepest level common to
 //!   the members (FuseMax's `p1`), so that what one member leaves in a PE's registers is the
 //!   next member's input;
@@ -21,8 +24,10 @@
 //! parallel and ties kept at the lower index, so the result does not depend on the thread
 //! count. It starts from every Einsum in one group, once sharing the tiles' loops deep and
 //! overlapping the arrays and once not, and kicks each local optimum: a tile shrunk, a cut
-//! undone, every Einsum a unit can run moved onto it, then descends again. Costs are cached by
-//! mapping. The caller supplies the cost (`mappings` describes, `sim` evaluates).
+//! undone, every Einsum a unit can run moved onto it, then descends again; once those settle,
+//! each spilled dataflow and a descent across the plateau (moves that keep the objective and
+//! lower the caller's tie-break). Costs are cached by mapping. The caller supplies the cost
+//! (`mappings` describes, `sim` evaluates).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -64,6 +69,23 @@ pub struct Plan {
     /// Per Einsum in a group: 0, or `k` for its own rank `k − 1` to loop at the root as well
     /// (FLAT's spilled logits); what that loop cuts into moves to the root.
     split: Vec<usize>,
+    /// 0, or `1 + k` for the `k`-th run of at least two consecutive Einsums (see [`run`]) to
+    /// form a row subgroup with shared reads.
+    sub: usize,
+}
+
+/// The `k`-th run `(first, last)` of at least two consecutive Einsums out of `n`, in order of
+/// first, then last.
+fn run(n: usize, k: usize) -> Option<(usize, usize)> {
+    let mut k = k;
+    for a in 0..n {
+        let len = n - a - 1;
+        if k < len {
+            return Some((a, a + 1 + k));
+        }
+        k -= len;
+    }
+    None
 }
 
 /// One coordinate of a plan.
@@ -82,6 +104,17 @@ enum Coord {
     Low(usize),
     Stream(usize),
     Split(usize),
+    /// The run of Einsums that forms a row subgroup.
+    Sub,
+}
+
+/// What a mapping costs: the objective, and a second number that breaks its ties. Once the
+/// kicks settle, a last descent takes moves that keep the objective and lower the tie-break, so
+/// that it crosses plateaus (an array off the critical path freed by one move, used by the next).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    pub objective: f64,
+    pub tie: f64,
 }
 
 /// What a search found.
@@ -161,7 +194,65 @@ impl<'a> FusionSpace<'a> {
             low: vec![false; tensors],
             stream: vec![0; n],
             split: vec![0; n],
+            sub: 0,
         }
+    }
+
+    /// Runs of Einsums that could share a read: two members read one tensor produced outside,
+    /// and none steps a recurrence (whose members form a subgroup of their own).
+    fn sharing_runs(&self) -> Vec<usize> {
+        let es = self.c.einsums();
+        let n = es.len();
+        (0..n * n.saturating_sub(1) / 2)
+            .filter(|&k| {
+                let (a, b) = run(n, k).expect("in range");
+                es[a..=b].iter().all(|e| e.iterative.is_none())
+                    && self.c.tensors().iter().enumerate().any(|(t, _)| {
+                        let inside = |e: usize| (a..=b).contains(&e);
+                        !self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(inside)
+                            && (a..=b).filter(|&e| es[e].inputs.iter().any(|x| x.tensor.0 == t)).count() > 1
+                    })
+            })
+            .collect()
+    }
+
+    /// `plan` with run `k` made a row subgroup and every other Einsum looping over its largest
+    /// rank that the whole cascade does not share at the root: FLAT's spilled dataflow, where the
+    /// rows' logits go to the root between producer, softmax and consumer, past the buffer.
+    /// Coordinate descent does not reach it one coordinate at a time (each part alone costs
+    /// more).
+    fn spilled(&self, plan: &Plan, k: usize) -> Plan {
+        let es = self.c.einsums();
+        let (a, b) = run(es.len(), k).expect("a sharing run");
+        let shared = |r: &RankId| es.iter().all(|e| e.iteration_ranks.contains(r) && !e.reduced_ranks().contains(r));
+        let mut q = plan.clone();
+        q.sub = k + 1;
+        for (e, ein) in es.iter().enumerate() {
+            let inside =
+                |t: usize| self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(|p| (a..=b).contains(&p));
+            if !(a..=b).contains(&e) {
+                // What crosses into or out of the run passes the buffers.
+                let reads = es[a..=b].iter().any(|x| x.inputs.iter().any(|i| i.tensor == ein.output.tensor));
+                if let Some(k) = ein.inputs.iter().position(|i| inside(i.tensor.0)) {
+                    q.stream[e] = k + 1;
+                } else if reads {
+                    q.stream[e] = ein.inputs.len() + 1;
+                }
+            }
+            q.split[e] = if (a..=b).contains(&e) {
+                0
+            } else {
+                ein.iteration_ranks
+                    .iter()
+                    .filter(|r| !shared(r) && ein.iterative != Some(**r))
+                    .max_by_key(|r| (self.c.rank(**r).size, std::cmp::Reverse(r.0)))
+                    .map_or(0, |r| r.0 + 1)
+            };
+        }
+        for i in a..b {
+            q.cuts[i] = false;
+        }
+        q
     }
 
     /// 1 + the index of the Einsum's largest input from outside the cascade, or 0 if none.
@@ -192,6 +283,9 @@ impl<'a> FusionSpace<'a> {
         );
         v.extend((0..n).map(Coord::Stream));
         v.extend((0..n).map(Coord::Split));
+        if n > 2 {
+            v.push(Coord::Sub);
+        }
         v
     }
 
@@ -204,8 +298,12 @@ impl<'a> FusionSpace<'a> {
             Coord::Spatial(_) => (self.c.ranks().len() + 1).pow(2),
             Coord::OwnSpatial(e) => 1 + (self.c.einsums()[e].iteration_ranks.len() + 1).pow(2),
             Coord::Order(e) => factorial(self.c.einsums()[e].iteration_ranks.len().min(4)),
-            Coord::Stream(e) => self.c.einsums()[e].inputs.len() + 1,
+            Coord::Stream(e) => self.c.einsums()[e].inputs.len() + 2,
             Coord::Split(_) => self.c.ranks().len() + 1,
+            Coord::Sub => {
+                let n = self.c.einsums().len();
+                1 + n * n.saturating_sub(1) / 2
+            }
         }
     }
 
@@ -223,6 +321,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Low(t) => q.low[t] = v == 1,
             Coord::Stream(e) => q.stream[e] = v,
             Coord::Split(e) => q.split[e] = v,
+            Coord::Sub => q.sub = v,
         }
         q
     }
@@ -240,6 +339,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Low(t) => usize::from(p.low[t]),
             Coord::Stream(e) => p.stream[e],
             Coord::Split(e) => p.split[e],
+            Coord::Sub => p.sub,
         }
     }
 
@@ -271,6 +371,12 @@ impl<'a> FusionSpace<'a> {
             seg[i] = seg[i - 1] + usize::from(p.cuts[i - 1]);
         }
         let segments = seg.last().map_or(0, |s| s + 1);
+        // The row subgroup's run, which must lie inside one group.
+        let row_sub = p.sub.checked_sub(1).and_then(|k| run(n, k));
+        if row_sub.is_some_and(|(a, b)| seg[a] != seg[b]) {
+            return None;
+        }
+        let in_sub = |e: usize| row_sub.is_some_and(|(a, b)| (a..=b).contains(&e));
         let members = |s: usize| -> Vec<usize> { (0..n).filter(|&e| seg[e] == s).collect() };
         let consumers =
             |t: usize| -> Vec<usize> { (0..n).filter(|&e| es[e].inputs.iter().any(|a| a.tensor.0 == t)).collect() };
@@ -413,6 +519,11 @@ impl<'a> FusionSpace<'a> {
                 return None;
             }
             let sub = q.is_some() && inner_members.len() < m.len();
+            // A row subgroup here: a strict part of a group without a recurrence.
+            let rows = row_sub.filter(|&(a, _)| seg[a] == s);
+            if rows.is_some_and(|(a, b)| q.is_some() || b - a + 1 == m.len()) {
+                return None;
+            }
             let tiles: Vec<u64> = (0..c.ranks().len()).map(|r| segment_tile(&m, RankId(r))).collect();
             let tile = |r: RankId| tiles[r.0];
             // The deepest level every member's path shares below its leaf: where shared inner
@@ -422,7 +533,8 @@ impl<'a> FusionSpace<'a> {
                 let k = common.iter().zip(&paths[e][..paths[e].len() - 1]).take_while(|(a, b)| a == b).count();
                 common.truncate(k);
             }
-            let inner_level = (p.share_inner && grouped && common.len() > 1).then(|| common[common.len() - 1]);
+            let inner_level =
+                (p.share_inner && grouped && rows.is_none() && common.len() > 1).then(|| common[common.len() - 1]);
             // Per shared rank: the inner shared loop and the spatial factor it leaves.
             let mut inner: Vec<(RankId, u64, u64)> = Vec::new();
             if inner_level.is_some() {
@@ -457,6 +569,24 @@ impl<'a> FusionSpace<'a> {
                         pipelining,
                         shared: vec![],
                     });
+                } else if let Some((a, b)) = rows {
+                    let sub_name = format!("g{s}-rows");
+                    let inside: Vec<usize> = (a..=b).collect();
+                    let mut top = names(&m[..m.iter().position(|&e| e == a).expect("member")]);
+                    top.push(sub_name.clone());
+                    top.extend(names(&m[m.iter().position(|&e| e == b).expect("member") + 1..]));
+                    groups.push(GroupSpec { name: format!("g{s}"), prefix, members: top, pipelining, shared: vec![] });
+                    groups.push(GroupSpec {
+                        name: sub_name,
+                        prefix: shared
+                            .iter()
+                            .filter(|&&r| tile(r) > 1)
+                            .map(|&r| format!("{}={}", name(r), tile(r)))
+                            .collect(),
+                        members: names(&inside),
+                        pipelining,
+                        shared: self.shared_reads(&inside, &paths, &home, p),
+                    });
                 } else {
                     groups.push(GroupSpec {
                         name: format!("g{s}"),
@@ -484,7 +614,14 @@ impl<'a> FusionSpace<'a> {
                     }
                     let is_shared = shared.contains(&r);
                     // What is left of the rank below the root.
-                    let mut left = if is_shared || !grouped { tile(r) } else { c.rank(r).size };
+                    // A row subgroup steps its members through the tile one element at a time.
+                    let mut left = if is_shared && in_sub(e) {
+                        1
+                    } else if is_shared || !grouped {
+                        tile(r)
+                    } else {
+                        c.rank(r).size
+                    };
                     let root_split = grouped && split[e] == Some(r) && tile(r) < c.rank(r).size;
                     if root_split {
                         left = tile(r);
@@ -522,7 +659,11 @@ impl<'a> FusionSpace<'a> {
                 // tile over the PEs alike.
                 spatial_loops.sort();
                 loops[fan_level].extend(spatial_loops.into_iter().map(|x| x.1));
-                let streamed = p.stream[e].checked_sub(1).and_then(|k| ein.inputs.get(k)).map(|a| a.tensor.0);
+                // Input `k`, or the output after the inputs (FLAT's logits written past the buffer).
+                let streamed = p.stream[e]
+                    .checked_sub(1)
+                    .and_then(|k| ein.inputs.get(k).or((k == ein.inputs.len()).then_some(&ein.output)))
+                    .map(|a| a.tensor.0);
                 let operands: BTreeSet<usize> =
                     std::iter::once(ein.output.tensor.0).chain(ein.inputs.iter().map(|a| a.tensor.0)).collect();
                 let mut levels = Vec::new();
@@ -558,6 +699,42 @@ impl<'a> FusionSpace<'a> {
         })
     }
 
+    /// What the members of a row subgroup read into a buffer they share: each tensor from outside
+    /// it that two or more of them read alike (same elements, none streaming it past the
+    /// buffers), at the level just below where it lives when every reader's path has that level
+    /// above its unit.
+    fn shared_reads(&self, inside: &[usize], paths: &[Vec<LevelId>], home: &[LevelId], p: &Plan) -> Vec<String> {
+        let es = self.c.einsums();
+        let mut out = Vec::new();
+        for (t, tensor) in self.c.tensors().iter().enumerate() {
+            if self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(|e| inside.contains(&e)) {
+                continue;
+            }
+            let reads: Vec<(usize, usize)> = inside
+                .iter()
+                .filter_map(|&e| es[e].inputs.iter().position(|a| a.tensor.0 == t).map(|k| (e, k)))
+                .collect();
+            if reads.len() < 2
+                || reads.iter().any(|&(e, k)| p.stream[e] == k + 1)
+                || reads.iter().any(|&(e, k)| es[e].inputs[k].indices != es[reads[0].0].inputs[reads[0].1].indices)
+            {
+                continue;
+            }
+            let level = |e: usize| -> Option<LevelId> {
+                let q = &paths[e];
+                let h = q.iter().position(|&l| l == home[t])?;
+                (h + 2 < q.len()).then(|| q[h + 1])
+            };
+            let first = level(reads[0].0);
+            if let Some(l) = first
+                && reads.iter().all(|&(e, _)| level(e) == first)
+            {
+                out.push(format!("{}@{}", tensor.name, self.arch.level(l).name));
+            }
+        }
+        out
+    }
+
     /// Coordinate descent from two starts (everything fused, everything apart); `cost` returns
     /// `None` for a mapping that does not resolve or fit. At most `budget` plans are costed.
     /// The best plan found with at most `budget` mappings costed, stopping early once `stop`
@@ -565,14 +742,14 @@ impl<'a> FusionSpace<'a> {
     /// after every descent.
     pub fn search(
         &self,
-        cost: &(dyn Fn(&MappingSpec) -> Option<f64> + Sync),
+        cost: &(dyn Fn(&MappingSpec) -> Option<Cost> + Sync),
         budget: u64,
         stop: &(dyn Fn() -> bool + Sync),
         progress: &(dyn Fn(u64, f64) + Sync),
     ) -> Option<Found> {
         // Costs by mapping (plans that differ only in choices without effect share one).
-        let seen: Mutex<HashMap<MappingSpec, Option<f64>>> = Mutex::new(HashMap::new());
-        let eval = |p: &Plan| -> Option<f64> {
+        let seen: Mutex<HashMap<MappingSpec, Option<Cost>>> = Mutex::new(HashMap::new());
+        let eval = |p: &Plan| -> Option<Cost> {
             let spec = self.spec(p)?;
             if let Some(v) = seen.lock().expect("lock").get(&spec) {
                 return *v;
@@ -581,15 +758,17 @@ impl<'a> FusionSpace<'a> {
             seen.lock().expect("lock").insert(spec, v);
             v
         };
-        let better = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(x), Some(y)) => x < y,
+        // `ties`: a move that keeps the objective and lowers the tie-break counts as better.
+        let better_by = |a: Option<Cost>, b: Option<Cost>, ties: bool| match (a, b) {
+            (Some(x), Some(y)) => x.objective < y.objective || (ties && x.objective == y.objective && x.tie < y.tie),
             (Some(_), None) => true,
             _ => false,
         };
+        let better = |a: Option<Cost>, b: Option<Cost>| better_by(a, b, false);
         let coords = self.coords();
         let spent = || seen.lock().expect("lock").len() as u64 >= budget || stop();
         // Coordinate descent: each coordinate in turn takes its best value, until none moves.
-        let descend = |mut plan: Plan, frozen: Option<usize>| -> (Plan, Option<f64>) {
+        let descend_by = |mut plan: Plan, frozen: Option<usize>, ties: bool| -> (Plan, Option<Cost>) {
             let mut current = eval(&plan);
             loop {
                 let mut improved = false;
@@ -603,10 +782,10 @@ impl<'a> FusionSpace<'a> {
                     let now = self.value(&plan, k);
                     let alternatives: Vec<Plan> =
                         (0..self.options(k)).filter(|&v| v != now).map(|v| self.with(&plan, k, v)).collect();
-                    let costs: Vec<Option<f64>> = alternatives.par_iter().map(&eval).collect();
+                    let costs: Vec<Option<Cost>> = alternatives.par_iter().map(&eval).collect();
                     let mut pick: Option<usize> = None;
                     for (i, &v) in costs.iter().enumerate() {
-                        if better(v, pick.map_or(current, |j| costs[j])) {
+                        if better_by(v, pick.map_or(current, |j| costs[j]), ties) {
                             pick = Some(i);
                         }
                     }
@@ -621,18 +800,26 @@ impl<'a> FusionSpace<'a> {
                 }
             }
         };
-        let mut best: Option<(Plan, f64)> = None;
-        // A third start, tried only when neither fits: every Einsum streams its largest input
-        // past the buffers (keys and values of a long context do not fit on chip whole).
-        for start in 0..3 {
-            if start == 2 && best.is_some() {
+        let descend = |plan: Plan, frozen: Option<usize>| descend_by(plan, frozen, false);
+        let mut best: Option<(Plan, Cost)> = None;
+        let runs = self.sharing_runs();
+        // Starts tried only when no descent before reaches a mapping that fits (kicks may, but
+        // from a worse place): every Einsum streams its largest input past the buffers (keys and
+        // values of a long context do not fit on chip whole); then each spilled dataflow (a row
+        // of logits does, where a block of rows does not).
+        let mut starts: Vec<Plan> = vec![self.start(true), self.start(false)];
+        let mut streaming = self.start(false);
+        streaming.stream = self.c.einsums().iter().map(|e| self.largest_input(e)).collect();
+        starts.push(streaming);
+        let fallback = 2;
+        starts.extend(runs.iter().map(|&k| self.spilled(&self.start(false), k)));
+        let mut descended = false;
+        for (i, plan) in starts.into_iter().enumerate() {
+            if i >= fallback && descended {
                 break;
             }
-            let mut plan = self.start(start == 0);
-            if start == 2 {
-                plan.stream = self.c.einsums().iter().map(|e| self.largest_input(e)).collect();
-            }
             let (mut plan, mut current) = descend(plan, None);
+            descended |= current.is_some();
             // Kicks: a tile that grew early can crowd out a better one (a batch tile taking the
             // buffer a query tile would reuse keys in), and a cut made early can keep apart what
             // fits together later; shrink each tile to its least or undo each cut, descend with
@@ -671,23 +858,63 @@ impl<'a> FusionSpace<'a> {
                         (plan, current, kicked) = (q, v, true);
                     }
                 }
+                // Each spilled dataflow, from where the kicks above settle (tried earlier, one
+                // can win early and lead away from a better plan on chip).
+                for &k in &runs {
+                    if kicked || spent() {
+                        break;
+                    }
+                    let q = self.spilled(&plan, k);
+                    if q == plan || self.spec(&q).is_none() {
+                        continue;
+                    }
+                    let (q, v) = descend(q, None);
+                    if better(v, current) {
+                        (plan, current, kicked) = (q, v, true);
+                    }
+                }
+                // Across the plateau the kicks settled on: moves that keep the objective and
+                // lower the tie-break, until one lowers the objective (an array off the critical
+                // path sped up, then given work).
+                if !kicked && !spent() {
+                    let (q, v) = descend_by(plan.clone(), None, true);
+                    if better(v, current) {
+                        (plan, current, kicked) = (q, v, true);
+                    }
+                }
             }
             if let Some(v) = current
-                && best.as_ref().is_none_or(|b| v < b.1)
+                && best.as_ref().is_none_or(|b| better(Some(v), Some(b.1)))
             {
                 best = Some((plan, v));
             }
             if let Some(b) = &best {
-                progress(seen.lock().expect("lock").len() as u64, b.1);
+                progress(seen.lock().expect("lock").len() as u64, b.1.objective);
             }
         }
         let evaluated = seen.into_inner().expect("lock").len() as u64;
         best.map(|(plan, v)| Found {
             spec: self.spec(&plan).expect("costed plans have a spec"),
-            cost: v,
+            cost: v.objective,
             evaluated,
             space: self.size(),
             stopped: stop(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+
+    /// The run index enumerates every run of two or more consecutive Einsums exactly once.
+    #[test]
+    fn runs_cover_every_stretch_once() {
+        for n in 0usize..8 {
+            let all: Vec<(usize, usize)> = (0..n * n.saturating_sub(1) / 2).map(|k| run(n, k).unwrap()).collect();
+            let expected: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
+            assert_eq!(all, expected, "{n} Einsums");
+            assert_eq!(run(n, all.len()), None);
+        }
     }
 }
