@@ -92,7 +92,8 @@ fn lists_presets_by_kind() {
         ("mapping presets:", "fusemax-1pass"),
         ("offload cost presets:", "flexgen-t4-ssd"),
         ("experiment presets:", "cambricon-scaling"),
-        ("experiment kinds:", "kv-offload"),
+        ("system presets:", "insta-sparf"),
+        ("experiment kinds:", "serving"),
     ] {
         let at = out.find(kind).unwrap_or_else(|| panic!("{kind} missing from\n{out}"));
         assert!(out[at..].contains(name), "{name} missing after {kind}");

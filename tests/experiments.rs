@@ -213,7 +213,7 @@ fn summaries_stop_at_the_row_limit_and_results_do_not() {
 }
 
 /// Every kind resumes: a second run into the same folder computes nothing (defect 4: the
-/// flash-compute, flash-offload and kv-offload kinds once had no point key and recomputed
+/// flash-compute, flash-offload and serving (then kv-offload) kinds once had no point key and recomputed
 /// everything).
 #[test]
 fn every_kind_resumes() {
@@ -221,7 +221,7 @@ fn every_kind_resumes() {
     let small = [
         (
             "kv.toml",
-            "[experiment]\nname = \"kv\"\nkind = \"kv-offload\"\n[experiment.sweep]\nsystem = [\"insta\", \"flexgen\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n",
+            "[experiment]\nname = \"kv\"\nkind = \"serving\"\n[experiment.sweep]\nsystem = [\"insta\", \"flexgen-ssd\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n",
         ),
         (
             "fc.toml",
@@ -738,13 +738,81 @@ fn instinfer_ratios_and_bad_systems() {
         let err = error_percent(l);
         assert!(err.abs() <= 25.0, "{l}");
     }
-    for p in ["kv-offload-throughput", "kv-offload-scaling"] {
+    for p in ["serving-throughput", "serving-scaling"] {
         assert!(d.join(format!("o/plots/{p}.png")).exists(), "{p}");
     }
-    let e = "[experiment]\nname = \"x\"\nkind = \"kv-offload\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
-    bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system[0]: \"vllm\" is not one of flexgen");
-    bad(&(e.to_string() + "csds = [0]\n"), "experiment.sweep.csds[0]: 0 is not a positive number");
-    bad(&(e.to_string() + "arch = [\"a100\"]\n"), "a100: arch.levels: needs a level named `CSDFlash`");
+    let e = "[experiment]\nname = \"x\"\nkind = \"serving\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
+    bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system: `vllm` is neither a system preset");
+    bad(&(e.to_string() + "\"arch.devices.csd.count\" = [0]\n"), "arch.devices[0].count: must be positive");
+    // The system names what the architecture lacks: a memory, a unit, a unit without an op.
+    bad(
+        &(e.to_string() + "arch = [\"a100\"]\n"),
+        "system.placement.kv_cache.in[0]: `CSDFlash` is not a memory of a100",
+    );
+    let d2 = fresh("systems");
+    let insta = strata_mappings_text("insta");
+    for (name, text, says) in [
+        (
+            "no-unit.toml",
+            insta.replace("unit = \"csd-engine\"", "unit = \"npu\""),
+            "system.assign[0].unit: `npu` is not a compute unit",
+        ),
+        (
+            "no-op.toml",
+            insta.replace("unit = \"cuda\"", "unit = \"tensor\""),
+            "unit `tensor` cannot run Einsum `LM` of opt-13b-layer-prefill: it has no `max` operation",
+        ),
+        (
+            "too-small.toml",
+            insta.replace("weights = { in = [\"HBM\"] }", "weights = { in = [\"SMEM\"] }"),
+            "system.placement.weights: 25.7 GB do not fit SMEM",
+        ),
+    ] {
+        std::fs::write(d2.join(name), text).unwrap();
+        let x = e.replace("[\"insta\"]", &format!("[\"{}\"]", d2.join(name).display()));
+        bad(&x, says);
+    }
+    // Without the peer-to-peer link, nothing joins the GPU and the drive.
+    let arch = std::fs::read_to_string(format!("{}/arch/presets/a6000-csd.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    std::fs::write(d2.join("no-p2p.toml"), arch.replace("connects = [\"HBM\", \"CSDBuffer\"]\n", "")).unwrap();
+    bad(
+        &(e.to_string() + &format!("arch = [\"{}\"]\n", d2.join("no-p2p.toml").display())),
+        "no link joins `SMEM` (gpu) and `CSDFlash` (csd)",
+    );
+}
+
+/// Compositions no paper ran, from TOML alone: decode attention on a drive's engine as the 1-pass
+/// vs the 3-pass cascade over its channels, and OPT-30B's placements across GPU, host, SSD and a
+/// computational drive with the fastest named per batch.
+#[test]
+fn compositions_run_from_toml_alone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = fresh("csd-cascades");
+    ok(&format!("{root}/experiments/examples/csd-cascades.toml"), &d);
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let tps = |system: &str, channels: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[col("system")] == system && r[col("design")].contains(&format!("channels={channels};")))
+            .map(|r| r[col("tokens_per_s")].parse().unwrap())
+            .unwrap()
+    };
+    // Flash-bound at 8 channels: the cascade on the engine does not matter; engine-bound at 128,
+    // the 3-pass softmax's extra work shows.
+    assert!((tps("csd-1pass", "8") / tps("csd-3pass", "8") - 1.0).abs() < 1e-3);
+    assert!(tps("csd-1pass", "128") > 1.005 * tps("csd-3pass", "128"));
+    assert!(tps("csd-1pass", "32") > 3.0 * tps("csd-1pass", "8"), "more channels, more bandwidth");
+    assert!(d.join("o/plots/serving-design.png").exists());
+    let d = fresh("placements");
+    ok(&format!("{root}/experiments/examples/opt30b-placements.toml"), &d);
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    assert!(summary.contains("## Fastest system per point"), "{summary}");
+    assert_eq!(summary.lines().filter(|l| l.starts_with("| opt-30b | ") && l.contains(" | — | ")).count(), 5);
+}
+
+/// The text of a system preset.
+fn strata_mappings_text(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/mappings/presets/systems/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 /// Fuzzing every file reader with mutations of the embedded presets: numbers replaced by extremes
@@ -796,6 +864,9 @@ mod fuzz {
         }
         for (_, t) in strata_mappings::offload::PRESETS {
             v.push(("offload", t.to_string()));
+        }
+        for (_, t) in strata_mappings::system::PRESETS {
+            v.push(("system", t.to_string()));
         }
         for p in strata_mappings::presets::PRESETS {
             v.push((format!("mapping:{}", p.name).leak(), p.text.to_string()));
@@ -947,6 +1018,22 @@ mod fuzz {
             }
             "link" => {
                 let _ = strata_arch::error::from_toml::<strata_arch::spec::LinkPresetFile>(text);
+            }
+            "system" => {
+                static ARCH: std::sync::OnceLock<strata_arch::Arch> = std::sync::OnceLock::new();
+                let arch = ARCH.get_or_init(|| strata_arch::presets::load("a6000-csd").unwrap().unwrap());
+                static MODEL: std::sync::OnceLock<strata_workloads::Model> = std::sync::OnceLock::new();
+                let model = MODEL.get_or_init(|| {
+                    let p = strata_workloads::presets::find("opt-6.7b").unwrap();
+                    strata_workloads::ModelSpec::from_toml(p.text).unwrap().build().unwrap()
+                });
+                if let Ok(s) = strata_mappings::system::System::from_toml(text, arch) {
+                    let run = strata_sim::engine::step::Run { batch: 2, prompt: 64, generate: 4 };
+                    if let Ok(o) = strata_sim::engine::step::simulate(arch, model, &s, run, 1 << 22) {
+                        finite("tokens/s", o.tokens_per_s)?;
+                        finite("decode step", o.decode.seconds)?;
+                    }
+                }
             }
             "offload" => {
                 let _ = strata_mappings::offload::Costs::from_toml(text);

@@ -156,6 +156,15 @@ pub struct Link {
     pub count: u64,
     pub latency: Option<Seconds>,
     pub energy_per_bit: Picojoules,
+    /// The two levels a peer link joins; `None` for a link between a level and its parent.
+    pub connects: Option<[LevelId; 2]>,
+}
+
+/// A device (a GPU, a host, a drive, a chiplet) and how many identical copies the system has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub name: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +176,8 @@ pub struct Arch {
     pub levels: Vec<Level>,
     pub units: Vec<ComputeUnit>,
     pub links: Vec<Link>,
+    /// Every device a level belongs to, in order of first appearance.
+    pub devices: Vec<Device>,
     pub gpu: Option<crate::gpu::Gpu>,
 }
 
@@ -257,6 +268,7 @@ impl Arch {
                     .map(|s| unit(&format!("{p}.energy_per_bit"), s, parse_energy_per_bit))
                     .transpose()?
                     .unwrap_or_default(),
+                connects: None,
             });
         }
         if spec.levels.is_empty() {
@@ -368,7 +380,11 @@ impl Arch {
                 name: l.name.clone(),
                 kind: l.kind,
                 parent,
-                device: l.device.clone().unwrap_or_else(|| "main".into()),
+                // A level belongs to its parent's device unless it names its own.
+                device: l
+                    .device
+                    .clone()
+                    .unwrap_or_else(|| parent.map_or_else(|| "main".into(), |p: LevelId| levels[p.0].device.clone())),
                 capacity,
                 mesh,
                 read_bandwidth,
@@ -437,6 +453,42 @@ impl Arch {
                 pe_area_um2: nonneg(&format!("{p}.pe_area_um2"), c.pe_area_um2)?,
             });
         }
+        for (i, l) in spec.links.iter().enumerate() {
+            let Some(ends) = &l.connects else { continue };
+            let p = format!("arch.links[{i}].connects");
+            let id = |k: usize| -> SpecResult<LevelId> {
+                levels
+                    .iter()
+                    .position(|x| x.name == ends[k])
+                    .map(LevelId)
+                    .ok_or_else(|| SpecError::new(format!("{p}[{k}]"), format!("`{}` is not a level", ends[k])))
+            };
+            let (a, b) = (id(0)?, id(1)?);
+            if a == b {
+                return Err(SpecError::new(&p, "a link joins two different levels"));
+            }
+            if levels.iter().any(|x| x.link == Some(i)) {
+                return Err(SpecError::new(&p, format!("`{}` is also a level's link to its parent", l.name)));
+            }
+            links[i].connects = Some([a, b]);
+        }
+        let mut devices: Vec<Device> = Vec::new();
+        for l in &levels {
+            if !devices.iter().any(|d| d.name == l.device) {
+                devices.push(Device { name: l.device.clone(), count: 1 });
+            }
+        }
+        for (i, d) in spec.devices.iter().enumerate() {
+            let p = format!("arch.devices[{i}]");
+            if spec.devices[..i].iter().any(|x| x.name == d.name) {
+                return Err(SpecError::new(format!("{p}.name"), format!("duplicate device `{}`", d.name)));
+            }
+            let count = positive(&format!("{p}.count"), d.count)?;
+            let known = devices.iter_mut().find(|x| x.name == d.name).ok_or_else(|| {
+                SpecError::new(format!("{p}.name"), format!("no level belongs to a device `{}`", d.name))
+            })?;
+            known.count = count;
+        }
         Ok(Arch {
             name: spec.name.clone(),
             description: spec.description.clone(),
@@ -445,6 +497,7 @@ impl Arch {
             levels,
             units,
             links,
+            devices,
             gpu: spec.gpu.as_ref().map(crate::gpu::Gpu::from_spec).transpose()?,
         })
     }
@@ -459,6 +512,11 @@ impl Arch {
         });
         let parts: Vec<f64> = arrays.chain(levels).collect();
         (!parts.is_empty()).then(|| parts.iter().sum())
+    }
+
+    /// Copies of the device `name` (one for a device no level names).
+    pub fn device_count(&self, name: &str) -> u64 {
+        self.devices.iter().find(|d| d.name == name).map_or(1, |d| d.count)
     }
 
     pub fn level_id(&self, name: &str) -> Option<LevelId> {

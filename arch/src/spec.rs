@@ -25,6 +25,9 @@ pub struct ArchSpec {
     pub compute: Vec<ComputeSpec>,
     #[serde(default)]
     pub links: Vec<LinkSpec>,
+    /// How many identical copies of a device the system has (a level's `device`); one when absent.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
     /// Execution resources, for GPUs whose library kernels `sim::gpu` predicts.
     #[serde(default)]
     pub gpu: Option<crate::gpu::GpuSpec>,
@@ -32,6 +35,15 @@ pub struct ArchSpec {
 
 fn two() -> i64 {
     2
+}
+
+/// Copies of one device: every level, unit and peer link of the device is replicated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub count: i64,
 }
 
 /// What a storage level is built from; decides which organisation table it may carry.
@@ -194,6 +206,9 @@ pub struct LinkSpec {
     pub count: Option<i64>,
     pub latency: Option<String>,
     pub energy_per_bit: Option<String>,
+    /// Two levels of different trees the link joins (peer-to-peer DMA, an NVMe drive on the
+    /// host); a level's own `link` joins it to its parent instead.
+    pub connects: Option<[String; 2]>,
 }
 
 /// A link preset file: `[link]` with the keys of `LinkSpec` but the name.

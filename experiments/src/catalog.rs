@@ -32,6 +32,7 @@ pub fn preset_tables() -> Vec<PresetTable> {
             presets: strata_mappings::presets::PRESETS.iter().map(|p| (p.name, p.text)).collect(),
         },
         PresetTable { kind: "offload cost", presets: strata_mappings::offload::PRESETS.to_vec() },
+        PresetTable { kind: "system", presets: strata_mappings::system::PRESETS.to_vec() },
         PresetTable { kind: "experiment", presets: crate::experiment::PRESETS.to_vec() },
     ]
 }

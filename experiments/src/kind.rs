@@ -90,7 +90,7 @@ pub const KINDS: &[&dyn Kind] = &[
     &crate::offload::Offload,
     &crate::flash_compute::FlashCompute,
     &crate::flash_offload::FlashOffload,
-    &crate::kv_offload::KvOffload,
+    &crate::serving::Serving,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn Kind> {

@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -28,8 +28,9 @@ pub const NAMES: [&str; 16] = [
     "flash-ablation",
     "flash-scaling",
     "flash-offload",
-    "kv-offload-throughput",
-    "kv-offload-scaling",
+    "serving-throughput",
+    "serving-scaling",
+    "serving-design",
 ];
 
 /// The x axis of the grouped-bar charts of attention systems.
@@ -276,7 +277,9 @@ where
         }};
     }
     if logy {
-        body!(chart.build_cartesian_2d((x0..x1).log_scale(), (y0 / 1.5..y1 * 1.5).log_scale()).map_err(e)?);
+        // Room above the curves for the legend: about a tenth of the range's decades per entry.
+        let head = (y1 / y0).powf(0.1 * series.len() as f64).max(1.5);
+        body!(chart.build_cartesian_2d((x0..x1).log_scale(), (y0 / 1.5..y1 * head).log_scale()).map_err(e)?);
     } else {
         body!(chart.build_cartesian_2d((x0..x1).log_scale(), 0.0..(y1 * 1.45).max(1e-9)).map_err(e)?);
     }
@@ -527,8 +530,9 @@ pub fn offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Strin
     Ok(written)
 }
 
-/// The plots of the `kv-offload` kind: throughput per system over batch and drives.
-pub fn kv_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+/// The plots of the `serving` kind: throughput per system over batch, and over copies of the
+/// device that holds the KV cache.
+pub fn serving(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut written = Vec::new();
     let all: Vec<&Row> = rows.iter().collect();
@@ -537,18 +541,20 @@ pub fn kv_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<St
         let mut pts: Vec<(f64, f64)> =
             all.iter().filter(|r| r.s("system") == sys && keep(r)).map(|r| (r.f(x), r.f("tokens_per_s"))).collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Sweeps of what a system does not use (drives it has none on) repeat its points.
+        pts.dedup_by(|a, b| a.0 == b.0);
         pts
     };
     let one: Vec<Series> = systems
         .iter()
         .enumerate()
-        .map(|(i, sys)| (sys.clone(), curve(sys, "batch", &|r: &Row| r.f("csds") == 1.0), false, i))
+        .map(|(i, sys)| (sys.clone(), curve(sys, "batch", &|r: &Row| r.f("kv_devices") == 1.0), false, i))
         .filter(|s| !s.1.is_empty())
         .collect();
     if !one.is_empty() {
-        written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-throughput", (900, 600), |a| lines(
+        written.extend(both!(spec.plots.as_deref(), dir, "serving-throughput", (900, 600), |a| lines(
             a,
-            "decode throughput, one drive (KV cache off the GPU)",
+            "tokens/s per system and batch (one KV-cache device)",
             "batch size (log scale)",
             "tokens/s (log scale)",
             &one,
@@ -560,21 +566,69 @@ pub fn kv_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<St
     let many: Vec<Series> = systems
         .iter()
         .enumerate()
-        .map(|(i, sys)| (format!("{sys}, batch {top}"), curve(sys, "csds", &|r: &Row| r.f("batch") == top), false, i))
+        .map(|(i, sys)| {
+            (format!("{sys}, batch {top}"), curve(sys, "kv_devices", &|r: &Row| r.f("batch") == top), false, i)
+        })
         .filter(|s| s.1.len() > 1)
         .collect();
     if !many.is_empty() {
-        written.extend(both!(spec.plots.as_deref(), dir, "kv-offload-scaling", (900, 600), |a| lines(
+        written.extend(both!(spec.plots.as_deref(), dir, "serving-scaling", (900, 600), |a| lines(
             a,
-            "scaling with computational drives",
-            "drives (log scale)",
+            "decode throughput vs copies of the KV cache's device",
+            "devices holding the KV cache (log scale)",
             "tokens/s (log scale)",
             &many,
             true,
             &|x| format!("{x:.0}")
         ))?);
     }
+    written.extend(serving_design(spec, rows, dir)?);
     Ok(written)
+}
+
+/// The `serving` kind's design plot: tokens/s per system against the first swept spec path (a
+/// drive's channels, a link's bandwidth), at the largest batch; copies of a device have their own
+/// plot.
+fn serving_design(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    let first = |r: &Row| -> Option<(String, f64)> {
+        let d = r.s("design");
+        let (path, value) = d.split("; ").next()?.split_once('=')?;
+        Some((path.to_string(), value.trim_matches('"').parse().ok()?))
+    };
+    let Some((path, _)) = rows.iter().find_map(first) else { return Ok(Vec::new()) };
+    if path.starts_with("arch.devices.") {
+        return Ok(Vec::new());
+    }
+    let top = rows.iter().map(|r| r.f("batch")).fold(0.0, f64::max);
+    let all: Vec<&Row> = rows.iter().filter(|r| r.f("batch") == top).collect();
+    let series: Vec<Series> = distinct(&all, "system")
+        .iter()
+        .enumerate()
+        .map(|(i, sys)| {
+            let mut pts: Vec<(f64, f64)> = all
+                .iter()
+                .filter(|r| &r.s("system") == sys)
+                .filter_map(|r| first(r).map(|(_, x)| (x, r.f("tokens_per_s"))))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts.dedup_by(|a, b| a.0 == b.0);
+            (format!("{sys}, batch {top}"), pts, false, i)
+        })
+        .filter(|s| s.1.len() > 1)
+        .collect();
+    if series.is_empty() {
+        return Ok(Vec::new());
+    }
+    let title = format!("decode throughput vs {path}");
+    both!(spec.plots.as_deref(), dir, "serving-design", (900, 600), |a| lines(
+        a,
+        &title,
+        &format!("{path} (log scale)"),
+        "tokens/s (log scale)",
+        &series,
+        true,
+        &|x| format!("{x:.0}")
+    ))
 }
 
 /// The plots of the `flash-offload` kind: I/O and total latency per configuration against Tables 2 and 3.

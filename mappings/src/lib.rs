@@ -15,6 +15,7 @@ pub mod offload;
 pub mod presets;
 pub mod resolve;
 pub mod spec;
+pub mod system;
 
 pub use nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, SharedRead, point_ops};
 pub use spec::{MappingSpec, Pipelining};

@@ -15,7 +15,6 @@ pub mod executor;
 pub mod flash_compute;
 pub mod flash_offload;
 pub mod gpu;
-pub mod kv_offload;
 pub mod quick;
 pub mod space;
 

@@ -86,6 +86,10 @@ pub struct TensorSpec {
     /// Initial value of a running (iterative) tensor; TOML accepts `-inf`.
     pub init: Option<f64>,
     pub elem_bytes: Option<i64>,
+    /// A tensor the step produces that joins the KV cache (a layer's new keys and values): a
+    /// system stores it wherever it keeps the cache.
+    #[serde(default)]
+    pub cache: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -432,9 +436,23 @@ impl<'a> Builder<'a> {
             {
                 return Err(SpecError::new(format!("{path}.init"), "must be a number or ±inf, not nan"));
             }
+            if decl.cache && producer[t].is_none() {
+                return Err(SpecError::new(
+                    format!("{path}.cache"),
+                    format!("no einsum produces `{name}`; only what the step produces joins the cache"),
+                ));
+            }
             let elem_bytes = positive(&format!("{path}.elem_bytes"), decl.elem_bytes.unwrap_or(spec.elem_bytes))?;
             let shape = shapes[t].iter().map(|p| p.extent + u64::from(p.iterative)).collect();
-            tensors.push(Tensor { name: name.clone(), shape, iterative_position, elem_bytes, role, init: decl.init });
+            tensors.push(Tensor {
+                name: name.clone(),
+                shape,
+                iterative_position,
+                elem_bytes,
+                role,
+                init: decl.init,
+                cached: decl.cache,
+            });
         }
 
         let iterative_ranks: Vec<RankId> = parsed

@@ -183,6 +183,8 @@ pub struct Tensor {
     pub role: Role,
     /// Value every element holds before the cascade runs (the `r = 0` slice of a recurrence).
     pub init: Option<f64>,
+    /// Produced by the step and stored to the KV cache (new keys and values).
+    pub cached: bool,
 }
 
 impl Tensor {

@@ -354,6 +354,9 @@ impl Model {
         for w in weights {
             spec.tensors.insert(w.into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
         }
+        for t in [k_new, v_new] {
+            spec.tensors.insert(t.into(), TensorSpec { cache: true, ..TensorSpec::default() });
+        }
         spec
     }
 

@@ -11,6 +11,7 @@
 
 pub mod dram;
 pub mod nand;
+pub mod step;
 pub mod tiles;
 
 use std::cmp::Reverse;

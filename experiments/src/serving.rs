@@ -1,0 +1,234 @@
+//! The `serving` experiment kind: a model served by a system (`[system]` file: where weights and
+//! KV cache live, which unit runs which Einsums, what is read selectively, what overlaps) on an
+//! architecture, per batch: prefill, the decode step, tokens/s, where the time goes, and the
+//! ratios a paper reports between systems. InstInfer's four systems are presets.
+
+use std::fmt::Write as _;
+
+use strata_mappings::system::System;
+use strata_sim::engine::step::{self, Run, StepError};
+
+use crate::error::{CliError, CliResult};
+use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
+use crate::kind::{Axis, Kind, Values as V, optional, required};
+
+const BUDGET: u64 = 1 << 26;
+
+fn step_error(what: &str, e: &StepError) -> CliError {
+    let message = format!("{what}: {e}");
+    if e.budget_exceeded { CliError::runtime(message) } else { CliError::input(message) }
+}
+
+/// A system preset or a `[system]` file beside the experiment, checked against `arch`.
+pub fn system(x: &Experiment, name: &str, arch: &strata_arch::Arch) -> CliResult<System> {
+    let (text, source) = match strata_mappings::system::preset(name) {
+        Some(t) => (t.to_string(), format!("preset {name}")),
+        None => {
+            let path = std::path::PathBuf::from(x.path(name));
+            if !path.exists() {
+                let names: Vec<&str> = strata_mappings::system::PRESETS.iter().map(|p| p.0).collect();
+                return Err(CliError::input(format!(
+                    "experiment.sweep.system: `{name}` is neither a system preset ({}) nor a file",
+                    names.join(", ")
+                )));
+            }
+            (std::fs::read_to_string(&path).map_err(|e| CliError::read(&path, &e))?, path.display().to_string())
+        }
+    };
+    System::from_toml(&text, arch).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))
+}
+
+/// The `serving` experiment kind.
+pub struct Serving;
+
+const AXES: &[Axis] = &[
+    required("system", V::Text),
+    required("model", V::Model),
+    required("batch", V::Positive),
+    optional("arch", V::Arch),
+    optional("prompt", V::Positive),
+    optional("generate", V::Positive),
+];
+
+impl Kind for Serving {
+    fn name(&self) -> &'static str {
+        "serving"
+    }
+    fn about(&self) -> &'static str {
+        "a model served by a system file (placement, assignment, reads, overlap) on an architecture, per batch"
+    }
+    fn axes(&self) -> &'static [Axis] {
+        AXES
+    }
+    fn spec_paths(&self) -> &'static [&'static str] {
+        &["model", "arch"]
+    }
+    fn columns(&self, _x: &Experiment) -> Vec<String> {
+        [
+            "system",
+            "model",
+            "batch",
+            "kv_devices",
+            "weights_home",
+            "kv_home",
+            "kv_read_gb_per_s",
+            "prefill_s",
+            "step_s",
+            "kv_share",
+            "transfer_share",
+            "step_energy_j",
+            "tokens_per_s",
+            "design",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+        point(x, p)
+    }
+    fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
+        summary(&x.spec, rows)
+    }
+    fn plots(&self, x: &Experiment, rows: &[Row], dir: &std::path::Path) -> Result<Vec<String>, String> {
+        crate::plots::serving(&x.spec, rows, dir)
+    }
+}
+
+fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
+    let v = &p.values;
+    let text = |k: &str, d: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or(d).to_string();
+    let (arch_name, name, model) = (text("arch", "a6000-csd"), text("system", ""), text("model", ""));
+    let arch = crate::kind::arch(x, &arch_name, Some(p))?;
+    let sys = system(x, &name, &arch)?;
+    let m = crate::kind::model(x, &model, Some(p))?;
+    let run = Run {
+        batch: p.num("batch", 1.0) as u64,
+        prompt: p.num("prompt", 1024.0) as u64,
+        generate: p.num("generate", 1024.0) as u64,
+    };
+    let o = step::simulate(&arch, &m, &sys, run, BUDGET)
+        .map_err(|e| step_error(&format!("{arch_name}, {model}, {name}, batch {}", run.batch), &e))?;
+    let kv_level = arch.level(arch.level_id(&o.kv_home).expect("placed in a level"));
+    let d = &o.decode;
+    Ok(vec![Row {
+        cells: vec![
+            ("system".into(), Cell::Text(sys.name.clone())),
+            ("model".into(), Cell::Text(model)),
+            ("batch".into(), Cell::Int(run.batch)),
+            ("kv_devices".into(), Cell::Int(arch.device_count(&kv_level.device))),
+            ("weights_home".into(), Cell::Text(o.weights_home.clone())),
+            ("kv_home".into(), Cell::Text(o.kv_home.clone())),
+            ("kv_read_gb_per_s".into(), Cell::Float(o.kv_read_bandwidth / 1e9)),
+            ("prefill_s".into(), Cell::Float(o.prefill.seconds)),
+            ("step_s".into(), Cell::Float(d.seconds)),
+            ("kv_share".into(), Cell::Float(d.kv_seconds / d.seconds)),
+            ("transfer_share".into(), Cell::Float((d.transfer_seconds / d.seconds).min(1.0))),
+            ("step_energy_j".into(), Cell::Float(d.energy_j)),
+            ("tokens_per_s".into(), Cell::Float(o.tokens_per_s)),
+            ("design".into(), Cell::Text(design(p))),
+        ],
+    }])
+}
+
+/// The point's swept spec paths as `path=value` pairs (empty without any).
+fn design(p: &Point) -> String {
+    p.values.iter().filter(|(k, _)| k.contains('.')).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+/// The fastest system per (model, batch, design), when the experiment compares several.
+fn fastest(rows: &[Row]) -> String {
+    let mut keys: Vec<(String, u64, String)> = Vec::new();
+    for r in rows {
+        let k = (r.s("model"), r.f("batch") as u64, r.s("design"));
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let systems = rows.iter().map(|r| r.s("system")).collect::<std::collections::BTreeSet<_>>();
+    if systems.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Fastest system per point\n\n| model | batch | design | fastest | tokens/s | next | tokens/s |\n|---|---:|---|---|---:|---|---:|\n",
+    );
+    for (model, batch, design) in keys {
+        let mut here: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.s("model") == model && r.f("batch") as u64 == batch && r.s("design") == design)
+            .collect();
+        here.sort_by(|a, b| {
+            b.f("tokens_per_s").total_cmp(&a.f("tokens_per_s")).then(a.s("system").cmp(&b.s("system")))
+        });
+        let next = here
+            .get(1)
+            .map_or(("—".to_string(), String::new()), |r| (r.s("system"), format!("{:.3}", r.f("tokens_per_s"))));
+        let _ = writeln!(
+            s,
+            "| {model} | {batch} | {} | {} | {:.3} | {} | {} |",
+            if design.is_empty() { "—" } else { &design },
+            here[0].s("system"),
+            here[0].f("tokens_per_s"),
+            next.0,
+            next.1
+        );
+    }
+    s
+}
+
+/// The ratios InstInfer reports, from the rows (`None` where a row is missing).
+fn ratio(rows: &[Row], quantity: &str) -> Option<f64> {
+    let tps = |sys: &str, batch: u64, csds: u64| {
+        rows.iter()
+            .find(|r| r.s("system") == sys && r.f("batch") as u64 == batch && r.f("kv_devices") as u64 == csds)
+            .map(|r| r.f("tokens_per_s"))
+    };
+    let best = |sys: &str| {
+        rows.iter()
+            .filter(|r| r.s("system") == sys && r.f("kv_devices") as u64 == 1)
+            .map(|r| r.f("tokens_per_s"))
+            .reduce(f64::max)
+    };
+    match quantity {
+        "insta_over_flexgen_bs64" => Some(tps("insta", 64, 1)? / tps("flexgen-ssd", 64, 1)?),
+        "sparf_over_flexgen_best" => Some(best("insta-sparf")? / best("flexgen-ssd")?),
+        "sparf_over_insta_bs256" => Some(tps("insta-sparf", 256, 1)? / tps("insta", 256, 1)?),
+        "insta_scaling_1_to_20" => Some(tps("insta", 256, 20)? / tps("insta", 256, 1)?),
+        "sparf_scaling_1_to_20" => Some(tps("insta-sparf", 256, 20)? / tps("insta-sparf", 256, 1)?),
+        _ => None,
+    }
+}
+
+fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| system | model | batch | KV devices | KV cache in | KV read GB/s | prefill s | decode step s | KV share of step | tokens/s |\n\
+         |---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.3} | {:.1}% | {:.3} |",
+            r.s("system"),
+            r.s("model"),
+            r.s("batch"),
+            r.s("kv_devices"),
+            r.s("kv_home"),
+            r.f("kv_read_gb_per_s"),
+            r.f("prefill_s"),
+            r.f("step_s"),
+            100.0 * r.f("kv_share"),
+            r.f("tokens_per_s")
+        );
+    }
+    s += &fastest(rows);
+    if !spec.reference.is_empty() {
+        s += "\n## Reference points (paper, never used to compute results)\n\n| quantity | Strata | paper | error |\n|---|---:|---:|---:|\n";
+        for reference in &spec.reference {
+            let q = reference.get("quantity").and_then(|v| v.as_str()).unwrap_or_default();
+            let (Some(want), Some(got)) = (reference.get("value").and_then(|v| v.as_float()), ratio(rows, q)) else {
+                continue;
+            };
+            let _ = writeln!(s, "| {q} | {got:.2} | {want} | {:+.1}% |", 100.0 * (got / want - 1.0));
+        }
+    }
+    s
+}

@@ -1,0 +1,794 @@
+//! One step of a model (prefill, or decode at a context) run by a [`System`] over an
+//! architecture's devices, and a serving run made of such steps.
+//!
+//! The step is the model's Einsums (`workloads`), each on the unit its system assigns. Time:
+//! - consecutive Einsums on one device form a stage, which lasts as long as its busiest part:
+//!   the device's units computing one after another, or a memory of the device serving what
+//!   the stage reads from it (weights, the KV cache) at its bandwidth (a drive's at the read
+//!   pattern the system gives, measured on the NAND engine);
+//! - what crosses devices (a tensor read from another device's memory, an activation handed to
+//!   a unit elsewhere, new keys and values stored where the cache lives) moves over the links
+//!   of the path between them at the path's narrowest bandwidth (a drive read from outside adds
+//!   its host interface), one transfer after another;
+//! - transfers precede the compute that needs them, unless the system overlaps reads from other
+//!   devices with compute, in which case the step lasts max(stages, transfers).
+//!
+//! A device with several copies (`arch.devices`) shares the work of every Einsum it runs and
+//! every tensor it holds evenly (heads sharded over drives); its links are copied with it.
+//! Activations that stay on one device are not charged (KiB per layer beside MiB of weights).
+
+use std::collections::{BTreeMap, HashMap};
+
+use strata_arch::{Arch, LevelId, UnitId};
+use strata_mappings::point_ops;
+use strata_mappings::system::{Block, EinsumClass, ReadPattern, Selection, System, TensorClass};
+use strata_workloads::einsum::TensorId;
+use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
+
+use super::EngineError;
+use super::nand::{self, Timing};
+
+/// Why a step could not be run: bad input (`key` names the system, arch or run key) or a NAND
+/// simulation over its event budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepError {
+    pub key: String,
+    pub reason: String,
+    pub budget_exceeded: bool,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> StepError {
+    StepError { key: key.into(), reason: reason.into(), budget_exceeded: false }
+}
+
+impl From<EngineError> for StepError {
+    fn from(e: EngineError) -> StepError {
+        match e {
+            EngineError::Config { key, reason } => err(key, reason),
+            EngineError::Budget { events } => StepError {
+                key: "nand".into(),
+                reason: format!("the drive simulation needed more than {events} events"),
+                budget_exceeded: true,
+            },
+        }
+    }
+}
+
+/// A serving run: `batch` sequences, `prompt` tokens in, `generate` out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    pub batch: u64,
+    pub prompt: u64,
+    pub generate: u64,
+}
+
+/// What one step takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepReport {
+    pub seconds: f64,
+    /// Of which: stages (compute and local memories) and transfers between devices.
+    pub stage_seconds: f64,
+    pub transfer_seconds: f64,
+    /// The part of the step due to attention over the cache: its stages and its transfers.
+    pub kv_seconds: f64,
+    /// Busy seconds per device (compute or its memories, whichever binds, per stage).
+    pub devices: BTreeMap<String, f64>,
+    /// (bytes, busy seconds) per link.
+    pub links: BTreeMap<String, (f64, f64)>,
+    /// Bytes read per memory (weights and KV cache, over all copies of its device).
+    pub tiers: BTreeMap<String, f64>,
+    pub energy_j: f64,
+}
+
+/// What a run takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub prefill: StepReport,
+    /// The decode step at the mean context (prompt + (generate − 1)/2).
+    pub decode: StepReport,
+    pub tokens_per_s: f64,
+    /// Where the weights and the KV cache went.
+    pub weights_home: String,
+    pub kv_home: String,
+    /// Bytes per second the cache's home sustains for the system's reads of it.
+    pub kv_read_bandwidth: f64,
+}
+
+/// Requests simulated to measure a read pattern's steady bandwidth, over a span of the drive.
+const SAMPLE: u64 = 4096;
+const SPAN: u64 = 64 << 30;
+
+/// What a step's tensors are, by class, for placement and reads.
+fn class_of(role: Role) -> Option<TensorClass> {
+    match role {
+        Role::Weight => Some(TensorClass::Weights),
+        Role::KvCache => Some(TensorClass::KvCache),
+        _ => None,
+    }
+}
+
+/// Per Einsum: linear (reads a weight), attention (reads the cache, or what such an Einsum
+/// produced, before the next weight), or neither.
+fn classes(c: &Cascade) -> Vec<EinsumClass> {
+    let es = c.einsums();
+    let reads = |e: usize, role: Role| es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == role);
+    let mut attention = vec![false; es.len()];
+    for e in 0..es.len() {
+        if reads(e, Role::Weight) {
+            continue;
+        }
+        attention[e] =
+            reads(e, Role::KvCache) || es[e].inputs.iter().any(|a| c.producer(a.tensor).is_some_and(|p| attention[p]));
+    }
+    (0..es.len())
+        .map(|e| {
+            if reads(e, Role::Weight) {
+                EinsumClass::Linear
+            } else if attention[e] {
+                EinsumClass::Attention
+            } else {
+                EinsumClass::Elementwise
+            }
+        })
+        .collect()
+}
+
+/// The engine's view of a system on an architecture for one model and run.
+struct Engine<'a> {
+    arch: &'a Arch,
+    model: &'a Model,
+    system: &'a System,
+    budget: u64,
+    batch: u64,
+    homes: BTreeMap<TensorClass, LevelId>,
+}
+
+/// Drive bandwidths measured on the NAND engine, by what was measured (the drive's whole
+/// organisation, block, queue, scattered or not): a pure function of its key, kept for the
+/// process so that a sweep measures each drive and pattern once.
+fn drive_bandwidths() -> &'static std::sync::Mutex<HashMap<String, f64>> {
+    static DRIVES: std::sync::OnceLock<std::sync::Mutex<HashMap<String, f64>>> = std::sync::OnceLock::new();
+    DRIVES.get_or_init(Default::default)
+}
+
+/// A read or write between devices: bytes over the links of a path.
+struct Transfer {
+    bytes: f64,
+    /// Bytes per second of the narrowest part.
+    bandwidth: f64,
+    links: Vec<usize>,
+    kv: bool,
+}
+
+impl<'a> Engine<'a> {
+    fn device(&self, l: LevelId) -> &str {
+        &self.arch.level(l).device
+    }
+
+    fn copies(&self, l: LevelId) -> f64 {
+        self.arch.device_count(self.device(l)) as f64
+    }
+
+    /// A link's bytes per second, over every copy of the more replicated device it joins.
+    fn link_bandwidth(&self, k: usize, ends: [LevelId; 2]) -> f64 {
+        let l = &self.arch.links[k];
+        l.bandwidth.0 * l.count as f64 * self.copies(ends[0]).max(self.copies(ends[1]))
+    }
+
+    /// The links from level `a` to level `b`: up and down the level trees and across peer links,
+    /// fewest hops (breadth first, in level order, so the path does not depend on anything but
+    /// the architecture). `None` when no path joins them.
+    fn path(&self, a: LevelId, b: LevelId) -> Option<Vec<(usize, [LevelId; 2])>> {
+        let n = self.arch.levels.len();
+        let mut edges: Vec<Vec<(LevelId, Option<usize>)>> = vec![Vec::new(); n];
+        for (i, l) in self.arch.levels.iter().enumerate() {
+            if let Some(p) = l.parent {
+                edges[i].push((p, l.link));
+                edges[p.0].push((LevelId(i), l.link));
+            }
+        }
+        for (k, l) in self.arch.links.iter().enumerate() {
+            if let Some([x, y]) = l.connects {
+                edges[x.0].push((y, Some(k)));
+                edges[y.0].push((x, Some(k)));
+            }
+        }
+        let mut from: Vec<Option<(LevelId, Option<usize>)>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut queue = std::collections::VecDeque::from([a]);
+        seen[a.0] = true;
+        while let Some(x) = queue.pop_front() {
+            if x == b {
+                let mut links = Vec::new();
+                let mut y = b;
+                while let Some((p, k)) = from[y.0] {
+                    if let Some(k) = k {
+                        links.push((k, [p, y]));
+                    }
+                    y = p;
+                }
+                links.reverse();
+                return Some(links);
+            }
+            for &(y, k) in &edges[x.0] {
+                if !seen[y.0] {
+                    seen[y.0] = true;
+                    from[y.0] = Some((x, k));
+                    queue.push_back(y);
+                }
+            }
+        }
+        None
+    }
+
+    /// Bytes per second a memory serves to a reader, over every copy of its device: a drive at
+    /// the read pattern (its host interface only when read from another device), else its port.
+    fn read_bandwidth(
+        &mut self,
+        l: LevelId,
+        pattern: Option<ReadPattern>,
+        scattered: bool,
+        outside: bool,
+    ) -> Result<f64, StepError> {
+        let level = self.arch.level(l);
+        let copies = self.copies(l);
+        if let (Some(org), Some(p)) = (&level.nand, pattern) {
+            let block = match p.block {
+                Block::Page => org.page_bytes.0,
+                Block::Bytes(b) => b,
+            };
+            let org =
+                if outside { org.clone() } else { strata_arch::arch::NandOrg { host_bandwidth: None, ..org.clone() } };
+            let key = format!("{org:?} {block} {} {scattered}", p.queue);
+            if let Some(&bw) = drive_bandwidths().lock().expect("lock").get(&key) {
+                return Ok(bw * copies);
+            }
+            let t = Timing::of(&org).map_err(|e| err(format!("arch.levels.{}.nand", level.name), e.to_string()))?;
+            let reqs = if scattered { nand::random(block, SAMPLE, SPAN, 5) } else { nand::sequential(block, SAMPLE) };
+            let bw = nand::run(&t, &reqs, p.queue, self.budget)?.bandwidth();
+            drive_bandwidths().lock().expect("lock").insert(key, bw);
+            return Ok(bw * copies);
+        }
+        Ok(level.port_bandwidth.map_or(f64::INFINITY, |b| b * self.arch.clock.0) * copies)
+    }
+
+    /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
+    /// bandwidth at `pattern` limits it too.
+    fn transfer(
+        &mut self,
+        a: LevelId,
+        b: LevelId,
+        bytes: f64,
+        read: Option<(Option<ReadPattern>, bool)>,
+        kv: bool,
+    ) -> Result<Transfer, StepError> {
+        let path = self.path(a, b).ok_or_else(|| {
+            err(
+                "system",
+                format!(
+                    "no link joins `{}` ({}) and `{}` ({}) in {}",
+                    self.arch.level(a).name,
+                    self.device(a),
+                    self.arch.level(b).name,
+                    self.device(b),
+                    self.arch.name
+                ),
+            )
+        })?;
+        let mut bandwidth = match read {
+            Some((pattern, scattered)) => self.read_bandwidth(a, pattern, scattered, true)?,
+            None => f64::INFINITY,
+        };
+        for &(k, ends) in &path {
+            bandwidth = bandwidth.min(self.link_bandwidth(k, ends));
+        }
+        Ok(Transfer { bytes, bandwidth, links: path.iter().map(|x| x.0).collect(), kv })
+    }
+
+    /// Places weights, then the KV cache (`kv_bytes`, copies included), each in the first of its
+    /// tiers with room left over every copy of the tier's device.
+    fn place(&mut self, kv_bytes: f64) -> Result<(), StepError> {
+        let mut used: BTreeMap<LevelId, f64> = BTreeMap::new();
+        for (class, bytes) in
+            [(TensorClass::Weights, self.model.weight_bytes() as f64), (TensorClass::KvCache, kv_bytes)]
+        {
+            let p = self.system.placement(class);
+            let fits = |l: LevelId, used: &BTreeMap<LevelId, f64>| {
+                let cap = self.arch.level(l).capacity.map_or(f64::INFINITY, |c| c.0 as f64 * self.copies(l));
+                used.get(&l).copied().unwrap_or(0.0) + bytes <= self.system.usable * cap
+            };
+            let home = p.tiers.iter().copied().find(|&l| fits(l, &used)).ok_or_else(|| {
+                let names: Vec<&str> = p.tiers.iter().map(|&l| self.arch.level(l).name.as_str()).collect();
+                err(
+                    format!("system.placement.{}", class.key()),
+                    format!(
+                        "{:.1} GB do not fit {} ({} of each memory's capacity usable)",
+                        bytes / 1e9,
+                        names.join(" or "),
+                        self.system.usable
+                    ),
+                )
+            })?;
+            *used.entry(home).or_default() += bytes;
+            self.homes.insert(class, home);
+        }
+        Ok(())
+    }
+
+    /// The unit of Einsum `e` of `c` in `phase`, and its selection.
+    fn assigned(
+        &self,
+        c: &Cascade,
+        e: usize,
+        class: &EinsumClass,
+        phase: PhaseKind,
+    ) -> Result<(UnitId, Option<Selection>), StepError> {
+        let ein = &c.einsums()[e];
+        let a = self
+            .system
+            .assign
+            .iter()
+            .find(|a| {
+                a.phase.is_none_or(|p| p == phase)
+                    && match &a.einsums {
+                        EinsumClass::All => true,
+                        EinsumClass::Named(n) => n == &ein.name,
+                        k => k == class,
+                    }
+            })
+            .ok_or_else(|| {
+                err(
+                    "system.assign",
+                    format!("no assignment takes Einsum `{}` in {:?}; add `einsums = \"*\"`", ein.name, phase),
+                )
+            })?;
+        let u = self.arch.unit(a.unit);
+        for op in point_ops(ein.map, ein.reduce, !ein.reduced_ranks().is_empty()) {
+            if !u.ops.contains_key(op) {
+                return Err(err(
+                    "system.assign",
+                    format!(
+                        "unit `{}` cannot run Einsum `{}` of {}: it has no `{op}` operation",
+                        u.name,
+                        ein.name,
+                        c.name()
+                    ),
+                ));
+            }
+        }
+        Ok((a.unit, a.select))
+    }
+
+    /// One step of `c` (run `times` times: the layers), adding to `r`.
+    fn cascade(&mut self, c: &Cascade, phase: PhaseKind, times: f64, r: &mut StepAcc) -> Result<(), StepError> {
+        let es = c.einsums();
+        let class = classes(c);
+        let placed: Vec<(UnitId, Option<Selection>)> =
+            class.iter().enumerate().map(|(e, k)| self.assigned(c, e, k, phase)).collect::<Result<_, _>>()?;
+        let unit_level = |u: UnitId| self.arch.unit(u).level;
+        // Where each tensor is produced: the producer's unit level; the step's inputs come from
+        // the unit that ends the cascade (the previous layer).
+        let last = unit_level(placed[es.len() - 1].0);
+        let made_at = |t: TensorId| c.producer(t).map_or(last, |p| unit_level(placed[p].0));
+        let mut stage: Option<Stage> = None;
+        let mut first_cache_read = true;
+        for (e, ein) in es.iter().enumerate() {
+            let (u, select) = placed[e];
+            let at = unit_level(u);
+            let device = self.device(at).to_string();
+            let copies = self.copies(at);
+            let unit = self.arch.unit(u);
+            let keep = match select {
+                Some(Selection::ChannelToken { keep, .. }) => keep,
+                None => 1.0,
+            };
+            let points = c.counts(ein).points as f64;
+            let ops = point_ops(ein.map, ein.reduce, !ein.reduced_ranks().is_empty());
+            let cycles: f64 = ops.iter().map(|op| unit.ops[*op].cycles).sum();
+            let compute = points * keep * cycles / (unit.pes() as f64 * self.arch.clock.0 * copies);
+            r.energy_pj += points * keep * ops.iter().map(|op| unit.ops[*op].energy.0).sum::<f64>() * times;
+            if stage.as_ref().is_some_and(|s| s.device != device) {
+                r.close(stage.take().expect("open"), times);
+            }
+            let s = stage.get_or_insert_with(|| Stage::new(&device));
+            s.compute += compute;
+            let attention = class[e] == EinsumClass::Attention;
+            if attention {
+                s.kv_compute += compute;
+            }
+            for a in &ein.inputs {
+                let t = c.tensor(a.tensor);
+                let bytes = t.bytes() as f64;
+                match class_of(t.role) {
+                    Some(k) => {
+                        let home = self.homes[&k];
+                        let placement = self.system.placement(k).read;
+                        // A selection reads a share of the cache: keys (read first) through a
+                        // channel-indexed copy, then keys and values of the selected tokens.
+                        let (share, scattered) = match (k, select) {
+                            (
+                                TensorClass::KvCache,
+                                Some(Selection::ChannelToken { keep, inflation, channels_per_page }),
+                            ) => {
+                                let d = self.model.head_dim;
+                                let kept = (keep * d as f64).round() as u64;
+                                let miss: f64 = (0..channels_per_page.min(d))
+                                    .map(|i| (d - kept).saturating_sub(i) as f64 / (d - i) as f64)
+                                    .product();
+                                let tokens = (keep * inflation).min(1.0);
+                                (if first_cache_read { 1.0 - miss + tokens } else { tokens }, true)
+                            }
+                            _ => (1.0, false),
+                        };
+                        if k == TensorClass::KvCache {
+                            first_cache_read = false;
+                        }
+                        let read = bytes * share;
+                        *r.tiers.entry(self.arch.level(home).name.clone()).or_default() += read * times;
+                        r.energy_pj += read / self.arch.word_bytes as f64 * self.arch.level(home).read_energy.0 * times;
+                        if self.device(home) == device {
+                            let bw = self.read_bandwidth(home, placement, scattered, false)?;
+                            *s.memory.entry(home).or_default() += read / bw;
+                            if attention {
+                                *s.kv_memory.entry(home).or_default() += read / bw;
+                            }
+                        } else {
+                            let x = self.transfer(home, at, read, Some((placement, scattered)), attention)?;
+                            r.transfer(self.arch, x, times);
+                        }
+                    }
+                    None => {
+                        let from = made_at(a.tensor);
+                        if self.device(from) != device {
+                            let kv = class[e] == EinsumClass::Attention
+                                || c.producer(a.tensor).is_some_and(|p| class[p] == EinsumClass::Attention);
+                            let x = self.transfer(from, at, bytes, None, kv)?;
+                            r.transfer(self.arch, x, times);
+                        }
+                    }
+                }
+            }
+            // New keys and values go where the cache lives (K twice under a channel-indexed copy).
+            let out = c.tensor(ein.output.tensor);
+            if out.cached {
+                let home = self.homes[&TensorClass::KvCache];
+                if self.device(home) != device {
+                    let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
+                    let x = self.transfer(at, home, out.bytes() as f64 * copies, None, true)?;
+                    r.transfer(self.arch, x, times);
+                }
+            }
+        }
+        if let Some(s) = stage {
+            r.close(s, times);
+        }
+        Ok(())
+    }
+
+    /// Whether a decode assignment keeps a channel-indexed copy of the keys.
+    fn selects(&self) -> bool {
+        self.system.assign.iter().any(|a| matches!(a.select, Some(Selection::ChannelToken { .. })))
+    }
+
+    fn step(&mut self, phase: Phase) -> Result<StepReport, StepError> {
+        let w = self
+            .model
+            .workload(phase, self.batch, self.system.attention_passes)
+            .map_err(|e| err("model", e.to_string()))?;
+        let kind = match phase {
+            Phase::Prefill { .. } => PhaseKind::Prefill,
+            Phase::Decode { .. } => PhaseKind::Decode,
+        };
+        let mut acc = StepAcc::default();
+        self.cascade(&w.layer, kind, self.model.layers as f64, &mut acc)?;
+        self.cascade(&w.lm_head, kind, 1.0, &mut acc)?;
+        Ok(acc.finish(self.system.overlap_remote_reads))
+    }
+}
+
+/// Whether Einsum `e` produces the first cached output (the keys).
+fn first_key_output(c: &Cascade, e: usize) -> bool {
+    c.einsums().iter().position(|x| c.tensor(x.output.tensor).cached) == Some(e)
+}
+
+/// A stage: consecutive Einsums on one device.
+struct Stage {
+    device: String,
+    compute: f64,
+    /// Seconds each of the device's memories is busy.
+    memory: BTreeMap<LevelId, f64>,
+    /// The parts of those due to attention over the cache.
+    kv_compute: f64,
+    kv_memory: BTreeMap<LevelId, f64>,
+}
+
+impl Stage {
+    fn new(device: &str) -> Stage {
+        Stage {
+            device: device.to_string(),
+            compute: 0.0,
+            memory: BTreeMap::new(),
+            kv_compute: 0.0,
+            kv_memory: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct StepAcc {
+    stages: f64,
+    transfers: f64,
+    kv: f64,
+    devices: BTreeMap<String, f64>,
+    links: BTreeMap<String, (f64, f64)>,
+    tiers: BTreeMap<String, f64>,
+    energy_pj: f64,
+}
+
+impl StepAcc {
+    fn close(&mut self, s: Stage, times: f64) {
+        let t = s.memory.values().copied().fold(s.compute, f64::max) * times;
+        self.stages += t;
+        // Attention's share of the stage: its share of whatever binds (the compute or the
+        // busiest memory).
+        let busiest = s.memory.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)));
+        let share = match busiest {
+            Some((l, &m)) if m > s.compute => s.kv_memory.get(l).copied().unwrap_or(0.0) / m,
+            _ if s.compute > 0.0 => s.kv_compute / s.compute,
+            _ => 0.0,
+        };
+        self.kv += t * share;
+        *self.devices.entry(s.device).or_default() += t;
+    }
+
+    fn transfer(&mut self, arch: &Arch, x: Transfer, times: f64) {
+        let t = x.bytes / x.bandwidth * times;
+        self.transfers += t;
+        if x.kv {
+            self.kv += t;
+        }
+        for k in x.links {
+            let l = &arch.links[k];
+            let e = self.links.entry(l.name.clone()).or_default();
+            e.0 += x.bytes * times;
+            e.1 += t;
+            self.energy_pj += x.bytes * 8.0 * l.energy_per_bit.0 * times;
+        }
+    }
+
+    fn finish(self, overlap: bool) -> StepReport {
+        let seconds = if overlap { self.stages.max(self.transfers) } else { self.stages + self.transfers };
+        StepReport {
+            seconds,
+            stage_seconds: self.stages,
+            transfer_seconds: self.transfers,
+            kv_seconds: self.kv.min(seconds),
+            devices: self.devices,
+            links: self.links,
+            tiers: self.tiers,
+            energy_j: self.energy_pj * 1e-12,
+        }
+    }
+}
+
+/// The mean of two steps, field by field (the decode step at a context halfway between).
+fn mean(a: &StepReport, b: &StepReport) -> StepReport {
+    let avg = |x: f64, y: f64| (x + y) / 2.0;
+    let merge = |x: &BTreeMap<String, f64>, y: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        x.keys()
+            .chain(y.keys())
+            .map(|k| (k.clone(), avg(x.get(k).copied().unwrap_or(0.0), y.get(k).copied().unwrap_or(0.0))))
+            .collect()
+    };
+    let links = a
+        .links
+        .keys()
+        .chain(b.links.keys())
+        .map(|k| {
+            let (x, y) = (a.links.get(k).copied().unwrap_or_default(), b.links.get(k).copied().unwrap_or_default());
+            (k.clone(), (avg(x.0, y.0), avg(x.1, y.1)))
+        })
+        .collect();
+    StepReport {
+        seconds: avg(a.seconds, b.seconds),
+        stage_seconds: avg(a.stage_seconds, b.stage_seconds),
+        transfer_seconds: avg(a.transfer_seconds, b.transfer_seconds),
+        kv_seconds: avg(a.kv_seconds, b.kv_seconds),
+        devices: merge(&a.devices, &b.devices),
+        links,
+        tiers: merge(&a.tiers, &b.tiers),
+        energy_j: avg(a.energy_j, b.energy_j),
+    }
+}
+
+/// Runs a serving run: the prefill step, then `generate` decode steps, each taken as the step at
+/// the mean context (every part of a step grows linearly with the context; the mean of the steps
+/// at the two whole contexts around it).
+pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u64) -> Result<RunReport, StepError> {
+    if run.batch == 0 || run.prompt == 0 || run.generate == 0 {
+        return Err(err("run", "batch, prompt and generated tokens must be positive"));
+    }
+    let mut eng = Engine { arch, model, system, budget, batch: run.batch, homes: BTreeMap::new() };
+    // A channel-indexed copy of the keys stores them twice.
+    let copies = if eng.selects() { 1.5 } else { 1.0 };
+    let kv = (run.batch * (run.prompt + run.generate) * model.kv_bytes_per_token()) as f64 * copies;
+    eng.place(kv)?;
+    let prefill = eng.step(Phase::Prefill { seq: run.prompt })?;
+    let twice = 2 * run.prompt + run.generate - 1;
+    let lo = eng.step(Phase::Decode { context: twice / 2 })?;
+    let decode =
+        if twice.is_multiple_of(2) { lo } else { mean(&lo, &eng.step(Phase::Decode { context: twice / 2 + 1 })?) };
+    let tokens_per_s = (run.batch * run.generate) as f64 / (prefill.seconds + run.generate as f64 * decode.seconds);
+    let kv_read_bandwidth = eng.kv_bandwidth()?;
+    Ok(RunReport {
+        prefill,
+        decode,
+        tokens_per_s,
+        weights_home: arch.level(eng.homes[&TensorClass::Weights]).name.clone(),
+        kv_home: arch.level(eng.homes[&TensorClass::KvCache]).name.clone(),
+        kv_read_bandwidth,
+    })
+}
+
+impl Engine<'_> {
+    /// What the unit that runs decode attention sees of the cache's home: the home's bandwidth
+    /// at the system's pattern, and the links between them when it reads from another device.
+    fn kv_bandwidth(&mut self) -> Result<f64, StepError> {
+        let home = self.homes[&TensorClass::KvCache];
+        let pattern = self.system.placement(TensorClass::KvCache).read;
+        let scattered = self.selects();
+        let reader = self
+            .system
+            .assign
+            .iter()
+            .find(|a| {
+                a.phase.is_none_or(|p| p == PhaseKind::Decode)
+                    && matches!(a.einsums, EinsumClass::All | EinsumClass::Attention)
+            })
+            .map(|a| self.arch.unit(a.unit).level);
+        match reader {
+            Some(at) if self.device(at) != self.device(home) => {
+                Ok(self.transfer(home, at, 1.0, Some((pattern, scattered)), true)?.bandwidth)
+            }
+            _ => self.read_bandwidth(home, pattern, scattered, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arch(csds: u64) -> Arch {
+        let text = strata_arch::presets::text("a6000-csd").unwrap();
+        let text = text.replace("name = \"csd\"\ncount = 1", &format!("name = \"csd\"\ncount = {csds}"));
+        Arch::from_toml(&text).unwrap()
+    }
+
+    fn system(name: &str, arch: &Arch) -> System {
+        System::from_toml(strata_mappings::system::preset(name).unwrap(), arch).unwrap()
+    }
+
+    fn opt13() -> Model {
+        let p = strata_workloads::presets::find("opt-13b").unwrap();
+        strata_workloads::ModelSpec::from_toml(p.text).unwrap().build().unwrap()
+    }
+
+    const RUN: Run = Run { batch: 64, prompt: 1024, generate: 1024 };
+
+    fn run(name: &str, csds: u64, run: Run) -> RunReport {
+        let a = arch(csds);
+        simulate(&a, &opt13(), &system(name, &a), run, 1 << 26).unwrap()
+    }
+
+    /// In storage, decode attention is bound by the drive's internal channels (8 × 1.4 GB/s), not
+    /// by the 7 GB/s host link that FlexGen's reads cross at queue depth 1; FlexGen's step is its
+    /// cache over that bandwidth (plus the new keys and values it writes back).
+    #[test]
+    fn in_storage_attention_reads_at_the_channel_rate() {
+        let m = opt13();
+        let insta = run("insta", 1, RUN);
+        assert!(insta.kv_read_bandwidth > 0.9 * 10.0e9 && insta.kv_read_bandwidth <= 11.2e9, "{insta:?}");
+        let flexgen = run("flexgen-ssd", 1, RUN);
+        assert!(flexgen.kv_read_bandwidth < 7e9, "{flexgen:?}");
+        let kv = 64.0 * (1024.0 + 511.5) * m.kv_bytes_per_token() as f64;
+        let bound = kv / flexgen.kv_read_bandwidth;
+        assert!(
+            flexgen.decode.seconds >= bound && flexgen.decode.seconds < 1.002 * bound,
+            "{} vs {bound}",
+            flexgen.decode.seconds
+        );
+        assert!(insta.tokens_per_s > 4.0 * flexgen.tokens_per_s);
+    }
+
+    /// More drives split the heads: attention's part shrinks by the drive count; reading less
+    /// (SparF) never makes a step slower than reading every page at the same queue, but scattered
+    /// reads of everything (and K twice) lose to InstA's stream.
+    #[test]
+    fn drives_and_sparsity_shrink_the_attention_part() {
+        let one = run("insta", 1, RUN);
+        let four = run("insta", 4, RUN);
+        assert!((four.decode.kv_seconds / one.decode.kv_seconds - 0.25).abs() < 0.01, "{one:?} {four:?}");
+        let sparf = run("insta-sparf", 1, RUN);
+        assert!(sparf.decode.seconds < one.decode.seconds);
+        let a = arch(1);
+        let dense = strata_mappings::system::preset("insta-sparf")
+            .unwrap()
+            .replace("keep = 0.125, inflation = 2.0", "keep = 1.0, inflation = 1.0");
+        let dense = simulate(&a, &opt13(), &System::from_toml(&dense, &a).unwrap(), RUN, 1 << 26).unwrap();
+        assert!(dense.decode.seconds > one.decode.seconds);
+    }
+
+    /// Host offload keeps the cache in host DRAM while it fits beside the weights, and spills it
+    /// to the SSD beyond.
+    #[test]
+    fn host_offload_spills_when_the_host_is_full() {
+        let small = run("deepspeed-host", 1, Run { batch: 16, ..RUN });
+        let big = run("deepspeed-host", 1, Run { batch: 32, ..RUN });
+        assert_eq!((small.kv_home.as_str(), big.kv_home.as_str()), ("HostDRAM", "SSD"));
+        assert!(big.tokens_per_s < small.tokens_per_s);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the system, batch and drive count: the decode step is never shorter than the
+        /// busiest memory's bytes over its peak (a drive's channels, a DRAM's port, over every
+        /// copy of its device), nor than any device's busy time; the bytes each tier serves are
+        /// the model's own: every weight once, the cache of the mean context once (a selection
+        /// reads its closed-form share of it).
+        #[test]
+        fn steps_respect_their_bounds_and_counts(
+            which in 0usize..4,
+            batch in 1u64..512,
+            csds in 1u64..24,
+        ) {
+            let names = ["flexgen-ssd", "deepspeed-host", "insta", "insta-sparf"];
+            let a = arch(csds);
+            let m = opt13();
+            let sys = system(names[which], &a);
+            let r = Run { batch, prompt: 256, generate: 64 };
+            let o = simulate(&a, &m, &sys, r, 1 << 26).unwrap();
+            let d = &o.decode;
+            for (tier, bytes) in &d.tiers {
+                let l = a.level(a.level_id(tier).unwrap());
+                let copies = a.device_count(&l.device) as f64;
+                let peak = match &l.nand {
+                    Some(n) => n.channels as f64 * n.channel_bandwidth.0,
+                    None => l.port_bandwidth.unwrap() * a.clock.0,
+                } * copies;
+                prop_assert!(d.seconds >= bytes / peak * (1.0 - 1e-12), "{tier}: {} s < {bytes} B at {peak} B/s", d.seconds);
+            }
+            for (device, busy) in &d.devices {
+                prop_assert!(d.seconds >= busy * (1.0 - 1e-12), "{device}");
+            }
+            let weights = m.weight_bytes() as f64;
+            let mean = 256.0 + 63.0 / 2.0;
+            let kv = batch as f64 * mean * m.kv_bytes_per_token() as f64;
+            let share = if names[which] == "insta-sparf" {
+                // 1/8 of 128 channels = 16; a page of 4 is missed with probability C(112,4)/C(128,4).
+                let miss: f64 = (0..4).map(|i| (112 - i) as f64 / (128 - i) as f64).product();
+                0.5 * (1.0 - miss) + 0.25
+            } else {
+                1.0
+            };
+            let close = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-12;
+            if o.weights_home == o.kv_home {
+                let got = d.tiers[&o.kv_home];
+                prop_assert!(close(got, weights + kv * share), "{got} vs {}", weights + kv * share);
+            } else {
+                prop_assert!(close(d.tiers[&o.weights_home], weights), "{:?}", d.tiers);
+                prop_assert!(close(d.tiers[&o.kv_home], kv * share), "{:?} vs {}", d.tiers, kv * share);
+            }
+        }
+    }
+}
