@@ -83,6 +83,24 @@ impl Kind for Serving {
         .map(String::from)
         .to_vec()
     }
+    /// Every system file against every architecture before anything runs (spec paths aside:
+    /// a point's own architecture is checked again when it runs).
+    fn check(&self, x: &Experiment) -> CliResult<()> {
+        let default = toml::Value::String("a6000-csd".into());
+        let mut archs = x.sweep.values("arch");
+        if archs.is_empty() {
+            archs.push(&default);
+        }
+        for a in archs {
+            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+            for (i, v) in x.sweep.values("system").into_iter().enumerate() {
+                system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
+                    CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
+                })?;
+            }
+        }
+        Ok(())
+    }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         point(x, p)
     }
@@ -108,7 +126,7 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     };
     let o = step::simulate(&arch, &m, &sys, run, BUDGET)
         .map_err(|e| step_error(&format!("{arch_name}, {model}, {name}, batch {}", run.batch), &e))?;
-    let kv_level = arch.level(arch.level_id(&o.kv_home).expect("placed in a level"));
+    let kv_level = arch.level(arch.level_id(&o.kv_level).expect("placed in a level"));
     let d = &o.decode;
     Ok(vec![Row {
         cells: vec![

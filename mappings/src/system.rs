@@ -54,6 +54,8 @@ fn one_pass() -> i64 {
 struct PlacementSpec {
     #[serde(rename = "in")]
     memories: Vec<String>,
+    /// Shares of the class in each memory (FlexGen's policy); absent: all in the first with room.
+    fractions: Option<Vec<f64>>,
     read: Option<ReadSpec>,
 }
 
@@ -130,10 +132,12 @@ pub struct ReadPattern {
     pub queue: usize,
 }
 
-/// Where a tensor class lives: the first of `tiers` that holds it.
+/// Where a tensor class lives: the first of `tiers` that holds it, or each tier its fraction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     pub tiers: Vec<LevelId>,
+    /// One share per tier, summing to 1; `None`: the first tier with room takes it all.
+    pub fractions: Option<Vec<f64>>,
     /// Sequential reads of whole blocks at this queue depth; `None`: the memory's bandwidth.
     pub read: Option<ReadPattern>,
 }
@@ -252,7 +256,27 @@ impl System {
                     Ok(ReadPattern { block, queue: r.queue as usize })
                 })
                 .transpose()?;
-            placements.insert(class, Placement { tiers, read });
+            let fractions = match &p.fractions {
+                None => None,
+                Some(f) => {
+                    let fp = format!("{path}.fractions");
+                    if f.len() != tiers.len() {
+                        return Err(SpecError::new(
+                            &fp,
+                            format!("{} fractions for {} memories: give one per memory", f.len(), tiers.len()),
+                        ));
+                    }
+                    if let Some(i) = f.iter().position(|x| !(0.0..=1.0).contains(x)) {
+                        return Err(SpecError::new(format!("{fp}[{i}]"), format!("must be in [0, 1] (got {})", f[i])));
+                    }
+                    let sum: f64 = f.iter().sum();
+                    if (sum - 1.0).abs() > 1e-9 {
+                        return Err(SpecError::new(&fp, format!("must sum to 1 (they sum to {sum})")));
+                    }
+                    Some(f.clone())
+                }
+            };
+            placements.insert(class, Placement { tiers, fractions, read });
         }
         for class in TensorClass::ALL {
             if !placements.contains_key(&class) {

@@ -95,9 +95,11 @@ pub struct RunReport {
     /// The decode step at the mean context (prompt + (generate − 1)/2).
     pub decode: StepReport,
     pub tokens_per_s: f64,
-    /// Where the weights and the KV cache went.
+    /// Where the weights and the KV cache went: a memory, or memories with their shares.
     pub weights_home: String,
     pub kv_home: String,
+    /// The memory holding the largest share of the cache.
+    pub kv_level: String,
     /// Bytes per second the cache's home sustains for the system's reads of it.
     pub kv_read_bandwidth: f64,
 }
@@ -148,7 +150,8 @@ struct Engine<'a> {
     system: &'a System,
     budget: u64,
     batch: u64,
-    homes: BTreeMap<TensorClass, LevelId>,
+    /// Per class: each memory holding it and its share.
+    homes: BTreeMap<TensorClass, Vec<(LevelId, f64)>>,
 }
 
 /// Drive bandwidths measured on the NAND engine, by what was measured (the drive's whole
@@ -293,19 +296,43 @@ impl<'a> Engine<'a> {
         Ok(Transfer { bytes, bandwidth, links: path.iter().map(|x| x.0).collect(), kv })
     }
 
-    /// Places weights, then the KV cache (`kv_bytes`, copies included), each in the first of its
-    /// tiers with room left over every copy of the tier's device.
+    /// Places weights, then the KV cache (`kv_bytes`, copies included): each tier its fraction,
+    /// or all in the first of its tiers with room left over every copy of the tier's device.
     fn place(&mut self, kv_bytes: f64) -> Result<(), StepError> {
         let mut used: BTreeMap<LevelId, f64> = BTreeMap::new();
         for (class, bytes) in
             [(TensorClass::Weights, self.model.weight_bytes() as f64), (TensorClass::KvCache, kv_bytes)]
         {
             let p = self.system.placement(class);
-            let fits = |l: LevelId, used: &BTreeMap<LevelId, f64>| {
+            let fits = |l: LevelId, bytes: f64, used: &BTreeMap<LevelId, f64>| {
                 let cap = self.arch.level(l).capacity.map_or(f64::INFINITY, |c| c.0 as f64 * self.copies(l));
                 used.get(&l).copied().unwrap_or(0.0) + bytes <= self.system.usable * cap
             };
-            let home = p.tiers.iter().copied().find(|&l| fits(l, &used)).ok_or_else(|| {
+            if let Some(fractions) = &p.fractions {
+                let mut homes = Vec::new();
+                for (i, (&l, &f)) in p.tiers.iter().zip(fractions).enumerate() {
+                    if f == 0.0 {
+                        continue;
+                    }
+                    if !fits(l, bytes * f, &used) {
+                        return Err(err(
+                            format!("system.placement.{}.fractions[{i}]", class.key()),
+                            format!(
+                                "{:.1} GB ({f} of {:.1} GB) do not fit {} ({} of its capacity usable)",
+                                bytes * f / 1e9,
+                                bytes / 1e9,
+                                self.arch.level(l).name,
+                                self.system.usable
+                            ),
+                        ));
+                    }
+                    *used.entry(l).or_default() += bytes * f;
+                    homes.push((l, f));
+                }
+                self.homes.insert(class, homes);
+                continue;
+            }
+            let home = p.tiers.iter().copied().find(|&l| fits(l, bytes, &used)).ok_or_else(|| {
                 let names: Vec<&str> = p.tiers.iter().map(|&l| self.arch.level(l).name.as_str()).collect();
                 err(
                     format!("system.placement.{}", class.key()),
@@ -318,7 +345,7 @@ impl<'a> Engine<'a> {
                 )
             })?;
             *used.entry(home).or_default() += bytes;
-            self.homes.insert(class, home);
+            self.homes.insert(class, vec![(home, 1.0)]);
         }
         Ok(())
     }
@@ -409,7 +436,6 @@ impl<'a> Engine<'a> {
                 let bytes = t.bytes() as f64;
                 match class_of(t.role) {
                     Some(k) => {
-                        let home = self.homes[&k];
                         let placement = self.system.placement(k).read;
                         // A selection reads a share of the cache: keys (read first) through a
                         // channel-indexed copy, then keys and values of the selected tokens.
@@ -431,18 +457,21 @@ impl<'a> Engine<'a> {
                         if k == TensorClass::KvCache {
                             first_cache_read = false;
                         }
-                        let read = bytes * share;
-                        *r.tiers.entry(self.arch.level(home).name.clone()).or_default() += read * times;
-                        r.energy_pj += read / self.arch.word_bytes as f64 * self.arch.level(home).read_energy.0 * times;
-                        if self.device(home) == device {
-                            let bw = self.read_bandwidth(home, placement, scattered, false)?;
-                            *s.memory.entry(home).or_default() += read / bw;
-                            if attention {
-                                *s.kv_memory.entry(home).or_default() += read / bw;
+                        for (home, part) in self.homes[&k].clone() {
+                            let read = bytes * share * part;
+                            *r.tiers.entry(self.arch.level(home).name.clone()).or_default() += read * times;
+                            r.energy_pj +=
+                                read / self.arch.word_bytes as f64 * self.arch.level(home).read_energy.0 * times;
+                            if self.device(home) == device {
+                                let bw = self.read_bandwidth(home, placement, scattered, false)?;
+                                *s.memory.entry(home).or_default() += read / bw;
+                                if attention {
+                                    *s.kv_memory.entry(home).or_default() += read / bw;
+                                }
+                            } else {
+                                let x = self.transfer(home, at, read, Some((placement, scattered)), attention)?;
+                                r.transfer(self.arch, x, times);
                             }
-                        } else {
-                            let x = self.transfer(home, at, read, Some((placement, scattered)), attention)?;
-                            r.transfer(self.arch, x, times);
                         }
                     }
                     None => {
@@ -459,11 +488,12 @@ impl<'a> Engine<'a> {
             // New keys and values go where the cache lives (K twice under a channel-indexed copy).
             let out = c.tensor(ein.output.tensor);
             if out.cached {
-                let home = self.homes[&TensorClass::KvCache];
-                if self.device(home) != device {
-                    let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
-                    let x = self.transfer(at, home, out.bytes() as f64 * copies, None, true)?;
-                    r.transfer(self.arch, x, times);
+                for (home, part) in self.homes[&TensorClass::KvCache].clone() {
+                    if self.device(home) != device {
+                        let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
+                        let x = self.transfer(at, home, out.bytes() as f64 * copies * part, None, true)?;
+                        r.transfer(self.arch, x, times);
+                    }
                 }
             }
         }
@@ -632,17 +662,35 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         prefill,
         decode,
         tokens_per_s,
-        weights_home: arch.level(eng.homes[&TensorClass::Weights]).name.clone(),
-        kv_home: arch.level(eng.homes[&TensorClass::KvCache]).name.clone(),
+        weights_home: eng.describe(TensorClass::Weights),
+        kv_home: eng.describe(TensorClass::KvCache),
+        kv_level: arch.level(eng.primary(TensorClass::KvCache)).name.clone(),
         kv_read_bandwidth,
     })
 }
 
 impl Engine<'_> {
+    /// The memory holding the largest share of a class (the first of equals).
+    fn primary(&self, class: TensorClass) -> LevelId {
+        self.homes[&class].iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0
+    }
+
+    /// Where a class went: a memory's name, or each memory with its share.
+    fn describe(&self, class: TensorClass) -> String {
+        match self.homes[&class].as_slice() {
+            [(l, _)] => self.arch.level(*l).name.clone(),
+            homes => homes
+                .iter()
+                .map(|(l, f)| format!("{} {:.0}%", self.arch.level(*l).name, 100.0 * f))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        }
+    }
+
     /// What the unit that runs decode attention sees of the cache's home: the home's bandwidth
     /// at the system's pattern, and the links between them when it reads from another device.
     fn kv_bandwidth(&mut self) -> Result<f64, StepError> {
-        let home = self.homes[&TensorClass::KvCache];
+        let home = self.primary(TensorClass::KvCache);
         let pattern = self.system.placement(TensorClass::KvCache).read;
         let scattered = self.selects();
         let reader = self
@@ -736,6 +784,36 @@ mod tests {
         let big = run("deepspeed-host", 1, Run { batch: 32, ..RUN });
         assert_eq!((small.kv_home.as_str(), big.kv_home.as_str()), ("HostDRAM", "SSD"));
         assert!(big.tokens_per_s < small.tokens_per_s);
+    }
+
+    /// FlexGen-style fractions: each tier serves its share of the class's bytes, and the step
+    /// lies between the placements that put it all in one tier or the other; bad fractions are
+    /// located errors.
+    #[test]
+    fn fractions_split_a_class_across_tiers() {
+        let a = arch(1);
+        let m = opt13();
+        let insta = strata_mappings::system::preset("insta").unwrap();
+        let with = |weights: &str| {
+            let text = insta.replace("weights = { in = [\"HBM\"] }", weights);
+            simulate(&a, &m, &System::from_toml(&text, &a).unwrap(), RUN, 1 << 26).unwrap()
+        };
+        let gpu = with("weights = { in = [\"HBM\"] }");
+        let host = with("weights = { in = [\"HostDRAM\"] }");
+        let half = with("weights = { in = [\"HBM\", \"HostDRAM\"], fractions = [0.5, 0.5] }");
+        let w = m.weight_bytes() as f64;
+        assert!((half.decode.tiers["HBM"] / (0.5 * w) - 1.0).abs() < 1e-12, "{:?}", half.decode.tiers);
+        assert!((half.decode.tiers["HostDRAM"] / (0.5 * w) - 1.0).abs() < 1e-12);
+        assert!(gpu.decode.seconds < half.decode.seconds && half.decode.seconds < host.decode.seconds);
+        assert_eq!(half.weights_home, "HBM 50% + HostDRAM 50%");
+        let bad = insta
+            .replace("weights = { in = [\"HBM\"] }", "weights = { in = [\"HBM\", \"SSD\"], fractions = [0.5, 0.4] }");
+        let e = System::from_toml(&bad, &a).unwrap_err();
+        assert!(e.to_string().contains("system.placement.weights.fractions: must sum to 1"), "{e}");
+        let big = insta
+            .replace("weights = { in = [\"HBM\"] }", "weights = { in = [\"SMEM\", \"HBM\"], fractions = [0.5, 0.5] }");
+        let e = simulate(&a, &m, &System::from_toml(&big, &a).unwrap(), RUN, 1 << 26).unwrap_err();
+        assert_eq!(e.key, "system.placement.weights.fractions[0]", "{e}");
     }
 
     proptest! {
