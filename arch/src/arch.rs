@@ -181,6 +181,50 @@ pub struct Arch {
     pub gpu: Option<crate::gpu::Gpu>,
 }
 
+/// What a GPU's kernels see of its levels, found by what they are: the SMs are the instances of
+/// the level its widest unit (the tensor cores) attaches to, whose capacity is the shared memory
+/// per SM; L2 is that level's parent; device memory is the outermost DRAM or HBM level above it
+/// on the same device (a host's DRAM above it is another device).
+fn gpu_memories(levels: &[Level], units: &[ComputeUnit], clock: Hertz) -> SpecResult<crate::gpu::GpuMemories> {
+    let widest = units
+        .iter()
+        .max_by_key(|u| u.pes())
+        .ok_or_else(|| SpecError::new("arch.gpu", "a GPU needs compute units (its SMs' tensor cores)"))?;
+    let sm = &levels[widest.level.0];
+    let at = |k: &str| format!("arch.levels.{}.{k}", sm.name);
+    let shared = sm.capacity.ok_or_else(|| SpecError::new(at("capacity"), "the GPU's shared memory per SM"))?;
+    let l2 = sm
+        .parent
+        .map(|p| &levels[p.0])
+        .ok_or_else(|| SpecError::new(at("parent"), "the GPU's SM level needs a parent (its L2)"))?;
+    let per_s = |l: &Level, what: &str| {
+        l.port_bandwidth.map(|b| BytesPerSecond(b * clock.0)).ok_or_else(|| {
+            SpecError::new(format!("arch.levels.{}.read_bandwidth", l.name), format!("the GPU's {what} bandwidth"))
+        })
+    };
+    let mut memory = None;
+    let mut here = sm.parent;
+    while let Some(p) = here {
+        let l = &levels[p.0];
+        if l.device != sm.device {
+            break;
+        }
+        if matches!(l.kind, LevelKind::Dram | LevelKind::Hbm) {
+            memory = Some(l);
+        }
+        here = l.parent;
+    }
+    let memory = memory.ok_or_else(|| {
+        SpecError::new("arch.levels", format!("no DRAM or HBM level above `{}` on the GPU's device", sm.name))
+    })?;
+    Ok(crate::gpu::GpuMemories {
+        sms: sm.instances(),
+        shared_memory_per_sm: shared.0,
+        l2_bandwidth: per_s(l2, "L2")?,
+        memory_bandwidth: per_s(memory, "device memory")?,
+    })
+}
+
 /// Most of any one organisational count (rows, banks, channels, mesh sides, PE rows, ...): far
 /// beyond any real part, and small enough that products of a few never leave 64 bits.
 const MAX_COUNT: i64 = 1 << 20;
@@ -489,6 +533,10 @@ impl Arch {
             })?;
             known.count = count;
         }
+        let gpu = match &spec.gpu {
+            None => None,
+            Some(g) => Some(crate::gpu::Gpu::from_spec(g, gpu_memories(&levels, &units, clock)?)?),
+        };
         Ok(Arch {
             name: spec.name.clone(),
             description: spec.description.clone(),
@@ -498,7 +546,7 @@ impl Arch {
             units,
             links,
             devices,
-            gpu: spec.gpu.as_ref().map(crate::gpu::Gpu::from_spec).transpose()?,
+            gpu,
         })
     }
 

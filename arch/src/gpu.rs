@@ -1,30 +1,27 @@
 //! The execution resources of a GPU: what decides how many thread blocks (CTAs) run at once and
-//! how fast each one goes. The level tree of [`crate::Arch`] says what memories a GPU has; this
-//! says what its kernels see — SMs, occupancy limits, per-SM arithmetic pipes, the two tensor-core
+//! how fast each one goes. The level tree of [`crate::Arch`] says what memories a GPU has (the SM
+//! count, shared memory per SM, L2 and DRAM bandwidth are read from it, never repeated here);
+//! this says what its kernels see — SMs, occupancy limits, per-SM arithmetic pipes, the two tensor-core
 //! instruction paths, launch and memory latency — so that `sim::gpu` can predict library kernels
 //! (cuBLAS GEMMs, FlashAttention, PyTorch elementwise kernels) as grids of CTAs.
 
 use serde::Deserialize;
 
 use crate::error::{SpecError, SpecResult};
-use crate::units::{BytesPerSecond, Hertz, Seconds, parse_bandwidth, parse_bytes, parse_frequency, parse_time};
+use crate::units::{BytesPerSecond, Hertz, Seconds, parse_frequency, parse_time};
 
 /// `[arch.gpu]` as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
-    pub sms: i64,
     /// The SM clock under sustained load; per-SM pipe rates are per clock.
     pub clock: String,
     pub max_threads_per_sm: i64,
     pub max_ctas_per_sm: i64,
     pub registers_per_sm: i64,
-    pub shared_memory_per_sm: String,
     pub fp32_lanes_per_sm: i64,
     /// Special-function lanes (exp2, rcp) per SM.
     pub sfu_lanes_per_sm: i64,
-    pub memory_bandwidth: String,
-    pub l2_bandwidth: String,
     /// Dense bf16 rate of the warp-group MMA path (Hopper `wgmma`, what cuBLAS uses), TFLOP/s.
     /// Absent on GPUs without that path: kernels fall back to `mma_sync_tflops`.
     #[serde(default)]
@@ -84,13 +81,20 @@ fn parsed<T>(path: &str, s: &str, parse: fn(&str) -> Result<T, String>) -> SpecR
     parse(s).map_err(|e| SpecError::new(path, e))
 }
 
+/// What a GPU's kernels see of its level tree: found by what the levels are (see
+/// [`crate::Arch::from_spec`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuMemories {
+    /// Instances of the level the SMs' units attach to.
+    pub sms: u64,
+    pub shared_memory_per_sm: u64,
+    pub l2_bandwidth: BytesPerSecond,
+    pub memory_bandwidth: BytesPerSecond,
+}
+
 impl Gpu {
-    pub fn from_spec(s: &GpuSpec) -> SpecResult<Gpu> {
+    pub fn from_spec(s: &GpuSpec, m: GpuMemories) -> SpecResult<Gpu> {
         let p = |k: &str| format!("arch.gpu.{k}");
-        let positive_bw = |k: &str, v: &str| -> SpecResult<BytesPerSecond> {
-            let b = parsed(&p(k), v, parse_bandwidth)?;
-            if b.0 > 0.0 { Ok(b) } else { Err(SpecError::new(p(k), "must be positive")) }
-        };
         let positive_time = |k: &str, v: &str| -> SpecResult<Seconds> {
             let t = parsed(&p(k), v, parse_time)?;
             if t.0 > 0.0 { Ok(t) } else { Err(SpecError::new(p(k), "must be positive")) }
@@ -99,11 +103,7 @@ impl Gpu {
         if clock.0 <= 0.0 {
             return Err(SpecError::new(p("clock"), "must be positive"));
         }
-        let sms = count(&p("sms"), s.sms)?;
-        let shared = parsed(&p("shared_memory_per_sm"), &s.shared_memory_per_sm, parse_bytes)?;
-        if shared.0 == 0 {
-            return Err(SpecError::new(p("shared_memory_per_sm"), "must be positive"));
-        }
+        let sms = u32::try_from(m.sms).map_err(|_| SpecError::new("arch.gpu", "more SMs than 2^32"))?;
         let mut cluster_sms = Vec::new();
         for (i, &[size, usable]) in s.cluster_sms.iter().enumerate() {
             let key = p(&format!("cluster_sms[{i}]"));
@@ -122,11 +122,11 @@ impl Gpu {
             max_threads_per_sm: count(&p("max_threads_per_sm"), s.max_threads_per_sm)?,
             max_ctas_per_sm: count(&p("max_ctas_per_sm"), s.max_ctas_per_sm)?,
             registers_per_sm: count(&p("registers_per_sm"), s.registers_per_sm)?,
-            shared_memory_per_sm: shared.0,
+            shared_memory_per_sm: m.shared_memory_per_sm,
             fp32_lanes_per_sm: count(&p("fp32_lanes_per_sm"), s.fp32_lanes_per_sm)?,
             sfu_lanes_per_sm: count(&p("sfu_lanes_per_sm"), s.sfu_lanes_per_sm)?,
-            memory_bandwidth: positive_bw("memory_bandwidth", &s.memory_bandwidth)?,
-            l2_bandwidth: positive_bw("l2_bandwidth", &s.l2_bandwidth)?,
+            memory_bandwidth: m.memory_bandwidth,
+            l2_bandwidth: m.l2_bandwidth,
             wgmma_flops: s.wgmma_tflops.map(|v| rate(&p("wgmma_tflops"), v)).transpose()?,
             mma_sync_flops: rate(&p("mma_sync_tflops"), s.mma_sync_tflops)?,
             launch_latency: positive_time("launch_latency", &s.launch_latency)?,
@@ -157,6 +157,10 @@ mod tests {
     #[test]
     fn h100_and_a100_presets_carry_their_execution_resources() {
         let h = presets::load("h100").unwrap().unwrap().gpu.expect("h100 has [arch.gpu]");
+        // Read from the levels: SMEM's mesh and capacity, L2's and HBM's bandwidth.
+        assert_eq!(h.shared_memory_per_sm, 228 << 10);
+        assert!((h.memory_bandwidth.0 / 3.35e12 - 1.0).abs() < 1e-12, "{:?}", h.memory_bandwidth);
+        assert!((h.l2_bandwidth.0 / 5.5e12 - 1.0).abs() < 1e-12);
         assert_eq!((h.sms, h.max_threads_per_sm, h.registers_per_sm), (132, 2048, 65536));
         assert_eq!(h.usable_sms(1), 132);
         assert_eq!(h.usable_sms(4), 120);
@@ -170,9 +174,13 @@ mod tests {
     fn bad_gpu_sections_name_the_key() {
         let base = presets::text("h100").unwrap();
         for (from, to, key) in [
-            ("sms = 132", "sms = 0", "arch.gpu.sms"),
-            ("memory_bandwidth = \"3.35 TB/s\"", "memory_bandwidth = \"0 TB/s\"", "arch.gpu.memory_bandwidth"),
+            ("clock = \"1980 MHz\"", "clock = \"0 MHz\"", "arch.gpu.clock"),
+            ("max_ctas_per_sm = 32", "max_ctas_per_sm = 0", "arch.gpu.max_ctas_per_sm"),
             ("cluster_sms = [[2, 132], [4, 120]]", "cluster_sms = [[4, 130]]", "arch.gpu.cluster_sms[0]"),
+            // What the levels say is not repeated: the old keys are unknown.
+            ("clock = \"1980 MHz\"", "clock = \"1980 MHz\"\nsms = 132", "arch.gpu.sms"),
+            // The levels give the GPU its memories: the SMs' level must say its capacity.
+            ("capacity = \"228 KiB\"\n", "", "arch.levels.SMEM.capacity"),
         ] {
             assert!(base.contains(from), "{from}");
             let e = Arch::from_toml(&base.replace(from, to)).unwrap_err();

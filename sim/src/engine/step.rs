@@ -15,7 +15,11 @@
 //!
 //! A device with several copies (`arch.devices`) shares the work of every Einsum it runs and
 //! every tensor it holds evenly (heads sharded over drives); its links are copied with it.
-//! Activations that stay on one device are not charged (KiB per layer beside MiB of weights).
+//! Activations that stay on one device are not charged to its memories: in decode they are KiB
+//! per layer beside MiB of weights; in prefill the compute outlasts streaming them once about
+//! fourfold (OPT-13B at batch 64, 1,024 tokens, on the A6000: 0.3 s of MACs a layer against
+//! about 70 ms to write and read its activations and attention scores once over GDDR6), and a
+//! mapping that keeps tiles on chip moves less. The mapper, not this engine, tiles a unit's work.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -374,7 +378,11 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| {
                 err(
                     "system.assign",
-                    format!("no assignment takes Einsum `{}` in {:?}; add `einsums = \"*\"`", ein.name, phase),
+                    format!(
+                        "no assignment takes Einsum `{}` in {}; add `einsums = \"*\"`",
+                        ein.name,
+                        format!("{phase:?}").to_lowercase()
+                    ),
                 )
             })?;
         let u = self.arch.unit(a.unit);
