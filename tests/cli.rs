@@ -479,6 +479,38 @@ fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
     assert!(stderr(&o).contains("offload.dtoc: must be positive"), "{}", stderr(&o));
     let o = strata(&["offload", "--overlap", "fastest"]);
     assert_eq!(o.status.code(), Some(2));
+    // The LP's policy in the system language: a system file on FlexGen's machine that the one
+    // system model runs, the cache where the LP put it and attention where FlexGen computes it.
+    let sys = file("flexgen-lp.toml", "");
+    let o = strata(&[
+        "offload",
+        "--model",
+        "opt-30b",
+        "--overlap",
+        "code",
+        "--arch",
+        "t4-host-ssd",
+        "--system-out",
+        sys.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&sys).unwrap();
+    assert!(text.contains("fractions = [") && text.contains("unit = \"cpu\""), "{text}");
+    let exp = file(
+        "serve-lp.toml",
+        &format!(
+            "[experiment]\nname = \"lp\"\nkind = \"serving\"\noutput = \"{}\"\n[experiment.sweep]\nsystem = [\"{}\"]\narch = [\"t4-host-ssd\"]\nmodel = [\"opt-30b\"]\nbatch = [160]\nprompt = [512]\ngenerate = [32]\n",
+            sys.with_file_name("lp-out").display(),
+            sys.display()
+        ),
+    );
+    let o = strata(&["run", exp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = std::fs::read_to_string(sys.with_file_name("lp-out").join("results.csv")).unwrap();
+    assert!(results.lines().nth(1).unwrap().contains(",HostDRAM,"), "{results}");
+    // Without --arch there is nothing to place the tensors on.
+    let o = strata(&["offload", "--system-out", sys.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// The cycle-approximate DRAM channel from the command line, and its bad inputs: inconsistent

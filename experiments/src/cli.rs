@@ -200,6 +200,13 @@ enum Command {
         /// Overlap rule(s): `code` (the released code) and/or `paper` (Eq. 1).
         #[arg(long, default_values_t = ["code".to_string(), "paper".to_string()])]
         overlap: Vec<String>,
+        /// Write the first overlap rule's policy as a `[system]` file for `--arch`, to run on the
+        /// one system model (the `serving` experiment kind).
+        #[arg(long, requires = "arch")]
+        system_out: Option<std::path::PathBuf>,
+        /// The architecture the system file places tensors on (its GPU, host and disk memories).
+        #[arg(long)]
+        arch: Option<String>,
     },
     /// Run the cycle-approximate DRAM channel on a microbenchmark (achieved vs peak bandwidth).
     Dram {
@@ -371,8 +378,8 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Capacity { model, arch, context, generate, batch } => {
             capacity::run(&capacity::Args { model, arch, context, generate, batch })
         }
-        Command::Offload { model, costs, prompt, generate, overlap } => {
-            offload::run(&offload::Args { model, costs, prompt, generate, overlap })
+        Command::Offload { model, costs, prompt, generate, overlap, system_out, arch } => {
+            offload::run(&offload::Args { model, costs, prompt, generate, overlap, system_out, arch })
         }
         Command::Dram { standard, pattern, reads, window, max_events } => {
             dram::run(&dram::Args { standard, pattern, reads, window, max_events })

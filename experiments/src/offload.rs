@@ -16,6 +16,44 @@ pub struct Args {
     pub prompt: u64,
     pub generate: u64,
     pub overlap: Vec<String>,
+    /// Where to write the first rule's policy as a system file, and for which architecture.
+    pub system_out: Option<std::path::PathBuf>,
+    pub arch: Option<String>,
+}
+
+/// An architecture's GPU, host and disk memories and its GPU's units, found by what they are:
+/// the widest unit computes contractions and the unit beside it with an `exp` the rest; the GPU's
+/// memory is the outermost DRAM or HBM on their device, the host's the level above it, the disk
+/// the first SSD or NAND level.
+fn tiers(a: &strata_arch::Arch) -> CliResult<([String; 3], [String; 2], Option<String>)> {
+    use strata_arch::spec::LevelKind;
+    let lacks = |what: &str| CliError::input(format!("{}: {what}", a.name));
+    let widest = a.units.iter().max_by_key(|u| u.pes()).ok_or_else(|| lacks("no compute unit"))?;
+    let rest = a
+        .units
+        .iter()
+        .find(|u| u.level == widest.level && u.ops.contains_key("exp"))
+        .ok_or_else(|| lacks("no unit beside the widest with an `exp` operation (softmax)"))?;
+    let device = &a.level(widest.level).device;
+    let path = a.path_to(widest.level);
+    let gpu = path
+        .iter()
+        .copied()
+        .find(|&l| &a.level(l).device == device && matches!(a.level(l).kind, LevelKind::Dram | LevelKind::Hbm))
+        .ok_or_else(|| lacks("no DRAM or HBM on the GPU's device"))?;
+    let host = a.level(gpu).parent.ok_or_else(|| lacks("the GPU's memory has no host above it"))?;
+    let disk = a
+        .levels
+        .iter()
+        .find(|l| matches!(l.kind, LevelKind::Ssd | LevelKind::Nand))
+        .ok_or_else(|| lacks("no SSD or NAND level (the disk)"))?;
+    // The CPU: a unit on the host's memory that can run attention's softmax.
+    let cpu = a.units.iter().find(|u| u.level == host && u.ops.contains_key("exp")).map(|u| u.name.clone());
+    Ok((
+        [a.level(gpu).name.clone(), a.level(host).name.clone(), disk.name.clone()],
+        [widest.name.clone(), rest.name.clone()],
+        cpu,
+    ))
 }
 
 pub fn costs(arg: &str) -> CliResult<Costs> {
@@ -183,11 +221,31 @@ pub fn run(a: &Args) -> CliResult<String> {
          |---|---|---|---|---|---:|---:|---:|---:|\n",
         m.name, k.name, a.prompt, a.generate
     );
+    let mut written = String::new();
     for name in &a.overlap {
         let overlap = overlap(name).map_err(|e| CliError::input(format!("--{}", e.message)))?;
         let p = offload::search(&k, &wl, overlap)
             .ok_or_else(|| CliError::input(format!("{}: no placement fits: {}", m.name, offload::diagnose(&k, &wl))))?;
         let pct = |f: [f64; 3]| format!("{:.0}/{:.0}/{:.0}", f[0] * 100.0, f[1] * 100.0, f[2] * 100.0);
+        if let (Some(path), Some(arch), true) = (&a.system_out, &a.arch, name == &a.overlap[0]) {
+            let arch = crate::eval::arch(arch)?;
+            let (t, u, cpu) = tiers(&arch)?;
+            let about =
+                format!("{} on {}, prompt {}, {} generated, {name} overlap", m.name, arch.name, a.prompt, a.generate);
+            let text = p.system_toml(
+                &format!("flexgen-lp-{}", m.name),
+                &about,
+                [&t[0], &t[1], &t[2]],
+                [&u[0], &u[1]],
+                cpu.as_deref(),
+            );
+            // What is written must be a valid system on that architecture.
+            strata_mappings::system::System::from_toml(&text, &arch)
+                .map_err(|e| CliError::runtime(format!("the policy's system file does not check: {e}")))?;
+            std::fs::write(path, &text)
+                .map_err(|e| CliError::runtime(format!("{}: cannot write: {e}", path.display())))?;
+            written = format!("\nPolicy `{name}` written to {} as a system on {}.\n", path.display(), arch.name);
+        }
         let _ = writeln!(
             s,
             "| {name} | {}×{} | {} | {} | {} | {:.3} | {:.4} | {:.0} | {:.3} |",
@@ -203,5 +261,6 @@ pub fn run(a: &Args) -> CliResult<String> {
         );
     }
     s.push_str("\ncode: the released code's overlap (reads and writes in series, no activations on disk); paper: Eq. 1's max.\n");
+    s.push_str(&written);
     Ok(s)
 }

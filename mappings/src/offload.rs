@@ -194,6 +194,55 @@ pub struct Policy {
     pub throughput: f64,
 }
 
+impl Policy {
+    /// The policy in the one system model's language: its weight and KV-cache fractions over
+    /// `tiers` (an architecture's GPU, host and disk memories), contractions on `units[0]` and
+    /// the rest on `units[1]`, transfers overlapped with compute as FlexGen's schedule overlaps
+    /// them. FlexGen computes attention over the cache's CPU and disk share on the CPU: where
+    /// that is most of the cache and `host_unit` names the CPU, decode attention runs there
+    /// (the system language gives an Einsum one unit; the LP splits it by share). Activations
+    /// stay where they are produced (the LP's activation fractions are its own). Fractions are
+    /// renormalised to sum to exactly 1 against the solver's tolerance.
+    pub fn system_toml(
+        &self,
+        name: &str,
+        about: &str,
+        tiers: [&str; 3],
+        units: [&str; 2],
+        host_unit: Option<&str>,
+    ) -> String {
+        let cpu_attention = match host_unit {
+            Some(u) if self.placement.cache[0] < 0.5 => {
+                format!("[[system.assign]]\neinsums = \"attention\"\nphase = \"decode\"\nunit = \"{u}\"\n\n")
+            }
+            _ => String::new(),
+        };
+        let list = |f: [f64; 3]| {
+            let f = f.map(|x| x.max(0.0));
+            let sum: f64 = f.iter().sum();
+            let f = f.map(|x| x / sum);
+            format!("{:?}, {:?}, {:?}", f[0], f[1], 1.0 - f[0] - f[1]).replace("-0.0", "0.0")
+        };
+        let memories = format!("\"{}\", \"{}\", \"{}\"", tiers[0], tiers[1], tiers[2]);
+        format!(
+            "# {about}\n# FlexGen's placement LP chose it: GPU batch {} × {} batches (run it at batch {}).\n\
+             [system]\nname = \"{name}\"\ndescription = \"FlexGen's LP: {about}\"\n\n\
+             [system.placement]\nweights = {{ in = [{memories}], fractions = [{}] }}\n\
+             kv_cache = {{ in = [{memories}], fractions = [{}] }}\n\n\
+             {cpu_attention}[[system.assign]]\neinsums = \"linear\"\nunit = \"{}\"\n\n\
+             [[system.assign]]\neinsums = \"*\"\nunit = \"{}\"\n\n\
+             [system.overlap]\nremote_reads = true\n",
+            self.gpu_batch,
+            self.gpu_batches,
+            self.gpu_batch * self.gpu_batches,
+            list(self.placement.weights),
+            list(self.placement.cache),
+            units[0],
+            units[1]
+        )
+    }
+}
+
 struct Vars {
     w: [Variable; 3],
     c: [Variable; 3],
