@@ -808,6 +808,21 @@ fn compositions_run_from_toml_alone() {
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
     assert!(summary.contains("## Fastest system per point"), "{summary}");
     assert_eq!(summary.lines().filter(|l| l.starts_with("| opt-30b | ") && l.contains(" | — | ")).count(), 5);
+    // Cambricon-LLM's flash chiplets with the cache in LPDDR5X or HBM3: the faster memory
+    // matters more as the context grows.
+    let d = fresh("cambricon-kv");
+    ok(&format!("{root}/experiments/examples/cambricon-kv-memory.toml"), &d);
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let tps = |bw: &str, context: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[col("context")] == context && r[col("design")].contains(bw))
+            .map(|r| r[col("tokens_per_s")].parse().unwrap())
+            .unwrap()
+    };
+    let gain = |context: &str| tps("819 GB/s", context) / tps("40 GB/s", context);
+    assert!(gain("2048") > 1.0 && gain("131072") > 3.0 * gain("2048"), "{} {}", gain("2048"), gain("131072"));
+    assert!(d.join("o/plots/flash-context.png").exists());
 }
 
 /// The text of a system preset.

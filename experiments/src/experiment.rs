@@ -470,6 +470,17 @@ pub struct Point {
 }
 
 impl Point {
+    /// The point's swept spec paths as `path=value` pairs joined by `; ` (empty without any):
+    /// what tells apart points of one design sweep in rows and summaries.
+    pub fn design(&self) -> String {
+        self.values
+            .iter()
+            .filter(|(k, _)| k.contains('.'))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// A text axis as written (numbers as TOML writes them); empty when absent.
     pub fn text(&self, axis: &str) -> String {
         self.values.get(axis).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()

@@ -321,7 +321,8 @@ impl Kind for FlashCompute {
     fn spec_paths(&self) -> &'static [&'static str] {
         &["arch", "model"]
     }
-    fn columns(&self, _x: &Experiment) -> Vec<String> {
+    fn columns(&self, x: &Experiment) -> Vec<String> {
+        let design = x.spec.sweep.keys().any(|k| k.contains('.')).then_some("design");
         [
             "arch",
             "model",
@@ -339,8 +340,10 @@ impl Kind for FlashCompute {
             "flexgen_ssd_tokens_per_s",
             "speedup_over_flexgen_ssd",
         ]
+        .into_iter()
+        .chain(design)
         .map(String::from)
-        .to_vec()
+        .collect()
     }
     fn check(&self, x: &Experiment) -> CliResult<()> {
         for (i, v) in x.sweep.values("arch").into_iter().enumerate() {
@@ -353,7 +356,7 @@ impl Kind for FlashCompute {
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         let a = crate::kind::arch(x, &p.text("arch"), Some(p))?;
         let m = crate::kind::model(x, &p.text("model"), Some(p))?;
-        point(
+        let mut rows = point(
             &a,
             &m,
             &p.text("model"),
@@ -361,7 +364,13 @@ impl Kind for FlashCompute {
             p.int("context", 1024),
             p.int("channels", 0),
             p.int("chips_per_channel", 0),
-        )
+        )?;
+        if x.spec.sweep.keys().any(|k| k.contains('.')) {
+            for r in &mut rows {
+                r.cells.push(("design".into(), Cell::Text(p.design())));
+            }
+        }
+        Ok(rows)
     }
     fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
         summary(&x.spec, rows)
@@ -459,6 +468,48 @@ fn scaling(rows: &[Row]) -> String {
     s
 }
 
+/// Where the context varies: tokens/s per context for each (arch, model, design) of the full
+/// design, the KV cache's share of a token growing with it.
+fn by_context(rows: &[Row]) -> String {
+    let full: Vec<&Row> = rows.iter().filter(|r| r.s("variant") == "full").collect();
+    let mut contexts: Vec<u64> = full.iter().map(|r| r.f("context") as u64).collect();
+    contexts.sort_unstable();
+    contexts.dedup();
+    if contexts.len() < 2 {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n## Tokens/s by context\n\n| arch | model | design | {} |\n|---|---|---|{}\n",
+        contexts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "),
+        "---:|".repeat(contexts.len())
+    );
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for r in &full {
+        let k = (r.s("arch"), r.s("model"), r.opt("design"));
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for (arch, model, design) in keys {
+        let cells: Vec<String> = contexts
+            .iter()
+            .map(|&c| {
+                full.iter()
+                    .find(|r| {
+                        r.s("arch") == arch
+                            && r.s("model") == model
+                            && r.opt("design") == design
+                            && r.f("context") as u64 == c
+                    })
+                    .map_or("—".to_string(), |r| format!("{:.3}", r.f("tokens_per_s")))
+            })
+            .collect();
+        let d = if design.is_empty() { "—" } else { &design };
+        let _ = writeln!(s, "| {arch} | {model} | {d} | {} |", cells.join(" | "));
+    }
+    s
+}
+
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
         "| arch | model | variant | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
@@ -481,6 +532,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         );
     }
     s += &scaling(rows);
+    s += &by_context(rows);
     let find = |arch: &str, model: &str, variant: &str| {
         rows.iter()
             .find(|r| r.s("arch") == arch && r.s("model") == model && r.s("variant") == variant)

@@ -13,7 +13,7 @@ use crate::experiment::{ExperimentSpec, Row};
 type Res<T> = Result<T, String>;
 
 /// Plots an experiment can ask for (`io` is drawn once per (N, d) of an I/O curve).
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "attention-speedup",
     "attention-energy",
     "end-to-end-speedup",
@@ -31,6 +31,7 @@ pub const NAMES: [&str; 17] = [
     "serving-throughput",
     "serving-scaling",
     "serving-design",
+    "flash-context",
 ];
 
 /// The x axis of the grouped-bar charts of attention systems.
@@ -814,7 +815,50 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     let archs = distinct(&full, "arch");
     let models = distinct(&full, "model");
     let scaling = spec.sweep.contains_key("channels") || spec.sweep.contains_key("chips_per_channel");
-    if !scaling && !full.is_empty() {
+    let mut contexts: Vec<u64> = full.iter().map(|r| r.f("context") as u64).collect();
+    contexts.sort_unstable();
+    contexts.dedup();
+    if contexts.len() > 1 {
+        // Throughput against the context: one line per (arch, model, design).
+        let mut keys: Vec<(String, String, String)> = Vec::new();
+        for r in &full {
+            let k = (r.s("arch"), r.s("model"), r.opt("design"));
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        let series: Vec<Series> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (arch, model, design))| {
+                let mut pts: Vec<(f64, f64)> = full
+                    .iter()
+                    .filter(|r| &r.s("arch") == arch && &r.s("model") == model && &r.opt("design") == design)
+                    .map(|r| (r.f("context"), r.f("tokens_per_s")))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                // The design's values only: the paths are in the experiment file.
+                let values: Vec<&str> =
+                    design.split("; ").filter_map(|kv| kv.split_once('=')).map(|(_, v)| v.trim_matches('"')).collect();
+                let label = if design.is_empty() {
+                    format!("{arch}, {model}")
+                } else {
+                    format!("{arch}, {model}, {}", values.join(", "))
+                };
+                (label, pts, false, i)
+            })
+            .collect();
+        written.extend(both!(allowed, dir, "flash-context", (900, 600), |a| lines(
+            a,
+            "decode throughput vs context (in-flash compute)",
+            "context, tokens (log scale)",
+            "tokens/s (log scale)",
+            &series,
+            true,
+            &|x| format!("{x:.0}")
+        ))?);
+    }
+    if !scaling && contexts.len() == 1 && !full.is_empty() {
         let tps = |arch: &str, model: &str| {
             full.iter().find(|r| r.s("arch") == arch && r.s("model") == model).map_or(f64::NAN, |r| r.f("tokens_per_s"))
         };

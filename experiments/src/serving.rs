@@ -143,14 +143,9 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
             ("transfer_share".into(), Cell::Float((d.transfer_seconds / d.seconds).min(1.0))),
             ("step_energy_j".into(), Cell::Float(d.energy_j)),
             ("tokens_per_s".into(), Cell::Float(o.tokens_per_s)),
-            ("design".into(), Cell::Text(design(p))),
+            ("design".into(), Cell::Text(p.design())),
         ],
     }])
-}
-
-/// The point's swept spec paths as `path=value` pairs (empty without any).
-fn design(p: &Point) -> String {
-    p.values.iter().filter(|(k, _)| k.contains('.')).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
 }
 
 /// The fastest system per (model, batch, design), when the experiment compares several.
