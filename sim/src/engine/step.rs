@@ -104,7 +104,9 @@ pub struct RunReport {
     pub kv_home: String,
     /// The memory holding the largest share of the cache.
     pub kv_level: String,
-    /// Bytes per second the cache's home sustains for the system's reads of it.
+    /// Bytes per second the first decode read of the cache sustained from its main home (the
+    /// home's bandwidth at the system's pattern, and the links when read from another device);
+    /// 0 when no decode Einsum reads the cache.
     pub kv_read_bandwidth: f64,
 }
 
@@ -156,6 +158,10 @@ struct Engine<'a> {
     batch: u64,
     /// Per class: each memory holding it and its share.
     homes: BTreeMap<TensorClass, Vec<(LevelId, f64)>>,
+    /// Per level: its neighbours in the level trees and across peer links, with the link between.
+    edges: Vec<Vec<(LevelId, Option<usize>)>>,
+    /// What the first decode read of the cache from its main home sustained, bytes per second.
+    kv_read: Option<f64>,
 }
 
 /// Drive bandwidths measured on the NAND engine, by what was measured (the drive's whole
@@ -173,6 +179,25 @@ struct Transfer {
     bandwidth: f64,
     links: Vec<usize>,
     kv: bool,
+}
+
+/// The architecture as a graph: each level's neighbours up and down its tree and across peer
+/// links, with the link crossed (none between levels of one chip).
+fn edges(arch: &Arch) -> Vec<Vec<(LevelId, Option<usize>)>> {
+    let mut edges: Vec<Vec<(LevelId, Option<usize>)>> = vec![Vec::new(); arch.levels.len()];
+    for (i, l) in arch.levels.iter().enumerate() {
+        if let Some(p) = l.parent {
+            edges[i].push((p, l.link));
+            edges[p.0].push((LevelId(i), l.link));
+        }
+    }
+    for (k, l) in arch.links.iter().enumerate() {
+        if let Some([x, y]) = l.connects {
+            edges[x.0].push((y, Some(k)));
+            edges[y.0].push((x, Some(k)));
+        }
+    }
+    edges
 }
 
 impl<'a> Engine<'a> {
@@ -195,19 +220,6 @@ impl<'a> Engine<'a> {
     /// the architecture). `None` when no path joins them.
     fn path(&self, a: LevelId, b: LevelId) -> Option<Vec<(usize, [LevelId; 2])>> {
         let n = self.arch.levels.len();
-        let mut edges: Vec<Vec<(LevelId, Option<usize>)>> = vec![Vec::new(); n];
-        for (i, l) in self.arch.levels.iter().enumerate() {
-            if let Some(p) = l.parent {
-                edges[i].push((p, l.link));
-                edges[p.0].push((LevelId(i), l.link));
-            }
-        }
-        for (k, l) in self.arch.links.iter().enumerate() {
-            if let Some([x, y]) = l.connects {
-                edges[x.0].push((y, Some(k)));
-                edges[y.0].push((x, Some(k)));
-            }
-        }
         let mut from: Vec<Option<(LevelId, Option<usize>)>> = vec![None; n];
         let mut seen = vec![false; n];
         let mut queue = std::collections::VecDeque::from([a]);
@@ -225,7 +237,7 @@ impl<'a> Engine<'a> {
                 links.reverse();
                 return Some(links);
             }
-            for &(y, k) in &edges[x.0] {
+            for &(y, k) in &self.edges[x.0] {
                 if !seen[y.0] {
                     seen[y.0] = true;
                     from[y.0] = Some((x, k));
@@ -470,15 +482,23 @@ impl<'a> Engine<'a> {
                             *r.tiers.entry(self.arch.level(home).name.clone()).or_default() += read * times;
                             r.energy_pj +=
                                 read / self.arch.word_bytes as f64 * self.arch.level(home).read_energy.0 * times;
-                            if self.device(home) == device {
+                            let bw = if self.device(home) == device {
                                 let bw = self.read_bandwidth(home, placement, scattered, false)?;
                                 *s.memory.entry(home).or_default() += read / bw;
                                 if attention {
                                     *s.kv_memory.entry(home).or_default() += read / bw;
                                 }
+                                bw
                             } else {
                                 let x = self.transfer(home, at, read, Some((placement, scattered)), attention)?;
+                                let bw = x.bandwidth;
                                 r.transfer(self.arch, x, times);
+                                bw
+                            };
+                            let first =
+                                k == TensorClass::KvCache && phase == PhaseKind::Decode && self.kv_read.is_none();
+                            if first && home == self.primary(k) {
+                                self.kv_read = Some(bw);
                             }
                         }
                     }
@@ -654,7 +674,16 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
     if run.batch == 0 || run.prompt == 0 || run.generate == 0 {
         return Err(err("run", "batch, prompt and generated tokens must be positive"));
     }
-    let mut eng = Engine { arch, model, system, budget, batch: run.batch, homes: BTreeMap::new() };
+    let mut eng = Engine {
+        arch,
+        model,
+        system,
+        budget,
+        batch: run.batch,
+        homes: BTreeMap::new(),
+        edges: edges(arch),
+        kv_read: None,
+    };
     // A channel-indexed copy of the keys stores them twice.
     let copies = if eng.selects() { 1.5 } else { 1.0 };
     let kv = (run.batch * (run.prompt + run.generate) * model.kv_bytes_per_token()) as f64 * copies;
@@ -665,7 +694,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
     let decode =
         if twice.is_multiple_of(2) { lo } else { mean(&lo, &eng.step(Phase::Decode { context: twice / 2 + 1 })?) };
     let tokens_per_s = (run.batch * run.generate) as f64 / (prefill.seconds + run.generate as f64 * decode.seconds);
-    let kv_read_bandwidth = eng.kv_bandwidth()?;
+    let kv_read_bandwidth = eng.kv_read.unwrap_or(0.0);
     Ok(RunReport {
         prefill,
         decode,
@@ -692,29 +721,6 @@ impl Engine<'_> {
                 .map(|(l, f)| format!("{} {:.0}%", self.arch.level(*l).name, 100.0 * f))
                 .collect::<Vec<_>>()
                 .join(" + "),
-        }
-    }
-
-    /// What the unit that runs decode attention sees of the cache's home: the home's bandwidth
-    /// at the system's pattern, and the links between them when it reads from another device.
-    fn kv_bandwidth(&mut self) -> Result<f64, StepError> {
-        let home = self.primary(TensorClass::KvCache);
-        let pattern = self.system.placement(TensorClass::KvCache).read;
-        let scattered = self.selects();
-        let reader = self
-            .system
-            .assign
-            .iter()
-            .find(|a| {
-                a.phase.is_none_or(|p| p == PhaseKind::Decode)
-                    && matches!(a.einsums, EinsumClass::All | EinsumClass::Attention)
-            })
-            .map(|a| self.arch.unit(a.unit).level);
-        match reader {
-            Some(at) if self.device(at) != self.device(home) => {
-                Ok(self.transfer(home, at, 1.0, Some((pattern, scattered)), true)?.bandwidth)
-            }
-            _ => self.read_bandwidth(home, pattern, scattered, false),
         }
     }
 }
