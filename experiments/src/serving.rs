@@ -21,20 +21,7 @@ fn step_error(what: &str, e: &StepError) -> CliError {
 
 /// A system preset or a `[system]` file beside the experiment, checked against `arch`.
 pub fn system(x: &Experiment, name: &str, arch: &strata_arch::Arch) -> CliResult<System> {
-    let (text, source) = match strata_mappings::system::preset(name) {
-        Some(t) => (t.to_string(), format!("preset {name}")),
-        None => {
-            let path = std::path::PathBuf::from(x.path(name));
-            if !path.exists() {
-                let names: Vec<&str> = strata_mappings::system::PRESETS.iter().map(|p| p.0).collect();
-                return Err(CliError::input(format!(
-                    "experiment.sweep.system: `{name}` is neither a system preset ({}) nor a file",
-                    names.join(", ")
-                )));
-            }
-            (std::fs::read_to_string(&path).map_err(|e| CliError::read(&path, &e))?, path.display().to_string())
-        }
-    };
+    let (text, source) = crate::load::preset_or_file(&x.path(name), "a system", strata_mappings::system::PRESETS)?;
     System::from_toml(&text, arch).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))
 }
 
