@@ -202,19 +202,7 @@ fn gpu_memories(levels: &[Level], units: &[ComputeUnit], clock: Hertz) -> SpecRe
             SpecError::new(format!("arch.levels.{}.read_bandwidth", l.name), format!("the GPU's {what} bandwidth"))
         })
     };
-    let mut memory = None;
-    let mut here = sm.parent;
-    while let Some(p) = here {
-        let l = &levels[p.0];
-        if l.device != sm.device {
-            break;
-        }
-        if matches!(l.kind, LevelKind::Dram | LevelKind::Hbm) {
-            memory = Some(l);
-        }
-        here = l.parent;
-    }
-    let memory = memory.ok_or_else(|| {
+    let memory = device_memory(levels, widest.level).map(|m| &levels[m.0]).ok_or_else(|| {
         SpecError::new("arch.levels", format!("no DRAM or HBM level above `{}` on the GPU's device", sm.name))
     })?;
     Ok(crate::gpu::GpuMemories {
@@ -223,6 +211,25 @@ fn gpu_memories(levels: &[Level], units: &[ComputeUnit], clock: Hertz) -> SpecRe
         l2_bandwidth: per_s(l2, "L2")?,
         memory_bandwidth: per_s(memory, "device memory")?,
     })
+}
+
+/// The outermost DRAM or HBM level above `level` on its device (a GPU's memory under its host):
+/// shared by the GPU model and anything that places tensors in a device's memory.
+fn device_memory(levels: &[Level], level: LevelId) -> Option<LevelId> {
+    let device = &levels[level.0].device;
+    let mut memory = None;
+    let mut here = levels[level.0].parent;
+    while let Some(p) = here {
+        let l = &levels[p.0];
+        if &l.device != device {
+            break;
+        }
+        if matches!(l.kind, LevelKind::Dram | LevelKind::Hbm) {
+            memory = Some(p);
+        }
+        here = l.parent;
+    }
+    memory
 }
 
 /// Most of any one organisational count (rows, banks, channels, mesh sides, PE rows, ...): far
@@ -560,6 +567,11 @@ impl Arch {
         });
         let parts: Vec<f64> = arrays.chain(levels).collect();
         (!parts.is_empty()).then(|| parts.iter().sum())
+    }
+
+    /// The outermost DRAM or HBM level above `level` on the same device, if any.
+    pub fn device_memory(&self, level: LevelId) -> Option<LevelId> {
+        device_memory(&self.levels, level)
     }
 
     /// Copies of the device `name` (one for a device no level names).

@@ -34,13 +34,7 @@ fn tiers(a: &strata_arch::Arch) -> CliResult<([String; 3], [String; 2], Option<S
         .iter()
         .find(|u| u.level == widest.level && u.ops.contains_key("exp"))
         .ok_or_else(|| lacks("no unit beside the widest with an `exp` operation (softmax)"))?;
-    let device = &a.level(widest.level).device;
-    let path = a.path_to(widest.level);
-    let gpu = path
-        .iter()
-        .copied()
-        .find(|&l| &a.level(l).device == device && matches!(a.level(l).kind, LevelKind::Dram | LevelKind::Hbm))
-        .ok_or_else(|| lacks("no DRAM or HBM on the GPU's device"))?;
+    let gpu = a.device_memory(widest.level).ok_or_else(|| lacks("no DRAM or HBM on the GPU's device"))?;
     let host = a.level(gpu).parent.ok_or_else(|| lacks("the GPU's memory has no host above it"))?;
     let disk = a
         .levels
