@@ -207,12 +207,25 @@ impl<'a> FusionSpace<'a> {
             .filter(|&k| {
                 let (a, b) = run(n, k).expect("in range");
                 es[a..=b].iter().all(|e| e.iterative.is_none())
-                    && self.c.tensors().iter().enumerate().any(|(t, _)| {
-                        let inside = |e: usize| (a..=b).contains(&e);
-                        !self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(inside)
-                            && (a..=b).filter(|&e| es[e].inputs.iter().any(|x| x.tensor.0 == t)).count() > 1
-                    })
+                    && !self.outside_reads(&(a..=b).collect::<Vec<_>>()).is_empty()
             })
+            .collect()
+    }
+
+    /// Tensors produced outside `inside` that two or more of its Einsums read, each with its
+    /// reads as (Einsum, input position).
+    fn outside_reads(&self, inside: &[usize]) -> Vec<(usize, Vec<(usize, usize)>)> {
+        let es = self.c.einsums();
+        (0..self.c.tensors().len())
+            .filter(|&t| !self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(|e| inside.contains(&e)))
+            .map(|t| {
+                let reads = inside
+                    .iter()
+                    .filter_map(|&e| es[e].inputs.iter().position(|a| a.tensor.0 == t).map(|k| (e, k)))
+                    .collect::<Vec<_>>();
+                (t, reads)
+            })
+            .filter(|(_, reads)| reads.len() > 1)
             .collect()
     }
 
@@ -706,16 +719,8 @@ impl<'a> FusionSpace<'a> {
     fn shared_reads(&self, inside: &[usize], paths: &[Vec<LevelId>], home: &[LevelId], p: &Plan) -> Vec<String> {
         let es = self.c.einsums();
         let mut out = Vec::new();
-        for (t, tensor) in self.c.tensors().iter().enumerate() {
-            if self.c.producer(strata_workloads::einsum::TensorId(t)).is_some_and(|e| inside.contains(&e)) {
-                continue;
-            }
-            let reads: Vec<(usize, usize)> = inside
-                .iter()
-                .filter_map(|&e| es[e].inputs.iter().position(|a| a.tensor.0 == t).map(|k| (e, k)))
-                .collect();
-            if reads.len() < 2
-                || reads.iter().any(|&(e, k)| p.stream[e] == k + 1)
+        for (t, reads) in self.outside_reads(inside) {
+            if reads.iter().any(|&(e, k)| p.stream[e] == k + 1)
                 || reads.iter().any(|&(e, k)| es[e].inputs[k].indices != es[reads[0].0].inputs[reads[0].1].indices)
             {
                 continue;
@@ -729,7 +734,7 @@ impl<'a> FusionSpace<'a> {
             if let Some(l) = first
                 && reads.iter().all(|&(e, _)| level(e) == first)
             {
-                out.push(format!("{}@{}", tensor.name, self.arch.level(l).name));
+                out.push(format!("{}@{}", self.c.tensors()[t].name, self.arch.level(l).name));
             }
         }
         out
