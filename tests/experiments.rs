@@ -742,7 +742,10 @@ fn instinfer_ratios_and_bad_systems() {
         assert!(d.join(format!("o/plots/{p}.png")).exists(), "{p}");
     }
     let e = "[experiment]\nname = \"x\"\nkind = \"serving\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
-    bad(&e.replace("[\"insta\"]", "[\"vllm\"]"), "experiment.sweep.system[0]: `vllm` is neither a system preset nor a file");
+    bad(
+        &e.replace("[\"insta\"]", "[\"vllm\"]"),
+        "experiment.sweep.system[0]: `vllm` is neither a system preset nor a file",
+    );
     bad(&(e.to_string() + "\"arch.devices.csd.count\" = [0]\n"), "arch.devices[0].count: must be positive");
     // The system names what the architecture lacks: a memory, a unit, a unit without an op.
     bad(

@@ -389,6 +389,19 @@ pub fn load(arg: &str) -> CliResult<Experiment> {
 
 /// One result row: ordered (column, value) pairs. Values are already formatted, so CSV and
 /// JSONL are deterministic.
+/// The distinct values of `key` over `rows`, in order of first appearance: the groups a summary
+/// or a plot draws, in the order the sweep made them.
+pub fn distinct_by<'a, K: PartialEq>(rows: impl IntoIterator<Item = &'a Row>, key: impl Fn(&Row) -> K) -> Vec<K> {
+    let mut v: Vec<K> = Vec::new();
+    for r in rows {
+        let k = key(r);
+        if !v.contains(&k) {
+            v.push(k);
+        }
+    }
+    v
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub cells: Vec<(String, Cell)>,

@@ -483,13 +483,7 @@ fn by_context(rows: &[Row]) -> String {
         contexts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "),
         "---:|".repeat(contexts.len())
     );
-    let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in &full {
-        let k = (r.s("arch"), r.s("model"), r.opt("design"));
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = crate::experiment::distinct_by(full.iter().copied(), |r| (r.s("arch"), r.s("model"), r.opt("design")));
     for (arch, model, design) in keys {
         let cells: Vec<String> = contexts
             .iter()

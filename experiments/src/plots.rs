@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::experiment::{ExperimentSpec, Row};
+use crate::experiment::{ExperimentSpec, Row, distinct_by};
 
 type Res<T> = Result<T, String>;
 
@@ -671,13 +671,7 @@ pub fn flash_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
 pub fn io_curve(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut written = Vec::new();
-    let mut keys: Vec<(u64, u64)> = Vec::new();
-    for r in rows {
-        let k = (r.f("seq_len") as u64, r.f("head_dim") as u64);
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = distinct_by(rows, |r| (r.f("seq_len") as u64, r.f("head_dim") as u64));
     for (n, d) in keys {
         let sel: Vec<&Row> =
             rows.iter().filter(|r| r.f("seq_len") as u64 == n && r.f("head_dim") as u64 == d).collect();
@@ -796,13 +790,7 @@ pub fn throughput_curves(
 
 /// Distinct values of `key` in row order.
 fn distinct(rows: &[&Row], key: &str) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for r in rows {
-        if !v.contains(&r.s(key)) {
-            v.push(r.s(key));
-        }
-    }
-    v
+    distinct_by(rows.iter().copied(), |r| r.s(key))
 }
 
 /// The plots of the `flash-compute` kind: tokens/s per model and architecture (with the
@@ -820,13 +808,7 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     contexts.dedup();
     if contexts.len() > 1 {
         // Throughput against the context: one line per (arch, model, design).
-        let mut keys: Vec<(String, String, String)> = Vec::new();
-        for r in &full {
-            let k = (r.s("arch"), r.s("model"), r.opt("design"));
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
+        let keys = distinct_by(full.iter().copied(), |r| (r.s("arch"), r.s("model"), r.opt("design")));
         let series: Vec<Series> = keys
             .iter()
             .enumerate()
@@ -893,16 +875,7 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     let ablated: Vec<&Row> = rows.iter().collect();
     let variants = distinct(&ablated, "variant");
     if variants.len() > 1 && !scaling {
-        let groups: Vec<(String, String)> = {
-            let mut g: Vec<(String, String)> = Vec::new();
-            for r in &ablated {
-                let k = (r.s("arch"), r.s("model"));
-                if !g.contains(&k) {
-                    g.push(k);
-                }
-            }
-            g
-        };
+        let groups = distinct_by(ablated.iter().copied(), |r| (r.s("arch"), r.s("model")));
         let one_arch = groups.iter().all(|g| g.0 == groups[0].0);
         let labels: Vec<String> =
             groups.iter().map(|g| if one_arch { g.1.clone() } else { format!("{} {}", g.0, g.1) }).collect();

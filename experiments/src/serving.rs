@@ -137,13 +137,7 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
 
 /// The fastest system per (model, batch, design), when the experiment compares several.
 fn fastest(rows: &[Row]) -> String {
-    let mut keys: Vec<(String, u64, String)> = Vec::new();
-    for r in rows {
-        let k = (r.s("model"), r.f("batch") as u64, r.s("design"));
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = crate::experiment::distinct_by(rows, |r| (r.s("model"), r.f("batch") as u64, r.s("design")));
     let systems = rows.iter().map(|r| r.s("system")).collect::<std::collections::BTreeSet<_>>();
     if systems.len() < 2 {
         return String::new();
