@@ -709,20 +709,27 @@ fn llm_in_a_flash_reproduces_tables_2_and_3() {
     let col = |c: &str| h.iter().position(|x| x == c).unwrap();
     // Each technique lowers the M1's per-token latency.
     let totals: Vec<f64> =
-        rows.iter().filter(|r| r[col("system")] == "m1-max/cpu").map(|r| r[col("total_ms")].parse().unwrap()).collect();
+        rows.iter().filter(|r| r[col("arch")] == "m1-max").map(|r| r[col("total_ms")].parse().unwrap()).collect();
     assert_eq!(totals.len(), 5);
     assert!(totals.windows(2).all(|w| w[1] < w[0]), "{totals:?}");
     assert!(d.join("o/plots/flash-offload.png").exists());
-    let e = "[experiment]\nname = \"x\"\nkind = \"flash-offload\"\n[experiment.sweep]\nsystem = [\"m1-max/cpu\"]\nmodel = [\"opt-6.7b\"]\nconfig = [\"naive\"]\n";
-    bad(&e.replace("[\"naive\"]", "[\"magic\"]"), "experiment.sweep.config[0]: \"magic\" is not one of naive");
+    let e = "[experiment]\nname = \"x\"\nkind = \"flash-offload\"\n[experiment.sweep]\narch = [\"m1-max\"]\nsystem = [\"flash-naive-m1\"]\nmodel = [\"opt-6.7b\"]\n";
     bad(
-        &e.replace("m1-max/cpu", "m1-max/npu"),
-        "experiment.sweep.system[0]: m1-max/npu: unit: `npu` is not a compute unit",
+        &e.replace("[\"flash-naive-m1\"]", "[\"magic\"]"),
+        "experiment.sweep.system[0]: `magic` is neither a system preset nor a file",
     );
-    bad(&e.replace("m1-max/cpu", "a100/tensor"), "no level on the path to `tensor` carries a [nand] organisation");
-    bad(&(e.to_string() + "active = [1.5]\n").replace("[\"naive\"]", "[\"predictor\"]"), "active: must be a fraction");
-    bad(&(e.to_string() + "chunk = [\"0 B\"]\n"), "experiment.sweep.chunk[0]: \"0 B\" is not a positive size");
-    bad(&(e.to_string() + "chunk = [16]\n"), "experiment.sweep.chunk[0]: 16 is not a size string");
+    bad(
+        &e.replace("[\"m1-max\"]", "[\"a100\"]"),
+        "experiment.sweep.system[0]: preset flash-naive-m1 on a100: system.placement.kv_cache.in[0]: `DRAM` is not a memory of a100",
+    );
+    bad(&(e.to_string() + "context = [0]\n"), "experiment.sweep.context[0]: 0 is not a positive number");
+    // Zipped axes may repeat values, not tuples.
+    let zip = e.replace("kind = \"flash-offload\"\n", "kind = \"flash-offload\"\nzip = [[\"arch\", \"system\"]]\n");
+    bad(
+        &zip.replace("[\"m1-max\"]", "[\"m1-max\", \"m1-max\"]")
+            .replace("[\"flash-naive-m1\"]", "[\"flash-naive-m1\", \"flash-naive-m1\"]"),
+        "experiment.zip[0]: values [1] repeat values [0]",
+    );
 }
 
 /// InstInfer: InstA over FlexGen at batch 64 and InstA-SparF over FlexGen's best within 25% of

@@ -504,15 +504,6 @@ impl Point {
         self.values.get(axis).and_then(toml::Value::as_integer).map_or(default, |v| v as u64)
     }
 
-    /// A size axis such as "16 KiB" (checked before the run), in bytes, else `default`.
-    pub fn bytes(&self, axis: &str, default: u64) -> u64 {
-        self.values
-            .get(axis)
-            .and_then(toml::Value::as_str)
-            .and_then(|s| strata_arch::units::parse_bytes(s).ok())
-            .map_or(default, |b| b.0)
-    }
-
     /// A numeric axis (integer or float; checked before the run), else `default`.
     pub fn num(&self, axis: &str, default: f64) -> f64 {
         self.values.get(axis).and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64))).unwrap_or(default)

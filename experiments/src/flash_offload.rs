@@ -1,38 +1,30 @@
-//! The `flash-offload` experiment kind ("LLM in a flash"): per system (an architecture and its
-//! compute unit), model and configuration — the paper's cumulative techniques naive, hybrid,
-//! predictor, windowing, bundling — the per-token flash bytes, read size, the drive's sustained
-//! throughput, and I/O, DRAM management and compute time.
+//! The `flash-offload` experiment kind ("LLM in a flash"): one decode token at batch 1 of a model
+//! whose weights are read from flash, per architecture and system file (the paper's cumulative
+//! techniques are systems: hybrid residency as placement fractions, the predictor and window as
+//! a neuron selection, bundling as the read block), run by the one step engine
+//! (`sim::engine::step`): bytes read from the drives and the rate they sustained, then I/O, the
+//! load memory's management and compute time, and what the compute device's memory holds.
 
 use std::fmt::Write as _;
 
-use strata_sim::flash_offload::{self, Machine, Streaming};
+use strata_arch::Arch;
+use strata_sim::engine::step::{self, Run};
 
 use crate::error::{CliError, CliResult};
 use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
-use crate::kind::{Axis, Kind, optional, required};
+use crate::kind::{Axis, Kind, Values as V, optional, required};
 
-/// The configurations of the paper's Table 2, each adding a technique to the one before.
-pub const CONFIGS: [&str; 5] = ["naive", "hybrid", "predictor", "windowing", "bundling"];
-
-/// The engine's event budget per simulated layer of reads.
+/// The engine's event budget per measured drive pattern.
 const BUDGET: u64 = 1 << 28;
 
 /// The `flash-offload` experiment kind.
 pub struct FlashOffload;
 
 const AXES: &[Axis] = &[
-    required("system", crate::kind::Values::Text),
-    required("model", crate::kind::Values::Model),
-    required("config", crate::kind::Values::OneOf(&CONFIGS)),
-    optional("active", crate::kind::Values::NonNegative),
-    optional("incremental", crate::kind::Values::NonNegative),
-    optional("window_cache", crate::kind::Values::NonNegative),
-    optional("predictor", crate::kind::Values::NonNegative),
-    optional("resident", crate::kind::Values::NonNegative),
-    optional("chunk", crate::kind::Values::Bytes),
-    optional("sequential_read", crate::kind::Values::Bytes),
-    optional("context", crate::kind::Values::NonNegative),
-    optional("queue_depth", crate::kind::Values::NonNegative),
+    required("arch", V::Arch),
+    required("system", V::Text),
+    required("model", V::Model),
+    optional("context", V::Positive),
 ];
 
 impl Kind for FlashOffload {
@@ -40,7 +32,7 @@ impl Kind for FlashOffload {
         "flash-offload"
     }
     fn about(&self) -> &'static str {
-        "weights streamed from flash per token (LLM in a flash) per system, model and configuration"
+        "one decode token with weights read from flash (LLM in a flash) per architecture, system file and model"
     }
     fn axes(&self) -> &'static [Axis] {
         AXES
@@ -50,37 +42,29 @@ impl Kind for FlashOffload {
     }
     fn columns(&self, _x: &Experiment) -> Vec<String> {
         [
+            "arch",
             "system",
             "model",
-            "config",
             "flash_gb",
-            "read_bytes",
             "read_gb_per_s",
             "io_ms",
             "memory_ms",
             "compute_ms",
             "total_ms",
-            "dram_gb",
-            "events",
+            "resident_gb",
         ]
         .map(String::from)
         .to_vec()
     }
+    /// Every system file against every architecture it runs on (zipped with or crossed by).
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for (i, v) in x.sweep.values("system").into_iter().enumerate() {
-            machine(x, v.as_str().unwrap_or_default(), None).map_err(|e| {
+        for ((_, a), (i, v)) in x.sweep.pairs("arch", "system") {
+            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+            crate::serving::system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
                 CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
             })?;
         }
         Ok(())
-    }
-    fn check_paths(&self, x: &Experiment, root: &str, p: &Point) -> CliResult<()> {
-        if root == "arch" {
-            for v in x.sweep.values("system") {
-                machine(x, v.as_str().unwrap_or_default(), Some(p))?;
-            }
-        }
-        crate::kind::check_paths(x, root, p)
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         point(x, p)
@@ -93,66 +77,39 @@ impl Kind for FlashOffload {
     }
 }
 
-/// `arch/unit`, e.g. `m1-max/cpu`, with the point's `arch.*` spec paths applied.
-fn machine(x: &Experiment, system: &str, p: Option<&Point>) -> CliResult<Machine> {
-    let (arch, unit) = system.split_once('/').ok_or_else(|| {
-        CliError::input(format!("experiment.sweep.system: `{system}` is not `arch/unit` (e.g. `m1-max/cpu`)"))
-    })?;
-    let a = crate::kind::arch(x, arch, p)?;
-    Machine::from_arch(&a, unit).map_err(|e| CliError::input(format!("{system}: {e}")))
+/// Bytes and seconds the step read from the architecture's drives (levels with a NAND organisation).
+fn drive_reads(arch: &Arch, d: &step::StepReport) -> (f64, f64) {
+    d.tiers
+        .iter()
+        .filter(|(name, _)| arch.level_id(name).is_some_and(|l| arch.level(l).nand.is_some()))
+        .map(|(name, &bytes)| (bytes, d.tier_seconds.get(name).copied().unwrap_or(0.0)))
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
-/// One point: its axes are `system`, `model`, `config` and the optional technique parameters.
+/// One point: the decode step at `context` tokens of cache (a prompt of that length, one token out).
 fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
-    let (system, model, config) = (p.text("system"), p.text("model"), p.text("config"));
-    let mc = machine(x, &system, Some(p))?;
+    let (arch_name, name, model) = (p.text("arch"), p.text("system"), p.text("model"));
+    let arch = crate::kind::arch(x, &arch_name, Some(p))?;
+    let sys = crate::serving::system(x, &name, &arch)?;
     let m = crate::kind::model(x, &model, Some(p))?;
-    let active = p.num("active", 0.10);
-    let incremental = p.num("incremental", 0.024);
-    let window_cache = p.num("window_cache", 0.24);
-    let predictor = p.num("predictor", 0.0125);
-    let resident = p.num("resident", 0.5);
-    let chunk = p.bytes("chunk", 16 << 10);
-    let read = p.bytes("sequential_read", 1 << 20);
-    let context = p.num("context", 256.0) as u64;
-    let qd = p.num("queue_depth", 32.0) as usize;
-    let sparse = |loaded: f64, window_cache: f64, chunk: u64| Streaming::Sparse {
-        active,
-        loaded,
-        window_cache,
-        predictor,
-        chunk,
-    };
-    let streaming = match config.as_str() {
-        "naive" => Streaming::Dense { resident: 0.0, read },
-        "hybrid" => Streaming::Dense { resident, read },
-        "predictor" => sparse(active, 0.0, chunk),
-        "windowing" => sparse(incremental, window_cache, chunk),
-        "bundling" => sparse(incremental, window_cache, 2 * chunk),
-        other => {
-            return Err(CliError::input(format!(
-                "experiment.sweep.config: `{other}` is not one of {}",
-                CONFIGS.join(", ")
-            )));
-        }
-    };
-    let t = flash_offload::token(&mc, &m, streaming, context, qd, BUDGET)
-        .map_err(|e| CliError::flash(&format!("{system}, {model}, {config}"), &e))?;
+    let run = Run { batch: 1, prompt: p.num("context", 256.0) as u64, generate: 1 };
+    let o = step::simulate(&arch, &m, &sys, run, BUDGET)
+        .map_err(|e| crate::serving::step_error(&format!("{arch_name}, {model}, {name}"), &e))?;
+    let d = &o.decode;
+    let (flash, seconds) = drive_reads(&arch, d);
     let ms = |s: f64| Cell::Float(1e3 * s);
     Ok(vec![Row {
         cells: vec![
-            ("system".into(), Cell::Text(system)),
+            ("arch".into(), Cell::Text(arch_name)),
+            ("system".into(), Cell::Text(sys.name.clone())),
             ("model".into(), Cell::Text(model)),
-            ("config".into(), Cell::Text(config)),
-            ("flash_gb".into(), Cell::Float(t.flash_bytes / 1e9)),
-            ("read_bytes".into(), Cell::Int(t.read_bytes)),
-            ("read_gb_per_s".into(), Cell::Float(t.read_throughput / 1e9)),
-            ("io_ms".into(), ms(t.io_s)),
-            ("memory_ms".into(), ms(t.memory_s)),
-            ("compute_ms".into(), ms(t.compute_s)),
-            ("total_ms".into(), ms(t.total_s)),
-            ("dram_gb".into(), Cell::Float(t.dram_bytes / 1e9)),
-            ("events".into(), Cell::Int(t.events)),
+            ("flash_gb".into(), Cell::Float(flash / 1e9)),
+            ("read_gb_per_s".into(), Cell::Float(if seconds > 0.0 { flash / seconds / 1e9 } else { 0.0 })),
+            ("io_ms".into(), ms(d.transfer_seconds)),
+            ("memory_ms".into(), ms(d.load_seconds)),
+            ("compute_ms".into(), ms(d.stage_seconds)),
+            ("total_ms".into(), ms(d.seconds)),
+            ("resident_gb".into(), Cell::Float(o.held.get(&o.kv_level).copied().unwrap_or(0.0) / 1e9)),
         ],
     }])
 }
@@ -160,33 +117,31 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
 /// Every point, then the reference rows (`io_ms` of Table 2, `total_ms` of Table 3) with errors.
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
-        "| system | model | configuration | flash → DRAM (GB) | read size | read GB/s | I/O ms | DRAM mgmt ms | compute ms | total ms/token | DRAM GB |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| architecture | system | model | flash → memory (GB) | read GB/s | I/O ms | memory mgmt ms | compute ms | total ms/token | resident GB |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.3} | {} KiB | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            r.s("arch"),
             r.s("system"),
             r.s("model"),
-            r.s("config"),
             r.f("flash_gb"),
-            r.f("read_bytes") as u64 >> 10,
             r.f("read_gb_per_s"),
             r.f("io_ms"),
             r.f("memory_ms"),
             r.f("compute_ms"),
             r.f("total_ms"),
-            r.f("dram_gb")
+            r.f("resident_gb")
         );
     }
     if !spec.reference.is_empty() {
-        s += "\n## Reference points (paper, never used to compute results)\n\n| system | model | configuration | quantity | Strata | paper | error |\n|---|---|---|---|---:|---:|---:|\n";
+        s += "\n## Reference points (paper, never used to compute results)\n\n| architecture | system | model | quantity | Strata | paper | error |\n|---|---|---|---|---:|---:|---:|\n";
         for reference in &spec.reference {
             let get = |k: &str| reference.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-            let (system, model, config) = (get("system"), get("model"), get("config"));
-            let Some(r) =
-                rows.iter().find(|r| r.s("system") == system && r.s("model") == model && r.s("config") == config)
+            let (arch, system, model) = (get("arch"), get("system"), get("model"));
+            let Some(r) = rows.iter().find(|r| r.s("arch") == arch && r.s("system") == system && r.s("model") == model)
             else {
                 continue;
             };
@@ -195,7 +150,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
                     let got = r.f(key);
                     let _ = writeln!(
                         s,
-                        "| {system} | {model} | {config} | {key} | {got:.3} | {want} | {:+.1}% |",
+                        "| {arch} | {system} | {model} | {key} | {got:.3} | {want} | {:+.1}% |",
                         100.0 * (got / want - 1.0)
                     );
                 }

@@ -19,10 +19,6 @@ pub enum Values {
     Count,
     /// Finite numbers > 0.
     Positive,
-    /// Finite numbers ≥ 0.
-    NonNegative,
-    /// A size string such as "16 KiB", > 0.
-    Bytes,
     /// A model preset or file.
     Model,
     /// An architecture preset or file.
@@ -151,12 +147,6 @@ fn check_value(x: &Experiment, values: Values, v: &toml::Value) -> Result<(), St
         Values::PositiveInt => int.is_some_and(|i| i > 0),
         Values::Count => int.is_some_and(|i| i >= 0),
         Values::Positive => num.is_some_and(|f| f > 0.0),
-        Values::NonNegative => num.is_some_and(|f| f >= 0.0),
-        Values::Bytes => {
-            let text = v.as_str().ok_or_else(|| format!("{v} is not a size string like \"16 KiB\""))?;
-            let b = strata_arch::units::parse_bytes(text).map_err(|e| e.to_string())?;
-            b.0 > 0
-        }
         Values::Model => {
             let name = v.as_str().ok_or_else(|| format!("{v} is not a model name or file"))?;
             model(x, name, None).map_err(|e| e.message)?;
@@ -179,8 +169,6 @@ fn check_value(x: &Experiment, values: Values, v: &toml::Value) -> Result<(), St
         Values::PositiveInt => "a positive whole number",
         Values::Count => "a whole number ≥ 0",
         Values::Positive => "a positive number",
-        Values::NonNegative => "a number ≥ 0",
-        Values::Bytes => "a positive size",
         Values::Text => "a string",
         _ => "valid",
     };

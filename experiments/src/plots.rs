@@ -637,12 +637,12 @@ pub fn flash_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     fonts()?;
     let mut written = Vec::new();
     let all: Vec<&Row> = rows.iter().collect();
-    let (systems, configs) = (distinct(&all, "system"), distinct(&all, "config"));
-    let value = |system: &str, config: &str, key: &str| {
-        all.iter().find(|r| r.s("system") == system && r.s("config") == config).map_or(f64::NAN, |r| r.f(key))
+    let (systems, configs) = (distinct(&all, "arch"), distinct(&all, "system"));
+    let value = |arch: &str, system: &str, key: &str| {
+        all.iter().find(|r| r.s("arch") == arch && r.s("system") == system).map_or(f64::NAN, |r| r.f(key))
     };
-    let paper = |system: &str, config: &str, key: &str| {
-        spec.reference_value(&[("system", system), ("config", config)], key).unwrap_or(f64::NAN)
+    let paper = |arch: &str, system: &str, key: &str| {
+        spec.reference_value(&[("arch", arch), ("system", system)], key).unwrap_or(f64::NAN)
     };
     let mut series: Vec<(String, Vec<f64>)> = Vec::new();
     for sys in &systems {
@@ -657,8 +657,8 @@ pub fn flash_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
     written.extend(both!(spec.plots.as_deref(), dir, "flash-offload", size, |a| bars(
         a,
-        "per-token latency, weights on flash (techniques added left to right)",
-        "configuration",
+        "per-token decode latency (total and flash I/O) with weights on flash, per technique",
+        "system (techniques added left to right)",
         "ms per token (log scale)",
         &configs,
         &series,

@@ -14,7 +14,7 @@ use crate::kind::{Axis, Kind, Values as V, optional, required};
 
 const BUDGET: u64 = 1 << 26;
 
-fn step_error(what: &str, e: &StepError) -> CliError {
+pub fn step_error(what: &str, e: &StepError) -> CliError {
     let message = format!("{what}: {e}");
     if e.budget_exceeded { CliError::runtime(message) } else { CliError::input(message) }
 }

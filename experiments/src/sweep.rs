@@ -57,6 +57,9 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// A value of an axis and its position among the axis's values.
+pub type Indexed<'a> = (usize, &'a toml::Value);
+
 /// The axes of an experiment and how they combine.
 #[derive(Debug, Clone)]
 pub struct Sweep {
@@ -78,8 +81,10 @@ impl Sweep {
             if values.is_empty() {
                 return Err(err(&format!("sweep.{axis}"), "an axis needs at least one value".into()));
             }
+            // A zipped axis may repeat values; its group's tuples may not (checked below).
+            let zipped = spec.zip.iter().any(|g| g.contains(axis));
             let mut seen: Vec<&toml::Value> = Vec::new();
-            for (i, v) in values.iter().enumerate() {
+            for (i, v) in values.iter().enumerate().filter(|_| !zipped) {
                 if let Some(j) = seen.iter().position(|w| *w == v) {
                     return Err(err(&format!("sweep.{axis}[{i}]"), format!("{v} repeats value [{j}]")));
                 }
@@ -121,8 +126,13 @@ impl Sweep {
                 Some(&z) => {
                     let mut names = spec.zip[z].clone();
                     names.sort();
-                    let tuples =
+                    let tuples: Vec<Vec<toml::Value>> =
                         (0..values.len()).map(|i| names.iter().map(|n| spec.sweep[n][i].clone()).collect()).collect();
+                    for (i, t) in tuples.iter().enumerate() {
+                        if let Some(j) = tuples[..i].iter().position(|u| u == t) {
+                            return Err(err(&format!("zip[{z}]"), format!("values [{i}] repeat values [{j}]")));
+                        }
+                    }
                     groups.push(Group { names, tuples });
                 }
                 None => groups.push(Group {
@@ -186,6 +196,23 @@ impl Sweep {
             }
         }
         Vec::new()
+    }
+
+    /// The distinct pairs of values axes `a` and `b` take together: their zipped tuples when they
+    /// move together, else every combination (positions in each axis's values come with them).
+    pub fn pairs(&self, a: &str, b: &str) -> Vec<(Indexed<'_>, Indexed<'_>)> {
+        let zipped = self.groups.iter().find_map(|g| {
+            let i = g.names.iter().position(|n| n == a)?;
+            let j = g.names.iter().position(|n| n == b)?;
+            Some(g.tuples.iter().enumerate().map(|(k, t)| ((k, &t[i]), (k, &t[j]))).collect())
+        });
+        zipped.unwrap_or_else(|| {
+            let (xs, ys) = (self.values(a), self.values(b));
+            xs.iter()
+                .enumerate()
+                .flat_map(|(i, x)| ys.iter().enumerate().map(move |(j, y)| ((i, *x), (j, *y))))
+                .collect()
+        })
     }
 
     /// The distinct assignments of the spec-path axes under `root` (`arch`, `model`, ...): what

@@ -57,6 +57,7 @@ struct PlacementSpec {
     /// Shares of the class in each memory (FlexGen's policy); absent: all in the first with room.
     fractions: Option<Vec<f64>>,
     read: Option<ReadSpec>,
+    load_into: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,18 +77,18 @@ struct AssignSpec {
     select: Option<SelectSpec>,
 }
 
+/// A selection policy's parameters; which are required depends on the policy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SelectSpec {
     policy: String,
-    keep: f64,
-    #[serde(default = "one")]
-    inflation: f64,
-    channels_per_page: i64,
-}
-
-fn one() -> f64 {
-    1.0
+    keep: Option<f64>,
+    inflation: Option<f64>,
+    channels_per_page: Option<i64>,
+    active: Option<f64>,
+    loaded: Option<f64>,
+    cached: Option<f64>,
+    predictor_rank: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,16 +104,21 @@ const MAX_BLOCK: u64 = 64 << 20;
 /// The tensor classes a placement names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TensorClass {
+    /// Every weight, or every weight outside the FFN when `ffn_weights` has its own placement.
     Weights,
+    /// The feed-forward network's weights (what the FFN's linear Einsums read): optional, placed
+    /// as `weights` unless given, so that a system can stream the FFN alone (LLM in a flash).
+    FfnWeights,
     KvCache,
 }
 
 impl TensorClass {
-    pub const ALL: [TensorClass; 2] = [TensorClass::Weights, TensorClass::KvCache];
+    pub const ALL: [TensorClass; 3] = [TensorClass::Weights, TensorClass::FfnWeights, TensorClass::KvCache];
 
     pub fn key(self) -> &'static str {
         match self {
             TensorClass::Weights => "weights",
+            TensorClass::FfnWeights => "ffn_weights",
             TensorClass::KvCache => "kv_cache",
         }
     }
@@ -140,6 +146,11 @@ pub struct Placement {
     pub fractions: Option<Vec<f64>>,
     /// Sequential reads of whole blocks at this queue depth; `None`: the memory's bandwidth.
     pub read: Option<ReadPattern>,
+    /// A memory that what is read from a tier on another device is copied into before the unit
+    /// reads it from there (LLM in a flash loads weights into DRAM, then computes); it holds the
+    /// class's cached share under a selection. `None`: units read remote tiers over the links
+    /// (FlexGen's GPU from pinned host memory).
+    pub load_into: Option<LevelId>,
 }
 
 /// Einsums named by what they are.
@@ -149,6 +160,9 @@ pub enum EinsumClass {
     All,
     /// Contractions with a weight tensor (projections, FFN, LM head).
     Linear,
+    /// The feed-forward network's contractions: the linear Einsums after the one that projects
+    /// attention's output (a subset of `Linear`).
+    Ffn,
     /// Attention over the KV cache: what reads it and what follows from that before the next
     /// weight.
     Attention,
@@ -166,9 +180,28 @@ pub enum Selection {
     /// of the `keep` share of tokens, `inflation` × that share as pages filter imperfectly;
     /// reads scatter, and K is stored twice.
     ChannelToken { keep: f64, inflation: f64, channels_per_page: u64 },
+    /// Neuron selection ("LLM in a flash", Deja Vu): a low-rank predictor of rank
+    /// `predictor_rank` per layer (its weights read and its MACs run before the FFN) picks the
+    /// `active` share of the FFN's neurons, and the unit reads and computes only their rows and
+    /// columns. Of those, the `loaded` share of all neurons is not already in the placement's
+    /// `load_into` memory and is read from the weights' tier (the window's increment; `active`
+    /// without a window), scattered at the read pattern's block (row-column bundling doubles
+    /// it); the load memory keeps the `cached` share (the last tokens' neurons) resident.
+    Neuron { active: f64, loaded: f64, cached: f64, predictor_rank: u64 },
 }
 
-pub const SELECTION_POLICIES: &[&str] = &["channel-token"];
+impl Selection {
+    /// The share of an Einsum's points (and of the weights it reads from where the unit reads
+    /// them) that run.
+    pub fn compute_share(&self) -> f64 {
+        match *self {
+            Selection::ChannelToken { keep, .. } => keep,
+            Selection::Neuron { active, .. } => active,
+        }
+    }
+}
+
+pub const SELECTION_POLICIES: &[&str] = &["channel-token", "neuron"];
 
 /// Which unit runs a class of Einsums, in which phase.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,10 +249,9 @@ impl System {
         let mut placements = BTreeMap::new();
         for (key, p) in &s.placement {
             let path = format!("system.placement.{key}");
-            let class = TensorClass::ALL
-                .into_iter()
-                .find(|c| c.key() == key)
-                .ok_or_else(|| SpecError::new(&path, format!("`{key}` is not a tensor class (weights, kv_cache)")))?;
+            let class = TensorClass::ALL.into_iter().find(|c| c.key() == key).ok_or_else(|| {
+                SpecError::new(&path, format!("`{key}` is not a tensor class (weights, ffn_weights, kv_cache)"))
+            })?;
             if p.memories.is_empty() {
                 return Err(SpecError::new(format!("{path}.in"), "name at least one memory"));
             }
@@ -276,9 +308,18 @@ impl System {
                     Some(f.clone())
                 }
             };
-            placements.insert(class, Placement { tiers, fractions, read });
+            let load_into = p
+                .load_into
+                .as_ref()
+                .map(|m| {
+                    arch.level_id(m).ok_or_else(|| {
+                        SpecError::new(format!("{path}.load_into"), format!("`{m}` is not a memory of {}", arch.name))
+                    })
+                })
+                .transpose()?;
+            placements.insert(class, Placement { tiers, fractions, read, load_into });
         }
-        for class in TensorClass::ALL {
+        for class in [TensorClass::Weights, TensorClass::KvCache] {
             if !placements.contains_key(&class) {
                 return Err(SpecError::new(
                     format!("system.placement.{}", class.key()),
@@ -295,6 +336,7 @@ impl System {
             let einsums = match a.einsums.trim() {
                 "*" => EinsumClass::All,
                 "linear" => EinsumClass::Linear,
+                "ffn" => EinsumClass::Ffn,
                 "attention" => EinsumClass::Attention,
                 "elementwise" => EinsumClass::Elementwise,
                 "" => return Err(SpecError::new(format!("{path}.einsums"), "must not be empty")),
@@ -314,33 +356,13 @@ impl System {
             let unit = arch.unit_id(&a.unit).ok_or_else(|| {
                 SpecError::new(format!("{path}.unit"), format!("`{}` is not a compute unit of {}", a.unit, arch.name))
             })?;
-            let select = a
-                .select
-                .as_ref()
-                .map(|x| {
-                    let p = format!("{path}.select");
-                    if x.policy != "channel-token" {
-                        return Err(SpecError::new(
-                            format!("{p}.policy"),
-                            format!("`{}` is not a selection policy ({})", x.policy, SELECTION_POLICIES.join(", ")),
-                        ));
-                    }
-                    if !(x.keep > 0.0 && x.keep <= 1.0) {
-                        return Err(SpecError::new(format!("{p}.keep"), format!("must be in (0, 1] (got {})", x.keep)));
-                    }
-                    if !(x.inflation >= 1.0 && x.inflation.is_finite()) {
-                        return Err(SpecError::new(format!("{p}.inflation"), "must be at least 1"));
-                    }
-                    if x.channels_per_page <= 0 {
-                        return Err(SpecError::new(format!("{p}.channels_per_page"), "must be positive"));
-                    }
-                    Ok(Selection::ChannelToken {
-                        keep: x.keep,
-                        inflation: x.inflation,
-                        channels_per_page: x.channels_per_page as u64,
-                    })
-                })
-                .transpose()?;
+            let select = a.select.as_ref().map(|x| selection(x, &format!("{path}.select"))).transpose()?;
+            if matches!(select, Some(Selection::Neuron { .. })) && einsums != EinsumClass::Ffn {
+                return Err(SpecError::new(
+                    format!("{path}.select.policy"),
+                    "the neuron policy selects the FFN's neurons: assign it with einsums = \"ffn\"",
+                ));
+            }
             assign.push(Assign { einsums, phase, unit, select });
         }
         Ok(System {
@@ -354,17 +376,110 @@ impl System {
         })
     }
 
+    /// Where a class lives: the FFN's weights where the other weights are unless placed apart.
     pub fn placement(&self, class: TensorClass) -> &Placement {
-        &self.placements[&class]
+        match class {
+            TensorClass::FfnWeights if !self.placements.contains_key(&class) => &self.placements[&TensorClass::Weights],
+            _ => &self.placements[&class],
+        }
+    }
+
+    /// The neuron selection of the FFN, if an assignment makes one.
+    pub fn neuron_selection(&self) -> Option<Selection> {
+        self.assign.iter().find_map(|a| a.select.filter(|s| matches!(s, Selection::Neuron { .. })))
+    }
+
+    /// Whether the FFN's weights have a placement of their own.
+    pub fn ffn_apart(&self) -> bool {
+        self.placements.contains_key(&TensorClass::FfnWeights)
     }
 }
 
-/// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed.
+/// A selection policy from its spec at `path`: each policy's parameters, required and in range,
+/// and no other policy's.
+fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
+    let key = |k: &str| format!("{path}.{k}");
+    let given: [(&str, bool); 7] = [
+        ("keep", x.keep.is_some()),
+        ("inflation", x.inflation.is_some()),
+        ("channels_per_page", x.channels_per_page.is_some()),
+        ("active", x.active.is_some()),
+        ("loaded", x.loaded.is_some()),
+        ("cached", x.cached.is_some()),
+        ("predictor_rank", x.predictor_rank.is_some()),
+    ];
+    let own: &[&str] = match x.policy.as_str() {
+        "channel-token" => &["keep", "inflation", "channels_per_page"],
+        "neuron" => &["active", "loaded", "cached", "predictor_rank"],
+        other => {
+            return Err(SpecError::new(
+                key("policy"),
+                format!("`{other}` is not a selection policy ({})", SELECTION_POLICIES.join(", ")),
+            ));
+        }
+    };
+    if let Some((k, _)) = given.iter().find(|(k, set)| *set && !own.contains(k)) {
+        return Err(SpecError::new(
+            key(k),
+            format!("is not a parameter of the {} policy ({})", x.policy, own.join(", ")),
+        ));
+    }
+    let need = |k: &str, v: Option<f64>| {
+        v.ok_or_else(|| SpecError::new(key(k), format!("is required by the {} policy", x.policy)))
+    };
+    let fraction = |k: &str, v: Option<f64>| {
+        let v = need(k, v)?;
+        if (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(SpecError::new(key(k), format!("must be in [0, 1] (got {v})")))
+        }
+    };
+    if x.policy == "channel-token" {
+        let keep = need("keep", x.keep)?;
+        if !(keep > 0.0 && keep <= 1.0) {
+            return Err(SpecError::new(key("keep"), format!("must be in (0, 1] (got {keep})")));
+        }
+        let inflation = x.inflation.unwrap_or(1.0);
+        if !(inflation >= 1.0 && inflation.is_finite()) {
+            return Err(SpecError::new(key("inflation"), "must be at least 1"));
+        }
+        let channels = need("channels_per_page", x.channels_per_page.map(|c| c as f64))?;
+        if channels <= 0.0 {
+            return Err(SpecError::new(key("channels_per_page"), "must be positive"));
+        }
+        return Ok(Selection::ChannelToken { keep, inflation, channels_per_page: channels as u64 });
+    }
+    let active = fraction("active", x.active)?;
+    let loaded = fraction("loaded", x.loaded)?;
+    if loaded > active {
+        return Err(SpecError::new(key("loaded"), format!("cannot exceed the active share {active} (got {loaded})")));
+    }
+    let cached = fraction("cached", x.cached.or(Some(0.0)))?;
+    let rank = x.predictor_rank.unwrap_or(0);
+    if !(0..=1 << 20).contains(&rank) {
+        return Err(SpecError::new(key("predictor_rank"), format!("must be in 0..=1048576 (got {rank})")));
+    }
+    Ok(Selection::Neuron { active, loaded, cached, predictor_rank: rank as u64 })
+}
+
+/// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed, and LLM in
+/// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines.
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-ssd", include_str!("../presets/systems/flexgen-ssd.toml")),
     ("deepspeed-host", include_str!("../presets/systems/deepspeed-host.toml")),
     ("insta", include_str!("../presets/systems/insta.toml")),
     ("insta-sparf", include_str!("../presets/systems/insta-sparf.toml")),
+    ("flash-naive-m1", include_str!("../presets/systems/flash-naive-m1.toml")),
+    ("flash-hybrid-m1", include_str!("../presets/systems/flash-hybrid-m1.toml")),
+    ("flash-predictor-m1", include_str!("../presets/systems/flash-predictor-m1.toml")),
+    ("flash-windowing-m1", include_str!("../presets/systems/flash-windowing-m1.toml")),
+    ("flash-bundling-m1", include_str!("../presets/systems/flash-bundling-m1.toml")),
+    ("flash-naive-4090", include_str!("../presets/systems/flash-naive-4090.toml")),
+    ("flash-hybrid-4090", include_str!("../presets/systems/flash-hybrid-4090.toml")),
+    ("flash-predictor-4090", include_str!("../presets/systems/flash-predictor-4090.toml")),
+    ("flash-windowing-4090", include_str!("../presets/systems/flash-windowing-4090.toml")),
+    ("flash-bundling-4090", include_str!("../presets/systems/flash-bundling-4090.toml")),
 ];
 
 /// A preset's text by name.

@@ -13,7 +13,6 @@ pub mod engine;
 pub mod evaluate;
 pub mod executor;
 pub mod flash_compute;
-pub mod flash_offload;
 pub mod gpu;
 pub mod quick;
 pub mod space;

@@ -81,6 +81,10 @@ pub struct StepReport {
     /// Of which: stages (compute and local memories) and transfers between devices.
     pub stage_seconds: f64,
     pub transfer_seconds: f64,
+    /// Memory management of weights loaded into their load memory (neuron selection).
+    pub load_seconds: f64,
+    /// Seconds spent reading each memory, at its bandwidth or, from another device, the path's.
+    pub tier_seconds: BTreeMap<String, f64>,
     /// The part of the step due to attention over the cache: its stages and its transfers.
     pub kv_seconds: f64,
     /// Busy seconds per device (compute or its memories, whichever binds, per stage).
@@ -108,45 +112,62 @@ pub struct RunReport {
     /// home's bandwidth at the system's pattern, and the links when read from another device);
     /// 0 when no decode Einsum reads the cache.
     pub kv_read_bandwidth: f64,
+    /// Bytes each memory holds: its placed shares, and a load memory's cached neurons.
+    pub held: BTreeMap<String, f64>,
 }
 
 /// Requests simulated to measure a read pattern's steady bandwidth, over a span of the drive.
 const SAMPLE: u64 = 4096;
 const SPAN: u64 = 64 << 30;
 
-/// What a step's tensors are, by class, for placement and reads.
-fn class_of(role: Role) -> Option<TensorClass> {
+/// Per Einsum: linear (reads a weight: the FFN's after attention's output projection),
+/// attention (reads the cache, or what such an Einsum produced, before the next weight), or
+/// neither. Attention's output projection is the first linear Einsum that reads what was
+/// computed from keys or values (the cache, or in prefill the new keys and values).
+fn classes(c: &Cascade) -> Vec<EinsumClass> {
+    let es = c.einsums();
+    let reads = |e: usize, role: Role| es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == role);
+    let mut class: Vec<EinsumClass> = Vec::with_capacity(es.len());
+    let mut from_keys = vec![false; es.len()];
+    let mut projected = false;
+    for e in 0..es.len() {
+        let after = |f: &dyn Fn(usize) -> bool| es[e].inputs.iter().any(|a| c.producer(a.tensor).is_some_and(f));
+        if reads(e, Role::Weight) {
+            class.push(if projected { EinsumClass::Ffn } else { EinsumClass::Linear });
+            projected |= after(&|p| from_keys[p]);
+            continue;
+        }
+        let keys = es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == Role::KvCache || c.tensor(a.tensor).cached)
+            || after(&|p| from_keys[p]);
+        from_keys[e] = keys;
+        let k = if reads(e, Role::KvCache) || after(&|p| class.get(p) == Some(&EinsumClass::Attention)) {
+            EinsumClass::Attention
+        } else {
+            EinsumClass::Elementwise
+        };
+        class.push(k);
+    }
+    class
+}
+
+/// The class of a tensor an Einsum of class `einsum` reads, for placement and reads: weights
+/// (the FFN's when an FFN Einsum reads them) and the KV cache; `None` for activations.
+fn tensor_class(role: Role, einsum: &EinsumClass) -> Option<TensorClass> {
     match role {
+        Role::Weight if *einsum == EinsumClass::Ffn => Some(TensorClass::FfnWeights),
         Role::Weight => Some(TensorClass::Weights),
         Role::KvCache => Some(TensorClass::KvCache),
         _ => None,
     }
 }
 
-/// Per Einsum: linear (reads a weight), attention (reads the cache, or what such an Einsum
-/// produced, before the next weight), or neither.
-fn classes(c: &Cascade) -> Vec<EinsumClass> {
-    let es = c.einsums();
-    let reads = |e: usize, role: Role| es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == role);
-    let mut attention = vec![false; es.len()];
-    for e in 0..es.len() {
-        if reads(e, Role::Weight) {
-            continue;
-        }
-        attention[e] =
-            reads(e, Role::KvCache) || es[e].inputs.iter().any(|a| c.producer(a.tensor).is_some_and(|p| attention[p]));
-    }
-    (0..es.len())
-        .map(|e| {
-            if reads(e, Role::Weight) {
-                EinsumClass::Linear
-            } else if attention[e] {
-                EinsumClass::Attention
-            } else {
-                EinsumClass::Elementwise
-            }
-        })
-        .collect()
+/// A read of a tensor: its bytes, the pattern software reads with, and the burst of the class
+/// it belongs to (what a drive's queue sees).
+struct Read {
+    bytes: f64,
+    pattern: Option<ReadPattern>,
+    scattered: bool,
+    burst: f64,
 }
 
 /// The engine's view of a system on an architecture for one model and run.
@@ -162,6 +183,8 @@ struct Engine<'a> {
     edges: Vec<Vec<(LevelId, Option<usize>)>>,
     /// What the first decode read of the cache from its main home sustained, bytes per second.
     kv_read: Option<f64>,
+    /// Bytes each memory holds once placed.
+    held: BTreeMap<LevelId, f64>,
 }
 
 /// Drive bandwidths measured on the NAND engine, by what was measured (the drive's whole
@@ -249,13 +272,16 @@ impl<'a> Engine<'a> {
     }
 
     /// Bytes per second a memory serves to a reader, over every copy of its device: a drive at
-    /// the read pattern (its host interface only when read from another device), else its port.
+    /// the read pattern (its host interface only when read from another device), measured on a
+    /// burst of `burst` bytes per copy (up to `SAMPLE` requests: a short burst pays the queue's
+    /// ramp), else its port.
     fn read_bandwidth(
         &mut self,
         l: LevelId,
         pattern: Option<ReadPattern>,
         scattered: bool,
         outside: bool,
+        burst: f64,
     ) -> Result<f64, StepError> {
         let level = self.arch.level(l);
         let copies = self.copies(l);
@@ -264,14 +290,16 @@ impl<'a> Engine<'a> {
                 Block::Page => org.page_bytes.0,
                 Block::Bytes(b) => b,
             };
+            let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
             let org =
                 if outside { org.clone() } else { strata_arch::arch::NandOrg { host_bandwidth: None, ..org.clone() } };
-            let key = format!("{org:?} {block} {} {scattered}", p.queue);
+            let key = format!("{org:?} {block} {} {scattered} {requests}", p.queue);
             if let Some(&bw) = drive_bandwidths().lock().expect("lock").get(&key) {
                 return Ok(bw * copies);
             }
             let t = Timing::of(&org).map_err(|e| err(format!("arch.levels.{}.nand", level.name), e.to_string()))?;
-            let reqs = if scattered { nand::random(block, SAMPLE, SPAN, 5) } else { nand::sequential(block, SAMPLE) };
+            let reqs =
+                if scattered { nand::random(block, requests, SPAN, 5) } else { nand::sequential(block, requests) };
             let bw = nand::run(&t, &reqs, p.queue, self.budget)?.bandwidth();
             drive_bandwidths().lock().expect("lock").insert(key, bw);
             return Ok(bw * copies);
@@ -280,13 +308,13 @@ impl<'a> Engine<'a> {
     }
 
     /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
-    /// bandwidth at `pattern` limits it too.
+    /// bandwidth at its pattern over its burst limits it too.
     fn transfer(
         &mut self,
         a: LevelId,
         b: LevelId,
         bytes: f64,
-        read: Option<(Option<ReadPattern>, bool)>,
+        read: Option<&Read>,
         kv: bool,
     ) -> Result<Transfer, StepError> {
         let path = self.path(a, b).ok_or_else(|| {
@@ -303,7 +331,7 @@ impl<'a> Engine<'a> {
             )
         })?;
         let mut bandwidth = match read {
-            Some((pattern, scattered)) => self.read_bandwidth(a, pattern, scattered, true)?,
+            Some(x) => self.read_bandwidth(a, x.pattern, x.scattered, true, x.burst / self.copies(a))?,
             None => f64::INFINITY,
         };
         for &(k, ends) in &path {
@@ -312,20 +340,30 @@ impl<'a> Engine<'a> {
         Ok(Transfer { bytes, bandwidth, links: path.iter().map(|x| x.0).collect(), kv })
     }
 
-    /// Places weights, then the KV cache (`kv_bytes`, copies included): each tier its fraction,
-    /// or all in the first of its tiers with room left over every copy of the tier's device.
+    /// Places weights (the FFN's apart when the system places them apart), then the KV cache
+    /// (`kv_bytes`, copies included): each tier its fraction, or all in the first of its tiers
+    /// with room left over every copy of the tier's device. The FFN's load memory then takes a
+    /// neuron selection's cached share and its predictor.
     fn place(&mut self, kv_bytes: f64) -> Result<(), StepError> {
+        let m = self.model;
         let mut used: BTreeMap<LevelId, f64> = BTreeMap::new();
-        for (class, bytes) in
-            [(TensorClass::Weights, self.model.weight_bytes() as f64), (TensorClass::KvCache, kv_bytes)]
-        {
+        let mut placed: BTreeMap<TensorClass, Vec<(LevelId, f64)>> = BTreeMap::new();
+        let all = m.weight_bytes() as f64;
+        let ffn = (m.layers * m.ffn_params_per_layer() * m.bytes_per_element) as f64;
+        let apart = self.system.ffn_apart();
+        let classes = if apart {
+            vec![(TensorClass::Weights, all - ffn), (TensorClass::FfnWeights, ffn), (TensorClass::KvCache, kv_bytes)]
+        } else {
+            vec![(TensorClass::Weights, all), (TensorClass::KvCache, kv_bytes)]
+        };
+        let fits = |l: LevelId, bytes: f64, used: &BTreeMap<LevelId, f64>| {
+            let cap = self.arch.level(l).capacity.map_or(f64::INFINITY, |c| c.0 as f64 * self.copies(l));
+            used.get(&l).copied().unwrap_or(0.0) + bytes <= self.system.usable * cap
+        };
+        for (class, bytes) in classes {
             let p = self.system.placement(class);
-            let fits = |l: LevelId, bytes: f64, used: &BTreeMap<LevelId, f64>| {
-                let cap = self.arch.level(l).capacity.map_or(f64::INFINITY, |c| c.0 as f64 * self.copies(l));
-                used.get(&l).copied().unwrap_or(0.0) + bytes <= self.system.usable * cap
-            };
             if let Some(fractions) = &p.fractions {
-                let mut homes = Vec::new();
+                let mut here = Vec::new();
                 for (i, (&l, &f)) in p.tiers.iter().zip(fractions).enumerate() {
                     if f == 0.0 {
                         continue;
@@ -343,9 +381,9 @@ impl<'a> Engine<'a> {
                         ));
                     }
                     *used.entry(l).or_default() += bytes * f;
-                    homes.push((l, f));
+                    here.push((l, f));
                 }
-                self.homes.insert(class, homes);
+                placed.insert(class, here);
                 continue;
             }
             let home = p.tiers.iter().copied().find(|&l| fits(l, bytes, &used)).ok_or_else(|| {
@@ -361,9 +399,39 @@ impl<'a> Engine<'a> {
                 )
             })?;
             *used.entry(home).or_default() += bytes;
-            self.homes.insert(class, vec![(home, 1.0)]);
+            placed.insert(class, vec![(home, 1.0)]);
         }
+        if !apart {
+            let weights = placed[&TensorClass::Weights].clone();
+            placed.insert(TensorClass::FfnWeights, weights);
+        }
+        let load = self.system.placement(TensorClass::FfnWeights).load_into;
+        if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, .. })) =
+            (load, self.system.neuron_selection())
+        {
+            let bytes = cached.max(active) * ffn + self.predictor_weights(predictor_rank) * m.layers as f64;
+            if !fits(l, bytes, &used) {
+                let key = if apart { "ffn_weights" } else { "weights" };
+                return Err(err(
+                    format!("system.placement.{key}.load_into"),
+                    format!(
+                        "{} cannot hold the FFN's {:.2} GB of cached neurons and predictors beside its {:.2} GB",
+                        self.arch.level(l).name,
+                        bytes / 1e9,
+                        used.get(&l).copied().unwrap_or(0.0) / 1e9
+                    ),
+                ));
+            }
+            *used.entry(l).or_default() += bytes;
+        }
+        self.homes = placed;
+        self.held = used;
         Ok(())
+    }
+
+    /// Bytes of one layer's low-rank neuron predictor: `rank` × (model width + FFN width).
+    fn predictor_weights(&self, rank: u64) -> f64 {
+        (rank * (self.model.d_model + self.model.ffn_dim) * self.model.bytes_per_element) as f64
     }
 
     /// The unit of Einsum `e` of `c` in `phase`, and its selection.
@@ -384,6 +452,7 @@ impl<'a> Engine<'a> {
                     && match &a.einsums {
                         EinsumClass::All => true,
                         EinsumClass::Named(n) => n == &ein.name,
+                        EinsumClass::Linear => matches!(class, EinsumClass::Linear | EinsumClass::Ffn),
                         k => k == class,
                     }
             })
@@ -414,8 +483,42 @@ impl<'a> Engine<'a> {
         Ok((a.unit, a.select))
     }
 
+    /// Reads `bytes` of a tensor from `home` for a unit at level `at` on `device`: from a memory
+    /// of the device within the stage, else over the links. Returns the bandwidth it got.
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        home: LevelId,
+        at: LevelId,
+        read: &Read,
+        attention: bool,
+        stage: &mut Stage,
+        r: &mut StepAcc,
+        times: f64,
+    ) -> Result<f64, StepError> {
+        let level = self.arch.level(home);
+        *r.tiers.entry(level.name.clone()).or_default() += read.bytes * times;
+        r.energy_pj += read.bytes / self.arch.word_bytes as f64 * level.read_energy.0 * times;
+        let bw = if self.device(home) == self.device(at) {
+            let bw = self.read_bandwidth(home, read.pattern, read.scattered, false, read.burst / self.copies(home))?;
+            *stage.memory.entry(home).or_default() += read.bytes / bw;
+            if attention {
+                *stage.kv_memory.entry(home).or_default() += read.bytes / bw;
+            }
+            bw
+        } else {
+            let x = self.transfer(home, at, read.bytes, Some(read), attention)?;
+            let bw = x.bandwidth;
+            r.transfer(self.arch, x, times);
+            bw
+        };
+        *r.tier_seconds.entry(self.arch.level(home).name.clone()).or_default() += read.bytes / bw * times;
+        Ok(bw)
+    }
+
     /// One step of `c` (run `times` times: the layers), adding to `r`.
     fn cascade(&mut self, c: &Cascade, phase: PhaseKind, times: f64, r: &mut StepAcc) -> Result<(), StepError> {
+        let (arch, system) = (self.arch, self.system);
         let es = c.einsums();
         let class = classes(c);
         let placed: Vec<(UnitId, Option<Selection>)> =
@@ -425,27 +528,36 @@ impl<'a> Engine<'a> {
         // the unit that ends the cascade (the previous layer).
         let last = unit_level(placed[es.len() - 1].0);
         let made_at = |t: TensorId| c.producer(t).map_or(last, |p| unit_level(placed[p].0));
+        // The bytes of each class the cascade reads: one burst per class and layer.
+        let mut class_bytes: BTreeMap<TensorClass, f64> = BTreeMap::new();
+        for (e, ein) in es.iter().enumerate() {
+            for a in &ein.inputs {
+                let t = c.tensor(a.tensor);
+                if let Some(k) = tensor_class(t.role, &class[e]) {
+                    *class_bytes.entry(k).or_default() += t.bytes() as f64;
+                }
+            }
+        }
         let mut stage: Option<Stage> = None;
         let mut first_cache_read = true;
+        let mut predicted = false;
         for (e, ein) in es.iter().enumerate() {
             let (u, select) = placed[e];
             let at = unit_level(u);
             let device = self.device(at).to_string();
             let copies = self.copies(at);
-            let unit = self.arch.unit(u);
-            let keep = match select {
-                Some(Selection::ChannelToken { keep, .. }) => keep,
-                None => 1.0,
-            };
+            let unit = arch.unit(u);
+            let share = select.map_or(1.0, |s| s.compute_share());
             let points = c.counts(ein).points as f64;
             let ops = point_ops(ein.map, ein.reduce, !ein.reduced_ranks().is_empty());
             let cycles: f64 = ops.iter().map(|op| unit.ops[*op].cycles).sum();
-            let compute = points * keep * cycles / (unit.pes() as f64 * self.arch.clock.0 * copies);
-            r.energy_pj += points * keep * ops.iter().map(|op| unit.ops[*op].energy.0).sum::<f64>() * times;
+            let rate = unit.pes() as f64 * self.arch.clock.0 * copies;
+            let compute = points * share * cycles / rate;
+            r.energy_pj += points * share * ops.iter().map(|op| unit.ops[*op].energy.0).sum::<f64>() * times;
             if stage.as_ref().is_some_and(|s| s.device != device) {
                 r.close(stage.take().expect("open"), times);
             }
-            let s = stage.get_or_insert_with(|| Stage::new(&device));
+            let mut s = stage.take().unwrap_or_else(|| Stage::new(&device));
             s.compute += compute;
             let attention = class[e] == EinsumClass::Attention;
             if attention {
@@ -454,65 +566,104 @@ impl<'a> Engine<'a> {
             for a in &ein.inputs {
                 let t = c.tensor(a.tensor);
                 let bytes = t.bytes() as f64;
-                match class_of(t.role) {
-                    Some(k) => {
-                        let placement = self.system.placement(k).read;
-                        // A selection reads a share of the cache: keys (read first) through a
-                        // channel-indexed copy, then keys and values of the selected tokens.
-                        let (share, scattered) = match (k, select) {
-                            (
-                                TensorClass::KvCache,
-                                Some(Selection::ChannelToken { keep, inflation, channels_per_page }),
-                            ) => {
-                                let d = self.model.head_dim;
-                                let kept = (keep * d as f64).round() as u64;
-                                let miss: f64 = (0..channels_per_page.min(d))
-                                    .map(|i| (d - kept).saturating_sub(i) as f64 / (d - i) as f64)
-                                    .product();
-                                let tokens = (keep * inflation).min(1.0);
-                                (if first_cache_read { 1.0 - miss + tokens } else { tokens }, true)
-                            }
-                            _ => (1.0, false),
-                        };
-                        if k == TensorClass::KvCache {
-                            first_cache_read = false;
-                        }
-                        for (home, part) in self.homes[&k].clone() {
-                            let read = bytes * share * part;
-                            *r.tiers.entry(self.arch.level(home).name.clone()).or_default() += read * times;
-                            r.energy_pj +=
-                                read / self.arch.word_bytes as f64 * self.arch.level(home).read_energy.0 * times;
-                            let bw = if self.device(home) == device {
-                                let bw = self.read_bandwidth(home, placement, scattered, false)?;
-                                *s.memory.entry(home).or_default() += read / bw;
-                                if attention {
-                                    *s.kv_memory.entry(home).or_default() += read / bw;
-                                }
-                                bw
-                            } else {
-                                let x = self.transfer(home, at, read, Some((placement, scattered)), attention)?;
-                                let bw = x.bandwidth;
-                                r.transfer(self.arch, x, times);
-                                bw
-                            };
-                            let first =
-                                k == TensorClass::KvCache && phase == PhaseKind::Decode && self.kv_read.is_none();
-                            if first && home == self.primary(k) {
-                                self.kv_read = Some(bw);
-                            }
-                        }
+                let Some(k) = tensor_class(t.role, &class[e]) else {
+                    let from = made_at(a.tensor);
+                    if self.device(from) != device {
+                        let kv = class[e] == EinsumClass::Attention
+                            || c.producer(a.tensor).is_some_and(|p| class[p] == EinsumClass::Attention);
+                        let x = self.transfer(from, at, bytes, None, kv)?;
+                        r.transfer(self.arch, x, times);
                     }
-                    None => {
-                        let from = made_at(a.tensor);
-                        if self.device(from) != device {
-                            let kv = class[e] == EinsumClass::Attention
-                                || c.producer(a.tensor).is_some_and(|p| class[p] == EinsumClass::Attention);
-                            let x = self.transfer(from, at, bytes, None, kv)?;
+                    continue;
+                };
+                let placement = system.placement(k);
+                let pattern = placement.read;
+                // What the unit reads of the tensor, what a load fetches of it, and whether
+                // the reads scatter.
+                let (read_share, fetch_share, scattered) = match (k, select) {
+                    // A selection reads a share of the cache: keys (read first) through a
+                    // channel-indexed copy, then keys and values of the selected tokens.
+                    (TensorClass::KvCache, Some(Selection::ChannelToken { keep, inflation, channels_per_page })) => {
+                        let d = self.model.head_dim;
+                        let kept = (keep * d as f64).round() as u64;
+                        let miss: f64 = (0..channels_per_page.min(d))
+                            .map(|i| (d - kept).saturating_sub(i) as f64 / (d - i) as f64)
+                            .product();
+                        let tokens = (keep * inflation).min(1.0);
+                        let share = if first_cache_read { 1.0 - miss + tokens } else { tokens };
+                        (share, share, true)
+                    }
+                    (
+                        TensorClass::Weights | TensorClass::FfnWeights,
+                        Some(Selection::Neuron { active, loaded, .. }),
+                    ) => (active, loaded, true),
+                    _ => (1.0, 1.0, false),
+                };
+                if k == TensorClass::KvCache {
+                    first_cache_read = false;
+                }
+                let burst = |share: f64, part: f64| class_bytes[&k] * share * part;
+                let predictor = if let Some(Selection::Neuron { predictor_rank, .. }) = select
+                    && !predicted
+                {
+                    predicted = true;
+                    Some(predictor_rank)
+                } else {
+                    None
+                };
+                for (home, part) in self.homes[&k].clone() {
+                    // A home on another device than the load memory is first copied into it,
+                    // then read from there.
+                    let from = match placement.load_into {
+                        Some(m) if self.device(m) != self.device(home) => {
+                            let fetch = Read {
+                                bytes: bytes * fetch_share * part,
+                                pattern,
+                                scattered,
+                                burst: burst(fetch_share, part),
+                            };
+                            let level = self.arch.level(home);
+                            *r.tiers.entry(level.name.clone()).or_default() += fetch.bytes * times;
+                            r.energy_pj += fetch.bytes / self.arch.word_bytes as f64 * level.read_energy.0 * times;
+                            let x = self.transfer(home, m, fetch.bytes, Some(&fetch), false)?;
+                            *r.tier_seconds.entry(level.name.clone()).or_default() += fetch.bytes / x.bandwidth * times;
                             r.transfer(self.arch, x, times);
+                            if scattered {
+                                self.manage(m, fetch.bytes, r, times)?;
+                            }
+                            m
                         }
+                        _ => home,
+                    };
+                    let read =
+                        Read { bytes: bytes * read_share * part, pattern, scattered, burst: burst(read_share, part) };
+                    let bw = self.read(from, at, &read, attention, &mut s, r, times)?;
+                    let first = k == TensorClass::KvCache && phase == PhaseKind::Decode && self.kv_read.is_none();
+                    if first && home == self.primary(k) {
+                        self.kv_read = Some(bw);
                     }
                 }
+                // The layer's neuron predictor runs before its first selected Einsum, reading
+                // its weights where the unit reads the selected ones.
+                if let Some(rank) = predictor {
+                    let tokens = points / (self.model.d_model * self.model.ffn_dim) as f64;
+                    let weights = self.predictor_weights(rank);
+                    let macs = weights / self.model.bytes_per_element as f64 * tokens;
+                    let mac = &unit.ops.get("mac").ok_or_else(|| {
+                        err(
+                            "system.assign",
+                            format!("unit `{}` runs the neuron predictor and needs a `mac` operation", unit.name),
+                        )
+                    })?;
+                    s.compute += macs * mac.cycles / rate;
+                    r.energy_pj += macs * mac.energy.0 * times;
+                    let (home, _) = self.homes[&k][0];
+                    let from = placement.load_into.unwrap_or(home);
+                    let read = Read { bytes: weights, pattern: None, scattered: false, burst: weights };
+                    self.read(from, at, &read, false, &mut s, r, times)?;
+                }
             }
+            stage = Some(s);
             // New keys and values go where the cache lives (K twice under a channel-indexed copy).
             let out = c.tensor(ein.output.tensor);
             if out.cached {
@@ -528,6 +679,21 @@ impl<'a> Engine<'a> {
         if let Some(s) = stage {
             r.close(s, times);
         }
+        Ok(())
+    }
+
+    /// The preallocated-matrix management of "LLM in a flash" (§3.3) for `bytes` of rows loaded
+    /// into memory `m`: each is appended to its layer's matrix (copied from the arriving buffer:
+    /// a read and a write) and as many evicted rows are deleted by moving the last rows into
+    /// their holes (a read and a write), four passes at the memory's bandwidth, after the load
+    /// and before the compute that needs the rows.
+    fn manage(&mut self, m: LevelId, bytes: f64, r: &mut StepAcc, times: f64) -> Result<(), StepError> {
+        let bw = self.read_bandwidth(m, None, false, false, bytes)?;
+        let level = self.arch.level(m);
+        let t = 4.0 * bytes / bw * times;
+        r.load += t;
+        *r.devices.entry(level.device.clone()).or_default() += t;
+        r.energy_pj += 2.0 * bytes / self.arch.word_bytes as f64 * (level.read_energy.0 + level.write_energy.0) * times;
         Ok(())
     }
 
@@ -584,6 +750,10 @@ impl Stage {
 struct StepAcc {
     stages: f64,
     transfers: f64,
+    /// Memory management of loaded weights (after their load, before their compute).
+    load: f64,
+    /// Seconds spent reading each memory (at the memory's, or the path's, bandwidth).
+    tier_seconds: BTreeMap<String, f64>,
     kv: f64,
     devices: BTreeMap<String, f64>,
     links: BTreeMap<String, (f64, f64)>,
@@ -623,11 +793,13 @@ impl StepAcc {
     }
 
     fn finish(self, overlap: bool) -> StepReport {
-        let seconds = if overlap { self.stages.max(self.transfers) } else { self.stages + self.transfers };
+        let seconds = if overlap { self.stages.max(self.transfers) } else { self.stages + self.transfers } + self.load;
         StepReport {
             seconds,
             stage_seconds: self.stages,
             transfer_seconds: self.transfers,
+            load_seconds: self.load,
+            tier_seconds: self.tier_seconds,
             kv_seconds: self.kv.min(seconds),
             devices: self.devices,
             links: self.links,
@@ -659,6 +831,8 @@ fn mean(a: &StepReport, b: &StepReport) -> StepReport {
         seconds: avg(a.seconds, b.seconds),
         stage_seconds: avg(a.stage_seconds, b.stage_seconds),
         transfer_seconds: avg(a.transfer_seconds, b.transfer_seconds),
+        load_seconds: avg(a.load_seconds, b.load_seconds),
+        tier_seconds: merge(&a.tier_seconds, &b.tier_seconds),
         kv_seconds: avg(a.kv_seconds, b.kv_seconds),
         devices: merge(&a.devices, &b.devices),
         links,
@@ -683,6 +857,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         homes: BTreeMap::new(),
         edges: edges(arch),
         kv_read: None,
+        held: BTreeMap::new(),
     };
     // A channel-indexed copy of the keys stores them twice.
     let copies = if eng.selects() { 1.5 } else { 1.0 };
@@ -703,6 +878,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         kv_home: eng.describe(TensorClass::KvCache),
         kv_level: arch.level(eng.primary(TensorClass::KvCache)).name.clone(),
         kv_read_bandwidth,
+        held: eng.held.iter().map(|(&l, &b)| (arch.level(l).name.clone(), b)).collect(),
     })
 }
 
@@ -828,6 +1004,118 @@ mod tests {
             .replace("weights = { in = [\"HBM\"] }", "weights = { in = [\"SMEM\", \"HBM\"], fractions = [0.5, 0.5] }");
         let e = simulate(&a, &m, &System::from_toml(&big, &a).unwrap(), RUN, 1 << 26).unwrap_err();
         assert_eq!(e.key, "system.placement.weights.fractions[0]", "{e}");
+    }
+
+    fn opt67() -> Model {
+        let p = strata_workloads::presets::find("opt-6.7b").unwrap();
+        strata_workloads::ModelSpec::from_toml(p.text).unwrap().build().unwrap()
+    }
+
+    /// One decode token at 256 tokens of context, batch 1 (LLM in a flash's setting).
+    const TOKEN: Run = Run { batch: 1, prompt: 256, generate: 1 };
+
+    fn flash(arch: &str, text: &str) -> RunReport {
+        let a = Arch::from_toml(strata_arch::presets::text(arch).unwrap()).unwrap();
+        simulate(&a, &opt67(), &System::from_toml(text, &a).unwrap(), TOKEN, 1 << 28).unwrap()
+    }
+
+    fn preset(name: &str) -> &'static str {
+        strata_mappings::system::preset(name).unwrap()
+    }
+
+    /// Naive streaming moves the whole model from flash (2 bytes a weight) and, read in 1 MiB
+    /// requests, runs near the drive's channel ceiling; I/O is those bytes over that rate, and
+    /// nothing overlaps: the token is I/O plus compute over every weight in memory.
+    #[test]
+    fn streamed_weights_cross_at_the_drives_rate_then_compute() {
+        let m = opt67();
+        let o = flash("m1-max", preset("flash-naive-m1"));
+        let d = &o.decode;
+        assert_eq!(d.tiers["Flash"], m.weight_bytes() as f64);
+        let rate = d.tiers["Flash"] / d.tier_seconds["Flash"];
+        let a = Arch::from_toml(strata_arch::presets::text("m1-max").unwrap()).unwrap();
+        let org = a.level(a.level_id("Flash").unwrap()).nand.clone().unwrap();
+        let ceiling = Timing::of(&org).unwrap().bounds(1 << 20).least();
+        assert!(rate <= ceiling * 1.0001 && rate >= 0.9 * ceiling, "{rate} vs {ceiling}");
+        assert!((d.transfer_seconds - d.tiers["Flash"] / rate).abs() < 1e-9);
+        // The CPU reads every weight from DRAM after the load.
+        assert!(d.tiers["DRAM"] >= m.weight_bytes() as f64);
+        assert!((d.seconds - (d.transfer_seconds + d.stage_seconds)).abs() < 1e-12 && d.load_seconds == 0.0);
+        let half = flash("m1-max", preset("flash-hybrid-m1"));
+        assert!((half.decode.tiers["Flash"] / d.tiers["Flash"] - 0.5).abs() < 1e-9);
+        assert!((half.held["DRAM"] - o.held["DRAM"] - 0.5 * m.weight_bytes() as f64).abs() < 1.0);
+    }
+
+    /// Small scattered reads are slower per byte than large sequential ones; bundling (twice the
+    /// block) is faster per byte but never twice; windowing moves only its increment; a shallower
+    /// queue never reads faster.
+    #[test]
+    fn read_size_windowing_and_queue_change_io_as_the_drive_says() {
+        let rate = |o: &RunReport| o.decode.tiers["Flash"] / o.decode.tier_seconds["Flash"];
+        let dense = flash("m1-max", preset("flash-naive-m1"));
+        let predictor = flash("m1-max", preset("flash-predictor-m1"));
+        assert!(rate(&predictor) < 0.5 * rate(&dense));
+        let window = flash("m1-max", preset("flash-windowing-m1"));
+        let ratio = window.decode.tiers["Flash"] / predictor.decode.tiers["Flash"];
+        assert!((ratio - 0.024 / 0.1).abs() < 1e-9, "{ratio}");
+        let bundled = flash("m1-max", preset("flash-bundling-m1"));
+        assert!(rate(&bundled) > rate(&window) && rate(&bundled) < 2.0 * rate(&window));
+        let shallow = flash("m1-max", &preset("flash-windowing-m1").replace("queue = 32", "queue = 4"));
+        assert!(rate(&shallow) < rate(&window));
+    }
+
+    /// Under a neuron selection the bytes are the closed form: flash serves the loaded share of
+    /// the FFN; memory serves every other weight, the active share of the FFN, the predictors
+    /// and the cache; compute shrinks by the FFN's inactive share (the GPU is memory-bound) and
+    /// the load memory holds the window; the management is four passes over what was loaded.
+    #[test]
+    fn neuron_selection_reads_the_closed_form_bytes() {
+        let m = opt67();
+        let o = flash("rtx4090-host", preset("flash-windowing-4090"));
+        let d = &o.decode;
+        let e = m.bytes_per_element as f64;
+        let ffn = (m.layers * m.ffn_params_per_layer()) as f64 * e;
+        let all = m.weight_bytes() as f64;
+        let predictors = (128 * (m.d_model + m.ffn_dim) * m.layers) as f64 * e;
+        let kv = 256.0 * m.kv_bytes_per_token() as f64;
+        let close = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-9;
+        assert!(close(d.tiers["Flash"], 0.024 * ffn), "{:?}", d.tiers);
+        assert!(close(d.tiers["GDDR"], all - 0.9 * ffn + predictors + kv), "{:?}", d.tiers);
+        assert!(close(o.held["GDDR"], all - ffn + 0.24 * ffn + predictors + 257.0 * m.kv_bytes_per_token() as f64));
+        assert!(close(d.load_seconds, 4.0 * 0.024 * ffn / 1008e9));
+        // Memory-bound: the GPU's stages last as long as GDDR serves what they read.
+        assert!((d.stage_seconds / (d.tiers["GDDR"] / 1008e9) - 1.0).abs() < 1e-6, "{d:?}");
+    }
+
+    /// Bad neuron selections and load memories are located errors.
+    #[test]
+    fn bad_neuron_systems_are_named() {
+        let a = Arch::from_toml(strata_arch::presets::text("m1-max").unwrap()).unwrap();
+        let text = preset("flash-windowing-m1");
+        let e = |t: &str| System::from_toml(t, &a).unwrap_err().to_string();
+        assert!(
+            e(&text.replace("loaded = 0.024", "loaded = 0.5"))
+                .contains("select.loaded: cannot exceed the active share")
+        );
+        assert!(
+            e(&text.replace("einsums = \"ffn\"", "einsums = \"linear\""))
+                .contains("the neuron policy selects the FFN's neurons")
+        );
+        assert!(
+            e(&text.replace("cached = 0.24", "keep = 0.24"))
+                .contains("select.keep: is not a parameter of the neuron policy")
+        );
+        assert!(
+            e(&text.replace("load_into = \"DRAM\"", "load_into = \"HBM\""))
+                .contains("ffn_weights.load_into: `HBM` is not a memory")
+        );
+        let small = Arch::from_toml(
+            &strata_arch::presets::text("m1-max").unwrap().replace("capacity = \"64 GB\"", "capacity = \"5 GB\""),
+        )
+        .unwrap();
+        let sys = System::from_toml(text, &small).unwrap();
+        let e = simulate(&small, &opt67(), &sys, TOKEN, 1 << 28).unwrap_err();
+        assert_eq!(e.key, "system.placement.ffn_weights.load_into", "{e}");
     }
 
     proptest! {
