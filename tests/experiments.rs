@@ -740,11 +740,26 @@ fn instinfer_ratios_and_bad_systems() {
     ok("instinfer", &d);
     assert_golden("instinfer", &d.join("o/results.csv"));
     let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
-    for q in ["insta_over_flexgen_bs64", "sparf_over_flexgen_best"] {
+    for q in ["InstA / FlexGen at batch 64", "InstA-SparF / FlexGen, each at its best batch"] {
         let l = summary.lines().find(|l| l.starts_with(&format!("| {q} |"))).expect(q);
         let err = error_percent(l);
         assert!(err.abs() <= 25.0, "{l}");
     }
+    // A ratio reference selects rows by their columns; a bad one is located.
+    let r = "\n[[experiment.reference]]\nquantity = \"q\"\nratio = \"tokens_per_s\"\nof = { system = \"insta\" }\nover = { system = \"insta\" }\nvalue = 1.0\n";
+    let base = "[experiment]\nname = \"x\"\nkind = \"serving\"\n[experiment.sweep]\nsystem = [\"insta\"]\nmodel = [\"opt-13b\"]\nbatch = [4]\n";
+    bad(
+        &(base.to_string() + &r.replace("over = { system", "over = { sys")),
+        "experiment.reference[0].over.sys: is not a column",
+    );
+    bad(
+        &(base.to_string() + &r.replace("\"tokens_per_s\"", "\"speed\"")),
+        "experiment.reference[0].ratio: must name a column",
+    );
+    bad(
+        &(base.to_string() + &r.replace("value = 1.0", "value = \"x\"")),
+        "experiment.reference[0].value: must be the paper's number",
+    );
     for p in ["serving-throughput", "serving-scaling"] {
         assert!(d.join(format!("o/plots/{p}.png")).exists(), "{p}");
     }

@@ -1,8 +1,10 @@
 //! The `serving` experiment kind: a model served by a system (`[system]` file: where weights and
 //! KV cache live, which unit runs which Einsums, what is read selectively, what overlaps) on an
 //! architecture, per batch: prefill, the decode step, tokens/s, where the time goes, and the
-//! ratios a paper reports between systems. InstInfer's four systems are presets.
+//! ratios a paper reports between systems (references that select rows by their columns, so
+//! nothing here names a system). InstInfer's four systems are presets.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use strata_mappings::system::System;
@@ -86,7 +88,7 @@ impl Kind for Serving {
                 })?;
             }
         }
-        Ok(())
+        check_references(x, &self.columns(x))
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         point(x, p)
@@ -169,27 +171,58 @@ fn fastest(rows: &[Row]) -> String {
     s
 }
 
-/// The ratios InstInfer reports, from the rows (`None` where a row is missing).
-fn ratio(rows: &[Row], quantity: &str) -> Option<f64> {
-    let tps = |sys: &str, batch: u64, csds: u64| {
-        rows.iter()
-            .find(|r| r.s("system") == sys && r.f("batch") as u64 == batch && r.f("kv_devices") as u64 == csds)
-            .map(|r| r.f("tokens_per_s"))
+/// A reference ratio: `of` over `over`, each the largest `ratio` column among the rows that
+/// match every key the side gives (one row when the keys pin a point; the best over the rest,
+/// e.g. over batches, otherwise). `None` where no row matches.
+fn ratio(rows: &[Row], reference: &BTreeMap<String, toml::Value>) -> Option<f64> {
+    let column = reference.get("ratio")?.as_str()?;
+    let side = |key: &str| {
+        let keys = reference.get(key)?.as_table()?;
+        rows.iter().filter(|r| keys.iter().all(|(k, v)| matches(r, k, v))).map(|r| r.f(column)).reduce(f64::max)
     };
-    let best = |sys: &str| {
-        rows.iter()
-            .filter(|r| r.s("system") == sys && r.f("kv_devices") as u64 == 1)
-            .map(|r| r.f("tokens_per_s"))
-            .reduce(f64::max)
-    };
-    match quantity {
-        "insta_over_flexgen_bs64" => Some(tps("insta", 64, 1)? / tps("flexgen-ssd", 64, 1)?),
-        "sparf_over_flexgen_best" => Some(best("insta-sparf")? / best("flexgen-ssd")?),
-        "sparf_over_insta_bs256" => Some(tps("insta-sparf", 256, 1)? / tps("insta", 256, 1)?),
-        "insta_scaling_1_to_20" => Some(tps("insta", 256, 20)? / tps("insta", 256, 1)?),
-        "sparf_scaling_1_to_20" => Some(tps("insta-sparf", 256, 20)? / tps("insta-sparf", 256, 1)?),
-        _ => None,
+    Some(side("of")? / side("over")?)
+}
+
+/// Whether row `r`'s cell `k` is `v` (a string as written, a number by value).
+fn matches(r: &Row, k: &str, v: &toml::Value) -> bool {
+    match v {
+        toml::Value::String(s) => r.s(k) == *s,
+        toml::Value::Integer(i) => r.f(k) == *i as f64,
+        toml::Value::Float(f) => r.f(k) == *f,
+        _ => false,
     }
+}
+
+/// Every reference is a ratio of a column between two row selections that name columns.
+fn check_references(x: &Experiment, columns: &[String]) -> CliResult<()> {
+    for (i, reference) in x.spec.reference.iter().enumerate() {
+        let at = |k: &str| x.at(&format!("experiment.reference[{i}]{k}"));
+        let bad = |k: &str, why: String| CliError::input(format!("{}: {why}", at(k)));
+        for key in reference.keys() {
+            if !["quantity", "ratio", "of", "over", "value"].contains(&key.as_str()) {
+                return Err(bad(
+                    &format!(".{key}"),
+                    "is not a key of a reference (quantity, ratio, of, over, value)".into(),
+                ));
+            }
+        }
+        let column = reference.get("ratio").and_then(|v| v.as_str()).unwrap_or_default();
+        if !columns.iter().any(|c| c == column) {
+            return Err(bad(".ratio", format!("must name a column ({})", columns.join(", "))));
+        }
+        if !reference.get("value").is_some_and(|v| v.as_float().or(v.as_integer().map(|i| i as f64)).is_some()) {
+            return Err(bad(".value", "must be the paper's number".into()));
+        }
+        for side in ["of", "over"] {
+            let Some(keys) = reference.get(side).and_then(|v| v.as_table()) else {
+                return Err(bad(&format!(".{side}"), "must be a table of column = value".into()));
+            };
+            if let Some(k) = keys.keys().find(|k| !columns.contains(k)) {
+                return Err(bad(&format!(".{side}.{k}"), "is not a column".into()));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
@@ -218,7 +251,8 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         s += "\n## Reference points (paper, never used to compute results)\n\n| quantity | Strata | paper | error |\n|---|---:|---:|---:|\n";
         for reference in &spec.reference {
             let q = reference.get("quantity").and_then(|v| v.as_str()).unwrap_or_default();
-            let (Some(want), Some(got)) = (reference.get("value").and_then(|v| v.as_float()), ratio(rows, q)) else {
+            let want = reference.get("value").and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+            let (Some(want), Some(got)) = (want, ratio(rows, reference)) else {
                 continue;
             };
             let _ = writeln!(s, "| {q} | {got:.2} | {want} | {:+.1}% |", 100.0 * (got / want - 1.0));
