@@ -210,7 +210,7 @@ fn check_references(x: &Experiment, columns: &[String]) -> CliResult<()> {
         if !columns.iter().any(|c| c == column) {
             return Err(bad(".ratio", format!("must name a column ({})", columns.join(", "))));
         }
-        if !reference.get("value").is_some_and(|v| v.as_float().or(v.as_integer().map(|i| i as f64)).is_some()) {
+        if !reference.get("value").is_some_and(|v| v.is_float() || v.is_integer()) {
             return Err(bad(".value", "must be the paper's number".into()));
         }
         for side in ["of", "over"] {
