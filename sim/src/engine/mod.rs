@@ -6,9 +6,12 @@
 //!
 //! Models: [`dram`] (a DRAM/HBM channel controller with bank state, FR-FCFS, reads, writes and
 //! refresh), [`nand`] (a flash drive: channels, dies, planes, reads, programs and erases,
-//! command and transfer timing, a controller) and [`tiles`] (a mapping lowered to a tile task
-//! graph over compute units, memories and links).
+//! command and transfer timing, a controller), [`device`] (the one interface through which the
+//! other engines read memories: a drive, DRAM channels or a port serving a request pattern),
+//! [`tiles`] (a mapping lowered to a tile task graph over compute units, memories and links) and
+//! [`step`] (a model step of a system over an architecture's devices).
 
+pub mod device;
 pub mod dram;
 pub mod nand;
 pub mod step;

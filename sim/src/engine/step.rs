@@ -21,7 +21,7 @@
 //! about 70 ms to write and read its activations and attention scores once over GDDR6), and a
 //! mapping that keeps tiles on chip moves less. The mapper, not this engine, tiles a unit's work.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use strata_arch::{Arch, LevelId, UnitId};
 use strata_mappings::point_ops;
@@ -29,8 +29,7 @@ use strata_mappings::system::{Block, EinsumClass, ReadPattern, Selection, System
 use strata_workloads::einsum::TensorId;
 use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
 
-use super::EngineError;
-use super::nand::{self, Timing};
+use super::{EngineError, device};
 
 /// Why a step could not be run: bad input (`key` names the system, arch or run key) or a NAND
 /// simulation over its event budget.
@@ -116,9 +115,8 @@ pub struct RunReport {
     pub held: BTreeMap<String, f64>,
 }
 
-/// Requests simulated to measure a read pattern's steady bandwidth, over a span of the drive.
+/// Most requests simulated to measure a read pattern's rate (a layer's burst is often fewer).
 const SAMPLE: u64 = 4096;
-const SPAN: u64 = 64 << 30;
 
 /// Per Einsum: linear (reads a weight: the FFN's after attention's output projection),
 /// attention (reads the cache, or what such an Einsum produced, before the next weight), or
@@ -185,14 +183,6 @@ struct Engine<'a> {
     kv_read: Option<f64>,
     /// Bytes each memory holds once placed.
     held: BTreeMap<LevelId, f64>,
-}
-
-/// Drive bandwidths measured on the NAND engine, by what was measured (the drive's whole
-/// organisation, block, queue, scattered or not): a pure function of its key, kept for the
-/// process so that a sweep measures each drive and pattern once.
-fn drive_bandwidths() -> &'static std::sync::Mutex<HashMap<String, f64>> {
-    static DRIVES: std::sync::OnceLock<std::sync::Mutex<HashMap<String, f64>>> = std::sync::OnceLock::new();
-    DRIVES.get_or_init(Default::default)
 }
 
 /// A read or write between devices: bytes over the links of a path.
@@ -285,26 +275,29 @@ impl<'a> Engine<'a> {
     ) -> Result<f64, StepError> {
         let level = self.arch.level(l);
         let copies = self.copies(l);
-        if let (Some(org), Some(p)) = (&level.nand, pattern) {
-            let block = match p.block {
-                Block::Page => org.page_bytes.0,
-                Block::Bytes(b) => b,
-            };
-            let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
-            let org =
-                if outside { org.clone() } else { strata_arch::arch::NandOrg { host_bandwidth: None, ..org.clone() } };
-            let key = format!("{org:?} {block} {} {scattered} {requests}", p.queue);
-            if let Some(&bw) = drive_bandwidths().lock().expect("lock").get(&key) {
-                return Ok(bw * copies);
+        let port = level.port_bandwidth.map(|b| b * self.arch.clock.0);
+        let located = |e: EngineError| match e {
+            EngineError::Config { key, reason } => {
+                err(format!("arch.levels.{}", level.name), format!("{key}: {reason}"))
             }
-            let t = Timing::of(&org).map_err(|e| err(format!("arch.levels.{}.nand", level.name), e.to_string()))?;
-            let reqs =
-                if scattered { nand::random(block, requests, SPAN, 5) } else { nand::sequential(block, requests) };
-            let bw = nand::run(&t, &reqs, p.queue, self.budget)?.bandwidth();
-            drive_bandwidths().lock().expect("lock").insert(key, bw);
-            return Ok(bw * copies);
-        }
-        Ok(level.port_bandwidth.map_or(f64::INFINITY, |b| b * self.arch.clock.0) * copies)
+            e => e.into(),
+        };
+        let pattern = match (pattern, &level.nand, &level.dram) {
+            (Some(p), nand, _) => {
+                let block = match (p.block, nand) {
+                    (Block::Page, Some(org)) => org.page_bytes.0,
+                    (Block::Page, None) => 4096,
+                    (Block::Bytes(b), _) => b,
+                };
+                let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
+                device::Pattern { block, queue: p.queue, scattered, requests }
+            }
+            // Unsaid: a DRAM streams; a drive serves its sheet's bandwidth.
+            (None, None, Some(org)) => device::Channels::stream(org).map_err(located)?,
+            (None, ..) => return Ok(port.unwrap_or(f64::INFINITY) * copies),
+        };
+        let d = device::of(level, port, outside);
+        Ok(device::rate(&*d, &pattern, self.budget).map_err(located)? * copies)
     }
 
     /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
@@ -635,6 +628,8 @@ impl<'a> Engine<'a> {
                         }
                         _ => home,
                     };
+                    // The class's pattern is how its home is read; a load memory streams.
+                    let (pattern, scattered) = if from == home { (pattern, scattered) } else { (None, false) };
                     let read =
                         Read { bytes: bytes * read_share * part, pattern, scattered, burst: burst(read_share, part) };
                     let bw = self.read(from, at, &read, attention, &mut s, r, times)?;
@@ -904,6 +899,7 @@ impl Engine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::nand::Timing;
     use proptest::prelude::*;
 
     fn arch(csds: u64) -> Arch {
@@ -1085,6 +1081,26 @@ mod tests {
         assert!(close(d.load_seconds, 4.0 * 0.024 * ffn / 1008e9));
         // Memory-bound: the GPU's stages last as long as GDDR serves what they read.
         assert!((d.stage_seconds / (d.tiers["GDDR"] / 1008e9) - 1.0).abs() < 1e-6, "{d:?}");
+    }
+
+    /// A memory with a DRAM organisation serves the step through the device interface: the
+    /// memory-bound GPU's stages last as long as GDDR's bytes take at the channel engine's
+    /// sustained share of its peak on a stream, not at the peak.
+    #[test]
+    fn dram_organisations_set_the_memorys_rate() {
+        let ddr = "[arch.levels.dram]\nstandard = \"DDR4-3200\"\nchannels = 12\nbank_groups = 4\nbanks_per_group = 4\nrows = 65536\nrow_bytes = \"8 KiB\"\nbus_bits = 64\nt_ck = \"0.625 ns\"\ntiming = { BL = 8, nBL = 4, CL = 22, tRCD = 22, tRP = 22, tRAS = 52, tRC = 74, tCCD_S = 4, tCCD_L = 8, tRRD_S = 4, tRRD_L = 8, tFAW = 34, tRFC = 560, tREFI = 12480 }\n";
+        let text = strata_arch::presets::text("rtx4090-host")
+            .unwrap()
+            .replace("read_energy = \"15 pJ\"          # estimate\n", &format!("read_energy = \"15 pJ\"\n{ddr}"));
+        let a = Arch::from_toml(&text).unwrap();
+        let org = a.level(a.level_id("GDDR").unwrap()).dram.clone().unwrap();
+        let sys = System::from_toml(preset("flash-windowing-4090"), &a).unwrap();
+        let d = simulate(&a, &opt67(), &sys, TOKEN, 1 << 28).unwrap().decode;
+        let gddr = a.level(a.level_id("GDDR").unwrap());
+        let channels = device::Channels { org: org.clone(), peak: gddr.port_bandwidth.unwrap() * a.clock.0 };
+        let rate = device::rate(&channels, &device::Channels::stream(&org).unwrap(), 1 << 24).unwrap();
+        assert!(rate < 0.99 * 1008e9, "{rate}");
+        assert!((d.stage_seconds / (d.tiers["GDDR"] / rate) - 1.0).abs() < 1e-6, "{d:?} at {rate}");
     }
 
     /// Bad neuron selections and load memories are located errors.

@@ -36,7 +36,7 @@ use strata_mappings::{CascadeMapping, EinsumNest, Node};
 use strata_workloads::Cascade;
 use strata_workloads::einsum::TensorId;
 
-use super::{EngineError, Queue, Time};
+use super::{EngineError, Queue, Time, device};
 use crate::evaluate::{Evaluation, evaluate};
 
 /// How memories time a transfer.
@@ -269,17 +269,16 @@ impl Machine<'_> {
     }
 }
 
-/// Bytes per second each level with a `[dram]` organisation sustains: its bandwidth times the
-/// efficiency one of its channels reaches on a long sequential stream.
+/// Bytes per second each level with a `[dram]` organisation sustains: through the device
+/// interface, its bandwidth times the share of its peak one of its channels reaches on a long
+/// sequential stream of single bursts, 32 outstanding.
 fn sustained(arch: &Arch) -> Result<BTreeMap<LevelId, f64>, EngineError> {
     let mut out = BTreeMap::new();
     for (i, l) in arch.levels.iter().enumerate() {
         let (Some(org), Some(bw)) = (&l.dram, l.read_bandwidth) else { continue };
-        let one = strata_arch::arch::DramOrg { channels: 1, ..org.clone() };
-        let t = super::dram::Timing::of(&one)?;
-        let s = super::dram::run(&t, &super::dram::sequential(&t, 20_000), 32, 1 << 24)?;
-        let efficiency = (s.bandwidth() / t.peak_bandwidth()).min(1.0);
-        out.insert(LevelId(i), efficiency * bw * arch.clock.0 * l.instances() as f64);
+        let peak = bw * arch.clock.0 * l.instances() as f64;
+        let stream = device::Channels::stream(org)?;
+        out.insert(LevelId(i), device::rate(&device::Channels { org: org.clone(), peak }, &stream, 1 << 24)?);
     }
     Ok(out)
 }
