@@ -597,7 +597,7 @@ fn cambricon_llm_reproduction_and_bad_input() {
     let dir = std::env::temp_dir().join(format!("strata-cambricon-{}", std::process::id()));
     let o = strata(&["run", "cambricon-llm", "--out", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // The results written before the experiment kinds moved onto one trait, byte for byte.
+    // The results since Cambricon-LLM moved onto the one system model, byte for byte.
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/golden/cambricon-llm.csv");
     assert_eq!(std::fs::read(dir.join("results.csv")).unwrap(), std::fs::read(golden).unwrap());
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
@@ -641,7 +641,7 @@ fn cambricon_llm_reproduction_and_bad_input() {
     )
     .unwrap();
     for (from, to, expect) in [
-        ("capacity = \"1 TB\"", "capacity = \"1 GB\"", "do not fit the flash"),
+        ("capacity = \"1 TB\"", "capacity = \"1 GB\"", "system.placement.weights: 6.6 GB do not fit Flash"),
         ("channels = 8\n", "channels = 0\n", "channels: must be positive"),
     ] {
         assert!(s.contains(from), "{from}");
@@ -658,7 +658,7 @@ fn cambricon_llm_reproduction_and_bad_input() {
 #[test]
 fn cambricon_scaling_stops_where_the_paper_says() {
     let toml = "[experiment]\nname = \"scal\"\nkind = \"flash-compute\"\noutput = \"x\"\n[experiment.sweep]\n\
-                arch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nvariant = [\"full\"]\n\
+                arch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nsystem = [\"cambricon\"]\n\
                 channels = [1, 8, 64]\nchips_per_channel = [4, 64, 128]\n";
     let f = file("scal.toml", toml);
     let dir = std::env::temp_dir().join(format!("strata-scal-{}", std::process::id()));

@@ -225,7 +225,7 @@ fn every_kind_resumes() {
         ),
         (
             "fc.toml",
-            "[experiment]\nname = \"fc\"\nkind = \"flash-compute\"\n[experiment.sweep]\narch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nvariant = [\"full\"]\nchannels = [2]\n",
+            "[experiment]\nname = \"fc\"\nkind = \"flash-compute\"\n[experiment.sweep]\narch = [\"cambricon-llm-s\"]\nmodel = [\"opt-6.7b\"]\nsystem = [\"cambricon\"]\nchannels = [2]\n",
         ),
     ];
     let mut names: Vec<String> = ["llm-in-a-flash", "flexgen", "flash-io"].map(String::from).to_vec();

@@ -181,19 +181,18 @@ pub fn run(seconds: f64) -> CliResult<String> {
         );
     }
     // In-flash compute: one decode step, every GeMV split on the timing (a bisection of runs).
-    let (_, s) = crate::flash_compute::system("cambricon-llm-s")?;
+    let arch = crate::eval::arch("cambricon-llm-s")?;
+    let sys = strata_mappings::system::System::from_toml(
+        strata_mappings::system::preset("cambricon").expect("preset"),
+        &arch,
+    )
+    .map_err(|e| CliError::spec("preset cambricon", &e))?;
     let m = crate::run::model("opt-6.7b")?;
-    let knobs = crate::flash_compute::Knobs {
-        context: 1024,
-        tile: crate::flash_compute::TileChoice::Aware,
-        split: crate::flash_compute::Split::Balanced,
-        slicing: true,
-        slices: 4,
-        ecc: true,
-        budget: u64::MAX,
-    };
-    let (_, events, runs) =
-        event_rate(budget, || crate::flash_compute::simulate(&s, black_box(&m), &knobs), |o| o.token.events)?;
+    let (_, events, runs) = event_rate(
+        budget,
+        || crate::flash_compute::simulate(&arch, &sys, black_box(&m), 1024, u64::MAX),
+        |o| o.events,
+    )?;
     let _ = writeln!(
         out,
         "cycle-approximate engine, one thread, Cambricon-LLM S decoding OPT-6.7B (balanced splits):  {events:>12.0} events/s ({runs:.1} tokens/s simulated)"

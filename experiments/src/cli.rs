@@ -257,25 +257,29 @@ enum Command {
         /// Architecture preset or file with a NAND level, per-die cores and an NPU.
         #[arg(long, default_value = "cambricon-llm-s")]
         arch: String,
+        /// System preset or file: where weights and cache live, which Einsums the drive's cores
+        /// take with which split, the read-compute policies. The flags below override it.
+        #[arg(long, default_value = "cambricon")]
+        system: String,
         #[arg(long, default_value = "opt-6.7b")]
         model: String,
         /// Tokens in the KV cache (1 to 2²⁴).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
         context: u64,
         /// Request tiles: `aware` (least channel traffic), `naive`, or HxW such as 256x2048.
-        #[arg(long, default_value = "aware")]
-        tile: String,
+        #[arg(long)]
+        tile: Option<String>,
         /// How each GeMV is split between read-compute and normal reads: `balanced` (where both
         /// finish together, on the simulated timing), `alpha` (the paper's α), or a share of weight
         /// bytes in flash within 0 and 1.
-        #[arg(long, default_value = "balanced")]
-        split: String,
+        #[arg(long)]
+        split: Option<String>,
         /// Turn Slice Control off (first come, first served at page granularity).
         #[arg(long)]
         no_slicing: bool,
         /// Slices per normal page read (1 to 64).
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-        slices: u64,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+        slices: Option<u64>,
         /// Turn the on-die outlier ECC off.
         #[arg(long)]
         no_ecc: bool,
@@ -387,9 +391,10 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
         }
-        Command::FlashCompute { arch, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
+        Command::FlashCompute { arch, system, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
             flash_compute::run(&flash_compute::Args {
                 arch,
+                system,
                 model,
                 context,
                 tile,

@@ -37,11 +37,6 @@ impl CliError {
 
     /// A flash-system error with `what` in front: an exceeded event budget is a run-time
     /// failure, anything else bad input.
-    pub fn flash(what: &str, e: &strata_sim::flash_compute::FlashError) -> Self {
-        let message = format!("{what}: {e}");
-        if e.budget_exceeded { CliError::runtime(message) } else { CliError::input(message) }
-    }
-
     /// A spec error located in a file (or a preset, named as `preset NAME`).
     pub fn spec(source: &str, e: &SpecError) -> Self {
         CliError::input(format!("{source}: {e}"))

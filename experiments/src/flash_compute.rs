@@ -1,12 +1,18 @@
-//! `strata flash-compute`: LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM):
-//! tokens/s, each GeMV's time and channel use, the tile and flash/NPU split the timing gives.
+//! `strata flash-compute` and the `flash-compute` kind: LLM decode on an NPU + in-flash-compute
+//! machine (Cambricon-LLM) through the one system model: an architecture, a system file whose
+//! linear Einsums are split between the drive's cores and the NPU (the design and its ablations
+//! are system presets), the step engine running each GeMV on the NAND engine's read-compute
+//! model. Tokens/s, each GeMV's time and channel use, the tile and the flash/NPU split.
 
 use std::fmt::Write as _;
 
 use strata_arch::Arch;
+use strata_arch::arch::NandOrg;
 use strata_mappings::flash_tiling::{self, Tile};
-use strata_sim::flash_compute::{self, Options, System, Tiling, Token};
-use strata_workloads::Model;
+use strata_mappings::system::{Share, System, TileChoice};
+use strata_sim::engine::device;
+use strata_sim::engine::step::{self, StepReport};
+use strata_workloads::{Model, Phase};
 
 use crate::error::{CliError, CliResult};
 use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
@@ -14,295 +20,225 @@ use crate::kind::{Axis, Kind, Values, optional, required};
 
 pub struct Args {
     pub arch: String,
+    pub system: String,
     pub model: String,
     pub context: u64,
-    pub tile: String,
-    pub split: String,
+    pub tile: Option<String>,
+    pub split: Option<String>,
     pub no_slicing: bool,
-    pub slices: u64,
+    pub slices: Option<u64>,
     pub no_ecc: bool,
     pub max_events: u64,
 }
 
-/// How requests are tiled: `aware` (the least channel traffic per GeMV), `naive`, or `HxW`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TileChoice {
-    Aware,
-    Naive,
-    Fixed(Tile),
-}
-
-pub fn tile_choice(s: &str) -> CliResult<TileChoice> {
-    match s {
-        "aware" => Ok(TileChoice::Aware),
-        "naive" => Ok(TileChoice::Naive),
-        _ => {
-            let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok());
-            let mut it = s.split(['x', '×']);
-            match (parse(it.next()), parse(it.next()), it.next()) {
-                (Some(h), Some(w), None) => Ok(TileChoice::Fixed(Tile { h, w })),
-                _ => Err(CliError::input(format!("tile: `{s}` is not `aware`, `naive` or HxW (e.g. 256x2048)"))),
-            }
+/// `arch` with its first NAND level's organisation resized where `channels` or `chips` is
+/// non-zero (each die keeps its core: the cores' per-die rate is the unit's over its instances).
+fn machine(arch: &Arch, channels: u64, chips: u64) -> Arch {
+    let mut a = arch.clone();
+    if let Some(l) = a.levels.iter_mut().find(|l| l.nand.is_some()) {
+        let org = l.nand.as_mut().expect("found");
+        if channels > 0 {
+            org.channels = channels;
+        }
+        if chips > 0 {
+            org.chips_per_channel = chips;
         }
     }
+    a
 }
 
-pub fn system(arch: &str) -> CliResult<(Arch, System)> {
-    let a = crate::eval::arch(arch)?;
-    let s = System::from_arch(&a).map_err(|e| CliError::input(format!("{arch}: {e}")))?;
-    Ok((a, s))
-}
-
-/// How each GeMV's weights are split between read-compute and normal reads.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Split {
-    /// Where the two sides finish together, found on the simulated timing.
-    Balanced,
-    /// The share of weight bytes the paper's α gives (§V), for every GeMV.
-    Alpha,
-    /// A given share of weight bytes.
-    Fixed(f64),
-}
-
-pub fn split_choice(s: &str) -> CliResult<Split> {
-    match s {
-        "balanced" => Ok(Split::Balanced),
-        "alpha" => Ok(Split::Alpha),
-        _ => match s.parse::<f64>() {
-            Ok(f) if (0.0..=1.0).contains(&f) => Ok(Split::Fixed(f)),
-            _ => Err(CliError::input(format!("--split: `{s}` is not `balanced`, `alpha` or a share within 0 and 1"))),
-        },
-    }
-}
-
-/// What one configuration does: the token, the tile of the first GeMV, its α, the share of
-/// weight bytes α gives, and the share the token's GeMVs put in flash.
+/// What one decode token does on a system with a read-compute split.
 pub struct Outcome {
-    pub token: Token,
+    pub step: StepReport,
+    /// The tile of a GeMV over the model's width (`None`: naive tiles, or no split), its α
+    /// and the share of weight bytes α gives.
     pub tile: Option<Tile>,
     pub alpha: f64,
     pub alpha_share: f64,
+    /// The share of the token's weight bytes read-computed in flash.
     pub share: f64,
+    /// Time-weighted share of the channels' time spent carrying data during the GeMVs.
+    pub data_utilisation: f64,
+    /// GeMV events simulated.
+    pub events: u64,
 }
 
-/// The knobs of one configuration.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Knobs {
-    pub context: u64,
-    pub tile: TileChoice,
-    pub split: Split,
-    pub slicing: bool,
-    pub slices: u64,
-    pub ecc: bool,
-    pub budget: u64,
-}
-
-/// Runs a model's decode step. With a balanced split each GeMV is split where its two sides
-/// finish together (whole requests in flash, the rest to the NPU): the controller splits each
-/// matrix knowing its shape and the timing.
-pub fn simulate(s: &System, m: &Model, k: &Knobs) -> CliResult<Outcome> {
-    let tile_of = |cols: u64| match k.tile {
-        TileChoice::Aware => Some(flash_tiling::aware_tile(&s.nand, s.elem_bytes, cols, s.core_buffer_bytes)),
-        TileChoice::Fixed(t) => Some(t),
-        TileChoice::Naive => None,
-    };
-    if let TileChoice::Fixed(t) = k.tile {
-        t.check(&s.nand, s.elem_bytes).map_err(|e| CliError::input(format!("--tile: {e}")))?;
+/// One decode token of `m` at `context` tokens of cache, run by the step engine.
+pub fn simulate(a: &Arch, sys: &System, m: &Model, context: u64, budget: u64) -> CliResult<Outcome> {
+    let step = step::step(a, m, sys, Phase::Decode { context }, 1, budget)
+        .map_err(|e| crate::serving::step_error(&format!("{}, {}, {}", a.name, m.name, sys.name), &e))?;
+    let (mut flash, mut all, mut busy, mut span, mut events) = (0.0, 0.0, 0.0, 0.0, 0);
+    for g in &step.gemvs {
+        flash += g.gemv.flash_bytes as f64 * g.times;
+        all += (g.gemv.flash_bytes + g.gemv.npu_bytes) as f64 * g.times;
+        busy += g.gemv.data_utilisation * g.gemv.seconds * g.times;
+        span += g.gemv.seconds * g.times;
+        events += g.gemv.events;
     }
-    let first = tile_of(m.d_model);
-    let reference =
-        first.unwrap_or_else(|| flash_tiling::aware_tile(&s.nand, s.elem_bytes, m.d_model, s.core_buffer_bytes));
-    let alpha = flash_tiling::alpha(&s.nand, reference);
-    let alpha_share = flash_tiling::flash_share(&s.nand, s.elem_bytes, reference);
-    let mut gemv_of = |rows: u64, cols: u64| {
-        let tiling = tile_of(cols).map_or(Tiling::Naive, Tiling::Broadcast);
-        let o = Options { tiling, flash_share: alpha_share, slicing: k.slicing, slices: k.slices, ecc: k.ecc };
-        match k.split {
-            Split::Balanced => flash_compute::balanced(s, &o, rows, cols, k.budget),
-            Split::Alpha => flash_compute::gemv(s, &o, rows, cols, k.budget),
-            Split::Fixed(f) => flash_compute::gemv(s, &Options { flash_share: f, ..o }, rows, cols, k.budget),
+    let (tile, alpha, alpha_share) = match sys.assign.iter().find_map(|x| x.split.map(|_| x.unit)) {
+        Some(core) => {
+            let level = a.level(a.unit(core).level);
+            let nand = a.level(level.parent.expect("checked by the system")).nand.clone().expect("checked");
+            let e = sys.bytes_per_element.unwrap_or(m.bytes_per_element);
+            let buffer = level.capacity.map_or(u64::MAX, |c| c.0);
+            let tile = match sys.read_compute.tile {
+                TileChoice::Aware => Some(flash_tiling::aware_tile(&nand, e, m.d_model, buffer)),
+                TileChoice::Fixed(t) => Some(t),
+                TileChoice::Naive => None,
+            };
+            let reference = tile.unwrap_or_else(|| flash_tiling::aware_tile(&nand, e, m.d_model, buffer));
+            (tile, flash_tiling::alpha(&nand, reference), flash_tiling::flash_share(&nand, e, reference))
         }
+        None => (None, 0.0, 0.0),
     };
-    let token = flash_compute::decode(s, m, k.context, &mut gemv_of).map_err(|e| CliError::flash(&m.name, &e))?;
-    let bytes = |f: &dyn Fn(&flash_compute::Gemv) -> u64| {
-        m.layers * token.gemvs.iter().map(|(_, g)| f(g)).sum::<u64>() + f(&token.lm_head)
-    };
-    let share = bytes(&|g| g.flash_bytes) as f64 / bytes(&|g| g.flash_bytes + g.npu_bytes).max(1) as f64;
-    Ok(Outcome { token, tile: first, alpha, alpha_share, share })
+    Ok(Outcome {
+        tile,
+        alpha,
+        alpha_share,
+        share: if all > 0.0 { flash / all } else { 0.0 },
+        data_utilisation: if span > 0.0 { busy / span } else { 0.0 },
+        events,
+        step,
+    })
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
-    let (arch, s) = system(&a.arch)?;
+    let arch = crate::eval::arch(&a.arch)?;
     let m = crate::run::model(&a.model)?;
     if a.context == 0 {
         return Err(CliError::input("--context: must be at least 1"));
     }
-    let choice = tile_choice(&a.tile)?;
-    if a.slices == 0 {
-        return Err(CliError::input("--slices: must be at least 1"));
+    let (text, source) = crate::load::preset_or_file(&a.system, "a system", strata_mappings::system::PRESETS)?;
+    let mut sys =
+        System::from_toml(&text, &arch).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))?;
+    // The flags override the system's policies: written as the system file would say them.
+    let mut policy = String::from("[system.read_compute]\n");
+    if let Some(t) = &a.tile {
+        policy += &format!("tile = \"{t}\"\n");
     }
-    let knobs = Knobs {
-        context: a.context,
-        tile: choice,
-        split: split_choice(&a.split)?,
-        slicing: !a.no_slicing,
-        slices: a.slices,
-        ecc: !a.no_ecc,
-        budget: a.max_events,
-    };
-    let out = simulate(&s, &m, &knobs)?;
-    let t = &out.token;
-    let n = &s.nand;
+    if let Some(n) = a.slices {
+        policy += &format!("slices = {n}\n");
+    }
+    let flags = System::from_toml(
+        &format!(
+            "[system]\nname = \"flags\"\n[system.placement]\nweights = {{ in = [\"{0}\"] }}\nkv_cache = {{ in = [\"{0}\"] }}\n[[system.assign]]\neinsums = \"*\"\nunit = \"{1}\"\n{policy}",
+            arch.levels[0].name, arch.units[0].name
+        ),
+        &arch,
+    )
+    .map_err(|e| CliError::input(format!("--tile/--slices: {}", e.to_string().replace("system.read_compute.", ""))))?;
+    if a.tile.is_some() {
+        sys.read_compute.tile = flags.read_compute.tile;
+    }
+    if a.slices.is_some() {
+        sys.read_compute.slices = flags.read_compute.slices;
+    }
+    sys.read_compute.slice_control &= !a.no_slicing;
+    sys.read_compute.ecc &= !a.no_ecc;
+    if let Some(split) = &a.split {
+        let share = match split.as_str() {
+            "balanced" => Share::Balanced,
+            "alpha" => Share::Alpha,
+            s => match s.parse::<f64>() {
+                Ok(f) if (0.0..=1.0).contains(&f) => Share::Fixed(f),
+                _ => {
+                    return Err(CliError::input(format!(
+                        "--split: `{s}` is not `balanced`, `alpha` or a share within 0 and 1"
+                    )));
+                }
+            },
+        };
+        for x in sys.assign.iter_mut() {
+            if let Some(sp) = x.split.as_mut() {
+                sp.share = share;
+            }
+        }
+    }
+    let out = simulate(&arch, &sys, &m, a.context, a.max_events)?;
+    let d = &out.step;
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{} on {}: {} channels × {} chips × {} dies ({} cores), {} KiB pages, tR {:.0} µs, {:.1} GB/s per channel",
-        m.name,
-        arch.name,
-        n.channels,
-        n.chips_per_channel,
-        n.dies_per_chip,
-        s.cores(),
-        n.page_bytes.0 >> 10,
-        n.t_read.0 * 1e6,
-        n.channel_bandwidth.0 / 1e9
-    );
+    if let Some(n) = arch.levels.iter().find_map(|l| l.nand.as_ref()) {
+        let _ = writeln!(
+            o,
+            "{} on {} ({}): {} channels × {} chips × {} dies, {} KiB pages, tR {:.0} µs, {:.1} GB/s per channel",
+            m.name,
+            arch.name,
+            sys.name,
+            n.channels,
+            n.chips_per_channel,
+            n.dies_per_chip,
+            n.page_bytes.0 >> 10,
+            n.t_read.0 * 1e6,
+            n.channel_bandwidth.0 / 1e9
+        );
+    }
     let tile = out.tile.map_or("naive (whole rows per page, no broadcast)".to_string(), |t| format!("{}×{}", t.h, t.w));
     let _ = writeln!(
         o,
         "  tile {tile}; α (read-compute share of requests) {:.3}, which puts {:.3} of the weight bytes in flash",
         out.alpha, out.alpha_share,
     );
-    let how = match knobs.split {
-        Split::Balanced => "each GeMV balanced on the timing",
-        Split::Alpha => "α's share in every GeMV",
-        Split::Fixed(_) => "a fixed share",
-    };
-    let _ = writeln!(o, "  split: {how}; share of weight bytes in flash {:.3}", out.share);
+    let p = sys.read_compute;
     let _ = writeln!(
         o,
-        "  slicing {}, outlier ECC {} ({} B per page), context {} tokens",
-        if a.no_slicing { "off" } else { "on" },
-        if a.no_ecc { "off" } else { "on" },
-        s.ecc_bytes(),
+        "  share of weight bytes in flash {:.3}; Slice Control {} ({} slices), outlier ECC {}, context {} tokens",
+        out.share,
+        if p.slice_control { "on" } else { "off" },
+        p.slices,
+        if p.ecc { "on" } else { "off" },
         a.context
     );
     let _ = writeln!(
         o,
-        "  {:<10} {:>12} {:>12} {:>14} {:>14}",
-        "GeMV", "rows × cols", "time (µs)", "channel data %", "in flash %"
+        "  {:<14} {:>12} {:>8} {:>12} {:>14} {:>12}",
+        "GeMV", "rows × cols", "times", "time (µs)", "channel data %", "in flash %"
     );
-    let shapes = flash_compute::layer_gemvs(&m);
-    for ((name, g), (_, r, c)) in t.gemvs.iter().zip(&shapes) {
+    for g in &d.gemvs {
+        let total = (g.gemv.flash_bytes + g.gemv.npu_bytes).max(1) as f64;
         let _ = writeln!(
             o,
-            "  {name:<10} {:>12} {:>12.1} {:>14.1} {:>14.1}",
-            format!("{r}×{c}"),
-            g.seconds * 1e6,
-            100.0 * g.data_utilisation,
-            100.0 * g.flash_bytes as f64 / (g.flash_bytes + g.npu_bytes) as f64
+            "  {:<14} {:>12} {:>8} {:>12.1} {:>14.1} {:>12.1}",
+            g.einsums,
+            format!("{}×{}", g.rows, g.cols),
+            g.times,
+            g.gemv.seconds * 1e6,
+            100.0 * g.gemv.data_utilisation,
+            100.0 * g.gemv.flash_bytes as f64 / total
         );
     }
-    let _ = writeln!(o, "  {:<10} {:>12} {:>12.1}", "attention", "", t.attention_seconds * 1e6);
+    let _ = writeln!(o, "  attention over the cache: {:.2} ms per token", d.kv_seconds * 1e3);
     let _ = writeln!(
         o,
-        "  {:<10} {:>12} {:>12.1} {:>14.1}",
-        "lm-head",
-        format!("{}×{}", m.vocab, m.d_model),
-        t.lm_head.seconds * 1e6,
-        100.0 * t.lm_head.data_utilisation
-    );
-    let _ = writeln!(
-        o,
-        "  per token {:.2} ms ({} layers) → {:.2} tokens/s; channels carry data {:.1}% of the time; {} events",
-        t.seconds * 1e3,
+        "  per token {:.2} ms ({} layers) → {:.2} tokens/s; channels carry data {:.1}% of the GeMVs' time; {} events",
+        d.seconds * 1e3,
         m.layers,
-        t.tokens_per_s(),
-        100.0 * t.data_utilisation,
-        t.events
+        1.0 / d.seconds,
+        100.0 * out.data_utilisation,
+        out.events
     );
     Ok(o)
 }
 
-/// Variants an experiment compares: the full design and its ablations.
-pub const VARIANTS: [&str; 10] = [
-    "full",
-    "no-slicing",
-    "alpha-split",
-    "no-slicing-alpha",
-    "no-split",
-    "naive-tiles",
-    "tile-128x4096",
-    "tile-4096x128",
-    "tile-128x4096-alpha",
-    "tile-4096x128-alpha",
-];
-
-fn knobs(variant: &str, context: u64) -> CliResult<Knobs> {
-    let full = Knobs {
-        context,
-        tile: TileChoice::Aware,
-        split: Split::Balanced,
-        slicing: true,
-        slices: 4,
-        ecc: true,
-        budget: 500_000_000,
-    };
-    Ok(match variant {
-        "full" => full,
-        "no-slicing" => Knobs { slicing: false, ..full },
-        // The paper's own split (α for every GeMV), with and without Slice Control.
-        "alpha-split" => Knobs { split: Split::Alpha, ..full },
-        "no-slicing-alpha" => Knobs { split: Split::Alpha, slicing: false, ..full },
-        // §V off: every weight is read-computed in flash (prior in-flash compute), no split.
-        "no-split" => Knobs { split: Split::Fixed(1.0), ..full },
-        // Prior tiles as well: whole rows per page and no input broadcast.
-        "naive-tiles" => Knobs { split: Split::Fixed(1.0), tile: TileChoice::Naive, ..full },
-        "tile-128x4096" => Knobs { tile: TileChoice::Fixed(Tile { h: 128, w: 4096 }), ..full },
-        "tile-4096x128" => Knobs { tile: TileChoice::Fixed(Tile { h: 4096, w: 128 }), ..full },
-        // The paper's procedure: each tile with the α its own timing gives.
-        "tile-128x4096-alpha" => {
-            Knobs { tile: TileChoice::Fixed(Tile { h: 128, w: 4096 }), split: Split::Alpha, ..full }
-        }
-        "tile-4096x128-alpha" => {
-            Knobs { tile: TileChoice::Fixed(Tile { h: 4096, w: 128 }), split: Split::Alpha, ..full }
-        }
-        other => {
-            return Err(CliError::input(format!(
-                "experiment.sweep.variant: `{other}` is not one of {}",
-                VARIANTS.join(", ")
-            )));
-        }
-    })
-}
-
 /// FlexGen-SSD, the paper's baseline: an A100 with every weight on an NVMe SSD, streamed layer
 /// by layer with loading and compute overlapped, so a token takes the weights' read time. The
-/// SSD is the engine's `tlc-client` drive on 1 MiB sequential reads at queue depth 32.
-pub fn flexgen_ssd_tokens_per_s(s: &System, m: &Model) -> CliResult<f64> {
-    use std::sync::OnceLock;
-    use strata_arch::arch::NandOrg;
-    use strata_sim::engine::nand;
-    // The drive's rate is the same for every point: simulate it once per process.
-    static RATE: OnceLock<Result<f64, String>> = OnceLock::new();
-    let rate = RATE.get_or_init(|| {
-        let org = NandOrg::preset("tlc-client").expect("preset").map_err(|e| format!("tlc-client: {e}"))?;
-        let t = nand::Timing::of(&org).map_err(|e| e.to_string())?;
-        let st = nand::run(&t, &nand::sequential(1 << 20, 4096), 32, u64::MAX).map_err(|e| e.to_string())?;
-        Ok(st.bandwidth())
-    });
-    let rate = rate.clone().map_err(CliError::input)?;
-    Ok(rate / (m.params() * s.elem_bytes) as f64)
+/// SSD is the engine's `tlc-client` drive on 1 MiB sequential reads at queue depth 32, through
+/// the device interface.
+pub fn flexgen_ssd_tokens_per_s(m: &Model) -> CliResult<f64> {
+    let org =
+        NandOrg::preset("tlc-client").expect("preset").map_err(|e| CliError::input(format!("tlc-client: {e}")))?;
+    let stream = device::Pattern { block: 1 << 20, queue: 32, scattered: false, requests: 4096 };
+    let rate = device::rate(&device::Drive(org), &stream, u64::MAX).map_err(|e| CliError::engine("tlc-client", &e))?;
+    Ok(rate / m.weight_bytes() as f64)
 }
 
 /// The `flash-compute` experiment kind: LLM decode on an NPU + in-flash-compute machine
-/// (Cambricon-LLM) per architecture, model and variant (the full design or an ablation).
+/// (Cambricon-LLM) per architecture, model and system (the full design or an ablation).
 pub struct FlashCompute;
 
 const AXES: &[Axis] = &[
     required("arch", Values::Arch),
     required("model", Values::Model),
-    required("variant", Values::OneOf(&VARIANTS)),
+    required("system", Values::Text),
     optional("context", Values::Count),
     optional("channels", Values::Count),
     optional("chips_per_channel", Values::Count),
@@ -313,7 +249,7 @@ impl Kind for FlashCompute {
         "flash-compute"
     }
     fn about(&self) -> &'static str {
-        "LLM decode with in-flash compute (Cambricon-LLM) per architecture, model and variant"
+        "LLM decode with in-flash compute (Cambricon-LLM) per architecture, model and system file (the design or an ablation)"
     }
     fn axes(&self) -> &'static [Axis] {
         AXES
@@ -326,7 +262,7 @@ impl Kind for FlashCompute {
         [
             "arch",
             "model",
-            "variant",
+            "system",
             "context",
             "channels",
             "chips_per_channel",
@@ -345,26 +281,22 @@ impl Kind for FlashCompute {
         .map(String::from)
         .collect()
     }
+    /// Every system file against every architecture it runs on.
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for (i, v) in x.sweep.values("arch").into_iter().enumerate() {
-            let a = crate::kind::arch(x, v.as_str().unwrap_or_default(), None)?;
-            System::from_arch(&a)
-                .map_err(|e| CliError::input(format!("{}: {e}", x.at(&format!("experiment.sweep.arch[{i}]")))))?;
+        for ((_, a), (i, v)) in x.sweep.pairs("arch", "system") {
+            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+            crate::serving::system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
+                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
+            })?;
         }
         Ok(())
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         let a = crate::kind::arch(x, &p.text("arch"), Some(p))?;
+        let a = machine(&a, p.int("channels", 0), p.int("chips_per_channel", 0));
+        let sys = crate::serving::system(x, &p.text("system"), &a)?;
         let m = crate::kind::model(x, &p.text("model"), Some(p))?;
-        let mut rows = point(
-            &a,
-            &m,
-            &p.text("model"),
-            &p.text("variant"),
-            p.int("context", 1024),
-            p.int("channels", 0),
-            p.int("chips_per_channel", 0),
-        )?;
+        let mut rows = point(&a, &sys, &m, &p.text("model"), p.int("context", 1024))?;
         if x.spec.sweep.keys().any(|k| k.contains('.')) {
             for r in &mut rows {
                 r.cells.push(("design".into(), Cell::Text(p.design())));
@@ -380,43 +312,30 @@ impl Kind for FlashCompute {
     }
 }
 
-/// One point of a `flash-compute` experiment: an architecture (optionally with its channel or
-/// chip count replaced), a model and a variant.
-fn point(
-    a: &Arch,
-    m: &Model,
-    model: &str,
-    variant: &str,
-    context: u64,
-    channels: u64,
-    chips: u64,
-) -> CliResult<Vec<Row>> {
-    let mut s = System::from_arch(a).map_err(|e| CliError::input(format!("{}: {e}", a.name)))?;
-    if channels > 0 {
-        s.nand.channels = channels;
-    }
-    if chips > 0 {
-        s.nand.chips_per_channel = chips;
-    }
-    let k = knobs(variant, context)?;
-    let out = simulate(&s, m, &k)?;
+/// One point of a `flash-compute` experiment: an architecture (its drive possibly resized), a
+/// system and a model.
+fn point(a: &Arch, sys: &System, m: &Model, model: &str, context: u64) -> CliResult<Vec<Row>> {
+    const BUDGET: u64 = 500_000_000;
+    let out = simulate(a, sys, m, context, BUDGET)?;
     let tile = out.tile.map_or("naive".to_string(), |t| format!("{}x{}", t.h, t.w));
-    let base = flexgen_ssd_tokens_per_s(&s, m)?;
-    let tps = out.token.tokens_per_s();
+    let m = sys.model(m);
+    let base = flexgen_ssd_tokens_per_s(&m)?;
+    let tps = 1.0 / out.step.seconds;
+    let nand = a.levels.iter().find_map(|l| l.nand.as_ref());
     Ok(vec![Row {
         cells: vec![
             ("arch".into(), Cell::Text(a.name.clone())),
             ("model".into(), Cell::Text(model.to_string())),
-            ("variant".into(), Cell::Text(variant.to_string())),
+            ("system".into(), Cell::Text(sys.name.clone())),
             ("context".into(), Cell::Int(context)),
-            ("channels".into(), Cell::Int(s.nand.channels)),
-            ("chips_per_channel".into(), Cell::Int(s.nand.chips_per_channel)),
+            ("channels".into(), Cell::Int(nand.map_or(0, |n| n.channels))),
+            ("chips_per_channel".into(), Cell::Int(nand.map_or(0, |n| n.chips_per_channel))),
             ("tile".into(), Cell::Text(tile)),
             ("alpha".into(), Cell::Float(out.alpha)),
             ("flash_share".into(), Cell::Float(out.share)),
-            ("channel_data_utilisation".into(), Cell::Float(out.token.data_utilisation)),
-            ("attention_ms_per_token".into(), Cell::Float(out.token.attention_seconds * m.layers as f64 * 1e3)),
-            ("ms_per_token".into(), Cell::Float(out.token.seconds * 1e3)),
+            ("channel_data_utilisation".into(), Cell::Float(out.data_utilisation)),
+            ("attention_ms_per_token".into(), Cell::Float(out.step.kv_seconds * 1e3)),
+            ("ms_per_token".into(), Cell::Float(out.step.seconds * 1e3)),
             ("tokens_per_s".into(), Cell::Float(tps)),
             ("flexgen_ssd_tokens_per_s".into(), Cell::Float(base)),
             ("speedup_over_flexgen_ssd".into(), Cell::Float(tps / base)),
@@ -431,7 +350,7 @@ fn point(
 fn scaling(rows: &[Row]) -> String {
     let n = |r: &Row, k: &str| r.s(k).parse::<u64>().unwrap_or(0);
     let mut grid: std::collections::BTreeMap<(u64, u64), f64> = Default::default();
-    for r in rows.iter().filter(|r| r.s("variant") == "full") {
+    for r in rows.iter().filter(|r| r.s("system") == "full") {
         grid.insert((n(r, "channels"), n(r, "chips_per_channel")), r.f("tokens_per_s"));
     }
     let mut channels: Vec<u64> = grid.keys().map(|k| k.0).collect();
@@ -471,7 +390,7 @@ fn scaling(rows: &[Row]) -> String {
 /// Where the context varies: tokens/s per context for each (arch, model, design) of the full
 /// design, the KV cache's share of a token growing with it.
 fn by_context(rows: &[Row]) -> String {
-    let full: Vec<&Row> = rows.iter().filter(|r| r.s("variant") == "full").collect();
+    let full: Vec<&Row> = rows.iter().filter(|r| r.s("system") == "full").collect();
     let mut contexts: Vec<u64> = full.iter().map(|r| r.f("context") as u64).collect();
     contexts.sort_unstable();
     contexts.dedup();
@@ -506,7 +425,7 @@ fn by_context(rows: &[Row]) -> String {
 
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
-        "| arch | model | variant | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
+        "| arch | model | system | channels × chips | tile | flash share | channel data % | ms/token | tokens/s | × FlexGen-SSD |\n|---|---|---|---|---|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
@@ -514,7 +433,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
             "| {} | {} | {} | {}×{} | {} | {:.3} | {:.1} | {:.2} | {:.3} | {:.1} |",
             r.s("arch"),
             r.s("model"),
-            r.s("variant"),
+            r.s("system"),
             r.s("channels"),
             r.s("chips_per_channel"),
             r.s("tile"),
@@ -527,9 +446,9 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     }
     s += &scaling(rows);
     s += &by_context(rows);
-    let find = |arch: &str, model: &str, variant: &str| {
+    let find = |arch: &str, model: &str, system: &str| {
         rows.iter()
-            .find(|r| r.s("arch") == arch && r.s("model") == model && r.s("variant") == variant)
+            .find(|r| r.s("arch") == arch && r.s("model") == model && r.s("system") == system)
             .map(|r| r.f("tokens_per_s"))
     };
     if !spec.reference.is_empty() {

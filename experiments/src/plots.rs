@@ -799,7 +799,7 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     fonts()?;
     let mut written = Vec::new();
     let allowed = spec.plots.as_deref();
-    let full: Vec<&Row> = rows.iter().filter(|r| r.s("variant") == "full").collect();
+    let full: Vec<&Row> = rows.iter().filter(|r| r.s("system") == "full").collect();
     let archs = distinct(&full, "arch");
     let models = distinct(&full, "model");
     let scaling = spec.sweep.contains_key("channels") || spec.sweep.contains_key("chips_per_channel");
@@ -873,7 +873,7 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     }
     // Ablations: every variant of each (arch, model) that has more than the full design.
     let ablated: Vec<&Row> = rows.iter().collect();
-    let variants = distinct(&ablated, "variant");
+    let variants = distinct(&ablated, "system");
     if variants.len() > 1 && !scaling {
         let groups = distinct_by(ablated.iter().copied(), |r| (r.s("arch"), r.s("model")));
         let one_arch = groups.iter().all(|g| g.0 == groups[0].0);
@@ -882,7 +882,7 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
         let value = |g: &(String, String), v: &str, key: &str| {
             ablated
                 .iter()
-                .find(|r| r.s("arch") == g.0 && r.s("model") == g.1 && r.s("variant") == v)
+                .find(|r| r.s("arch") == g.0 && r.s("model") == g.1 && r.s("system") == v)
                 .map_or(f64::NAN, |r| r.f(key))
         };
         // Speed relative to the full design: the ablation ratios the paper reports, read directly

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use strata_arch::units::parse_bytes;
 use strata_arch::{Arch, LevelId, UnitId};
-use strata_workloads::PhaseKind;
+use strata_workloads::{Model, PhaseKind};
 
+use crate::flash_tiling::Tile;
 use crate::{SpecError, SpecResult};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +40,25 @@ struct SystemSpec {
     assign: Vec<AssignSpec>,
     #[serde(default)]
     overlap: OverlapSpec,
+    /// Bytes per element the model runs at here (INT8: 1); absent: the model's own.
+    bytes_per_element: Option<i64>,
+    read_compute: Option<ReadComputeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadComputeSpec {
+    tile: Option<String>,
+    slice_control: Option<bool>,
+    slices: Option<i64>,
+    ecc: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitSpec {
+    with: String,
+    share: toml::Value,
 }
 
 fn usable() -> f64 {
@@ -75,6 +95,7 @@ struct AssignSpec {
     phase: Option<String>,
     unit: String,
     select: Option<SelectSpec>,
+    split: Option<SplitSpec>,
 }
 
 /// A selection policy's parameters; which are required depends on the policy.
@@ -203,6 +224,51 @@ impl Selection {
 
 pub const SELECTION_POLICIES: &[&str] = &["channel-token", "neuron"];
 
+/// How much of each GeMV a drive's cores take (the rest goes to the split's other unit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Share {
+    /// Where both sides finish together, found on the simulated timing.
+    Balanced,
+    /// The share of weight bytes Cambricon-LLM's α gives (§V) for the tile.
+    Alpha,
+    /// This share of weight bytes.
+    Fixed(f64),
+}
+
+/// A GeMV split between a drive's compute cores (the assignment's unit) and a unit beside the
+/// drive (`with`, Cambricon-LLM's NPU), which also reduces the cores' partial sums.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    pub with: UnitId,
+    pub share: Share,
+}
+
+/// How read-compute requests are tiled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TileChoice {
+    /// The least channel traffic per GeMV (`flash_tiling::aware_tile`).
+    Aware,
+    /// Prior in-flash compute: whole rows per page, no input broadcast.
+    Naive,
+    Fixed(Tile),
+}
+
+/// The drive's read-compute policies: tiling, Slice Control (read-compute traffic first, normal
+/// pages in `slices` pieces fitted to the gaps) and the outlier ECC.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadComputePolicy {
+    pub tile: TileChoice,
+    pub slice_control: bool,
+    pub slices: u64,
+    pub ecc: bool,
+}
+
+impl Default for ReadComputePolicy {
+    fn default() -> Self {
+        ReadComputePolicy { tile: TileChoice::Aware, slice_control: true, slices: 4, ecc: true }
+    }
+}
+
 /// Which unit runs a class of Einsums, in which phase.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assign {
@@ -211,6 +277,7 @@ pub struct Assign {
     pub phase: Option<PhaseKind>,
     pub unit: UnitId,
     pub select: Option<Selection>,
+    pub split: Option<Split>,
 }
 
 /// A validated system over one architecture.
@@ -226,6 +293,9 @@ pub struct System {
     pub assign: Vec<Assign>,
     /// Reads from other devices overlap the step's compute (prefetch) instead of preceding it.
     pub overlap_remote_reads: bool,
+    /// Bytes per element the model runs at (INT8: 1); `None`: the model's.
+    pub bytes_per_element: Option<u64>,
+    pub read_compute: ReadComputePolicy,
 }
 
 impl System {
@@ -363,7 +433,9 @@ impl System {
                     "the neuron policy selects the FFN's neurons: assign it with einsums = \"ffn\"",
                 ));
             }
-            assign.push(Assign { einsums, phase, unit, select });
+            let split =
+                a.split.as_ref().map(|x| split(x, &einsums, unit, arch, &format!("{path}.split"))).transpose()?;
+            assign.push(Assign { einsums, phase, unit, select, split });
         }
         Ok(System {
             name: s.name,
@@ -373,6 +445,14 @@ impl System {
             placements,
             assign,
             overlap_remote_reads: s.overlap.remote_reads,
+            bytes_per_element: match s.bytes_per_element {
+                None => None,
+                Some(b @ 1..=8) => Some(b as u64),
+                Some(b) => {
+                    return Err(SpecError::new("system.bytes_per_element", format!("must be 1 to 8 (got {b})")));
+                }
+            },
+            read_compute: s.read_compute.as_ref().map(read_compute).transpose()?.unwrap_or_default(),
         })
     }
 
@@ -384,6 +464,11 @@ impl System {
         }
     }
 
+    /// The model as this system runs it (at its element width).
+    pub fn model(&self, m: &Model) -> Model {
+        Model { bytes_per_element: self.bytes_per_element.unwrap_or(m.bytes_per_element), ..m.clone() }
+    }
+
     /// The neuron selection of the FFN, if an assignment makes one.
     pub fn neuron_selection(&self) -> Option<Selection> {
         self.assign.iter().find_map(|a| a.select.filter(|s| matches!(s, Selection::Neuron { .. })))
@@ -393,6 +478,74 @@ impl System {
     pub fn ffn_apart(&self) -> bool {
         self.placements.contains_key(&TensorClass::FfnWeights)
     }
+}
+
+/// A split at `path` of the Einsums `einsums` on `unit`: the unit must be a drive's cores and
+/// the Einsums contractions with weights.
+fn split(x: &SplitSpec, einsums: &EinsumClass, unit: UnitId, arch: &Arch, path: &str) -> SpecResult<Split> {
+    if matches!(einsums, EinsumClass::All | EinsumClass::Attention | EinsumClass::Elementwise) {
+        return Err(SpecError::new(path, "a split runs GeMVs: assign it `linear`, `ffn` or one Einsum by name"));
+    }
+    let u = arch.unit(unit);
+    if arch.level(u.level).parent.is_none_or(|p| arch.level(p).nand.is_none()) {
+        return Err(SpecError::new(
+            path,
+            format!(
+                "unit `{}` is not a drive's cores (its level must sit directly under a level with a [nand] organisation)",
+                u.name
+            ),
+        ));
+    }
+    let with = arch.unit_id(&x.with).ok_or_else(|| {
+        SpecError::new(format!("{path}.with"), format!("`{}` is not a compute unit of {}", x.with, arch.name))
+    })?;
+    let share = match &x.share {
+        toml::Value::String(s) if s == "balanced" => Share::Balanced,
+        toml::Value::String(s) if s == "alpha" => Share::Alpha,
+        v => match v.as_float().or(v.as_integer().map(|i| i as f64)) {
+            Some(f) if (0.0..=1.0).contains(&f) => Share::Fixed(f),
+            _ => {
+                return Err(SpecError::new(
+                    format!("{path}.share"),
+                    format!("{v} is not `balanced`, `alpha` or a share within 0 and 1"),
+                ));
+            }
+        },
+    };
+    Ok(Split { with, share })
+}
+
+/// The read-compute policies of `[system.read_compute]`.
+fn read_compute(x: &ReadComputeSpec) -> SpecResult<ReadComputePolicy> {
+    let d = ReadComputePolicy::default();
+    let tile = match x.tile.as_deref() {
+        None | Some("aware") => TileChoice::Aware,
+        Some("naive") => TileChoice::Naive,
+        Some(t) => {
+            let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0);
+            let mut it = t.split(['x', '×']);
+            match (parse(it.next()), parse(it.next()), it.next()) {
+                (Some(h), Some(w), None) => TileChoice::Fixed(Tile { h, w }),
+                _ => {
+                    return Err(SpecError::new(
+                        "system.read_compute.tile",
+                        format!("`{t}` is not `aware`, `naive` or HxW (e.g. 256x2048)"),
+                    ));
+                }
+            }
+        }
+    };
+    let slices = match x.slices {
+        None => d.slices,
+        Some(n @ 1..=64) => n as u64,
+        Some(n) => return Err(SpecError::new("system.read_compute.slices", format!("must be 1 to 64 (got {n})"))),
+    };
+    Ok(ReadComputePolicy {
+        tile,
+        slice_control: x.slice_control.unwrap_or(d.slice_control),
+        slices,
+        ecc: x.ecc.unwrap_or(d.ecc),
+    })
 }
 
 /// A selection policy from its spec at `path`: each policy's parameters, required and in range,
@@ -464,7 +617,8 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
 }
 
 /// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed, and LLM in
-/// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines.
+/// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines, and
+/// Cambricon-LLM's design (`cambricon`) and its ablations.
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-ssd", include_str!("../presets/systems/flexgen-ssd.toml")),
     ("deepspeed-host", include_str!("../presets/systems/deepspeed-host.toml")),
@@ -480,6 +634,16 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("flash-predictor-4090", include_str!("../presets/systems/flash-predictor-4090.toml")),
     ("flash-windowing-4090", include_str!("../presets/systems/flash-windowing-4090.toml")),
     ("flash-bundling-4090", include_str!("../presets/systems/flash-bundling-4090.toml")),
+    ("cambricon", include_str!("../presets/systems/cambricon.toml")),
+    ("cambricon-no-slicing", include_str!("../presets/systems/cambricon-no-slicing.toml")),
+    ("cambricon-alpha-split", include_str!("../presets/systems/cambricon-alpha-split.toml")),
+    ("cambricon-no-slicing-alpha", include_str!("../presets/systems/cambricon-no-slicing-alpha.toml")),
+    ("cambricon-no-split", include_str!("../presets/systems/cambricon-no-split.toml")),
+    ("cambricon-naive-tiles", include_str!("../presets/systems/cambricon-naive-tiles.toml")),
+    ("cambricon-tile-128x4096", include_str!("../presets/systems/cambricon-tile-128x4096.toml")),
+    ("cambricon-tile-4096x128", include_str!("../presets/systems/cambricon-tile-4096x128.toml")),
+    ("cambricon-tile-128x4096-alpha", include_str!("../presets/systems/cambricon-tile-128x4096-alpha.toml")),
+    ("cambricon-tile-4096x128-alpha", include_str!("../presets/systems/cambricon-tile-4096x128-alpha.toml")),
 ];
 
 /// A preset's text by name.

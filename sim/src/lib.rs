@@ -12,7 +12,6 @@ pub mod counts;
 pub mod engine;
 pub mod evaluate;
 pub mod executor;
-pub mod flash_compute;
 pub mod gpu;
 pub mod quick;
 pub mod space;

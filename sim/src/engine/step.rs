@@ -24,11 +24,15 @@
 use std::collections::BTreeMap;
 
 use strata_arch::{Arch, LevelId, UnitId};
+use strata_mappings::flash_tiling;
 use strata_mappings::point_ops;
-use strata_mappings::system::{Block, EinsumClass, ReadPattern, Selection, System, TensorClass};
+use strata_mappings::system::{
+    Block, EinsumClass, ReadPattern, Selection, Share, Split, System, TensorClass, TileChoice,
+};
 use strata_workloads::einsum::TensorId;
 use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
 
+use super::nand::read_compute::{self, Gemv, Options, ReadCompute, Tiling};
 use super::{EngineError, device};
 
 /// Why a step could not be run: bad input (`key` names the system, arch or run key) or a NAND
@@ -84,6 +88,8 @@ pub struct StepReport {
     pub load_seconds: f64,
     /// Seconds spent reading each memory, at its bandwidth or, from another device, the path's.
     pub tier_seconds: BTreeMap<String, f64>,
+    /// The GeMVs a drive's cores ran with their split unit, in order.
+    pub gemvs: Vec<GemvReport>,
     /// The part of the step due to attention over the cache: its stages and its transfers.
     pub kv_seconds: f64,
     /// Busy seconds per device (compute or its memories, whichever binds, per stage).
@@ -93,6 +99,17 @@ pub struct StepReport {
     /// Bytes read per memory (weights and KV cache, over all copies of its device).
     pub tiers: BTreeMap<String, f64>,
     pub energy_j: f64,
+}
+
+/// One GeMV group a drive's cores ran: its Einsums, shape, how many times the step ran it (the
+/// layers) and what the read-compute simulation says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemvReport {
+    pub einsums: String,
+    pub rows: u64,
+    pub cols: u64,
+    pub times: f64,
+    pub gemv: Gemv,
 }
 
 /// What a run takes.
@@ -148,6 +165,9 @@ fn classes(c: &Cascade) -> Vec<EinsumClass> {
     class
 }
 
+/// An Einsum's unit, selection and split.
+type Placed = (UnitId, Option<Selection>, Option<Split>);
+
 /// The class of a tensor an Einsum of class `einsum` reads, for placement and reads: weights
 /// (the FFN's when an FFN Einsum reads them) and the KV cache; `None` for activations.
 fn tensor_class(role: Role, einsum: &EinsumClass) -> Option<TensorClass> {
@@ -183,6 +203,8 @@ struct Engine<'a> {
     kv_read: Option<f64>,
     /// Bytes each memory holds once placed.
     held: BTreeMap<LevelId, f64>,
+    /// GeMVs run on a drive's cores, by unit pair and shape: every layer repeats them.
+    gemvs: BTreeMap<(UnitId, UnitId, u64, u64), Gemv>,
 }
 
 /// A read or write between devices: bytes over the links of a path.
@@ -428,13 +450,7 @@ impl<'a> Engine<'a> {
     }
 
     /// The unit of Einsum `e` of `c` in `phase`, and its selection.
-    fn assigned(
-        &self,
-        c: &Cascade,
-        e: usize,
-        class: &EinsumClass,
-        phase: PhaseKind,
-    ) -> Result<(UnitId, Option<Selection>), StepError> {
+    fn assigned(&self, c: &Cascade, e: usize, class: &EinsumClass, phase: PhaseKind) -> Result<Placed, StepError> {
         let ein = &c.einsums()[e];
         let a = self
             .system
@@ -473,7 +489,7 @@ impl<'a> Engine<'a> {
                 ));
             }
         }
-        Ok((a.unit, a.select))
+        Ok((a.unit, a.select, a.split))
     }
 
     /// Reads `bytes` of a tensor from `home` for a unit at level `at` on `device`: from a memory
@@ -514,13 +530,16 @@ impl<'a> Engine<'a> {
         let (arch, system) = (self.arch, self.system);
         let es = c.einsums();
         let class = classes(c);
-        let placed: Vec<(UnitId, Option<Selection>)> =
+        let placed: Vec<Placed> =
             class.iter().enumerate().map(|(e, k)| self.assigned(c, e, k, phase)).collect::<Result<_, _>>()?;
         let unit_level = |u: UnitId| self.arch.unit(u).level;
-        // Where each tensor is produced: the producer's unit level; the step's inputs come from
-        // the unit that ends the cascade (the previous layer).
-        let last = unit_level(placed[es.len() - 1].0);
-        let made_at = |t: TensorId| c.producer(t).map_or(last, |p| unit_level(placed[p].0));
+        // Where each tensor is produced: the producer's unit level (a split GeMV's: the unit
+        // that reduces it); the step's inputs come from the unit that ends the cascade (the
+        // previous layer).
+        let lands = |p: &Placed| unit_level(p.2.map_or(p.0, |s| s.with));
+        let last = lands(&placed[es.len() - 1]);
+        let made_at = |t: TensorId| c.producer(t).map_or(last, |p| lands(&placed[p]));
+        let gemvs = self.gemv_groups(c, &class, &placed);
         // The bytes of each class the cascade reads: one burst per class and layer.
         let mut class_bytes: BTreeMap<TensorClass, f64> = BTreeMap::new();
         for (e, ein) in es.iter().enumerate() {
@@ -535,7 +554,19 @@ impl<'a> Engine<'a> {
         let mut first_cache_read = true;
         let mut predicted = false;
         for (e, ein) in es.iter().enumerate() {
-            let (u, select) = placed[e];
+            let (u, select, split) = placed[e];
+            if let Some(split) = split {
+                // A drive's cores and the split's unit run the group's GeMV, which carries its
+                // input and partial sums on the channels and reads its weights in the drive.
+                if let Some(members) = gemvs.get(&e) {
+                    if let Some(open) = stage.take() {
+                        r.close(open, times);
+                    }
+                    self.split_gemv(c, members, u, split, phase, times, r)?;
+                }
+                self.store_cached(c, e, unit_level(split.with), r, times)?;
+                continue;
+            }
             let at = unit_level(u);
             let device = self.device(at).to_string();
             let copies = self.copies(at);
@@ -659,22 +690,166 @@ impl<'a> Engine<'a> {
                 }
             }
             stage = Some(s);
-            // New keys and values go where the cache lives (K twice under a channel-indexed copy).
-            let out = c.tensor(ein.output.tensor);
-            if out.cached {
-                for (home, part) in self.homes[&TensorClass::KvCache].clone() {
-                    if self.device(home) != device {
-                        let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
-                        let x = self.transfer(at, home, out.bytes() as f64 * copies * part, None, true)?;
-                        r.transfer(self.arch, x, times);
-                    }
-                }
-            }
+            self.store_cached(c, e, at, r, times)?;
         }
         if let Some(s) = stage {
             r.close(s, times);
         }
         Ok(())
+    }
+
+    /// The GeMV groups of a cascade's split Einsums, by first member: consecutive linear
+    /// Einsums on one split assignment that read the same activation run as one GeMV (Q, K and
+    /// V; a gated FFN's gate and up), their rows stacked.
+    fn gemv_groups(&self, c: &Cascade, class: &[EinsumClass], placed: &[Placed]) -> BTreeMap<usize, Vec<usize>> {
+        let es = c.einsums();
+        let activation =
+            |e: usize| es[e].inputs.iter().find(|a| c.tensor(a.tensor).role != Role::Weight).map(|a| a.tensor);
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut open: Option<usize> = None;
+        for e in 0..es.len() {
+            if placed[e].2.is_none() {
+                open = None;
+                continue;
+            }
+            let joins = open.is_some_and(|f| {
+                placed[f] == placed[e]
+                    && activation(f) == activation(e)
+                    && matches!(class[e], EinsumClass::Linear | EinsumClass::Ffn)
+            });
+            if joins {
+                groups.get_mut(&open.expect("open")).expect("group").push(e);
+            } else {
+                groups.insert(e, vec![e]);
+                open = Some(e);
+            }
+        }
+        groups
+    }
+
+    /// Runs one GeMV group on unit `core` (a drive's cores) split with `split.with`, adding its
+    /// time as a stage of the drive's device, its weights as the drive's reads and its report.
+    #[allow(clippy::too_many_arguments)]
+    fn split_gemv(
+        &mut self,
+        c: &Cascade,
+        members: &[usize],
+        core: UnitId,
+        split: Split,
+        phase: PhaseKind,
+        times: f64,
+        r: &mut StepAcc,
+    ) -> Result<(), StepError> {
+        let es = c.einsums();
+        let first = &es[members[0]];
+        let cols = c.space_size(first.reduced_ranks());
+        let mut rows = 0;
+        for &e in members {
+            let ein = &es[e];
+            let out = c.space_size(ein.output_ranks());
+            let weights: u64 = ein
+                .inputs
+                .iter()
+                .filter(|a| c.tensor(a.tensor).role == Role::Weight)
+                .map(|a| c.tensor(a.tensor).elements())
+                .sum();
+            if weights == 0 || c.space_size(ein.reduced_ranks()) != cols || out * cols != weights {
+                return Err(err(
+                    "system.assign",
+                    format!(
+                        "a split runs GeMVs of one token: Einsum `{}` of {} in {} is not one (batch {}, {} outputs over {} weights)",
+                        ein.name,
+                        c.name(),
+                        format!("{phase:?}").to_lowercase(),
+                        self.batch,
+                        out,
+                        weights
+                    ),
+                ));
+            }
+            for a in ein.inputs.iter().filter(|a| c.tensor(a.tensor).role == Role::Weight) {
+                let k = if classes(c)[e] == EinsumClass::Ffn { TensorClass::FfnWeights } else { TensorClass::Weights };
+                let flash = self.arch.level(self.arch.unit(core).level).parent.expect("checked by the system");
+                if self.homes[&k].iter().any(|&(l, _)| l != flash) {
+                    return Err(err(
+                        format!("system.placement.{}", k.key()),
+                        format!(
+                            "Einsum `{}` runs on the cores of {}, so its weight `{}` must live there",
+                            ein.name,
+                            self.arch.level(flash).name,
+                            c.tensor(a.tensor).name
+                        ),
+                    ));
+                }
+            }
+            rows += out;
+        }
+        let key = (core, split.with, rows, cols);
+        let g = match self.gemvs.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let g = self.run_gemv(core, split, rows, cols)?;
+                self.gemvs.insert(key, g.clone());
+                g
+            }
+        };
+        let flash = self.arch.level(self.arch.unit(core).level).parent.expect("checked by the system");
+        let level = self.arch.level(flash);
+        let t = g.seconds * times;
+        r.stages += t;
+        *r.devices.entry(level.device.clone()).or_default() += t;
+        let bytes = (g.flash_bytes + g.npu_bytes) as f64;
+        *r.tiers.entry(level.name.clone()).or_default() += bytes * times;
+        *r.tier_seconds.entry(level.name.clone()).or_default() += t;
+        let mac = |u: UnitId| self.arch.unit(u).ops.get("mac").map_or(0.0, |m| m.energy.0);
+        let e = self.model.bytes_per_element as f64;
+        r.energy_pj += (bytes / self.arch.word_bytes as f64 * level.read_energy.0
+            + g.flash_bytes as f64 / e * mac(core)
+            + g.npu_bytes as f64 / e * mac(split.with))
+            * times;
+        r.gemvs.push(GemvReport {
+            einsums: members.iter().map(|&e| es[e].name.clone()).collect::<Vec<_>>().join("+"),
+            rows,
+            cols,
+            times,
+            gemv: g,
+        });
+        Ok(())
+    }
+
+    /// One GeMV of `rows` × `cols` on a drive's cores and `split.with`, tiled and split as the
+    /// system's read-compute policy says.
+    fn run_gemv(&self, core: UnitId, split: Split, rows: u64, cols: u64) -> Result<Gemv, StepError> {
+        let e = self.model.bytes_per_element;
+        let rc = ReadCompute::new(self.arch, core, split.with, e)?;
+        let policy = self.system.read_compute;
+        let tile_of = |cols: u64| match policy.tile {
+            TileChoice::Aware => Some(flash_tiling::aware_tile(&rc.nand, e, cols, rc.core_buffer_bytes)),
+            TileChoice::Fixed(t) => Some(t),
+            TileChoice::Naive => None,
+        };
+        // α's share comes from the tile of a GeMV over the model's width (§V).
+        let reference = tile_of(self.model.d_model)
+            .unwrap_or_else(|| flash_tiling::aware_tile(&rc.nand, e, self.model.d_model, rc.core_buffer_bytes));
+        let alpha = flash_tiling::flash_share(&rc.nand, e, reference);
+        let tiling = tile_of(cols).map_or(Tiling::Naive, Tiling::Broadcast);
+        let o = Options {
+            tiling,
+            flash_share: alpha,
+            slicing: policy.slice_control,
+            slices: policy.slices,
+            ecc: policy.ecc,
+        };
+        let located = |e: EngineError| match e {
+            EngineError::Config { key, reason } => err(format!("system.read_compute.{key}"), reason),
+            e => e.into(),
+        };
+        match split.share {
+            Share::Balanced => read_compute::balanced(&rc, &o, rows, cols, self.budget),
+            Share::Alpha => read_compute::gemv(&rc, &o, rows, cols, self.budget),
+            Share::Fixed(f) => read_compute::gemv(&rc, &Options { flash_share: f, ..o }, rows, cols, self.budget),
+        }
+        .map_err(located)
     }
 
     /// The preallocated-matrix management of "LLM in a flash" (§3.3) for `bytes` of rows loaded
@@ -689,6 +864,29 @@ impl<'a> Engine<'a> {
         r.load += t;
         *r.devices.entry(level.device.clone()).or_default() += t;
         r.energy_pj += 2.0 * bytes / self.arch.word_bytes as f64 * (level.read_energy.0 + level.write_energy.0) * times;
+        Ok(())
+    }
+
+    /// New keys and values Einsum `e` produced at level `at` go where the cache lives (K twice
+    /// under a channel-indexed copy).
+    fn store_cached(
+        &mut self,
+        c: &Cascade,
+        e: usize,
+        at: LevelId,
+        r: &mut StepAcc,
+        times: f64,
+    ) -> Result<(), StepError> {
+        let out = c.tensor(c.einsums()[e].output.tensor);
+        if out.cached {
+            for (home, part) in self.homes[&TensorClass::KvCache].clone() {
+                if self.device(home) != self.device(at) {
+                    let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
+                    let x = self.transfer(at, home, out.bytes() as f64 * copies * part, None, true)?;
+                    r.transfer(self.arch, x, times);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -749,6 +947,7 @@ struct StepAcc {
     load: f64,
     /// Seconds spent reading each memory (at the memory's, or the path's, bandwidth).
     tier_seconds: BTreeMap<String, f64>,
+    gemvs: Vec<GemvReport>,
     kv: f64,
     devices: BTreeMap<String, f64>,
     links: BTreeMap<String, (f64, f64)>,
@@ -795,6 +994,7 @@ impl StepAcc {
             transfer_seconds: self.transfers,
             load_seconds: self.load,
             tier_seconds: self.tier_seconds,
+            gemvs: self.gemvs,
             kv_seconds: self.kv.min(seconds),
             devices: self.devices,
             links: self.links,
@@ -828,12 +1028,45 @@ fn mean(a: &StepReport, b: &StepReport) -> StepReport {
         transfer_seconds: avg(a.transfer_seconds, b.transfer_seconds),
         load_seconds: avg(a.load_seconds, b.load_seconds),
         tier_seconds: merge(&a.tier_seconds, &b.tier_seconds),
+        // The two contexts' GeMVs are the same (they do not read the cache).
+        gemvs: a.gemvs.clone(),
         kv_seconds: avg(a.kv_seconds, b.kv_seconds),
         devices: merge(&a.devices, &b.devices),
         links,
         tiers: merge(&a.tiers, &b.tiers),
         energy_j: avg(a.energy_j, b.energy_j),
     }
+}
+
+/// Runs one step of `model` at `batch` (the cache placed for the step's keys): what the decode
+/// token of a batch-1 system such as Cambricon-LLM's takes.
+pub fn step(
+    arch: &Arch,
+    model: &Model,
+    system: &System,
+    phase: Phase,
+    batch: u64,
+    budget: u64,
+) -> Result<StepReport, StepError> {
+    if batch == 0 || phase.keys() == 0 {
+        return Err(err("run", "the batch and the step's tokens must be positive"));
+    }
+    let model = &system.model(model);
+    let mut eng = Engine {
+        arch,
+        model,
+        system,
+        budget,
+        batch,
+        homes: BTreeMap::new(),
+        edges: edges(arch),
+        kv_read: None,
+        held: BTreeMap::new(),
+        gemvs: BTreeMap::new(),
+    };
+    let copies = if eng.selects() { 1.5 } else { 1.0 };
+    eng.place((batch * phase.keys() * model.kv_bytes_per_token()) as f64 * copies)?;
+    eng.step(phase)
 }
 
 /// Runs a serving run: the prefill step, then `generate` decode steps, each taken as the step at
@@ -843,6 +1076,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
     if run.batch == 0 || run.prompt == 0 || run.generate == 0 {
         return Err(err("run", "batch, prompt and generated tokens must be positive"));
     }
+    let model = &system.model(model);
     let mut eng = Engine {
         arch,
         model,
@@ -853,6 +1087,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         edges: edges(arch),
         kv_read: None,
         held: BTreeMap::new(),
+        gemvs: BTreeMap::new(),
     };
     // A channel-indexed copy of the keys stores them twice.
     let copies = if eng.selects() { 1.5 } else { 1.0 };
@@ -1101,6 +1336,60 @@ mod tests {
         let rate = device::rate(&channels, &device::Channels::stream(&org).unwrap(), 1 << 24).unwrap();
         assert!(rate < 0.99 * 1008e9, "{rate}");
         assert!((d.stage_seconds / (d.tiers["GDDR"] / rate) - 1.0).abs() < 1e-6, "{d:?} at {rate}");
+    }
+
+    fn cambricon(arch: &str) -> (Arch, System) {
+        let a = Arch::from_toml(strata_arch::presets::text(arch).unwrap()).unwrap();
+        let s = System::from_toml(preset("cambricon"), &a).unwrap();
+        (a, s)
+    }
+
+    /// Cambricon-LLM's decode token: the drive's cores and the NPU read every INT8 weight once
+    /// (Q, K and V as one GeMV, as their input is shared); each GeMV lasts at least its normal
+    /// reads over the channels and a tR per read-compute request wave; the step is the GeMVs
+    /// plus the NPU's attention, never less than the cache over the LPDDR5X.
+    #[test]
+    fn split_gemvs_read_every_weight_once_within_their_bounds() {
+        let (a, sys) = cambricon("cambricon-llm-s");
+        let m = opt67();
+        let d = step(&a, &m, &sys, Phase::Decode { context: 1024 }, 1, 1 << 29).unwrap();
+        assert_eq!(d.tiers["Flash"], m.params() as f64, "{:?}", d.tiers);
+        let names: Vec<&str> = d.gemvs.iter().map(|g| g.einsums.as_str()).collect();
+        assert_eq!(names, ["Q+KN+VN", "Z", "FU", "FD", "LOGITS"]);
+        let nand = a.level(a.level_id("Flash").unwrap()).nand.clone().unwrap();
+        let channels = nand.channels as f64 * nand.channel_bandwidth.0;
+        let dies = (nand.channels * nand.chips_per_channel * nand.dies_per_chip) as f64;
+        for g in &d.gemvs {
+            let normal = g.gemv.npu_bytes as f64 / channels;
+            let pages = (g.gemv.flash_bytes as f64 / nand.page_bytes.0 as f64 / dies).ceil();
+            assert!(g.gemv.seconds >= normal.max(pages * nand.t_read.0), "{g:?}");
+        }
+        let gemvs: f64 = d.gemvs.iter().map(|g| g.gemv.seconds * g.times).sum();
+        let kv = (1024 * m.kv_bytes_per_token()) as f64 / 2.0; // INT8: half the model's fp16 bytes
+        assert!(d.seconds >= gemvs + kv / 40e9 * (1.0 - 1e-9), "{} vs {gemvs} + {}", d.seconds, kv / 40e9);
+        assert!(d.kv_seconds > 0.0 && d.seconds < gemvs * 1.05);
+    }
+
+    /// A split is checked where it is written and where it runs: on Einsums that are not
+    /// contractions, on a unit that is not a drive's cores, with weights away from the drive, at
+    /// a batch that makes GeMMs.
+    #[test]
+    fn bad_splits_are_named() {
+        let (a, _) = cambricon("cambricon-llm-s");
+        let text = preset("cambricon");
+        let e = |t: &str| System::from_toml(t, &a).unwrap_err().to_string();
+        assert!(e(&text.replacen("einsums = \"linear\"", "einsums = \"attention\"", 1)).contains("split runs GeMVs"));
+        assert!(e(&text.replacen("unit = \"flash-core\"", "unit = \"npu\"", 1)).contains("is not a drive's cores"));
+        assert!(e(&text.replace("share = \"balanced\"", "share = 2.0")).contains("split.share: 2.0 is not"));
+        assert!(e(&text.replace("tile = \"aware\"", "tile = \"wide\"")).contains("system.read_compute.tile"));
+        let away =
+            System::from_toml(&text.replace("weights = { in = [\"Flash\"] }", "weights = { in = [\"LPDDR5X\"] }"), &a)
+                .unwrap();
+        let err = step(&a, &opt67(), &away, Phase::Decode { context: 16 }, 1, 1 << 29).unwrap_err();
+        assert_eq!(err.key, "system.placement.weights", "{err}");
+        let sys = System::from_toml(text, &a).unwrap();
+        let err = step(&a, &opt67(), &sys, Phase::Decode { context: 16 }, 4, 1 << 29).unwrap_err();
+        assert!(err.reason.contains("a split runs GeMVs of one token"), "{err}");
     }
 
     /// Bad neuron selections and load memories are located errors.

@@ -1,5 +1,7 @@
-//! In-flash compute (Cambricon-LLM, MICRO'24): an NPU chiplet joined by flash channels to NAND
-//! dies that each have one compute core, decoding an LLM one token at a time.
+//! Read-compute on a NAND drive (Cambricon-LLM, MICRO'24): the drive's dies each have a compute
+//! core, and a host unit (the NPU) beside the drive's channels. This is the NAND engine serving a
+//! GeMV instead of a read stream: the same organisation and timing, with read-compute requests
+//! and Slice Control as policies of its channel bus.
 //!
 //! Each GeMV is split by rows: a share goes to *read-compute* requests (the input strip is
 //! broadcast over the channel to the cores, each die reads one page of weights into its
@@ -20,22 +22,19 @@
 //! pages. A core's 2 KB buffer holds inputs and partial sums together: a
 //! request goes only if its input fits beside the partial sums the core still holds.
 //!
-//! Time is the engine's event queue; layers are identical, so one layer's GeMVs are simulated
-//! and multiplied. Attention runs on the NPU with the KV cache in its DRAM.
+//! Time is the engine's event queue. The step engine (`engine::step`) runs a system's GeMVs here
+//! when it assigns linear Einsums to a drive's cores with a split.
 
 use std::collections::VecDeque;
 
 use strata_arch::arch::{Arch, NandOrg};
-use strata_arch::spec::LevelKind;
 use strata_mappings::flash_tiling::{Tile, cores_per_channel};
-use strata_workloads::Model;
 
 use crate::engine::{EngineError, Queue, Time};
 
-/// The machine, from an architecture with a NAND level, a compute unit fed from it (the
-/// per-die cores) and an NPU unit beside a DRAM level (the KV cache).
+/// A drive whose dies compute, and the host unit that takes the rest of each GeMV.
 #[derive(Debug, Clone, PartialEq)]
-pub struct System {
+pub struct ReadCompute {
     pub nand: NandOrg,
     /// Bytes per weight and activation (INT8: 1).
     pub elem_bytes: u64,
@@ -43,93 +42,49 @@ pub struct System {
     /// One core's input and output buffers.
     pub core_buffer_bytes: u64,
     pub npu_macs_per_s: f64,
-    /// Exponentials per second of the NPU's special-function unit.
-    pub npu_exp_per_s: f64,
-    pub kv_bandwidth: f64,
-    /// Bytes the KV cache's DRAM holds.
-    pub kv_bytes: Option<u64>,
-    /// Bytes the flash holds.
-    pub flash_bytes: Option<u64>,
     /// Spare bytes per page (out-of-band area) for the outlier ECC.
     pub spare_bytes: u64,
 }
 
-/// Why a system cannot be built or run; `key` names the culprit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlashError {
-    pub key: String,
-    pub reason: String,
-    /// The simulation needed more events than its budget: a run-time failure, not bad input.
-    pub budget_exceeded: bool,
+fn err(key: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::Config { key: key.into(), reason: reason.into() }
 }
 
-impl std::error::Error for FlashError {}
-
-impl std::fmt::Display for FlashError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
-
-fn err(key: &str, reason: impl Into<String>) -> FlashError {
-    FlashError { key: key.into(), reason: reason.into(), budget_exceeded: false }
-}
-
-impl From<EngineError> for FlashError {
-    fn from(e: EngineError) -> FlashError {
-        FlashError { budget_exceeded: matches!(e, EngineError::Budget { .. }), ..err("simulation", e.to_string()) }
-    }
-}
-
-impl System {
-    pub fn from_arch(a: &Arch) -> Result<System, FlashError> {
-        let (nand_id, nand_level) = a
-            .levels
-            .iter()
-            .enumerate()
-            .find(|(_, l)| l.nand.is_some())
-            .ok_or_else(|| err("arch.levels", "no level carries a [nand] organisation (the flash)"))?;
-        let nand = nand_level.nand.clone().expect("found");
+impl ReadCompute {
+    /// The drive above unit `core`'s level (the per-die cores: the level's instances), with
+    /// unit `npu` beside it, at `elem_bytes` per element.
+    pub fn new(
+        a: &Arch,
+        core: strata_arch::UnitId,
+        npu: strata_arch::UnitId,
+        elem_bytes: u64,
+    ) -> Result<ReadCompute, EngineError> {
+        let (core, npu) = (a.unit(core), a.unit(npu));
+        let level = &a.levels[core.level.0];
+        let flash = level.parent.map(|p| &a.levels[p.0]).filter(|l| l.nand.is_some()).ok_or_else(|| {
+            err(
+                &format!("arch.compute.{}", core.name),
+                "read-compute needs the cores on a level directly under a drive (a level with a [nand] organisation)",
+            )
+        })?;
+        let nand = flash.nand.clone().expect("checked");
         if nand.planes_per_die < 2 {
             return Err(err(
-                &format!("arch.levels.{}.nand.planes_per_die", nand_level.name),
+                &format!("arch.levels.{}.nand.planes_per_die", flash.name),
                 "in-flash compute needs two planes per die (one read-computes, one serves normal reads)",
             ));
         }
         let rate =
             |u: &strata_arch::arch::ComputeUnit, op: &str| u.rate(op, a.clock).filter(|r| r.is_finite() && *r > 0.0);
-        let core =
-            a.units.iter().find(|u| a.levels[u.level.0].parent.is_some_and(|p| p.0 == nand_id)).ok_or_else(|| {
-                err("arch.compute", "no compute unit sits on a level under the flash (the per-die cores)")
-            })?;
-        let npu = a
-            .units
-            .iter()
-            .find(|u| u.name != core.name)
-            .ok_or_else(|| err("arch.compute", "no second compute unit (the NPU)"))?;
-        let kv = a
-            .levels
-            .iter()
-            .find(|l| matches!(l.kind, LevelKind::Dram | LevelKind::Hbm))
-            .ok_or_else(|| err("arch.levels", "no DRAM level for the KV cache"))?;
-        let elem_bytes = a.word_bytes;
-        Ok(System {
+        Ok(ReadCompute {
             elem_bytes,
             // The unit spans every die's core (its level's instances); one core's share.
             core_macs_per_s: rate(core, "mac")
                 .ok_or_else(|| err(&format!("arch.compute.{}.ops.mac", core.name), "the cores need a mac cost"))?
-                / a.levels[core.level.0].instances() as f64,
-            core_buffer_bytes: a.levels[core.level.0].capacity.map_or(u64::MAX, |c| c.0),
+                / level.instances() as f64,
+            core_buffer_bytes: level.capacity.map_or(u64::MAX, |c| c.0),
             npu_macs_per_s: rate(npu, "mac")
                 .ok_or_else(|| err(&format!("arch.compute.{}.ops.mac", npu.name), "the NPU needs a mac cost"))?,
-            npu_exp_per_s: rate(npu, "exp").unwrap_or(f64::INFINITY),
-            kv_bandwidth: kv
-                .read_bandwidth
-                .map(|b| b * a.clock.0)
-                .filter(|b| *b > 0.0)
-                .ok_or_else(|| err(&format!("arch.levels.{}.read_bandwidth", kv.name), "must be given and positive"))?,
-            kv_bytes: kv.capacity.map(|c| c.0),
-            flash_bytes: nand_level.capacity.map(|c| c.0),
             spare_bytes: nand.page_bytes.0 / 16 * 13 / 8, // 1664 B per 16 KiB page, the paper's spare area
             nand,
         })
@@ -269,7 +224,7 @@ struct Die {
 }
 
 struct Run<'a> {
-    s: &'a System,
+    s: &'a ReadCompute,
     o: &'a Options,
     ch: Vec<Channel>,
     dies: Vec<Die>,
@@ -489,7 +444,7 @@ struct Shape {
     output_elems: u64,
 }
 
-fn shape(s: &System, tiling: Tiling, cols: u64) -> Result<Shape, FlashError> {
+fn shape(s: &ReadCompute, tiling: Tiling, cols: u64) -> Result<Shape, EngineError> {
     let org = &s.nand;
     let cores = cores_per_channel(org);
     Ok(match tiling {
@@ -508,7 +463,7 @@ fn shape(s: &System, tiling: Tiling, cols: u64) -> Result<Shape, FlashError> {
 }
 
 /// Simulates one `rows × cols` GeMV (outputs × inputs).
-pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
+pub fn gemv(s: &ReadCompute, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, EngineError> {
     let org = &s.nand;
     let channels = org.channels as usize;
     let cores = cores_per_channel(org) as usize;
@@ -633,7 +588,7 @@ pub fn gemv(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Resul
 /// included) is kept. With Slice Control the crossing is the optimum, as normal reads never
 /// delay a request; without it whole pages delay every request, and the best split can be
 /// everything in flash. `o.flash_share` is ignored; the result's events count every run.
-pub fn balanced(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, FlashError> {
+pub fn balanced(s: &ReadCompute, o: &Options, rows: u64, cols: u64, budget: u64) -> Result<Gemv, EngineError> {
     let t = shape(s, o.tiling, cols)?;
     let total = rows.div_ceil(t.tile_h) * cols.div_ceil(t.tile_w);
     let at = |n: u64| gemv(s, &Options { flash_share: n as f64 / total as f64, ..*o }, rows, cols, budget);
@@ -660,99 +615,14 @@ pub fn balanced(s: &System, o: &Options, rows: u64, cols: u64, budget: u64) -> R
     Ok(Gemv { events, ..best })
 }
 
-/// The GeMVs of one decoder layer in order (rows × cols), with names: Q, K and V share their
-/// input and run as one; a gated FFN's gate and up projections likewise.
-pub fn layer_gemvs(m: &Model) -> Vec<(&'static str, u64, u64)> {
-    let q = m.heads * m.head_dim;
-    let kv = m.kv_heads * m.head_dim;
-    let up = if m.gated_ffn { 2 * m.ffn_dim } else { m.ffn_dim };
-    vec![
-        ("qkv", q + 2 * kv, m.d_model),
-        ("out", m.d_model, q),
-        ("ffn-up", up, m.d_model),
-        ("ffn-down", m.d_model, m.ffn_dim),
-    ]
-}
-
-/// One decode step of a whole model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Token {
-    pub seconds: f64,
-    /// Per-layer GeMV time by name, and the LM head's.
-    pub gemvs: Vec<(&'static str, Gemv)>,
-    pub lm_head: Gemv,
-    /// Attention per layer on the NPU: KV cache reads, score and value MACs, softmax.
-    pub attention_seconds: f64,
-    pub data_utilisation: f64,
-    pub events: u64,
-}
-
-impl Token {
-    pub fn tokens_per_s(&self) -> f64 {
-        1.0 / self.seconds
-    }
-}
-
-/// Decodes one token of `m` with `context` tokens cached; `gemv_of(rows, cols)` runs each
-/// GeMV shape (the caller picks its tile and split).
-pub fn decode(
-    s: &System,
-    m: &Model,
-    context: u64,
-    gemv_of: &mut dyn FnMut(u64, u64) -> Result<Gemv, FlashError>,
-) -> Result<Token, FlashError> {
-    let weights = m.params() * s.elem_bytes;
-    if let Some(cap) = s.flash_bytes
-        && weights > cap
-    {
-        return Err(err("model", format!("{}: {weights} B of weights do not fit the flash's {cap} B", m.name)));
-    }
-    let kv_total = m.layers * 2 * m.kv_heads * m.head_dim * context * s.elem_bytes;
-    if let Some(cap) = s.kv_bytes
-        && kv_total > cap
-    {
-        return Err(err(
-            "context",
-            format!("{}: a {context}-token KV cache takes {kv_total} B; the DRAM holds {cap} B", m.name),
-        ));
-    }
-    let mut gemvs = Vec::new();
-    let mut layer = 0.0;
-    let mut events = 0;
-    let (mut data, mut span) = (0.0, 0.0);
-    for (name, rows, cols) in layer_gemvs(m) {
-        let g = gemv_of(rows, cols)?;
-        layer += g.seconds;
-        events += g.events;
-        data += g.data_utilisation * g.seconds * m.layers as f64;
-        span += g.seconds * m.layers as f64;
-        gemvs.push((name, g));
-    }
-    let lm_head = gemv_of(m.vocab, m.d_model)?;
-    data += lm_head.data_utilisation * lm_head.seconds;
-    span += lm_head.seconds;
-    let kv = (2 * m.kv_heads * m.head_dim * context * s.elem_bytes) as f64;
-    let macs = (2 * m.heads * m.head_dim * context) as f64;
-    let attention = kv / s.kv_bandwidth + macs / s.npu_macs_per_s + (m.heads * context) as f64 / s.npu_exp_per_s;
-    let seconds = m.layers as f64 * (layer + attention) + lm_head.seconds;
-    Ok(Token {
-        seconds,
-        gemvs,
-        events: events + lm_head.events,
-        lm_head,
-        attention_seconds: attention,
-        data_utilisation: data / span,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use strata_arch::presets;
 
-    fn system(name: &str) -> System {
+    fn system(name: &str) -> ReadCompute {
         let a = presets::load(name).unwrap().unwrap();
-        System::from_arch(&a).unwrap()
+        ReadCompute::new(&a, a.unit_id("flash-core").unwrap(), a.unit_id("npu").unwrap(), 1).unwrap()
     }
 
     fn opts(tile: Tile, share: f64) -> Options {
@@ -832,9 +702,9 @@ mod tests {
         let requests = 4096.0 * 4096.0 / (32.0 * 16384.0);
         assert!(t < (requests + 1.0) * 30e-6 + 20e-6, "{t}");
         assert!((t / wide - 1.0).abs() < 0.05, "{t} vs {wide}");
-        let small = System { core_buffer_bytes: 1024, ..s };
+        let small = ReadCompute { core_buffer_bytes: 1024, ..s };
         let e = gemv(&small, &opts(tall, 1.0), 4096, 4096, u64::MAX).unwrap_err();
-        assert!(e.reason.contains("core buffer"), "{e}");
+        assert!(e.to_string().contains("core buffer"), "{e}");
     }
 
     /// With Slice Control the balanced split is where the two sides cross: its requests and
@@ -865,13 +735,11 @@ mod tests {
     fn bad_tiles_and_shares_are_errors() {
         let s = system("cambricon-llm-s");
         let e = gemv(&s, &opts(Tile { h: 256, w: 1024 }, 0.5), 4096, 4096, u64::MAX).unwrap_err();
-        assert!(e.reason.contains("not one 16384-weight page"), "{e}");
-        assert_eq!(gemv(&s, &opts(S_TILE, 1.5), 4096, 4096, u64::MAX).unwrap_err().key, "flash_share");
+        assert!(e.to_string().contains("not one 16384-weight page"), "{e}");
+        assert!(gemv(&s, &opts(S_TILE, 1.5), 4096, 4096, u64::MAX).unwrap_err().to_string().starts_with("flash_share"));
         let e = gemv(&s, &opts(Tile { h: 4, w: 32768 }, 0.5), 4096, 4096, u64::MAX);
         assert!(e.is_err());
-        assert!(
-            matches!(gemv(&s, &opts(S_TILE, 0.5), 4096, 4096, 10), Err(FlashError { key, .. }) if key == "simulation")
-        );
+        assert!(matches!(gemv(&s, &opts(S_TILE, 0.5), 4096, 4096, 10), Err(EngineError::Budget { .. })));
     }
 
     #[test]

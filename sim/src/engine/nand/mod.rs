@@ -11,6 +11,9 @@
 //! page leaves over the channel at the channel rate and crosses the host link. With cache reads
 //! the die starts its next array read while the cache register still sends the last pages.
 //! The channel bus and the host link serve whoever asks first. Reads only: inference is.
+//! [`read_compute`] runs GeMVs on the same organisation when the dies compute (Cambricon-LLM).
+
+pub mod read_compute;
 
 use std::collections::VecDeque;
 
