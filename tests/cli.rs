@@ -508,9 +508,14 @@ fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
     assert!(o.status.success(), "{}", stderr(&o));
     let results = std::fs::read_to_string(sys.with_file_name("lp-out").join("results.csv")).unwrap();
     assert!(results.lines().nth(1).unwrap().contains(",HostDRAM,"), "{results}");
-    // Without --arch there is nothing to place the tensors on.
-    let o = strata(&["offload", "--system-out", sys.to_str().unwrap()]);
+    // The profile prices what it leaves out from the machine: on an architecture with no disk
+    // there is nothing to place the cache on; with no profile the sheet alone prices the LP.
+    let o = strata(&["offload", "--arch", "a100", "--system-out", sys.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("a100"), "{}", stderr(&o));
+    let o = strata(&["offload", "--model", "opt-30b", "--overlap", "code", "--costs", "sheet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cost model `sheet` on t4-host-ssd"), "{}", stdout(&o));
 }
 
 /// The cycle-approximate DRAM channel from the command line, and its bad inputs: inconsistent

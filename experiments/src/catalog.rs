@@ -131,8 +131,11 @@ fn validate_one(path: &Path) -> CliResult<String> {
                 return link(&text, &source);
             }
             [k] if k == "offload" => {
-                let c = strata_mappings::offload::Costs::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
-                return Ok(format!("offload cost model {}", c.name));
+                // A profile prices what it leaves out from a machine: FlexGen's T4 by default.
+                let t4 = crate::eval::arch("t4-host-ssd")?;
+                let c = strata_mappings::offload::Costs::from_arch(&t4, Some(&text))
+                    .map_err(|e| CliError::spec(&source, &e))?;
+                return Ok(format!("offload cost profile {} (priced on t4-host-ssd)", c.name));
             }
             [k] if k == "mapping" => {
                 // A mapping resolves only against a workload and an architecture: `strata eval` does that.

@@ -188,7 +188,8 @@ enum Command {
         /// Model preset or file.
         #[arg(long, default_value = "opt-175b")]
         model: String,
-        /// Cost-model preset or file (`[offload]` constants).
+        /// FlexGen's profile of its runtime: a preset or file of `[offload]` constants, each left
+        /// out taken from `--arch`'s sheet, or `sheet` for the architecture alone.
         #[arg(long, default_value = "flexgen-t4")]
         costs: String,
         /// Prompt tokens (1 to 2²⁰).
@@ -202,11 +203,12 @@ enum Command {
         overlap: Vec<String>,
         /// Write the first overlap rule's policy as a `[system]` file for `--arch`, to run on the
         /// one system model (the `serving` experiment kind).
-        #[arg(long, requires = "arch")]
-        system_out: Option<std::path::PathBuf>,
-        /// The architecture the system file places tensors on (its GPU, host and disk memories).
         #[arg(long)]
-        arch: Option<String>,
+        system_out: Option<std::path::PathBuf>,
+        /// The machine: its GPU, host and disk memories, links and units (found by what they are)
+        /// price what the profile leaves out, and the system file places tensors on them.
+        #[arg(long, default_value = "t4-host-ssd")]
+        arch: String,
     },
     /// Run the cycle-approximate DRAM channel on a microbenchmark (achieved vs peak bandwidth).
     Dram {

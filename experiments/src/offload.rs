@@ -3,12 +3,13 @@
 
 use std::fmt::Write as _;
 
-use strata_mappings::offload::{self, Costs, Overlap, Workload};
+use strata_arch::Arch;
+use strata_mappings::offload::{self, Costs, Machine, Overlap, Workload};
 use strata_workloads::Model;
 
 use crate::error::{CliError, CliResult};
 use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
-use crate::kind::{Axis, Kind, Values, required};
+use crate::kind::{Axis, Kind, Values, optional, required};
 
 pub struct Args {
     pub model: String,
@@ -16,43 +17,19 @@ pub struct Args {
     pub prompt: u64,
     pub generate: u64,
     pub overlap: Vec<String>,
-    /// Where to write the first rule's policy as a system file, and for which architecture.
+    /// Where to write the first rule's policy as a system file.
     pub system_out: Option<std::path::PathBuf>,
-    pub arch: Option<String>,
+    pub arch: String,
 }
 
-/// An architecture's GPU, host and disk memories and its GPU's units, found by what they are:
-/// the widest unit computes contractions and the unit beside it with an `exp` the rest; the GPU's
-/// memory is the outermost DRAM or HBM on their device, the host's the level above it, the disk
-/// the first SSD or NAND level.
-fn tiers(a: &strata_arch::Arch) -> CliResult<([String; 3], [String; 2], Option<String>)> {
-    use strata_arch::spec::LevelKind;
-    let lacks = |what: &str| CliError::input(format!("{}: {what}", a.name));
-    let widest = a.units.iter().max_by_key(|u| u.pes()).ok_or_else(|| lacks("no compute unit"))?;
-    let rest = a
-        .units
-        .iter()
-        .find(|u| u.level == widest.level && u.ops.contains_key("exp"))
-        .ok_or_else(|| lacks("no unit beside the widest with an `exp` operation (softmax)"))?;
-    let gpu = a.device_memory(widest.level).ok_or_else(|| lacks("no DRAM or HBM on the GPU's device"))?;
-    let host = a.level(gpu).parent.ok_or_else(|| lacks("the GPU's memory has no host above it"))?;
-    let disk = a
-        .levels
-        .iter()
-        .find(|l| matches!(l.kind, LevelKind::Ssd | LevelKind::Nand))
-        .ok_or_else(|| lacks("no SSD or NAND level (the disk)"))?;
-    // The CPU: a unit on the host's memory that can run attention's softmax.
-    let cpu = a.units.iter().find(|u| u.level == host && u.ops.contains_key("exp")).map(|u| u.name.clone());
-    Ok((
-        [a.level(gpu).name.clone(), a.level(host).name.clone(), disk.name.clone()],
-        [widest.name.clone(), rest.name.clone()],
-        cpu,
-    ))
-}
-
-pub fn costs(arg: &str) -> CliResult<Costs> {
-    let (text, source) = crate::load::preset_or_file(arg, "a cost-model", offload::PRESETS)?;
-    Costs::from_toml(&text).map_err(|e| CliError::spec(&source, &e))
+/// FlexGen's cost model for `arch`: a profile preset or file (`[offload]`: FlexGen's fitted
+/// rates; what it leaves out is the architecture's sheet), or `sheet` for the architecture alone.
+pub fn costs(arg: &str, arch: &Arch) -> CliResult<Costs> {
+    if arg == "sheet" {
+        return Costs::from_arch(arch, None).map_err(|e| CliError::spec(&arch.name, &e));
+    }
+    let (text, source) = crate::load::preset_or_file(arg, "a cost-model profile", offload::PRESETS)?;
+    Costs::from_arch(arch, Some(&text)).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))
 }
 
 fn overlap(name: &str) -> CliResult<Overlap> {
@@ -63,8 +40,11 @@ fn overlap(name: &str) -> CliResult<Overlap> {
     }
 }
 
+/// The machine when an experiment names none: FlexGen's GCP T4.
+const DEFAULT_ARCH: &str = "t4-host-ssd";
+
 /// The `offload` experiment kind: FlexGen's policy search per model, prompt, generated tokens,
-/// overlap rule and cost model.
+/// overlap rule, profile and architecture.
 pub struct Offload;
 
 const AXES: &[Axis] = &[
@@ -73,6 +53,7 @@ const AXES: &[Axis] = &[
     required("generate", Values::PositiveInt),
     required("overlap", Values::OneOf(&["code", "paper"])),
     required("costs", Values::Text),
+    optional("arch", Values::Arch),
 ];
 
 impl Kind for Offload {
@@ -86,11 +67,11 @@ impl Kind for Offload {
         AXES
     }
     fn spec_paths(&self) -> &'static [&'static str] {
-        &["model"]
+        &["model", "arch"]
     }
     fn columns(&self, _x: &Experiment) -> Vec<String> {
         let mut c: Vec<String> =
-            ["point", "model", "prompt", "generate", "overlap", "costs", "gpu_batch", "gpu_batches"]
+            ["point", "arch", "model", "prompt", "generate", "overlap", "costs", "gpu_batch", "gpu_batches"]
                 .map(String::from)
                 .to_vec();
         for what in ["weights", "cache", "activations"] {
@@ -99,18 +80,34 @@ impl Kind for Offload {
         c.extend(["prefill_layer_s", "decode_layer_s", "block_s", "tokens_per_s"].map(String::from));
         c
     }
+    /// Every profile on every architecture it is priced on.
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for (i, v) in x.sweep.values("costs").into_iter().enumerate() {
-            costs(&x.path(v.as_str().unwrap_or_default())).map_err(|e| {
-                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.costs[{i}]")), e.message))
-            })?;
+        let default = toml::Value::String(DEFAULT_ARCH.into());
+        let mut archs = x.sweep.values("arch");
+        if archs.is_empty() {
+            archs.push(&default);
+        }
+        for a in archs {
+            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+            for (i, v) in x.sweep.values("costs").into_iter().enumerate() {
+                costs(&x.path(v.as_str().unwrap_or_default()), &arch).map_err(|e| {
+                    CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.costs[{i}]")), e.message))
+                })?;
+            }
         }
         Ok(())
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         let m = crate::kind::model(x, &p.text("model"), Some(p))?;
-        let k = costs(&x.path(&p.text("costs")))?;
-        point(&p.key, &m, &p.text("model"), &k, &p.text("overlap"), p.int("prompt", 0), p.int("generate", 0))
+        let name = p.values.get("arch").and_then(|v| v.as_str()).unwrap_or(DEFAULT_ARCH).to_string();
+        let arch = crate::kind::arch(x, &name, Some(p))?;
+        let k = costs(&x.path(&p.text("costs")), &arch)?;
+        let mut rows =
+            point(&p.key, &m, &p.text("model"), &k, &p.text("overlap"), p.int("prompt", 0), p.int("generate", 0))?;
+        for r in &mut rows {
+            r.cells.insert(1, ("arch".into(), Cell::Text(name.clone())));
+        }
+        Ok(rows)
     }
     fn summary(&self, x: &Experiment, rows: &[Row]) -> String {
         summary(&x.spec, rows)
@@ -206,14 +203,15 @@ pub fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
-    let k = costs(&a.costs)?;
+    let arch = crate::eval::arch(&a.arch)?;
+    let k = costs(&a.costs, &arch)?;
     let m = crate::run::model(&a.model)?;
     let wl = Workload::of(&m, a.prompt, a.generate);
     let mut s = format!(
-        "{} with FlexGen's cost model `{}`, prompt {} tokens, {} generated\n\n\
+        "{} with FlexGen's cost model `{}` on {}, prompt {} tokens, {} generated\n\n\
          | overlap | GPU batch × batches | weights GPU/CPU/disk % | KV cache % | activations % | prefill s/layer | decode s/layer | block s | tokens/s |\n\
          |---|---|---|---|---|---:|---:|---:|---:|\n",
-        m.name, k.name, a.prompt, a.generate
+        m.name, k.name, arch.name, a.prompt, a.generate
     );
     let mut written = String::new();
     for name in &a.overlap {
@@ -221,9 +219,12 @@ pub fn run(a: &Args) -> CliResult<String> {
         let p = offload::search(&k, &wl, overlap)
             .ok_or_else(|| CliError::input(format!("{}: no placement fits: {}", m.name, offload::diagnose(&k, &wl))))?;
         let pct = |f: [f64; 3]| format!("{:.0}/{:.0}/{:.0}", f[0] * 100.0, f[1] * 100.0, f[2] * 100.0);
-        if let (Some(path), Some(arch), true) = (&a.system_out, &a.arch, name == &a.overlap[0]) {
-            let arch = crate::eval::arch(arch)?;
-            let (t, u, cpu) = tiers(&arch)?;
+        if let (Some(path), true) = (&a.system_out, name == &a.overlap[0]) {
+            let mc = Machine::of(&arch).map_err(|e| CliError::spec(&arch.name, &e))?;
+            let level = |i: usize| arch.level(mc.tiers[i]).name.clone();
+            let unit = |u: strata_arch::UnitId| arch.unit(u).name.clone();
+            let (t, u, cpu) =
+                ([level(0), level(1), level(2)], [unit(mc.units[0]), unit(mc.units[1])], mc.cpu.map(unit));
             let about =
                 format!("{} on {}, prompt {}, {} generated, {name} overlap", m.name, arch.name, a.prompt, a.generate);
             let text = p.system_toml(

@@ -11,39 +11,41 @@
 
 use good_lp::{Expression, ProblemVariables, Solution, SolverModel, Variable, constraint, microlp, variable};
 use serde::Deserialize;
+use strata_arch::Arch;
 use strata_arch::units::{parse_bandwidth, parse_bytes};
 use strata_workloads::Model;
 
 use crate::{SpecError, SpecResult};
 
-/// `[offload]` as written in TOML.
-#[derive(Debug, Clone, Deserialize)]
+/// `[offload]` as written in TOML: FlexGen's profile of its runtime on a machine. Every key is
+/// optional; what it leaves out comes from the architecture's sheet.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OffloadFile {
     offload: CostSpec,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CostSpec {
     name: String,
-    ctog: String,
-    gtoc_cache: String,
-    gtoc_hidden: String,
-    dtoc: String,
-    ctod_cache_prefill: String,
-    ctod_hidden_prefill: String,
-    ctod_decode: String,
-    mm_tflops_prefill: f64,
-    mm_tflops_decode: f64,
-    bmm_tflops_prefill: f64,
-    bmm_tflops_decode: f64,
-    cpu_tflops: f64,
-    cpu_shape: [f64; 3],
-    gpu_memory: String,
-    cpu_memory: String,
-    disk_memory: String,
-    usable: f64,
+    ctog: Option<String>,
+    gtoc_cache: Option<String>,
+    gtoc_hidden: Option<String>,
+    dtoc: Option<String>,
+    ctod_cache_prefill: Option<String>,
+    ctod_hidden_prefill: Option<String>,
+    ctod_decode: Option<String>,
+    mm_tflops_prefill: Option<f64>,
+    mm_tflops_decode: Option<f64>,
+    bmm_tflops_prefill: Option<f64>,
+    bmm_tflops_decode: Option<f64>,
+    cpu_tflops: Option<f64>,
+    cpu_shape: Option<[f64; 3]>,
+    gpu_memory: Option<String>,
+    cpu_memory: Option<String>,
+    disk_memory: Option<String>,
+    usable: Option<f64>,
 }
 
 /// FlexGen's cost-model constants: effective bandwidths (B/s), throughputs (flop/s), capacities.
@@ -69,58 +71,142 @@ pub struct Costs {
     pub usable: f64,
 }
 
-/// Cost-model presets (name, TOML).
+/// Profile presets (name, TOML).
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-t4", include_str!("../presets/offload/flexgen-t4.toml")),
     ("flexgen-t4-ssd", include_str!("../presets/offload/flexgen-t4-ssd.toml")),
 ];
 
+/// The machine FlexGen's policy places over, found in an architecture by what its parts are:
+/// the widest unit computes contractions (the GPU) and the unit beside it with an `exp` the rest;
+/// the GPU's memory is the outermost DRAM or HBM on their device, the host's the level above it
+/// (its CPU: a unit there with an `exp`), the disk the first SSD or NAND level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// GPU, host and disk memories.
+    pub tiers: [strata_arch::LevelId; 3],
+    /// The GPU's contraction unit and the unit for the rest.
+    pub units: [strata_arch::UnitId; 2],
+    pub cpu: Option<strata_arch::UnitId>,
+}
+
+impl Machine {
+    pub fn of(a: &Arch) -> SpecResult<Machine> {
+        use strata_arch::spec::LevelKind;
+        let lacks = |what: &str| SpecError::new("arch", format!("{}: {what}", a.name));
+        let widest = (0..a.units.len())
+            .max_by_key(|&u| (a.units[u].pes(), std::cmp::Reverse(u)))
+            .ok_or_else(|| lacks("no compute unit"))?;
+        let level = a.units[widest].level;
+        let rest = (0..a.units.len())
+            .find(|&u| a.units[u].level == level && a.units[u].ops.contains_key("exp"))
+            .ok_or_else(|| lacks("no unit beside the widest with an `exp` operation (softmax)"))?;
+        let gpu = a.device_memory(level).ok_or_else(|| lacks("no DRAM or HBM on the GPU's device"))?;
+        let host = a.level(gpu).parent.ok_or_else(|| lacks("the GPU's memory has no host above it"))?;
+        let disk = (0..a.levels.len())
+            .find(|&l| matches!(a.levels[l].kind, LevelKind::Ssd | LevelKind::Nand))
+            .ok_or_else(|| lacks("no SSD or NAND level (the disk)"))?;
+        let cpu = (0..a.units.len()).find(|&u| a.units[u].level == host && a.units[u].ops.contains_key("exp"));
+        Ok(Machine {
+            tiers: [gpu, host, strata_arch::LevelId(disk)],
+            units: [strata_arch::UnitId(widest), strata_arch::UnitId(rest)],
+            cpu: cpu.map(strata_arch::UnitId),
+        })
+    }
+}
+
 impl Costs {
-    pub fn from_toml(text: &str) -> SpecResult<Costs> {
-        let f: OffloadFile = strata_workloads::toml_doc::from_toml(text)?;
-        let s = f.offload;
-        let bw = |k: &str, v: &str| -> SpecResult<f64> {
-            let b = parse_bandwidth(v).map_err(|e| SpecError::new(format!("offload.{k}"), e))?.0;
-            if b > 0.0 { Ok(b) } else { Err(SpecError::new(format!("offload.{k}"), "must be positive")) }
+    /// The cost model of `profile` (FlexGen's fitted rates, `[offload]`) on architecture `a`:
+    /// each constant the profile leaves out is the sheet's: the GPU's host link both ways, the
+    /// disk's read and write bandwidth, twice the units' MAC rates as flop/s, the memories'
+    /// capacities (`None`: the sheet alone, named `sheet`).
+    pub fn from_arch(a: &Arch, profile: Option<&str>) -> SpecResult<Costs> {
+        let s = match profile {
+            Some(text) => strata_workloads::toml_doc::from_toml::<OffloadFile>(text)?.offload,
+            None => CostSpec { name: "sheet".into(), ..CostSpec::default() },
         };
-        let bytes = |k: &str, v: &str| -> SpecResult<f64> {
-            let b = parse_bytes(v).map_err(|e| SpecError::new(format!("offload.{k}"), e))?.0;
-            if b > 0 { Ok(b as f64) } else { Err(SpecError::new(format!("offload.{k}"), "must be positive")) }
+        let m = Machine::of(a)?;
+        let sheet = |what: String| SpecError::new("arch", format!("{}: {what}; or give it in the profile", a.name));
+        let level = |i: usize| a.level(m.tiers[i]);
+        let link = level(0)
+            .link
+            .map(|k| a.links[k].bandwidth.0 * a.links[k].count as f64)
+            .ok_or_else(|| sheet(format!("the GPU's memory `{}` has no link to its host", level(0).name)));
+        let disk_read = level(2)
+            .read_bandwidth
+            .map(|b| b * a.clock.0)
+            .ok_or_else(|| sheet(format!("the disk `{}` has no read bandwidth", level(2).name)));
+        let disk_write = level(2)
+            .write_bandwidth
+            .or(level(2).read_bandwidth)
+            .map(|b| b * a.clock.0)
+            .ok_or_else(|| sheet(format!("the disk `{}` has no write bandwidth", level(2).name)));
+        let flops = |u: Option<strata_arch::UnitId>, what: &str| {
+            u.and_then(|u| a.unit(u).rate("mac", a.clock))
+                .map(|r| 2.0 * r)
+                .ok_or_else(|| sheet(format!("no {what} with a `mac` rate")))
         };
-        let tf = |k: &str, v: f64| -> SpecResult<f64> {
-            if v.is_finite() && v > 0.0 {
-                Ok(v * 1e12)
-            } else {
-                Err(SpecError::new(format!("offload.{k}"), format!("must be a positive TFLOP/s rate (got {v})")))
+        let capacity = |i: usize| {
+            level(i).capacity.map(|c| c.0 as f64).ok_or_else(|| sheet(format!("`{}` has no capacity", level(i).name)))
+        };
+        let bw = |k: &str, v: &Option<String>, or: &Result<f64, SpecError>| -> SpecResult<f64> {
+            match v {
+                Some(v) => {
+                    let b = parse_bandwidth(v).map_err(|e| SpecError::new(format!("offload.{k}"), e))?.0;
+                    if b > 0.0 { Ok(b) } else { Err(SpecError::new(format!("offload.{k}"), "must be positive")) }
+                }
+                None => or.clone(),
             }
         };
-        if !(s.usable > 0.0 && s.usable <= 1.0) {
-            return Err(SpecError::new("offload.usable", format!("must be in (0, 1] (got {})", s.usable)));
+        let bytes = |k: &str, v: &Option<String>, or: SpecResult<f64>| -> SpecResult<f64> {
+            match v {
+                Some(v) => {
+                    let b = parse_bytes(v).map_err(|e| SpecError::new(format!("offload.{k}"), e))?.0;
+                    if b > 0 { Ok(b as f64) } else { Err(SpecError::new(format!("offload.{k}"), "must be positive")) }
+                }
+                None => or,
+            }
+        };
+        let tf = |k: &str, v: Option<f64>, or: &Result<f64, SpecError>| -> SpecResult<f64> {
+            match v {
+                Some(v) if v.is_finite() && v > 0.0 => Ok(v * 1e12),
+                Some(v) => {
+                    Err(SpecError::new(format!("offload.{k}"), format!("must be a positive TFLOP/s rate (got {v})")))
+                }
+                None => or.clone(),
+            }
+        };
+        let usable = s.usable.unwrap_or(1.0);
+        if !(usable > 0.0 && usable <= 1.0) {
+            return Err(SpecError::new("offload.usable", format!("must be in (0, 1] (got {usable})")));
         }
+        let gpu = flops(Some(m.units[0]), "GPU unit");
+        let cpu = flops(m.cpu, "CPU on the host's memory");
         Ok(Costs {
-            name: s.name,
-            ctog: bw("ctog", &s.ctog)?,
-            gtoc_cache: bw("gtoc_cache", &s.gtoc_cache)?,
-            gtoc_hidden: bw("gtoc_hidden", &s.gtoc_hidden)?,
-            dtoc: bw("dtoc", &s.dtoc)?,
-            ctod_cache_prefill: bw("ctod_cache_prefill", &s.ctod_cache_prefill)?,
-            ctod_hidden_prefill: bw("ctod_hidden_prefill", &s.ctod_hidden_prefill)?,
-            ctod_decode: bw("ctod_decode", &s.ctod_decode)?,
-            mm_prefill: tf("mm_tflops_prefill", s.mm_tflops_prefill)?,
-            mm_decode: tf("mm_tflops_decode", s.mm_tflops_decode)?,
-            bmm_prefill: tf("bmm_tflops_prefill", s.bmm_tflops_prefill)?,
-            bmm_decode: tf("bmm_tflops_decode", s.bmm_tflops_decode)?,
-            cpu: tf("cpu_tflops", s.cpu_tflops)?,
-            cpu_shape: s.cpu_shape,
-            gpu_memory: bytes("gpu_memory", &s.gpu_memory)?,
-            cpu_memory: bytes("cpu_memory", &s.cpu_memory)?,
-            disk_memory: bytes("disk_memory", &s.disk_memory)?,
-            usable: s.usable,
+            name: s.name.clone(),
+            ctog: bw("ctog", &s.ctog, &link)?,
+            gtoc_cache: bw("gtoc_cache", &s.gtoc_cache, &link)?,
+            gtoc_hidden: bw("gtoc_hidden", &s.gtoc_hidden, &link)?,
+            dtoc: bw("dtoc", &s.dtoc, &disk_read)?,
+            ctod_cache_prefill: bw("ctod_cache_prefill", &s.ctod_cache_prefill, &disk_write)?,
+            ctod_hidden_prefill: bw("ctod_hidden_prefill", &s.ctod_hidden_prefill, &disk_write)?,
+            ctod_decode: bw("ctod_decode", &s.ctod_decode, &disk_write)?,
+            mm_prefill: tf("mm_tflops_prefill", s.mm_tflops_prefill, &gpu)?,
+            mm_decode: tf("mm_tflops_decode", s.mm_tflops_decode, &gpu)?,
+            bmm_prefill: tf("bmm_tflops_prefill", s.bmm_tflops_prefill, &gpu)?,
+            bmm_decode: tf("bmm_tflops_decode", s.bmm_tflops_decode, &gpu)?,
+            cpu: tf("cpu_tflops", s.cpu_tflops, &cpu)?,
+            cpu_shape: s.cpu_shape.unwrap_or([0.0; 3]),
+            gpu_memory: bytes("gpu_memory", &s.gpu_memory, capacity(0))?,
+            cpu_memory: bytes("cpu_memory", &s.cpu_memory, capacity(1))?,
+            disk_memory: bytes("disk_memory", &s.disk_memory, capacity(2))?,
+            usable,
         })
     }
 
-    pub fn preset(name: &str) -> Option<SpecResult<Costs>> {
-        PRESETS.iter().find(|p| p.0 == name).map(|p| Costs::from_toml(p.1))
+    /// A profile preset on architecture `a`.
+    pub fn preset(name: &str, a: &Arch) -> Option<SpecResult<Costs>> {
+        PRESETS.iter().find(|p| p.0 == name).map(|p| Costs::from_arch(a, Some(p.1)))
     }
 
     /// The code's CPU attention throughput, lower for small GPU batches and narrow models.
@@ -438,8 +524,44 @@ mod tests {
         Workload::of(&strata_workloads::ModelSpec::from_toml(p.text).unwrap().build().unwrap(), 512, 32)
     }
 
+    fn machine() -> Arch {
+        Arch::from_toml(strata_arch::presets::text("t4-host-ssd").unwrap()).unwrap()
+    }
+
     fn t4() -> Costs {
-        Costs::preset("flexgen-t4").unwrap().unwrap()
+        Costs::preset("flexgen-t4", &machine()).unwrap().unwrap()
+    }
+
+    /// What a profile leaves out is the sheet's: with no profile every constant comes from the
+    /// T4 machine's architecture (PCIe 3.0 both ways, the SSD's 2 GB/s read and 1 GB/s write,
+    /// twice the tensor cores' and the CPU's MAC rates, the capacities); the SSD profile is the
+    /// fitted one with the sheet's disk rates.
+    #[test]
+    fn profiles_fall_back_to_the_architectures_sheet() {
+        let a = machine();
+        let sheet = Costs::from_arch(&a, None).unwrap();
+        assert_eq!((sheet.ctog, sheet.gtoc_cache, sheet.dtoc, sheet.ctod_decode), (16e9, 16e9, 2e9, 1e9));
+        let tensor = a.unit(a.unit_id("tensor").unwrap()).rate("mac", a.clock).unwrap();
+        assert_eq!(sheet.mm_decode, 2.0 * tensor);
+        assert_eq!((sheet.gpu_memory, sheet.cpu_memory, sheet.usable), (16e9, 208e9, 1.0));
+        let ssd = Costs::preset("flexgen-t4-ssd", &a).unwrap().unwrap();
+        let fitted = t4();
+        assert_eq!(
+            Costs {
+                dtoc: 2e9,
+                ctod_cache_prefill: 1e9,
+                ctod_hidden_prefill: 1e9,
+                ctod_decode: 1e9,
+                name: ssd.name.clone(),
+                ..fitted
+            },
+            ssd
+        );
+        let e = Costs::from_arch(&a, Some("[offload]\nname = \"x\"\nctog = \"0 GB/s\"\n")).unwrap_err();
+        assert!(e.to_string().contains("offload.ctog: must be positive"), "{e}");
+        let no_disk = Arch::from_toml(strata_arch::presets::text("a100").unwrap()).unwrap();
+        let e = Costs::from_arch(&no_disk, None).unwrap_err().to_string();
+        assert!(e.starts_with("arch: a100: "), "{e}");
     }
 
     #[test]
@@ -474,7 +596,7 @@ mod tests {
             let p = search(&k, &opt(name), Overlap::CodeSum).unwrap();
             assert!((p.throughput / want - 1.0).abs() <= 0.2, "{name}: {p:?}");
         }
-        let ssd = Costs::preset("flexgen-t4-ssd").unwrap().unwrap();
+        let ssd = Costs::preset("flexgen-t4-ssd", &machine()).unwrap().unwrap();
         for (name, want) in [("opt-6.7b", 25.26), ("opt-30b", 7.32), ("opt-175b", 0.69)] {
             let p = search(&ssd, &opt(name), Overlap::CodeSum).unwrap();
             assert!((p.throughput / want - 1.0).abs() <= 0.2, "{name}: {p:?}");
