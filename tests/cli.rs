@@ -518,6 +518,43 @@ fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
     assert!(stdout(&o).contains("cost model `sheet` on t4-host-ssd"), "{}", stdout(&o));
 }
 
+/// `strata step`: one step of a system through the engine, its breakdown and a Chrome trace of
+/// one layer with a track per device, link and memory; bad phases and systems exit 2.
+#[test]
+fn step_reports_a_system_step_and_its_trace() {
+    let out = std::env::temp_dir().join(format!("strata-step-{}/t.json", std::process::id()));
+    let o = strata(&[
+        "step",
+        "--arch",
+        "cambricon-llm-s",
+        "--system",
+        "cambricon",
+        "--model",
+        "opt-6.7b",
+        "--trace",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("GeMV Q+KN+VN (12288×4096, ×32)"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    let tracks: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    for want in ["device: flash", "device: npu", "memory: LPDDR5X", "step"] {
+        assert!(tracks.contains(&want), "{tracks:?}");
+    }
+    let o = strata(&["step", "--phase", "verify"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--phase: `verify`"), "{}", stderr(&o));
+    let o = strata(&["step", "--system", "cambricon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("preset cambricon on a6000-csd"), "{}", stderr(&o));
+}
+
 /// The cycle-approximate DRAM channel from the command line, and its bad inputs: inconsistent
 /// timings, a missing timing, several channels in one table, an event budget too small.
 #[test]

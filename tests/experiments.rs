@@ -685,7 +685,10 @@ fn flexgen_experiment_runs_and_checks_its_axes() {
     assert!(summary.contains("| opt-30b | 512 | flexgen-t4 | code | 7.140 | 7.32 | -2.5% |"), "{summary}");
     let e = "[experiment]\nname = \"x\"\nkind = \"offload\"\n[experiment.sweep]\nmodel = [\"opt-6.7b\"]\nprompt = [512]\ngenerate = [32]\noverlap = [\"code\"]\ncosts = [\"flexgen-t4\"]\n";
     bad(&e.replace("[\"code\"]", "[\"fast\"]"), "experiment.sweep.overlap[0]: \"fast\" is not one of code, paper");
-    bad(&e.replace("[\"flexgen-t4\"]", "[\"t5\"]"), "experiment.sweep.costs[0]: `t5` is neither a cost-model profile preset");
+    bad(
+        &e.replace("[\"flexgen-t4\"]", "[\"t5\"]"),
+        "experiment.sweep.costs[0]: `t5` is neither a cost-model profile preset",
+    );
     bad(&e.replace("generate = [32]\n", ""), "experiment.sweep.generate: this kind of experiment needs the axis");
 }
 

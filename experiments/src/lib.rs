@@ -75,6 +75,7 @@ mod run;
 mod serving;
 mod show;
 mod slurm;
+mod step;
 mod store;
 mod sweep;
 mod systems;

@@ -90,6 +90,9 @@ pub struct StepReport {
     pub tier_seconds: BTreeMap<String, f64>,
     /// The GeMVs a drive's cores ran with their split unit, in order.
     pub gemvs: Vec<GemvReport>,
+    /// One layer and the LM head on a timeline: each stage on its device's track (its memories'
+    /// reads beside it), each transfer on its links' track, in order.
+    pub trace: Vec<Span>,
     /// The part of the step due to attention over the cache: its stages and its transfers.
     pub kv_seconds: f64,
     /// Busy seconds per device (compute or its memories, whichever binds, per stage).
@@ -110,6 +113,15 @@ pub struct GemvReport {
     pub cols: u64,
     pub times: f64,
     pub gemv: Gemv,
+}
+
+/// A slice of a step's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub track: String,
+    pub name: String,
+    pub start: f64,
+    pub seconds: f64,
 }
 
 /// What a run takes.
@@ -560,7 +572,7 @@ impl<'a> Engine<'a> {
                 // input and partial sums on the channels and reads its weights in the drive.
                 if let Some(members) = gemvs.get(&e) {
                     if let Some(open) = stage.take() {
-                        r.close(open, times);
+                        r.close(self.arch, open, times);
                     }
                     self.split_gemv(c, members, u, split, phase, times, r)?;
                 }
@@ -579,9 +591,10 @@ impl<'a> Engine<'a> {
             let compute = points * share * cycles / rate;
             r.energy_pj += points * share * ops.iter().map(|op| unit.ops[*op].energy.0).sum::<f64>() * times;
             if stage.as_ref().is_some_and(|s| s.device != device) {
-                r.close(stage.take().expect("open"), times);
+                r.close(self.arch, stage.take().expect("open"), times);
             }
             let mut s = stage.take().unwrap_or_else(|| Stage::new(&device));
+            s.einsums.push(ein.name.clone());
             s.compute += compute;
             let attention = class[e] == EinsumClass::Attention;
             if attention {
@@ -693,7 +706,7 @@ impl<'a> Engine<'a> {
             self.store_cached(c, e, at, r, times)?;
         }
         if let Some(s) = stage {
-            r.close(s, times);
+            r.close(self.arch, s, times);
         }
         Ok(())
     }
@@ -798,6 +811,8 @@ impl<'a> Engine<'a> {
         let t = g.seconds * times;
         r.stages += t;
         *r.devices.entry(level.device.clone()).or_default() += t;
+        let name = members.iter().map(|&e| es[e].name.as_str()).collect::<Vec<_>>().join("+");
+        r.span(&format!("device: {}", level.device), &format!("{name} (read-compute GeMV)"), g.seconds, false);
         let bytes = (g.flash_bytes + g.npu_bytes) as f64;
         *r.tiers.entry(level.name.clone()).or_default() += bytes * times;
         *r.tier_seconds.entry(level.name.clone()).or_default() += t;
@@ -862,6 +877,7 @@ impl<'a> Engine<'a> {
         let level = self.arch.level(m);
         let t = 4.0 * bytes / bw * times;
         r.load += t;
+        r.span(&format!("memory: {}", level.name), "loaded rows into the preallocated matrix", t / times, false);
         *r.devices.entry(level.device.clone()).or_default() += t;
         r.energy_pj += 2.0 * bytes / self.arch.word_bytes as f64 * (level.read_energy.0 + level.write_energy.0) * times;
         Ok(())
@@ -904,9 +920,16 @@ impl<'a> Engine<'a> {
             Phase::Prefill { .. } => PhaseKind::Prefill,
             Phase::Decode { .. } => PhaseKind::Decode,
         };
-        let mut acc = StepAcc::default();
-        self.cascade(&w.layer, kind, self.model.layers as f64, &mut acc)?;
-        self.cascade(&w.lm_head, kind, 1.0, &mut acc)?;
+        let mut acc = StepAcc { overlap: self.system.overlap_remote_reads, ..StepAcc::default() };
+        for (c, times) in [(&w.layer, self.model.layers as f64), (&w.lm_head, 1.0)] {
+            let start = acc.clock.max(acc.transfer_clock);
+            self.cascade(c, kind, times, &mut acc)?;
+            // The cascade's span on the step's own track; the next starts when both clocks end.
+            let end = acc.clock.max(acc.transfer_clock);
+            (acc.clock, acc.transfer_clock) = (end, end);
+            let name = if times > 1.0 { format!("{} (one of {times} layers)", c.name()) } else { c.name().to_string() };
+            acc.trace.push(Span { track: "step".into(), name, start, seconds: end - start });
+        }
         Ok(acc.finish(self.system.overlap_remote_reads))
     }
 }
@@ -919,6 +942,8 @@ fn first_key_output(c: &Cascade, e: usize) -> bool {
 /// A stage: consecutive Einsums on one device.
 struct Stage {
     device: String,
+    /// The Einsums it runs, for the trace.
+    einsums: Vec<String>,
     compute: f64,
     /// Seconds each of the device's memories is busy.
     memory: BTreeMap<LevelId, f64>,
@@ -931,6 +956,7 @@ impl Stage {
     fn new(device: &str) -> Stage {
         Stage {
             device: device.to_string(),
+            einsums: Vec::new(),
             compute: 0.0,
             memory: BTreeMap::new(),
             kv_compute: 0.0,
@@ -948,6 +974,12 @@ struct StepAcc {
     /// Seconds spent reading each memory (at the memory's, or the path's, bandwidth).
     tier_seconds: BTreeMap<String, f64>,
     gemvs: Vec<GemvReport>,
+    /// One run of each cascade (a layer, the LM head) on a timeline: serial work, and transfers
+    /// on their own clock when they overlap the compute.
+    trace: Vec<Span>,
+    clock: f64,
+    transfer_clock: f64,
+    overlap: bool,
     kv: f64,
     devices: BTreeMap<String, f64>,
     links: BTreeMap<String, (f64, f64)>,
@@ -956,9 +988,14 @@ struct StepAcc {
 }
 
 impl StepAcc {
-    fn close(&mut self, s: Stage, times: f64) {
+    fn close(&mut self, arch: &Arch, s: Stage, times: f64) {
         let t = s.memory.values().copied().fold(s.compute, f64::max) * times;
         self.stages += t;
+        let start = self.span(&format!("device: {}", s.device), &s.einsums.join(", "), t / times, false);
+        for (&l, &busy) in &s.memory {
+            let name = format!("{} read", s.einsums.join(", "));
+            self.trace.push(Span { track: format!("memory: {}", arch.level(l).name), name, start, seconds: busy });
+        }
         // Attention's share of the stage: its share of whatever binds (the compute or the
         // busiest memory).
         let busiest = s.memory.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)));
@@ -974,6 +1011,8 @@ impl StepAcc {
     fn transfer(&mut self, arch: &Arch, x: Transfer, times: f64) {
         let t = x.bytes / x.bandwidth * times;
         self.transfers += t;
+        let track = x.links.iter().map(|&k| arch.links[k].name.as_str()).collect::<Vec<_>>().join(" + ");
+        self.span(&format!("link: {track}"), &format!("{:.3} MB", x.bytes / 1e6), t / times, true);
         if x.kv {
             self.kv += t;
         }
@@ -986,6 +1025,15 @@ impl StepAcc {
         }
     }
 
+    /// Appends a span of `seconds` on `track` at the end of its timeline; returns its start.
+    fn span(&mut self, track: &str, name: &str, seconds: f64, transfer: bool) -> f64 {
+        let clock = if transfer && self.overlap { &mut self.transfer_clock } else { &mut self.clock };
+        let start = *clock;
+        *clock += seconds;
+        self.trace.push(Span { track: track.to_string(), name: name.to_string(), start, seconds });
+        start
+    }
+
     fn finish(self, overlap: bool) -> StepReport {
         let seconds = if overlap { self.stages.max(self.transfers) } else { self.stages + self.transfers } + self.load;
         StepReport {
@@ -995,6 +1043,7 @@ impl StepAcc {
             load_seconds: self.load,
             tier_seconds: self.tier_seconds,
             gemvs: self.gemvs,
+            trace: self.trace,
             kv_seconds: self.kv.min(seconds),
             devices: self.devices,
             links: self.links,
@@ -1028,8 +1077,10 @@ fn mean(a: &StepReport, b: &StepReport) -> StepReport {
         transfer_seconds: avg(a.transfer_seconds, b.transfer_seconds),
         load_seconds: avg(a.load_seconds, b.load_seconds),
         tier_seconds: merge(&a.tier_seconds, &b.tier_seconds),
-        // The two contexts' GeMVs are the same (they do not read the cache).
+        // The two contexts' GeMVs are the same (they do not read the cache); the trace is the
+        // lower context's.
         gemvs: a.gemvs.clone(),
+        trace: a.trace.clone(),
         kv_seconds: avg(a.kv_seconds, b.kv_seconds),
         devices: merge(&a.devices, &b.devices),
         links,
@@ -1390,6 +1441,34 @@ mod tests {
         let sys = System::from_toml(text, &a).unwrap();
         let err = step(&a, &opt67(), &sys, Phase::Decode { context: 16 }, 4, 1 << 29).unwrap_err();
         assert!(err.reason.contains("a split runs GeMVs of one token"), "{err}");
+    }
+
+    /// The trace lays one layer and the LM head on a timeline: spans on one track never
+    /// overlap, and where nothing overlaps, the layer's span times the layers plus the LM head's
+    /// is the step (a drive's GeMVs, stages, transfers and management alike).
+    #[test]
+    fn traces_add_up_to_the_step() {
+        let m = opt67();
+        let (a, sys) = cambricon("cambricon-llm-s");
+        let cam = step(&a, &m, &sys, Phase::Decode { context: 1024 }, 1, 1 << 29).unwrap();
+        let flash = flash("rtx4090-host", preset("flash-windowing-4090")).decode;
+        for d in [&cam, &flash] {
+            let steps: Vec<&Span> = d.trace.iter().filter(|x| x.track == "step").collect();
+            assert_eq!(steps.len(), 2, "{:?}", d.trace);
+            let total = steps[0].seconds * m.layers as f64 + steps[1].seconds;
+            assert!((total / d.seconds - 1.0).abs() < 1e-9, "{total} vs {}", d.seconds);
+            let mut tracks: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
+            for x in &d.trace {
+                tracks.entry(x.track.as_str()).or_default().push(x);
+            }
+            for (track, spans) in tracks {
+                for w in spans.windows(2) {
+                    assert!(w[1].start >= w[0].start + w[0].seconds * (1.0 - 1e-12), "{track}: {w:?}");
+                }
+            }
+        }
+        assert!(cam.trace.iter().any(|x| x.name == "Q+KN+VN (read-compute GeMV)"));
+        assert!(flash.trace.iter().any(|x| x.track == "link: pcie4x16"));
     }
 
     /// Bad neuron selections and load memories are located errors.
