@@ -22,7 +22,9 @@
 //! pages. A core's 2 KB buffer holds inputs and partial sums together: a
 //! request goes only if its input fits beside the partial sums the core still holds.
 //!
-//! Time is the engine's event queue. The step engine (`engine::step`) runs a system's GeMVs here
+//! Time is the engine's event queue, and the drive's timing is the NAND engine's (`Timing`,
+//! derived and checked from the same organisation): host reads and read-compute GeMVs are two
+//! request schedulers over one drive model. The step engine (`engine::step`) runs a system's GeMVs here
 //! when it assigns linear Einsums to a drive's cores with a split.
 
 use std::collections::VecDeque;
@@ -30,6 +32,7 @@ use std::collections::VecDeque;
 use strata_arch::arch::{Arch, NandOrg};
 use strata_mappings::flash_tiling::{Tile, cores_per_channel};
 
+use super::Timing;
 use crate::engine::{EngineError, Queue, Time};
 
 /// A drive whose dies compute, and the host unit that takes the rest of each GeMV.
@@ -225,6 +228,8 @@ struct Die {
 
 struct Run<'a> {
     s: &'a ReadCompute,
+    /// The drive's timing, as the NAND engine derives and checks it from the organisation.
+    t: Timing,
     o: &'a Options,
     ch: Vec<Channel>,
     dies: Vec<Die>,
@@ -244,11 +249,11 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn bytes(&self, b: u64) -> Time {
-        Time((b as f64 * 1e12 / self.s.nand.channel_bandwidth.0).round() as u64)
+        self.t.channel_time(b)
     }
 
     fn cmd(&self) -> Time {
-        Time::from_seconds(self.s.nand.t_command.0)
+        self.t.t_command
     }
 
     /// The command that addresses a grant on channel `c`: every transfer has one, but a slice
@@ -291,7 +296,7 @@ impl Run<'_> {
             && !g.priority()
         {
             let start = now + self.command(c, g);
-            let fit = if due > start { ((due - start).seconds() * self.s.nand.channel_bandwidth.0) as u64 } else { 0 };
+            let fit = if due > start { ((due - start).0 as f64 / self.t.channel_ps_per_byte) as u64 } else { 0 };
             match g {
                 Grant::Slice { die, bytes, last } if fit > 0 => {
                     if fit < bytes {
@@ -384,7 +389,7 @@ impl Run<'_> {
 
     fn send_page(&mut self, now: Time, d: usize) {
         self.dies[d].cache_full = true;
-        let page = self.s.nand.page_bytes.0 + if self.o.ecc { self.s.ecc_bytes() } else { 0 };
+        let page = self.t.page_bytes + if self.o.ecc { self.s.ecc_bytes() } else { 0 };
         let n = if self.o.slicing { self.o.slices.max(1) } else { 1 };
         for i in 0..n {
             let bytes = page * (i + 1) / n - page * i / n;
@@ -395,7 +400,7 @@ impl Run<'_> {
     fn done(&mut self, now: Time, c: usize, g: Grant) {
         self.ch[c].busy = false;
         self.end = self.end.max(now);
-        let t_read = Time::from_seconds(self.s.nand.t_read.0);
+        let t_read = self.t.t_read;
         match g {
             Grant::Input { ch } => {
                 if self.o.slicing && self.ch[ch].sent < self.tiles {
@@ -492,6 +497,7 @@ pub fn gemv(s: &ReadCompute, o: &Options, rows: u64, cols: u64, budget: u64) -> 
         (input_elems / if matches!(o.tiling, Tiling::Naive) { cores as u64 } else { 1 } + output_elems) * s.elem_bytes;
     let mut run = Run {
         s,
+        t: Timing::of(org)?,
         o,
         ch: (0..channels).map(|_| Channel::default()).collect(),
         dies: (0..channels * cores).map(|_| Die::default()).collect(),
