@@ -7,11 +7,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use serde_json::json;
 use strata_sim::engine::step;
 use strata_workloads::Phase;
 
 use crate::error::{CliError, CliResult};
+use crate::trace::{Slice, write_chrome};
 
 pub struct Args {
     pub arch: String,
@@ -81,33 +81,23 @@ pub fn run(a: &Args) -> CliResult<String> {
         );
     }
     if let Some(out) = &a.trace {
-        let mut tracks: Vec<&str> = Vec::new();
+        let mut tracks: Vec<String> = Vec::new();
         for x in &d.trace {
-            if !tracks.contains(&x.track.as_str()) {
-                tracks.push(&x.track);
+            if !tracks.contains(&x.track) {
+                tracks.push(x.track.clone());
             }
         }
-        let mut events = vec![
-            json!({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": format!("{} {} on {} ({})", m.name, a.phase, arch.name, sys.name)}}),
-        ];
-        for (tid, t) in tracks.iter().enumerate() {
-            events.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": t}}));
-            events.push(
-                json!({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": tid, "args": {"sort_index": tid}}),
-            );
-        }
-        for x in &d.trace {
-            let tid = tracks.iter().position(|t| *t == x.track).expect("listed");
-            events.push(
-                json!({"ph": "X", "name": x.name, "pid": 1, "tid": tid, "ts": x.start * 1e6, "dur": x.seconds * 1e6}),
-            );
-        }
-        let doc = json!({"traceEvents": events, "displayTimeUnit": "ns"});
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
-        }
-        std::fs::write(out, serde_json::to_string(&doc).expect("serialisable"))
-            .map_err(|e| crate::store::write_err(out, e))?;
+        let slices: Vec<Slice> = d
+            .trace
+            .iter()
+            .map(|x| Slice {
+                track: tracks.iter().position(|t| *t == x.track).expect("listed"),
+                name: x.name.clone(),
+                start: x.start,
+                seconds: x.seconds,
+            })
+            .collect();
+        write_chrome(out, &format!("{} {} on {} ({})", m.name, a.phase, arch.name, sys.name), &tracks, &slices)?;
         let _ = writeln!(s, "  trace of one layer and the LM head: {} ({} slices)", out.display(), d.trace.len());
     }
     Ok(s)

@@ -21,6 +21,34 @@ pub struct Args {
     pub max_steps: u64,
 }
 
+/// A slice of a Chrome trace: its track's index, name, start and length in seconds.
+pub struct Slice {
+    pub track: usize,
+    pub name: String,
+    pub start: f64,
+    pub seconds: f64,
+}
+
+/// Writes a Chrome trace event JSON (Perfetto, chrome://tracing): one process, a thread per
+/// track in order, the slices on them.
+pub fn write_chrome(out: &std::path::Path, process: &str, tracks: &[String], slices: &[Slice]) -> CliResult<()> {
+    let mut events = vec![json!({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": process}})];
+    for (tid, name) in tracks.iter().enumerate() {
+        events.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": name}}));
+        events.push(json!({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": tid, "args": {"sort_index": tid}}));
+    }
+    for x in slices {
+        events.push(
+            json!({"ph": "X", "name": x.name, "pid": 1, "tid": x.track, "ts": x.start * 1e6, "dur": x.seconds * 1e6}),
+        );
+    }
+    let doc = json!({"traceEvents": events, "displayTimeUnit": "ns"});
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
+    }
+    std::fs::write(out, serde_json::to_string(&doc).expect("serialisable")).map_err(|e| crate::store::write_err(out, e))
+}
+
 pub fn run(a: &Args) -> CliResult<String> {
     let memory = match a.memory.as_str() {
         "ideal" => Memory::Ideal,
@@ -38,28 +66,18 @@ pub fn run(a: &Args) -> CliResult<String> {
     let r =
         tiles::run(&arch, &c, &mapping, Options { memory, buffering, budget: a.max_events, max_steps: a.max_steps })
             .map_err(|e| CliError::engine(&mapping.name, &e))?;
-    let mut events = Vec::new();
-    for (tid, (name, what)) in r.tracks.iter().enumerate() {
-        events.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": format!("{what}: {name}")}}));
-        events.push(json!({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": tid, "args": {"sort_index": tid}}));
-    }
-    events.push(json!({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": format!("{} on {}", mapping.name, arch.name)}}));
-    for s in &r.slices {
-        events.push(json!({
-            "ph": "X",
-            "name": s.label.name(&c),
-            "pid": 1,
-            "tid": s.track,
-            "ts": s.start.seconds() * 1e6,
-            "dur": (s.end - s.start).seconds() * 1e6,
-        }));
-    }
-    let doc = json!({"traceEvents": events, "displayTimeUnit": "ns"});
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
-    }
-    std::fs::write(&a.out, serde_json::to_string(&doc).expect("serialisable"))
-        .map_err(|e| crate::store::write_err(&a.out, e))?;
+    let tracks: Vec<String> = r.tracks.iter().map(|(name, what)| format!("{what}: {name}")).collect();
+    let slices: Vec<Slice> = r
+        .slices
+        .iter()
+        .map(|x| Slice {
+            track: x.track,
+            name: x.label.name(&c),
+            start: x.start.seconds(),
+            seconds: (x.end - x.start).seconds(),
+        })
+        .collect();
+    write_chrome(&a.out, &format!("{} on {}", mapping.name, arch.name), &tracks, &slices)?;
     let ev = &r.evaluation;
     let mut s = String::new();
     let _ = writeln!(

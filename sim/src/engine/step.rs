@@ -1103,20 +1103,8 @@ pub fn step(
         return Err(err("run", "the batch and the step's tokens must be positive"));
     }
     let model = &system.model(model);
-    let mut eng = Engine {
-        arch,
-        model,
-        system,
-        budget,
-        batch,
-        homes: BTreeMap::new(),
-        edges: edges(arch),
-        kv_read: None,
-        held: BTreeMap::new(),
-        gemvs: BTreeMap::new(),
-    };
-    let copies = if eng.selects() { 1.5 } else { 1.0 };
-    eng.place((batch * phase.keys() * model.kv_bytes_per_token()) as f64 * copies)?;
+    let mut eng = Engine::new(arch, model, system, batch, budget);
+    eng.place_for(batch * phase.keys())?;
     eng.step(phase)
 }
 
@@ -1128,22 +1116,8 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         return Err(err("run", "batch, prompt and generated tokens must be positive"));
     }
     let model = &system.model(model);
-    let mut eng = Engine {
-        arch,
-        model,
-        system,
-        budget,
-        batch: run.batch,
-        homes: BTreeMap::new(),
-        edges: edges(arch),
-        kv_read: None,
-        held: BTreeMap::new(),
-        gemvs: BTreeMap::new(),
-    };
-    // A channel-indexed copy of the keys stores them twice.
-    let copies = if eng.selects() { 1.5 } else { 1.0 };
-    let kv = (run.batch * (run.prompt + run.generate) * model.kv_bytes_per_token()) as f64 * copies;
-    eng.place(kv)?;
+    let mut eng = Engine::new(arch, model, system, run.batch, budget);
+    eng.place_for(run.batch * (run.prompt + run.generate))?;
     let prefill = eng.step(Phase::Prefill { seq: run.prompt })?;
     let twice = 2 * run.prompt + run.generate - 1;
     let lo = eng.step(Phase::Decode { context: twice / 2 })?;
@@ -1163,7 +1137,29 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
     })
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
+    fn new(arch: &'a Arch, model: &'a Model, system: &'a System, batch: u64, budget: u64) -> Engine<'a> {
+        Engine {
+            arch,
+            model,
+            system,
+            budget,
+            batch,
+            homes: BTreeMap::new(),
+            edges: edges(arch),
+            kv_read: None,
+            held: BTreeMap::new(),
+            gemvs: BTreeMap::new(),
+        }
+    }
+
+    /// Places the classes with a cache of `tokens` tokens' keys and values (a channel-indexed
+    /// copy of the keys stores them twice).
+    fn place_for(&mut self, tokens: u64) -> Result<(), StepError> {
+        let copies = if self.selects() { 1.5 } else { 1.0 };
+        self.place((tokens * self.model.kv_bytes_per_token()) as f64 * copies)
+    }
+
     /// The memory holding the largest share of a class (the first of equals).
     fn primary(&self, class: TensorClass) -> LevelId {
         self.homes[&class].iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0
