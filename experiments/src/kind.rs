@@ -266,6 +266,16 @@ pub fn attention_for(
     }
 }
 
+/// The architectures of an experiment's `arch` axis (its base specs, before spec paths), or
+/// `default` when the sweep has no such axis.
+pub fn archs(x: &Experiment, default: &str) -> CliResult<Vec<strata_arch::Arch>> {
+    let names: Vec<String> = match x.sweep.values("arch").as_slice() {
+        [] => vec![default.to_string()],
+        values => values.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect(),
+    };
+    names.iter().map(|n| arch(x, n, None)).collect()
+}
+
 /// The default check of a kind's spec paths: every system, architecture, model and fixed
 /// mapping the sweep names, with the paths applied, builds.
 pub fn check_paths(x: &Experiment, root: &str, p: &Point) -> CliResult<()> {

@@ -82,13 +82,7 @@ impl Kind for Offload {
     }
     /// Every profile on every architecture it is priced on.
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        let default = toml::Value::String(DEFAULT_ARCH.into());
-        let mut archs = x.sweep.values("arch");
-        if archs.is_empty() {
-            archs.push(&default);
-        }
-        for a in archs {
-            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+        for arch in crate::kind::archs(x, DEFAULT_ARCH)? {
             for (i, v) in x.sweep.values("costs").into_iter().enumerate() {
                 costs(&x.path(v.as_str().unwrap_or_default()), &arch).map_err(|e| {
                     CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.costs[{i}]")), e.message))

@@ -27,6 +27,9 @@ pub fn system(x: &Experiment, name: &str, arch: &strata_arch::Arch) -> CliResult
     System::from_toml(&text, arch).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))
 }
 
+/// The machine when an experiment names none: InstInfer's testbed.
+const DEFAULT_ARCH: &str = "a6000-csd";
+
 /// The `serving` experiment kind.
 pub struct Serving;
 
@@ -75,13 +78,7 @@ impl Kind for Serving {
     /// Every system file against every architecture before anything runs (spec paths aside:
     /// a point's own architecture is checked again when it runs).
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        let default = toml::Value::String("a6000-csd".into());
-        let mut archs = x.sweep.values("arch");
-        if archs.is_empty() {
-            archs.push(&default);
-        }
-        for a in archs {
-            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+        for arch in crate::kind::archs(x, DEFAULT_ARCH)? {
             for (i, v) in x.sweep.values("system").into_iter().enumerate() {
                 system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
                     CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
@@ -104,7 +101,7 @@ impl Kind for Serving {
 fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
     let v = &p.values;
     let text = |k: &str, d: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or(d).to_string();
-    let (arch_name, name, model) = (text("arch", "a6000-csd"), text("system", ""), text("model", ""));
+    let (arch_name, name, model) = (text("arch", DEFAULT_ARCH), text("system", ""), text("model", ""));
     let arch = crate::kind::arch(x, &arch_name, Some(p))?;
     let sys = system(x, &name, &arch)?;
     let m = crate::kind::model(x, &model, Some(p))?;
