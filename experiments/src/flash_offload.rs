@@ -145,7 +145,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
             else {
                 continue;
             };
-            for key in ["flash_gb", "read_gb_per_s", "io_ms", "total_ms"] {
+            for key in ["flash_gb", "read_gb_per_s", "io_ms", "total_ms", "resident_gb"] {
                 if let Some(want) = reference.get(key).and_then(|v| v.as_float()) {
                     let got = r.f(key);
                     let _ = writeln!(

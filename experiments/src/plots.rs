@@ -632,38 +632,47 @@ fn serving_design(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<St
     ))
 }
 
-/// The plots of the `flash-offload` kind: I/O and total latency per configuration against Tables 2 and 3.
+/// The plots of the `flash-offload` kind: I/O and total latency per configuration against Tables 2 and 3,
+/// one plot per model (the first `flash-offload`, the others `flash-offload-MODEL`), a series per
+/// architecture.
 pub fn flash_offload(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut written = Vec::new();
     let all: Vec<&Row> = rows.iter().collect();
-    let (systems, configs) = (distinct(&all, "arch"), distinct(&all, "system"));
-    let value = |arch: &str, system: &str, key: &str| {
-        all.iter().find(|r| r.s("arch") == arch && r.s("system") == system).map_or(f64::NAN, |r| r.f(key))
-    };
-    let paper = |arch: &str, system: &str, key: &str| {
-        spec.reference_value(&[("arch", arch), ("system", system)], key).unwrap_or(f64::NAN)
-    };
-    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
-    for sys in &systems {
-        for (key, what) in [("total_ms", "total"), ("io_ms", "flash I/O")] {
-            series.push((format!("Strata {what}, {sys}"), configs.iter().map(|c| value(sys, c, key)).collect()));
-            let p: Vec<f64> = configs.iter().map(|c| paper(sys, c, key)).collect();
-            if p.iter().any(|v| v.is_finite()) {
-                series.push((format!("paper {what}, {sys}"), p));
+    let configs = distinct(&all, "system");
+    let archs = distinct(&all, "arch");
+    for (i, model) in distinct(&all, "model").iter().enumerate() {
+        let value = |arch: &str, system: &str, key: &str| {
+            all.iter()
+                .find(|r| r.s("arch") == arch && r.s("model") == *model && r.s("system") == system)
+                .map_or(f64::NAN, |r| r.f(key))
+        };
+        let paper = |arch: &str, system: &str, key: &str| {
+            spec.reference_value(&[("arch", arch), ("model", model), ("system", system)], key).unwrap_or(f64::NAN)
+        };
+        let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+        for arch in &archs {
+            for (key, what) in [("total_ms", "total"), ("io_ms", "flash I/O")] {
+                series.push((format!("Strata {what}, {arch}"), configs.iter().map(|c| value(arch, c, key)).collect()));
+                let p: Vec<f64> = configs.iter().map(|c| paper(arch, c, key)).collect();
+                if p.iter().any(|v| v.is_finite()) {
+                    series.push((format!("paper {what}, {arch}"), p));
+                }
             }
         }
+        let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
+        let name = if i == 0 { "flash-offload".to_string() } else { format!("flash-offload-{model}") };
+        let title = format!("{model}: per-token decode latency (total and flash I/O), weights on flash");
+        written.extend(both!(spec.plots.as_deref(), dir, &name, size, |a| bars(
+            a,
+            &title,
+            "system (techniques added left to right)",
+            "ms per token (log scale)",
+            &configs,
+            &series,
+            true
+        ))?);
     }
-    let size = ((40 * configs.len() as u32 * series.len().max(1) as u32 + 300).clamp(1000, 1500), 600);
-    written.extend(both!(spec.plots.as_deref(), dir, "flash-offload", size, |a| bars(
-        a,
-        "per-token decode latency (total and flash I/O) with weights on flash, per technique",
-        "system (techniques added left to right)",
-        "ms per token (log scale)",
-        &configs,
-        &series,
-        true
-    ))?);
     Ok(written)
 }
 

@@ -110,6 +110,7 @@ struct SelectSpec {
     loaded: Option<f64>,
     cached: Option<f64>,
     predictor_rank: Option<i64>,
+    window: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,6 +210,48 @@ pub enum Selection {
     /// without a window), scattered at the read pattern's block (row-column bundling doubles
     /// it); the load memory keeps the `cached` share (the last tokens' neurons) resident.
     Neuron { active: f64, loaded: f64, cached: f64, predictor_rank: u64 },
+    /// The neuron selection with its shares derived from a window of the last `window` tokens'
+    /// neurons kept in memory (`System::for_model` turns it into `Neuron`): the model's active
+    /// share, and what a window holds and what a token adds to it from the neuron reuse model
+    /// ([`window_shares`]).
+    NeuronWindow { window: u64, predictor_rank: u64 },
+}
+
+/// What the FFN's neurons reused over a window of `k` tokens hold and add: each neuron fires
+/// with its own probability, drawn from a Beta distribution of mean `active` (some neurons are
+/// hot, most rarely fire), so the share active in at least one of `k` tokens is
+/// s(k) = 1 − Π_{i<k} (b + i) / (a + b + i) with a = active·c, b = (1 − active)·c. Returns
+/// (loaded, cached) = (s(k+1) − s(k), s(k)). The concentration c is the one calibrated number:
+/// LLM in a flash's OPT-6.7B, 10% active and 2.4% loaded per token with a window of 5
+/// ([`reuse_concentration`]); the window it implies holds 27.5% of the FFN (the paper: ≈ 24%).
+pub fn window_shares(active: f64, k: u64) -> (f64, f64) {
+    let c = reuse_concentration();
+    let s = |k: u64| {
+        let (a, b) = (active * c, (1.0 - active) * c);
+        1.0 - (0..k).map(|i| (b + i as f64) / (a + b + i as f64)).product::<f64>()
+    };
+    (s(k + 1) - s(k), s(k))
+}
+
+/// The concentration of the neuron reuse model that gives LLM in a flash's OPT-6.7B numbers:
+/// 10% of neurons active per token and 2.4% of them new per token with the last 5 tokens' kept
+/// (shared/reference/llm-in-a-flash.md §3), solved by bisection (the increment grows with c).
+pub fn reuse_concentration() -> f64 {
+    static C: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *C.get_or_init(|| {
+        let (active, loaded, window) = (0.10, 0.024, 5);
+        let increment = |c: f64| {
+            let (a, b) = (active * c, (1.0 - active) * c);
+            let p: f64 = (0..window).map(|i| (b + i as f64) / (a + b + i as f64)).product();
+            p * a / (a + b + window as f64)
+        };
+        let (mut lo, mut hi): (f64, f64) = (1e-3, 1e3);
+        for _ in 0..200 {
+            let mid = (lo * hi).sqrt();
+            if increment(mid) < loaded { lo = mid } else { hi = mid }
+        }
+        (lo * hi).sqrt()
+    })
 }
 
 impl Selection {
@@ -218,6 +261,7 @@ impl Selection {
         match *self {
             Selection::ChannelToken { keep, .. } => keep,
             Selection::Neuron { active, .. } => active,
+            Selection::NeuronWindow { .. } => 1.0,
         }
     }
 }
@@ -427,7 +471,9 @@ impl System {
                 SpecError::new(format!("{path}.unit"), format!("`{}` is not a compute unit of {}", a.unit, arch.name))
             })?;
             let select = a.select.as_ref().map(|x| selection(x, &format!("{path}.select"))).transpose()?;
-            if matches!(select, Some(Selection::Neuron { .. })) && einsums != EinsumClass::Ffn {
+            if matches!(select, Some(Selection::Neuron { .. } | Selection::NeuronWindow { .. }))
+                && einsums != EinsumClass::Ffn
+            {
                 return Err(SpecError::new(
                     format!("{path}.select.policy"),
                     "the neuron policy selects the FFN's neurons: assign it with einsums = \"ffn\"",
@@ -472,6 +518,25 @@ impl System {
     /// The neuron selection of the FFN, if an assignment makes one.
     pub fn neuron_selection(&self) -> Option<Selection> {
         self.assign.iter().find_map(|a| a.select.filter(|s| matches!(s, Selection::Neuron { .. })))
+    }
+
+    /// The system for model `m`: a window's neuron selection takes its shares from the model's
+    /// active share and the neuron reuse model.
+    pub fn for_model(&self, m: &Model) -> SpecResult<System> {
+        let mut s = self.clone();
+        for (i, a) in s.assign.iter_mut().enumerate() {
+            if let Some(Selection::NeuronWindow { window, predictor_rank }) = a.select {
+                let active = m.ffn_active.ok_or_else(|| {
+                    SpecError::new(
+                        format!("system.assign[{i}].select.window"),
+                        format!("a window needs the model's active share: {} has no ffn_active", m.name),
+                    )
+                })?;
+                let (loaded, cached) = window_shares(active, window);
+                a.select = Some(Selection::Neuron { active, loaded, cached, predictor_rank });
+            }
+        }
+        Ok(s)
     }
 
     /// Whether the FFN's weights have a placement of their own.
@@ -552,7 +617,7 @@ fn read_compute(x: &ReadComputeSpec) -> SpecResult<ReadComputePolicy> {
 /// and no other policy's.
 fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
     let key = |k: &str| format!("{path}.{k}");
-    let given: [(&str, bool); 7] = [
+    let given: [(&str, bool); 8] = [
         ("keep", x.keep.is_some()),
         ("inflation", x.inflation.is_some()),
         ("channels_per_page", x.channels_per_page.is_some()),
@@ -560,9 +625,11 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
         ("loaded", x.loaded.is_some()),
         ("cached", x.cached.is_some()),
         ("predictor_rank", x.predictor_rank.is_some()),
+        ("window", x.window.is_some()),
     ];
     let own: &[&str] = match x.policy.as_str() {
         "channel-token" => &["keep", "inflation", "channels_per_page"],
+        "neuron" if x.window.is_some() => &["window", "predictor_rank"],
         "neuron" => &["active", "loaded", "cached", "predictor_rank"],
         other => {
             return Err(SpecError::new(
@@ -603,16 +670,22 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
         }
         return Ok(Selection::ChannelToken { keep, inflation, channels_per_page: channels as u64 });
     }
+    let rank = x.predictor_rank.unwrap_or(0);
+    if !(0..=1 << 20).contains(&rank) {
+        return Err(SpecError::new(key("predictor_rank"), format!("must be in 0..=1048576 (got {rank})")));
+    }
+    if let Some(w) = x.window {
+        if !(0..=1 << 20).contains(&w) {
+            return Err(SpecError::new(key("window"), format!("must be 0 to 2^20 tokens (got {w})")));
+        }
+        return Ok(Selection::NeuronWindow { window: w as u64, predictor_rank: rank as u64 });
+    }
     let active = fraction("active", x.active)?;
     let loaded = fraction("loaded", x.loaded)?;
     if loaded > active {
         return Err(SpecError::new(key("loaded"), format!("cannot exceed the active share {active} (got {loaded})")));
     }
     let cached = fraction("cached", x.cached.or(Some(0.0)))?;
-    let rank = x.predictor_rank.unwrap_or(0);
-    if !(0..=1 << 20).contains(&rank) {
-        return Err(SpecError::new(key("predictor_rank"), format!("must be in 0..=1048576 (got {rank})")));
-    }
     Ok(Selection::Neuron { active, loaded, cached, predictor_rank: rank as u64 })
 }
 
@@ -649,4 +722,46 @@ pub const PRESETS: &[(&str, &str)] = &[
 /// A preset's text by name.
 pub fn preset(name: &str) -> Option<&'static str> {
     PRESETS.iter().find(|p| p.0 == name).map(|p| p.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The neuron reuse model gives back its calibration point (OPT-6.7B: 10% active, 2.4% new
+    /// per token with a window of 5), loads the whole active share with no window, and its
+    /// window grows by exactly what each token loads while what a token loads shrinks.
+    #[test]
+    fn window_shares_follow_the_reuse_model() {
+        let (loaded, cached) = window_shares(0.10, 5);
+        assert!((loaded - 0.024).abs() < 1e-9 && (cached - 0.2748).abs() < 1e-3, "{loaded} {cached}");
+        let (loaded, cached) = window_shares(0.10, 0);
+        assert!((loaded - 0.10).abs() < 1e-12 && cached == 0.0);
+        for active in [0.01, 0.1, 0.5] {
+            for k in 0..40 {
+                let (l, c) = window_shares(active, k);
+                let (l2, c2) = window_shares(active, k + 1);
+                assert!((c + l - c2).abs() < 1e-12 && l2 < l && c2 > c && c2 < 1.0, "{active} {k}");
+            }
+        }
+    }
+
+    /// A window needs the model's active share; a window beside explicit shares is refused.
+    #[test]
+    fn windows_need_the_models_active_share() {
+        let a = Arch::from_toml(strata_arch::presets::text("m1-max").unwrap()).unwrap();
+        let text = preset("flash-windowing-m1").unwrap();
+        let sys = System::from_toml(text, &a).unwrap();
+        let llama = strata_workloads::ModelSpec::from_toml(strata_workloads::presets::find("llama2-7b").unwrap().text)
+            .unwrap()
+            .build()
+            .unwrap();
+        let e = sys.for_model(&llama).unwrap_err();
+        assert_eq!(e.path, "system.assign[0].select.window", "{e}");
+        let e = System::from_toml(&text.replace("window = 5", "window = 5, active = 0.1"), &a).unwrap_err();
+        assert!(
+            e.to_string().contains("select.active: is not a parameter of the neuron policy (window, predictor_rank)"),
+            "{e}"
+        );
+    }
 }

@@ -67,6 +67,9 @@ pub struct ModelSpec {
     /// Decoder self-attention is causal; encoder attention (BERT) is not.
     #[serde(default = "yes")]
     pub causal: bool,
+    /// The share of the FFN's neurons one token activates, as a predictor selects them (the
+    /// activation's nonzero set and its false positives; OPT's ReLU: 10%, "LLM in a flash").
+    pub ffn_active: Option<f64>,
 }
 
 fn two() -> i64 {
@@ -93,6 +96,8 @@ pub struct Model {
     pub bytes_per_element: u64,
     pub tied_embeddings: bool,
     pub causal: bool,
+    /// The share of FFN neurons one token activates, where known.
+    pub ffn_active: Option<f64>,
 }
 
 impl ModelSpec {
@@ -163,6 +168,12 @@ impl ModelSpec {
             bytes_per_element: bytes,
             tied_embeddings: self.tied_embeddings,
             causal: self.causal,
+            ffn_active: match self.ffn_active {
+                Some(a) if !(a > 0.0 && a <= 1.0) => {
+                    return Err(SpecError::new("ffn_active", format!("must be in (0, 1] (got {a})")));
+                }
+                a => a,
+            },
         })
     }
 
@@ -214,6 +225,7 @@ impl ModelSpec {
             bytes_per_element: bytes,
             tied_embeddings: c.tie_word_embeddings.unwrap_or(model_type == "opt" || encoder),
             causal: !encoder,
+            ffn_active: None,
         })
     }
 }
