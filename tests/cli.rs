@@ -90,7 +90,7 @@ fn lists_presets_by_kind() {
         ("NAND presets:", "tlc-client"),
         ("link presets:", "pcie4-x4"),
         ("mapping presets:", "fusemax-1pass"),
-        ("offload cost presets:", "flexgen-t4-ssd"),
+        ("offload cost profile presets:", "flexgen-t4-ssd"),
         ("experiment presets:", "cambricon-scaling"),
         ("system presets:", "insta-sparf"),
         ("experiment kinds:", "serving"),

@@ -31,7 +31,7 @@ pub fn preset_tables() -> Vec<PresetTable> {
             kind: "mapping",
             presets: strata_mappings::presets::PRESETS.iter().map(|p| (p.name, p.text)).collect(),
         },
-        PresetTable { kind: "offload cost", presets: strata_mappings::offload::PRESETS.to_vec() },
+        PresetTable { kind: "offload cost profile", presets: strata_mappings::offload::PRESETS.to_vec() },
         PresetTable { kind: "system", presets: strata_mappings::system::PRESETS.to_vec() },
         PresetTable { kind: "experiment", presets: crate::experiment::PRESETS.to_vec() },
     ]
@@ -45,7 +45,10 @@ fn first_comment(text: &str) -> String {
 /// Every embedded preset, grouped by kind, with a one-line description.
 pub fn list() -> String {
     let mut out = String::new();
-    for table in preset_tables() {
+    let tables = preset_tables();
+    // One name column wide enough for the longest name.
+    let w = tables.iter().flat_map(|t| t.presets.iter().map(|p| p.0.len())).max().unwrap_or(0).max(20);
+    for table in tables {
         let _ = writeln!(out, "{} presets:", table.kind);
         for (name, text) in &table.presets {
             let line = match table.kind {
@@ -69,13 +72,13 @@ pub fn list() -> String {
                 },
                 _ => first_comment(text),
             };
-            let _ = writeln!(out, "  {name:<20} {line}");
+            let _ = writeln!(out, "  {name:<w$} {line}");
         }
         out += "\n";
     }
     out += "experiment kinds:\n";
     for k in crate::kind::KINDS {
-        let _ = writeln!(out, "  {:<20} {}", k.name(), k.about());
+        let _ = writeln!(out, "  {:<w$} {}", k.name(), k.about());
     }
     out += "\nUse a preset name wherever a file is accepted, e.g. `strata workload show llama2-7b --phase decode --seq 4096`.\n";
     out
