@@ -98,6 +98,24 @@ impl Device for Channels {
     }
 }
 
+/// A link of `peak` bytes per second (all its lanes) that takes `latency` seconds per request:
+/// a closed loop of `queue` requests of `block` bytes keeps queue·block bytes in flight per
+/// latency plus transfer time (Little's law), at most the peak.
+pub struct Link {
+    pub peak: f64,
+    pub latency: f64,
+}
+
+impl Device for Link {
+    fn key(&self) -> String {
+        format!("link {} {}", self.peak, self.latency)
+    }
+    fn serve(&self, p: &Pattern, _budget: u64) -> Result<f64, EngineError> {
+        let block = p.block as f64;
+        Ok((p.queue as f64 * block / (self.latency + block / self.peak)).min(self.peak))
+    }
+}
+
 /// A memory known only by its bandwidth (SRAM, a DRAM without an organisation).
 pub struct Port(pub f64);
 
@@ -161,6 +179,18 @@ mod tests {
         let random = Pattern { scattered: true, ..seq };
         assert!(rate(&d, &random, 1 << 24).unwrap() < 0.8 * want);
         assert_eq!(rate(&Port(7.0), &seq, 1).unwrap(), 7.0);
+    }
+
+    /// A link reaches its peak with enough requests in flight and, with one request of a small
+    /// block at a time, only block / (latency + block / peak).
+    #[test]
+    fn links_need_requests_in_flight_to_cover_their_latency() {
+        let link = Link { peak: 16e9, latency: 10e-6 };
+        let p = Pattern { block: 128 << 10, queue: 1, scattered: false, requests: 64 };
+        let one = link.serve(&p, 1).unwrap();
+        let block = (128 << 10) as f64;
+        assert!((one - block / (10e-6 + block / 16e9)).abs() < 1e-3, "{one}");
+        assert_eq!(link.serve(&Pattern { queue: 64, ..p }, 1).unwrap(), 16e9);
     }
 
     /// A drive read from its own device skips the host interface: never slower than from

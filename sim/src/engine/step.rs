@@ -317,15 +317,7 @@ impl<'a> Engine<'a> {
             e => e.into(),
         };
         let pattern = match (pattern, &level.nand, &level.dram) {
-            (Some(p), nand, _) => {
-                let block = match (p.block, nand) {
-                    (Block::Page, Some(org)) => org.page_bytes.0,
-                    (Block::Page, None) => 4096,
-                    (Block::Bytes(b), _) => b,
-                };
-                let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
-                device::Pattern { block, queue: p.queue, scattered, requests }
-            }
+            (Some(p), ..) => self.pattern_of(l, p, scattered, burst),
             // Unsaid: a DRAM streams; a drive serves its sheet's bandwidth.
             (None, None, Some(org)) => device::Channels::stream(org).map_err(located)?,
             (None, ..) => return Ok(port.unwrap_or(f64::INFINITY) * copies),
@@ -334,8 +326,21 @@ impl<'a> Engine<'a> {
         Ok(device::rate(&*d, &pattern, self.budget).map_err(located)? * copies)
     }
 
+    /// The request stream a read pattern makes of a burst of `burst` bytes from level `l` (a
+    /// drive's page as the block where the pattern says `page`; up to `SAMPLE` requests).
+    fn pattern_of(&self, l: LevelId, p: ReadPattern, scattered: bool, burst: f64) -> device::Pattern {
+        let block = match (p.block, &self.arch.level(l).nand) {
+            (Block::Page, Some(org)) => org.page_bytes.0,
+            (Block::Page, None) => 4096,
+            (Block::Bytes(b), _) => b,
+        };
+        let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
+        device::Pattern { block, queue: p.queue, scattered, requests }
+    }
+
     /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
-    /// bandwidth at its pattern over its burst limits it too.
+    /// bandwidth at its pattern over its burst limits it too, and the pattern's requests cross
+    /// each link as that link serves them (its latency against the queue).
     fn transfer(
         &mut self,
         a: LevelId,
@@ -361,8 +366,15 @@ impl<'a> Engine<'a> {
             Some(x) => self.read_bandwidth(a, x.pattern, x.scattered, true, x.burst / self.copies(a))?,
             None => f64::INFINITY,
         };
+        let requests =
+            read.and_then(|x| x.pattern.map(|p| self.pattern_of(a, p, x.scattered, x.burst / self.copies(a))));
         for &(k, ends) in &path {
-            bandwidth = bandwidth.min(self.link_bandwidth(k, ends));
+            let l = &self.arch.links[k];
+            let link = device::Link { peak: self.link_bandwidth(k, ends), latency: l.latency.map_or(0.0, |t| t.0) };
+            bandwidth = bandwidth.min(match &requests {
+                Some(p) => device::Device::serve(&link, p, self.budget)?,
+                None => link.peak,
+            });
         }
         Ok(Transfer { bytes, bandwidth, links: path.iter().map(|x| x.0).collect(), kv })
     }
@@ -1469,6 +1481,25 @@ mod tests {
         }
         assert!(cam.trace.iter().any(|x| x.name == "Q+KN+VN (read-compute GeMV)"));
         assert!(flash.trace.iter().any(|x| x.track == "link: pcie4x16"));
+    }
+
+    /// A drive read over a link with latency pays it per request: FlexGen's cache reads at
+    /// queue depth 1 over an NVMe link of 100 µs per request sustain at most one 128 KiB block
+    /// per latency plus transfer time (Little's law), below the latency-free rate.
+    #[test]
+    fn link_latency_limits_shallow_reads() {
+        let m = opt13();
+        let plain = run("flexgen-ssd", 1, RUN);
+        let text = strata_arch::presets::text("a6000-csd").unwrap().replace(
+            "bandwidth = \"7 GB/s\"         # the host SSD's PCIe 4.0 ×4",
+            "bandwidth = \"7 GB/s\"\nlatency = \"100 us\"",
+        );
+        let a = Arch::from_toml(&text).unwrap();
+        let slow = simulate(&a, &m, &system("flexgen-ssd", &a), RUN, 1 << 26).unwrap();
+        let block = (128 << 10) as f64;
+        let bound = block / (100e-6 + block / 7e9);
+        assert!(slow.kv_read_bandwidth <= bound * (1.0 + 1e-12), "{} > {bound}", slow.kv_read_bandwidth);
+        assert!(slow.kv_read_bandwidth < plain.kv_read_bandwidth && slow.tokens_per_s < plain.tokens_per_s);
     }
 
     /// Bad neuron selections and load memories are located errors.
