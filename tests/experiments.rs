@@ -820,6 +820,25 @@ fn instinfer_ratios_and_bad_systems() {
 #[test]
 fn compositions_run_from_toml_alone() {
     let root = env!("CARGO_MANIFEST_DIR");
+    // A sparse FFN's block size on three memories: one-cell blocks pay a router as large as a
+    // dense up-projection, so larger blocks win in HBM; the drive is slowest at every size.
+    let d = fresh("sparse-ffn");
+    ok(&format!("{root}/experiments/examples/sparse-ffn.toml"), &d);
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let tps = |system: &str, g: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[col("system")] == system && r[col("design")] == format!("model.ffn_block={g}"))
+            .map(|r| r[col("tokens_per_s")].parse().unwrap())
+            .unwrap()
+    };
+    assert!(tps("ffn-in-hbm", "256") > 1.5 * tps("ffn-in-hbm", "1"));
+    for g in ["1", "16", "256", "1024"] {
+        assert!(
+            tps("ffn-in-ssd", g) < tps("ffn-in-lpddr5x", g) && tps("ffn-in-lpddr5x", g) < tps("ffn-in-hbm", g),
+            "{g}"
+        );
+    }
     let d = fresh("csd-cascades");
     ok(&format!("{root}/experiments/examples/csd-cascades.toml"), &d);
     let (h, rows) = csv(&d.join("o/results.csv"));

@@ -70,6 +70,9 @@ pub struct ModelSpec {
     /// The share of the FFN's neurons one token activates, as a predictor selects them (the
     /// activation's nonzero set and its false positives; OPT's ReLU: 10%, "LLM in a flash").
     pub ffn_active: Option<f64>,
+    /// Cells (neurons) per memory block of a sparse FFN (S-FFN: a block is what a router
+    /// selects, an expert of g cells); the FFN's width must be a multiple.
+    pub ffn_block: Option<i64>,
 }
 
 fn two() -> i64 {
@@ -98,6 +101,8 @@ pub struct Model {
     pub causal: bool,
     /// The share of FFN neurons one token activates, where known.
     pub ffn_active: Option<f64>,
+    /// Cells per memory block of a sparse FFN, if it selects blocks.
+    pub ffn_block: Option<u64>,
 }
 
 impl ModelSpec {
@@ -174,6 +179,16 @@ impl ModelSpec {
                 }
                 a => a,
             },
+            ffn_block: match self.ffn_block {
+                None => None,
+                Some(g) if g > 0 && self.ffn_dim > 0 && self.ffn_dim % g == 0 => Some(g as u64),
+                Some(g) => {
+                    return Err(SpecError::new(
+                        "ffn_block",
+                        format!("must be a positive divisor of ffn_dim ({}) (got {g})", self.ffn_dim),
+                    ));
+                }
+            },
         })
     }
 
@@ -226,6 +241,7 @@ impl ModelSpec {
             tied_embeddings: c.tie_word_embeddings.unwrap_or(model_type == "opt" || encoder),
             causal: !encoder,
             ffn_active: None,
+            ffn_block: None,
         })
     }
 }

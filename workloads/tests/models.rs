@@ -58,7 +58,12 @@ fn hugging_face_configs_import_to_the_presets() {
         let want = preset_model(preset);
         // A config does not say how sparse the FFN runs; the preset may.
         assert_eq!(
-            Model { description: want.description.clone(), ffn_active: want.ffn_active, ..imported },
+            Model {
+                description: want.description.clone(),
+                ffn_active: want.ffn_active,
+                ffn_block: want.ffn_block,
+                ..imported
+            },
             want,
             "{file}"
         );
@@ -143,6 +148,7 @@ fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
                 tied_embeddings: false,
                 causal: true,
                 ffn_active: None,
+                ffn_block: None,
             };
             let phase = if decode { Phase::Decode { context: len } } else { Phase::Prefill { seq: len } };
             (m, phase, batch)
@@ -190,6 +196,7 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
         tied_embeddings: false,
         causal: true,
         ffn_active: None,
+        ffn_block: None,
     };
     for phase in [Phase::Prefill { seq: 9 }, Phase::Decode { context: 11 }] {
         let mut outs = Vec::new();

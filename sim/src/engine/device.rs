@@ -18,6 +18,14 @@ use super::{EngineError, dram, nand};
 /// Random reads fall anywhere in this many bytes of a drive (a model's worth).
 const SPAN: u64 = 64 << 30;
 
+/// Most pages (a drive) or bursts (a DRAM channel) one measurement simulates: a stream of large
+/// requests reaches its steady rate well within them.
+const MOST_UNITS: u64 = 1 << 18;
+/// Most bursts of one DRAM request simulated: beyond a few rows a request is a stream.
+const MOST_BURSTS: u64 = 1 << 14;
+/// Reads a DRAM controller holds at once (its read queue).
+const MOST_QUEUED: usize = 128;
+
 /// How a reader streams a memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pattern {
@@ -49,11 +57,11 @@ impl Device for Drive {
     }
     fn serve(&self, p: &Pattern, budget: u64) -> Result<f64, EngineError> {
         let t = nand::Timing::of(&self.0)?;
-        let reqs = if p.scattered {
-            nand::random(p.block, p.requests, SPAN, 5)
-        } else {
-            nand::sequential(p.block, p.requests)
-        };
+        // At most `MOST_UNITS` pages: large requests reach their steady rate in fewer of them.
+        let pages = p.block.div_ceil(t.page_bytes).max(1);
+        let requests = p.requests.min((MOST_UNITS / pages).max(1));
+        let reqs =
+            if p.scattered { nand::random(p.block, requests, SPAN, 5) } else { nand::sequential(p.block, requests) };
         Ok(nand::run(&t, &reqs, p.queue, budget)?.bandwidth())
     }
 }
@@ -82,17 +90,20 @@ impl Device for Channels {
     fn serve(&self, p: &Pattern, budget: u64) -> Result<f64, EngineError> {
         let one = DramOrg { channels: 1, ..self.org.clone() };
         let t = dram::Timing::of(&one)?;
-        let bursts = p.block.div_ceil(t.burst_bytes).max(1);
+        // A request of many rows streams: simulate at most `MOST_BURSTS` of its bursts, and at
+        // most `MOST_UNITS` bursts in all; the controller holds at most `MOST_QUEUED` reads.
+        let bursts = p.block.div_ceil(t.burst_bytes).clamp(1, MOST_BURSTS);
+        let requests = p.requests.min((MOST_UNITS / bursts).max(1));
         let reads = if p.scattered {
             // Each request: `bursts` consecutive bursts from a random burst-aligned start.
-            dram::random(&t, p.requests, 5)
+            dram::random(&t, requests, 5)
                 .into_iter()
                 .flat_map(|r| (0..bursts).map(move |b| dram::Request { addr: r.addr + b * t.burst_bytes, ..r }))
                 .collect()
         } else {
-            dram::sequential(&t, p.requests * bursts)
+            dram::sequential(&t, requests * bursts)
         };
-        let window = p.queue.saturating_mul(bursts as usize).max(1);
+        let window = p.queue.saturating_mul(bursts as usize).clamp(1, MOST_QUEUED);
         let s = dram::run(&t, &reads, window, budget)?;
         Ok((s.bandwidth() / t.peak_bandwidth()).min(1.0) * self.peak)
     }

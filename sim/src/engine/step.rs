@@ -333,6 +333,7 @@ impl<'a> Engine<'a> {
             (Block::Page, Some(org)) => org.page_bytes.0,
             (Block::Page, None) => 4096,
             (Block::Bytes(b), _) => b,
+            (Block::Selected, _) => self.selected_block(),
         };
         let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
         device::Pattern { block, queue: p.queue, scattered, requests }
@@ -445,10 +446,10 @@ impl<'a> Engine<'a> {
             placed.insert(TensorClass::FfnWeights, weights);
         }
         let load = self.system.placement(TensorClass::FfnWeights).load_into;
-        if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, .. })) =
+        if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, mean_keys, .. })) =
             (load, self.system.neuron_selection())
         {
-            let bytes = cached.max(active) * ffn + self.predictor_weights(predictor_rank) * m.layers as f64;
+            let bytes = cached.max(active) * ffn + self.predictor_weights(predictor_rank, mean_keys) * m.layers as f64;
             if !fits(l, bytes, &used) {
                 let key = if apart { "ffn_weights" } else { "weights" };
                 return Err(err(
@@ -468,9 +469,19 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Bytes of one layer's low-rank neuron predictor: `rank` × (model width + FFN width).
-    fn predictor_weights(&self, rank: u64) -> f64 {
-        (rank * (self.model.d_model + self.model.ffn_dim) * self.model.bytes_per_element) as f64
+    /// Bytes of one layer's selector: a low-rank neuron predictor of `rank` × (model width +
+    /// FFN width), and a router's `mean_keys` mean keys of the model's width (Avg-K).
+    fn predictor_weights(&self, rank: u64, mean_keys: u64) -> f64 {
+        let m = self.model;
+        ((rank * (m.d_model + m.ffn_dim) + mean_keys * m.d_model) * m.bytes_per_element) as f64
+    }
+
+    /// Bytes of what a selection reads as one unit: a sparse FFN's memory block of `ffn_block`
+    /// cells (each cell's row of every up projection and column of the down one, stored
+    /// together), else one neuron's.
+    fn selected_block(&self) -> u64 {
+        let m = self.model;
+        m.ffn_block.unwrap_or(1) * m.ffn_params_per_layer() / m.ffn_dim * m.bytes_per_element
     }
 
     /// The unit of Einsum `e` of `c` in `phase`, and its selection.
@@ -652,11 +663,11 @@ impl<'a> Engine<'a> {
                     first_cache_read = false;
                 }
                 let burst = |share: f64, part: f64| class_bytes[&k] * share * part;
-                let predictor = if let Some(Selection::Neuron { predictor_rank, .. }) = select
+                let predictor = if let Some(Selection::Neuron { predictor_rank, mean_keys, .. }) = select
                     && !predicted
                 {
                     predicted = true;
-                    Some(predictor_rank)
+                    Some((predictor_rank, mean_keys))
                 } else {
                     None
                 };
@@ -694,11 +705,12 @@ impl<'a> Engine<'a> {
                         self.kv_read = Some(bw);
                     }
                 }
-                // The layer's neuron predictor runs before its first selected Einsum, reading
-                // its weights where the unit reads the selected ones.
-                if let Some(rank) = predictor {
+                // The layer's selector (a neuron predictor, a router's mean keys) runs before its
+                // first selected Einsum, reading its weights from the load memory, or where the
+                // other weights live.
+                if let Some((rank, mean_keys)) = predictor {
                     let tokens = points / (self.model.d_model * self.model.ffn_dim) as f64;
-                    let weights = self.predictor_weights(rank);
+                    let weights = self.predictor_weights(rank, mean_keys);
                     let macs = weights / self.model.bytes_per_element as f64 * tokens;
                     let mac = &unit.ops.get("mac").ok_or_else(|| {
                         err(
@@ -708,8 +720,7 @@ impl<'a> Engine<'a> {
                     })?;
                     s.compute += macs * mac.cycles / rate;
                     r.energy_pj += macs * mac.energy.0 * times;
-                    let (home, _) = self.homes[&k][0];
-                    let from = placement.load_into.unwrap_or(home);
+                    let from = placement.load_into.unwrap_or(self.homes[&TensorClass::Weights][0].0);
                     let read = Read { bytes: weights, pattern: None, scattered: false, burst: weights };
                     self.read(from, at, &read, false, &mut s, r, times)?;
                 }
@@ -1500,6 +1511,36 @@ mod tests {
         let bound = block / (100e-6 + block / 7e9);
         assert!(slow.kv_read_bandwidth <= bound * (1.0 + 1e-12), "{} > {bound}", slow.kv_read_bandwidth);
         assert!(slow.kv_read_bandwidth < plain.kv_read_bandwidth && slow.tokens_per_s < plain.tokens_per_s);
+    }
+
+    /// A sparse FFN's block selection (Avg-K): the FFN's home serves the selected whole blocks'
+    /// share of the FFN (the active share rounded to whole blocks), and the router reads one mean
+    /// key per block beside the other weights; a model without blocks is named.
+    #[test]
+    fn block_selection_reads_whole_blocks_and_the_mean_keys() {
+        let a = Arch::from_toml(strata_arch::presets::text("rtx4090-host").unwrap()).unwrap();
+        let text = preset("flash-windowing-4090")
+            .replace(
+                "select = { policy = \"neuron\", window = 5, predictor_rank = 128 }",
+                "select = { policy = \"blocks\" }",
+            )
+            .replace(
+                ", load_into = \"GDDR\", read = { block = \"16 KiB\", queue = 32 }",
+                ", load_into = \"GDDR\", read = { block = \"selected\", queue = 32 }",
+            );
+        let sys = System::from_toml(&text, &a).unwrap();
+        let m = opt67();
+        let e = simulate(&a, &m, &sys, TOKEN, 1 << 28).unwrap_err();
+        assert_eq!(e.key, "system.assign[0].select.policy", "{e}");
+        let blocked = Model { ffn_block: Some(1024), ..m.clone() };
+        let d = simulate(&a, &blocked, &sys, TOKEN, 1 << 28).unwrap().decode;
+        let ffn = (m.layers * m.ffn_params_per_layer() * m.bytes_per_element) as f64;
+        // 16 blocks of 1024 cells; 10% of 16 rounds to 2 blocks: 1/8 of the FFN.
+        assert!((d.tiers["Flash"] / (ffn / 8.0) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
+        let all = m.weight_bytes() as f64;
+        let keys = (16 * m.d_model * m.layers * m.bytes_per_element) as f64;
+        let kv = 256.0 * m.kv_bytes_per_token() as f64;
+        assert!((d.tiers["GDDR"] / (all - ffn + ffn / 8.0 + keys + kv) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
     }
 
     /// Bad neuron selections and load memories are located errors.
