@@ -1,6 +1,7 @@
 //! The `serving` experiment kind: a model served by a system (`[system]` file: where weights and
 //! KV cache live, which unit runs which Einsums, what is read selectively, what overlaps) on an
-//! architecture, per batch: prefill, the decode step, tokens/s, where the time goes, and the
+//! architecture, per batch: prefill, the decode step, tokens/s, where the time goes, the memory
+//! footprint (persistent weights and KV cache, peak transient activations), and the
 //! ratios a paper reports between systems (references that select rows by their columns, so
 //! nothing here names a system). InstInfer's four systems are presets.
 
@@ -69,6 +70,9 @@ impl Kind for Serving {
             "kv_share",
             "transfer_share",
             "step_energy_j",
+            "weights_gb",
+            "kv_cache_gb",
+            "activations_gb",
             "tokens_per_s",
             "design",
         ]
@@ -128,6 +132,9 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
             ("kv_share".into(), Cell::Float(d.kv_seconds / d.seconds)),
             ("transfer_share".into(), Cell::Float((d.transfer_seconds / d.seconds).min(1.0))),
             ("step_energy_j".into(), Cell::Float(d.energy_j)),
+            ("weights_gb".into(), Cell::Float(o.weight_bytes / 1e9)),
+            ("kv_cache_gb".into(), Cell::Float(o.kv_cache_bytes / 1e9)),
+            ("activations_gb".into(), Cell::Float(o.activation_bytes / 1e9)),
             ("tokens_per_s".into(), Cell::Float(o.tokens_per_s)),
             ("design".into(), Cell::Text(p.design())),
         ],
@@ -224,13 +231,13 @@ fn check_references(x: &Experiment, columns: &[String]) -> CliResult<()> {
 
 fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
     let mut s = String::from(
-        "| system | model | batch | KV devices | KV cache in | KV read GB/s | prefill s | decode step s | KV share of step | tokens/s |\n\
-         |---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+        "| system | model | batch | KV devices | KV cache in | KV read GB/s | prefill s | decode step s | KV share of step | footprint GB (weights / KV / activations) | tokens/s |\n\
+         |---|---|---:|---:|---|---:|---:|---:|---:|---|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.3} | {:.1}% | {:.3} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.3} | {:.1}% | {:.1} / {:.1} / {:.2} | {:.3} |",
             r.s("system"),
             r.s("model"),
             r.s("batch"),
@@ -240,6 +247,9 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
             r.f("prefill_s"),
             r.f("step_s"),
             100.0 * r.f("kv_share"),
+            r.f("weights_gb"),
+            r.f("kv_cache_gb"),
+            r.f("activations_gb"),
             r.f("tokens_per_s")
         );
     }

@@ -310,6 +310,38 @@ impl Cascade {
         self.einsums.iter().position(|e| e.output.tensor == tensor)
     }
 
+    /// Peak bytes of activations live at once when the Einsums run one after another in order,
+    /// each tensor materialised whole (no fusion): every tensor that is not a weight or the KV
+    /// cache lives from its production (an input: from the start) to its last read (a result:
+    /// to the end). What a step's transient memory must hold beside its weights and cache.
+    pub fn peak_activation_bytes(&self) -> u64 {
+        let n = self.einsums.len();
+        let mut span: Vec<Option<(usize, usize)>> = vec![None; self.tensors.len()];
+        for (i, t) in self.tensors.iter().enumerate() {
+            if matches!(t.role, Role::Weight | Role::KvCache) {
+                continue;
+            }
+            let id = TensorId(i);
+            let birth = self.producer(id).unwrap_or(0);
+            let last_read = self.einsums.iter().rposition(|e| e.inputs.iter().any(|a| a.tensor == id));
+            let death = match t.role {
+                Role::Output => n.saturating_sub(1),
+                _ => last_read.unwrap_or(birth).max(birth),
+            };
+            span[i] = Some((birth, death));
+        }
+        (0..n)
+            .map(|e| {
+                span.iter()
+                    .zip(&self.tensors)
+                    .filter(|(s, _)| s.is_some_and(|(b, d)| b <= e && e <= d))
+                    .map(|(_, t)| t.bytes())
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Number of points of the sub-space spanned by `ranks`, with ragged partitions counted exactly.
     ///
     /// When both halves of a partition are present the pair spans exactly the parent's size;

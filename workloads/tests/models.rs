@@ -224,3 +224,28 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
         }
     }
 }
+
+/// Activations live from their producer to their last reader, results to the end: a
+/// projection, an activation and a projection back hold at most the two tensors the middle
+/// Einsum touches; weights are never counted.
+#[test]
+fn peak_activation_bytes_follow_liveness() {
+    use strata_workloads::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
+    let mut spec = CascadeSpec::new("mlp", "", 2);
+    for (rank, param, v) in [("m", "M", 2), ("k", "K", 3), ("n", "N", 5)] {
+        spec.params.insert(param.into(), v);
+        spec.ranks.insert(rank.into(), Size::Param(param.into()));
+    }
+    spec.einsums.extend([
+        EinsumSpec::new("H[m,n] = X[m,k] * W1[k,n]"),
+        EinsumSpec::new("G[m,n] = relu(H[m,n])"),
+        EinsumSpec::new("Y[m,k] = G[m,n] * W2[n,k]"),
+    ]);
+    for w in ["W1", "W2"] {
+        spec.tensors
+            .insert(w.into(), TensorSpec { role: Some(strata_workloads::Role::Weight), ..TensorSpec::default() });
+    }
+    let c = spec.build().unwrap();
+    // X 12 B, H and G 20 B each, Y 12 B: at G's Einsum H and G are both live.
+    assert_eq!(c.peak_activation_bytes(), 40);
+}

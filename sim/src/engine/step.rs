@@ -93,6 +93,9 @@ pub struct StepReport {
     /// One layer and the LM head on a timeline: each stage on its device's track (its memories'
     /// reads beside it), each transfer on its links' track, in order.
     pub trace: Vec<Span>,
+    /// Peak bytes of activations live at once (a layer's or the LM head's, Einsum by Einsum,
+    /// each tensor materialised whole): the step's transient memory.
+    pub activation_bytes: f64,
     /// The part of the step due to attention over the cache: its stages and its transfers.
     pub kv_seconds: f64,
     /// Busy seconds per device (compute or its memories, whichever binds, per stage).
@@ -142,6 +145,11 @@ pub struct RunReport {
     pub kv_read_bandwidth: f64,
     /// Bytes each memory holds: its placed shares, and a load memory's cached neurons.
     pub held: BTreeMap<String, f64>,
+    /// The run's memory footprint: persistent weights and KV cache (at the run's longest
+    /// context), and the peak transient activations of its prefill and decode steps.
+    pub weight_bytes: f64,
+    pub kv_cache_bytes: f64,
+    pub activation_bytes: f64,
 }
 
 /// Most requests simulated to measure a read pattern's rate (a layer's burst is often fewer).
@@ -945,6 +953,7 @@ impl<'a> Engine<'a> {
         };
         let mut acc = StepAcc { overlap: self.system.overlap_remote_reads, ..StepAcc::default() };
         for (c, times) in [(&w.layer, self.model.layers as f64), (&w.lm_head, 1.0)] {
+            acc.activations = acc.activations.max(c.peak_activation_bytes() as f64);
             let start = acc.clock.max(acc.transfer_clock);
             self.cascade(c, kind, times, &mut acc)?;
             // The cascade's span on the step's own track; the next starts when both clocks end.
@@ -1000,6 +1009,7 @@ struct StepAcc {
     /// One run of each cascade (a layer, the LM head) on a timeline: serial work, and transfers
     /// on their own clock when they overlap the compute.
     trace: Vec<Span>,
+    activations: f64,
     clock: f64,
     transfer_clock: f64,
     overlap: bool,
@@ -1067,6 +1077,7 @@ impl StepAcc {
             tier_seconds: self.tier_seconds,
             gemvs: self.gemvs,
             trace: self.trace,
+            activation_bytes: self.activations,
             kv_seconds: self.kv.min(seconds),
             devices: self.devices,
             links: self.links,
@@ -1104,6 +1115,7 @@ fn mean(a: &StepReport, b: &StepReport) -> StepReport {
         // lower context's.
         gemvs: a.gemvs.clone(),
         trace: a.trace.clone(),
+        activation_bytes: a.activation_bytes.max(b.activation_bytes),
         kv_seconds: avg(a.kv_seconds, b.kv_seconds),
         devices: merge(&a.devices, &b.devices),
         links,
@@ -1150,6 +1162,7 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         if twice.is_multiple_of(2) { lo } else { mean(&lo, &eng.step(Phase::Decode { context: twice / 2 + 1 })?) };
     let tokens_per_s = (run.batch * run.generate) as f64 / (prefill.seconds + run.generate as f64 * decode.seconds);
     let kv_read_bandwidth = eng.kv_read.unwrap_or(0.0);
+    let activation_bytes = prefill.activation_bytes.max(decode.activation_bytes);
     Ok(RunReport {
         prefill,
         decode,
@@ -1159,6 +1172,10 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         kv_level: arch.level(eng.primary(TensorClass::KvCache)).name.clone(),
         kv_read_bandwidth,
         held: eng.held.iter().map(|(&l, &b)| (arch.level(l).name.clone(), b)).collect(),
+        weight_bytes: model.weight_bytes() as f64,
+        kv_cache_bytes: (run.batch * (run.prompt + run.generate) * model.kv_bytes_per_token()) as f64
+            * if eng.selects() { 1.5 } else { 1.0 },
+        activation_bytes,
     })
 }
 
@@ -1541,6 +1558,26 @@ mod tests {
         let keys = (16 * m.d_model * m.layers * m.bytes_per_element) as f64;
         let kv = 256.0 * m.kv_bytes_per_token() as f64;
         assert!((d.tiers["GDDR"] / (all - ffn + ffn / 8.0 + keys + kv) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
+    }
+
+    /// A run's footprint: every weight, the cache of its longest context (its channel-indexed
+    /// key copy under SparF), and the larger of its steps' activation peaks, each the peak of a
+    /// layer or the LM head Einsum by Einsum.
+    #[test]
+    fn footprints_are_weights_cache_and_peak_activations() {
+        let m = opt13();
+        for (name, copies) in [("insta", 1.0), ("insta-sparf", 1.5)] {
+            let o = run(name, 1, RUN);
+            assert_eq!(o.weight_bytes, m.weight_bytes() as f64);
+            assert_eq!(o.kv_cache_bytes, (64 * 2048 * m.kv_bytes_per_token()) as f64 * copies);
+            let peak = |phase: Phase| {
+                let w = m.workload(phase, 64, 1).unwrap();
+                w.layer.peak_activation_bytes().max(w.lm_head.peak_activation_bytes()) as f64
+            };
+            let want = peak(Phase::Prefill { seq: 1024 }).max(peak(Phase::Decode { context: 1535 }));
+            assert_eq!(o.activation_bytes, want, "{name}");
+            assert!(o.prefill.activation_bytes > o.decode.activation_bytes);
+        }
     }
 
     /// Bad neuron selections and load memories are located errors.
