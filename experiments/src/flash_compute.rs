@@ -81,12 +81,8 @@ pub fn simulate(a: &Arch, sys: &System, m: &Model, context: u64, budget: u64) ->
             let nand = a.level(level.parent.expect("checked by the system")).nand.clone().expect("checked");
             let e = sys.bytes_per_element.unwrap_or(m.bytes_per_element);
             let buffer = level.capacity.map_or(u64::MAX, |c| c.0);
-            let tile = match sys.read_compute.tile {
-                TileChoice::Aware => Some(flash_tiling::aware_tile(&nand, e, m.d_model, buffer)),
-                TileChoice::Fixed(t) => Some(t),
-                TileChoice::Naive => None,
-            };
-            let reference = tile.unwrap_or_else(|| flash_tiling::aware_tile(&nand, e, m.d_model, buffer));
+            let tile = sys.read_compute.tile.tile(&nand, e, m.d_model, buffer);
+            let reference = sys.read_compute.tile.reference(&nand, e, m.d_model, buffer);
             (tile, flash_tiling::alpha(&nand, reference), flash_tiling::flash_share(&nand, e, reference))
         }
         None => (None, 0.0, 0.0),
@@ -111,43 +107,19 @@ pub fn run(a: &Args) -> CliResult<String> {
     let (text, source) = crate::load::preset_or_file(&a.system, "a system", strata_mappings::system::PRESETS)?;
     let mut sys =
         System::from_toml(&text, &arch).map_err(|e| CliError::spec(&format!("{source} on {}", arch.name), &e))?;
-    // The flags override the system's policies: written as the system file would say them.
-    let mut policy = String::from("[system.read_compute]\n");
+    // The flags override the system's policies.
     if let Some(t) = &a.tile {
-        policy += &format!("tile = \"{t}\"\n");
+        sys.read_compute.tile = TileChoice::parse(t).map_err(|e| CliError::input(format!("--tile: {e}")))?;
     }
     if let Some(n) = a.slices {
-        policy += &format!("slices = {n}\n");
-    }
-    let flags = System::from_toml(
-        &format!(
-            "[system]\nname = \"flags\"\n[system.placement]\nweights = {{ in = [\"{0}\"] }}\nkv_cache = {{ in = [\"{0}\"] }}\n[[system.assign]]\neinsums = \"*\"\nunit = \"{1}\"\n{policy}",
-            arch.levels[0].name, arch.units[0].name
-        ),
-        &arch,
-    )
-    .map_err(|e| CliError::input(format!("--tile/--slices: {}", e.to_string().replace("system.read_compute.", ""))))?;
-    if a.tile.is_some() {
-        sys.read_compute.tile = flags.read_compute.tile;
-    }
-    if a.slices.is_some() {
-        sys.read_compute.slices = flags.read_compute.slices;
+        sys.read_compute.slices = n;
     }
     sys.read_compute.slice_control &= !a.no_slicing;
     sys.read_compute.ecc &= !a.no_ecc;
     if let Some(split) = &a.split {
-        let share = match split.as_str() {
-            "balanced" => Share::Balanced,
-            "alpha" => Share::Alpha,
-            s => match s.parse::<f64>() {
-                Ok(f) if (0.0..=1.0).contains(&f) => Share::Fixed(f),
-                _ => {
-                    return Err(CliError::input(format!(
-                        "--split: `{s}` is not `balanced`, `alpha` or a share within 0 and 1"
-                    )));
-                }
-            },
-        };
+        let share = Share::parse(split).ok_or_else(|| {
+            CliError::input(format!("--split: `{split}` is not `balanced`, `alpha` or a share within 0 and 1"))
+        })?;
         for x in sys.assign.iter_mut() {
             if let Some(sp) = x.split.as_mut() {
                 sp.share = share;
@@ -283,13 +255,7 @@ impl Kind for FlashCompute {
     }
     /// Every system file against every architecture it runs on.
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for ((_, a), (i, v)) in x.sweep.pairs("arch", "system") {
-            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
-            crate::serving::system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
-                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
-            })?;
-        }
-        Ok(())
+        crate::serving::check_systems(x, None)
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         let a = crate::kind::arch(x, &p.text("arch"), Some(p))?;

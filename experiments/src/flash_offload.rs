@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use strata_arch::Arch;
 use strata_sim::engine::step::{self, Run};
 
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::experiment::{Cell, Experiment, ExperimentSpec, Point, Row};
 use crate::kind::{Axis, Kind, Values as V, optional, required};
 
@@ -58,13 +58,7 @@ impl Kind for FlashOffload {
     }
     /// Every system file against every architecture it runs on (zipped with or crossed by).
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for ((_, a), (i, v)) in x.sweep.pairs("arch", "system") {
-            let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
-            crate::serving::system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
-                CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
-            })?;
-        }
-        Ok(())
+        crate::serving::check_systems(x, None)
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         point(x, p)

@@ -31,6 +31,25 @@ pub fn system(x: &Experiment, name: &str, arch: &strata_arch::Arch) -> CliResult
 /// The machine when an experiment names none: InstInfer's testbed.
 const DEFAULT_ARCH: &str = "a6000-csd";
 
+/// Every system file of the sweep against every architecture it runs on (zipped with it or
+/// crossed by it; the kind's `default` where the sweep names none), before anything runs.
+pub fn check_systems(x: &Experiment, default: Option<&str>) -> CliResult<()> {
+    let fallback = toml::Value::String(default.unwrap_or_default().into());
+    let pairs = match default {
+        Some(_) if x.sweep.values("arch").is_empty() => {
+            x.sweep.values("system").into_iter().enumerate().map(|(i, v)| ((0, &fallback), (i, v))).collect()
+        }
+        _ => x.sweep.pairs("arch", "system"),
+    };
+    for ((_, a), (i, v)) in pairs {
+        let arch = crate::kind::arch(x, a.as_str().unwrap_or_default(), None)?;
+        system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
+            CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
+        })?;
+    }
+    Ok(())
+}
+
 /// The `serving` experiment kind.
 pub struct Serving;
 
@@ -82,13 +101,7 @@ impl Kind for Serving {
     /// Every system file against every architecture before anything runs (spec paths aside:
     /// a point's own architecture is checked again when it runs).
     fn check(&self, x: &Experiment) -> CliResult<()> {
-        for arch in crate::kind::archs(x, DEFAULT_ARCH)? {
-            for (i, v) in x.sweep.values("system").into_iter().enumerate() {
-                system(x, v.as_str().unwrap_or_default(), &arch).map_err(|e| {
-                    CliError::input(format!("{}: {}", x.at(&format!("experiment.sweep.system[{i}]")), e.message))
-                })?;
-            }
-        }
+        check_systems(x, Some(DEFAULT_ARCH))?;
         check_references(x, &self.columns(x))
     }
     fn point(&self, x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {

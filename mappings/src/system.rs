@@ -288,6 +288,22 @@ pub enum Share {
     Fixed(f64),
 }
 
+impl Share {
+    /// `balanced`, `alpha` or a share within 0 and 1, as written.
+    pub fn parse(s: &str) -> Option<Share> {
+        match s {
+            "balanced" => Some(Share::Balanced),
+            "alpha" => Some(Share::Alpha),
+            s => s.parse::<f64>().ok().and_then(Share::fixed),
+        }
+    }
+
+    /// A fixed share, if within 0 and 1.
+    pub fn fixed(f: f64) -> Option<Share> {
+        (0.0..=1.0).contains(&f).then_some(Share::Fixed(f))
+    }
+}
+
 /// A GeMV split between a drive's compute cores (the assignment's unit) and a unit beside the
 /// drive (`with`, Cambricon-LLM's NPU), which also reduces the cores' partial sums.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -304,6 +320,41 @@ pub enum TileChoice {
     /// Prior in-flash compute: whole rows per page, no input broadcast.
     Naive,
     Fixed(Tile),
+}
+
+impl TileChoice {
+    /// `aware`, `naive` or HxW (`256x2048`), as a system file and the command line write it.
+    pub fn parse(t: &str) -> Result<TileChoice, String> {
+        match t {
+            "aware" => Ok(TileChoice::Aware),
+            "naive" => Ok(TileChoice::Naive),
+            _ => {
+                let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0);
+                let mut it = t.split(['x', '×']);
+                match (parse(it.next()), parse(it.next()), it.next()) {
+                    (Some(h), Some(w), None) => Ok(TileChoice::Fixed(Tile { h, w })),
+                    _ => Err(format!("`{t}` is not `aware`, `naive` or HxW (e.g. 256x2048)")),
+                }
+            }
+        }
+    }
+
+    /// The tile of a GeMV over `cols` columns on drive `nand` at `elem_bytes` per element with
+    /// `buffer` bytes per core; `None`: naive tiles.
+    pub fn tile(self, nand: &strata_arch::arch::NandOrg, elem_bytes: u64, cols: u64, buffer: u64) -> Option<Tile> {
+        match self {
+            TileChoice::Aware => Some(crate::flash_tiling::aware_tile(nand, elem_bytes, cols, buffer)),
+            TileChoice::Fixed(t) => Some(t),
+            TileChoice::Naive => None,
+        }
+    }
+
+    /// The tile α and its flash share are computed from (§V): this choice's tile of a GeMV over
+    /// the model's width `d_model`, or the aware one where tiles are naive.
+    pub fn reference(self, nand: &strata_arch::arch::NandOrg, elem_bytes: u64, d_model: u64, buffer: u64) -> Tile {
+        self.tile(nand, elem_bytes, d_model, buffer)
+            .unwrap_or_else(|| crate::flash_tiling::aware_tile(nand, elem_bytes, d_model, buffer))
+    }
 }
 
 /// The drive's read-compute policies: tiling, Slice Control (read-compute traffic first, normal
@@ -596,18 +647,15 @@ fn split(x: &SplitSpec, einsums: &EinsumClass, unit: UnitId, arch: &Arch, path: 
         SpecError::new(format!("{path}.with"), format!("`{}` is not a compute unit of {}", x.with, arch.name))
     })?;
     let share = match &x.share {
-        toml::Value::String(s) if s == "balanced" => Share::Balanced,
-        toml::Value::String(s) if s == "alpha" => Share::Alpha,
-        v => match v.as_float().or(v.as_integer().map(|i| i as f64)) {
-            Some(f) if (0.0..=1.0).contains(&f) => Share::Fixed(f),
-            _ => {
-                return Err(SpecError::new(
-                    format!("{path}.share"),
-                    format!("{v} is not `balanced`, `alpha` or a share within 0 and 1"),
-                ));
-            }
-        },
-    };
+        toml::Value::String(s) => Share::parse(s),
+        v => v.as_float().or(v.as_integer().map(|i| i as f64)).and_then(Share::fixed),
+    }
+    .ok_or_else(|| {
+        SpecError::new(
+            format!("{path}.share"),
+            format!("{} is not `balanced`, `alpha` or a share within 0 and 1", x.share),
+        )
+    })?;
     Ok(Split { with, share })
 }
 
@@ -615,21 +663,8 @@ fn split(x: &SplitSpec, einsums: &EinsumClass, unit: UnitId, arch: &Arch, path: 
 fn read_compute(x: &ReadComputeSpec) -> SpecResult<ReadComputePolicy> {
     let d = ReadComputePolicy::default();
     let tile = match x.tile.as_deref() {
-        None | Some("aware") => TileChoice::Aware,
-        Some("naive") => TileChoice::Naive,
-        Some(t) => {
-            let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0);
-            let mut it = t.split(['x', '×']);
-            match (parse(it.next()), parse(it.next()), it.next()) {
-                (Some(h), Some(w), None) => TileChoice::Fixed(Tile { h, w }),
-                _ => {
-                    return Err(SpecError::new(
-                        "system.read_compute.tile",
-                        format!("`{t}` is not `aware`, `naive` or HxW (e.g. 256x2048)"),
-                    ));
-                }
-            }
-        }
+        None => d.tile,
+        Some(t) => TileChoice::parse(t).map_err(|e| SpecError::new("system.read_compute.tile", e))?,
     };
     let slices = match x.slices {
         None => d.slices,

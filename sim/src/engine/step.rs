@@ -26,9 +26,7 @@ use std::collections::BTreeMap;
 use strata_arch::{Arch, LevelId, UnitId};
 use strata_mappings::flash_tiling;
 use strata_mappings::point_ops;
-use strata_mappings::system::{
-    Block, EinsumClass, ReadPattern, Selection, Share, Split, System, TensorClass, TileChoice,
-};
+use strata_mappings::system::{Block, EinsumClass, ReadPattern, Selection, Share, Split, System, TensorClass};
 use strata_workloads::einsum::TensorId;
 use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
 
@@ -605,7 +603,7 @@ impl<'a> Engine<'a> {
                     if let Some(open) = stage.take() {
                         r.close(self.arch, open, times);
                     }
-                    self.split_gemv(c, members, u, split, phase, times, r)?;
+                    self.split_gemv(c, &class, members, (u, split), phase, times, r)?;
                 }
                 self.store_cached(c, e, unit_level(split.with), r, times)?;
                 continue;
@@ -777,14 +775,15 @@ impl<'a> Engine<'a> {
     fn split_gemv(
         &mut self,
         c: &Cascade,
+        class: &[EinsumClass],
         members: &[usize],
-        core: UnitId,
-        split: Split,
+        (core, split): (UnitId, Split),
         phase: PhaseKind,
         times: f64,
         r: &mut StepAcc,
     ) -> Result<(), StepError> {
         let es = c.einsums();
+        let flash = self.arch.level(self.arch.unit(core).level).parent.expect("checked by the system");
         let first = &es[members[0]];
         let cols = c.space_size(first.reduced_ranks());
         let mut rows = 0;
@@ -812,8 +811,7 @@ impl<'a> Engine<'a> {
                 ));
             }
             for a in ein.inputs.iter().filter(|a| c.tensor(a.tensor).role == Role::Weight) {
-                let k = if classes(c)[e] == EinsumClass::Ffn { TensorClass::FfnWeights } else { TensorClass::Weights };
-                let flash = self.arch.level(self.arch.unit(core).level).parent.expect("checked by the system");
+                let k = tensor_class(Role::Weight, &class[e]).expect("a weight's class");
                 if self.homes[&k].iter().any(|&(l, _)| l != flash) {
                     return Err(err(
                         format!("system.placement.{}", k.key()),
@@ -837,7 +835,6 @@ impl<'a> Engine<'a> {
                 g
             }
         };
-        let flash = self.arch.level(self.arch.unit(core).level).parent.expect("checked by the system");
         let level = self.arch.level(flash);
         let t = g.seconds * times;
         r.stages += t;
@@ -869,16 +866,10 @@ impl<'a> Engine<'a> {
         let e = self.model.bytes_per_element;
         let rc = ReadCompute::new(self.arch, core, split.with, e)?;
         let policy = self.system.read_compute;
-        let tile_of = |cols: u64| match policy.tile {
-            TileChoice::Aware => Some(flash_tiling::aware_tile(&rc.nand, e, cols, rc.core_buffer_bytes)),
-            TileChoice::Fixed(t) => Some(t),
-            TileChoice::Naive => None,
-        };
         // α's share comes from the tile of a GeMV over the model's width (§V).
-        let reference = tile_of(self.model.d_model)
-            .unwrap_or_else(|| flash_tiling::aware_tile(&rc.nand, e, self.model.d_model, rc.core_buffer_bytes));
+        let reference = policy.tile.reference(&rc.nand, e, self.model.d_model, rc.core_buffer_bytes);
         let alpha = flash_tiling::flash_share(&rc.nand, e, reference);
-        let tiling = tile_of(cols).map_or(Tiling::Naive, Tiling::Broadcast);
+        let tiling = policy.tile.tile(&rc.nand, e, cols, rc.core_buffer_bytes).map_or(Tiling::Naive, Tiling::Broadcast);
         let o = Options {
             tiling,
             flash_share: alpha,
