@@ -163,7 +163,8 @@ pub fn point_ops(map: MapOp, reduce: ReduceOp, reduced: bool) -> Vec<&'static st
     if reduced {
         ops.push(match reduce {
             ReduceOp::Sum => "add",
-            ReduceOp::Max => "max",
+            // A top-k record compares each candidate with its smallest kept score.
+            ReduceOp::Max | ReduceOp::Top => "max",
         });
     }
     ops

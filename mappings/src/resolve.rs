@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use strata_arch::Arch;
-use strata_workloads::einsum::{Cascade, RankId};
+use strata_workloads::einsum::{Cascade, RankId, ReduceOp};
 
 use crate::nest::{CascadeMapping, Dim, EinsumNest, Group, Loop, Node, Operand, point_ops};
 use crate::spec::{EinsumMappingSpec, GroupSpec, MappingFile, MappingSpec};
@@ -113,6 +113,7 @@ impl CascadeMapping {
         check_prefix_agreement(&schedule, &nests, c, spec)?;
         check_homes(&nests, c, arch, &schedule, spec)?;
         check_recurrences(&nests, c, &schedule, spec)?;
+        check_selections(c, &schedule, spec)?;
         Ok(CascadeMapping { name: spec.name.clone(), description: spec.description.clone(), nests, schedule })
     }
 }
@@ -796,6 +797,37 @@ fn check_homes(
                         ),
                     ));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A selection is complete before anything reads it: a gather's index tensor and a `top(..)`
+/// output are read only outside the outermost group that produces them (a record holds its
+/// final `k` only after every candidate arrived; a gather addresses by final indices).
+fn check_selections(c: &Cascade, schedule: &[Node], spec: &MappingSpec) -> SpecResult<()> {
+    for (e, einsum) in c.einsums().iter().enumerate() {
+        for a in &einsum.inputs {
+            let indexes = einsum.inputs.iter().any(|g| g.gather().is_some_and(|(_, _, i)| einsum.inputs[i] == *a));
+            let Some(p) = c.producer(a.tensor) else { continue };
+            if !indexes && c.einsums()[p].reduce != ReduceOp::Top {
+                continue;
+            }
+            let (outer_p, outer_e) = (enclosing_groups(schedule, p), enclosing_groups(schedule, e));
+            if let (Some(g), Some(h)) = (outer_p.first(), outer_e.first())
+                && g == h
+            {
+                let i = spec.einsums.iter().position(|x| x.einsum == einsum.name).unwrap_or(0);
+                return Err(SpecError::new(
+                    format!("mapping.einsums[{i}]"),
+                    format!(
+                        "einsum `{}` reads `{}` to select or gather inside group `{g}` that produces it; \
+                         a selection is read only once complete, outside its producer's group",
+                        einsum.name,
+                        c.tensor(a.tensor).name
+                    ),
+                ));
             }
         }
     }

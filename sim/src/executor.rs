@@ -38,11 +38,13 @@ pub struct ExecResult {
 /// Names the multicast/reduction siblings of an instance: (operand, parent level, level, instance).
 type SiblingKey<'a> = dyn Fn(usize, usize, usize, &[u64]) -> Vec<u64> + 'a;
 
-/// A tile resident in one instance of one level.
+/// A tile resident in one instance of one level. A select's output tile also holds, per
+/// record, the candidates (score, index) offered to it since it was filled.
 struct Tile {
     key: Vec<u64>,
     inst: Vec<u64>,
     values: HashMap<usize, f64>,
+    picks: HashMap<usize, Vec<(f64, u64)>>,
 }
 
 /// What one Einsum's buffers hold between the steps of its enclosing groups: input tiles stay
@@ -54,10 +56,32 @@ struct State {
     steps: HashSet<Vec<u64>>,
 }
 
-/// The full tensors at their home levels, with which elements have been written.
+/// The full tensors at their home levels, with which elements have been written, and the
+/// open top-k records of select Einsums (keyed by tensor and the record's first element).
 struct Backing {
     data: Vec<Dense<f64>>,
     written: Vec<Vec<bool>>,
+    records: BTreeMap<(usize, usize), Record>,
+}
+
+/// A select Einsum's output record while candidates arrive: (score, index along the candidates).
+struct Record {
+    k: usize,
+    slot_stride: usize,
+    candidates: Vec<(f64, u64)>,
+}
+
+impl Backing {
+    /// Writes every open record's selected indices (largest score first, equal scores by
+    /// lower index, as the interpreter orders them) into its tensor.
+    fn close_records(&mut self) {
+        for ((t, first), mut r) in std::mem::take(&mut self.records) {
+            r.candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+            for (slot, &(_, index)) in r.candidates.iter().take(r.k).enumerate() {
+                self.data[t].data[first + slot * r.slot_stride] = index as f64;
+            }
+        }
+    }
 }
 
 fn combine(reduce: ReduceOp, old: Option<f64>, v: f64) -> f64 {
@@ -65,14 +89,15 @@ fn combine(reduce: ReduceOp, old: Option<f64>, v: f64) -> f64 {
         None => v,
         Some(o) => match reduce {
             ReduceOp::Sum => o + v,
-            ReduceOp::Max => o.max(v),
+            // A record's value is its best score; its candidates travel in the tile's picks.
+            ReduceOp::Max | ReduceOp::Top => o.max(v),
         },
     }
 }
 
 /// Runs the whole cascade under `mapping` on the given external tensors.
 pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, Dense<f64>>) -> ExecResult {
-    let mut backing = Backing { data: Vec::new(), written: Vec::new() };
+    let mut backing = Backing { data: Vec::new(), written: Vec::new(), records: BTreeMap::new() };
     for t in c.tensors() {
         let d =
             if t.role.is_external() { inputs[&t.name].clone() } else { Dense::filled(&t.shape, t.init.unwrap_or(0.0)) };
@@ -94,7 +119,12 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
     let mut state: Vec<State> = mapping.nests.iter().map(|_| State::default()).collect();
     let mut shared = SharedBuffers::new();
     let mut mach = Machine { backing: &mut backing, counts: &mut counts, state: &mut state, shared: &mut shared };
-    run_nodes(c, mapping, &mapping.schedule, &mut Vec::new(), &mut mach);
+    // A select's records are complete once the outermost node holding it has run (its readers
+    // sit in later nodes: `resolve` checks it), so they close between outermost nodes.
+    for node in &mapping.schedule {
+        run_nodes(c, mapping, std::slice::from_ref(node), &mut Vec::new(), &mut mach);
+        mach.backing.close_records();
+    }
     for (k, s) in state.into_iter().enumerate() {
         counts[k].temporal_steps = s.steps.len() as u64;
     }
@@ -158,14 +188,23 @@ struct Plan<'a> {
     nest: &'a EinsumNest,
     /// Stride of each loop within its rank.
     stride: Vec<u64>,
+    /// Per input: the index tensor's values where the input gathers a position (complete before
+    /// the Einsum runs: `resolve` keeps a gather apart from its index's producer).
+    index_values: Vec<Option<Vec<f64>>>,
 }
 
 impl<'a> Plan<'a> {
-    fn new(c: &'a Cascade, nest: &'a EinsumNest) -> Self {
+    fn new(c: &'a Cascade, nest: &'a EinsumNest, backing: &Backing) -> Self {
         let stride = (0..nest.loops.len())
             .map(|k| nest.loops[k + 1..].iter().filter(|l| l.rank == nest.loops[k].rank).map(|l| l.bound).product())
             .collect();
-        Plan { c, nest, stride }
+        let e = &c.einsums()[nest.einsum];
+        let index_values = e
+            .inputs
+            .iter()
+            .map(|a| a.gather().map(|(_, _, input)| backing.data[e.inputs[input].tensor.0].data.clone()))
+            .collect();
+        Plan { c, nest, stride, index_values }
     }
 
     /// Rank coordinates of a loop-index vector, or `None` if the point does not exist.
@@ -194,7 +233,7 @@ impl<'a> Plan<'a> {
         Some(coord)
     }
 
-    /// Flat element index of operand `oi` at a point.
+    /// Flat element index of operand `oi` at a point (a select's output: its record's first slot).
     fn element(&self, oi: usize, coord: &[u64]) -> usize {
         let e = &self.c.einsums()[self.nest.einsum];
         let access = if oi == 0 { &e.output } else { &e.inputs[oi - 1] };
@@ -206,6 +245,13 @@ impl<'a> Plan<'a> {
                 Index::Next(r) => coord[r.0] + 1,
                 Index::Last(r) => self.c.rank(r).size,
                 Index::Joined { outer, inner, tile } => coord[outer.0] * tile + coord[inner.0],
+                Index::Gather { input, .. } => {
+                    let values = self.index_values[oi - 1].as_ref().expect("taken for every gathering input");
+                    let v = values[self.element(input + 1, coord)];
+                    assert!(v >= 0.0 && v.fract() == 0.0 && v < shape[pos] as f64, "gathered index {v} out of range");
+                    v as u64
+                }
+                Index::Slot(_) => 0,
             };
             flat = flat * shape[pos] + v;
         }
@@ -284,7 +330,7 @@ fn run_einsum(
     shared: &mut SharedBuffers,
 ) {
     let State { tiles, served, steps } = state;
-    let plan = Plan::new(c, nest);
+    let plan = Plan::new(c, nest, backing);
     let e = &c.einsums()[nest.einsum];
     let n = nest.loops.len();
     assert_eq!(prefix.len(), nest.n_prefix, "group loops line up with the nest's prefix");
@@ -324,14 +370,19 @@ fn run_einsum(
                 let key = pick(&idx, &step_loops[0][lv]);
                 let stale = tiles.get(&(0, lv, inst.clone())).is_some_and(|t| t.key != key);
                 if stale {
-                    Drain { plan: &plan, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }
+                    Drain { plan: &plan, c, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }
                         .under(lv, &inst);
                 }
             }
             for &lv in &out_levels {
                 let inst = pick(&idx, &inst_loops[lv]);
                 let key = pick(&idx, &step_loops[0][lv]);
-                tiles.entry((0, lv, inst.clone())).or_insert(Tile { key, inst, values: HashMap::new() });
+                tiles.entry((0, lv, inst.clone())).or_insert(Tile {
+                    key,
+                    inst,
+                    values: HashMap::new(),
+                    picks: HashMap::new(),
+                });
             }
             // 2. Input tiles whose step changed are refilled, outermost first.
             for (oi, o) in nest.operands.iter().enumerate().skip(1) {
@@ -357,7 +408,7 @@ fn run_einsum(
                         if tiles.get(&(oi, lv, inst.clone())).is_none_or(|t| t.key != key) {
                             let values = shared[&slot].1.clone();
                             counts.peak_tile[oi][lv] = counts.peak_tile[oi][lv].max(values.len() as u64);
-                            tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values });
+                            tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values, picks: HashMap::new() });
                         }
                         continue;
                     }
@@ -385,7 +436,7 @@ fn run_einsum(
                         counts.access[oi][parent].reads += cnt;
                     }
                     counts.peak_tile[oi][lv] = counts.peak_tile[oi][lv].max(cnt);
-                    tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values });
+                    tiles.insert((oi, lv, inst.clone()), Tile { key, inst, values, picks: HashMap::new() });
                 }
             }
             // 3. The PE computes the point from its innermost tiles.
@@ -405,7 +456,7 @@ fn run_einsum(
                 let at = |ix: Index| match ix {
                     Index::Var(r) | Index::Next(r) => coord[r.0],
                     Index::Joined { outer, inner, tile } => coord[outer.0] * tile + coord[inner.0],
-                    Index::Last(_) => unreachable!("masks never use last()"),
+                    Index::Last(_) | Index::Gather { .. } | Index::Slot(_) => unreachable!("masks index plain ranks"),
                 };
                 at(m.key) > at(m.query) + m.offset
             });
@@ -422,9 +473,16 @@ fn run_einsum(
             if lv == out_op.home() {
                 // A read-modify-write unless the element is written for the first time.
                 counts.access[0][lv].reads += u64::from(backing.written[out_op.tensor.0][el]);
-                write_backing(backing, out_op.tensor.0, el, reduce, value);
+                if reduce == ReduceOp::Top {
+                    offer(c, e, backing, el, vec![(value, coord[e.reduced_ranks()[0].0])]);
+                } else {
+                    write_backing(backing, out_op.tensor.0, el, reduce, value);
+                }
             } else {
                 let t = tiles.get_mut(&(0, lv, pick(&idx, &inst_loops[lv]))).expect("created above");
+                if reduce == ReduceOp::Top {
+                    t.picks.entry(el).or_default().push((value, coord[e.reduced_ranks()[0].0]));
+                }
                 let old = t.values.get(&el).copied();
                 counts.access[0][lv].reads += u64::from(old.is_some());
                 t.values.insert(el, combine(reduce, old, value));
@@ -439,9 +497,30 @@ fn run_einsum(
     resident.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (lv, inst) in resident {
         if tiles.contains_key(&(0, lv, inst.clone())) {
-            Drain { plan: &plan, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }.under(lv, &inst);
+            Drain { plan: &plan, c, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }
+                .under(lv, &inst);
         }
     }
+}
+
+/// Offers candidates (score, index along the reduced rank) to a select's record at its home
+/// (`first` is the record's first slot).
+fn offer(c: &Cascade, e: &strata_workloads::Einsum, backing: &mut Backing, first: usize, picks: Vec<(f64, u64)>) {
+    let t = e.output.tensor.0;
+    backing.written[t][first] = true;
+    let slot = e.slot().expect("a select has a slot");
+    let shape = &c.tensor(e.output.tensor).shape;
+    let p = e.output.indices.iter().position(|ix| *ix == Index::Slot(slot)).expect("the slot is indexed");
+    backing
+        .records
+        .entry((t, first))
+        .or_insert_with(|| Record {
+            k: c.rank(slot).size as usize,
+            slot_stride: shape[p + 1..].iter().product::<u64>() as usize,
+            candidates: Vec::new(),
+        })
+        .candidates
+        .extend(picks);
 }
 
 /// First-writes set; later writes combine with the reduction (a map-only Einsum writes each element once).
@@ -455,6 +534,7 @@ fn write_backing(backing: &mut Backing, t: usize, el: usize, reduce: ReduceOp, v
 /// tiles, the served-instance set, the backing store and the counts.
 struct Drain<'r, 'p> {
     plan: &'r Plan<'p>,
+    c: &'r Cascade,
     reduce: ReduceOp,
     sibling_key: &'r SiblingKey<'r>,
     tiles: &'r mut HashMap<(usize, usize, Vec<u64>), Tile>,
@@ -482,9 +562,10 @@ impl Drain<'_, '_> {
     }
 
     fn one(&mut self, lv: usize, inst: &[u64]) {
-        let Drain { plan, reduce, sibling_key, tiles, served, backing, counts } = self;
+        let Drain { plan, c, reduce, sibling_key, tiles, served, backing, counts } = self;
         let (plan, reduce) = (*plan, *reduce);
-        let tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
+        let mut tile = tiles.remove(&(0, lv, inst.to_vec())).expect("resident");
+        let e = &c.einsums()[plan.nest.einsum];
         let o = &plan.nest.operands[0];
         let parent = o.parent_of(lv).expect("below the home");
         let cnt = tile.values.len() as u64;
@@ -502,7 +583,10 @@ impl Drain<'_, '_> {
         if parent == o.home() {
             for (&el, &v) in elements {
                 counts.access[0][parent].reads += u64::from(counted && backing.written[o.tensor.0][el]);
-                write_backing(backing, o.tensor.0, el, reduce, v);
+                match tile.picks.remove(&el) {
+                    Some(picks) => offer(c, e, backing, el, picks),
+                    None => write_backing(backing, o.tensor.0, el, reduce, v),
+                }
             }
         } else {
             let pinst: Vec<u64> = tile.inst[..plan.instance_loops(parent).len()].to_vec();
@@ -511,6 +595,9 @@ impl Drain<'_, '_> {
                 let old = p.values.get(&el).copied();
                 counts.access[0][parent].reads += u64::from(counted && old.is_some());
                 p.values.insert(el, combine(reduce, old, v));
+                if let Some(picks) = tile.picks.remove(&el) {
+                    p.picks.entry(el).or_default().extend(picks);
+                }
             }
         }
     }

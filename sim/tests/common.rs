@@ -207,7 +207,10 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
         if let Some(b) = c.rank_id("b") {
             let start = rng.below(c.einsums().len() as u64) as usize;
             let mut end = start;
-            while end + 1 < c.einsums().len() && c.einsums()[end + 1].iteration_ranks.contains(&b) {
+            while end + 1 < c.einsums().len()
+                && c.einsums()[end + 1].iteration_ranks.contains(&b)
+                && !reads_selection(c, end + 1, start)
+            {
                 end += 1;
             }
             if c.einsums()[start].iteration_ranks.contains(&b) && end > start {
@@ -227,6 +230,17 @@ pub fn random_mapping(c: &Cascade, seed: u64) -> MappingSpec {
     }
     let einsums = (0..c.einsums().len()).map(|e| einsum_mapping(c, e, &skip[e], min_level[e], &mut rng)).collect();
     MappingSpec { name: format!("random-{seed}"), description: String::new(), einsums, groups }
+}
+
+/// Whether Einsum `e` reads a `top(..)` output or a gather index produced at or after `from`:
+/// a selection is read only once complete, so the two may not share a group.
+fn reads_selection(c: &Cascade, e: usize, from: usize) -> bool {
+    let einsum = &c.einsums()[e];
+    einsum.inputs.iter().any(|a| {
+        let indexes = einsum.inputs.iter().any(|g| g.gather().is_some_and(|(_, _, i)| einsum.inputs[i] == *a));
+        c.producer(a.tensor)
+            .is_some_and(|p| p >= from && (indexes || c.einsums()[p].reduce == strata_workloads::ReduceOp::Top))
+    })
 }
 
 /// Random inputs in [-2, 2) for every tensor the cascade reads from outside.

@@ -5,19 +5,25 @@
 mod common;
 
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use strata_mappings::CascadeMapping;
 use strata_sim::count;
 use strata_sim::executor::execute;
 use strata_workloads::attention::AttentionShape;
-use strata_workloads::interp::run;
+
+use strata_workloads::interp::{Dense, run};
+use strata_workloads::sparse::DoubleSparsity;
 use strata_workloads::{Cascade, Phase};
 
 fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
+    check_on(c, seed, common::inputs(c, seed))
+}
+
+fn check_on(c: &Cascade, seed: u64, ins: BTreeMap<String, Dense<f64>>) -> Result<(), TestCaseError> {
     let arch = common::arch();
     let spec = common::random_mapping(c, seed);
     let mapping = CascadeMapping::resolve(&spec, c, &arch)
         .map_err(|e| TestCaseError::fail(format!("generated mapping invalid: {e}\n{spec:#?}")))?;
-    let ins = common::inputs(c, seed);
     let exec = execute(c, &mapping, &ins);
     for (i, nest) in mapping.nests.iter().enumerate() {
         let want = count(c, nest);
@@ -112,6 +118,31 @@ proptest! {
         e in 1u64..4, f in 1u64..3, block in 1u64..5, causal in any::<bool>(), seed in any::<u64>(),
     ) {
         check(&attention(passes, b, h, p, m, e, f, block, causal), seed)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Label scoring, top-k and attention on gathered rows: the gathered operands' tiles follow
+    /// the index's ranks, exact because a top-k record holds distinct tokens.
+    #[test]
+    fn double_sparsity_counts_are_exact(
+        b in 1u64..3, h in 1u64..3, s in 1u64..9, d in 1u64..4, r in 1u64..4, k in 1u64..9, seed in any::<u64>(),
+    ) {
+        let ds = DoubleSparsity {
+            batch: b, heads: h, kv_heads: h, context: s, head_dim: d, label_channels: r.min(d), selected: k.min(s),
+            elem_bytes: 2, label_bytes: 2,
+        };
+        let c = ds.cascade().unwrap();
+        let mut ins = common::inputs(&c, seed);
+        // Label channels are channel indices: a rotation per head.
+        let ch = ins.get_mut("CH").unwrap();
+        let c_n = ch.shape[1];
+        for (i, x) in ch.data.iter_mut().enumerate() {
+            *x = ((i as u64 / c_n + i as u64 % c_n) % d) as f64;
+        }
+        check_on(&c, seed, ins)?;
     }
 }
 
@@ -300,4 +331,38 @@ fn spilled_partial_sums_are_read_back() {
     let ins = common::inputs(&c, 1);
     let exec = execute(&c, &mapping, &ins);
     assert_eq!(exec.counts[0].access[z][0], dram);
+}
+
+#[test]
+fn a_selection_is_not_read_inside_the_group_that_produces_it() {
+    let ds = DoubleSparsity {
+        batch: 2,
+        heads: 2,
+        kv_heads: 2,
+        context: 6,
+        head_dim: 4,
+        label_channels: 2,
+        selected: 3,
+        elem_bytes: 2,
+        label_bytes: 2,
+    };
+    let c = ds.cascade().unwrap();
+    let mut spec = (0..).map(|seed| common::random_mapping(&c, seed)).find(|s| s.groups.is_empty()).unwrap();
+    let ok = CascadeMapping::resolve(&spec, &c, &common::arch());
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let members = ["I", "QK"];
+    for m in spec.einsums.iter_mut().filter(|m| members.contains(&m.einsum.as_str())) {
+        for lv in &mut m.levels {
+            lv.loops.retain(|l| !l.starts_with("b="));
+        }
+    }
+    spec.groups.push(strata_mappings::spec::GroupSpec {
+        name: "select-and-read".into(),
+        prefix: vec!["b=*".into()],
+        members: members.iter().map(|m| m.to_string()).collect(),
+        pipelining: strata_mappings::spec::Pipelining::Sequential,
+        shared: vec![],
+    });
+    let err = CascadeMapping::resolve(&spec, &c, &common::arch()).unwrap_err().to_string();
+    assert!(err.contains("mapping.einsums[3]") && err.contains("only once complete"), "{err}");
 }

@@ -139,6 +139,24 @@ impl AttentionShape {
 
     /// Adds this attention's parameters, ranks, partition and running tensors to a cascade spec.
     pub fn add_to(&self, spec: &mut CascadeSpec, io: AttentionIo<'_>) {
+        self.add_ranks(spec);
+        spec.causal = self.causal;
+        if let Phase::Decode { .. } = self.phase {
+            for t in [io.k, io.v] {
+                spec.tensors.insert(t.into(), TensorSpec { role: Some(Role::KvCache), ..TensorSpec::default() });
+            }
+        }
+        if self.passes == 1 {
+            for (t, v) in [("RM", f64::NEG_INFINITY), ("RD", 0.0), ("RNV", 0.0)] {
+                spec.tensors.insert(t.into(), TensorSpec { init: Some(v), ..TensorSpec::default() });
+            }
+        }
+        spec.einsums.extend(self.einsums(io));
+    }
+
+    /// The parameters and ranks attention indexes (`b`, `p`, `m`, `e`, `f`, and `h` or `g, r`),
+    /// with the key partition of the 1- and 2-pass cascades.
+    pub fn add_ranks(&self, spec: &mut CascadeSpec) {
         let p = &mut spec.params;
         p.insert("B".into(), self.batch as i64);
         p.insert("P".into(), self.phase.queries() as i64);
@@ -165,18 +183,6 @@ impl AttentionShape {
                 PartitionSpec { outer: "m1".into(), inner: "m0".into(), tile: Size::Param("M0".into()) },
             );
         }
-        spec.causal = self.causal;
-        if let Phase::Decode { .. } = self.phase {
-            for t in [io.k, io.v] {
-                spec.tensors.insert(t.into(), TensorSpec { role: Some(Role::KvCache), ..TensorSpec::default() });
-            }
-        }
-        if self.passes == 1 {
-            for (t, v) in [("RM", f64::NEG_INFINITY), ("RD", 0.0), ("RNV", 0.0)] {
-                spec.tensors.insert(t.into(), TensorSpec { init: Some(v), ..TensorSpec::default() });
-            }
-        }
-        spec.einsums.extend(self.einsums(io));
     }
 
     /// A standalone cascade of this attention.

@@ -200,6 +200,9 @@ fn check_sizes(c: &Cascade) -> SpecResult<()> {
     Ok(())
 }
 
+/// An access with its names resolved: tensor, indices, and a gathered position's ranks.
+type Resolved = (String, Vec<Index>, Vec<RankId>);
+
 /// Per-position facts one access tells about its tensor.
 struct Position {
     extent: u64,
@@ -299,6 +302,9 @@ impl<'a> Builder<'a> {
             IndexAst::Var(n) => Index::Var(self.resolve_rank(path, n)?),
             IndexAst::Next(n) => Index::Next(self.resolve_rank(path, n)?),
             IndexAst::Last(n) => Index::Last(self.resolve_rank(path, n)?),
+            IndexAst::Gather(..) => {
+                return Err(SpecError::new(path, "only an input may gather a position (`rank=Index[..]`)"));
+            }
             IndexAst::Joined(o, i) => {
                 let (outer, inner) = (self.resolve_rank(path, o)?, self.resolve_rank(path, i)?);
                 let p = self.partitions.iter().find(|p| p.outer == outer && p.inner == inner).ok_or_else(|| {
@@ -314,7 +320,9 @@ impl<'a> Builder<'a> {
 
     fn position(&self, ix: &Index) -> Position {
         match *ix {
-            Index::Var(r) => Position { extent: self.ranks[r.0].size, iterative: false },
+            Index::Var(r) | Index::Gather { rank: r, .. } | Index::Slot(r) => {
+                Position { extent: self.ranks[r.0].size, iterative: false }
+            }
             Index::Next(r) | Index::Last(r) => Position { extent: self.ranks[r.0].size, iterative: true },
             Index::Joined { outer, .. } => {
                 let p = self.partitions.iter().find(|p| p.outer == outer).expect("joined index names a partition");
@@ -325,18 +333,51 @@ impl<'a> Builder<'a> {
 
     fn finish(self) -> SpecResult<Cascade> {
         let spec = self.spec;
-        // Parse every Einsum and resolve its names.
+        // Parse every Einsum and resolve its names. A gathered position's index access becomes
+        // one more input, after the map's operands.
         let mut parsed = Vec::new();
         for (i, e) in spec.einsums.iter().enumerate() {
             let path = format!("einsums[{i}].expr");
             let ast = parse_einsum(&e.expr).map_err(|m| SpecError::new(&path, m))?;
-            let mut resolve = |a: &AccessAst| -> SpecResult<(String, Vec<Index>)> {
+            let plain = |a: &AccessAst| -> SpecResult<Resolved> {
                 let idx = a.indices.iter().map(|ix| self.resolve_index(&path, ix)).collect::<SpecResult<Vec<_>>>()?;
-                Ok((a.tensor.clone(), idx))
+                Ok((a.tensor.clone(), idx, Vec::new()))
             };
-            let out = resolve(&ast.output)?;
-            let ins = ast.inputs.iter().map(&mut resolve).collect::<SpecResult<Vec<_>>>()?;
-            parsed.push((ast.map, out, ins));
+            let out = plain(&ast.output)?;
+            let mut ins = Vec::new();
+            let mut index_inputs = Vec::new();
+            for a in &ast.inputs {
+                let mut idx = Vec::new();
+                let mut via = Vec::new();
+                for ix in &a.indices {
+                    let IndexAst::Gather(rank, index) = ix else {
+                        idx.push(self.resolve_index(&path, ix)?);
+                        continue;
+                    };
+                    if !via.is_empty() || index.indices.is_empty() {
+                        return Err(SpecError::new(&path, "an access may gather one position"));
+                    }
+                    let rank = self.resolve_rank(&path, rank)?;
+                    let resolved = plain(index)?;
+                    for ix in &resolved.1 {
+                        if !matches!(ix, Index::Var(_) | Index::Joined { .. }) {
+                            return Err(SpecError::new(
+                                &path,
+                                format!(
+                                    "the index access `{}[..]` may name plain ranks and partitions only",
+                                    index.tensor
+                                ),
+                            ));
+                        }
+                    }
+                    via = Access { tensor: TensorId(0), indices: resolved.1.clone(), via: Vec::new() }.ranks();
+                    idx.push(Index::Gather { rank, input: ast.inputs.len() + index_inputs.len() });
+                    index_inputs.push(resolved);
+                }
+                ins.push((a.tensor.clone(), idx, via));
+            }
+            ins.extend(index_inputs);
+            parsed.push((ast.map, ast.select, out, ins));
         }
 
         // Tensors in order of first appearance, with shapes inferred and checked.
@@ -344,9 +385,9 @@ impl<'a> Builder<'a> {
         let mut shapes: Vec<Vec<Position>> = Vec::new();
         let mut producer: Vec<Option<usize>> = Vec::new();
         let mut consumed: Vec<bool> = Vec::new();
-        for (i, (_, out, ins)) in parsed.iter().enumerate() {
+        for (i, (_, _, out, ins)) in parsed.iter().enumerate() {
             let path = format!("einsums[{i}].expr");
-            for (k, (tname, idx)) in std::iter::once(out).chain(ins.iter()).enumerate() {
+            for (k, (tname, idx, _)) in std::iter::once(out).chain(ins.iter()).enumerate() {
                 let pos: Vec<Position> = idx.iter().map(|ix| self.position(ix)).collect();
                 let t = match names.iter().position(|n| n == tname) {
                     Some(t) => t,
@@ -457,23 +498,28 @@ impl<'a> Builder<'a> {
 
         let iterative_ranks: Vec<RankId> = parsed
             .iter()
-            .flat_map(|(_, out, ins)| std::iter::once(out).chain(ins).flat_map(|a| a.1.iter()))
+            .flat_map(|(_, _, out, ins)| std::iter::once(out).chain(ins).flat_map(|a| a.1.iter()))
             .filter_map(|ix| if let Index::Next(r) = ix { Some(*r) } else { None })
             .collect();
 
         // Einsums.
         let mut einsums = Vec::new();
-        for (i, (map, (oname, oidx), ins)) in parsed.into_iter().enumerate() {
+        for (i, (map, select, (oname, mut oidx, _), ins)) in parsed.into_iter().enumerate() {
             let espec = &spec.einsums[i];
             let path = format!("einsums[{i}]");
+            if select {
+                self.select(&path, espec, &mut oidx, &ins)?;
+            }
             let mut output_ranks = Vec::new();
             for ix in &oidx {
                 match *ix {
                     Index::Var(r) | Index::Next(r) => output_ranks.push(r),
                     Index::Joined { outer, inner, .. } => output_ranks.extend([outer, inner]),
+                    Index::Slot(_) => {}
                     Index::Last(_) => {
                         return Err(SpecError::new(format!("{path}.expr"), "`last(..)` may only be read, not written"));
                     }
+                    Index::Gather { .. } => unreachable!("an output never resolves to a gather"),
                 }
             }
             for (k, r) in output_ranks.iter().enumerate() {
@@ -485,12 +531,12 @@ impl<'a> Builder<'a> {
                 }
             }
             let mut iteration_ranks = output_ranks.clone();
-            for (_, idx) in &ins {
+            for (_, idx, _) in &ins {
                 for ix in idx {
                     let rs = match *ix {
                         Index::Var(r) | Index::Next(r) => vec![r],
                         Index::Joined { outer, inner, .. } => vec![outer, inner],
-                        Index::Last(_) => vec![],
+                        Index::Last(_) | Index::Gather { .. } | Index::Slot(_) => vec![],
                     };
                     for r in rs {
                         if !iteration_ranks.contains(&r) {
@@ -501,6 +547,9 @@ impl<'a> Builder<'a> {
             }
             let n_output_ranks = output_ranks.len();
             let reduced = n_output_ranks < iteration_ranks.len();
+            if espec.reduce == Some(ReduceOp::Top) && !select {
+                return Err(SpecError::new(format!("{path}.reduce"), "`top` is written as `top(..)` in the expr"));
+            }
             if espec.reduce.is_some() && !reduced {
                 return Err(SpecError::new(
                     format!("{path}.reduce"),
@@ -529,8 +578,9 @@ impl<'a> Builder<'a> {
                 ));
             }
             let tid = |n: &str| TensorId(names.iter().position(|x| x == n).expect("tensor was collected"));
-            let output = Access { tensor: tid(&oname), indices: oidx };
-            let inputs: Vec<Access> = ins.into_iter().map(|(n, indices)| Access { tensor: tid(&n), indices }).collect();
+            let output = Access { tensor: tid(&oname), indices: oidx, via: Vec::new() };
+            let inputs: Vec<Access> =
+                ins.into_iter().map(|(n, indices, via)| Access { tensor: tid(&n), indices, via }).collect();
             let mask = match (&espec.causal_mask, spec.causal) {
                 (Some(m), true) => {
                     Some(self.mask(&format!("{path}.causal_mask"), m, &iteration_ranks, n_output_ranks)?)
@@ -543,7 +593,7 @@ impl<'a> Builder<'a> {
                 output,
                 inputs,
                 map,
-                reduce: espec.reduce.unwrap_or(ReduceOp::Sum),
+                reduce: if select { ReduceOp::Top } else { espec.reduce.unwrap_or(ReduceOp::Sum) },
                 mask,
                 iteration_ranks,
                 n_output_ranks,
@@ -562,6 +612,52 @@ impl<'a> Builder<'a> {
         check_order(&cascade)?;
         check_sizes(&cascade)?;
         Ok(cascade)
+    }
+
+    /// Checks a `top(..)` Einsum and marks its output's slot rank: one plain input, one output
+    /// rank the input lacks (the slot, of size `k`), one input rank the output lacks (the
+    /// candidates), and `k` no larger than the candidates.
+    fn select(&self, path: &str, espec: &EinsumSpec, oidx: &mut [Index], ins: &[Resolved]) -> SpecResult<()> {
+        let expr = format!("{path}.expr");
+        if espec.reduce.is_some_and(|r| r != ReduceOp::Top) {
+            return Err(SpecError::new(
+                format!("{path}.reduce"),
+                "a `top(..)` einsum selects; it takes no other reduce",
+            ));
+        }
+        if espec.causal_mask.is_some() {
+            return Err(SpecError::new(format!("{path}.causal_mask"), "a `top(..)` einsum cannot be masked"));
+        }
+        let [(_, input, via)] = ins else { unreachable!("top(..) parses one operand") };
+        if !via.is_empty() || input.iter().any(|ix| !matches!(ix, Index::Var(_))) {
+            return Err(SpecError::new(&expr, "`top(..)` reads plain ranks only"));
+        }
+        let rank = |ix: &Index| if let Index::Var(r) = *ix { Some(r) } else { None };
+        let name = |r: RankId| self.ranks[r.0].name.clone();
+        let slots: Vec<usize> =
+            (0..oidx.len()).filter(|&p| rank(&oidx[p]).is_some_and(|r| !input.contains(&Index::Var(r)))).collect();
+        let candidates: Vec<RankId> =
+            input.iter().filter_map(rank).filter(|r| !oidx.contains(&Index::Var(*r))).collect();
+        let (&[slot], &[from]) = (slots.as_slice(), candidates.as_slice()) else {
+            return Err(SpecError::new(
+                &expr,
+                "`top(..)` needs one output rank the input lacks (k, the selected slots) and one input rank the output lacks (the candidates)",
+            ));
+        };
+        let slot_rank = rank(&oidx[slot]).expect("a plain rank");
+        let (k, n) = (self.ranks[slot_rank.0].size, self.ranks[from.0].size);
+        if k > n {
+            return Err(SpecError::new(
+                &expr,
+                format!(
+                    "`top(..)` keeps k = {k} (rank `{}`) of {n} candidates (rank `{}`): k is larger than the candidates",
+                    name(slot_rank),
+                    name(from)
+                ),
+            ));
+        }
+        oidx[slot] = Index::Slot(slot_rank);
+        Ok(())
     }
 
     fn mask(&self, path: &str, m: &MaskSpec, iter: &[RankId], n_out: usize) -> SpecResult<CausalMask> {

@@ -92,6 +92,9 @@ impl MapOp {
 pub enum ReduceOp {
     Sum,
     Max,
+    /// Selection: each output record keeps the indices of its `k` largest candidates (a
+    /// `top(..)` Einsum; `k` is the size of the output's slot rank). Written only by `top(..)`.
+    Top,
 }
 
 impl ReduceOp {
@@ -99,6 +102,7 @@ impl ReduceOp {
         match self {
             ReduceOp::Sum => "sum",
             ReduceOp::Max => "max",
+            ReduceOp::Top => "top",
         }
     }
 }
@@ -114,6 +118,11 @@ pub enum Index {
     Last(RankId),
     /// `(outer, inner)`: the parent coordinate `outer × tile + inner` of a partition.
     Joined { outer: RankId, inner: RankId, tile: u64 },
+    /// `s=I[..]`: an indirect (gathered) position over rank `rank`'s extent, addressed by the
+    /// value the Einsum's input number `input` (the index access) holds at the point.
+    Gather { rank: RankId, input: usize },
+    /// The slot rank of a `top(..)` output: one output record holds `size(rank)` selected indices.
+    Slot(RankId),
 }
 
 /// A tensor access: which tensor and how each of its positions is indexed.
@@ -121,21 +130,40 @@ pub enum Index {
 pub struct Access {
     pub tensor: TensorId,
     pub indices: Vec<Index>,
+    /// The iteration ranks a gathered position's index access depends on (empty without one):
+    /// which element is read changes with them, so tiles and reuse follow them.
+    pub via: Vec<RankId>,
 }
 
 impl Access {
     /// The iteration ranks the accessed element depends on (both halves of a partition index;
-    /// `last(r)` depends on none).
+    /// the index access's ranks for a gathered position; `last(r)` and a slot depend on none).
     pub fn ranks(&self) -> Vec<RankId> {
         let mut ranks = Vec::new();
         for ix in &self.indices {
             match *ix {
                 Index::Var(r) | Index::Next(r) => ranks.push(r),
                 Index::Joined { outer, inner, .. } => ranks.extend([outer, inner]),
-                Index::Last(_) => {}
+                Index::Gather { .. } => {
+                    for &r in &self.via {
+                        if !ranks.contains(&r) {
+                            ranks.push(r);
+                        }
+                    }
+                }
+                Index::Last(_) | Index::Slot(_) => {}
             }
         }
         ranks
+    }
+
+    /// The gathered position, if any: (position, the rank it spans, the Einsum input holding
+    /// the index access).
+    pub fn gather(&self) -> Option<(usize, RankId, usize)> {
+        self.indices.iter().enumerate().find_map(|(p, ix)| match *ix {
+            Index::Gather { rank, input } => Some((p, rank, input)),
+            _ => None,
+        })
     }
 }
 
@@ -239,6 +267,11 @@ impl Einsum {
 
     pub fn output_ranks(&self) -> &[RankId] {
         &self.iteration_ranks[..self.n_output_ranks]
+    }
+
+    /// The slot rank of a `top(..)` Einsum's output (its size is `k`), if it selects.
+    pub fn slot(&self) -> Option<RankId> {
+        self.output.indices.iter().find_map(|ix| if let Index::Slot(r) = *ix { Some(r) } else { None })
     }
 }
 
@@ -365,14 +398,18 @@ impl Cascade {
     }
 
     /// Closed-form counts of one Einsum (causal masking is not subtracted: masked points still occupy the array).
+    ///
+    /// A `top(..)` Einsum offers every point to its output record: each candidate but a
+    /// record's first is one comparison, and each record writes its `k` selected indices.
     pub fn counts(&self, einsum: &Einsum) -> EinsumCounts {
         let points = self.space_size(&einsum.iteration_ranks);
-        let outputs = self.space_size(einsum.output_ranks());
+        let records = self.space_size(einsum.output_ranks());
+        let k = einsum.slot().map_or(1, |r| self.rank(r).size);
         EinsumCounts {
             points,
-            outputs,
+            outputs: records * k,
             map_ops: if einsum.map.computes() { points } else { 0 },
-            reduce_ops: points - outputs,
+            reduce_ops: points - records,
         }
     }
 
@@ -384,6 +421,22 @@ impl Cascade {
             map_ops: a.map_ops + c.map_ops,
             reduce_ops: a.reduce_ops + c.reduce_ops,
         })
+    }
+
+    /// Bytes of one contiguous row an access gathers: for each index it reads the trailing
+    /// positions that neither the gathered rank nor the index access vary (a key row of
+    /// `head_dim` elements: 256 B in fp16 at D = 128). `None` for an access that gathers nothing.
+    pub fn gather_row_bytes(&self, access: &Access) -> Option<u64> {
+        let (p, _, _) = access.gather()?;
+        let shape = &self.tensor(access.tensor).shape;
+        let mut row = self.tensor(access.tensor).elem_bytes;
+        for q in (p + 1..access.indices.len()).rev() {
+            match access.indices[q] {
+                Index::Var(r) if !access.via.contains(&r) => row *= shape[q],
+                _ => break,
+            }
+        }
+        Some(row)
     }
 
     /// Bytes of the tensors with a given role.
@@ -409,6 +462,8 @@ impl Cascade {
             Index::Joined { outer, inner, .. } => {
                 format!("({},{})", self.rank(outer).name, self.rank(inner).name)
             }
+            Index::Gather { rank, input } => format!("{}=in{input}", self.rank(rank).name),
+            Index::Slot(r) => self.rank(r).name.clone(),
         }
     }
 }

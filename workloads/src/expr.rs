@@ -8,12 +8,19 @@
 //!          | 'max' '(' access ',' access ')'
 //!          | 'exp' '(' access ['-' access] ')'       exp(a - b) is FuseMax's sub-then-exp
 //!          | ('relu' | 'gelu' | 'silu') '(' access ')'
+//!          | 'top' '(' access ')'                    top-k selection (see below)
 //! access  := NAME '[' index {',' index} ']'
 //! index   := rank | rank '+1' | 'last(' rank ')' | '(' outer ',' inner ')'
+//!          | rank '=' access                         a gathered position
 //! ```
 //! `(m1,m0)` addresses the parent rank of a partition (`m1 × M0 + m0`); `m1+1` and `last(m1)`
 //! address the next and the final value of an iterative rank. The reduction operator is not
 //! part of the text: ranks missing from the output are reduced with the Einsum's `reduce` key.
+//!
+//! Selection and gather (Double Sparsity's label scores → top-k → gathered rows):
+//! `I[b,h,j] = top(S[b,h,s])` keeps, for every `(b,h)`, the indices along `s` of the `k`
+//! largest scores, `k` being the size of the output's one rank the input lacks (`j`); and
+//! `KS[b,j,h,e] = K[b, s=I[b,h,j], h, e]` reads `K` at the position along `s` that `I` holds.
 
 use crate::einsum::MapOp;
 
@@ -24,6 +31,8 @@ pub enum IndexAst {
     Next(String),
     Last(String),
     Joined(String, String),
+    /// `rank=access`: the position spans `rank` and is addressed by the access's value.
+    Gather(String, Box<AccessAst>),
 }
 
 /// A tensor access, before names are resolved.
@@ -39,6 +48,8 @@ pub struct EinsumAst {
     pub output: AccessAst,
     pub map: MapOp,
     pub inputs: Vec<AccessAst>,
+    /// Written as `top(..)`: a top-k selection.
+    pub select: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,11 +70,13 @@ pub fn parse_einsum(text: &str) -> Result<EinsumAst, String> {
     let mut lx = Lexer::new(text)?;
     let output = lx.access()?;
     lx.expect('=')?;
+    let select =
+        lx.peek() == Some(&Tok::Ident("top".into())) && matches!(lx.toks.get(lx.pos + 1), Some((Tok::Sym('('), _)));
     let (map, inputs) = lx.rhs()?;
     if let Some((tok, col)) = lx.peek_full() {
         return Err(format!("unexpected {} at column {col}", describe(&tok)));
     }
-    Ok(EinsumAst { output, map, inputs })
+    Ok(EinsumAst { output, map, inputs, select })
 }
 
 fn describe(tok: &Tok) -> String {
@@ -173,6 +186,10 @@ impl Lexer {
             self.expect(')')?;
             return Ok(IndexAst::Last(rank));
         }
+        if self.peek() == Some(&Tok::Sym('=')) {
+            self.next();
+            return Ok(IndexAst::Gather(name, Box::new(self.access()?)));
+        }
         if self.peek() == Some(&Tok::Sym('+')) {
             self.next();
             let col = self.col();
@@ -203,8 +220,9 @@ impl Lexer {
                 "relu" => (MapOp::Relu, vec![a]),
                 "gelu" => (MapOp::Gelu, vec![a]),
                 "silu" => (MapOp::Silu, vec![a]),
+                "top" => (MapOp::Copy, vec![a]),
                 other => {
-                    return Err(format!("unknown function '{other}' (known: max, exp, relu, gelu, silu)"));
+                    return Err(format!("unknown function '{other}' (known: max, exp, relu, gelu, silu, top)"));
                 }
             };
             self.expect(')')?;
@@ -246,12 +264,24 @@ mod tests {
         assert_eq!(e.inputs[1].indices[0], IndexAst::Last("m1".into()));
         let e = parse_einsum("LM[m1,p] = BQK[m1,m0,p]").unwrap();
         assert_eq!(e.map, MapOp::Copy);
+        assert!(!e.select);
+    }
+
+    #[test]
+    fn parses_select_and_gather() {
+        let e = parse_einsum("I[b,h,j] = top(S[b,h,s])").unwrap();
+        assert!(e.select);
+        assert_eq!(e.map, MapOp::Copy);
+        let e = parse_einsum("KS[b,j,h,e] = K[b, s=I[b,h,j], h, e]").unwrap();
+        let index = AccessAst { tensor: "I".into(), indices: vec![var("b"), var("h"), var("j")] };
+        assert_eq!(e.inputs[0].indices[1], IndexAst::Gather("s".into(), Box::new(index)));
+        assert!(!e.select);
     }
 
     #[test]
     fn errors_name_the_column() {
-        let err = parse_einsum("Z[m = A[m]").unwrap_err();
-        assert!(err.contains("column 5"), "{err}");
+        let err = parse_einsum("Z[m) = A[m]").unwrap_err();
+        assert!(err.contains("column 4"), "{err}");
         let err = parse_einsum("Z[m] = A[m+2]").unwrap_err();
         assert!(err.contains("+1"), "{err}");
         let err = parse_einsum("Z[m] = tanh(A[m])").unwrap_err();

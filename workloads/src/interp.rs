@@ -106,12 +106,24 @@ pub enum RunError {
     MissingInput(String),
     #[error("tensor `{name}` has shape {got:?}, the cascade needs {want:?}")]
     Shape { name: String, got: Vec<u64>, want: Vec<u64> },
+    #[error("einsum `{einsum}` gathers at index {value} of `{tensor}`, whose position spans 0..{extent}")]
+    Index { einsum: String, tensor: String, value: String, extent: u64 },
 }
 
-/// An access compiled to `offset = base + Σ coeff[k] · coord[k]` over the Einsum's iteration ranks.
+/// An access compiled to `offset = base + Σ coeff[k] · coord[k]` over the Einsum's iteration
+/// ranks, plus `stride × value` for a gathered position (value read through input `input`).
 struct Affine {
     base: i64,
     coeff: Vec<i64>,
+    gather: Option<Gathered>,
+}
+
+/// A gathered position: its stride, the input holding the index access and the position's extent.
+#[derive(Clone, Copy)]
+struct Gathered {
+    stride: i64,
+    input: usize,
+    extent: u64,
 }
 
 fn compile(c: &Cascade, e: &Einsum, shape: &[u64], indices: &[Index]) -> Affine {
@@ -122,7 +134,7 @@ fn compile(c: &Cascade, e: &Einsum, shape: &[u64], indices: &[Index]) -> Affine 
         s *= shape[k] as i64;
     }
     let slot = |r: RankId| e.iteration_ranks.iter().position(|&x| x == r).expect("rank is in the iteration space");
-    let mut a = Affine { base: 0, coeff: vec![0; e.iteration_ranks.len()] };
+    let mut a = Affine { base: 0, coeff: vec![0; e.iteration_ranks.len()], gather: None };
     for (k, ix) in indices.iter().enumerate() {
         match *ix {
             Index::Var(r) => a.coeff[slot(r)] += stride[k],
@@ -135,9 +147,18 @@ fn compile(c: &Cascade, e: &Einsum, shape: &[u64], indices: &[Index]) -> Affine 
                 a.coeff[slot(outer)] += tile as i64 * stride[k];
                 a.coeff[slot(inner)] += stride[k];
             }
+            Index::Gather { input, .. } => a.gather = Some(Gathered { stride: stride[k], input, extent: shape[k] }),
+            // A select writes its slots itself; the access names the record's first.
+            Index::Slot(_) => {}
         }
     }
     a
+}
+
+/// The stride of an access's slot position (a `top(..)` output): where its record's slots lie.
+fn slot_stride(shape: &[u64], indices: &[Index]) -> i64 {
+    let p = indices.iter().position(|ix| matches!(ix, Index::Slot(_))).expect("a select's output has a slot");
+    shape[p + 1..].iter().product::<u64>() as i64
 }
 
 /// Evaluates a coordinate expression (a mask's key or query) at an iteration point.
@@ -146,7 +167,7 @@ fn coordinate(e: &Einsum, ix: &Index, coord: &[u64]) -> u64 {
     match *ix {
         Index::Var(r) | Index::Next(r) => at(r),
         Index::Joined { outer, inner, tile } => at(outer) * tile + at(inner),
-        Index::Last(_) => unreachable!("masks never use last()"),
+        Index::Last(_) | Index::Gather { .. } | Index::Slot(_) => unreachable!("masks index plain ranks"),
     }
 }
 
@@ -210,7 +231,7 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
     while i < c.einsums().len() {
         match c.einsums()[i].iterative {
             None => {
-                counts[i] = run_einsum(c, i, None, &mut store);
+                counts[i] = run_einsum(c, i, None, &mut store)?;
                 i += 1;
             }
             Some(r) => {
@@ -218,7 +239,7 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
                     (i..c.einsums().len()).find(|&j| c.einsums()[j].iterative != Some(r)).unwrap_or(c.einsums().len());
                 for v in 0..c.rank(r).size {
                     for (j, count) in counts.iter_mut().enumerate().take(end).skip(i) {
-                        let k = run_einsum(c, j, Some((r, v)), &mut store);
+                        let k = run_einsum(c, j, Some((r, v)), &mut store)?;
                         count.points += k.points;
                         count.outputs += k.outputs;
                     }
@@ -232,7 +253,12 @@ pub fn run<T: Scalar>(c: &Cascade, inputs: &BTreeMap<String, Dense<T>>) -> Resul
 }
 
 /// Runs one Einsum, optionally with its iterative rank pinned to one value.
-fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, store: &mut [Dense<T>]) -> RunCounts {
+fn run_einsum<T: Scalar>(
+    c: &Cascade,
+    ix: usize,
+    pinned: Option<(RankId, u64)>,
+    store: &mut [Dense<T>],
+) -> Result<RunCounts, RunError> {
     let e = &c.einsums()[ix];
     let out_t = e.output.tensor.0;
     let out = compile(c, e, &store[out_t].shape, &e.output.indices);
@@ -260,19 +286,68 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
         })
         .collect();
     let exists = |coord: &[u64]| ragged.iter().all(|&(o, i, tile, size)| coord[o] * tile + coord[i] < size);
-    let offset = |a: &Affine, coord: &[u64]| -> usize {
-        (a.base + a.coeff.iter().zip(coord).map(|(k, &x)| k * x as i64).sum::<i64>()) as usize
+    let affine = |a: &Affine, coord: &[u64]| -> i64 {
+        a.base + a.coeff.iter().zip(coord).map(|(k, &x)| k * x as i64).sum::<i64>()
     };
-    let identity = match e.reduce {
-        ReduceOp::Sum => T::zero(),
-        ReduceOp::Max => T::neg_infinity(),
+    // Where an operand's element lies; a gathered position reads its index first.
+    let offset = |store: &[Dense<T>], a: &Affine, coord: &[u64]| -> Result<usize, RunError> {
+        let mut at = affine(a, coord);
+        if let Some(g) = a.gather {
+            let (t, index) = &ins[g.input];
+            let value = store[*t].data[affine(index, coord) as usize].to_f64();
+            if !(value >= 0.0 && value.fract() == 0.0 && value < g.extent as f64) {
+                return Err(RunError::Index {
+                    einsum: e.name.clone(),
+                    tensor: c.tensors()[*t].name.clone(),
+                    value: value.to_string(),
+                    extent: g.extent,
+                });
+            }
+            at += g.stride * value as i64;
+        }
+        Ok(at as usize)
     };
     let n_out = e.n_output_ranks;
     let mut counts = RunCounts::default();
     let mut coord = lo.clone();
     if lo.iter().zip(&hi).any(|(a, b)| a >= b) {
-        return counts;
+        return Ok(counts);
     }
+    if e.reduce == ReduceOp::Top {
+        let k = c.rank(e.slot().expect("a select has a slot")).size;
+        let stride = slot_stride(&store[out_t].shape, &e.output.indices);
+        let (t, input) = &ins[0];
+        loop {
+            // One record: every candidate's score and coordinate along the reduced rank.
+            let mut candidates = Vec::new();
+            let mut red = coord.clone();
+            loop {
+                if exists(&red) {
+                    candidates.push((store[*t].data[affine(input, &red) as usize], red[n_out]));
+                    counts.points += 1;
+                }
+                if !advance(&mut red[n_out..], &lo[n_out..], &hi[n_out..]) {
+                    break;
+                }
+            }
+            // Largest first; equal scores keep the lower index (a stable, total order).
+            candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+            let base = affine(&out, &coord);
+            for (slot, &(_, index)) in candidates.iter().take(k as usize).enumerate() {
+                store[out_t].data[(base + slot as i64 * stride) as usize] = T::from_f64(index as f64);
+                counts.outputs += 1;
+            }
+            if !advance(&mut coord[..n_out], &lo[..n_out], &hi[..n_out]) {
+                break;
+            }
+            coord[n_out..n].copy_from_slice(&lo[n_out..n]);
+        }
+        return Ok(counts);
+    }
+    let identity = match e.reduce {
+        ReduceOp::Sum => T::zero(),
+        ReduceOp::Max | ReduceOp::Top => T::neg_infinity(),
+    };
     loop {
         // One output element: fold over the reduced sub-space.
         let mut acc = identity;
@@ -285,8 +360,11 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
                 let v = if masked {
                     T::neg_infinity()
                 } else {
-                    let a = store[ins[0].0].data[offset(&ins[0].1, &red)];
-                    let b = ins.get(1).map_or(a, |(t, aff)| store[*t].data[offset(aff, &red)]);
+                    let a = store[ins[0].0].data[offset(store, &ins[0].1, &red)?];
+                    let b = match ins.get(1) {
+                        Some((t, aff)) if e.map.arity() == 2 => store[*t].data[offset(store, aff, &red)?],
+                        _ => a,
+                    };
                     apply(e.map, a, b)
                 };
                 acc = if !any {
@@ -294,7 +372,7 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
                 } else {
                     match e.reduce {
                         ReduceOp::Sum => acc.add(v),
-                        ReduceOp::Max => apply(MapOp::Max, acc, v),
+                        ReduceOp::Max | ReduceOp::Top => apply(MapOp::Max, acc, v),
                     }
                 };
                 any = true;
@@ -305,7 +383,7 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
             }
         }
         if any {
-            let o = offset(&out, &coord);
+            let o = affine(&out, &coord) as usize;
             store[out_t].data[o] = acc;
             counts.outputs += 1;
         }
@@ -314,7 +392,7 @@ fn run_einsum<T: Scalar>(c: &Cascade, ix: usize, pinned: Option<(RankId, u64)>, 
         }
         coord[n_out..n].copy_from_slice(&lo[n_out..n]);
     }
-    counts
+    Ok(counts)
 }
 
 /// Odometer step over `[lo, hi)` per slot; false when it wraps around.

@@ -17,6 +17,7 @@ pub mod interp;
 pub mod model;
 pub mod phase;
 pub mod presets;
+pub mod sparse;
 pub use strata_spec::toml_doc;
 
 pub use attention::{AttentionShape, AttentionSpec};

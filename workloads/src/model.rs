@@ -12,6 +12,7 @@ use crate::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
 use crate::einsum::{Cascade, EinsumCounts, Role};
 use crate::error::{SpecError, SpecResult, positive};
 use crate::phase::Phase;
+use crate::sparse::{DoubleSparsity, Sparsity};
 
 /// A model file: one `[model]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +339,20 @@ impl Model {
 
     /// One transformer layer for a phase, with attention as a `passes`-pass cascade.
     pub fn layer_spec(&self, phase: Phase, batch: u64, passes: u8, block: u64) -> CascadeSpec {
+        self.layer_spec_with(phase, batch, passes, block, None).expect("dense attention has no sparsity to check")
+    }
+
+    /// [`Model::layer_spec`], with decode attention as Double Sparsity's when `sparse` is given
+    /// (a token-major cache, a label cache that the new key's labels join, label scores, top-k
+    /// and attention on the gathered rows); prefill stays dense and writes the labels.
+    pub fn layer_spec_with(
+        &self,
+        phase: Phase,
+        batch: u64,
+        passes: u8,
+        block: u64,
+        sparse: Option<&Sparsity>,
+    ) -> SpecResult<CascadeSpec> {
         let mut spec = CascadeSpec::new(format!("{}-layer-{}", self.name, phase.name()), "", self.bytes_per_element);
         spec.description = format!("one {} layer, {}, batch {batch}", self.name, phase.name());
         spec.params.insert("D".into(), self.d_model as i64);
@@ -353,7 +368,20 @@ impl Model {
             e(format!("{k_new}[b,{hkv},e,p] = X[b,d,p] * WK[d,{hkv},e]")),
             e(format!("{v_new}[b,{hkv},f,p] = X[b,d,p] * WV[d,{hkv},f]")),
         ]);
-        self.attention(phase, batch, passes, block).add_to(&mut spec, AttentionIo::default());
+        let shape = self.attention(phase, batch, passes, block);
+        match (sparse, decode) {
+            (Some(s), true) => {
+                let dense = self.attention(phase, batch, 3, block);
+                dense.add_ranks(&mut spec);
+                DoubleSparsity::of(&dense, s).add_attention(&mut spec, Some(k_new))?;
+            }
+            (Some(s), false) => {
+                shape.add_to(&mut spec, AttentionIo::default());
+                let ds = DoubleSparsity { context: phase.keys(), ..DoubleSparsity::of(&shape, s) };
+                ds.add_labels(&mut spec, "K", "m")?;
+            }
+            (None, _) => shape.add_to(&mut spec, AttentionIo::default()),
+        }
         spec.einsums.extend([
             e(format!("Z[b,d,p] = AV[b,{hq},f,p] * WO[{hq},f,d]")),
             e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()),
@@ -385,7 +413,7 @@ impl Model {
         for t in [k_new, v_new] {
             spec.tensors.insert(t.into(), TensorSpec { cache: true, ..TensorSpec::default() });
         }
-        spec
+        Ok(spec)
     }
 
     /// The LM head: logits of the last position of each sequence (what generation needs).
@@ -403,11 +431,22 @@ impl Model {
 
     /// Lowers the model for a phase and batch size.
     pub fn workload(&self, phase: Phase, batch: u64, passes: u8) -> SpecResult<ModelWorkload> {
+        self.workload_with(phase, batch, passes, None)
+    }
+
+    /// [`Model::workload`] with Double Sparsity's attention when `sparse` is given.
+    pub fn workload_with(
+        &self,
+        phase: Phase,
+        batch: u64,
+        passes: u8,
+        sparse: Option<&Sparsity>,
+    ) -> SpecResult<ModelWorkload> {
         const BLOCK: u64 = 256;
         let w = ModelWorkload {
             phase,
             batch,
-            layer: self.layer_spec(phase, batch, passes, BLOCK).build()?,
+            layer: self.layer_spec_with(phase, batch, passes, BLOCK, sparse)?.build()?,
             lm_head: self.lm_head_spec(batch).build()?,
         };
         // Whole-model totals multiply a layer's counts by the layers, and the KV cache its

@@ -249,3 +249,81 @@ fn peak_activation_bytes_follow_liveness() {
     // X 12 B, H and G 20 B each, Y 12 B: at G's Einsum H and G are both live.
     assert_eq!(c.peak_activation_bytes(), 40);
 }
+
+/// Double Sparsity's decode layer keeping every token and channel is the dense layer (its
+/// token-major cache is the dense cache transposed; its labels are the keys' channels); keeping
+/// half the tokens changes the answer. GQA, so labels and rows are per kv head.
+#[test]
+fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
+    use strata_workloads::sparse::Sparsity;
+    let m = Model {
+        name: "tiny".into(),
+        description: String::new(),
+        layers: 1,
+        d_model: 12,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 3,
+        ffn_dim: 10,
+        gated_ffn: true,
+        activation: Activation::Silu,
+        vocab: 16,
+        bytes_per_element: 2,
+        tied_embeddings: false,
+        causal: true,
+        ffn_active: None,
+        ffn_block: None,
+    };
+    let phase = Phase::Decode { context: 8 };
+    let dense = m.layer_spec(phase, 2, 3, 4).build().unwrap();
+    let mut seed = 7u64;
+    let ins: BTreeMap<String, Dense<f64>> = external_tensors(&dense)
+        .map(|(n, s)| {
+            let len: u64 = s.iter().product();
+            let data = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
+                })
+                .collect();
+            (n.to_string(), Dense { shape: s.to_vec(), data })
+        })
+        .collect();
+    let want = run(&dense, &ins).unwrap().tensors["Y"].clone();
+    let sparse_run = |tokens: f64| {
+        let s = Sparsity { channels: 1.0, tokens, label_bytes: 2 };
+        let c = m.layer_spec_with(phase, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
+        let mut x = ins.clone();
+        // Token-major K and V: [b, g, e, m] → [b, g, m, e].
+        for t in ["K", "V"] {
+            let d = &ins[t];
+            let (b, g, e, n) = (d.shape[0], d.shape[1], d.shape[2], d.shape[3]);
+            let mut data = Vec::new();
+            for i in 0..b {
+                for h in 0..g {
+                    for mm in 0..n {
+                        for ee in 0..e {
+                            data.push(d.at(&[i, h, ee, mm]));
+                        }
+                    }
+                }
+            }
+            x.insert(t.to_string(), Dense { shape: vec![b, g, n, e], data });
+        }
+        let ch: Vec<f64> = (0..2).flat_map(|_| (0..3).map(|c| c as f64)).collect();
+        x.insert("CH".into(), Dense { shape: vec![2, 3], data: ch });
+        let mut kl = x["K"].clone();
+        kl.shape = vec![2, 2, 8, 3];
+        kl.data = x["K"].data.clone();
+        x.insert("KL".into(), kl);
+        run(&c, &x).unwrap().tensors["Y"].clone()
+    };
+    let err = |y: &Dense<f64>| y.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err(&sparse_run(1.0)) < 1e-12, "{:e}", err(&sparse_run(1.0)));
+    assert!(err(&sparse_run(0.5)) > 1e-6);
+    // A prefill with labels is dense attention that also writes the prompt's labels.
+    let s = Sparsity { channels: 0.5, tokens: 0.25, label_bytes: 1 };
+    let c = m.layer_spec_with(Phase::Prefill { seq: 5 }, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
+    let labels = c.tensors().iter().find(|t| t.name == "KLN").unwrap();
+    assert!(labels.cached && labels.elem_bytes == 1 && labels.shape == vec![2, 2, 2, 5]);
+}
