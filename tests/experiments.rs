@@ -1340,3 +1340,57 @@ fn linear_layers_take_the_models_element_size() {
     let linear = |model: &str| dram(model, "end_to_end") - dram(model, "attention");
     assert_ne!(linear("bert-int8.toml"), linear("bert"));
 }
+
+/// Double Sparsity: DS-Offload over offloading the whole cache within 20% of the paper's 16.3×
+/// at 256K; on the GPU kernel model no attention speedup passes the bytes' bound (16 / 1.5 at
+/// 1/16 of fp16 label channels and tokens); GPU memory holds the labels and the selected rows'
+/// buffers (1/32 + 1/16 of the cache) under DS-Offload; the plots; bad sparsity keys located.
+#[test]
+fn double_sparsity_offload_and_the_byte_bound() {
+    let d = fresh("double-sparsity");
+    ok("double-sparsity", &d);
+    assert_golden("double-sparsity", &d.join("o/results.csv"));
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    let l = summary.lines().find(|l| l.starts_with("| DS-Offload over offloading the whole KV cache")).unwrap();
+    assert!(error_percent(l).abs() <= 20.0, "{l}");
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+    let f = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().unwrap_or(f64::NAN);
+    let mut pairs = 0;
+    for dense in rows.iter().filter(|r| r[col("system")] == "dense-gpu") {
+        let sparse = rows
+            .iter()
+            .find(|r| {
+                r[col("system")] == "ds-gpu"
+                    && r[col("batch")] == dense[col("batch")]
+                    && r[col("context")] == dense[col("context")]
+            })
+            .unwrap();
+        let speedup = f(dense, "attention_us") / f(sparse, "attention_us");
+        assert!(speedup > 0.5 && speedup <= 16.0 / 1.5, "{dense:?}: {speedup}");
+        assert!(f(sparse, "step_ms") < f(dense, "step_ms"));
+        pairs += 1;
+    }
+    assert_eq!(pairs, 15);
+    for r in rows.iter().filter(|r| r[col("system")] == "ds-offload") {
+        assert!((f(r, "kv_gpu_share") - 3.0 / 32.0).abs() < 1e-6, "{r:?}");
+        assert!(r[col("attention_us")].is_empty());
+    }
+    assert!(d.join("o/plots/ds-attention-a100-host-llama2-7b.png").exists());
+    assert!(d.join("o/plots/ds-step-a100-host-llama2-7b-b1.png").exists());
+    let e = "[experiment]\nname = \"x\"\nkind = \"double-sparsity\"\n[experiment.sweep]\narch = [\"a100-host\"]\nsystem = [\"ds.toml\"]\nmodel = [\"llama2-7b\"]\ncontext = [1024]\n";
+    let sys = strata_mappings::system::preset("ds-gpu").unwrap();
+    for (from, to, expect) in [
+        ("tokens = 0.0625", "tokens = 0", "system.sparse_attention.tokens: must be a share in (0, 1] (got 0)"),
+        ("channels = 0.0625", "channels = 1.5", "system.sparse_attention.channels: must be a share in (0, 1]"),
+        ("tokens = 0.0625", "tokens = 0.0625\nlabel_bytes = 4", "system.sparse_attention.label_bytes: must be 1 or 2"),
+        ("tokens = 0.0625", "tokens = 0.0625\nrank = 4", "unknown field `rank`"),
+    ] {
+        let dir = fresh("bad-ds");
+        std::fs::write(dir.join("ds.toml"), sys.replace(from, to)).unwrap();
+        std::fs::write(dir.join("e.toml"), e).unwrap();
+        let err = err("e.toml", &dir);
+        assert_eq!(err.code, 2, "{}", err.message);
+        assert!(err.message.contains(expect), "expected `{expect}` in {}", err.message);
+    }
+}

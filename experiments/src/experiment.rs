@@ -363,6 +363,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("cambricon-scaling", include_str!("../cambricon-scaling.toml")),
     ("llm-in-a-flash", include_str!("../llm-in-a-flash.toml")),
     ("instinfer", include_str!("../instinfer.toml")),
+    ("double-sparsity", include_str!("../double-sparsity.toml")),
 ];
 
 /// Loads and checks an experiment preset or file; errors name the file and key.

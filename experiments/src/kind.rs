@@ -82,6 +82,7 @@ pub trait Kind: Sync {
 /// Every kind, by name.
 pub const KINDS: &[&dyn Kind] = &[
     &crate::attention_systems::AttentionSystems,
+    &crate::double_sparsity::DoubleSparsity,
     &crate::io_curve::IoCurve,
     &crate::offload::Offload,
     &crate::flash_compute::FlashCompute,

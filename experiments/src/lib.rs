@@ -57,6 +57,7 @@ mod catalog;
 #[doc(hidden)]
 pub mod cli;
 mod constraints;
+mod double_sparsity;
 mod dram;
 mod error;
 mod eval;

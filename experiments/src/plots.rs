@@ -959,3 +959,85 @@ pub fn flash_compute(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec
     }
     Ok(written)
 }
+
+/// A token count in thousands where it is one (axis ticks of log-scaled contexts).
+fn thousands(x: &f64) -> String {
+    if *x >= 1000.0 { format!("{}K", (x / 1000.0).round()) } else { format!("{x:.0}") }
+}
+
+/// The plots of the `double-sparsity` kind, per architecture and model: the attention speedup
+/// of Double Sparsity over dense decode attention on the GPU kernel model against the context,
+/// one line per batch; and each system's decode step on the system model against the context,
+/// log–log, one plot per batch.
+pub fn double_sparsity(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    let on_gpu = |r: &Row| r.f("kv_gpu_gb") >= r.f("kv_gb") * (1.0 - 1e-9);
+    for (arch, model) in distinct_by(rows, |r| (r.s("arch"), r.s("model"))) {
+        let here: Vec<&Row> = rows.iter().filter(|r| r.s("arch") == arch && r.s("model") == model).collect();
+        let batches = distinct_by(rows, |r| r.f("batch") as u64);
+        let mut speedups: Vec<Series> = Vec::new();
+        for (i, &b) in batches.iter().enumerate() {
+            let at = |attention: &str, context: f64| {
+                here.iter()
+                    .find(|r| {
+                        r.f("batch") as u64 == b
+                            && r.f("context") == context
+                            && r.s("attention") == attention
+                            && on_gpu(r)
+                    })
+                    .map(|r| r.f("attention_us"))
+            };
+            let pts: Vec<(f64, f64)> = distinct_by(rows, |r| r.f("context") as u64)
+                .into_iter()
+                .filter_map(|c| Some((c as f64, at("dense", c as f64)? / at("sparse", c as f64)?)))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            if !pts.is_empty() {
+                speedups.push((format!("batch {b}"), pts, false, i));
+            }
+        }
+        if !speedups.is_empty() {
+            let name = format!("ds-attention-{arch}-{model}");
+            let title = format!("{model} on {arch}: sparse over dense decode attention (GPU kernels)");
+            written.extend(both!(spec.plots.as_deref(), dir, &name, (1000, 600), |a| lines(
+                a,
+                &title,
+                "context (tokens, log scale)",
+                "speedup: dense attention time / Double Sparsity's (×)",
+                &speedups,
+                false,
+                &thousands
+            ))?);
+        }
+        for &b in &batches {
+            let series: Vec<Series> = distinct_by(rows, |r| r.s("system"))
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, system)| {
+                    let pts: Vec<(f64, f64)> = here
+                        .iter()
+                        .filter(|r| r.f("batch") as u64 == b && r.s("system") == system)
+                        .map(|r| (r.f("context"), r.f("step_ms")))
+                        .collect();
+                    (!pts.is_empty()).then_some((system, pts, false, i))
+                })
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            let name = format!("ds-step-{arch}-{model}-b{b}");
+            let title = format!("{model} on {arch}, batch {b}: decode step per system (system model)");
+            written.extend(both!(spec.plots.as_deref(), dir, &name, (1000, 600), |a| lines(
+                a,
+                &title,
+                "context (tokens, log scale)",
+                "decode step (ms, log scale)",
+                &series,
+                true,
+                &thousands
+            ))?);
+        }
+    }
+    Ok(written)
+}

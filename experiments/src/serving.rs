@@ -211,7 +211,7 @@ fn matches(r: &Row, k: &str, v: &toml::Value) -> bool {
 }
 
 /// Every reference is a ratio of a column between two row selections that name columns.
-fn check_references(x: &Experiment, columns: &[String]) -> CliResult<()> {
+pub fn check_references(x: &Experiment, columns: &[String]) -> CliResult<()> {
     for (i, reference) in x.spec.reference.iter().enumerate() {
         let at = |k: &str| x.at(&format!("experiment.reference[{i}]{k}"));
         let bad = |k: &str, why: String| CliError::input(format!("{}: {why}", at(k)));
@@ -267,6 +267,13 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         );
     }
     s += &fastest(rows);
+    s += &references(spec, rows);
+    s
+}
+
+/// The reference ratios against the paper's, as a summary section (empty without references).
+pub fn references(spec: &ExperimentSpec, rows: &[Row]) -> String {
+    let mut s = String::new();
     if !spec.reference.is_empty() {
         s += "\n## Reference points (paper, never used to compute results)\n\n| quantity | Strata | paper | error |\n|---|---:|---:|---:|\n";
         for reference in &spec.reference {
@@ -275,7 +282,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
             let (Some(want), Some(got)) = (want, ratio(rows, reference)) else {
                 continue;
             };
-            let _ = writeln!(s, "| {q} | {got:.2} | {want} | {:+.1}% |", 100.0 * (got / want - 1.0));
+            let _ = writeln!(s, "| {q} | {got:.3} | {want} | {:+.1}% |", 100.0 * (got / want - 1.0));
         }
     }
     s

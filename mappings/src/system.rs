@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use strata_arch::units::parse_bytes;
 use strata_arch::{Arch, LevelId, UnitId};
+use strata_workloads::sparse::Sparsity;
 use strata_workloads::{Model, PhaseKind};
 
 use crate::flash_tiling::Tile;
@@ -43,6 +44,26 @@ struct SystemSpec {
     /// Bytes per element the model runs at here (INT8: 1); absent: the model's own.
     bytes_per_element: Option<i64>,
     read_compute: Option<ReadComputeSpec>,
+    sparse_attention: Option<SparseAttentionSpec>,
+}
+
+/// Double Sparsity's decode attention: label channels and selected tokens as shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SparseAttentionSpec {
+    channels: f64,
+    tokens: f64,
+    /// Bytes per label element: 2 (fp16, the paper's speed runs) or 1 (8-bit labels).
+    #[serde(default = "label_bytes")]
+    label_bytes: i64,
+    /// Layer ℓ predicts layer ℓ+1's query from its own input (one more projection), so the
+    /// next layer's selection and gather can start early (DS-Offload).
+    #[serde(default)]
+    predict_next: bool,
+}
+
+fn label_bytes() -> i64 {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,16 +153,22 @@ pub enum TensorClass {
     /// as `weights` unless given, so that a system can stream the FFN alone (LLM in a flash).
     FfnWeights,
     KvCache,
+    /// A label cache (Double Sparsity: a few channels of the keys, kept apart to score tokens):
+    /// optional, placed with the KV cache unless given (DS-Offload keeps it in HBM while the
+    /// cache lives in host memory).
+    KvLabels,
 }
 
 impl TensorClass {
-    pub const ALL: [TensorClass; 3] = [TensorClass::Weights, TensorClass::FfnWeights, TensorClass::KvCache];
+    pub const ALL: [TensorClass; 4] =
+        [TensorClass::Weights, TensorClass::FfnWeights, TensorClass::KvCache, TensorClass::KvLabels];
 
     pub fn key(self) -> &'static str {
         match self {
             TensorClass::Weights => "weights",
             TensorClass::FfnWeights => "ffn_weights",
             TensorClass::KvCache => "kv_cache",
+            TensorClass::KvLabels => "kv_labels",
         }
     }
 }
@@ -400,6 +427,8 @@ pub struct System {
     /// Bytes per element the model runs at (INT8: 1); `None`: the model's.
     pub bytes_per_element: Option<u64>,
     pub read_compute: ReadComputePolicy,
+    /// Decode attention as Double Sparsity's (labels, top-k, gathered rows); `None`: dense.
+    pub sparse_attention: Option<Sparsity>,
 }
 
 impl System {
@@ -424,7 +453,10 @@ impl System {
         for (key, p) in &s.placement {
             let path = format!("system.placement.{key}");
             let class = TensorClass::ALL.into_iter().find(|c| c.key() == key).ok_or_else(|| {
-                SpecError::new(&path, format!("`{key}` is not a tensor class (weights, ffn_weights, kv_cache)"))
+                SpecError::new(
+                    &path,
+                    format!("`{key}` is not a tensor class (weights, ffn_weights, kv_cache, kv_labels)"),
+                )
             })?;
             if p.memories.is_empty() {
                 return Err(SpecError::new(format!("{path}.in"), "name at least one memory"));
@@ -560,6 +592,7 @@ impl System {
                 }
             },
             read_compute: s.read_compute.as_ref().map(read_compute).transpose()?.unwrap_or_default(),
+            sparse_attention: s.sparse_attention.as_ref().map(sparse_attention).transpose()?,
         })
     }
 
@@ -567,6 +600,7 @@ impl System {
     pub fn placement(&self, class: TensorClass) -> &Placement {
         match class {
             TensorClass::FfnWeights if !self.placements.contains_key(&class) => &self.placements[&TensorClass::Weights],
+            TensorClass::KvLabels if !self.placements.contains_key(&class) => &self.placements[&TensorClass::KvCache],
             _ => &self.placements[&class],
         }
     }
@@ -679,6 +713,28 @@ fn read_compute(x: &ReadComputeSpec) -> SpecResult<ReadComputePolicy> {
     })
 }
 
+/// Double Sparsity's shares and label format, each in range.
+fn sparse_attention(x: &SparseAttentionSpec) -> SpecResult<Sparsity> {
+    let path = "system.sparse_attention";
+    for (key, v) in [("channels", x.channels), ("tokens", x.tokens)] {
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(SpecError::new(format!("{path}.{key}"), format!("must be a share in (0, 1] (got {v})")));
+        }
+    }
+    if !(1..=2).contains(&x.label_bytes) {
+        return Err(SpecError::new(
+            format!("{path}.label_bytes"),
+            format!("must be 1 or 2 (got {}); sub-byte labels are not modelled", x.label_bytes),
+        ));
+    }
+    Ok(Sparsity {
+        channels: x.channels,
+        tokens: x.tokens,
+        label_bytes: x.label_bytes as u64,
+        predict_next: x.predict_next,
+    })
+}
+
 /// A selection policy from its spec at `path`: each policy's parameters, required and in range,
 /// and no other policy's.
 fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
@@ -761,9 +817,14 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
 
 /// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed, and LLM in
 /// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines, and
-/// Cambricon-LLM's design (`cambricon`) and its ablations.
+/// Cambricon-LLM's design (`cambricon`) and its ablations, and Double Sparsity's systems (`dense-gpu`, `ds-gpu`, the
+/// offloading baseline `kv-offload` and `ds-offload`).
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-ssd", include_str!("../presets/systems/flexgen-ssd.toml")),
+    ("dense-gpu", include_str!("../presets/systems/dense-gpu.toml")),
+    ("ds-gpu", include_str!("../presets/systems/ds-gpu.toml")),
+    ("kv-offload", include_str!("../presets/systems/kv-offload.toml")),
+    ("ds-offload", include_str!("../presets/systems/ds-offload.toml")),
     ("deepspeed-host", include_str!("../presets/systems/deepspeed-host.toml")),
     ("insta", include_str!("../presets/systems/insta.toml")),
     ("insta-sparf", include_str!("../presets/systems/insta-sparf.toml")),

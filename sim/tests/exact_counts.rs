@@ -132,7 +132,7 @@ proptest! {
     ) {
         let ds = DoubleSparsity {
             batch: b, heads: h, kv_heads: h, context: s, head_dim: d, label_channels: r.min(d), selected: k.min(s),
-            elem_bytes: 2, label_bytes: 2,
+            elem_bytes: 2, label_bytes: 2, predict_next: false,
         };
         let c = ds.cascade().unwrap();
         let mut ins = common::inputs(&c, seed);
@@ -345,6 +345,7 @@ fn a_selection_is_not_read_inside_the_group_that_produces_it() {
         selected: 3,
         elem_bytes: 2,
         label_bytes: 2,
+        predict_next: false,
     };
     let c = ds.cascade().unwrap();
     let mut spec = (0..).map(|seed| common::random_mapping(&c, seed)).find(|s| s.groups.is_empty()).unwrap();

@@ -423,6 +423,53 @@ impl Cascade {
         })
     }
 
+    /// The label caches (Double Sparsity's), found by what they do: the KV-cache tensors the
+    /// Einsum producing a `top(..)`'s candidates reads, and the cached tensors an Einsum gathers
+    /// from another's channels (a new key's labels joining the label cache).
+    pub fn label_tensors(&self) -> Vec<TensorId> {
+        let mut labels = Vec::new();
+        for e in &self.einsums {
+            if e.reduce == ReduceOp::Top
+                && let Some(p) = self.producer(e.inputs[0].tensor)
+            {
+                let scoring = &self.einsums[p];
+                labels
+                    .extend(scoring.inputs.iter().map(|a| a.tensor).filter(|&t| self.tensor(t).role == Role::KvCache));
+            }
+            if self.tensor(e.output.tensor).cached && e.inputs.iter().any(|a| a.gather().is_some()) {
+                labels.push(e.output.tensor);
+            }
+        }
+        labels.sort();
+        labels.dedup();
+        labels
+    }
+
+    /// Elements an access reads over the whole Einsum: the tensor's, or for a gathered access
+    /// the rows its indices select, at most the tensor (exact when the rows selected are
+    /// distinct, as one `top(..)` record's are; several query heads of a kv head may share rows).
+    pub fn read_elements(&self, access: &Access) -> u64 {
+        let t = self.tensor(access.tensor);
+        match access.gather() {
+            None => t.live_elements(),
+            Some((p, _, _)) => {
+                let row: u64 = access.indices[p + 1..]
+                    .iter()
+                    .zip(&t.shape[p + 1..])
+                    .filter(|(ix, _)| !matches!(ix, Index::Var(r) if access.via.contains(r)))
+                    .map(|(_, &n)| n)
+                    .product();
+                let lead: u64 = access.indices[..p]
+                    .iter()
+                    .zip(&t.shape[..p])
+                    .filter(|(ix, _)| !matches!(ix, Index::Var(r) if access.via.contains(r)))
+                    .map(|(_, &n)| n)
+                    .product();
+                (self.space_size(&access.via) * row * lead).min(t.live_elements())
+            }
+        }
+    }
+
     /// Bytes of one contiguous row an access gathers: for each index it reads the trailing
     /// positions that neither the gathered rank nor the index access vary (a key row of
     /// `head_dim` elements: 256 B in fp16 at D = 128). `None` for an access that gathers nothing.

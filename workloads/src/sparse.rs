@@ -21,8 +21,11 @@ pub struct Sparsity {
     pub channels: f64,
     /// Tokens attended per head as a share of the context (k / S; the paper: 1/16).
     pub tokens: f64,
-    /// Bytes per label element (2 for fp16 labels; 4-bit labels are stored as 1).
+    /// Bytes per label element (2 for fp16 labels, 1 for 8-bit).
     pub label_bytes: u64,
+    /// Each layer predicts the next layer's query from its own input (DS-Offload): the
+    /// selection reads the predicted query `QP`, so it need not wait for this layer's.
+    pub predict_next: bool,
 }
 
 impl Sparsity {
@@ -56,6 +59,8 @@ pub struct DoubleSparsity {
     pub elem_bytes: u64,
     /// Bytes per element of the label cache.
     pub label_bytes: u64,
+    /// Score with the query the previous layer predicted (`QP`) and predict the next's (`QPN`).
+    pub predict_next: bool,
 }
 
 /// Bytes of one selected index or label channel number (int32).
@@ -75,6 +80,7 @@ impl DoubleSparsity {
             selected: s.selected(context),
             elem_bytes: shape.elem_bytes,
             label_bytes: s.label_bytes,
+            predict_next: s.predict_next,
         }
     }
 
@@ -131,8 +137,15 @@ impl DoubleSparsity {
             self.add_labels(spec, kn, "p")?;
         }
         let e = |s: String| EinsumSpec::new(s);
+        let query = if self.predict_next {
+            spec.tensors.insert("WQP".into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
+            spec.einsums.push(e(format!("QPN[b,{h},e,p] = X[b,d,p] * WQP[d,{h},e]")));
+            "QP"
+        } else {
+            "Q"
+        };
         spec.einsums.extend([
-            e(format!("QL[b,{h},c,p] = Q[b,{h},e=CH[{kv},c],p]")),
+            e(format!("QL[b,{h},c,p] = {query}[b,{h},e=CH[{kv},c],p]")),
             e(format!("SL[b,{h},m,p] = QL[b,{h},c,p] * KL[b,{kv},m,c]")),
             e(format!("I[b,{h},j,p] = top(SL[b,{h},m,p])")),
             e(format!("QK[b,{h},j,p] = Q[b,{h},e,p] * K[b,{kv},m=I[b,{h},j,p],e]")),
@@ -200,6 +213,7 @@ mod tests {
             selected,
             elem_bytes: 2,
             label_bytes: 2,
+            predict_next: false,
         }
     }
 

@@ -291,7 +291,7 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
         .collect();
     let want = run(&dense, &ins).unwrap().tensors["Y"].clone();
     let sparse_run = |tokens: f64| {
-        let s = Sparsity { channels: 1.0, tokens, label_bytes: 2 };
+        let s = Sparsity { channels: 1.0, tokens, label_bytes: 2, predict_next: false };
         let c = m.layer_spec_with(phase, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
         let mut x = ins.clone();
         // Token-major K and V: [b, g, e, m] → [b, g, m, e].
@@ -322,7 +322,7 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     assert!(err(&sparse_run(1.0)) < 1e-12, "{:e}", err(&sparse_run(1.0)));
     assert!(err(&sparse_run(0.5)) > 1e-6);
     // A prefill with labels is dense attention that also writes the prompt's labels.
-    let s = Sparsity { channels: 0.5, tokens: 0.25, label_bytes: 1 };
+    let s = Sparsity { channels: 0.5, tokens: 0.25, label_bytes: 1, predict_next: false };
     let c = m.layer_spec_with(Phase::Prefill { seq: 5 }, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
     let labels = c.tensors().iter().find(|t| t.name == "KLN").unwrap();
     assert!(labels.cached && labels.elem_bytes == 1 && labels.shape == vec![2, 2, 2, 5]);

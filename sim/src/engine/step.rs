@@ -146,8 +146,11 @@ pub struct RunReport {
     /// The run's memory footprint: persistent weights and KV cache (at the run's longest
     /// context), and the peak transient activations of its prefill and decode steps.
     pub weight_bytes: f64,
+    /// Keys and values, with a channel-indexed copy or a label cache where the system keeps one.
     pub kv_cache_bytes: f64,
     pub activation_bytes: f64,
+    /// Bytes of the KV cache (labels included) each memory holds.
+    pub kv_held: BTreeMap<String, f64>,
 }
 
 /// Most requests simulated to measure a read pattern's rate (a layer's burst is often fewer).
@@ -188,10 +191,11 @@ type Placed = (UnitId, Option<Selection>, Option<Split>);
 
 /// The class of a tensor an Einsum of class `einsum` reads, for placement and reads: weights
 /// (the FFN's when an FFN Einsum reads them) and the KV cache; `None` for activations.
-fn tensor_class(role: Role, einsum: &EinsumClass) -> Option<TensorClass> {
+fn tensor_class(role: Role, einsum: &EinsumClass, label: bool) -> Option<TensorClass> {
     match role {
         Role::Weight if *einsum == EinsumClass::Ffn => Some(TensorClass::FfnWeights),
         Role::Weight => Some(TensorClass::Weights),
+        Role::KvCache if label => Some(TensorClass::KvLabels),
         Role::KvCache => Some(TensorClass::KvCache),
         _ => None,
     }
@@ -221,6 +225,8 @@ struct Engine<'a> {
     kv_read: Option<f64>,
     /// Bytes each memory holds once placed.
     held: BTreeMap<LevelId, f64>,
+    /// Bytes of the KV cache and its labels each memory holds.
+    kv_held: BTreeMap<LevelId, f64>,
     /// GeMVs run on a drive's cores, by unit pair and shape: every layer repeats them.
     gemvs: BTreeMap<(UnitId, UnitId, u64, u64), Gemv>,
 }
@@ -390,18 +396,27 @@ impl<'a> Engine<'a> {
     /// (`kv_bytes`, copies included): each tier its fraction, or all in the first of its tiers
     /// with room left over every copy of the tier's device. The FFN's load memory then takes a
     /// neuron selection's cached share and its predictor.
-    fn place(&mut self, kv_bytes: f64) -> Result<(), StepError> {
+    fn place(&mut self, kv_bytes: f64, label_bytes: f64) -> Result<(), StepError> {
         let m = self.model;
         let mut used: BTreeMap<LevelId, f64> = BTreeMap::new();
         let mut placed: BTreeMap<TensorClass, Vec<(LevelId, f64)>> = BTreeMap::new();
-        let all = m.weight_bytes() as f64;
+        // DS-Offload's next-query projection is one more query-sized weight per layer.
+        let predictor = match self.system.sparse_attention {
+            Some(s) if s.predict_next => (m.layers * m.d_model * m.heads * m.head_dim * m.bytes_per_element) as f64,
+            _ => 0.0,
+        };
+        let all = m.weight_bytes() as f64 + predictor;
         let ffn = (m.layers * m.ffn_params_per_layer() * m.bytes_per_element) as f64;
         let apart = self.system.ffn_apart();
-        let classes = if apart {
+        let mut classes = if apart {
             vec![(TensorClass::Weights, all - ffn), (TensorClass::FfnWeights, ffn), (TensorClass::KvCache, kv_bytes)]
         } else {
             vec![(TensorClass::Weights, all), (TensorClass::KvCache, kv_bytes)]
         };
+        if self.system.sparse_attention.is_some() {
+            classes.push((TensorClass::KvLabels, label_bytes));
+        }
+        let sizes: BTreeMap<TensorClass, f64> = classes.iter().copied().collect();
         let fits = |l: LevelId, bytes: f64, used: &BTreeMap<LevelId, f64>| {
             let cap = self.arch.level(l).capacity.map_or(f64::INFINITY, |c| c.0 as f64 * self.copies(l));
             used.get(&l).copied().unwrap_or(0.0) + bytes <= self.system.usable * cap
@@ -451,6 +466,39 @@ impl<'a> Engine<'a> {
             let weights = placed[&TensorClass::Weights].clone();
             placed.insert(TensorClass::FfnWeights, weights);
         }
+        if !placed.contains_key(&TensorClass::KvLabels) {
+            let cache = placed[&TensorClass::KvCache].clone();
+            placed.insert(TensorClass::KvLabels, cache);
+        }
+        let mut kv_held: BTreeMap<LevelId, f64> = BTreeMap::new();
+        for class in [TensorClass::KvCache, TensorClass::KvLabels] {
+            for &(l, f) in &placed[&class] {
+                *kv_held.entry(l).or_default() += sizes.get(&class).copied().unwrap_or(0.0) * f;
+            }
+        }
+        // Rows gathered from a cache on another device land in a buffer beside the labels: one of
+        // the selected tokens per layer (DS-Offload's k-token buffers).
+        if let Some(sparse) = self.system.sparse_attention {
+            let primary =
+                |class: TensorClass| placed[&class].iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0;
+            let (labels, cache) = (primary(TensorClass::KvLabels), primary(TensorClass::KvCache));
+            if self.device(labels) != self.device(cache) {
+                let buffer = sparse.tokens * kv_bytes;
+                if !fits(labels, buffer, &used) {
+                    return Err(err(
+                        "system.placement.kv_labels",
+                        format!(
+                            "{} cannot hold the selected rows' buffers ({:.2} GB) beside its {:.2} GB",
+                            self.arch.level(labels).name,
+                            buffer / 1e9,
+                            used.get(&labels).copied().unwrap_or(0.0) / 1e9
+                        ),
+                    ));
+                }
+                *used.entry(labels).or_default() += buffer;
+                *kv_held.entry(labels).or_default() += buffer;
+            }
+        }
         let load = self.system.placement(TensorClass::FfnWeights).load_into;
         if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, mean_keys, .. })) =
             (load, self.system.neuron_selection())
@@ -472,6 +520,7 @@ impl<'a> Engine<'a> {
         }
         self.homes = placed;
         self.held = used;
+        self.kv_held = kv_held;
         Ok(())
     }
 
@@ -581,13 +630,17 @@ impl<'a> Engine<'a> {
         let last = lands(&placed[es.len() - 1]);
         let made_at = |t: TensorId| c.producer(t).map_or(last, |p| lands(&placed[p]));
         let gemvs = self.gemv_groups(c, &class, &placed);
+        let labels = c.label_tensors();
+        // What an access reads: the tensor, or the rows a gather selects.
+        let read_bytes =
+            |a: &strata_workloads::einsum::Access| (c.read_elements(a) * c.tensor(a.tensor).elem_bytes) as f64;
         // The bytes of each class the cascade reads: one burst per class and layer.
         let mut class_bytes: BTreeMap<TensorClass, f64> = BTreeMap::new();
         for (e, ein) in es.iter().enumerate() {
             for a in &ein.inputs {
                 let t = c.tensor(a.tensor);
-                if let Some(k) = tensor_class(t.role, &class[e]) {
-                    *class_bytes.entry(k).or_default() += t.bytes() as f64;
+                if let Some(k) = tensor_class(t.role, &class[e], labels.contains(&a.tensor)) {
+                    *class_bytes.entry(k).or_default() += read_bytes(a);
                 }
             }
         }
@@ -631,8 +684,8 @@ impl<'a> Engine<'a> {
             }
             for a in &ein.inputs {
                 let t = c.tensor(a.tensor);
-                let bytes = t.bytes() as f64;
-                let Some(k) = tensor_class(t.role, &class[e]) else {
+                let bytes = read_bytes(a);
+                let Some(k) = tensor_class(t.role, &class[e], labels.contains(&a.tensor)) else {
                     let from = made_at(a.tensor);
                     if self.device(from) != device {
                         let kv = class[e] == EinsumClass::Attention
@@ -663,7 +716,8 @@ impl<'a> Engine<'a> {
                         TensorClass::Weights | TensorClass::FfnWeights,
                         Some(Selection::Neuron { active, loaded, .. }),
                     ) => (active, loaded, true),
-                    _ => (1.0, 1.0, false),
+                    // A gather reads its rows scattered over the tensor.
+                    _ => (1.0, 1.0, a.gather().is_some()),
                 };
                 if k == TensorClass::KvCache {
                     first_cache_read = false;
@@ -811,7 +865,7 @@ impl<'a> Engine<'a> {
                 ));
             }
             for a in ein.inputs.iter().filter(|a| c.tensor(a.tensor).role == Role::Weight) {
-                let k = tensor_class(Role::Weight, &class[e]).expect("a weight's class");
+                let k = tensor_class(Role::Weight, &class[e], false).expect("a weight's class");
                 if self.homes[&k].iter().any(|&(l, _)| l != flash) {
                     return Err(err(
                         format!("system.placement.{}", k.key()),
@@ -917,7 +971,9 @@ impl<'a> Engine<'a> {
     ) -> Result<(), StepError> {
         let out = c.tensor(c.einsums()[e].output.tensor);
         if out.cached {
-            for (home, part) in self.homes[&TensorClass::KvCache].clone() {
+            let label = c.label_tensors().contains(&c.einsums()[e].output.tensor);
+            let class = if label { TensorClass::KvLabels } else { TensorClass::KvCache };
+            for (home, part) in self.homes[&class].clone() {
                 if self.device(home) != self.device(at) {
                     let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
                     let x = self.transfer(at, home, out.bytes() as f64 * copies * part, None, true)?;
@@ -936,7 +992,7 @@ impl<'a> Engine<'a> {
     fn step(&mut self, phase: Phase) -> Result<StepReport, StepError> {
         let w = self
             .model
-            .workload(phase, self.batch, self.system.attention_passes)
+            .workload_with(phase, self.batch, self.system.attention_passes, self.system.sparse_attention.as_ref())
             .map_err(|e| err("model", e.to_string()))?;
         let kind = match phase {
             Phase::Prefill { .. } => PhaseKind::Prefill,
@@ -1165,7 +1221,9 @@ pub fn simulate(arch: &Arch, model: &Model, system: &System, run: Run, budget: u
         held: eng.held.iter().map(|(&l, &b)| (arch.level(l).name.clone(), b)).collect(),
         weight_bytes: model.weight_bytes() as f64,
         kv_cache_bytes: (run.batch * (run.prompt + run.generate) * model.kv_bytes_per_token()) as f64
-            * if eng.selects() { 1.5 } else { 1.0 },
+            * if eng.selects() { 1.5 } else { 1.0 }
+            + eng.label_bytes(run.batch * (run.prompt + run.generate)),
+        kv_held: eng.kv_held.iter().map(|(&l, &b)| (arch.level(l).name.clone(), b)).collect(),
         activation_bytes,
     })
 }
@@ -1182,6 +1240,7 @@ impl<'a> Engine<'a> {
             edges: edges(arch),
             kv_read: None,
             held: BTreeMap::new(),
+            kv_held: BTreeMap::new(),
             gemvs: BTreeMap::new(),
         }
     }
@@ -1190,7 +1249,15 @@ impl<'a> Engine<'a> {
     /// copy of the keys stores them twice).
     fn place_for(&mut self, tokens: u64) -> Result<(), StepError> {
         let copies = if self.selects() { 1.5 } else { 1.0 };
-        self.place((tokens * self.model.kv_bytes_per_token()) as f64 * copies)
+        self.place((tokens * self.model.kv_bytes_per_token()) as f64 * copies, self.label_bytes(tokens))
+    }
+
+    /// Bytes of the label cache for `tokens` tokens: each kv head's label channels.
+    fn label_bytes(&self, tokens: u64) -> f64 {
+        let m = self.model;
+        self.system
+            .sparse_attention
+            .map_or(0.0, |s| (tokens * m.layers * m.kv_heads * s.label_channels(m.head_dim) * s.label_bytes) as f64)
     }
 
     /// The memory holding the largest share of a class (the first of equals).
@@ -1233,6 +1300,40 @@ mod tests {
     }
 
     const RUN: Run = Run { batch: 64, prompt: 1024, generate: 1024 };
+
+    /// DS-Offload moves the selected rows over PCIe, nothing more: per layer `k` of the cache's
+    /// rows of K and V (a head's D channels each), and the new token's key and value written
+    /// back; the new labels stay in GPU memory beside the others. GPU memory holds the labels
+    /// (r / 2D of the cache at fp16) and the selected rows' buffers (k / S). Offloading the whole
+    /// cache moves all of it: 16× the bytes.
+    #[test]
+    fn ds_offload_gathers_the_selected_rows_over_pcie() {
+        let a = strata_arch::presets::load("a100-host").unwrap().unwrap();
+        let m = {
+            let p = strata_workloads::presets::find("llama2-7b").unwrap();
+            strata_workloads::ModelSpec::from_toml(p.text).unwrap().build().unwrap()
+        };
+        let (batch, context) = (2u64, 8192u64);
+        let ds = step(&a, &m, &system("ds-offload", &a), Phase::Decode { context }, batch, 1 << 26).unwrap();
+        let k = (context as f64 / 16.0).round();
+        let row = (m.head_dim * m.bytes_per_element) as f64;
+        let per_layer = batch as f64 * m.kv_heads as f64 * (2.0 * k * row + 2.0 * row);
+        let pcie = ds.links["pcie4x16"].0;
+        assert!((pcie - m.layers as f64 * per_layer).abs() < 1.0, "{pcie} vs {}", m.layers as f64 * per_layer);
+        let whole = step(&a, &m, &system("kv-offload", &a), Phase::Decode { context }, batch, 1 << 26).unwrap();
+        let cache = (batch * context * m.kv_bytes_per_token()) as f64;
+        let new_rows = (batch * m.kv_bytes_per_token()) as f64;
+        assert!((whole.links["pcie4x16"].0 - cache - new_rows).abs() < 1.0);
+        // Both are bound by the link: the step time follows the bytes.
+        let ratio = whole.seconds / ds.seconds;
+        assert!((ratio - (cache + new_rows) / pcie).abs() < 0.05 * ratio, "{ratio}");
+        let run = Run { batch, prompt: context, generate: 1 };
+        let o = simulate(&a, &m, &system("ds-offload", &a), run, 1 << 26).unwrap();
+        let kv = (batch * (context + 1) * m.kv_bytes_per_token()) as f64;
+        let want = kv / 32.0 + kv / 16.0;
+        assert!((o.kv_held["HBM"] - want).abs() < 1e-9 * want, "{} vs {want}", o.kv_held["HBM"]);
+        assert!((o.kv_held["HostDRAM"] - kv).abs() < 1e-9 * kv);
+    }
 
     fn run(name: &str, csds: u64, run: Run) -> RunReport {
         let a = arch(csds);

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use strata_workloads::model::Model;
 
-use super::{Attention, Device, Gemm, Kernel, predict, streaming};
+use strata_workloads::sparse::Sparsity;
+
+use super::{Attention, Device, Gemm, Kernel, SparseAttention, predict, streaming};
 
 /// Seconds of one forward pass, by kind of kernel.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -43,6 +45,20 @@ impl Runner {
     /// One forward pass of `tokens` new positions per sequence over `batch` sequences whose
     /// context (cache included) is `context` long.
     pub fn pass(&mut self, dev: &Device, model: &Model, batch: u64, tokens: u64, context: u64) -> Pass {
+        self.pass_with(dev, model, batch, tokens, context, None)
+    }
+
+    /// [`Runner::pass`] with decode attention as Double Sparsity's kernels when `sparse` is
+    /// given (prefill stays dense).
+    pub fn pass_with(
+        &mut self,
+        dev: &Device,
+        model: &Model,
+        batch: u64,
+        tokens: u64,
+        context: u64,
+        sparse: Option<&Sparsity>,
+    ) -> Pass {
         let rows = batch * tokens;
         let (d, hd) = (model.d_model, model.head_dim);
         let (q, kv) = (model.heads * hd, model.kv_heads * hd);
@@ -60,7 +76,20 @@ impl Runner {
             head_dim: hd,
             causal: model.causal && tokens > 1,
         };
-        layer.attention = predict(dev, &Kernel::Attention(attention)).seconds;
+        let kernel = match sparse {
+            Some(s) if tokens == 1 => Kernel::SparseAttention(SparseAttention {
+                batch,
+                heads: model.heads,
+                kv_heads: model.kv_heads,
+                context,
+                head_dim: hd,
+                label_channels: s.label_channels(hd),
+                selected: s.selected(context),
+                label_bytes: s.label_bytes,
+            }),
+            _ => Kernel::Attention(attention),
+        };
+        layer.attention = predict(dev, &kernel).seconds;
         // Norms read and write d per row, residual adds read two and write one, the activation
         // reads the FFN's inputs and writes its width: in units of an add's 3 element streams.
         let streams = (2.0 * 2.0 * d as f64 + 2.0 * 3.0 * d as f64 + (ffn_in + 1) as f64 * model.ffn_dim as f64) / 3.0;

@@ -18,6 +18,7 @@ pub mod attention;
 pub mod gemm;
 pub mod inference;
 pub mod launch;
+pub mod sparse;
 pub mod streaming;
 
 use strata_arch::Gpu;
@@ -25,6 +26,7 @@ use strata_arch::Gpu;
 pub use attention::Attention;
 pub use gemm::Gemm;
 pub use launch::{Launch, Path};
+pub use sparse::SparseAttention;
 
 /// The rates a kernel model reads, in SI units.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +85,8 @@ pub enum Kernel {
     Gemm(Gemm),
     /// Scaled-dot-product attention, FlashAttention-2 forward (prefill, or decode with `seq_q = 1`).
     Attention(Attention),
+    /// Double Sparsity's decode attention: label scores, top-k, attention on gathered rows.
+    SparseAttention(SparseAttention),
     /// Device-to-device copy of `bytes` by the copy engine.
     Copy { bytes: f64 },
     /// `z = x + y` over `elements` (PyTorch's vectorized elementwise kernel).
@@ -118,6 +122,7 @@ pub fn predict(dev: &Device, kernel: &Kernel) -> Prediction {
     match kernel {
         Kernel::Gemm(g) => g.predict(dev),
         Kernel::Attention(a) => a.predict(dev),
+        Kernel::SparseAttention(a) => a.predict(dev),
         Kernel::Copy { bytes } => streaming::copy(dev, *bytes),
         Kernel::Add { elements } => streaming::add(dev, *elements),
         Kernel::Softmax { rows, cols } => streaming::softmax(dev, *rows, *cols),
