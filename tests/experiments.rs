@@ -1394,3 +1394,46 @@ fn double_sparsity_offload_and_the_byte_bound() {
         assert!(err.message.contains(expect), "expected `{expect}` in {}", err.message);
     }
 }
+
+/// FlashSVD: the configuration that gives the paper's cuts (320 tokens, batch 64, rank 80)
+/// within 20%; streaming never holds more than plain SVD inference, which holds fewer weights
+/// than the dense model; a rank past a projection's side is located.
+#[test]
+fn flashsvd_memory_cuts_and_bad_ranks() {
+    let d = fresh("flashsvd");
+    ok("flashsvd", &d);
+    assert_golden("flashsvd", &d.join("o/results.csv"));
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    let n = summary
+        .lines()
+        .filter(|l| l.contains("over plain SVD"))
+        .inspect(|l| assert!(error_percent(l).abs() <= 20.0, "{l}"))
+        .count();
+    assert_eq!(n, 2, "{summary}");
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+    let f = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().unwrap();
+    for point in rows.chunks(3) {
+        let [dense, svd, flash] = point else { panic!("three variants per point") };
+        assert_eq!(
+            (&dense[col("variant")][..], &svd[col("variant")][..], &flash[col("variant")][..]),
+            ("dense", "svd", "flashsvd")
+        );
+        assert!(f(flash, "transient_mb") < f(svd, "transient_mb"), "{point:?}");
+        assert!(f(svd, "weights_mb") < f(dense, "weights_mb"));
+        assert_eq!(f(svd, "weights_mb"), f(flash, "weights_mb"));
+    }
+    assert!(d.join("o/plots/flashsvd-bert-b64-r80.png").exists());
+    let e = "[experiment]\nname = \"x\"\nkind = \"flashsvd\"\n[experiment.sweep]\nmodel = [\"bert\"]\nbatch = [1]\nseq = [128]\nrank = [800]\n";
+    let dir = fresh("bad-flashsvd");
+    std::fs::write(dir.join("e.toml"), e).unwrap();
+    let err = err("e.toml", &dir);
+    assert_eq!(err.code, 2, "{}", err.message);
+    assert!(
+        err.message.contains("experiment.sweep.rank")
+            && err.message.contains("model.ranks.q")
+            && err.message.contains("768 × 768"),
+        "{}",
+        err.message
+    );
+}

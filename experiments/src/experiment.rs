@@ -364,6 +364,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("llm-in-a-flash", include_str!("../llm-in-a-flash.toml")),
     ("instinfer", include_str!("../instinfer.toml")),
     ("double-sparsity", include_str!("../double-sparsity.toml")),
+    ("flashsvd", include_str!("../flashsvd.toml")),
 ];
 
 /// Loads and checks an experiment preset or file; errors name the file and key.

@@ -87,6 +87,7 @@ pub const KINDS: &[&dyn Kind] = &[
     &crate::offload::Offload,
     &crate::flash_compute::FlashCompute,
     &crate::flash_offload::FlashOffload,
+    &crate::flashsvd::FlashSvd,
     &crate::serving::Serving,
 ];
 

@@ -65,6 +65,7 @@ mod experiment;
 mod filter;
 mod flash_compute;
 mod flash_offload;
+mod flashsvd;
 mod io_curve;
 mod kind;
 mod load;

@@ -1041,3 +1041,40 @@ pub fn double_sparsity(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<V
     }
     Ok(written)
 }
+
+/// The plot of the `flashsvd` kind, per model, batch and rank: peak memory against the sequence
+/// length for the dense model, plain SVD inference and FlashSVD's streaming kernels, log–log.
+pub fn flashsvd(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<String>> {
+    fonts()?;
+    let mut written = Vec::new();
+    for (model, batch, rank) in distinct_by(rows, |r| (r.s("model"), r.f("batch") as u64, r.f("rank") as u64)) {
+        let here: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.s("model") == model && r.f("batch") as u64 == batch && r.f("rank") as u64 == rank)
+            .collect();
+        let series: Vec<Series> = [("dense", "dense model"), ("svd", "plain SVD inference"), ("flashsvd", "FlashSVD")]
+            .iter()
+            .enumerate()
+            .map(|(i, (variant, label))| {
+                let pts =
+                    here.iter().filter(|r| r.s("variant") == *variant).map(|r| (r.f("seq"), r.f("peak_mb"))).collect();
+                (label.to_string(), pts, false, i)
+            })
+            .collect();
+        if here.iter().map(|r| r.f("seq") as u64).collect::<std::collections::BTreeSet<_>>().len() < 2 {
+            continue;
+        }
+        let name = format!("flashsvd-{model}-b{batch}-r{rank}");
+        let title = format!("{model}, batch {batch}, rank {rank}: peak memory (weights + live activations)");
+        written.extend(both!(spec.plots.as_deref(), dir, &name, (1000, 600), |a| lines(
+            a,
+            &title,
+            "sequence length (tokens, log scale)",
+            "peak memory (MB, log scale)",
+            &series,
+            true,
+            &thousands
+        ))?);
+    }
+    Ok(written)
+}

@@ -348,18 +348,45 @@ impl Cascade {
     /// cache lives from its production (an input: from the start) to its last read (a result:
     /// to the end). What a step's transient memory must hold beside its weights and cache.
     pub fn peak_activation_bytes(&self) -> u64 {
+        self.peak_activation_bytes_fused(&[])
+    }
+
+    /// [`Cascade::peak_activation_bytes`] when each set of Einsums in `fused` runs as one
+    /// kernel, at its last member's place (once everything it reads exists): a tensor produced
+    /// and read only inside one set stays in on-chip tiles and is never materialised; what a
+    /// set reads or writes is live while it runs. FlashSVD's streaming kernels are such sets.
+    pub fn peak_activation_bytes_fused(&self, fused: &[Vec<usize>]) -> u64 {
         let n = self.einsums.len();
+        // Each Einsum's step: a fused set runs at its last member's.
+        let mut step: Vec<usize> = (0..n).collect();
+        for set in fused {
+            let last = set.iter().copied().max().unwrap_or(0);
+            for &e in set {
+                step[e] = last;
+            }
+        }
+        let group = |e: usize| fused.iter().position(|r| r.contains(&e));
         let mut span: Vec<Option<(usize, usize)>> = vec![None; self.tensors.len()];
         for (i, t) in self.tensors.iter().enumerate() {
             if matches!(t.role, Role::Weight | Role::KvCache) {
                 continue;
             }
             let id = TensorId(i);
-            let birth = self.producer(id).unwrap_or(0);
-            let last_read = self.einsums.iter().rposition(|e| e.inputs.iter().any(|a| a.tensor == id));
+            let readers: Vec<usize> =
+                (0..n).filter(|&e| self.einsums[e].inputs.iter().any(|a| a.tensor == id)).collect();
+            let producer = self.producer(id);
+            if let Some(p) = producer
+                && t.role != Role::Output
+                && group(p).is_some()
+                && readers.iter().all(|&e| group(e) == group(p))
+            {
+                continue;
+            }
+            let birth = producer.map_or(0, |p| step[p]);
+            let last = readers.iter().map(|&e| step[e]).max();
             let death = match t.role {
                 Role::Output => n.saturating_sub(1),
-                _ => last_read.unwrap_or(birth).max(birth),
+                _ => last.unwrap_or(birth).max(birth),
             };
             span[i] = Some((birth, death));
         }

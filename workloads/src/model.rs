@@ -14,6 +14,42 @@ use crate::error::{SpecError, SpecResult, positive};
 use crate::phase::Phase;
 use crate::sparse::{DoubleSparsity, Sparsity};
 
+/// One linear projection of a layer, dense or factorised.
+struct Projection<'a> {
+    /// The output access, e.g. `Q[b,h,e,p]`.
+    out: String,
+    input: String,
+    /// The weight's name; factors are `{w}A` and `{w}B`.
+    w: &'a str,
+    /// The weight's input and output positions (`d`; `h,e`).
+    w_in: String,
+    w_out: String,
+    /// The rank's name and size, for a factorised projection.
+    rank: Option<(&'a str, u64)>,
+}
+
+impl Projection<'_> {
+    /// Its Einsums (two for a factorised projection: the rank-space activation `P{w}` first),
+    /// adding its weights' names to `weights`.
+    fn einsums(&self, weights: &mut Vec<String>) -> Vec<EinsumSpec> {
+        let Projection { out, input, w, w_in, w_out, rank } = self;
+        match rank {
+            None => {
+                weights.push(w.to_string());
+                vec![EinsumSpec::new(format!("{out} = {input} * {w}[{w_in},{w_out}]"))]
+            }
+            Some((r, _)) => {
+                weights.extend([format!("{w}A"), format!("{w}B")]);
+                let p = format!("P{}[b,{r},p]", &w[1..]);
+                vec![
+                    EinsumSpec::new(format!("{p} = {input} * {w}A[{w_in},{r}]")),
+                    EinsumSpec::new(format!("{out} = {p} * {w}B[{r},{w_out}]")),
+                ]
+            }
+        }
+    }
+}
+
 /// A model file: one `[model]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +110,64 @@ pub struct ModelSpec {
     /// Cells (neurons) per memory block of a sparse FFN (S-FFN: a block is what a router
     /// selects, an expert of g cells); the FFN's width must be a multiple.
     pub ffn_block: Option<i64>,
+    /// Ranks of SVD-factorised projections (FlashSVD): each one named is stored as two factors.
+    #[serde(default)]
+    pub ranks: Option<RanksSpec>,
+}
+
+/// The serde mirror of [`Ranks`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RanksSpec {
+    pub q: Option<i64>,
+    pub k: Option<i64>,
+    pub v: Option<i64>,
+    pub o: Option<i64>,
+    pub gate: Option<i64>,
+    pub up: Option<i64>,
+    pub down: Option<i64>,
+}
+
+impl RanksSpec {
+    /// The ranks as written; each must be positive (its bound is the model's: [`Model::with_ranks`]).
+    pub fn ranks(&self) -> SpecResult<Ranks> {
+        let one = |key: &str, v: Option<i64>| v.map(|v| positive(&format!("ranks.{key}"), v)).transpose();
+        Ok(Ranks {
+            q: one("q", self.q)?,
+            k: one("k", self.k)?,
+            v: one("v", self.v)?,
+            o: one("o", self.o)?,
+            gate: one("gate", self.gate)?,
+            up: one("up", self.up)?,
+            down: one("down", self.down)?,
+        })
+    }
+}
+
+/// A low-rank model's projections: each one with a rank `R` is `x · A · B` with `A` of
+/// `d_in × R` and `B` of `R × d_out` (a truncated SVD), its rank-space activation `x · A`
+/// between the two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ranks {
+    pub q: Option<u64>,
+    pub k: Option<u64>,
+    pub v: Option<u64>,
+    pub o: Option<u64>,
+    pub gate: Option<u64>,
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+}
+
+impl Ranks {
+    /// Every projection at rank `r` (`gated`: the FFN has a gate projection).
+    pub fn all(r: u64, gated: bool) -> Ranks {
+        Ranks { q: Some(r), k: Some(r), v: Some(r), o: Some(r), gate: gated.then_some(r), up: Some(r), down: Some(r) }
+    }
+
+    /// Parameters of a `d_in × d_out` projection at `rank` (dense without one).
+    pub fn params(rank: Option<u64>, d_in: u64, d_out: u64) -> u64 {
+        rank.map_or(d_in * d_out, |r| r * (d_in + d_out))
+    }
 }
 
 fn two() -> i64 {
@@ -104,6 +198,8 @@ pub struct Model {
     pub ffn_active: Option<f64>,
     /// Cells per memory block of a sparse FFN, if it selects blocks.
     pub ffn_block: Option<u64>,
+    /// Ranks of its SVD-factorised projections (none: a dense model).
+    pub ranks: Ranks,
 }
 
 impl ModelSpec {
@@ -159,7 +255,7 @@ impl ModelSpec {
                 format!("heads × head_dim must be at most 2^20 (got {heads} × {head_dim})"),
             ));
         }
-        Ok(Model {
+        Model {
             name: self.name.clone(),
             description: self.description.clone(),
             layers: positive("layers", self.layers)?,
@@ -190,7 +286,9 @@ impl ModelSpec {
                     ));
                 }
             },
-        })
+            ranks: Ranks::default(),
+        }
+        .with_ranks(self.ranks.as_ref().map(RanksSpec::ranks).transpose()?.unwrap_or_default())
     }
 
     /// Imports a Hugging Face `config.json` (llama, mistral, opt, bert style keys).
@@ -243,6 +341,7 @@ impl ModelSpec {
             causal: !encoder,
             ffn_active: None,
             ffn_block: None,
+            ranks: None,
         })
     }
 }
@@ -298,15 +397,52 @@ impl Model {
         2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_element
     }
 
-    /// Weights of one layer (attention projections and FFN; no norms or biases).
+    /// This model with its projections factorised at `ranks`: each rank at most its
+    /// projection's smaller side (a larger one stores more than the dense matrix), a gate rank
+    /// only for a gated FFN. Errors name `ranks.<projection>`.
+    pub fn with_ranks(&self, ranks: Ranks) -> SpecResult<Model> {
+        let (d, f) = (self.d_model, self.ffn_dim);
+        let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        if ranks.gate.is_some() && !self.gated_ffn {
+            return Err(SpecError::new("ranks.gate", "the FFN has no gate projection (gated_ffn = false)"));
+        }
+        let sides = [
+            ("q", ranks.q, d, q),
+            ("k", ranks.k, d, kv),
+            ("v", ranks.v, d, kv),
+            ("o", ranks.o, q, d),
+            ("gate", ranks.gate, d, f),
+            ("up", ranks.up, d, f),
+            ("down", ranks.down, f, d),
+        ];
+        for (key, rank, d_in, d_out) in sides {
+            if let Some(r) = rank
+                && (r == 0 || r > d_in.min(d_out))
+            {
+                return Err(SpecError::new(
+                    format!("ranks.{key}"),
+                    format!("rank {r} must be from 1 to the layer's smaller side ({d_in} × {d_out})"),
+                ));
+            }
+        }
+        Ok(Model { ranks, ..self.clone() })
+    }
+
+    /// Weights of one layer (attention projections and FFN; no norms or biases; factorised
+    /// projections as their two factors).
     pub fn params_per_layer(&self) -> u64 {
-        let attn = self.d_model * self.head_dim * (2 * self.heads + 2 * self.kv_heads);
+        let (d, r) = (self.d_model, &self.ranks);
+        let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let attn =
+            Ranks::params(r.q, d, q) + Ranks::params(r.k, d, kv) + Ranks::params(r.v, d, kv) + Ranks::params(r.o, q, d);
         attn + self.ffn_params_per_layer()
     }
 
     /// Weights of one layer's FFN: up (and gate) and down projections.
     pub fn ffn_params_per_layer(&self) -> u64 {
-        self.d_model * self.ffn_dim * if self.gated_ffn { 3 } else { 2 }
+        let (d, f, r) = (self.d_model, self.ffn_dim, &self.ranks);
+        let gate = if self.gated_ffn { Ranks::params(r.gate, d, f) } else { 0 };
+        gate + Ranks::params(r.up, d, f) + Ranks::params(r.down, f, d)
     }
 
     /// Embedding and LM-head parameters.
@@ -363,11 +499,42 @@ impl Model {
         let decode = matches!(phase, Phase::Decode { .. });
         let (k_new, v_new) = if decode { ("KN", "VN") } else { ("K", "V") };
         let e = |s: String| EinsumSpec::new(s);
-        spec.einsums.extend([
-            e(format!("Q[b,{hq},e,p] = X[b,d,p] * WQ[d,{hq},e]")),
-            e(format!("{k_new}[b,{hkv},e,p] = X[b,d,p] * WK[d,{hkv},e]")),
-            e(format!("{v_new}[b,{hkv},f,p] = X[b,d,p] * WV[d,{hkv},f]")),
-        ]);
+        let r = self.ranks;
+        let mut weights = Vec::new();
+        let mut project = |spec: &mut CascadeSpec, p: Projection<'_>| {
+            spec.einsums.extend(p.einsums(&mut weights));
+            if let Some((rank, size)) = p.rank {
+                spec.ranks.insert(rank.into(), Size::Literal(size as i64));
+            }
+        };
+        let linear = |out: String, input: String, w: &'static str, w_in: String, w_out: String, rank| Projection {
+            out,
+            input,
+            w,
+            w_in,
+            w_out,
+            rank,
+        };
+        let x = "X[b,d,p]".to_string();
+        project(
+            &mut spec,
+            linear(format!("Q[b,{hq},e,p]"), x.clone(), "WQ", "d".into(), format!("{hq},e"), r.q.map(|v| ("rq", v))),
+        );
+        project(
+            &mut spec,
+            linear(
+                format!("{k_new}[b,{hkv},e,p]"),
+                x.clone(),
+                "WK",
+                "d".into(),
+                format!("{hkv},e"),
+                r.k.map(|v| ("rk", v)),
+            ),
+        );
+        project(
+            &mut spec,
+            linear(format!("{v_new}[b,{hkv},f,p]"), x, "WV", "d".into(), format!("{hkv},f"), r.v.map(|v| ("rv", v))),
+        );
         let shape = self.attention(phase, batch, passes, block);
         match (sparse, decode) {
             (Some(s), true) => {
@@ -382,38 +549,83 @@ impl Model {
             }
             (None, _) => shape.add_to(&mut spec, AttentionIo::default()),
         }
-        spec.einsums.extend([
-            e(format!("Z[b,d,p] = AV[b,{hq},f,p] * WO[{hq},f,d]")),
-            e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()),
-        ]);
+        project(
+            &mut spec,
+            linear(
+                "Z[b,d,p]".into(),
+                format!("AV[b,{hq},f,p]"),
+                "WO",
+                format!("{hq},f"),
+                "d".into(),
+                r.o.map(|v| ("ro", v)),
+            ),
+        );
+        spec.einsums.push(e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()));
         let act = self.activation.function();
-        let mut weights = vec!["WQ", "WK", "WV", "WO"];
+        let y1 = "Y1[b,d,p]".to_string();
         if self.gated_ffn {
-            spec.einsums.extend([
-                e("FG[b,s,p] = Y1[b,d,p] * WG[d,s]".into()),
-                e("FU[b,s,p] = Y1[b,d,p] * WU[d,s]".into()),
-                e(format!("FA[b,s,p] = {act}(FG[b,s,p])")),
-                e("FH[b,s,p] = FA[b,s,p] * FU[b,s,p]".into()),
-                e("FD[b,d,p] = FH[b,s,p] * WD[s,d]".into()),
-                e("Y[b,d,p] = Y1[b,d,p] + FD[b,d,p]".into()),
-            ]);
-            weights.extend(["WG", "WU", "WD"]);
+            project(
+                &mut spec,
+                linear("FG[b,s,p]".into(), y1.clone(), "WG", "d".into(), "s".into(), r.gate.map(|v| ("rg", v))),
+            );
+            project(&mut spec, linear("FU[b,s,p]".into(), y1, "WU", "d".into(), "s".into(), r.up.map(|v| ("ru", v))));
+            spec.einsums
+                .extend([e(format!("FA[b,s,p] = {act}(FG[b,s,p])")), e("FH[b,s,p] = FA[b,s,p] * FU[b,s,p]".into())]);
+            project(
+                &mut spec,
+                linear("FD[b,d,p]".into(), "FH[b,s,p]".into(), "WD", "s".into(), "d".into(), r.down.map(|v| ("rd", v))),
+            );
         } else {
-            spec.einsums.extend([
-                e("FU[b,s,p] = Y1[b,d,p] * W1[d,s]".into()),
-                e(format!("FA[b,s,p] = {act}(FU[b,s,p])")),
-                e("FD[b,d,p] = FA[b,s,p] * W2[s,d]".into()),
-                e("Y[b,d,p] = Y1[b,d,p] + FD[b,d,p]".into()),
-            ]);
-            weights.extend(["W1", "W2"]);
+            project(&mut spec, linear("FU[b,s,p]".into(), y1, "W1", "d".into(), "s".into(), r.up.map(|v| ("ru", v))));
+            spec.einsums.push(e(format!("FA[b,s,p] = {act}(FU[b,s,p])")));
+            project(
+                &mut spec,
+                linear("FD[b,d,p]".into(), "FA[b,s,p]".into(), "W2", "s".into(), "d".into(), r.down.map(|v| ("rd", v))),
+            );
         }
+        spec.einsums.push(e("Y[b,d,p] = Y1[b,d,p] + FD[b,d,p]".into()));
         for w in weights {
-            spec.tensors.insert(w.into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
+            spec.tensors.insert(w, TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
         }
         for t in [k_new, v_new] {
             spec.tensors.insert(t.into(), TensorSpec { cache: true, ..TensorSpec::default() });
         }
         Ok(spec)
+    }
+
+    /// FlashSVD's streaming kernels over a layer this model lowered: attention rebuilds Q, K
+    /// and V tile by tile from their rank-space projections and runs the online softmax on them
+    /// (the rebuilds and every Einsum to attention's output `AV`); the FFN rebuilds the gate and
+    /// up tiles, applies the activation and runs both factors of the down projection per tile
+    /// (the rebuilds to the FFN's output `FD`). A dense projection has no rebuild; its output
+    /// is materialised and the kernel starts after it. The rank-space projections (`P…`), the
+    /// attention's and the FFN's outputs are what reaches memory.
+    pub fn streaming_groups(&self, layer: &Cascade) -> Vec<Vec<usize>> {
+        let es = layer.einsums();
+        let at = |name: &str| es.iter().position(|e| e.name == name);
+        let r = &self.ranks;
+        let (k, v) = if at("KN").is_some() { ("KN", "VN") } else { ("K", "V") };
+        let Some(av) = at("AV") else { return Vec::new() };
+        // Attention: from the first Einsum after the V projection, with the Q, K, V rebuilds.
+        let v_at = at(v).unwrap_or(0);
+        let mut attention: Vec<usize> = (v_at + 1..=av).collect();
+        for (name, rank) in [("Q", r.q), (k, r.k), (v, r.v)] {
+            if let (Some(i), Some(_)) = (at(name), rank) {
+                attention.push(i);
+            }
+        }
+        // The FFN: its rebuilds, then everything from the activation to its output.
+        let (Some(fa), Some(fd)) = (at("FA"), at("FD")) else { return vec![attention] };
+        let mut ffn: Vec<usize> = (fa..=fd).collect();
+        let gate = if self.gated_ffn { Some(("FG", r.gate)) } else { None };
+        for (name, rank) in gate.into_iter().chain([("FU", r.up)]) {
+            if let (Some(i), Some(_)) = (at(name), rank) {
+                ffn.push(i);
+            }
+        }
+        attention.sort_unstable();
+        ffn.sort_unstable();
+        vec![attention, ffn]
     }
 
     /// The LM head: logits of the last position of each sequence (what generation needs).

@@ -62,6 +62,7 @@ fn hugging_face_configs_import_to_the_presets() {
                 description: want.description.clone(),
                 ffn_active: want.ffn_active,
                 ffn_block: want.ffn_block,
+                ranks: want.ranks,
                 ..imported
             },
             want,
@@ -149,6 +150,7 @@ fn small_model() -> impl Strategy<Value = (Model, Phase, u64)> {
                 causal: true,
                 ffn_active: None,
                 ffn_block: None,
+                ranks: Default::default(),
             };
             let phase = if decode { Phase::Decode { context: len } } else { Phase::Prefill { seq: len } };
             (m, phase, batch)
@@ -197,6 +199,7 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
         causal: true,
         ffn_active: None,
         ffn_block: None,
+        ranks: Default::default(),
     };
     for phase in [Phase::Prefill { seq: 9 }, Phase::Decode { context: 11 }] {
         let mut outs = Vec::new();
@@ -273,6 +276,7 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
         causal: true,
         ffn_active: None,
         ffn_block: None,
+        ranks: Default::default(),
     };
     let phase = Phase::Decode { context: 8 };
     let dense = m.layer_spec(phase, 2, 3, 4).build().unwrap();
@@ -326,4 +330,105 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     let c = m.layer_spec_with(Phase::Prefill { seq: 5 }, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
     let labels = c.tensors().iter().find(|t| t.name == "KLN").unwrap();
     assert!(labels.cached && labels.elem_bytes == 1 && labels.shape == vec![2, 2, 2, 5]);
+}
+
+/// Fused sets of Einsums never materialise what they produce and read inside: a projection, an
+/// activation and a projection back, the last two fused, hold at most the wide tensor the
+/// first produces and the result, never the activation's output.
+#[test]
+fn fused_sets_hold_only_what_crosses_them() {
+    use strata_workloads::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
+    let mut spec = CascadeSpec::new("mlp", "", 2);
+    for (rank, v) in [("m", 2), ("k", 3), ("n", 5)] {
+        spec.ranks.insert(rank.into(), Size::Literal(v));
+    }
+    spec.einsums.extend([
+        EinsumSpec::new("H[m,n] = X[m,k] * W1[k,n]"),
+        EinsumSpec::new("G[m,n] = relu(H[m,n])"),
+        EinsumSpec::new("Y[m,k] = G[m,n] * W2[n,k]"),
+    ]);
+    for w in ["W1", "W2"] {
+        spec.tensors.insert(w.into(), TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
+    }
+    let c = spec.build().unwrap();
+    let (x, h, y) = (2 * 3 * 2, 2 * 5 * 2, 2 * 3 * 2);
+    // Unfused: X+H, then H+G, then G+Y.
+    assert_eq!(c.peak_activation_bytes(), h + h);
+    // relu fused into the second projection: X+H, then H+Y (G stays on chip).
+    assert_eq!(c.peak_activation_bytes_fused(&[vec![1, 2]]), (x + h).max(h + y));
+    // Everything fused: only what enters and leaves.
+    assert_eq!(c.peak_activation_bytes_fused(&[vec![0, 1, 2]]), x + y);
+}
+
+/// A factorised projection is two factors whose product is the dense weight: the low-rank layer
+/// computes the dense layer's output when every weight is such a product; its weights are the
+/// factors' parameters; ranks past a projection's side, zero, or a gate without one are located.
+#[test]
+fn low_rank_layers_compute_their_factors_product() {
+    use strata_workloads::model::{Ranks, RanksSpec};
+    let m = Model {
+        name: "tiny".into(),
+        description: String::new(),
+        layers: 1,
+        d_model: 8,
+        heads: 2,
+        kv_heads: 2,
+        head_dim: 4,
+        ffn_dim: 12,
+        gated_ffn: true,
+        activation: Activation::Silu,
+        vocab: 16,
+        bytes_per_element: 2,
+        tied_embeddings: false,
+        causal: false,
+        ffn_active: None,
+        ffn_block: None,
+        ranks: Ranks::default(),
+    };
+    let low = m.with_ranks(Ranks::all(3, true)).unwrap();
+    let phase = Phase::Prefill { seq: 5 };
+    let cl = low.layer_spec(phase, 2, 3, 4).build().unwrap();
+    let cd = m.layer_spec(phase, 2, 3, 4).build().unwrap();
+    assert_eq!(cl.bytes_of(Role::Weight), low.params_per_layer() * 2);
+    assert!(low.params_per_layer() < m.params_per_layer());
+    let mut seed = 3u64;
+    let mut rnd = |n: u64| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
+            })
+            .collect()
+    };
+    let mut low_in: BTreeMap<String, Dense<f64>> = BTreeMap::new();
+    for (n, s) in external_tensors(&cl) {
+        low_in.insert(n.to_string(), Dense { shape: s.to_vec(), data: rnd(s.iter().product()) });
+    }
+    let mut dense_in: BTreeMap<String, Dense<f64>> = BTreeMap::new();
+    for (n, s) in external_tensors(&cd) {
+        let (a, b) = (low_in.get(&format!("{n}A")), low_in.get(&format!("{n}B")));
+        let data = match (a, b) {
+            (Some(a), Some(b)) => {
+                // W[i, o] = Σ_r A[i, r] · B[r, o], flattened row-major.
+                let r = *b.shape.first().unwrap() as usize;
+                let (rows, cols) = (a.data.len() / r, b.data.len() / r);
+                (0..rows * cols)
+                    .map(|k| (0..r).map(|j| a.data[(k / cols) * r + j] * b.data[j * cols + k % cols]).sum())
+                    .collect()
+            }
+            _ => low_in[n].data.clone(),
+        };
+        dense_in.insert(n.to_string(), Dense { shape: s.to_vec(), data });
+    }
+    let (yl, yd) = (run(&cl, &low_in).unwrap().tensors["Y"].clone(), run(&cd, &dense_in).unwrap().tensors["Y"].clone());
+    let err = yl.data.iter().zip(&yd.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-12, "{err:e}");
+    // Bad ranks name their key.
+    let e = m.with_ranks(Ranks { o: Some(9), ..Ranks::default() }).unwrap_err();
+    assert!(e.path == "ranks.o" && e.reason.contains("8 × 8"), "{e}");
+    let e =
+        Model { gated_ffn: false, ..m.clone() }.with_ranks(Ranks { gate: Some(2), ..Ranks::default() }).unwrap_err();
+    assert_eq!(e.path, "ranks.gate");
+    let e = RanksSpec { q: Some(0), ..RanksSpec::default() }.ranks().unwrap_err();
+    assert_eq!(e.path, "ranks.q");
 }
