@@ -20,6 +20,11 @@
 //! - a tile a fused group shares at a level is loaded once per step of the group's loops, and
 //!   the group's first reader (in execution order) pays the load.
 //!
+//! - a gathered operand (`K[b, s=I[..], e]`) depends on the index access's ranks: its tile holds
+//!   one row per index, exact when the indices under a tile pick distinct rows (a `top(..)`
+//!   record's are distinct, and each record reads its own slice), an upper bound where two
+//!   pick the same row (tokens routed to one block share it in the tile).
+//!
 //! Each count is `combos(U)` for a loop set U (see [`crate::space`]).
 
 use strata_mappings::{EinsumNest, Operand};

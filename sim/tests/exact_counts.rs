@@ -12,7 +12,7 @@ use strata_sim::executor::execute;
 use strata_workloads::attention::AttentionShape;
 
 use strata_workloads::interp::{Dense, run};
-use strata_workloads::sparse::DoubleSparsity;
+use strata_workloads::sparse::{DoubleSparsity, Routing, SparseFfn};
 use strata_workloads::{Cascade, Phase};
 
 fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
@@ -143,6 +143,24 @@ proptest! {
             *x = ((i as u64 / c_n + i as u64 % c_n) % d) as f64;
         }
         check_on(&c, seed, ins)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// A sparse FFN's router, block selection and gathered blocks for one token: exact counts,
+    /// the executor's values the interpreter's. (Tokens that pick the same block share its rows
+    /// in a tile, so over several tokens the closed form is an upper bound.)
+    #[test]
+    fn sparse_ffn_counts_are_exact(
+        d in 1u64..4, blocks in 1u64..5, g in 1u64..4, k in 1u64..5, seed in any::<u64>(),
+    ) {
+        let f = SparseFfn {
+            tokens: 1, d_model: d, cells: blocks * g, block: g, selected: k.min(blocks),
+            routing: Routing::AvgK, elem_bytes: 2,
+        };
+        check(&f.cascade().unwrap(), seed)?;
     }
 }
 

@@ -473,8 +473,9 @@ impl Cascade {
     }
 
     /// Elements an access reads over the whole Einsum: the tensor's, or for a gathered access
-    /// the rows its indices select, at most the tensor (exact when the rows selected are
-    /// distinct, as one `top(..)` record's are; several query heads of a kv head may share rows).
+    /// the rows its indices select, at most the tensor: exact when every index picks a row no
+    /// other index picks (one `top(..)` record's are distinct; a head's rows are its own), an
+    /// upper bound where they meet (query heads of one kv head, tokens routed to one block).
     pub fn read_elements(&self, access: &Access) -> u64 {
         let t = self.tensor(access.tensor);
         match access.gather() {

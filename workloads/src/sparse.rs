@@ -195,6 +195,101 @@ impl DoubleSparsity {
     }
 }
 
+/// How a sparse FFN picks its memory blocks per token (S-FFN's selection methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Avg-K: the token's dot product with each block's mean key (`MK[nb,d]`), top `k_b`.
+    AvgK,
+    /// A learned gate (MoE's top-k routing, `WR[nb,d]`): the same scoring cost as Avg-K.
+    TopK,
+    /// Hash routing: the blocks come with the token (`I` is an input), nothing is scored.
+    Hash,
+}
+
+/// A sparse FFN as memory blocks (S-FFN, Liu et al. 2023): `cells` key-value cells of width
+/// `d_model` cut into blocks of `block` cells, `selected` blocks per token. A block's keys and
+/// values are stored block-major (`K[nb,gc,d]`, `V[nb,gc,d]`), so a selected block is one
+/// contiguous row of `block · d_model` elements per matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseFfn {
+    pub tokens: u64,
+    pub d_model: u64,
+    pub cells: u64,
+    /// Cells per block (g).
+    pub block: u64,
+    /// Blocks per token (k_b).
+    pub selected: u64,
+    pub routing: Routing,
+    pub elem_bytes: u64,
+}
+
+impl SparseFfn {
+    /// Memory blocks (N_b).
+    pub fn blocks(&self) -> u64 {
+        self.cells / self.block.max(1)
+    }
+
+    /// The cascade: scores, selection, the selected blocks' keys, the activation, their values.
+    pub fn spec(&self) -> SpecResult<CascadeSpec> {
+        positive("block", self.block as i64)?;
+        if !self.cells.is_multiple_of(self.block) {
+            return Err(SpecError::new(
+                "block",
+                format!("{} does not divide the FFN's {} cells", self.block, self.cells),
+            ));
+        }
+        positive("selected", self.selected as i64)?;
+        if self.selected > self.blocks() {
+            return Err(SpecError::new(
+                "selected",
+                format!("{} blocks per token, but the FFN has {} blocks", self.selected, self.blocks()),
+            ));
+        }
+        let mut spec =
+            CascadeSpec::new("sparse-ffn", "S-FFN memory blocks: route, select, gather blocks", self.elem_bytes);
+        for (rank, size) in
+            [("t", self.tokens), ("d", self.d_model), ("nb", self.blocks()), ("kb", self.selected), ("gc", self.block)]
+        {
+            spec.ranks.insert(rank.into(), Size::Literal(size as i64));
+        }
+        let weight = TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() };
+        for w in ["K", "V"] {
+            spec.tensors.insert(w.into(), weight.clone());
+        }
+        let e = |s: &str| EinsumSpec::new(s);
+        match self.routing {
+            Routing::AvgK | Routing::TopK => {
+                let router = if self.routing == Routing::AvgK { "MK" } else { "WR" };
+                spec.tensors.insert(router.into(), weight);
+                spec.tensors
+                    .insert("I".into(), TensorSpec { elem_bytes: Some(INDEX_BYTES as i64), ..TensorSpec::default() });
+                spec.einsums.push(e(&format!("RS[t,nb] = X[t,d] * {router}[nb,d]")));
+                spec.einsums.push(e("I[t,kb] = top(RS[t,nb])"));
+            }
+            Routing::Hash => {
+                spec.tensors.insert(
+                    "I".into(),
+                    TensorSpec {
+                        role: Some(Role::Input),
+                        elem_bytes: Some(INDEX_BYTES as i64),
+                        ..TensorSpec::default()
+                    },
+                );
+            }
+        }
+        spec.einsums.extend([
+            e("H[t,kb,gc] = X[t,d] * K[nb=I[t,kb],gc,d]"),
+            e("A[t,kb,gc] = relu(H[t,kb,gc])"),
+            e("Y[t,d] = A[t,kb,gc] * V[nb=I[t,kb],gc,d]"),
+        ]);
+        Ok(spec)
+    }
+
+    pub fn cascade(&self) -> SpecResult<Cascade> {
+        self.spec()?.build()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -377,5 +472,77 @@ mod tests {
         assert_eq!(run(&c, &x).unwrap().tensors["Z"].data, vec![4.0, 2.0]);
         x.insert("I".to_string(), Dense { shape: vec![2], data: vec![3.0, 4.0] });
         assert!(matches!(run(&c, &x), Err(RunError::Index { .. })));
+    }
+
+    fn sffn(routing: Routing, block: u64, selected: u64) -> SparseFfn {
+        SparseFfn { tokens: 3, d_model: 4, cells: 12, block, selected, routing, elem_bytes: 2 }
+    }
+
+    /// Avg-K scores every block once per token (2·d·N_b flops), and the selected blocks' keys
+    /// and values are all the FFN reads of its cells: k_b·g·2·d elements per token; hash routing
+    /// scores nothing.
+    #[test]
+    fn avg_k_counts_its_router_and_reads_the_selected_blocks() {
+        let f = sffn(Routing::AvgK, 3, 2);
+        let c = f.cascade().unwrap();
+        let router = c.counts(&c.einsums()[0]);
+        assert_eq!(router.flops(), 3 * (2 * 4 * 4 - 4), "3 tokens × N_b = 4 dot products of d = 4");
+        assert_eq!(c.macs() - 3 * 4 * 4, 3 * 2 * 3 * 4 * 2, "the blocks' keys and values: k_b · g · d each");
+        let keys = &c.einsums()[2].inputs[1];
+        // 3 tokens × 2 blocks of 3 × 4 is more than the 4 blocks there are: at most all of them.
+        assert_eq!(c.read_elements(keys), 4 * 3 * 4);
+        let one = sffn(Routing::AvgK, 3, 1).cascade().unwrap();
+        assert_eq!(one.read_elements(&one.einsums()[2].inputs[1]), 3 * 3 * 4);
+        assert_eq!(c.gather_row_bytes(keys), Some(3 * 4 * 2), "a block is one row of g · d elements");
+        let hashed = sffn(Routing::Hash, 3, 2).cascade().unwrap();
+        assert_eq!(hashed.einsums().len(), 3);
+        assert_eq!(hashed.macs(), 3 * 2 * 3 * 4 * 2);
+    }
+
+    /// The sparse FFN equals the dense FFN with every unselected block's cells masked off; all
+    /// blocks selected, it is the dense FFN.
+    #[test]
+    fn a_sparse_ffn_is_the_dense_ffn_on_its_selected_blocks() {
+        for selected in [1, 2, 4] {
+            let f = sffn(Routing::AvgK, 3, selected);
+            let c = f.cascade().unwrap();
+            let x: BTreeMap<String, Dense<f64>> =
+                [("X", vec![3, 4], 1), ("K", vec![4, 3, 4], 2), ("V", vec![4, 3, 4], 3), ("MK", vec![4, 4], 4)]
+                    .into_iter()
+                    .map(|(n, shape, seed)| {
+                        let len = shape.iter().product();
+                        (n.to_string(), Dense { shape, data: values(len, seed) })
+                    })
+                    .collect();
+            let r = run(&c, &x).unwrap();
+            for t in 0..3u64 {
+                let picked: Vec<u64> = (0..selected).map(|j| r.tensors["I"].at(&[t, j]) as u64).collect();
+                // Independently: the blocks by the token's score against each mean key.
+                let mut scores: Vec<(f64, u64)> = (0..4u64)
+                    .map(|nb| ((0..4).map(|d| x["X"].at(&[t, d]) * x["MK"].at(&[nb, d])).sum::<f64>(), nb))
+                    .collect();
+                scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                let want: Vec<u64> = scores.iter().take(selected as usize).map(|s| s.1).collect();
+                assert_eq!(picked, want);
+                for d in 0..4u64 {
+                    let mut y = 0.0;
+                    for nb in want.iter().copied() {
+                        for g in 0..3u64 {
+                            let h: f64 = (0..4).map(|k| x["X"].at(&[t, k]) * x["K"].at(&[nb, g, k])).sum();
+                            y += h.max(0.0) * x["V"].at(&[nb, g, d]);
+                        }
+                    }
+                    assert!((r.tensors["Y"].at(&[t, d]) - y).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_blocks_name_the_key() {
+        let e = sffn(Routing::AvgK, 5, 1).cascade().unwrap_err();
+        assert!(e.path == "block" && e.reason.contains("does not divide"), "{e}");
+        let e = sffn(Routing::TopK, 3, 5).cascade().unwrap_err();
+        assert!(e.path == "selected" && e.reason.contains("4 blocks"), "{e}");
     }
 }
