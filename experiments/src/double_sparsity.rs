@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use strata_arch::Arch;
 use strata_mappings::system::System;
 use strata_sim::engine::step::{self, Run};
-use strata_sim::gpu::{Attention, Device, Kernel, SparseAttention, inference::Runner, predict};
+use strata_sim::gpu::{Attention, Device, Kernel, inference::Runner, predict};
 use strata_workloads::Model;
 
 use crate::error::CliResult;
@@ -102,16 +102,7 @@ fn gpu_step(
     let dev = Device::new(gpu);
     let sparse = sys.sparse_attention.as_ref();
     let attention = match sparse {
-        Some(s) => Kernel::SparseAttention(SparseAttention {
-            batch,
-            heads: m.heads,
-            kv_heads: m.kv_heads,
-            context,
-            head_dim: m.head_dim,
-            label_channels: s.label_channels(m.head_dim),
-            selected: s.selected(context),
-            label_bytes: s.label_bytes,
-        }),
+        Some(s) => Kernel::SparseAttention(s.decode(m, batch, context)),
         None => Kernel::Attention(Attention {
             batch,
             heads: m.heads,

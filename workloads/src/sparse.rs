@@ -38,6 +38,22 @@ impl Sparsity {
     pub fn selected(&self, context: u64) -> u64 {
         ((self.tokens * context as f64).round() as u64).clamp(1, context.max(1))
     }
+
+    /// A model's decode step at `batch` and `context` with this sparsity.
+    pub fn decode(&self, m: &crate::Model, batch: u64, context: u64) -> DoubleSparsity {
+        DoubleSparsity {
+            batch,
+            heads: m.heads,
+            kv_heads: m.kv_heads,
+            context,
+            head_dim: m.head_dim,
+            label_channels: self.label_channels(m.head_dim),
+            selected: self.selected(context),
+            elem_bytes: m.bytes_per_element,
+            label_bytes: self.label_bytes,
+            predict_next: self.predict_next,
+        }
+    }
 }
 
 /// One decode step of Double Sparsity's attention for one layer.

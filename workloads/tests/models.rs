@@ -182,25 +182,7 @@ proptest! {
 
 #[test]
 fn a_whole_layer_runs_and_its_attention_passes_agree() {
-    let m = Model {
-        name: "tiny".into(),
-        description: String::new(),
-        layers: 1,
-        d_model: 12,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 3,
-        ffn_dim: 10,
-        gated_ffn: true,
-        activation: Activation::Silu,
-        vocab: 16,
-        bytes_per_element: 2,
-        tied_embeddings: false,
-        causal: true,
-        ffn_active: None,
-        ffn_block: None,
-        ranks: Default::default(),
-    };
+    let m = tiny_gqa();
     for phase in [Phase::Prefill { seq: 9 }, Phase::Decode { context: 11 }] {
         let mut outs = Vec::new();
         for passes in 1..=3 {
@@ -259,25 +241,7 @@ fn peak_activation_bytes_follow_liveness() {
 #[test]
 fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     use strata_workloads::sparse::Sparsity;
-    let m = Model {
-        name: "tiny".into(),
-        description: String::new(),
-        layers: 1,
-        d_model: 12,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 3,
-        ffn_dim: 10,
-        gated_ffn: true,
-        activation: Activation::Silu,
-        vocab: 16,
-        bytes_per_element: 2,
-        tied_embeddings: false,
-        causal: true,
-        ffn_active: None,
-        ffn_block: None,
-        ranks: Default::default(),
-    };
+    let m = tiny_gqa();
     let phase = Phase::Decode { context: 8 };
     let dense = m.layer_spec(phase, 2, 3, 4).build().unwrap();
     let mut seed = 7u64;
@@ -431,4 +395,27 @@ fn low_rank_layers_compute_their_factors_product() {
     assert_eq!(e.path, "ranks.gate");
     let e = RanksSpec { q: Some(0), ..RanksSpec::default() }.ranks().unwrap_err();
     assert_eq!(e.path, "ranks.q");
+}
+
+/// A one-layer GQA model small enough for the interpreter: 4 heads over 2 kv heads of 3 channels.
+fn tiny_gqa() -> Model {
+    Model {
+        name: "tiny".into(),
+        description: String::new(),
+        layers: 1,
+        d_model: 12,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 3,
+        ffn_dim: 10,
+        gated_ffn: true,
+        activation: Activation::Silu,
+        vocab: 16,
+        bytes_per_element: 2,
+        tied_embeddings: false,
+        causal: true,
+        ffn_active: None,
+        ffn_block: None,
+        ranks: Default::default(),
+    }
 }

@@ -9,7 +9,7 @@ use strata_workloads::model::Model;
 
 use strata_workloads::sparse::Sparsity;
 
-use super::{Attention, Device, Gemm, Kernel, SparseAttention, predict, streaming};
+use super::{Attention, Device, Gemm, Kernel, predict, streaming};
 
 /// Seconds of one forward pass, by kind of kernel.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -77,16 +77,7 @@ impl Runner {
             causal: model.causal && tokens > 1,
         };
         let kernel = match sparse {
-            Some(s) if tokens == 1 => Kernel::SparseAttention(SparseAttention {
-                batch,
-                heads: model.heads,
-                kv_heads: model.kv_heads,
-                context,
-                head_dim: hd,
-                label_channels: s.label_channels(hd),
-                selected: s.selected(context),
-                label_bytes: s.label_bytes,
-            }),
+            Some(s) if tokens == 1 => Kernel::SparseAttention(s.decode(model, batch, context)),
             _ => Kernel::Attention(attention),
         };
         layer.attention = predict(dev, &kernel).seconds;

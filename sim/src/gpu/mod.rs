@@ -122,7 +122,7 @@ pub fn predict(dev: &Device, kernel: &Kernel) -> Prediction {
     match kernel {
         Kernel::Gemm(g) => g.predict(dev),
         Kernel::Attention(a) => a.predict(dev),
-        Kernel::SparseAttention(a) => a.predict(dev),
+        Kernel::SparseAttention(a) => sparse::predict(a, dev),
         Kernel::Copy { bytes } => streaming::copy(dev, *bytes),
         Kernel::Add { elements } => streaming::add(dev, *elements),
         Kernel::Softmax { rows, cols } => streaming::softmax(dev, *rows, *cols),

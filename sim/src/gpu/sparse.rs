@@ -6,90 +6,81 @@
 //! gathers by index. A gathered row is a head's `D` channels (256 B at D = 128): whole 32-B
 //! sectors, so the attention reads the same bytes it would read of `k` contiguous tokens.
 
+use strata_workloads::sparse::DoubleSparsity;
+
 use super::launch::{self, Cta, Ctas, Grid, Overlap, Path, Shape};
+
 use super::{Attention, Device, Prediction};
 
-/// One decode step of Double Sparsity's attention over a `context`-token cache.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SparseAttention {
-    pub batch: u64,
-    pub heads: u64,
-    pub kv_heads: u64,
-    pub context: u64,
-    pub head_dim: u64,
-    /// Label channels per kv head (r).
-    pub label_channels: u64,
-    /// Tokens attended per head (k).
-    pub selected: u64,
-    /// Bytes per label element.
-    pub label_bytes: u64,
-}
+/// One decode step of Double Sparsity's attention (the cascade's shape: batch, heads, context,
+/// label channels, tokens kept, label width).
+pub type SparseAttention = DoubleSparsity;
 
 /// Digit passes of the radix select over an fp16 score (8-bit digits).
 const SELECT_PASSES: f64 = 2.0;
 
-impl SparseAttention {
-    /// Useful flops: label scores, and the exact attention on the selected tokens.
-    pub fn flops(&self) -> f64 {
-        let rows = (self.batch * self.heads) as f64;
-        2.0 * rows * (self.context * self.label_channels) as f64 + self.attention().flops()
+/// FlashAttention-2's decode over the selected tokens.
+fn attention(s: &SparseAttention) -> Attention {
+    Attention {
+        batch: s.batch,
+        heads: s.heads,
+        kv_heads: s.kv_heads,
+        seq_q: 1,
+        seq_kv: s.selected,
+        head_dim: s.head_dim,
+        causal: false,
     }
+}
 
-    /// FlashAttention-2's decode over the selected tokens.
-    fn attention(&self) -> Attention {
-        Attention {
-            batch: self.batch,
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            seq_q: 1,
-            seq_kv: self.selected,
-            head_dim: self.head_dim,
-            causal: false,
-        }
-    }
+/// Useful flops: label scores, and the exact attention on the selected tokens.
+pub fn flops(s: &SparseAttention) -> f64 {
+    let rows = (s.batch * s.heads) as f64;
+    2.0 * rows * (s.context * s.label_channels) as f64 + attention(s).flops()
+}
 
-    pub fn launches(&self, dev: &Device) -> Vec<launch::Launch> {
-        let g = &dev.gpu;
-        let rows = (self.batch * self.heads) as usize;
-        let (s, r) = (self.context as f64, self.label_channels as f64);
-        // Query heads of a kv head share its labels through L2.
-        let share = (self.heads / self.kv_heads.max(1)).max(1) as f64;
-        let scores = Cta {
-            hbm_bytes: s * r * self.label_bytes as f64 / share + s * 2.0,
-            l2_bytes: s * r * self.label_bytes as f64 + s * 2.0,
-            tensor_flops: 0.0,
-            // One FMA per label element and a conversion, on the FP32 lanes.
-            alu_cycles: 2.0 * s * r / g.fp32_lanes_per_sm as f64,
-            latency: 2.0 * dev.memory_latency,
-        };
-        let select = Cta {
-            hbm_bytes: s * 2.0 + self.selected as f64 * 4.0,
-            l2_bytes: SELECT_PASSES * s * 2.0 + self.selected as f64 * 4.0,
-            tensor_flops: 0.0,
-            // Per pass: extract the digit, count it (shared-memory atomics), scan the counts;
-            // a last pass writes the winners.
-            alu_cycles: (SELECT_PASSES + 1.0) * 4.0 * s / g.fp32_lanes_per_sm as f64,
-            latency: (SELECT_PASSES + 1.0) * (dev.memory_latency + 2.0 * g.block_reduce_cycles / g.clock.0),
-        };
-        let grid = |name: &str, cta: Cta| Grid {
-            name: name.into(),
-            shape: Shape { threads: 256, registers: 32, shared_bytes: 4096, cluster: 1 },
-            path: Path::Warp,
-            overlap: Overlap::Serial,
-            ctas: Ctas::Uniform(cta, rows),
-        };
-        let mut launches =
-            vec![launch::run(dev, &grid("label scores", scores)), launch::run(dev, &grid("top-k select", select))];
-        launches.extend(self.attention().launches(dev).into_iter().map(|mut l| {
-            l.name = format!("gathered {}", l.name);
-            l
-        }));
-        launches
-    }
+/// The launches: label scores, the top-k select, and the gathered attention (with its combine).
+pub fn launches(x: &SparseAttention, dev: &Device) -> Vec<launch::Launch> {
+    let g = &dev.gpu;
+    let rows = (x.batch * x.heads) as usize;
+    let (s, r) = (x.context as f64, x.label_channels as f64);
+    // Query heads of a kv head share its labels through L2.
+    let share = (x.heads / x.kv_heads.max(1)).max(1) as f64;
+    let scores = Cta {
+        hbm_bytes: s * r * x.label_bytes as f64 / share + s * 2.0,
+        l2_bytes: s * r * x.label_bytes as f64 + s * 2.0,
+        tensor_flops: 0.0,
+        // One FMA per label element and a conversion, on the FP32 lanes.
+        alu_cycles: 2.0 * s * r / g.fp32_lanes_per_sm as f64,
+        latency: 2.0 * dev.memory_latency,
+    };
+    let select = Cta {
+        hbm_bytes: s * 2.0 + x.selected as f64 * 4.0,
+        l2_bytes: SELECT_PASSES * s * 2.0 + x.selected as f64 * 4.0,
+        tensor_flops: 0.0,
+        // Per pass: extract the digit, count it (shared-memory atomics), scan the counts;
+        // a last pass writes the winners.
+        alu_cycles: (SELECT_PASSES + 1.0) * 4.0 * s / g.fp32_lanes_per_sm as f64,
+        latency: (SELECT_PASSES + 1.0) * (dev.memory_latency + 2.0 * g.block_reduce_cycles / g.clock.0),
+    };
+    let grid = |name: &str, cta: Cta| Grid {
+        name: name.into(),
+        shape: Shape { threads: 256, registers: 32, shared_bytes: 4096, cluster: 1 },
+        path: Path::Warp,
+        overlap: Overlap::Serial,
+        ctas: Ctas::Uniform(cta, rows),
+    };
+    let mut launches =
+        vec![launch::run(dev, &grid("label scores", scores)), launch::run(dev, &grid("top-k select", select))];
+    launches.extend(attention(x).launches(dev).into_iter().map(|mut l| {
+        l.name = format!("gathered {}", l.name);
+        l
+    }));
+    launches
+}
 
-    pub fn predict(&self, dev: &Device) -> Prediction {
-        Prediction::of(self.launches(dev), self.flops())
-    }
+/// The step's prediction.
+pub fn predict(s: &SparseAttention, dev: &Device) -> Prediction {
+    Prediction::of(launches(s, dev), flops(s))
 }
 
 #[cfg(test)]
@@ -106,7 +97,9 @@ mod tests {
             head_dim: 128,
             label_channels: 8,
             selected: context / 16,
+            elem_bytes: 2,
             label_bytes,
+            predict_next: false,
         }
     }
 
@@ -122,7 +115,7 @@ mod tests {
         let dev = h100();
         for (batch, context) in [(1, 4096), (8, 16384), (32, 65536)] {
             let d = dense(batch, context).predict(&dev);
-            let s = ds(batch, context, 2).predict(&dev);
+            let s = predict(&ds(batch, context, 2), &dev);
             let speedup = d.seconds / s.seconds;
             let bytes = d.hbm_bytes / s.hbm_bytes;
             assert!(speedup <= bytes * 1.02, "{batch}×{context}: {speedup} > {bytes}");
@@ -132,6 +125,6 @@ mod tests {
             }
         }
         // Smaller labels read fewer bytes.
-        assert!(ds(32, 65536, 1).predict(&dev).seconds < ds(32, 65536, 2).predict(&dev).seconds);
+        assert!(predict(&ds(32, 65536, 1), &dev).seconds < predict(&ds(32, 65536, 2), &dev).seconds);
     }
 }
