@@ -814,16 +814,14 @@ fn instinfer_ratios_and_bad_systems() {
     );
 }
 
-/// Compositions no paper ran, from TOML alone: decode attention on a drive's engine as the 1-pass
-/// vs the 3-pass cascade over its channels, and OPT-30B's placements across GPU, host, SSD and a
-/// computational drive with the fastest named per batch.
+/// A sparse FFN's block size on three memories (the embedded `sparse-ffn`): one-cell blocks pay
+/// a router as large as a dense up-projection, so larger blocks win in HBM; the drive is slowest
+/// at every size; the summary names each memory's fastest block size (256 cells for all three).
 #[test]
-fn compositions_run_from_toml_alone() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    // A sparse FFN's block size on three memories: one-cell blocks pay a router as large as a
-    // dense up-projection, so larger blocks win in HBM; the drive is slowest at every size.
+fn sparse_ffn_block_sizes() {
     let d = fresh("sparse-ffn");
-    ok(&format!("{root}/experiments/examples/sparse-ffn.toml"), &d);
+    ok("sparse-ffn", &d);
+    assert_golden("sparse-ffn", &d.join("o/results.csv"));
     let (h, rows) = csv(&d.join("o/results.csv"));
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
     let tps = |system: &str, g: &str| -> f64 {
@@ -839,6 +837,22 @@ fn compositions_run_from_toml_alone() {
             "{g}"
         );
     }
+    let summary = std::fs::read_to_string(d.join("o/summary.md")).unwrap();
+    for system in ["ffn-in-hbm", "ffn-in-lpddr5x", "ffn-in-ssd"] {
+        let line = format!("| {system} | opt-6.7b | 1 | model.ffn_block=256 |");
+        assert!(summary.contains(&line), "{line} in {summary}");
+    }
+    // A block size that does not divide the FFN, or blocks without an active share, are located.
+    let e = "[experiment]\nname = \"x\"\nkind = \"serving\"\n[experiment.sweep]\narch = [\"gh200-ssd\"]\nsystem = [\"ffn-in-hbm\"]\nmodel = [\"opt-6.7b\"]\nbatch = [1]\n\"model.ffn_block\" = [1000]\n";
+    bad(e, "ffn_block: must be a positive divisor of ffn_dim (16384) (got 1000)");
+}
+
+/// Compositions no paper ran, from TOML alone: decode attention on a drive's engine as the 1-pass
+/// vs the 3-pass cascade over its channels, and OPT-30B's placements across GPU, host, SSD and a
+/// computational drive with the fastest named per batch.
+#[test]
+fn compositions_run_from_toml_alone() {
+    let root = env!("CARGO_MANIFEST_DIR");
     let d = fresh("csd-cascades");
     ok(&format!("{root}/experiments/examples/csd-cascades.toml"), &d);
     let (h, rows) = csv(&d.join("o/results.csv"));

@@ -8,6 +8,7 @@ use crate::error::SpecResult;
 pub const PRESETS: &[(&str, &str)] = &[
     ("a100", include_str!("../presets/a100.toml")),
     ("a100-host", include_str!("../presets/a100-host.toml")),
+    ("gh200-ssd", include_str!("../presets/gh200-ssd.toml")),
     ("a6000-csd", include_str!("../presets/a6000-csd.toml")),
     ("cambricon-llm-l", include_str!("../presets/cambricon-llm-l.toml")),
     ("cambricon-llm-m", include_str!("../presets/cambricon-llm-m.toml")),

@@ -188,6 +188,39 @@ fn fastest(rows: &[Row]) -> String {
     s
 }
 
+/// The fastest design per (system, model, batch), when the experiment sweeps designs (spec
+/// paths, such as a model's memory-block size).
+fn best_design(rows: &[Row]) -> String {
+    let designs = rows.iter().map(|r| r.s("design")).collect::<std::collections::BTreeSet<_>>();
+    if designs.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Fastest design per system\n\n| system | model | batch | fastest design | tokens/s | slowest design | tokens/s |\n|---|---|---:|---|---:|---|---:|\n",
+    );
+    for (system, model, batch) in
+        crate::experiment::distinct_by(rows, |r| (r.s("system"), r.s("model"), r.f("batch") as u64))
+    {
+        let mut here: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.s("system") == system && r.s("model") == model && r.f("batch") as u64 == batch)
+            .collect();
+        here.sort_by(|a, b| {
+            b.f("tokens_per_s").total_cmp(&a.f("tokens_per_s")).then(a.s("design").cmp(&b.s("design")))
+        });
+        let (best, worst) = (here[0], here[here.len() - 1]);
+        let _ = writeln!(
+            s,
+            "| {system} | {model} | {batch} | {} | {:.3} | {} | {:.3} |",
+            best.s("design"),
+            best.f("tokens_per_s"),
+            worst.s("design"),
+            worst.f("tokens_per_s")
+        );
+    }
+    s
+}
+
 /// A reference ratio: `of` over `over`, each the largest `ratio` column among the rows that
 /// match every key the side gives (one row when the keys pin a point; the best over the rest,
 /// e.g. over batches, otherwise). `None` where no row matches.
@@ -267,6 +300,7 @@ fn summary(spec: &ExperimentSpec, rows: &[Row]) -> String {
         );
     }
     s += &fastest(rows);
+    s += &best_design(rows);
     s += &references(spec, rows);
     s
 }

@@ -239,18 +239,12 @@ pub enum Selection {
     /// `load_into` memory and is read from the weights' tier (the window's increment; `active`
     /// without a window), scattered at the read pattern's block (row-column bundling doubles
     /// it); the load memory keeps the `cached` share (the last tokens' neurons) resident.
-    /// `mean_keys`: a router that scores `mean_keys` blocks by their mean key (Avg-K), read
-    /// and computed beside the predictor.
-    Neuron { active: f64, loaded: f64, cached: f64, predictor_rank: u64, mean_keys: u64 },
+    Neuron { active: f64, loaded: f64, cached: f64, predictor_rank: u64 },
     /// The neuron selection with its shares derived from a window of the last `window` tokens'
     /// neurons kept in memory (`System::for_model` turns it into `Neuron`): the model's active
     /// share, and what a window holds and what a token adds to it from the neuron reuse model
     /// ([`window_shares`]).
     NeuronWindow { window: u64, predictor_rank: u64 },
-    /// A sparse FFN's block selection (S-FFN, Avg-K): of the model's memory blocks
-    /// (`ffn_block` cells each) the model's active share is selected per token by the dot
-    /// product with each block's mean key; `System::for_model` turns it into `Neuron`.
-    Blocks,
 }
 
 /// What the FFN's neurons reused over a window of `k` tokens hold and add: each neuron fires
@@ -297,12 +291,12 @@ impl Selection {
         match *self {
             Selection::ChannelToken { keep, .. } => keep,
             Selection::Neuron { active, .. } => active,
-            Selection::NeuronWindow { .. } | Selection::Blocks => 1.0,
+            Selection::NeuronWindow { .. } => 1.0,
         }
     }
 }
 
-pub const SELECTION_POLICIES: &[&str] = &["channel-token", "neuron", "blocks"];
+pub const SELECTION_POLICIES: &[&str] = &["channel-token", "neuron"];
 
 /// How much of each GeMV a drive's cores take (the rest goes to the split's other unit).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -564,7 +558,7 @@ impl System {
                 SpecError::new(format!("{path}.unit"), format!("`{}` is not a compute unit of {}", a.unit, arch.name))
             })?;
             let select = a.select.as_ref().map(|x| selection(x, &format!("{path}.select"))).transpose()?;
-            if matches!(select, Some(Selection::Neuron { .. } | Selection::NeuronWindow { .. } | Selection::Blocks))
+            if matches!(select, Some(Selection::Neuron { .. } | Selection::NeuronWindow { .. }))
                 && einsums != EinsumClass::Ffn
             {
                 return Err(SpecError::new(
@@ -628,28 +622,7 @@ impl System {
                     )
                 })?;
                 let (loaded, cached) = window_shares(active, window);
-                a.select = Some(Selection::Neuron { active, loaded, cached, predictor_rank, mean_keys: 0 });
-            }
-            if let Some(Selection::Blocks) = a.select {
-                let lacks = |what: &str| {
-                    SpecError::new(
-                        format!("system.assign[{i}].select.policy"),
-                        format!("block selection needs the model's {what}: {} has none", m.name),
-                    )
-                };
-                let active = m.ffn_active.ok_or_else(|| lacks("ffn_active"))?;
-                let g = m.ffn_block.ok_or_else(|| lacks("ffn_block"))?;
-                let blocks = m.ffn_dim / g;
-                // Whole blocks: the active share rounded to at least one block.
-                let selected = ((active * blocks as f64).round() as u64).clamp(1, blocks);
-                let share = selected as f64 / blocks as f64;
-                a.select = Some(Selection::Neuron {
-                    active: share,
-                    loaded: share,
-                    cached: 0.0,
-                    predictor_rank: 0,
-                    mean_keys: blocks,
-                });
+                a.select = Some(Selection::Neuron { active, loaded, cached, predictor_rank });
             }
         }
         Ok(s)
@@ -751,7 +724,6 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
     ];
     let own: &[&str] = match x.policy.as_str() {
         "channel-token" => &["keep", "inflation", "channels_per_page"],
-        "blocks" => &[],
         "neuron" if x.window.is_some() => &["window", "predictor_rank"],
         "neuron" => &["active", "loaded", "cached", "predictor_rank"],
         other => {
@@ -778,9 +750,6 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
             Err(SpecError::new(key(k), format!("must be in [0, 1] (got {v})")))
         }
     };
-    if x.policy == "blocks" {
-        return Ok(Selection::Blocks);
-    }
     if x.policy == "channel-token" {
         let keep = need("keep", x.keep)?;
         if !(keep > 0.0 && keep <= 1.0) {
@@ -812,19 +781,23 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
         return Err(SpecError::new(key("loaded"), format!("cannot exceed the active share {active} (got {loaded})")));
     }
     let cached = fraction("cached", x.cached.or(Some(0.0)))?;
-    Ok(Selection::Neuron { active, loaded, cached, predictor_rank: rank as u64, mean_keys: 0 })
+    Ok(Selection::Neuron { active, loaded, cached, predictor_rank: rank as u64 })
 }
 
 /// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed, and LLM in
 /// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines, and
 /// Cambricon-LLM's design (`cambricon`) and its ablations, and Double Sparsity's systems (`dense-gpu`, `ds-gpu`, the
-/// offloading baseline `kv-offload` and `ds-offload`).
+/// offloading baseline `kv-offload` and `ds-offload`), and a sparse FFN's blocks in HBM, LPDDR5X or
+/// a drive (`ffn-in-*`, on `gh200-ssd`).
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-ssd", include_str!("../presets/systems/flexgen-ssd.toml")),
     ("dense-gpu", include_str!("../presets/systems/dense-gpu.toml")),
     ("ds-gpu", include_str!("../presets/systems/ds-gpu.toml")),
     ("kv-offload", include_str!("../presets/systems/kv-offload.toml")),
     ("ds-offload", include_str!("../presets/systems/ds-offload.toml")),
+    ("ffn-in-hbm", include_str!("../presets/systems/ffn-in-hbm.toml")),
+    ("ffn-in-lpddr5x", include_str!("../presets/systems/ffn-in-lpddr5x.toml")),
+    ("ffn-in-ssd", include_str!("../presets/systems/ffn-in-ssd.toml")),
     ("deepspeed-host", include_str!("../presets/systems/deepspeed-host.toml")),
     ("insta", include_str!("../presets/systems/insta.toml")),
     ("insta-sparf", include_str!("../presets/systems/insta-sparf.toml")),

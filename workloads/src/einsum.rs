@@ -450,19 +450,29 @@ impl Cascade {
         })
     }
 
+    /// What the Einsums that score a `top(..)`'s candidates read from outside: a label cache,
+    /// a router's mean keys or gate.
+    pub fn scorer_inputs(&self) -> Vec<TensorId> {
+        let mut inputs: Vec<TensorId> = self
+            .einsums
+            .iter()
+            .filter(|e| e.reduce == ReduceOp::Top)
+            .filter_map(|e| self.producer(e.inputs[0].tensor))
+            .flat_map(|p| self.einsums[p].inputs.iter().map(|a| a.tensor))
+            .filter(|&t| self.tensor(t).role.is_external())
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        inputs
+    }
+
     /// The label caches (Double Sparsity's), found by what they do: the KV-cache tensors the
     /// Einsum producing a `top(..)`'s candidates reads, and the cached tensors an Einsum gathers
     /// from another's channels (a new key's labels joining the label cache).
     pub fn label_tensors(&self) -> Vec<TensorId> {
-        let mut labels = Vec::new();
+        let mut labels: Vec<TensorId> =
+            self.scorer_inputs().into_iter().filter(|&t| self.tensor(t).role == Role::KvCache).collect();
         for e in &self.einsums {
-            if e.reduce == ReduceOp::Top
-                && let Some(p) = self.producer(e.inputs[0].tensor)
-            {
-                let scoring = &self.einsums[p];
-                labels
-                    .extend(scoring.inputs.iter().map(|a| a.tensor).filter(|&t| self.tensor(t).role == Role::KvCache));
-            }
             if self.tensor(e.output.tensor).cached && e.inputs.iter().any(|a| a.gather().is_some()) {
                 labels.push(e.output.tensor);
             }

@@ -12,7 +12,7 @@ use crate::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
 use crate::einsum::{Cascade, EinsumCounts, Role};
 use crate::error::{SpecError, SpecResult, positive};
 use crate::phase::Phase;
-use crate::sparse::{DoubleSparsity, Sparsity};
+use crate::sparse::{DoubleSparsity, INDEX_BYTES, Sparsity};
 
 /// One linear projection of a layer, dense or factorised.
 struct Projection<'a> {
@@ -108,7 +108,8 @@ pub struct ModelSpec {
     /// activation's nonzero set and its false positives; OPT's ReLU: 10%, "LLM in a flash").
     pub ffn_active: Option<f64>,
     /// Cells (neurons) per memory block of a sparse FFN (S-FFN: a block is what a router
-    /// selects, an expert of g cells); the FFN's width must be a multiple.
+    /// selects, an expert of g cells); the FFN's width must be a multiple, and `ffn_active`
+    /// says what share of the blocks a token selects. The FFN then lowers to Avg-K routing.
     pub ffn_block: Option<i64>,
     /// Ranks of SVD-factorised projections (FlashSVD): each one named is stored as two factors.
     #[serde(default)]
@@ -196,7 +197,9 @@ pub struct Model {
     pub causal: bool,
     /// The share of FFN neurons one token activates, where known.
     pub ffn_active: Option<f64>,
-    /// Cells per memory block of a sparse FFN, if it selects blocks.
+    /// Cells per memory block of a sparse FFN, if it selects blocks: the FFN lowers to a
+    /// router scoring every block by its mean key, `top(..)` over the blocks and the selected
+    /// blocks' keys and values gathered (stored block-major: one row of g · d per block).
     pub ffn_block: Option<u64>,
     /// Ranks of its SVD-factorised projections (none: a dense model).
     pub ranks: Ranks,
@@ -278,6 +281,12 @@ impl ModelSpec {
             },
             ffn_block: match self.ffn_block {
                 None => None,
+                Some(_) if self.ffn_active.is_none() => {
+                    return Err(SpecError::new(
+                        "ffn_block",
+                        "a sparse FFN selects the `ffn_active` share of its blocks: give ffn_active too",
+                    ));
+                }
                 Some(g) if g > 0 && self.ffn_dim > 0 && self.ffn_dim % g == 0 => Some(g as u64),
                 Some(g) => {
                     return Err(SpecError::new(
@@ -406,6 +415,12 @@ impl Model {
         if ranks.gate.is_some() && !self.gated_ffn {
             return Err(SpecError::new("ranks.gate", "the FFN has no gate projection (gated_ffn = false)"));
         }
+        if let (Some(_), Some((key, _))) = (
+            self.ffn_block,
+            [("gate", ranks.gate), ("up", ranks.up), ("down", ranks.down)].into_iter().find(|r| r.1.is_some()),
+        ) {
+            return Err(SpecError::new(format!("ranks.{key}"), "a sparse FFN's memory blocks are not factorised"));
+        }
         let sides = [
             ("q", ranks.q, d, q),
             ("k", ranks.k, d, kv),
@@ -435,7 +450,7 @@ impl Model {
         let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         let attn =
             Ranks::params(r.q, d, q) + Ranks::params(r.k, d, kv) + Ranks::params(r.v, d, kv) + Ranks::params(r.o, q, d);
-        attn + self.ffn_params_per_layer()
+        attn + self.router_params_per_layer() + self.ffn_params_per_layer()
     }
 
     /// Weights of one layer's FFN: up (and gate) and down projections.
@@ -443,6 +458,20 @@ impl Model {
         let (d, f, r) = (self.d_model, self.ffn_dim, &self.ranks);
         let gate = if self.gated_ffn { Ranks::params(r.gate, d, f) } else { 0 };
         gate + Ranks::params(r.up, d, f) + Ranks::params(r.down, f, d)
+    }
+
+    /// A sparse FFN's blocks: (blocks N_b, selected per token k_b: the active share rounded to
+    /// whole blocks, at least one, cells per block g).
+    pub fn ffn_blocks(&self) -> Option<(u64, u64, u64)> {
+        let g = self.ffn_block?;
+        let blocks = self.ffn_dim / g;
+        let active = self.ffn_active.unwrap_or(1.0);
+        Some((blocks, ((active * blocks as f64).round() as u64).clamp(1, blocks), g))
+    }
+
+    /// Weights of one layer's router: a sparse FFN's mean key per block (Avg-K).
+    pub fn router_params_per_layer(&self) -> u64 {
+        self.ffn_blocks().map_or(0, |(blocks, _, _)| blocks * self.d_model)
     }
 
     /// Embedding and LM-head parameters.
@@ -563,7 +592,37 @@ impl Model {
         spec.einsums.push(e("Y1[b,d,p] = X[b,d,p] + Z[b,d,p]".into()));
         let act = self.activation.function();
         let y1 = "Y1[b,d,p]".to_string();
-        if self.gated_ffn {
+        if let Some((blocks, selected, g)) = self.ffn_blocks() {
+            // Avg-K: score every block by its mean key, keep the best k_b, gather their cells'
+            // keys (up, and gate) and values (down), block-major.
+            for (rank, size) in [("nb", blocks), ("kb", selected), ("gc", g)] {
+                spec.ranks.insert(rank.into(), Size::Literal(size as i64));
+            }
+            spec.tensors
+                .insert("FI".into(), TensorSpec { elem_bytes: Some(INDEX_BYTES as i64), ..TensorSpec::default() });
+            weights.push("MK".into());
+            spec.einsums
+                .extend([e("FR[b,nb,p] = Y1[b,d,p] * MK[nb,d]".into()), e("FI[b,kb,p] = top(FR[b,nb,p])".into())]);
+            let block = |w: &str| format!("{w}[nb=FI[b,kb,p],gc,d]");
+            let up = if self.gated_ffn { "WU" } else { "W1" };
+            if self.gated_ffn {
+                spec.einsums.extend([
+                    e(format!("FG[b,kb,gc,p] = Y1[b,d,p] * {}", block("WG"))),
+                    e(format!("FU[b,kb,gc,p] = Y1[b,d,p] * {}", block(up))),
+                    e(format!("FA[b,kb,gc,p] = {act}(FG[b,kb,gc,p])")),
+                    e("FH[b,kb,gc,p] = FA[b,kb,gc,p] * FU[b,kb,gc,p]".into()),
+                    e(format!("FD[b,d,p] = FH[b,kb,gc,p] * {}", block("WD"))),
+                ]);
+                weights.extend(["WG".into(), up.into(), "WD".into()]);
+            } else {
+                spec.einsums.extend([
+                    e(format!("FU[b,kb,gc,p] = Y1[b,d,p] * {}", block(up))),
+                    e(format!("FA[b,kb,gc,p] = {act}(FU[b,kb,gc,p])")),
+                    e(format!("FD[b,d,p] = FA[b,kb,gc,p] * {}", block("W2"))),
+                ]);
+                weights.extend([up.into(), "W2".into()]);
+            }
+        } else if self.gated_ffn {
             project(
                 &mut spec,
                 linear("FG[b,s,p]".into(), y1.clone(), "WG", "d".into(), "s".into(), r.gate.map(|v| ("rg", v))),

@@ -191,11 +191,13 @@ type Placed = (UnitId, Option<Selection>, Option<Split>);
 
 /// The class of a tensor an Einsum of class `einsum` reads, for placement and reads: weights
 /// (the FFN's when an FFN Einsum reads them) and the KV cache; `None` for activations.
-fn tensor_class(role: Role, einsum: &EinsumClass, label: bool) -> Option<TensorClass> {
+/// `scorer`: the tensor scores a selection's candidates: a label cache is its own class, a
+/// router's weights stay with the weights outside the FFN.
+fn tensor_class(role: Role, einsum: &EinsumClass, scorer: bool) -> Option<TensorClass> {
     match role {
-        Role::Weight if *einsum == EinsumClass::Ffn => Some(TensorClass::FfnWeights),
+        Role::Weight if *einsum == EinsumClass::Ffn && !scorer => Some(TensorClass::FfnWeights),
         Role::Weight => Some(TensorClass::Weights),
-        Role::KvCache if label => Some(TensorClass::KvLabels),
+        Role::KvCache if scorer => Some(TensorClass::KvLabels),
         Role::KvCache => Some(TensorClass::KvCache),
         _ => None,
     }
@@ -500,10 +502,10 @@ impl<'a> Engine<'a> {
             }
         }
         let load = self.system.placement(TensorClass::FfnWeights).load_into;
-        if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, mean_keys, .. })) =
+        if let (Some(l), Some(Selection::Neuron { active, cached, predictor_rank, .. })) =
             (load, self.system.neuron_selection())
         {
-            let bytes = cached.max(active) * ffn + self.predictor_weights(predictor_rank, mean_keys) * m.layers as f64;
+            let bytes = cached.max(active) * ffn + self.predictor_weights(predictor_rank) * m.layers as f64;
             if !fits(l, bytes, &used) {
                 let key = if apart { "ffn_weights" } else { "weights" };
                 return Err(err(
@@ -524,16 +526,16 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Bytes of one layer's selector: a low-rank neuron predictor of `rank` × (model width +
-    /// FFN width), and a router's `mean_keys` mean keys of the model's width (Avg-K).
-    fn predictor_weights(&self, rank: u64, mean_keys: u64) -> f64 {
+    /// Bytes of one layer's neuron predictor: low rank `rank` × (model width + FFN width).
+    /// (A sparse FFN's router is an Einsum of its cascade.)
+    fn predictor_weights(&self, rank: u64) -> f64 {
         let m = self.model;
-        ((rank * (m.d_model + m.ffn_dim) + mean_keys * m.d_model) * m.bytes_per_element) as f64
+        (rank * (m.d_model + m.ffn_dim) * m.bytes_per_element) as f64
     }
 
     /// Bytes of what a selection reads as one unit: a sparse FFN's memory block of `ffn_block`
-    /// cells (each cell's row of every up projection and column of the down one, stored
-    /// together), else one neuron's.
+    /// cells (the block's rows of every matrix its index gathers, stored together), else one
+    /// neuron's.
     fn selected_block(&self) -> u64 {
         let m = self.model;
         m.ffn_block.unwrap_or(1) * m.ffn_params_per_layer() / m.ffn_dim * m.bytes_per_element
@@ -630,7 +632,9 @@ impl<'a> Engine<'a> {
         let last = lands(&placed[es.len() - 1]);
         let made_at = |t: TensorId| c.producer(t).map_or(last, |p| lands(&placed[p]));
         let gemvs = self.gemv_groups(c, &class, &placed);
-        let labels = c.label_tensors();
+        // Label caches and routers' weights: what scores a selection's candidates.
+        let mut labels = c.label_tensors();
+        labels.extend(c.scorer_inputs());
         // What an access reads: the tensor, or the rows a gather selects.
         let read_bytes =
             |a: &strata_workloads::einsum::Access| (c.read_elements(a) * c.tensor(a.tensor).elem_bytes) as f64;
@@ -723,11 +727,11 @@ impl<'a> Engine<'a> {
                     first_cache_read = false;
                 }
                 let burst = |share: f64, part: f64| class_bytes[&k] * share * part;
-                let predictor = if let Some(Selection::Neuron { predictor_rank, mean_keys, .. }) = select
+                let predictor = if let Some(Selection::Neuron { predictor_rank, .. }) = select
                     && !predicted
                 {
                     predicted = true;
-                    Some((predictor_rank, mean_keys))
+                    Some(predictor_rank)
                 } else {
                     None
                 };
@@ -765,12 +769,11 @@ impl<'a> Engine<'a> {
                         self.kv_read = Some(bw);
                     }
                 }
-                // The layer's selector (a neuron predictor, a router's mean keys) runs before its
-                // first selected Einsum, reading its weights from the load memory, or where the
-                // other weights live.
-                if let Some((rank, mean_keys)) = predictor {
+                // The layer's neuron predictor runs before its first selected Einsum, reading its
+                // weights from the load memory, or where the other weights live.
+                if let Some(rank) = predictor {
                     let tokens = points / (self.model.d_model * self.model.ffn_dim) as f64;
-                    let weights = self.predictor_weights(rank, mean_keys);
+                    let weights = self.predictor_weights(rank);
                     let macs = weights / self.model.bytes_per_element as f64 * tokens;
                     let mac = &unit.ops.get("mac").ok_or_else(|| {
                         err(
@@ -1622,25 +1625,20 @@ mod tests {
         assert!(slow.kv_read_bandwidth < plain.kv_read_bandwidth && slow.tokens_per_s < plain.tokens_per_s);
     }
 
-    /// A sparse FFN's block selection (Avg-K): the FFN's home serves the selected whole blocks'
-    /// share of the FFN (the active share rounded to whole blocks), and the router reads one mean
-    /// key per block beside the other weights; a model without blocks is named.
+    /// A sparse FFN (Avg-K, lowered from the model's `ffn_block`): the FFN's home serves the
+    /// selected whole blocks' rows (the active share rounded to whole blocks), gathered, and the
+    /// router reads one mean key per block beside the other weights.
     #[test]
-    fn block_selection_reads_whole_blocks_and_the_mean_keys() {
+    fn sparse_ffns_read_whole_blocks_and_the_mean_keys() {
         let a = Arch::from_toml(strata_arch::presets::text("rtx4090-host").unwrap()).unwrap();
         let text = preset("flash-windowing-4090")
-            .replace(
-                "select = { policy = \"neuron\", window = 5, predictor_rank = 128 }",
-                "select = { policy = \"blocks\" }",
-            )
+            .replace("select = { policy = \"neuron\", window = 5, predictor_rank = 128 }\n", "")
             .replace(
                 ", load_into = \"GDDR\", read = { block = \"16 KiB\", queue = 32 }",
                 ", load_into = \"GDDR\", read = { block = \"selected\", queue = 32 }",
             );
         let sys = System::from_toml(&text, &a).unwrap();
         let m = opt67();
-        let e = simulate(&a, &m, &sys, TOKEN, 1 << 28).unwrap_err();
-        assert_eq!(e.key, "system.assign[0].select.policy", "{e}");
         let blocked = Model { ffn_block: Some(1024), ..m.clone() };
         let d = simulate(&a, &blocked, &sys, TOKEN, 1 << 28).unwrap().decode;
         let ffn = (m.layers * m.ffn_params_per_layer() * m.bytes_per_element) as f64;
@@ -1648,6 +1646,7 @@ mod tests {
         assert!((d.tiers["Flash"] / (ffn / 8.0) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
         let all = m.weight_bytes() as f64;
         let keys = (16 * m.d_model * m.layers * m.bytes_per_element) as f64;
+        assert_eq!(blocked.weight_bytes() as f64, all + keys);
         let kv = 256.0 * m.kv_bytes_per_token() as f64;
         assert!((d.tiers["GDDR"] / (all - ffn + ffn / 8.0 + keys + kv) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
     }
