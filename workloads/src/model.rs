@@ -127,6 +127,10 @@ pub struct RanksSpec {
     pub gate: Option<i64>,
     pub up: Option<i64>,
     pub down: Option<i64>,
+    /// Keep the KV cache in rank space (FlashSVD's decoder variant): per token the rank-space
+    /// key and value projections, rebuilt into keys and values at every step.
+    #[serde(default)]
+    pub cache: bool,
 }
 
 impl RanksSpec {
@@ -141,6 +145,7 @@ impl RanksSpec {
             gate: one("gate", self.gate)?,
             up: one("up", self.up)?,
             down: one("down", self.down)?,
+            cache: self.cache,
         })
     }
 }
@@ -157,12 +162,24 @@ pub struct Ranks {
     pub gate: Option<u64>,
     pub up: Option<u64>,
     pub down: Option<u64>,
+    /// The KV cache holds the rank-space projections `x · A` of keys and values (`R_k + R_v`
+    /// per token and layer instead of two rows of the kv heads' width), rebuilt each step.
+    pub cache: bool,
 }
 
 impl Ranks {
     /// Every projection at rank `r` (`gated`: the FFN has a gate projection).
     pub fn all(r: u64, gated: bool) -> Ranks {
-        Ranks { q: Some(r), k: Some(r), v: Some(r), o: Some(r), gate: gated.then_some(r), up: Some(r), down: Some(r) }
+        Ranks {
+            q: Some(r),
+            k: Some(r),
+            v: Some(r),
+            o: Some(r),
+            gate: gated.then_some(r),
+            up: Some(r),
+            down: Some(r),
+            cache: false,
+        }
     }
 
     /// Parameters of a `d_in × d_out` projection at `rank` (dense without one).
@@ -401,9 +418,14 @@ impl ModelWorkload {
 const MAX_TOTAL: u128 = 1 << 63;
 
 impl Model {
-    /// Bytes of keys and values one token adds to the cache, over all layers.
+    /// Bytes of keys and values one token adds to the cache, over all layers (their rank-space
+    /// projections for a rank-space cache).
     pub fn kv_bytes_per_token(&self) -> u64 {
-        2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_element
+        let per_layer = match (self.ranks.cache, self.ranks.k, self.ranks.v) {
+            (true, Some(k), Some(v)) => k + v,
+            _ => 2 * self.kv_heads * self.head_dim,
+        };
+        self.layers * per_layer * self.bytes_per_element
     }
 
     /// This model with its projections factorised at `ranks`: each rank at most its
@@ -414,6 +436,9 @@ impl Model {
         let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         if ranks.gate.is_some() && !self.gated_ffn {
             return Err(SpecError::new("ranks.gate", "the FFN has no gate projection (gated_ffn = false)"));
+        }
+        if ranks.cache && (ranks.k.is_none() || ranks.v.is_none()) {
+            return Err(SpecError::new("ranks.cache", "a rank-space cache needs the k and v ranks"));
         }
         if let (Some(_), Some((key, _))) = (
             self.ffn_block,
@@ -549,21 +574,58 @@ impl Model {
             &mut spec,
             linear(format!("Q[b,{hq},e,p]"), x.clone(), "WQ", "d".into(), format!("{hq},e"), r.q.map(|v| ("rq", v))),
         );
-        project(
-            &mut spec,
-            linear(
-                format!("{k_new}[b,{hkv},e,p]"),
-                x.clone(),
-                "WK",
-                "d".into(),
-                format!("{hkv},e"),
-                r.k.map(|v| ("rk", v)),
-            ),
-        );
-        project(
-            &mut spec,
-            linear(format!("{v_new}[b,{hkv},f,p]"), x, "WV", "d".into(), format!("{hkv},f"), r.v.map(|v| ("rv", v))),
-        );
+        // A rank-space cache (FlashSVD's decoder variant): a decode step caches its new key's and
+        // value's rank-space projections and rebuilds every cached token's keys and values.
+        let rank_cache = match (r.cache, r.k, r.v) {
+            (true, Some(k), Some(v)) if decode => Some((k, v)),
+            _ => None,
+        };
+        if rank_cache.is_some() && sparse.is_some() {
+            return Err(SpecError::new(
+                "ranks.cache",
+                "Double Sparsity's labels and gathered rows read a dense cache, not a rank-space one",
+            ));
+        }
+        let mut cache_weights = Vec::new();
+        if let Some((rk, rv)) = rank_cache {
+            for (w, rank, size, out, dims) in
+                [("WK", "rk", rk, "K", format!("{hkv},e")), ("WV", "rv", rv, "V", format!("{hkv},f"))]
+            {
+                let p = format!("P{}", &w[1..]);
+                spec.ranks.insert(rank.into(), Size::Literal(size as i64));
+                spec.einsums.push(e(format!("{p}[b,{rank},p] = X[b,d,p] * {w}A[d,{rank}]")));
+                spec.einsums.push(e(format!("{out}[b,{dims},m] = {p}C[b,{rank},m] * {w}B[{rank},{dims}]")));
+                spec.tensors.insert(p, TensorSpec { cache: true, ..TensorSpec::default() });
+                spec.tensors.insert(
+                    format!("P{}C", &w[1..]),
+                    TensorSpec { role: Some(Role::KvCache), ..TensorSpec::default() },
+                );
+                cache_weights.extend([format!("{w}A"), format!("{w}B")]);
+            }
+        } else {
+            project(
+                &mut spec,
+                linear(
+                    format!("{k_new}[b,{hkv},e,p]"),
+                    x.clone(),
+                    "WK",
+                    "d".into(),
+                    format!("{hkv},e"),
+                    r.k.map(|v| ("rk", v)),
+                ),
+            );
+            project(
+                &mut spec,
+                linear(
+                    format!("{v_new}[b,{hkv},f,p]"),
+                    x,
+                    "WV",
+                    "d".into(),
+                    format!("{hkv},f"),
+                    r.v.map(|v| ("rv", v)),
+                ),
+            );
+        }
         let shape = self.attention(phase, batch, passes, block);
         match (sparse, decode) {
             (Some(s), true) => {
@@ -576,7 +638,14 @@ impl Model {
                 let ds = DoubleSparsity { context: phase.keys(), ..DoubleSparsity::of(&shape, s) };
                 ds.add_labels(&mut spec, "K", "m")?;
             }
-            (None, _) => shape.add_to(&mut spec, AttentionIo::default()),
+            (None, _) => {
+                shape.add_to(&mut spec, AttentionIo::default());
+                if rank_cache.is_some() {
+                    // Keys and values are rebuilt here, not read from the cache.
+                    spec.tensors.remove("K");
+                    spec.tensors.remove("V");
+                }
+            }
         }
         project(
             &mut spec,
@@ -646,8 +715,15 @@ impl Model {
         for w in weights {
             spec.tensors.insert(w, TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
         }
-        for t in [k_new, v_new] {
-            spec.tensors.insert(t.into(), TensorSpec { cache: true, ..TensorSpec::default() });
+        for w in cache_weights {
+            spec.tensors.insert(w, TensorSpec { role: Some(Role::Weight), ..TensorSpec::default() });
+        }
+        // What joins the cache: the new keys and values, or their rank-space projections.
+        let cached: [&str; 2] = if r.cache { ["PK", "PV"] } else { [k_new, v_new] };
+        if rank_cache.is_none() {
+            for t in cached {
+                spec.tensors.insert(t.into(), TensorSpec { cache: true, ..TensorSpec::default() });
+            }
         }
         Ok(spec)
     }

@@ -419,3 +419,62 @@ fn tiny_gqa() -> Model {
         ranks: Default::default(),
     }
 }
+
+/// A rank-space KV cache (FlashSVD's decoder variant) holds R_k + R_v numbers per token and
+/// layer, and its step equals the dense-cache step whose keys and values are the rank-space
+/// entries rebuilt; without k and v ranks it is refused.
+#[test]
+fn a_rank_space_cache_rebuilds_the_dense_cache() {
+    use strata_workloads::model::Ranks;
+    let m = tiny_gqa();
+    let ranks = Ranks { k: Some(2), v: Some(3), q: Some(4), ..Ranks::default() };
+    let dense_cache = m.with_ranks(ranks).unwrap();
+    let rank_cache = m.with_ranks(Ranks { cache: true, ..ranks }).unwrap();
+    assert_eq!(rank_cache.kv_bytes_per_token(), (2 + 3) * 2);
+    assert_eq!(dense_cache.kv_bytes_per_token(), 2 * 2 * 3 * 2);
+    let phase = Phase::Decode { context: 6 };
+    let cr = rank_cache.layer_spec(phase, 2, 3, 4).build().unwrap();
+    let cd = dense_cache.layer_spec(phase, 2, 3, 4).build().unwrap();
+    assert_eq!(cr.bytes_of(Role::KvCache), 2 * 6 * (2 + 3) * 2);
+    let mut seed = 11u64;
+    let mut rnd = |n: u64| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
+            })
+            .collect()
+    };
+    let ins: BTreeMap<String, Dense<f64>> = external_tensors(&cr)
+        .map(|(n, s)| (n.to_string(), Dense { shape: s.to_vec(), data: rnd(s.iter().product()) }))
+        .collect();
+    let mut dense_in = ins.clone();
+    for (cache, factor, out) in [("PKC", "WKB", "K"), ("PVC", "WVB", "V")] {
+        // K[b,g,e,m] = Σ_r PKC[b,r,m] · WKB[r,g,e].
+        let (p, w) = (&ins[cache], &ins[factor]);
+        let (b, r, n) = (p.shape[0], p.shape[1], p.shape[2]);
+        let (g, e) = (w.shape[1], w.shape[2]);
+        let mut data = Vec::new();
+        for bb in 0..b {
+            for gg in 0..g {
+                for ee in 0..e {
+                    for mm in 0..n {
+                        data.push((0..r).map(|rr| p.at(&[bb, rr, mm]) * w.at(&[rr, gg, ee])).sum());
+                    }
+                }
+            }
+        }
+        dense_in.insert(out.to_string(), Dense { shape: vec![b, g, e, n], data });
+    }
+    let dense_in: BTreeMap<String, Dense<f64>> =
+        external_tensors(&cd).map(|(n, _)| (n.to_string(), dense_in[n].clone())).collect();
+    let (yr, yd) = (run(&cr, &ins).unwrap().tensors["Y"].clone(), run(&cd, &dense_in).unwrap().tensors["Y"].clone());
+    let err = yr.data.iter().zip(&yd.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-12, "{err:e}");
+    let e = m.with_ranks(Ranks { cache: true, k: Some(2), ..Ranks::default() }).unwrap_err();
+    assert_eq!(e.path, "ranks.cache");
+    // A prefill caches the prompt's rank-space projections, not its keys and values.
+    let p = rank_cache.layer_spec(Phase::Prefill { seq: 5 }, 2, 3, 4).build().unwrap();
+    let cached: Vec<&str> = p.tensors().iter().filter(|t| t.cached).map(|t| t.name.as_str()).collect();
+    assert_eq!(cached, ["PK", "PV"]);
+}

@@ -159,24 +159,31 @@ const SAMPLE: u64 = 4096;
 /// Per Einsum: linear (reads a weight: the FFN's after attention's output projection),
 /// attention (reads the cache, or what such an Einsum produced, before the next weight), or
 /// neither. Attention's output projection is the first linear Einsum that reads what was
-/// computed from keys or values (the cache, or in prefill the new keys and values).
+/// computed from keys or values (the cache, or in prefill the new keys and values), with the
+/// factors of a factorised projection after it; a linear Einsum that reads the cache rebuilds
+/// keys or values from a rank-space cache, and what reads them is attention over the cache.
 fn classes(c: &Cascade) -> Vec<EinsumClass> {
     let es = c.einsums();
     let reads = |e: usize, role: Role| es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == role);
     let mut class: Vec<EinsumClass> = Vec::with_capacity(es.len());
     let mut from_keys = vec![false; es.len()];
+    let mut projection = vec![false; es.len()];
+    let mut rebuilds = vec![false; es.len()];
     let mut projected = false;
     for e in 0..es.len() {
         let after = |f: &dyn Fn(usize) -> bool| es[e].inputs.iter().any(|a| c.producer(a.tensor).is_some_and(f));
         if reads(e, Role::Weight) {
-            class.push(if projected { EinsumClass::Ffn } else { EinsumClass::Linear });
-            projected |= after(&|p| from_keys[p]);
+            projection[e] = after(&|p| from_keys[p] || projection[p]);
+            class.push(if projected && !projection[e] { EinsumClass::Ffn } else { EinsumClass::Linear });
+            projected |= projection[e];
+            rebuilds[e] = reads(e, Role::KvCache);
+            from_keys[e] = rebuilds[e];
             continue;
         }
         let keys = es[e].inputs.iter().any(|a| c.tensor(a.tensor).role == Role::KvCache || c.tensor(a.tensor).cached)
             || after(&|p| from_keys[p]);
         from_keys[e] = keys;
-        let k = if reads(e, Role::KvCache) || after(&|p| class.get(p) == Some(&EinsumClass::Attention)) {
+        let k = if reads(e, Role::KvCache) || after(&|p| class.get(p) == Some(&EinsumClass::Attention) || rebuilds[p]) {
             EinsumClass::Attention
         } else {
             EinsumClass::Elementwise
