@@ -1658,6 +1658,24 @@ mod tests {
         assert!((d.tiers["GDDR"] / (all - ffn + ffn / 8.0 + keys + kv) - 1.0).abs() < 1e-12, "{:?}", d.tiers);
     }
 
+    /// A factorised output projection's two factors are the projection, not the FFN: with the
+    /// FFN's weights apart, that memory serves the FFN's weights and nothing else.
+    #[test]
+    fn a_factorised_output_projection_stays_outside_the_ffn() {
+        let a = Arch::from_toml(strata_arch::presets::text("rtx4090-host").unwrap()).unwrap();
+        let text = "[system]\nname = \"apart\"\n[system.placement]\nweights = { in = [\"GDDR\"] }\n\
+                    ffn_weights = { in = [\"HostDRAM\"] }\nkv_cache = { in = [\"GDDR\"] }\n\
+                    [[system.assign]]\neinsums = \"linear\"\nunit = \"tensor\"\n\
+                    [[system.assign]]\neinsums = \"*\"\nunit = \"cuda\"\n";
+        let sys = System::from_toml(text, &a).unwrap();
+        let m = opt67()
+            .with_ranks(strata_workloads::model::Ranks { o: Some(512), q: Some(512), ..Default::default() })
+            .unwrap();
+        let d = simulate(&a, &m, &sys, TOKEN, 1 << 28).unwrap().decode;
+        let ffn = (m.layers * m.ffn_params_per_layer() * m.bytes_per_element) as f64;
+        assert!((d.tiers["HostDRAM"] - ffn).abs() < 1.0, "{} vs {ffn}", d.tiers["HostDRAM"]);
+    }
+
     /// A run's footprint: every weight, the cache of its longest context (its channel-indexed
     /// key copy under SparF), and the larger of its steps' activation peaks, each the peak of a
     /// layer or the LM head Einsum by Einsum.
