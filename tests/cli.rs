@@ -401,7 +401,19 @@ fn validate_gpu_predicts_the_measured_h100_kernels() {
     let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 86);
     assert!(out.join("plots/predicted-vs-measured.png").exists());
-    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("NVIDIA H100 80GB HBM3"));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.starts_with("# GPU validation: h100 against kernels measured on NVIDIA H100 80GB HBM3"),
+        "{summary}"
+    );
+    // Another preset on the same data: the summary names the preset and the measured device apart.
+    let o = strata(&["validate-gpu", "--arch", "h200", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.starts_with("# GPU validation: h200 against kernels measured on NVIDIA H100 80GB HBM3"),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("a100", include_str!("../presets/a100.toml")),
     ("a100-host", include_str!("../presets/a100-host.toml")),
     ("gh200-ssd", include_str!("../presets/gh200-ssd.toml")),
+    ("h200", include_str!("../presets/h200.toml")),
     ("a6000-csd", include_str!("../presets/a6000-csd.toml")),
     ("cambricon-llm-l", include_str!("../presets/cambricon-llm-l.toml")),
     ("cambricon-llm-m", include_str!("../presets/cambricon-llm-m.toml")),

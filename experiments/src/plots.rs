@@ -710,7 +710,7 @@ pub fn io_curve(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Stri
 
 /// Predicted against measured kernel times, log–log, one colour per kernel family, with the line
 /// y = x and dashed ±35% lines (the acceptance band).
-pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<Vec<String>> {
+pub fn predicted_vs_measured(points: &[(String, f64, f64)], device: &str, dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut kinds: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
     kinds.sort();
@@ -722,13 +722,14 @@ pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<V
         points: &[(String, f64, f64)],
         kinds: &[&str],
         (lo, hi): (f64, f64),
+        device: &str,
     ) -> Res<()>
     where
         DB::ErrorType: 'static,
     {
         let mut c = ChartBuilder::on(root)
             .caption(
-                "H100: Strata's prediction vs measured kernel time",
+                format!("{device}: Strata's prediction vs measured kernel time"),
                 ("sans-serif", 22, FontStyle::Bold).into_font(),
             )
             .margin(12)
@@ -775,7 +776,7 @@ pub fn predicted_vs_measured(points: &[(String, f64, f64)], dir: &Path) -> Res<V
             .draw()
             .map_err(e)
     }
-    both!(None, dir, "predicted-vs-measured", (900, 800), |r| draw(r, points, &kinds, (lo, hi)))
+    both!(None, dir, "predicted-vs-measured", (900, 800), |r| draw(r, points, &kinds, (lo, hi), device))
 }
 
 /// Throughput (GB/s) against request size (bytes, log scale), one line per series, with the

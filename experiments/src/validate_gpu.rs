@@ -190,9 +190,17 @@ pub fn errors(points: &[Point]) -> BTreeMap<String, (usize, f64, f64)> {
         .collect()
 }
 
+/// The measured device's name (the environment's `gpu`), else the architecture's.
+fn device(r: &Report, args: &Args) -> String {
+    serde_json::from_str::<serde_json::Value>(&r.environment)
+        .ok()
+        .and_then(|v| v.get("gpu").and_then(|g| g.as_str()).map(str::to_string))
+        .unwrap_or_else(|| args.arch.clone())
+}
+
 fn summary(r: &Report, args: &Args) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# GPU validation: {} against measured kernels\n", args.arch);
+    let _ = writeln!(s, "# GPU validation: {} against kernels measured on {}\n", args.arch, device(r, args));
     let c = &r.calibration;
     if args.datasheet {
         let _ = writeln!(s, "Device-level rates: the architecture's datasheet figures (`--datasheet`).\n");
@@ -258,7 +266,7 @@ pub fn run(args: &Args) -> CliResult<String> {
     std::fs::write(&md, &text).map_err(|e| fail(&md, e.to_string()))?;
     let pts: Vec<(String, f64, f64)> =
         report.points.iter().map(|p| (p.kind.clone(), p.measured_us, p.predicted_us)).collect();
-    crate::plots::predicted_vs_measured(&pts, &plots).map_err(|e| fail(&plots, e))?;
+    crate::plots::predicted_vs_measured(&pts, &device(&report, args), &plots).map_err(|e| fail(&plots, e))?;
     let all = errors(&report.points)["all"];
     Ok(format!(
         "{} kernels: median |error| {:.1}%, max {:.1}%\nwrote {}, {} and {}\n",
