@@ -188,19 +188,7 @@ fn a_whole_layer_runs_and_its_attention_passes_agree() {
         for passes in 1..=3 {
             let spec = m.layer_spec(phase, 2, passes, 4);
             let c = spec.build().unwrap();
-            let mut seed = 1u64;
-            let ins: BTreeMap<String, Dense<f64>> = external_tensors(&c)
-                .map(|(n, s)| {
-                    let len: u64 = s.iter().product();
-                    let data = (0..len)
-                        .map(|_| {
-                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                            ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
-                        })
-                        .collect();
-                    (n.to_string(), Dense { shape: s.to_vec(), data })
-                })
-                .collect();
+            let ins = random_inputs(&c, 1);
             outs.push(run(&c, &ins).unwrap().tensors["Y"].clone());
         }
         for o in &outs[1..] {
@@ -244,19 +232,7 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     let m = tiny_gqa();
     let phase = Phase::Decode { context: 8 };
     let dense = m.layer_spec(phase, 2, 3, 4).build().unwrap();
-    let mut seed = 7u64;
-    let ins: BTreeMap<String, Dense<f64>> = external_tensors(&dense)
-        .map(|(n, s)| {
-            let len: u64 = s.iter().product();
-            let data = (0..len)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
-                })
-                .collect();
-            (n.to_string(), Dense { shape: s.to_vec(), data })
-        })
-        .collect();
+    let ins = random_inputs(&dense, 7);
     let want = run(&dense, &ins).unwrap().tensors["Y"].clone();
     let sparse_run = |tokens: f64| {
         let s = Sparsity { channels: 1.0, tokens, label_bytes: 2, predict_next: false };
@@ -355,19 +331,7 @@ fn low_rank_layers_compute_their_factors_product() {
     let cd = m.layer_spec(phase, 2, 3, 4).build().unwrap();
     assert_eq!(cl.bytes_of(Role::Weight), low.params_per_layer() * 2);
     assert!(low.params_per_layer() < m.params_per_layer());
-    let mut seed = 3u64;
-    let mut rnd = |n: u64| -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
-            })
-            .collect()
-    };
-    let mut low_in: BTreeMap<String, Dense<f64>> = BTreeMap::new();
-    for (n, s) in external_tensors(&cl) {
-        low_in.insert(n.to_string(), Dense { shape: s.to_vec(), data: rnd(s.iter().product()) });
-    }
+    let low_in = random_inputs(&cl, 3);
     let mut dense_in: BTreeMap<String, Dense<f64>> = BTreeMap::new();
     for (n, s) in external_tensors(&cd) {
         let (a, b) = (low_in.get(&format!("{n}A")), low_in.get(&format!("{n}B")));
@@ -436,18 +400,7 @@ fn a_rank_space_cache_rebuilds_the_dense_cache() {
     let cr = rank_cache.layer_spec(phase, 2, 3, 4).build().unwrap();
     let cd = dense_cache.layer_spec(phase, 2, 3, 4).build().unwrap();
     assert_eq!(cr.bytes_of(Role::KvCache), 2 * 6 * (2 + 3) * 2);
-    let mut seed = 11u64;
-    let mut rnd = |n: u64| -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
-            })
-            .collect()
-    };
-    let ins: BTreeMap<String, Dense<f64>> = external_tensors(&cr)
-        .map(|(n, s)| (n.to_string(), Dense { shape: s.to_vec(), data: rnd(s.iter().product()) }))
-        .collect();
+    let ins = random_inputs(&cr, 11);
     let mut dense_in = ins.clone();
     for (cache, factor, out) in [("PKC", "WKB", "K"), ("PVC", "WVB", "V")] {
         // K[b,g,e,m] = Σ_r PKC[b,r,m] · WKB[r,g,e].
@@ -477,4 +430,20 @@ fn a_rank_space_cache_rebuilds_the_dense_cache() {
     let p = rank_cache.layer_spec(Phase::Prefill { seq: 5 }, 2, 3, 4).build().unwrap();
     let cached: Vec<&str> = p.tensors().iter().filter(|t| t.cached).map(|t| t.name.as_str()).collect();
     assert_eq!(cached, ["PK", "PV"]);
+}
+
+/// Values in [-0.25, 0.25) for every tensor a cascade reads from outside, from a seeded LCG.
+fn random_inputs(c: &strata_workloads::Cascade, mut seed: u64) -> BTreeMap<String, Dense<f64>> {
+    external_tensors(c)
+        .map(|(n, s)| {
+            let len: u64 = s.iter().product();
+            let data = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.5
+                })
+                .collect();
+            (n.to_string(), Dense { shape: s.to_vec(), data })
+        })
+        .collect()
 }
