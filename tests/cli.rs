@@ -464,6 +464,61 @@ fn capacity_reproduces_the_long_context_analysis() {
     }
 }
 
+/// Tensor parallelism: Llama-3-70B does not fit one 80 GB H100 but serves from 2, 4 and 8, each
+/// GPU holding its share of the weights; decode gets faster with more GPUs; the all-reduce column
+/// is the ring formula (two per layer and step over NVLink 4); a count that does not divide the
+/// heads, or an architecture without NVLink, exits 2.
+#[test]
+fn capacity_shards_a_70b_model_over_gpus() {
+    let one = strata(&["capacity", "--model", "llama3-70b", "--arch", "h100"]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(stderr(&one).contains("do not fit the 85.9 GB of h100 (--gpus N shards them)"), "{}", stderr(&one));
+    let mut decode = Vec::new();
+    for n in [2u64, 4, 8] {
+        let o = strata(&[
+            "capacity",
+            "--model",
+            "llama3-70b",
+            "--arch",
+            "h100",
+            "--gpus",
+            &n.to_string(),
+            "--context",
+            "4096",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = stdout(&o);
+        let weights: f64 = s.split("weights ").nth(1).unwrap().split(" GB").next().unwrap().parse().unwrap();
+        assert!((weights * n as f64 / 141.1 - 1.0).abs() < 0.02, "{n}: {weights} GB per GPU");
+        let row: Vec<f64> = s
+            .lines()
+            .find(|l| l.starts_with("| 4096 |"))
+            .unwrap()
+            .split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse().unwrap())
+            .collect();
+        // 250 steps × 80 layers × 2 all-reduces of 8192 bf16 values: 2(n−1)/n of 16 KiB over
+        // 450 GB/s plus 2(n−1) hops of 1 µs.
+        let ring = 2.0 * (n as f64 - 1.0) / n as f64 * 16384.0 / 450e9 + 2.0 * (n as f64 - 1.0) * 1e-6;
+        assert!((row[7] - 250.0 * 160.0 * ring).abs() < 1.5e-3, "{n}: {} vs {}", row[7], 250.0 * 160.0 * ring);
+        decode.push(row[6]);
+    }
+    assert!(decode[0] > decode[1] && decode[1] > decode[2], "{decode:?}");
+    for (args, expect) in [
+        (
+            &["capacity", "--model", "llama3-70b", "--arch", "h100", "--gpus", "3"][..],
+            "--gpus 3 must divide the model's 64 heads",
+        ),
+        (&["capacity", "--model", "llama3-70b", "--arch", "a100", "--gpus", "2"][..], "--gpus 2 needs an NVLink"),
+    ] {
+        let o = strata(args);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+}
+
 /// FlexGen's policy search from the command line: OPT-30B on the T4 with the released code's
 /// overlap within 20% of Table 2 (7.32 tokens/s), weights mostly in CPU memory; bad cost models
 /// and machines too small for the model exit 2 naming the constraint.

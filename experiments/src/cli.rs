@@ -182,6 +182,9 @@ enum Command {
         /// Sequences served together (1 to 65,536).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=65_536))]
         batch: u64,
+        /// GPUs the model is tensor-parallel over (1 to 64; needs an NVLink in the architecture).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        gpus: u64,
     },
     /// FlexGen's offloading policy (block size; weights, KV cache, activations over GPU, CPU, disk).
     Offload {
@@ -408,8 +411,8 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })
         }
-        Command::Capacity { model, arch, context, generate, batch } => {
-            capacity::run(&capacity::Args { model, arch, context, generate, batch })
+        Command::Capacity { model, arch, context, generate, batch, gpus } => {
+            capacity::run(&capacity::Args { model, arch, context, generate, batch, gpus })
         }
         Command::Offload { model, costs, prompt, generate, overlap, system_out, arch } => {
             offload::run(&offload::Args { model, costs, prompt, generate, overlap, system_out, arch })

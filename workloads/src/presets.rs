@@ -34,6 +34,7 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "bert", kind: PresetKind::Model, text: include_str!("../presets/models/bert.toml") },
     Preset { name: "llama2-13b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-13b.toml") },
     Preset { name: "llama2-70b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-70b.toml") },
+    Preset { name: "llama3-70b", kind: PresetKind::Model, text: include_str!("../presets/models/llama3-70b.toml") },
     Preset { name: "llama2-7b", kind: PresetKind::Model, text: include_str!("../presets/models/llama2-7b.toml") },
     Preset { name: "opt-13b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-13b.toml") },
     Preset { name: "opt-175b", kind: PresetKind::Model, text: include_str!("../presets/models/opt-175b.toml") },

@@ -15,6 +15,7 @@
 //! throughput, the smallest kernel's time, memory latency) — never by per-kernel factors.
 
 pub mod attention;
+pub mod collective;
 pub mod gemm;
 pub mod inference;
 pub mod launch;
