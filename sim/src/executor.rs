@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use strata_mappings::{CascadeMapping, EinsumNest, Node};
 use strata_workloads::Cascade;
 use strata_workloads::einsum::{Index, ReduceOp};
-use strata_workloads::interp::{Dense, apply};
+use strata_workloads::interp::{Dense, apply, rank_candidates};
 
 use crate::counts::Access;
 
@@ -72,11 +72,10 @@ struct Record {
 }
 
 impl Backing {
-    /// Writes every open record's selected indices (largest score first, equal scores by
-    /// lower index, as the interpreter orders them) into its tensor.
+    /// Writes every open record's selected indices, in `top(..)`'s order, into its tensor.
     fn close_records(&mut self) {
         for ((t, first), mut r) in std::mem::take(&mut self.records) {
-            r.candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+            rank_candidates(&mut r.candidates);
             for (slot, &(_, index)) in r.candidates.iter().take(r.k).enumerate() {
                 self.data[t].data[first + slot * r.slot_stride] = index as f64;
             }

@@ -491,19 +491,12 @@ impl Cascade {
         match access.gather() {
             None => t.live_elements(),
             Some((p, _, _)) => {
-                let row: u64 = access.indices[p + 1..]
-                    .iter()
-                    .zip(&t.shape[p + 1..])
-                    .filter(|(ix, _)| !matches!(ix, Index::Var(r) if access.via.contains(r)))
-                    .map(|(_, &n)| n)
+                // Per index: every position but the gathered one that the index access does not vary.
+                let row: u64 = (0..access.indices.len())
+                    .filter(|&q| q != p && !matches!(access.indices[q], Index::Var(r) if access.via.contains(&r)))
+                    .map(|q| t.shape[q])
                     .product();
-                let lead: u64 = access.indices[..p]
-                    .iter()
-                    .zip(&t.shape[..p])
-                    .filter(|(ix, _)| !matches!(ix, Index::Var(r) if access.via.contains(r)))
-                    .map(|(_, &n)| n)
-                    .product();
-                (self.space_size(&access.via) * row * lead).min(t.live_elements())
+                (self.space_size(&access.via) * row).min(t.live_elements())
             }
         }
     }

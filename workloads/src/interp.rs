@@ -330,8 +330,7 @@ fn run_einsum<T: Scalar>(
                     break;
                 }
             }
-            // Largest first; equal scores keep the lower index (a stable, total order).
-            candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+            rank_candidates(&mut candidates);
             let base = affine(&out, &coord);
             for (slot, &(_, index)) in candidates.iter().take(k as usize).enumerate() {
                 store[out_t].data[(base + slot as i64 * stride) as usize] = T::from_f64(index as f64);
@@ -393,6 +392,12 @@ fn run_einsum<T: Scalar>(
         coord[n_out..n].copy_from_slice(&lo[n_out..n]);
     }
     Ok(counts)
+}
+
+/// The order a `top(..)` keeps its candidates (score, index) in: largest score first, equal
+/// scores by lower index (a total order, so every run selects the same set).
+pub fn rank_candidates<T: Scalar>(candidates: &mut [(T, u64)]) {
+    candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
 }
 
 /// Odometer step over `[lo, hi)` per slot; false when it wraps around.

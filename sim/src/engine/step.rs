@@ -193,6 +193,11 @@ fn classes(c: &Cascade) -> Vec<EinsumClass> {
     class
 }
 
+/// The memory holding the largest share of a class's homes (the first of equals).
+fn primary(homes: &[(LevelId, f64)]) -> LevelId {
+    homes.iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0
+}
+
 /// An Einsum's unit, selection and split.
 type Placed = (UnitId, Option<Selection>, Option<Split>);
 
@@ -488,9 +493,7 @@ impl<'a> Engine<'a> {
         // Rows gathered from a cache on another device land in a buffer beside the labels: one of
         // the selected tokens per layer (DS-Offload's k-token buffers).
         if let Some(sparse) = self.system.sparse_attention {
-            let primary =
-                |class: TensorClass| placed[&class].iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0;
-            let (labels, cache) = (primary(TensorClass::KvLabels), primary(TensorClass::KvCache));
+            let (labels, cache) = (primary(&placed[&TensorClass::KvLabels]), primary(&placed[&TensorClass::KvCache]));
             if self.device(labels) != self.device(cache) {
                 let buffer = sparse.tokens * kv_bytes;
                 if !fits(labels, buffer, &used) {
@@ -640,8 +643,7 @@ impl<'a> Engine<'a> {
         let made_at = |t: TensorId| c.producer(t).map_or(last, |p| lands(&placed[p]));
         let gemvs = self.gemv_groups(c, &class, &placed);
         // Label caches and routers' weights: what scores a selection's candidates.
-        let mut labels = c.label_tensors();
-        labels.extend(c.scorer_inputs());
+        let scorers = c.scorer_inputs();
         // What an access reads: the tensor, or the rows a gather selects.
         let read_bytes =
             |a: &strata_workloads::einsum::Access| (c.read_elements(a) * c.tensor(a.tensor).elem_bytes) as f64;
@@ -650,7 +652,7 @@ impl<'a> Engine<'a> {
         for (e, ein) in es.iter().enumerate() {
             for a in &ein.inputs {
                 let t = c.tensor(a.tensor);
-                if let Some(k) = tensor_class(t.role, &class[e], labels.contains(&a.tensor)) {
+                if let Some(k) = tensor_class(t.role, &class[e], scorers.contains(&a.tensor)) {
                     *class_bytes.entry(k).or_default() += read_bytes(a);
                 }
             }
@@ -696,7 +698,7 @@ impl<'a> Engine<'a> {
             for a in &ein.inputs {
                 let t = c.tensor(a.tensor);
                 let bytes = read_bytes(a);
-                let Some(k) = tensor_class(t.role, &class[e], labels.contains(&a.tensor)) else {
+                let Some(k) = tensor_class(t.role, &class[e], scorers.contains(&a.tensor)) else {
                     let from = made_at(a.tensor);
                     if self.device(from) != device {
                         let kv = class[e] == EinsumClass::Attention
@@ -1272,7 +1274,7 @@ impl<'a> Engine<'a> {
 
     /// The memory holding the largest share of a class (the first of equals).
     fn primary(&self, class: TensorClass) -> LevelId {
-        self.homes[&class].iter().rev().max_by(|a, b| a.1.total_cmp(&b.1)).expect("placed").0
+        primary(&self.homes[&class])
     }
 
     /// Where a class went: a memory's name, or each memory with its share.
