@@ -8,14 +8,24 @@ The grid, block, registers per thread and shared memory per block that the
 libraries chose are facts of the kernels (their mappings), which Strata's GPU
 kernel models take as given; the occupancy that follows is what Strata derives.
 """
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure  # noqa: E402  (the shared point lists)
 
 dev, bf = "cuda", torch.bfloat16
 torch.manual_seed(0)
 for m, n, k in ((1, 12288, 4096), (1, 4096, 4096), (128, 4096, 4096), (8192, 4096, 4096)):
     F.linear(torch.randn(m, k, dtype=bf, device=dev), torch.randn(n, k, dtype=bf, device=dev))
+# Every skinny GEMM of the main set (M <= 128): the grids and split-K cuBLAS picks for decode.
+for m, n, k in measure.MAIN["gemm"]:
+    if m <= 128:
+        F.linear(torch.randn(m, k, dtype=bf, device=dev), torch.randn(n, k, dtype=bf, device=dev))
 for b, h, s, d in ((1, 32, 1024, 128), (4, 16, 1024, 64)):
     q = torch.randn(b, h, s, d, dtype=bf, device=dev)
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):

@@ -40,6 +40,17 @@ FIELDS = [
 ]
 
 FLUSH = None
+# How the L2 is emptied before each timed run: "write" zeroes a 256 MiB buffer (the method of
+# every stored set; it leaves the L2 full of dirty lines), "read" sums it (clean lines), "none"
+# leaves the previous run's data in L2. The probe set compares the three.
+FLUSH_MODE = "write"
+
+
+def flush():
+    if FLUSH_MODE == "write":
+        FLUSH.zero_()
+    elif FLUSH_MODE == "read":
+        FLUSH.sum(dtype=torch.int32)
 
 
 def timed(fn, target_ms=200.0, min_reps=15, max_reps=400):
@@ -49,7 +60,7 @@ def timed(fn, target_ms=200.0, min_reps=15, max_reps=400):
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(3):
-        FLUSH.zero_()
+        flush()
         fn()
     torch.cuda.synchronize()
     est_ms = (time.perf_counter() - t0) * 1e3 / 3
@@ -57,7 +68,7 @@ def timed(fn, target_ms=200.0, min_reps=15, max_reps=400):
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for i in range(reps):
-        FLUSH.zero_()
+        flush()
         starts[i].record()
         fn()
         ends[i].record()
@@ -194,18 +205,142 @@ def gemm_points():
     return pts
 
 
-def main():
-    global FLUSH
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    FLUSH = torch.empty(256 << 20, dtype=torch.int8, device=dev)
-    bf = torch.bfloat16
+# The main set: (batch, heads, seq, head_dim) for prefill, (batch, heads, kv_heads, context,
+# head_dim) for decode, bytes for copies, elements for adds, (rows, cols) for softmax and sums.
+MAIN = dict(
+    gemm=gemm_points(),
+    prefill=[(1, 32, 32, 1024, 128), (1, 32, 32, 4096, 128), (1, 32, 32, 16384, 128), (8, 32, 32, 2048, 128),
+             (2, 32, 32, 8192, 128), (16, 16, 16, 1024, 64), (4, 16, 16, 8192, 64), (32, 12, 12, 512, 64)],
+    decode=[(1, 32, 32, 2048, 128), (1, 32, 32, 8192, 128), (1, 32, 32, 32768, 128), (1, 32, 32, 131072, 128),
+            (8, 32, 32, 2048, 128), (8, 32, 32, 8192, 128), (8, 32, 32, 32768, 128), (8, 32, 32, 131072, 128),
+            (32, 32, 32, 2048, 128), (32, 32, 32, 8192, 128), (32, 32, 32, 32768, 128),
+            (8, 64, 8, 8192, 128), (8, 64, 8, 32768, 128), (32, 64, 8, 32768, 128)],
+    copy=[1 << 20, 16 << 20, 256 << 20, 1 << 30],
+    add=[1 << 20, 1 << 24, 1 << 28],
+    rows=[(4096, 4096), (32768, 4096), (65536, 8192), (8192, 32768)],
+)
 
+
+def heldout_gemms():
+    """Layer shapes absent from the main set (13B, Llama-3-8B/70B, Mixtral-style), other token counts."""
+    layers = [(5120, 5120), (13824, 5120), (5120, 13824), (6144, 4096), (14336, 4096), (4096, 14336),
+              (10240, 8192), (8192, 28672)]
+    pts = [(m, n, k) for m in (1, 16, 64, 256) for n, k in layers]
+    pts += [(m, n, k) for m in (1024, 4096) for n, k in layers[:4]]
+    return pts + [(3072, 3072, 3072), (6144, 6144, 6144)]
+
+
+# The held-out set: disjoint from MAIN in every point, measured once and never used to build the
+# model (head dims 64/96/128, GQA ratios 1-16, other contexts and sizes).
+HELDOUT = dict(
+    gemm=heldout_gemms(),
+    prefill=[(1, 32, 8, 2048, 128), (4, 32, 8, 4096, 128), (2, 40, 40, 2048, 128), (8, 16, 16, 1024, 96),
+             (2, 32, 32, 4096, 96), (4, 24, 24, 2048, 64), (1, 64, 8, 8192, 128), (16, 32, 32, 512, 128)],
+    decode=[(2, 32, 8, 4096, 128), (16, 32, 8, 16384, 128), (4, 40, 40, 4096, 128), (64, 32, 8, 4096, 128),
+            (1, 64, 8, 65536, 128), (16, 32, 32, 4096, 96), (8, 16, 16, 16384, 64), (4, 32, 4, 131072, 128),
+            (2, 64, 4, 32768, 128), (128, 32, 8, 1024, 128)],
+    copy=[4 << 20, 64 << 20, 512 << 20],
+    add=[1 << 22, 1 << 26],
+    rows=[(16384, 2048), (2048, 65536), (131072, 1024)],
+)
+
+# The probe set: a few main-set points under each L2 flush mode (written to probe.csv).
+PROBE = dict(
+    gemm=[(1, 4096, 4096), (1, 12288, 4096), (1, 28672, 8192), (128, 8192, 8192), (2048, 4096, 4096)],
+    prefill=[(2, 32, 32, 8192, 128)],
+    decode=[(1, 32, 32, 2048, 128), (8, 32, 32, 8192, 128)],
+    copy=[16 << 20, 256 << 20],
+    add=[1 << 24],
+    rows=[(4096, 4096)],
+)
+
+
+def sdpa(q, kk, v, causal, gqa):
+    """SDPA with the flash backend, or the memory-efficient one where flash refuses the shape."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def run(backend):
+        def fn():
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(q, kk, v, is_causal=causal, enable_gqa=gqa)
+        return fn
+
+    fn = run(SDPBackend.FLASH_ATTENTION)
+    try:
+        fn()
+        torch.cuda.synchronize()
+        return fn, "flash"
+    except Exception:
+        return run(SDPBackend.EFFICIENT_ATTENTION), "efficient"
+
+
+def measure_families(rows, writer, fh, pts, dev, extra=None):
+    bf = torch.bfloat16
+    extra = extra or {}
+
+    def rec(r, fn, graph=True):
+        r.update(extra)
+        if "flush" in extra:
+            r["name"] += "@" + extra["flush"]
+        record(rows, writer, fh, r, fn, graph)
+
+    # GEMM: y = x Wᵀ as an LLM linear layer runs.
+    for m, nn, k in pts["gemm"]:
+        x = torch.randn(m, k, dtype=bf, device=dev)
+        w = torch.randn(nn, k, dtype=bf, device=dev)
+        rec(row(kind="gemm", name=f"gemm_{m}x{nn}x{k}", m=m, n=nn, k=k, flops=2 * m * nn * k,
+                bytes=2 * (m * k + nn * k + m * nn)), lambda: F.linear(x, w))
+        del x, w
+
+    # Prefill attention (GQA where kv_heads < heads).
+    for bsz, h, hkv, s, d in pts["prefill"]:
+        q = torch.randn(bsz, h, s, d, dtype=bf, device=dev)
+        kk = torch.randn(bsz, hkv, s, d, dtype=bf, device=dev)
+        v = torch.randn_like(kk)
+        for causal in (False, True):
+            fn, backend = sdpa(q, kk, v, causal, h != hkv)
+            pairs = s * s // 2 if causal else s * s
+            kv = "" if hkv == h else f"kv{hkv}"
+            rec(row(kind="attention_prefill", name=f"fa_b{bsz}h{h}{kv}s{s}d{d}{'c' if causal else ''}",
+                    batch=bsz, heads=h, kv_heads=hkv, seq_q=s, seq_kv=s, head_dim=d, causal=int(causal),
+                    flops=4 * bsz * h * pairs * d, bytes=2 * (2 * bsz * h * s * d + 2 * bsz * hkv * s * d),
+                    backend=backend), fn)
+        del q, kk, v
+
+    # Decode attention: one query against a long KV cache.
+    for bsz, h, hkv, l, d in pts["decode"]:
+        q = torch.randn(bsz, h, 1, d, dtype=bf, device=dev)
+        kk = torch.randn(bsz, hkv, l, d, dtype=bf, device=dev)
+        v = torch.randn_like(kk)
+        fn, backend = sdpa(q, kk, v, False, h != hkv)
+        dd = "" if d == 128 else f"d{d}"
+        rec(row(kind="attention_decode", name=f"decode_b{bsz}h{h}kv{hkv}l{l}{dd}", batch=bsz, heads=h,
+                kv_heads=hkv, seq_q=1, seq_kv=l, head_dim=d, causal=0, flops=4 * bsz * h * l * d,
+                bytes=2 * (2 * bsz * hkv * l * d + 2 * bsz * h * d), backend=backend), fn)
+        del q, kk, v
+
+    # Memory, elementwise and row-reduction kernels.
+    for size in pts["copy"]:
+        src = torch.randn(size // 2, dtype=bf, device=dev)
+        dst = torch.empty_like(src)
+        rec(row(kind="copy", name=f"copy_{size >> 20}MiB", elements=size // 2, bytes=2 * size),
+            lambda: dst.copy_(src), graph=False)
+        del src, dst
+    for elems in pts["add"]:
+        x = torch.randn(elems, dtype=bf, device=dev)
+        y = torch.randn(elems, dtype=bf, device=dev)
+        rec(row(kind="elementwise", name=f"add_{elems}", elements=elems, bytes=6 * elems), lambda: torch.add(x, y))
+        del x, y
+    for rows_, cols in pts["rows"]:
+        x = torch.randn(rows_, cols, dtype=bf, device=dev)
+        rec(row(kind="softmax", name=f"softmax_{rows_}x{cols}", m=rows_, n=cols, elements=rows_ * cols,
+                bytes=4 * rows_ * cols), lambda: torch.softmax(x, dim=-1))
+        rec(row(kind="reduction", name=f"rowsum_{rows_}x{cols}", m=rows_, n=cols, elements=rows_ * cols,
+                bytes=2 * rows_ * cols + 2 * rows_), lambda: x.sum(dim=-1))
+        del x
+
+
+def environment(dev):
     props = torch.cuda.get_device_properties(dev)
     env = {
         "gpu": props.name,
@@ -237,13 +372,12 @@ def main():
         env["nvidia_smi"] = dict(zip(q.split(","), [s.strip() for s in out.split(",")]))
     except Exception as exc:
         env["nvidia_smi"] = f"error: {exc}"
+    return env
 
-    rows = []
-    fh = open(os.path.join(args.out, "measurements.csv"), "w", newline="")
-    writer = csv.DictWriter(fh, fieldnames=FIELDS)
-    writer.writeheader()
 
-    # --- calibration: device-level ceilings -------------------------------------------
+def calibration(rows, writer, fh, dev):
+    """Device-level ceilings: the only rows `strata validate-gpu` may calibrate against."""
+    bf = torch.bfloat16
     n = 2 << 30  # 2 GiB each way
     src = torch.randn(n // 2, dtype=bf, device=dev)
     dst = torch.empty_like(src)
@@ -259,102 +393,46 @@ def main():
     one = torch.randn(1, dtype=torch.float32, device=dev)
     record(rows, writer, fh, row(kind="calibration", name="kernel_floor", elements=1, bytes=8),
            lambda: one.add_(1.0))
-
     micro_calibration(rows, writer, fh)
 
-    # --- GEMM: y = x Wᵀ as an LLM linear layer runs -------------------------------------
-    pts = gemm_points()
-    if args.quick:
-        pts = pts[:2] + pts[-1:]
-    for m, nn, k in pts:
-        x = torch.randn(m, k, dtype=bf, device=dev)
-        w = torch.randn(nn, k, dtype=bf, device=dev)
-        record(rows, writer, fh, row(kind="gemm", name=f"gemm_{m}x{nn}x{k}", m=m, n=nn, k=k,
-                                     flops=2 * m * nn * k, bytes=2 * (m * k + nn * k + m * nn)),
-               lambda: F.linear(x, w))
-        del x, w
 
-    # --- prefill attention: SDPA with the flash backend ----------------------------------
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    prefill = [(1, 32, 1024, 128), (1, 32, 4096, 128), (1, 32, 16384, 128), (8, 32, 2048, 128),
-               (2, 32, 8192, 128), (16, 16, 1024, 64), (4, 16, 8192, 64), (32, 12, 512, 64)]
+def main():
+    global FLUSH, FLUSH_MODE
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--set", choices=["main", "heldout", "probe"], default="main",
+                    help="main: the validation set; heldout: the disjoint held-out set; "
+                         "probe: a few points under each L2 flush mode, into probe.csv")
+    ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    FLUSH = torch.empty(256 << 20, dtype=torch.int8, device=dev)
+    env = environment(dev)
+    env["set"] = args.set
+    pts = {"main": MAIN, "heldout": HELDOUT, "probe": PROBE}[args.set]
     if args.quick:
-        prefill = prefill[:1]
-    for bsz, h, s, d in prefill:
-        q = torch.randn(bsz, h, s, d, dtype=bf, device=dev)
-        kk = torch.randn_like(q)
-        v = torch.randn_like(q)
-        for causal in (False, True):
-            def fn(q=q, kk=kk, v=v, causal=causal):
-                with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                    return F.scaled_dot_product_attention(q, kk, v, is_causal=causal)
-            pairs = s * s // 2 if causal else s * s
-            record(rows, writer, fh, row(kind="attention_prefill", name=f"fa_b{bsz}h{h}s{s}d{d}{'c' if causal else ''}",
-                                         batch=bsz, heads=h, kv_heads=h, seq_q=s, seq_kv=s, head_dim=d,
-                                         causal=int(causal), flops=4 * bsz * h * pairs * d,
-                                         bytes=2 * 4 * bsz * h * s * d, backend="flash"), fn)
-        del q, kk, v
+        pts = {k: v[:1] for k, v in pts.items()}
 
-    # --- decode attention: one query against a long KV cache -----------------------------
-    decode = [(1, 32, 32, 2048), (1, 32, 32, 8192), (1, 32, 32, 32768), (1, 32, 32, 131072),
-              (8, 32, 32, 2048), (8, 32, 32, 8192), (8, 32, 32, 32768), (8, 32, 32, 131072),
-              (32, 32, 32, 2048), (32, 32, 32, 8192), (32, 32, 32, 32768),
-              (8, 64, 8, 8192), (8, 64, 8, 32768), (32, 64, 8, 32768)]
-    if args.quick:
-        decode = decode[:2]
-    d = 128
-    for bsz, h, hkv, l in decode:
-        q = torch.randn(bsz, h, 1, d, dtype=bf, device=dev)
-        kk = torch.randn(bsz, hkv, l, d, dtype=bf, device=dev)
-        v = torch.randn_like(kk)
-        backend = "flash"
-        def fn(q=q, kk=kk, v=v, gqa=(h != hkv)):
-            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-                return F.scaled_dot_product_attention(q, kk, v, enable_gqa=gqa)
-        try:
-            fn()
-            torch.cuda.synchronize()
-        except Exception:
-            backend = "efficient"
-            def fn(q=q, kk=kk, v=v, gqa=(h != hkv)):
-                with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
-                    return F.scaled_dot_product_attention(q, kk, v, enable_gqa=gqa)
-        record(rows, writer, fh, row(kind="attention_decode", name=f"decode_b{bsz}h{h}kv{hkv}l{l}",
-                                     batch=bsz, heads=h, kv_heads=hkv, seq_q=1, seq_kv=l, head_dim=d,
-                                     causal=0, flops=4 * bsz * h * l * d,
-                                     bytes=2 * (2 * bsz * hkv * l * d + 2 * bsz * h * d), backend=backend), fn)
-        del q, kk, v
-
-    # --- memory and elementwise/reduction kernels -------------------------------------
-    sizes = [1 << 20, 16 << 20, 256 << 20, 1 << 30]
-    if args.quick:
-        sizes = sizes[:1]
-    for size in sizes:
-        src = torch.randn(size // 2, dtype=bf, device=dev)
-        dst = torch.empty_like(src)
-        record(rows, writer, fh, row(kind="copy", name=f"copy_{size >> 20}MiB", elements=size // 2, bytes=2 * size),
-               lambda: dst.copy_(src), graph=False)
-        del src, dst
-    for elems in (1 << 20, 1 << 24, 1 << 28):
-        x = torch.randn(elems, dtype=bf, device=dev)
-        y = torch.randn(elems, dtype=bf, device=dev)
-        record(rows, writer, fh, row(kind="elementwise", name=f"add_{elems}", elements=elems, bytes=6 * elems),
-               lambda: torch.add(x, y))
-        del x, y
-    for rows_, cols in ((4096, 4096), (32768, 4096), (65536, 8192), (8192, 32768)):
-        x = torch.randn(rows_, cols, dtype=bf, device=dev)
-        record(rows, writer, fh, row(kind="softmax", name=f"softmax_{rows_}x{cols}", m=rows_, n=cols,
-                                     elements=rows_ * cols, bytes=4 * rows_ * cols),
-               lambda: torch.softmax(x, dim=-1))
-        record(rows, writer, fh, row(kind="reduction", name=f"rowsum_{rows_}x{cols}", m=rows_, n=cols,
-                                     elements=rows_ * cols, bytes=2 * rows_ * cols + 2 * rows_),
-               lambda: x.sum(dim=-1))
-        del x
-    fh.close()
-    with open(os.path.join(args.out, "environment.json"), "w") as f:
-        json.dump(env, f, indent=2, sort_keys=True)
-    print(json.dumps(env, indent=2))
-    print(f"{len(rows)} points written to {args.out}")
+    rows = []
+    name = "probe.csv" if args.set == "probe" else "measurements.csv"
+    fields = FIELDS + ["flush"] if args.set == "probe" else FIELDS
+    with open(os.path.join(args.out, name), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        if args.set == "probe":
+            for mode in ("write", "read", "none"):
+                FLUSH_MODE = mode
+                measure_families(rows, writer, fh, pts, dev, {"flush": mode})
+        else:
+            calibration(rows, writer, fh, dev)
+            measure_families(rows, writer, fh, pts, dev)
+    if args.set != "probe":
+        with open(os.path.join(args.out, "environment.json"), "w") as f:
+            json.dump(env, f, indent=2, sort_keys=True)
+        print(json.dumps(env, indent=2))
+    print(f"{len(rows)} points written to {os.path.join(args.out, name)}")
 
 
 if __name__ == "__main__":
