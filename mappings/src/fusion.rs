@@ -72,6 +72,9 @@ pub struct Plan {
     /// 0, or `1 + k` for the `k`-th run of at least two consecutive Einsums (see [`run`]) to
     /// form a row subgroup with shared reads.
     sub: usize,
+    /// Whether a group also loops over ranks only some members iterate, the others recomputing
+    /// their tiles at every step (FlashSVD's rebuild per output tile): recompute against bytes.
+    recompute: bool,
 }
 
 /// The `k`-th run `(first, last)` of at least two consecutive Einsums out of `n`, in order of
@@ -106,6 +109,7 @@ enum Coord {
     Split(usize),
     /// The run of Einsums that forms a row subgroup.
     Sub,
+    Recompute,
 }
 
 /// What a mapping costs: the objective, and a second number that breaks its ties. Once the
@@ -195,6 +199,7 @@ impl<'a> FusionSpace<'a> {
             stream: vec![0; n],
             split: vec![0; n],
             sub: 0,
+            recompute: false,
         }
     }
 
@@ -299,13 +304,16 @@ impl<'a> FusionSpace<'a> {
         if n > 2 {
             v.push(Coord::Sub);
         }
+        if n > 1 {
+            v.push(Coord::Recompute);
+        }
         v
     }
 
     /// How many options a coordinate has.
     fn options(&self, k: Coord) -> usize {
         match k {
-            Coord::Cut(_) | Coord::ShareInner | Coord::Interleaved | Coord::Low(_) => 2,
+            Coord::Cut(_) | Coord::ShareInner | Coord::Interleaved | Coord::Low(_) | Coord::Recompute => 2,
             Coord::Tile(r) => 2 * self.divisors[r].len(),
             Coord::Unit(e) => self.units[e].len(),
             Coord::Spatial(_) => (self.c.ranks().len() + 1).pow(2),
@@ -335,6 +343,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Stream(e) => q.stream[e] = v,
             Coord::Split(e) => q.split[e] = v,
             Coord::Sub => q.sub = v,
+            Coord::Recompute => q.recompute = v == 1,
         }
         q
     }
@@ -353,6 +362,7 @@ impl<'a> FusionSpace<'a> {
             Coord::Stream(e) => p.stream[e],
             Coord::Split(e) => p.split[e],
             Coord::Sub => p.sub,
+            Coord::Recompute => usize::from(p.recompute),
         }
     }
 
@@ -393,16 +403,53 @@ impl<'a> FusionSpace<'a> {
         let members = |s: usize| -> Vec<usize> { (0..n).filter(|&e| seg[e] == s).collect() };
         let consumers =
             |t: usize| -> Vec<usize> { (0..n).filter(|&e| es[e].inputs.iter().any(|a| a.tensor.0 == t)).collect() };
-        // Per segment: shared ranks (iterated by every member, reduced by none, not a recurrence).
+        let rerun = |e: usize| es[e].reduce != strata_workloads::ReduceOp::Top && es[e].iterative.is_none();
+        // With recompute, the ranks that only members nobody in the group reads reduce, looped
+        // innermost: those members accumulate across the steps and the others, lacking the
+        // rank or iterating it, stream through it (FlashSVD's FFN over its width).
+        let streamed_reductions = |m: &[usize]| -> Vec<RankId> {
+            if !p.recompute || m.len() < 2 {
+                return Vec::new();
+            }
+            let read_inside =
+                |e: usize| m.iter().any(|&x| es[x].inputs.iter().any(|a| a.tensor == es[e].output.tensor));
+            let mut out: Vec<RankId> = Vec::new();
+            for &e in m {
+                for &r in es[e].reduced_ranks() {
+                    let ok = c.rank(r).size > 1
+                        && !out.contains(&r)
+                        && m.iter().all(|&x| {
+                            let reduces = es[x].reduced_ranks().contains(&r);
+                            (!reduces || !read_inside(x) && rerun(x))
+                                && (reduces || es[x].iteration_ranks.contains(&r) || rerun(x))
+                        });
+                    if ok {
+                        out.push(r);
+                    }
+                }
+            }
+            out
+        };
+        // Per segment: shared ranks (iterated by every member, reduced by none, not a
+        // recurrence); with recompute, also those some members lack, if each of those can be
+        // run again (neither a selection nor a recurrence), and the streamed reductions.
         let shared_of = |m: &[usize]| -> Vec<RankId> {
             let q: BTreeSet<RankId> = m.iter().filter_map(|&e| es[e].iterative).collect();
-            es[m[0]]
-                .iteration_ranks
-                .iter()
-                .copied()
-                .filter(|r| m.iter().all(|&e| es[e].iteration_ranks.contains(r)))
+            // The first member's ranks in its order, then those only later members iterate.
+            let mut candidates: Vec<RankId> = Vec::new();
+            for r in m.iter().flat_map(|&e| es[e].iteration_ranks.iter().copied()) {
+                if !candidates.contains(&r) {
+                    candidates.push(r);
+                }
+            }
+            candidates
+                .into_iter()
+                .filter(|r| {
+                    m.iter().all(|&e| es[e].iteration_ranks.contains(r) || p.recompute && m.len() > 1 && rerun(e))
+                })
                 .filter(|r| m.iter().all(|&e| !es[e].reduced_ranks().contains(r)))
                 .filter(|r| !q.contains(r) && c.rank(*r).size > 1)
+                .chain(streamed_reductions(m))
                 .collect()
         };
         // Per Einsum: the own rank that also loops at the root, if any.
@@ -558,7 +605,15 @@ impl<'a> FusionSpace<'a> {
                 }
             }
             if grouped {
-                let prefix: Vec<String> = shared.iter().map(|&r| format!("{}=*", name(r))).collect();
+                // A rank some member lacks gets its bound written out: that member repeats, and
+                // `*` would resolve to the rank's whole size for it.
+                let prefix: Vec<String> = shared
+                    .iter()
+                    .map(|&r| match m.iter().all(|&e| es[e].iteration_ranks.contains(&r)) {
+                        true => format!("{}=*", name(r)),
+                        false => format!("{}={}", name(r), c.rank(r).size.div_ceil(tile(r))),
+                    })
+                    .collect();
                 let inner_text: Vec<String> = inner
                     .iter()
                     .filter(|x| x.1 > 1)

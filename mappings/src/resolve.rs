@@ -277,10 +277,30 @@ fn resolve_einsum(
             return Err(SpecError::new(p, "group loops are temporal (no @x/@y)"));
         }
         if !e.iteration_ranks.contains(&l.rank) {
-            return Err(SpecError::new(
-                p,
-                format!("rank `{}` is not in the iteration space of member `{}`", c.rank(l.rank).name, e.name),
-            ));
+            // A group loop over a rank the member lacks recomputes the member's tile at every
+            // step (a producer fused into a consumer that iterates further): its partial sums
+            // cannot span steps, and a selection or a recurrence cannot be run twice.
+            let why = if e.reduce == ReduceOp::Top {
+                Some("a selection's candidates would be offered once per step".to_string())
+            } else if e.iterative.is_some() {
+                Some("a recurrence would advance once per step".to_string())
+            } else {
+                prefix
+                    .iter()
+                    .filter_map(|(_, t)| c.rank_id(prefix_rank(t)))
+                    .find(|r| e.reduced_ranks().contains(r))
+                    .map(|r| format!("its partial sums over the group loop `{}` would be recomputed", c.rank(r).name))
+            };
+            if let Some(why) = why {
+                return Err(SpecError::new(
+                    p,
+                    format!(
+                        "member `{}` lacks rank `{}`, so the group would recompute it at every step, but {why}",
+                        e.name,
+                        c.rank(l.rank).name
+                    ),
+                ));
+            }
         }
         raw.push(l);
         prefix_paths.push(p.clone());
@@ -387,6 +407,12 @@ fn resolve_einsum(
             ));
         }
     }
+    // A recomputing group loop (a rank the member lacks) repeats the member: `*` is the rank's size.
+    for (k, l) in raw.iter().enumerate() {
+        if bounds[k].is_none() && !e.iteration_ranks.contains(&l.rank) {
+            bounds[k] = Some(c.rank(l.rank).size);
+        }
+    }
     for (k, l) in raw.iter().enumerate() {
         let bound = bounds[k].expect("resolved");
         // A loop of bound 1 never changes its index: it cannot cause a reload, so drop it.
@@ -484,7 +510,16 @@ fn fill_barriers(nests: &mut [EinsumNest], c: &Cascade, schedule: &[Node], spec:
                 }
                 (false, None) => 0,
             };
-            nests[e].operands[oi].barrier = kept_per_group[..shared].iter().sum();
+            let mut barrier: usize = kept_per_group[..shared].iter().sum();
+            // An output accumulates over the group's innermost loops on ranks its Einsum reduces
+            // (no member reads it inside the group: `check_homes`): its tile stays across them.
+            let ein = &c.einsums()[nests[e].einsum];
+            if o.is_output && ein.reduce != ReduceOp::Top && ein.iterative.is_none() {
+                while barrier > 0 && ein.reduced_ranks().contains(&nests[e].loops[barrier - 1].rank) {
+                    barrier -= 1;
+                }
+            }
+            nests[e].operands[oi].barrier = barrier;
         }
     }
 }
@@ -622,6 +657,15 @@ fn check_prefix_agreement(schedule: &[Node], nests: &[EinsumNest], c: &Cascade, 
         for nd in nodes {
             if let Node::Group(g) = nd {
                 let members = nd.einsums();
+                let gi = spec.groups.iter().position(|x| x.name == g.name).unwrap_or(0);
+                for (k, &(rank, _)) in g.prefix.iter().enumerate() {
+                    if !members.iter().any(|&m| c.einsums()[m].iteration_ranks.contains(&rank)) {
+                        return Err(SpecError::new(
+                            format!("mapping.groups[{gi}].prefix[{k}]"),
+                            format!("no member of group `{}` iterates over rank `{}`", g.name, c.rank(rank).name),
+                        ));
+                    }
+                }
                 let first = &nests[members[0]];
                 for &m in &members[1..] {
                     let other = &nests[m];
@@ -629,7 +673,6 @@ fn check_prefix_agreement(schedule: &[Node], nests: &[EinsumNest], c: &Cascade, 
                     let a: Vec<(RankId, u64)> = first.loops[..depth].iter().map(|l| (l.rank, l.bound)).collect();
                     let b: Vec<(RankId, u64)> = other.loops[..depth].iter().map(|l| (l.rank, l.bound)).collect();
                     if a != b {
-                        let gi = spec.groups.iter().position(|x| x.name == g.name).unwrap_or(0);
                         return Err(SpecError::new(
                             format!("mapping.groups[{gi}].prefix"),
                             format!(
@@ -764,7 +807,9 @@ fn check_homes(
                     let gs = spec.groups.iter().find(|x| &x.name == g).expect("group exists");
                     for text in &gs.prefix {
                         let r = c.rank_id(prefix_rank(text)).expect("parsed");
-                        if !nests[producer].operands[0].ranks.contains(&r) {
+                        // A loop over a rank the producer lacks recomputes it instead.
+                        let reduced = c.einsums()[producer].iteration_ranks.contains(&r);
+                        if reduced && !nests[producer].operands[0].ranks.contains(&r) {
                             return Err(SpecError::new(
                                 format!(
                                     "mapping.groups[{}].members",

@@ -19,6 +19,11 @@
 //!   output once per point there;
 //! - a tile a fused group shares at a level is loaded once per step of the group's loops, and
 //!   the group's first reader (in execution order) pays the load.
+//! - a group loop over a rank the Einsum lacks repeats it (the member is recomputed for every
+//!   step of its consumer's loop): points, fills and updates multiply like those of any loop the
+//!   operands do not depend on, but each repetition *overwrites* the output, so at the home the
+//!   first write of an element per repetition reads nothing (`resolve` keeps such a member's
+//!   group loops off its reduced ranks, so a step's values are complete).
 //!
 //! - a gathered operand (`K[b, s=I[..], e]`) depends on the index access's ranks: its tile holds
 //!   one row per index, exact when the indices under a tile pick distinct rows (a `top(..)`
@@ -203,7 +208,7 @@ pub fn visit(
             // into an empty slot: one per drained element below the home, one per element there.
             let home = o.home();
             for lv in (home..nest.path.len()).filter(|&lv| o.keep[lv]) {
-                let first = if lv == home { space.combos(relevant) } else { drains[lv] };
+                let first = if lv == home { space.combos(relevant | space.foreign) } else { drains[lv] };
                 add(oi, lv, Access { reads: updates[lv] - first, ..Access::default() });
             }
         } else {

@@ -122,6 +122,15 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
     // sit in later nodes: `resolve` checks it), so they close between outermost nodes.
     for node in &mapping.schedule {
         run_nodes(c, mapping, std::slice::from_ref(node), &mut Vec::new(), &mut mach);
+        // Outputs that accumulated over their group's innermost loops are complete now.
+        for e in node.einsums() {
+            let nest = &mapping.nests[e];
+            let State { tiles, served, .. } = &mut mach.state[e];
+            let plan = Plan::new(c, nest, mach.backing);
+            let key = |oi: usize, parent: usize, lv: usize, inst: &[u64]| plan.sibling_key(oi, parent, lv, inst);
+            let reduce = c.einsums()[e].reduce;
+            drain_resident(c, &plan, reduce, &key, tiles, served, mach.backing, &mut mach.counts[e]);
+        }
         mach.backing.close_records();
     }
     for (k, s) in state.into_iter().enumerate() {
@@ -279,6 +288,19 @@ impl<'a> Plan<'a> {
         out
     }
 
+    /// Instance of `lv` with the spatial loops in [parent, lv) that operand `oi` ignores blanked:
+    /// the multicast/reduction siblings share it.
+    fn sibling_key(&self, oi: usize, parent: usize, lv: usize, inst: &[u64]) -> Vec<u64> {
+        self.instance_loops(lv)
+            .into_iter()
+            .zip(inst)
+            .map(|(k, &v)| {
+                let l = &self.nest.loops[k];
+                if l.level >= parent && !self.relevant(oi, k) { u64::MAX } else { v }
+            })
+            .collect()
+    }
+
     /// Spatial loops above `lv`: their indices name the instance.
     fn instance_loops(&self, lv: usize) -> Vec<usize> {
         (0..self.nest.loops.len())
@@ -337,6 +359,14 @@ fn run_einsum(
     let mut idx = vec![0u64; n];
     idx[..nest.n_prefix].copy_from_slice(prefix);
     let own_bounds = bounds[nest.n_prefix..].to_vec();
+    // A group loop over a rank this Einsum lacks makes every step recompute the same elements:
+    // each step's values replace the last step's instead of adding to them.
+    if nest.loops[..nest.n_prefix].iter().any(|l| !e.iteration_ranks.contains(&l.rank)) {
+        let fixed: HashSet<usize> = (0..nest.n_prefix).collect();
+        for el in plan.elements(0, &fixed, &idx) {
+            backing.written[nest.operands[0].tensor.0][el] = false;
+        }
+    }
     let mut own = vec![0u64; n - nest.n_prefix];
     let step_loops: Vec<Vec<Vec<usize>>> =
         (0..nest.operands.len()).map(|oi| (0..nest.path.len()).map(|lv| plan.step_loops(oi, lv)).collect()).collect();
@@ -344,16 +374,7 @@ fn run_einsum(
     let pick = |idx: &[u64], ks: &[usize]| -> Vec<u64> { ks.iter().map(|&k| idx[k]).collect() };
     // Instance of `lv` with the spatial loops in [parent, lv) that operand `oi` ignores blanked:
     // the multicast/reduction siblings share it.
-    let sibling_key = |oi: usize, parent: usize, lv: usize, inst: &[u64]| -> Vec<u64> {
-        inst_loops[lv]
-            .iter()
-            .zip(inst)
-            .map(|(&k, &v)| {
-                let l = &nest.loops[k];
-                if l.level >= parent && !plan.relevant(oi, k) { u64::MAX } else { v }
-            })
-            .collect()
-    };
+    let sibling_key = |oi: usize, parent: usize, lv: usize, inst: &[u64]| plan.sibling_key(oi, parent, lv, inst);
     let out_op = &nest.operands[0];
     let reduce = e.reduce;
 
@@ -491,13 +512,30 @@ fn run_einsum(
             break;
         }
     }
-    // The step is over: every output tile drains, innermost first.
+    // The step is over: every output tile drains, innermost first, unless the output accumulates
+    // over the group's innermost loops (it drains when its step changes, or after the node).
+    if nest.operands[0].barrier == nest.n_prefix {
+        drain_resident(c, &plan, reduce, &sibling_key, tiles, served, backing, counts);
+    }
+}
+
+/// Drains every resident output tile of one Einsum, innermost first.
+#[allow(clippy::too_many_arguments)]
+fn drain_resident(
+    c: &Cascade,
+    plan: &Plan<'_>,
+    reduce: ReduceOp,
+    sibling_key: &SiblingKey<'_>,
+    tiles: &mut HashMap<(usize, usize, Vec<u64>), Tile>,
+    served: &mut HashSet<(usize, usize, Vec<u64>, Vec<u64>)>,
+    backing: &mut Backing,
+    counts: &mut ExecCounts,
+) {
     let mut resident: Vec<(usize, Vec<u64>)> = tiles.keys().filter(|k| k.0 == 0).map(|k| (k.1, k.2.clone())).collect();
     resident.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (lv, inst) in resident {
         if tiles.contains_key(&(0, lv, inst.clone())) {
-            Drain { plan: &plan, c, reduce, sibling_key: &sibling_key, tiles, served, backing, counts }
-                .under(lv, &inst);
+            Drain { plan, c, reduce, sibling_key, tiles, served, backing, counts }.under(lv, &inst);
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct Space {
     groups: Vec<Group>,
     /// Bit mask of every loop.
     pub all: u64,
+    /// Loops over ranks outside the Einsum's iteration space: a fused group's loops that make it
+    /// recompute its tile at every step.
+    pub foreign: u64,
 }
 
 impl Space {
@@ -124,8 +127,18 @@ impl Space {
                 groups.push(Group::Single(g));
             }
         }
+        // Group loops over ranks the Einsum lacks repeat it (recompute): each is a plain counter.
+        let mut foreign = 0u64;
+        for (k, l) in nest.loops.iter().enumerate() {
+            if !einsum.iteration_ranks.contains(&l.rank) {
+                foreign |= 1 << k;
+                let mut g = RankLoops { digits: [(0, 1, 1); MAX_RANK_LOOPS], n: 1, size: l.bound, perfect: true };
+                g.digits[0] = (k, l.bound, 1);
+                groups.push(Group::Single(g));
+            }
+        }
         let all = if nest.loops.len() == 64 { u64::MAX } else { (1u64 << nest.loops.len()) - 1 };
-        Space { groups, all }
+        Space { groups, all, foreign }
     }
 
     /// Existing index combinations of the loops in `u` (a bit mask over the nest's loops).

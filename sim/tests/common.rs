@@ -258,3 +258,41 @@ pub fn inputs(c: &Cascade, seed: u64) -> BTreeMap<String, Dense<f64>> {
 pub fn produced(c: &Cascade) -> Vec<String> {
     c.tensors().iter().filter(|t| !t.role.is_external() && t.role != Role::Input).map(|t| t.name.clone()).collect()
 }
+
+/// The low-rank layer `Y = (P · B) · W` (FlashSVD's rebuild fused into its consumer): `T[m,f] =
+/// P[m,r] · B[r,f]`, then `Y[m,n] = T[m,f] · W[f,n]`.
+pub fn low_rank_chain(m: u64, r: u64, f: u64, n: u64) -> Cascade {
+    let text = format!(
+        "[cascade]\nname = \"low-rank\"\nranks = {{ m = {m}, r = {r}, f = {f}, n = {n} }}\n[[cascade.einsums]]\nexpr = \"T[m,f] = P[m,r] * B[r,f]\"\n[[cascade.einsums]]\nexpr = \"Y[m,n] = T[m,f] * W[f,n]\"\n"
+    );
+    strata_workloads::CascadeSpec::from_toml(&text).unwrap().build().unwrap()
+}
+
+/// A random mapping of [`low_rank_chain`] that fuses both Einsums in a group looping over `n`
+/// (which the rebuild `T` lacks, so it is recomputed at every step) and sometimes `m` and `f`,
+/// in a random order, at DRAM or one level down; the members' own loops are random below it.
+pub fn recompute_mapping(c: &Cascade, seed: u64) -> MappingSpec {
+    let mut rng = Rng(seed);
+    let mut prefix = vec!["n"];
+    if rng.chance(50) {
+        prefix.insert(rng.below(2) as usize, "m");
+    }
+    // `f`, which `Y` reduces: innermost, `Y` accumulates across the steps (FlashSVD's stream
+    // over the FFN's width); elsewhere its partial sums drain at every step.
+    if rng.chance(60) {
+        let at = if rng.chance(60) { prefix.len() } else { rng.below(prefix.len() as u64) as usize };
+        prefix.insert(at, "f");
+    }
+    let at_l2 = rng.chance(50);
+    let min_level = usize::from(at_l2);
+    let loops: Vec<String> = prefix.iter().map(|r| format!("{}{r}=*", if at_l2 { "L2:" } else { "" })).collect();
+    let einsums = (0..2).map(|e| einsum_mapping(c, e, &prefix, min_level, &mut rng)).collect();
+    let groups = vec![GroupSpec {
+        name: "fused".into(),
+        prefix: loops,
+        members: vec!["T".into(), "Y".into()],
+        pipelining: if rng.chance(50) { Pipelining::Interleaved } else { Pipelining::Sequential },
+        shared: vec![],
+    }];
+    MappingSpec { name: format!("recompute-{seed}"), description: String::new(), einsums, groups }
+}

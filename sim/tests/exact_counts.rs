@@ -20,8 +20,15 @@ fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
 }
 
 fn check_on(c: &Cascade, seed: u64, ins: BTreeMap<String, Dense<f64>>) -> Result<(), TestCaseError> {
+    check_mapping(c, common::random_mapping(c, seed), ins)
+}
+
+fn check_mapping(
+    c: &Cascade,
+    spec: strata_mappings::spec::MappingSpec,
+    ins: BTreeMap<String, Dense<f64>>,
+) -> Result<(), TestCaseError> {
     let arch = common::arch();
-    let spec = common::random_mapping(c, seed);
     let mapping = CascadeMapping::resolve(&spec, c, &arch)
         .map_err(|e| TestCaseError::fail(format!("generated mapping invalid: {e}\n{spec:#?}")))?;
     let exec = execute(c, &mapping, &ins);
@@ -230,6 +237,24 @@ unit = "pe"
 levels = [{ level = "DRAM", keep = ["AV"] }, { level = "L2", loops = ["p=2"], keep = ["RNV", "RD", "AV"] }, { level = "Buf", loops = ["f=*", "p=2@x"], keep = [] }, { level = "RF" }]
 "#;
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A producer fused into a consumer whose group loops over a rank the producer lacks is
+    /// recomputed at every step: the counts stay exact and the values stay the interpreter's
+    /// (a recomputed element is overwritten, never accumulated).
+    #[test]
+    fn recompute_counts_are_exact(
+        m in 1u64..5, r in 1u64..4, f in 1u64..5, n in 2u64..5, seed in any::<u64>()
+    ) {
+        let c = common::low_rank_chain(m, r, f, n);
+        check_mapping(&c, common::recompute_mapping(&c, seed), common::inputs(&c, seed))?;
+        // The rebuild runs once per step of the consumer's `n` loop.
+        let mapping = CascadeMapping::resolve(&common::recompute_mapping(&c, seed), &c, &common::arch()).unwrap();
+        prop_assert_eq!(count(&c, &mapping.nests[0]).points, n * m * r * f);
+    }
+}
+
 #[test]
 fn fused_on_chip_mapping_is_exact() {
     for causal in [false, true] {
@@ -384,4 +409,57 @@ fn a_selection_is_not_read_inside_the_group_that_produces_it() {
     });
     let err = CascadeMapping::resolve(&spec, &c, &common::arch()).unwrap_err().to_string();
     assert!(err.contains("mapping.einsums[3]") && err.contains("only once complete"), "{err}");
+}
+
+/// What a group may not recompute, each refused with the key and the reason: a member whose
+/// partial sums the group's loops split, a group loop over a rank no member iterates.
+#[test]
+fn recompute_refuses_what_cannot_be_run_again() {
+    let c = common::low_rank_chain(3, 2, 4, 3);
+    let arch = common::arch();
+    let no_f = |s: &strata_mappings::spec::MappingSpec| !s.groups[0].prefix.iter().any(|p| p.contains("f="));
+    let base = (0..).map(|seed| common::recompute_mapping(&c, seed)).find(no_f).unwrap();
+    assert!(CascadeMapping::resolve(&base, &c, &arch).is_ok());
+    // `T` lacks `n` and reduces `r`: with the group also looping over `r`, each step would
+    // recompute a partial sum of `T`.
+    let mut spec = base.clone();
+    for m in &mut spec.einsums {
+        for lv in &mut m.levels {
+            lv.loops.retain(|l| !l.starts_with("r="));
+        }
+    }
+    let at = if spec.groups[0].prefix[0].starts_with("L2:") { "L2:" } else { "" };
+    spec.groups[0].prefix.push(format!("{at}r=*"));
+    let err = CascadeMapping::resolve(&spec, &c, &arch).unwrap_err().to_string();
+    assert!(
+        err.contains("mapping.groups[0].prefix")
+            && err.contains("member `T` lacks rank `n`")
+            && err.contains("partial sums over the group loop `r`"),
+        "{err}"
+    );
+    // A loop over a rank of the cascade that no member iterates is refused by the group.
+    let c = strata_workloads::CascadeSpec::from_toml(
+        "[cascade]\nname = \"x\"\nranks = { m = 3, r = 2, f = 4, n = 3, z = 2 }\n[[cascade.einsums]]\nexpr = \"T[m,f] = P[m,r] * B[r,f]\"\n[[cascade.einsums]]\nexpr = \"Y[m,n] = T[m,f] * W[f,n]\"\n[[cascade.einsums]]\nexpr = \"U[z] = V[z] * V[z]\"\n",
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut spec = (0..).map(|seed| common::recompute_mapping(&c, seed)).find(no_f).unwrap();
+    spec.groups[0].prefix.push(format!("{at}z=2"));
+    spec.einsums.push(strata_mappings::spec::EinsumMappingSpec {
+        einsum: "U".into(),
+        unit: "pe".into(),
+        levels: common::LEVELS
+            .iter()
+            .enumerate()
+            .map(|(i, l)| strata_mappings::spec::LevelSpec {
+                level: l.to_string(),
+                loops: if i == 0 { vec!["z=*".into()] } else { vec![] },
+                keep: None,
+                bypass: None,
+            })
+            .collect(),
+    });
+    let err = CascadeMapping::resolve(&spec, &c, &arch).unwrap_err().to_string();
+    assert!(err.contains("no member of group `fused` iterates over rank `z`"), "{err}");
 }

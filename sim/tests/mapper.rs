@@ -155,3 +155,49 @@ proptest::proptest! {
         proptest::prop_assert!(b <= a * (1.0 + 1e-12), "fine {b} > coarse {a}");
     }
 }
+
+/// The fusion search weighs recompute against bytes on a low-rank FFN layer
+/// (`T = P · B`, then `Y = T · W`, FlashSVD's rebuild and down projection): with FuseMax's
+/// 16 MiB buffer a block of rows of `T` stays on chip and nothing is computed twice; with a
+/// 256 KiB buffer the search streams `Y` over the FFN's width and recomputes `T` for each block
+/// of output columns, which beats every plan that computes `T` once.
+#[test]
+fn the_fusion_search_weighs_recompute_against_bytes() {
+    let text = "[cascade]\nname = \"low-rank-ffn\"\nranks = { m = 4096, r = 64, f = 3072, n = 768 }\n\
+                [[cascade.einsums]]\nexpr = \"T[m,f] = P[m,r] * B[r,f]\"\n\
+                [[cascade.einsums]]\nexpr = \"Y[m,n] = T[m,f] * W[f,n]\"\n";
+    let c = strata_workloads::CascadeSpec::from_toml(text).unwrap().build().unwrap();
+    let big = fusemax();
+    let small = Arch::from_toml(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../arch/presets/fusemax.toml"))
+            .unwrap()
+            .replace("capacity = \"16 MiB\"", "capacity = \"256 KiB\""),
+    )
+    .unwrap();
+    let recomputes = |m: &CascadeMapping| {
+        m.nests.iter().any(|n| {
+            let ranks = &c.einsums()[n.einsum].iteration_ranks;
+            n.loops[..n.n_prefix].iter().any(|l| !ranks.contains(&l.rank))
+        })
+    };
+    let search = |arch: &Arch, allow: bool| {
+        let space = strata_mappings::fusion::FusionSpace::new(&c, arch).unwrap();
+        let cost = |spec: &MappingSpec| {
+            let m = CascadeMapping::resolve(spec, &c, arch).ok()?;
+            if !allow && recomputes(&m) {
+                return None;
+            }
+            let ev = evaluate(arch, &c, &m);
+            let tie = ev.einsums.iter().map(|e| e.cycles).sum();
+            ev.violations.is_empty().then_some(strata_mappings::fusion::Cost { objective: ev.cycles, tie })
+        };
+        let found = space.search(&cost, 5000, &|| false, &|_, _| {}).unwrap();
+        (found.cost, recomputes(&CascadeMapping::resolve(&found.spec, &c, arch).unwrap()))
+    };
+    let (with, recomputed) = search(&big, true);
+    assert!(!recomputed);
+    assert_eq!(with, search(&big, false).0);
+    let (with, recomputed) = search(&small, true);
+    let (without, _) = search(&small, false);
+    assert!(recomputed && with < without, "{with} with recompute, {without} without");
+}
