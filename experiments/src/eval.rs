@@ -132,6 +132,12 @@ pub fn render(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) -> 
     let _ = writeln!(out, "latency: {:.6e} cycles = {} at {} MHz", ev.cycles, seconds(ev.seconds), arch.clock.0 / 1e6);
     let _ = writeln!(out, "energy: {:.6e} pJ = {:.6e} J", ev.energy_pj, ev.energy_pj * 1e-12);
     let _ = writeln!(out, "off-chip traffic: {} B ({})", ev.offchip_bytes, binary(ev.offchip_bytes));
+    let _ = writeln!(
+        out,
+        "peak activations off chip: {} B ({})",
+        ev.peak_activation_bytes,
+        binary(ev.peak_activation_bytes)
+    );
     let util: Vec<String> = ev.utilization.iter().map(|(u, x)| format!("{u} {x:.3}")).collect();
     let _ = writeln!(out, "utilisation: {}\n", util.join(", "));
 
@@ -222,6 +228,7 @@ pub fn to_json(arch: &Arch, c: &Cascade, m: &CascadeMapping, ev: &Evaluation) ->
         "seconds": ev.seconds,
         "energy_pj": ev.energy_pj,
         "offchip_bytes": ev.offchip_bytes,
+        "peak_activation_bytes": ev.peak_activation_bytes,
         "utilization": ev.utilization.iter().map(|(u, x)| json!({"unit": u, "utilization": x})).collect::<Vec<_>>(),
         "einsums": ev.einsums.iter().map(|e| json!({
             "name": e.name,

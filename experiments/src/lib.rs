@@ -134,6 +134,9 @@ pub struct EvaluationRecord {
     pub energy_j: f64,
     /// Bytes read from and written to the outermost level.
     pub offchip_bytes: u64,
+    /// Peak bytes of activations held at once in the outermost level, from the mapping's
+    /// liveness.
+    pub peak_activation_bytes: u64,
     /// (unit, busy PEs / (PEs × cycles)).
     pub utilization: Vec<(String, f64)>,
     /// (component, action, joules).
@@ -149,6 +152,7 @@ impl EvaluationRecord {
             seconds: ev.seconds,
             energy_j: ev.energy_pj * 1e-12,
             offchip_bytes: ev.offchip_bytes,
+            peak_activation_bytes: ev.peak_activation_bytes,
             utilization: ev.utilization.clone(),
             energy: ev.energy.iter().map(|(c, a, pj)| (c.clone(), a.clone(), pj * 1e-12)).collect(),
             violations: ev

@@ -82,6 +82,9 @@ pub struct Evaluation {
     pub compute_actions: Vec<(String, String, u64)>,
     /// Bytes moved in and out of the outermost level(s).
     pub offchip_bytes: u64,
+    /// Peak bytes of activations held at once in the outermost level (see
+    /// [`peak_activation_bytes`]).
+    pub peak_activation_bytes: u64,
     pub violations: Vec<Violation>,
 }
 
@@ -236,8 +239,27 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
         utilization,
         compute_actions: actions.into_iter().map(|((u, o), n)| (u, o, n)).collect(),
         offchip_bytes,
+        peak_activation_bytes: peak_activation_bytes(c, mapping),
         violations,
     }
+}
+
+/// Peak bytes of activations (neither weights nor the KV cache) held at once in the outermost
+/// level of the machine, from the mapping's liveness: the schedule's top-level nodes run one
+/// after another; a tensor whose home is the outermost level lives there from the node that
+/// produces it (an input: from the start) to the last node that reads it (a result: to the
+/// end); a fused group's intermediate kept on chip is never materialised. The instrumented
+/// executor measures the same from its writes and reads (`tests/exact_counts.rs`).
+pub fn peak_activation_bytes(c: &Cascade, mapping: &CascadeMapping) -> u64 {
+    let mut step = vec![0usize; c.einsums().len()];
+    for (i, node) in mapping.schedule.iter().enumerate() {
+        for e in node.einsums() {
+            step[e] = i;
+        }
+    }
+    let materialised =
+        |t: strata_workloads::einsum::TensorId| c.producer(t).is_none_or(|p| mapping.nests[p].operands[0].home() == 0);
+    c.peak_live_bytes(&step, &materialised)
 }
 
 /// What one top-level node needs at a level. Tiles of tensors that live there (a fused

@@ -33,6 +33,9 @@ pub struct ExecCounts {
 pub struct ExecResult {
     pub tensors: BTreeMap<String, Dense<f64>>,
     pub counts: Vec<ExecCounts>,
+    /// Per tensor: the first and the last top-level schedule node in which the run wrote or
+    /// read it in the outermost level (its home there), or `None` if it never touched it there.
+    pub outermost: Vec<Option<(usize, usize)>>,
 }
 
 /// Names the multicast/reduction siblings of an instance: (operand, parent level, level, instance).
@@ -62,6 +65,10 @@ struct Backing {
     data: Vec<Dense<f64>>,
     written: Vec<Vec<bool>>,
     records: BTreeMap<(usize, usize), Record>,
+    /// The top-level schedule node running, and per tensor the nodes that first and last
+    /// touched it in the outermost level.
+    node: usize,
+    outermost: Vec<Option<(usize, usize)>>,
 }
 
 /// A select Einsum's output record while candidates arrive: (score, index along the candidates).
@@ -72,6 +79,14 @@ struct Record {
 }
 
 impl Backing {
+    /// Notes an access to tensor `t` at its home, if that home is the outermost level.
+    fn touch(&mut self, t: usize, home: usize) {
+        if home == 0 {
+            let n = self.node;
+            self.outermost[t] = Some(self.outermost[t].map_or((n, n), |(a, _)| (a, n)));
+        }
+    }
+
     /// Writes every open record's selected indices, in `top(..)`'s order, into its tensor.
     fn close_records(&mut self) {
         for ((t, first), mut r) in std::mem::take(&mut self.records) {
@@ -96,7 +111,13 @@ fn combine(reduce: ReduceOp, old: Option<f64>, v: f64) -> f64 {
 
 /// Runs the whole cascade under `mapping` on the given external tensors.
 pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, Dense<f64>>) -> ExecResult {
-    let mut backing = Backing { data: Vec::new(), written: Vec::new(), records: BTreeMap::new() };
+    let mut backing = Backing {
+        data: Vec::new(),
+        written: Vec::new(),
+        records: BTreeMap::new(),
+        node: 0,
+        outermost: vec![None; c.tensors().len()],
+    };
     for t in c.tensors() {
         let d =
             if t.role.is_external() { inputs[&t.name].clone() } else { Dense::filled(&t.shape, t.init.unwrap_or(0.0)) };
@@ -120,7 +141,8 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
     let mut mach = Machine { backing: &mut backing, counts: &mut counts, state: &mut state, shared: &mut shared };
     // A select's records are complete once the outermost node holding it has run (its readers
     // sit in later nodes: `resolve` checks it), so they close between outermost nodes.
-    for node in &mapping.schedule {
+    for (i, node) in mapping.schedule.iter().enumerate() {
+        mach.backing.node = i;
         run_nodes(c, mapping, std::slice::from_ref(node), &mut Vec::new(), &mut mach);
         // Outputs that accumulated over their group's innermost loops are complete now.
         for e in node.einsums() {
@@ -137,7 +159,7 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
         counts[k].temporal_steps = s.steps.len() as u64;
     }
     let tensors = c.tensors().iter().zip(backing.data).map(|(t, d)| (t.name.clone(), d)).collect();
-    ExecResult { tensors, counts }
+    ExecResult { tensors, counts, outermost: backing.outermost }
 }
 
 /// Everything a run mutates: the home tensors, the counters, each Einsum's buffers, and the
@@ -420,6 +442,7 @@ fn run_einsum(
                             let fixed: HashSet<usize> = (0..sh.steps).collect();
                             let elements = plan.elements(oi, &fixed, &idx);
                             let values = elements.iter().map(|&el| (el, backing.data[o.tensor.0].data[el])).collect();
+                            backing.touch(o.tensor.0, o.home());
                             let cnt = elements.len() as u64;
                             counts.access[oi][lv].fills += cnt;
                             counts.access[oi][parent].reads += cnt;
@@ -439,6 +462,9 @@ fn run_einsum(
                     let elements = plan.tile_elements(oi, lv, &idx);
                     let mut values = HashMap::with_capacity(elements.len());
                     let pinst = pick(&idx, &inst_loops[parent]);
+                    if parent == o.home() {
+                        backing.touch(o.tensor.0, parent);
+                    }
                     for &el in &elements {
                         let v = if parent == o.home() {
                             backing.data[o.tensor.0].data[el]
@@ -465,6 +491,7 @@ fn run_einsum(
                 let lv = o.innermost();
                 let el = plan.element(oi, &coord);
                 let v = if lv == o.home() {
+                    backing.touch(o.tensor.0, lv);
                     backing.data[o.tensor.0].data[el]
                 } else {
                     tiles[&(oi, lv, pick(&idx, &inst_loops[lv]))].values[&el]
@@ -491,6 +518,7 @@ fn run_einsum(
             let el = plan.element(0, &coord);
             counts.access[0][lv].updates += 1;
             if lv == out_op.home() {
+                backing.touch(out_op.tensor.0, lv);
                 // A read-modify-write unless the element is written for the first time.
                 counts.access[0][lv].reads += u64::from(backing.written[out_op.tensor.0][el]);
                 if reduce == ReduceOp::Top {
@@ -618,6 +646,7 @@ impl Drain<'_, '_> {
         // A counted update reads the partial sum the parent holds (read-modify-write), unless
         // it is the element's first write there.
         if parent == o.home() {
+            backing.touch(o.tensor.0, parent);
             for (&el, &v) in elements {
                 counts.access[0][parent].reads += u64::from(counted && backing.written[o.tensor.0][el]);
                 match tile.picks.remove(&el) {

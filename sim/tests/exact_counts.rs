@@ -13,7 +13,7 @@ use strata_workloads::attention::AttentionShape;
 
 use strata_workloads::interp::{Dense, run};
 use strata_workloads::sparse::{DoubleSparsity, Routing, SparseFfn};
-use strata_workloads::{Cascade, Phase};
+use strata_workloads::{Cascade, Phase, Role};
 
 fn check(c: &Cascade, seed: u64) -> Result<(), TestCaseError> {
     check_on(c, seed, common::inputs(c, seed))
@@ -75,7 +75,34 @@ fn check_mapping(
     // The cost model runs on the same mapping without trouble.
     let ev = strata_sim::evaluate(&arch, c, &mapping);
     prop_assert!(ev.cycles > 0.0 && ev.energy_pj > 0.0);
+    // Its peak of activations in the outermost level, from the mapping's liveness, is what the
+    // executor held there.
+    prop_assert_eq!(ev.peak_activation_bytes, measured_peak(c, &mapping, &exec), "peak activations");
     Ok(())
+}
+
+/// The peak bytes of activations the executor held in the outermost level: each tensor from the
+/// node that first wrote it there (an input: from the start) to the node that last read it (a
+/// result: to the end).
+fn measured_peak(c: &Cascade, mapping: &CascadeMapping, exec: &strata_sim::executor::ExecResult) -> u64 {
+    let last = mapping.schedule.len() - 1;
+    let spans: Vec<(usize, usize, u64)> = exec
+        .outermost
+        .iter()
+        .enumerate()
+        .filter_map(|(t, span)| {
+            let tensor = &c.tensors()[t];
+            let (first, touched) = (*span)?;
+            if matches!(tensor.role, Role::Weight | Role::KvCache) {
+                return None;
+            }
+            let id = strata_workloads::einsum::TensorId(t);
+            let birth = if c.producer(id).is_some() { first } else { 0 };
+            let death = if tensor.role == Role::Output { last } else { touched };
+            Some((birth, death, tensor.bytes()))
+        })
+        .collect();
+    (0..=last).map(|i| spans.iter().filter(|s| s.0 <= i && i <= s.1).map(|s| s.2).sum::<u64>()).max().unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -275,6 +302,9 @@ fn fused_on_chip_mapping_is_exact() {
         // Only Q, K, V and AV touch DRAM, each once: the compulsory traffic.
         let ev = strata_sim::evaluate(&arch, &c, &m);
         assert_eq!(ev.offchip_bytes, 2 * 2 * 2 * (4 * 3 + 5 * 3 + 5 * 2 + 4 * 2));
+        // And only they are ever held there: the logits and the softmax stay on chip.
+        assert_eq!(ev.peak_activation_bytes, measured_peak(&c, &m, &exec));
+        assert_eq!(ev.peak_activation_bytes, 2 * 2 * 2 * (4 * 3 + 5 * 3 + 5 * 2 + 4 * 2));
         assert!(ev.violations.is_empty(), "{:?}", ev.violations);
     }
 }

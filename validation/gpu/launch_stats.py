@@ -42,3 +42,14 @@ for r, c in ((4096, 4096), (4096, 8192), (1024, 32768)):
     torch.softmax(x, dim=-1)
     x.sum(dim=-1)
 torch.cuda.synchronize()
+# The fused low-rank FFN of measure_sparse.py (our Triton kernel): its registers, shared memory
+# and occupancy at the ranks and output tile widths of the FlashSVD crossover.
+import measure_sparse  # noqa: E402
+
+fused = measure_sparse.fused_ffn_kernel()
+for r in (96, 768):
+    x, ag, au, bg, bu, ad, bd = measure_sparse.factors(8 * 4096, 768, 3072, r, dev)
+    pg, pu = x @ ag, x @ au
+    for block_n in (64, 256):
+        fused(pg, pu, bg, bu, ad, bd, block_n)
+torch.cuda.synchronize()

@@ -366,31 +366,44 @@ impl Cascade {
             }
         }
         let group = |e: usize| fused.iter().position(|r| r.contains(&e));
+        let inside = |id: TensorId| {
+            let readers = self.readers(id);
+            self.producer(id).is_some_and(|p| {
+                self.tensor(id).role != Role::Output
+                    && group(p).is_some()
+                    && readers.iter().all(|&e| group(e) == group(p))
+            })
+        };
+        self.peak_live_bytes(&step, &|id| !inside(id))
+    }
+
+    /// The Einsums that read a tensor, in order.
+    pub fn readers(&self, id: TensorId) -> Vec<usize> {
+        (0..self.einsums.len()).filter(|&e| self.einsums[e].inputs.iter().any(|a| a.tensor == id)).collect()
+    }
+
+    /// Peak bytes of activations live at once when Einsum `e` runs at step `step[e]` (steps in
+    /// execution order; Einsums of one step run together) and only the tensors `materialised`
+    /// says are held in memory: every such tensor that is not a weight or the KV cache lives
+    /// from its producer's step (an input: from the start) to its last reader's (a result: to
+    /// the end). The liveness a mapping's schedule gives its intermediates.
+    pub fn peak_live_bytes(&self, step: &[usize], materialised: &dyn Fn(TensorId) -> bool) -> u64 {
+        let steps = step.iter().copied().max().map_or(0, |s| s + 1);
         let mut span: Vec<Option<(usize, usize)>> = vec![None; self.tensors.len()];
         for (i, t) in self.tensors.iter().enumerate() {
-            if matches!(t.role, Role::Weight | Role::KvCache) {
-                continue;
-            }
             let id = TensorId(i);
-            let readers: Vec<usize> =
-                (0..n).filter(|&e| self.einsums[e].inputs.iter().any(|a| a.tensor == id)).collect();
-            let producer = self.producer(id);
-            if let Some(p) = producer
-                && t.role != Role::Output
-                && group(p).is_some()
-                && readers.iter().all(|&e| group(e) == group(p))
-            {
+            if matches!(t.role, Role::Weight | Role::KvCache) || !materialised(id) {
                 continue;
             }
-            let birth = producer.map_or(0, |p| step[p]);
-            let last = readers.iter().map(|&e| step[e]).max();
+            let birth = self.producer(id).map_or(0, |p| step[p]);
+            let last = self.readers(id).iter().map(|&e| step[e]).max();
             let death = match t.role {
-                Role::Output => n.saturating_sub(1),
+                Role::Output => steps.saturating_sub(1),
                 _ => last.unwrap_or(birth).max(birth),
             };
             span[i] = Some((birth, death));
         }
-        (0..n)
+        (0..steps)
             .map(|e| {
                 span.iter()
                     .zip(&self.tensors)
