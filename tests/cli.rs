@@ -650,6 +650,21 @@ fn dram_microbenchmarks_and_bad_timings() {
     let o = strata(&["dram", "--max-events", "50"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exceeded its budget of 50 events"), "{}", stderr(&o));
+    // Request latency: a closed loop at depth 1 waits for each read (the closed form at its
+    // best), a load sweep writes its table, CSV and plot, a bad offered load is refused.
+    let o = strata(&["dram", "--standard", "ddr4-3200", "--reads", "2000", "--queue-depth", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("closed loop at queue depth 1") && stdout(&o).contains("p99"), "{}", stdout(&o));
+    let dir = std::env::temp_dir().join(format!("strata-dram-{}", std::process::id()));
+    let o = strata(&["dram", "--pattern", "random", "--reads", "2000", "--load-sweep", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.join("dram-latency.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 21, "{csv}");
+    assert!(dir.join("dram-latency.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+    let o = strata(&["dram", "--rate", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--rate"), "{}", stderr(&o));
 }
 
 /// The flash drive from the command line: LLM in a flash's 16 KB point on the M1 Max preset, a

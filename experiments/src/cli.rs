@@ -257,6 +257,20 @@ enum Command {
         /// Stop with an error after this many events.
         #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
+        /// A closed loop: this many requests in flight, the next arriving as one completes
+        /// (default: every request queued at time 0).
+        #[arg(long, conflicts_with_all = ["rate", "load_sweep"], value_parser = clap::value_parser!(u64).range(1..=4096))]
+        queue_depth: Option<u64>,
+        /// An open loop: requests arrive evenly spaced at this offered load, in GB/s.
+        #[arg(long, conflicts_with = "load_sweep")]
+        rate: Option<f64>,
+        /// Latency against offered load: open loops from 5% to 100% of what the pattern sustains
+        /// (a table, dram-latency.csv and a plot in --out).
+        #[arg(long)]
+        load_sweep: bool,
+        /// Where --load-sweep writes.
+        #[arg(long, default_value = "strata-out/dram")]
+        out: std::path::PathBuf,
     },
     /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
     Nand {
@@ -420,8 +434,8 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Step { arch, system, model, phase, tokens, batch, trace, max_events } => {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
-        Command::Dram { standard, pattern, reads, window, max_events } => {
-            dram::run(&dram::Args { standard, pattern, reads, window, max_events })
+        Command::Dram { standard, pattern, reads, window, max_events, queue_depth, rate, load_sweep, out } => {
+            dram::run(&dram::Args { standard, pattern, reads, window, max_events, queue_depth, rate, load_sweep, out })
         }
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })

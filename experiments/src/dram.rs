@@ -1,10 +1,12 @@
 //! `strata dram`: the cycle-approximate engine's DRAM channel on a microbenchmark — a sequential
-//! stream, random bursts, writes, or reads and writes in runs of 16 — with achieved against peak bandwidth and the closed forms beside.
+//! stream, random bursts, writes, or reads and writes in runs of 16 — queued at once, in a closed
+//! loop at a queue depth, or open loop at an offered load (or a sweep of loads): achieved against
+//! peak bandwidth, request latency (mean, p50, p99, max) and the closed forms beside.
 
 use std::fmt::Write as _;
 
 use strata_arch::arch::DramOrg;
-use strata_sim::engine::dram::{self, Refresh, Timing};
+use strata_sim::engine::dram::{self, Arrivals, Refresh, Timing};
 
 use crate::error::{CliError, CliResult};
 
@@ -14,6 +16,11 @@ pub struct Args {
     pub reads: u64,
     pub window: usize,
     pub max_events: u64,
+    pub queue_depth: Option<u64>,
+    /// Offered load, GB/s.
+    pub rate: Option<f64>,
+    pub load_sweep: bool,
+    pub out: std::path::PathBuf,
 }
 
 fn org(arg: &str) -> CliResult<DramOrg> {
@@ -35,11 +42,28 @@ pub fn run(a: &Args) -> CliResult<String> {
             )));
         }
     };
-    let s = dram::run(&t, &reads, a.window, a.max_events).map_err(|e| CliError::engine(&a.standard, &e))?;
+    let arrivals = match (a.queue_depth, a.rate) {
+        (Some(d), _) => Arrivals::Closed { depth: d as usize },
+        _ => Arrivals::AsGiven,
+    };
+    let reads = match a.rate {
+        Some(r) if !(r.is_finite() && r > 0.0) => {
+            return Err(CliError::input(format!("--rate: {r} GB/s is not a positive offered load")));
+        }
+        Some(r) => dram::at_rate(&reads, r * 1e9 / t.burst_bytes as f64),
+        None => reads,
+    };
+    let s =
+        dram::simulate(&t, &reads, arrivals, a.window, a.max_events).map_err(|e| CliError::engine(&a.standard, &e))?;
     let mut out = String::new();
+    let how = match (a.queue_depth, a.rate) {
+        (Some(d), _) => format!("closed loop at queue depth {d}"),
+        (_, Some(r)) => format!("open loop at {r} GB/s offered"),
+        _ => "all queued at time 0".to_string(),
+    };
     let _ = writeln!(
         out,
-        "{} channel, {} {}-byte requests ({}), controller window {}",
+        "{} channel, {} {}-byte requests ({}, {how}), controller window {}",
         o.standard, a.reads, t.burst_bytes, a.pattern, a.window
     );
     let peak = t.peak_bandwidth();
@@ -65,6 +89,85 @@ pub fn run(a: &Args) -> CliResult<String> {
         }
     };
     let _ = writeln!(out, "  refresh    {refresh}; {} refreshes", s.refreshes);
+    let ns = |x: f64| x * 1e9;
+    let _ = writeln!(
+        out,
+        "  latency    mean {:.1} ns, p50 {:.1} ns, p99 {:.1} ns, max {:.1} ns (unloaded read to a closed bank: {:.1} ns = tRCD + CL + nBL)",
+        ns(s.latency.mean),
+        ns(s.latency.p50),
+        ns(s.latency.p99),
+        ns(s.latency.max),
+        ns(unloaded(&t))
+    );
     let _ = writeln!(out, "  simulated  {:.3} µs in {} events", s.seconds * 1e6, s.events);
+    if a.load_sweep {
+        return sweep(a, &t, &reads, &s, out);
+    }
+    Ok(out)
+}
+
+/// An isolated read to a closed bank: activate, read, burst.
+fn unloaded(t: &Timing) -> f64 {
+    (t.rcd + t.cl + t.n_bl).seconds()
+}
+
+/// Open loops at 5% to 100% of what the stream sustained queued at once: latency against
+/// offered load, as a table, `dram-latency.csv` and a plot.
+fn sweep(a: &Args, t: &Timing, reads: &[dram::Request], sustained: &dram::Stats, mut out: String) -> CliResult<String> {
+    use rayon::prelude::*;
+    let shares: Vec<f64> = (1..=20).map(|k| k as f64 * 0.05).collect();
+    let rate = reads.len() as f64 / sustained.seconds;
+    let stats: Vec<dram::Stats> = shares
+        .par_iter()
+        .map(|&f| {
+            dram::simulate(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, a.max_events)
+                .map_err(|e| CliError::engine(&a.standard, &e))
+        })
+        .collect::<CliResult<_>>()?;
+    let gbs = |f: f64| f * sustained.bandwidth() / 1e9;
+    let _ = writeln!(
+        out,
+        "\n{:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "load", "offered", "achieved", "mean", "p50", "p99"
+    );
+    let mut csv = String::from("share,offered_gb_per_s,achieved_gb_per_s,mean_ns,p50_ns,p99_ns,max_ns\n");
+    for (f, s) in shares.iter().zip(&stats) {
+        let l = s.latency;
+        let _ = writeln!(
+            out,
+            "{:>7.0}% {:>10.3} {:>10.3} {:>10.1} {:>10.1} {:>10.1}",
+            f * 100.0,
+            gbs(*f),
+            s.bandwidth() / 1e9,
+            l.mean * 1e9,
+            l.p50 * 1e9,
+            l.p99 * 1e9
+        );
+        let _ = writeln!(
+            csv,
+            "{f:.2},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3}",
+            gbs(*f),
+            s.bandwidth() / 1e9,
+            l.mean * 1e9,
+            l.p50 * 1e9,
+            l.p99 * 1e9,
+            l.max * 1e9
+        );
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| crate::store::write_err(&a.out, e))?;
+    let path = a.out.join("dram-latency.csv");
+    std::fs::write(&path, csv).map_err(|e| crate::store::write_err(&path, e))?;
+    let curve = |pick: &dyn Fn(&dram::Stats) -> f64| -> Vec<(f64, f64)> {
+        shares.iter().zip(&stats).map(|(f, s)| (gbs(*f), pick(s) * 1e9)).collect()
+    };
+    let series = vec![
+        ("mean".to_string(), curve(&|s| s.latency.mean)),
+        ("p50".to_string(), curve(&|s| s.latency.p50)),
+        ("p99".to_string(), curve(&|s| s.latency.p99)),
+    ];
+    let title = format!("{}: {} read latency vs offered load (one channel)", a.standard, a.pattern);
+    let files = crate::plots::latency_curves(&a.out, "dram-latency", &title, &series, unloaded(t) * 1e9)
+        .map_err(|e| CliError::runtime(format!("plot: {e}")))?;
+    let _ = writeln!(out, "wrote {}, {}", path.display(), files.join(", "));
     Ok(out)
 }

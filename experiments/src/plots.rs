@@ -1079,3 +1079,53 @@ pub fn flashsvd(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Stri
     }
     Ok(written)
 }
+
+/// Latency against offered load (`strata dram --load-sweep`): one line per latency statistic
+/// (mean, p50, p99), offered load on a linear axis, latency on a log axis (it spans decades
+/// near saturation), the unloaded closed form dashed.
+pub fn latency_curves(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    unloaded: f64,
+) -> Res<Vec<String>> {
+    fonts()?;
+    let xs: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).collect();
+    let ys: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).chain([unloaded]).collect();
+    let x1 = xs.iter().cloned().fold(0.0, f64::max) * 1.05;
+    let (y0, y1) = (ys.iter().cloned().fold(f64::MAX, f64::min) / 1.5, ys.iter().cloned().fold(0.0, f64::max) * 3.0);
+    both!(None, dir, name, (900, 560), |a| {
+        let mut c = ChartBuilder::on(a)
+            .caption(title, ("sans-serif", 22, FontStyle::Bold).into_font())
+            .margin(12)
+            .margin_right(25)
+            .x_label_area_size(50)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0.0..x1, (y0..y1).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("offered load (GB/s)")
+            .y_desc("latency (ns, log scale)")
+            .x_label_formatter(&|x| format!("{x:.1}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .x_label_style(("sans-serif", 14))
+            .y_label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (i, (label, pts)) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(e)?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
+        }
+        let grey = COLORS[7];
+        c.draw_series(LineSeries::new(vec![(0.0, unloaded), (x1, unloaded)], grey.stroke_width(1)))
+            .map_err(e)?
+            .label("unloaded read to a closed bank (closed form)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+        legend(&mut c, 13, SeriesLabelPosition::UpperLeft)
+    })
+}

@@ -182,12 +182,51 @@ pub struct Stats {
     pub refreshes: u64,
     pub writes: u64,
     pub events: u64,
+    /// Per request, from its arrival at the controller to its last data beat (a read's data
+    /// back, a write's data in).
+    pub latency: Latency,
 }
 
 impl Stats {
     pub fn bandwidth(&self) -> f64 {
         self.bytes as f64 / self.seconds
     }
+}
+
+/// Request latencies of a run, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    /// Mean, nearest-rank percentiles and maximum of per-request latencies.
+    pub fn of(mut each: Vec<Time>) -> Latency {
+        if each.is_empty() {
+            return Latency::default();
+        }
+        each.sort_unstable();
+        let rank = |q: f64| each[((q * each.len() as f64).ceil() as usize).clamp(1, each.len()) - 1].seconds();
+        Latency {
+            mean: each.iter().map(|t| t.0 as f64).sum::<f64>() / each.len() as f64 * 1e-12,
+            p50: rank(0.5),
+            p99: rank(0.99),
+            max: each[each.len() - 1].seconds(),
+        }
+    }
+}
+
+/// When requests reach the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrivals {
+    /// At each request's own time (open loop: a trace, or a stream at a rate).
+    AsGiven,
+    /// A closed loop of `depth` requests in flight: the first `depth` at time 0, then each one
+    /// when an earlier one completes, in stream order.
+    Closed { depth: usize },
 }
 
 /// A read or write of one burst at a byte address, arriving at a time.
@@ -337,10 +376,25 @@ impl Channel<'_> {
     }
 }
 
-/// Simulates reads and writes on one channel with a controller window of `window` requests.
+/// Simulates reads and writes on one channel with a controller window of `window` requests,
+/// each arriving at its own time.
 pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<Stats, EngineError> {
+    simulate(t, reads, Arrivals::AsGiven, window, budget)
+}
+
+/// Simulates reads and writes on one channel, arriving as `arrivals` says.
+pub fn simulate(
+    t: &Timing,
+    reads: &[Request],
+    arrivals: Arrivals,
+    window: usize,
+    budget: u64,
+) -> Result<Stats, EngineError> {
     if window == 0 {
         return Err(cfg("window", "the controller needs room for at least one request"));
+    }
+    if arrivals == (Arrivals::Closed { depth: 0 }) {
+        return Err(cfg("depth", "a closed loop needs at least one request in flight"));
     }
     if t.write.is_none() && reads.iter().any(|r| r.write) {
         return Err(cfg("dram.timing.CWL", "writes need CWL, tWR, tWTR_S and tWTR_L"));
@@ -355,13 +409,24 @@ pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<
         blocked_until: Time(0),
     };
     let mut q: Queue<Event> = Queue::new(budget);
-    // Arrivals enter the queue one at a time, in time order, so the heap stays small.
+    // Arrivals enter the queue one at a time, in time order, so the heap stays small; in a
+    // closed loop only the first `depth` are known up front, the rest follow completions.
+    let mut arrive: Vec<Time> = reads.iter().map(|r| r.at).collect();
     let mut order: Vec<usize> = (0..reads.len()).collect();
-    order.sort_by_key(|&i| (reads[i].at, i));
+    let mut next_closed = reads.len();
+    match arrivals {
+        Arrivals::AsGiven => order.sort_by_key(|&i| (reads[i].at, i)),
+        Arrivals::Closed { depth } => {
+            next_closed = depth.min(reads.len());
+            order.truncate(next_closed);
+            arrive[..next_closed].fill(Time(0));
+        }
+    }
     let mut arrivals = order.into_iter();
     if let Some(i) = arrivals.next() {
-        q.push(reads[i].at, Event::Arrive(i));
+        q.push(arrive[i], Event::Arrive(i));
     }
+    let mut latencies: Vec<Time> = Vec::with_capacity(reads.len());
     // Banks still to refresh in this tREFI round (per-bank refresh).
     let mut due: Vec<bool> = vec![true; t.banks() as usize];
     match t.refresh {
@@ -382,7 +447,7 @@ pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<
             Event::Arrive(i) => {
                 waiting.push_back(i);
                 if let Some(n) = arrivals.next() {
-                    q.push(reads[n].at, Event::Arrive(n));
+                    q.push(arrive[n], Event::Arrive(n));
                 }
                 while queue.len() < window
                     && let Some(w) = waiting.pop_front()
@@ -454,6 +519,12 @@ pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<
                 }
                 let done = ch.issue(plan, bg, bank, row, reads[i].write);
                 end = end.max(done);
+                latencies.push(done - arrive[i]);
+                if next_closed < reads.len() {
+                    arrive[next_closed] = done;
+                    q.push(done, Event::Arrive(next_closed));
+                    next_closed += 1;
+                }
                 stats.bytes += t.burst_bytes;
                 stats.writes += u64::from(reads[i].write);
                 served += 1;
@@ -502,7 +573,14 @@ pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<
     }
     stats.seconds = end.seconds();
     stats.events = q.events();
+    stats.latency = Latency::of(latencies);
     Ok(stats)
+}
+
+/// `reqs` re-timed to arrive at `rate` requests per second, evenly spaced from time 0 (an
+/// open-loop stream at an offered load).
+pub fn at_rate(reqs: &[Request], rate: f64) -> Vec<Request> {
+    reqs.iter().enumerate().map(|(i, r)| Request { at: Time((i as f64 / rate * 1e12).round() as u64), ..*r }).collect()
 }
 
 /// `n` reads of consecutive bursts from address 0, all queued at time 0.
@@ -574,6 +652,60 @@ mod tests {
         let t = Timing::of(&no_writes).unwrap();
         let e = run(&t, &read_write(&t, 10, 1), 4, BUDGET).unwrap_err();
         assert!(e.to_string().contains("dram.timing.CWL"), "{e}");
+    }
+
+    /// An isolated read to a closed bank takes tRCD + CL + nBL; one to the row it left open,
+    /// CL + nBL, on every standard.
+    #[test]
+    fn an_isolated_read_takes_the_closed_form_command_sequence() {
+        for (name, _) in strata_arch::arch::DRAM_PRESETS {
+            let t = timing(name);
+            let s = run(&t, &sequential(&t, 1), 1, BUDGET).unwrap();
+            assert_eq!(s.latency.max, (t.rcd + t.cl + t.n_bl).seconds(), "{name}");
+            // A second read of the same row, long after: a row hit.
+            let later = Time(t.rc.0 * 100);
+            let reqs = [
+                Request { addr: 0, at: Time(0), write: false },
+                Request { addr: t.burst_bytes * t.bank_groups, at: later, write: false },
+            ];
+            let mut quiet = t.clone();
+            quiet.refresh = Refresh::None;
+            let s = run(&quiet, &reqs, 1, BUDGET).unwrap();
+            assert_eq!(s.hits, 1, "{name}");
+            assert_eq!(s.latency.p50, (t.cl + t.n_bl).seconds(), "{name}");
+        }
+    }
+
+    /// Little's law on closed loops: requests in flight = throughput × mean latency.
+    #[test]
+    fn closed_loops_obey_littles_law() {
+        for name in ["ddr4-3200", "hbm2", "lpddr5-6400"] {
+            let t = timing(name);
+            for (reqs, pattern) in [(sequential(&t, 20_000), "sequential"), (random(&t, 20_000, 3), "random")] {
+                for depth in [1usize, 4, 16, 64] {
+                    let s = simulate(&t, &reqs, Arrivals::Closed { depth }, 32, BUDGET).unwrap();
+                    let throughput = reqs.len() as f64 / s.seconds;
+                    let in_flight = throughput * s.latency.mean;
+                    let err = (in_flight - depth as f64).abs() / depth as f64;
+                    assert!(err < 0.02, "{name} {pattern} depth {depth}: {in_flight:.3} in flight");
+                }
+            }
+        }
+    }
+
+    /// Open loop: latency stays near the unloaded figure at low offered load and grows as the
+    /// load nears what the channel sustains.
+    #[test]
+    fn latency_grows_with_offered_load() {
+        let t = timing("ddr4-3200");
+        let reqs = random(&t, 20_000, 5);
+        let peak = run(&t, &reqs, 32, BUDGET).unwrap();
+        let rate = |share: f64| share * reqs.len() as f64 / peak.seconds;
+        let at = |share: f64| run(&t, &at_rate(&reqs, rate(share)), 32, BUDGET).unwrap().latency;
+        let (low, mid, high) = (at(0.1), at(0.6), at(0.95));
+        let unloaded = (t.rp + t.rcd + t.cl + t.n_bl).seconds();
+        assert!(low.mean < 1.5 * unloaded, "{low:?} vs {unloaded}");
+        assert!(low.mean < mid.mean && mid.mean < high.mean && high.p99 > high.p50, "{low:?} {mid:?} {high:?}");
     }
 
     #[test]
