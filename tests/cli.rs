@@ -638,7 +638,16 @@ fn dram_microbenchmarks_and_bad_timings() {
         ("tRAS = 34", "tRAS = 10", "dram.timing.tRAS: tRAS (10) must be at least tRCD (14)"),
         ("tFAW = 30, ", "", "dram.timing.tFAW: is required by the cycle-approximate engine"),
         ("channels = 1", "channels = 0", "dram.channels: must be positive"),
-        ("channels = 1", "channels = 8", "dram.channels: the engine simulates one channel"),
+        (
+            "channels = 1",
+            "channels = 8\naddress_mapping = \"RoBaCo\"",
+            "dram.address_mapping: `RoBaCo` does not cover the address: 8 channels need `Ch`",
+        ),
+        (
+            "channels = 1",
+            "channels = 1\naddress_mapping = \"RoBaCoCo\"",
+            "dram.address_mapping: `RoBaCoCo` names `Co` twice",
+        ),
     ] {
         assert!(hbm2.contains(from), "{from}");
         let f = file("d.toml", &hbm2.replace(from, to));
@@ -650,6 +659,21 @@ fn dram_microbenchmarks_and_bad_timings() {
     let o = strata(&["dram", "--max-events", "50"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exceeded its budget of 50 events"), "{}", stderr(&o));
+    // Channels under an address mapping: Ramulator's default (RoBaRaCoCh, one rank) walks a
+    // row's columns in one bank and loses a third of the sequential bandwidth.
+    let gbs = |args: &[&str]| -> f64 {
+        let o = strata(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).split("achieved").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let one = gbs(&["dram", "--standard", "ddr4-3200", "--reads", "40000"]);
+    let four = gbs(&["dram", "--standard", "ddr4-3200", "--reads", "160000", "--channels", "4"]);
+    assert!((four / one / 4.0 - 1.0).abs() < 0.02, "{one} vs {four}");
+    let ramulator = gbs(&["dram", "--standard", "ddr4-3200", "--reads", "40000", "--mapping", "RoBaCo"]);
+    assert!(ramulator < 0.7 * one, "{ramulator} vs {one}");
+    let o = strata(&["dram", "--mapping", "RoXxCo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--mapping: `RoXxCo`: `Xx` is not a field"), "{}", stderr(&o));
     // Request latency: a closed loop at depth 1 waits for each read (the closed form at its
     // best), a load sweep writes its table, CSV and plot, a bad offered load is refused.
     let o = strata(&["dram", "--standard", "ddr4-3200", "--reads", "2000", "--queue-depth", "1"]);

@@ -62,6 +62,7 @@ pub struct DramOrg {
     pub bus_bits: u64,
     pub t_ck: Seconds,
     pub timing: BTreeMap<String, f64>,
+    pub address_mapping: crate::dram_map::AddressMapping,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -677,6 +678,14 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
         bus_bits: positive(&format!("{p}.bus_bits"), d.bus_bits)?,
         t_ck: unit(&format!("{p}.t_ck"), &d.t_ck, parse_time)?,
         timing: d.timing.clone(),
+        address_mapping: crate::dram_map::AddressMapping::default_for(1),
+    };
+    let org = DramOrg {
+        address_mapping: match &d.address_mapping {
+            Some(name) => crate::dram_map::AddressMapping::parse(name, org.channels, &format!("{p}.address_mapping"))?,
+            None => crate::dram_map::AddressMapping::default_for(org.channels),
+        },
+        ..org
     };
     for (k, v) in &org.timing {
         if !(v.is_finite() && *v >= 0.0) {

@@ -9,6 +9,7 @@
 //! touched.
 
 pub mod arch;
+pub mod dram_map;
 pub mod error;
 pub mod gpu;
 pub mod presets;

@@ -111,6 +111,10 @@ pub struct DramSpec {
     pub t_ck: String,
     /// Named timings in cycles of `t_ck`: CL, tRCD, tRP, tRAS, tRC, tCCD_S, tCCD_L, tRRD_S, tRRD_L, tFAW, tREFI, tRFC, BL.
     pub timing: BTreeMap<String, f64>,
+    /// How addresses spread over channels, bank groups, banks, rows and columns, most
+    /// significant field first (`RoBaCoBgCh`); Strata's own interleaving when left out.
+    #[serde(default)]
+    pub address_mapping: Option<String>,
 }
 
 /// NAND flash organisation and timing: a `[nand]` preset or a level's `[arch.levels.nand]`.

@@ -257,6 +257,17 @@ enum Command {
         /// Stop with an error after this many events.
         #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
+        /// Channels (HBM pseudo-channels), replacing the standard's count.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        channels: Option<u64>,
+        /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Bg, Ba, Ro, Co),
+        /// replacing the standard's.
+        #[arg(long)]
+        mapping: Option<String>,
+        /// Hold writes in a 32-entry queue of their own, drained from 80% full down to 20% (Ramulator
+        /// 2's controller), instead of serving them from the read window in stream order.
+        #[arg(long)]
+        write_queue: bool,
         /// A closed loop: this many requests in flight, the next arriving as one completes
         /// (default: every request queued at time 0).
         #[arg(long, conflicts_with_all = ["rate", "load_sweep"], value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -434,9 +445,33 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Step { arch, system, model, phase, tokens, batch, trace, max_events } => {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
-        Command::Dram { standard, pattern, reads, window, max_events, queue_depth, rate, load_sweep, out } => {
-            dram::run(&dram::Args { standard, pattern, reads, window, max_events, queue_depth, rate, load_sweep, out })
-        }
+        Command::Dram {
+            standard,
+            pattern,
+            reads,
+            window,
+            max_events,
+            channels,
+            mapping,
+            write_queue,
+            queue_depth,
+            rate,
+            load_sweep,
+            out,
+        } => dram::run(&dram::Args {
+            standard,
+            pattern,
+            reads,
+            window,
+            max_events,
+            channels,
+            mapping,
+            write_queue,
+            queue_depth,
+            rate,
+            load_sweep,
+            out,
+        }),
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
         }

@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use strata_arch::arch::DramOrg;
-use strata_sim::engine::dram::{self, Arrivals, Refresh, Timing};
+use strata_arch::dram_map::{AddressField, AddressMapping};
+use strata_sim::engine::dram::{self, Arrivals, Refresh, Timing, Writes};
 
 use crate::error::{CliError, CliResult};
 
@@ -16,6 +17,9 @@ pub struct Args {
     pub reads: u64,
     pub window: usize,
     pub max_events: u64,
+    pub channels: Option<u64>,
+    pub mapping: Option<String>,
+    pub write_queue: bool,
     pub queue_depth: Option<u64>,
     /// Offered load, GB/s.
     pub rate: Option<f64>,
@@ -29,7 +33,17 @@ fn org(arg: &str) -> CliResult<DramOrg> {
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
-    let o = org(&a.standard)?;
+    let mut o = org(&a.standard)?;
+    if let Some(n) = a.channels {
+        o.channels = n;
+        if !o.address_mapping.lsb_first.contains(&AddressField::Channel) {
+            o.address_mapping = AddressMapping::default_for(n);
+        }
+    }
+    if let Some(name) = &a.mapping {
+        o.address_mapping = AddressMapping::parse(name, o.channels, "--mapping")
+            .map_err(|e| CliError::input(format!("{}: {}", e.path, e.reason)))?;
+    }
     let t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
     let reads = match a.pattern.as_str() {
         "sequential" => dram::sequential(&t, a.reads),
@@ -53,8 +67,9 @@ pub fn run(a: &Args) -> CliResult<String> {
         Some(r) => dram::at_rate(&reads, r * 1e9 / t.burst_bytes as f64),
         None => reads,
     };
-    let s =
-        dram::simulate(&t, &reads, arrivals, a.window, a.max_events).map_err(|e| CliError::engine(&a.standard, &e))?;
+    let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
+    let s = dram::simulate_with(&t, &reads, arrivals, a.window, writes, a.max_events)
+        .map_err(|e| CliError::engine(&a.standard, &e))?;
     let mut out = String::new();
     let how = match (a.queue_depth, a.rate) {
         (Some(d), _) => format!("closed loop at queue depth {d}"),
@@ -63,8 +78,15 @@ pub fn run(a: &Args) -> CliResult<String> {
     };
     let _ = writeln!(
         out,
-        "{} channel, {} {}-byte requests ({}, {how}), controller window {}",
-        o.standard, a.reads, t.burst_bytes, a.pattern, a.window
+        "{}, {} channel(s) mapped {}, {} {}-byte requests ({}, {how}), controller window {} per channel{}",
+        o.standard,
+        t.channels,
+        t.mapping.name(),
+        a.reads,
+        t.burst_bytes,
+        a.pattern,
+        a.window,
+        if a.write_queue { ", writes drained from a 32-entry queue (80%/20%)" } else { "" }
     );
     let peak = t.peak_bandwidth();
     let _ = writeln!(
@@ -120,7 +142,8 @@ fn sweep(a: &Args, t: &Timing, reads: &[dram::Request], sustained: &dram::Stats,
     let stats: Vec<dram::Stats> = shares
         .par_iter()
         .map(|&f| {
-            dram::simulate(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, a.max_events)
+            let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
+            dram::simulate_with(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, writes, a.max_events)
                 .map_err(|e| CliError::engine(&a.standard, &e))
         })
         .collect::<CliResult<_>>()?;
