@@ -63,6 +63,20 @@ pub struct DramOrg {
     pub t_ck: Seconds,
     pub timing: BTreeMap<String, f64>,
     pub address_mapping: crate::dram_map::AddressMapping,
+    pub power: Option<DramPower>,
+}
+
+/// A DRAM device's datasheet power figures (validated): volts, amperes, devices per channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DramPower {
+    pub vdd: f64,
+    pub idd0: f64,
+    pub idd2n: f64,
+    pub idd3n: f64,
+    pub idd4r: f64,
+    pub idd4w: f64,
+    pub idd5b: f64,
+    pub devices: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -679,6 +693,10 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
         t_ck: unit(&format!("{p}.t_ck"), &d.t_ck, parse_time)?,
         timing: d.timing.clone(),
         address_mapping: crate::dram_map::AddressMapping::default_for(1),
+        power: match &d.power {
+            Some(w) => Some(dram_power(&format!("{p}.power"), w)?),
+            None => None,
+        },
     };
     let org = DramOrg {
         address_mapping: match &d.address_mapping {
@@ -713,6 +731,48 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
         return Err(SpecError::new(p, "row_bytes and t_ck must be positive"));
     }
     Ok(org)
+}
+
+/// Checks a `[dram.power]` table: every figure positive and the currents ordered as the
+/// energy formulas need (each command's current at least the active standby current, which is
+/// at least the precharge standby current).
+fn dram_power(p: &str, w: &crate::spec::DramPowerSpec) -> SpecResult<DramPower> {
+    let figures = [
+        ("vdd", w.vdd),
+        ("idd0", w.idd0),
+        ("idd2n", w.idd2n),
+        ("idd3n", w.idd3n),
+        ("idd4r", w.idd4r),
+        ("idd4w", w.idd4w),
+        ("idd5b", w.idd5b),
+    ];
+    for (k, v) in figures {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(SpecError::new(format!("{p}.{k}"), format!("must be a positive number (got {v})")));
+        }
+    }
+    if w.idd3n < w.idd2n {
+        return Err(SpecError::new(
+            format!("{p}.idd3n"),
+            "active standby (idd3n) draws at least precharge standby (idd2n)",
+        ));
+    }
+    for (k, v) in [("idd0", w.idd0), ("idd4r", w.idd4r), ("idd4w", w.idd4w), ("idd5b", w.idd5b)] {
+        if v < w.idd3n {
+            return Err(SpecError::new(format!("{p}.{k}"), format!("must be at least idd3n ({})", w.idd3n)));
+        }
+    }
+    let ma = 1e-3;
+    Ok(DramPower {
+        vdd: w.vdd,
+        idd0: w.idd0 * ma,
+        idd2n: w.idd2n * ma,
+        idd3n: w.idd3n * ma,
+        idd4r: w.idd4r * ma,
+        idd4w: w.idd4w * ma,
+        idd5b: w.idd5b * ma,
+        devices: positive(&format!("{p}.devices"), w.devices)?,
+    })
 }
 
 fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {

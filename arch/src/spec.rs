@@ -115,6 +115,24 @@ pub struct DramSpec {
     /// significant field first (`RoBaCoBgCh`); Strata's own interleaving when left out.
     #[serde(default)]
     pub address_mapping: Option<String>,
+    /// Supply voltage and IDD currents of the devices (datasheet values), for energy per
+    /// command as DRAMsim3 and DRAMPower compute it.
+    #[serde(default)]
+    pub power: Option<DramPowerSpec>,
+}
+
+/// A DRAM device's datasheet power figures: `vdd` in volts, currents in mA, `devices` per channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DramPowerSpec {
+    pub vdd: f64,
+    pub idd0: f64,
+    pub idd2n: f64,
+    pub idd3n: f64,
+    pub idd4r: f64,
+    pub idd4w: f64,
+    pub idd5b: f64,
+    pub devices: i64,
 }
 
 /// NAND flash organisation and timing: a `[nand]` preset or a level's `[arch.levels.nand]`.

@@ -121,6 +121,19 @@ pub fn run(a: &Args) -> CliResult<String> {
         ns(s.latency.max),
         ns(unloaded(&t))
     );
+    if let Some(e) = s.energy {
+        let _ = writeln!(
+            out,
+            "  energy     {:.3} µJ ({:.2} pJ/bit): activate {:.3}, read {:.3}, write {:.3}, refresh {:.3}, background {:.3} µJ",
+            e.total() * 1e6,
+            e.total() * 1e12 / (8.0 * s.bytes as f64),
+            e.activate * 1e6,
+            e.read * 1e6,
+            e.write * 1e6,
+            e.refresh * 1e6,
+            e.background * 1e6
+        );
+    }
     let _ = writeln!(out, "  simulated  {:.3} µs in {} events", s.seconds * 1e6, s.events);
     if a.load_sweep {
         return sweep(a, &t, &reads, &s, out);

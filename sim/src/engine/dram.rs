@@ -23,6 +23,8 @@ use super::{EngineError, Queue, Time};
 /// Timings of a channel in picoseconds, and its organisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timing {
+    /// Datasheet power figures, when the organisation gives them (energy per command).
+    pub power: Option<strata_arch::arch::DramPower>,
     pub channels: u64,
     pub mapping: AddressMapping,
     pub tck: Time,
@@ -114,6 +116,7 @@ impl Timing {
             return Err(cfg("dram.timing.tREFI", "must exceed tRFC + tRP, or the channel only refreshes"));
         }
         let timing = Timing {
+            power: org.power,
             channels: org.channels,
             mapping: org.address_mapping.clone(),
             tck,
@@ -217,6 +220,50 @@ pub struct Stats {
     /// Per request, from its arrival at the controller to its last data beat (a read's data
     /// back, a write's data in).
     pub latency: Latency,
+    /// Where the power figures are given: energy by command and in the background.
+    pub energy: Option<Energy>,
+}
+
+/// DRAM energy of a run in joules, as DRAMsim3 and DRAMPower compute it from the datasheet's
+/// IDD currents: each command the current above active standby for its duration, the background
+/// active standby (an open-page controller keeps a row open in every bank it has used) over the
+/// run, times VDD and the devices of a channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Energy {
+    /// ACT (with its PRE): VDD · (IDD0 · tRC − IDD3N · tRAS − IDD2N · tRP) per activation.
+    pub activate: f64,
+    /// VDD · (IDD4R − IDD3N) · nBL per read burst.
+    pub read: f64,
+    /// VDD · (IDD4W − IDD3N) · nBL per write burst.
+    pub write: f64,
+    /// VDD · (IDD5B − IDD3N) · tRFC per refresh (tRFCpb for one bank).
+    pub refresh: f64,
+    /// VDD · IDD3N over the run, per channel.
+    pub background: f64,
+}
+
+impl Energy {
+    pub fn total(&self) -> f64 {
+        self.activate + self.read + self.write + self.refresh + self.background
+    }
+
+    fn of(t: &Timing, s: &Stats) -> Option<Energy> {
+        let w = t.power?;
+        let k = w.vdd * w.devices as f64;
+        let (rc, ras, rp, nbl) = (t.rc.seconds(), t.ras.seconds(), t.rp.seconds(), t.n_bl.seconds());
+        let rfc = match t.refresh {
+            Refresh::AllBank { rfc, .. } | Refresh::PerBank { rfc, .. } => rfc.seconds(),
+            Refresh::None => 0.0,
+        };
+        let bursts = s.bytes / t.burst_bytes;
+        Some(Energy {
+            activate: (s.misses + s.conflicts) as f64 * k * (w.idd0 * rc - w.idd3n * ras - w.idd2n * rp),
+            read: (bursts - s.writes) as f64 * k * (w.idd4r - w.idd3n) * nbl,
+            write: s.writes as f64 * k * (w.idd4w - w.idd3n) * nbl,
+            refresh: s.refreshes as f64 * k * (w.idd5b - w.idd3n) * rfc,
+            background: t.channels as f64 * k * w.idd3n * s.seconds,
+        })
+    }
 }
 
 impl Stats {
@@ -661,6 +708,7 @@ pub fn simulate_with(
     stats.seconds = end.seconds();
     stats.events = q.events();
     stats.latency = Latency::of(latencies);
+    stats.energy = Energy::of(t, &stats);
     Ok(stats)
 }
 
@@ -877,6 +925,42 @@ mod tests {
         let bad = Writes::Drain { capacity: 8, high: 4, low: 4 };
         let e = simulate_with(&t, &reqs[..10], Arrivals::AsGiven, 32, bad, BUDGET).unwrap_err();
         assert!(e.to_string().contains("write_queue"), "{e}");
+    }
+
+    /// A DDR4-3200 x8 channel with datasheet-like currents (mA): the test's own figures.
+    fn with_power(name: &str) -> Timing {
+        let text = strata_arch::arch::DRAM_PRESETS.iter().find(|p| p.0 == name).unwrap().1.to_string()
+            + "power = { vdd = 1.2, idd0 = 58, idd2n = 37, idd3n = 52, idd4r = 168, idd4w = 150, idd5b = 250, devices = 8 }\n";
+        Timing::of(&DramOrg::from_toml(&text).unwrap()).unwrap()
+    }
+
+    /// Energy per read burst, per write burst and per activation equal the IDD closed forms;
+    /// background is active standby over the run.
+    #[test]
+    fn energy_per_command_is_the_idd_closed_form() {
+        let t = with_power("ddr4-3200");
+        let (vdd, dev, ma, ns) = (1.2, 8.0, 1e-3, 1e-9);
+        let tck = t.tck.seconds() / ns;
+        // Row hits only: a sequential stream; every burst one read.
+        let s = run(&t, &sequential(&t, 100_000), 32, BUDGET).unwrap();
+        let e = s.energy.unwrap();
+        let per_read = e.read / (s.bytes / t.burst_bytes) as f64;
+        let closed = vdd * (168.0 - 52.0) * ma * 4.0 * tck * ns * dev;
+        assert!((per_read / closed - 1.0).abs() < 1e-12, "{per_read} vs {closed}");
+        let per_act = e.activate / (s.misses + s.conflicts) as f64;
+        let act = vdd * (58.0 * 74.0 - 52.0 * 52.0 - 37.0 * 22.0) * ma * tck * ns * dev;
+        assert!((per_act / act - 1.0).abs() < 1e-12, "{per_act} vs {act}");
+        assert!((e.background / (vdd * 52.0 * ma * s.seconds * dev) - 1.0).abs() < 1e-12);
+        let w = run(&t, &read_write(&t, 10_000, 0), 32, BUDGET).unwrap().energy.unwrap();
+        assert!((w.write / 10_000.0 / (vdd * (150.0 - 52.0) * ma * 4.0 * tck * ns * dev) - 1.0).abs() < 1e-12);
+        // Random reads pay an activation per burst: more energy per bit than a stream.
+        let r = run(&t, &random(&t, 100_000, 3), 32, BUDGET).unwrap();
+        assert!(r.energy.unwrap().total() > 2.0 * e.total(), "{r:?} vs {s:?}");
+        // Currents out of order are refused, naming the key.
+        let text = strata_arch::arch::DRAM_PRESETS.iter().find(|p| p.0 == "ddr4-3200").unwrap().1.to_string()
+            + "power = { vdd = 1.2, idd0 = 58, idd2n = 37, idd3n = 52, idd4r = 40, idd4w = 150, idd5b = 250, devices = 8 }\n";
+        let e = DramOrg::from_toml(&text).unwrap_err();
+        assert_eq!(e.path, "dram.power.idd4r", "{e}");
     }
 
     #[test]
