@@ -19,6 +19,7 @@ pub mod collective;
 pub mod gemm;
 pub mod inference;
 pub mod launch;
+pub mod lowrank;
 pub mod sparse;
 pub mod streaming;
 

@@ -13,11 +13,29 @@ pub fn copy(dev: &Device, bytes: f64) -> Prediction {
 /// `z = x + y` in bf16: 128-thread CTAs of 8-wide vectors, 1024 elements each. Twelve CTAs share
 /// an SM, so one CTA's load latency hides under the others' transfers: no latency term.
 pub fn add(dev: &Device, elements: f64) -> Prediction {
+    elementwise(dev, "vectorized_elementwise add", elements, 6.0, 0.0)
+}
+
+/// PyTorch's vectorized elementwise kernel (the launch of [`add`]) moving `bytes_per_element`
+/// and issuing `sfu_per_element` special-function operations (an activation's exponential and
+/// reciprocal) per element.
+pub fn elementwise(
+    dev: &Device,
+    name: &str,
+    elements: f64,
+    bytes_per_element: f64,
+    sfu_per_element: f64,
+) -> Prediction {
     const PER_CTA: f64 = 1024.0;
     let ctas = (elements / PER_CTA).ceil().max(1.0) as usize;
-    let cta = Cta { hbm_bytes: PER_CTA * 6.0, l2_bytes: PER_CTA * 6.0, ..Cta::default() };
+    let cta = Cta {
+        hbm_bytes: PER_CTA * bytes_per_element,
+        l2_bytes: PER_CTA * bytes_per_element,
+        alu_cycles: PER_CTA * sfu_per_element / dev.gpu.sfu_lanes_per_sm as f64,
+        ..Cta::default()
+    };
     let grid = Grid {
-        name: "vectorized_elementwise add".into(),
+        name: name.into(),
         shape: Shape { threads: 128, registers: 34, shared_bytes: 0, cluster: 1 },
         path: Path::Warp,
         overlap: Overlap::Serial,
