@@ -430,6 +430,24 @@ fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
     let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown kind `tpu`"), "{}", stderr(&o));
+    // Beside the main set, our sparse and low-rank kernels (sparse.csv) get their own table.
+    let main = include_str!("../validation/gpu/h100/measurements.csv");
+    let dir = file("measurements.csv", main).parent().unwrap().to_path_buf();
+    let head =
+        "kind,name,batch,heads,seq_kv,head_dim,label_channels,selected,tokens,d_model,ffn,rank,block_n,median_us\n";
+    let rows = "ds_total,b4,4,32,16384,128,8,1024,,,,,,220\nlowrank_fused,r96m64n64,8,,,,,,32768,768,3072,96,64,900\n";
+    std::fs::write(dir.join("sparse.csv"), format!("{head}{rows}")).unwrap();
+    let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(dir.join("o/summary.md")).unwrap();
+    assert!(
+        md.contains("Our sparse and low-rank kernels") && md.contains("| lowrank_fused r96m64n64 | 900.0 |"),
+        "{md}"
+    );
+    std::fs::write(dir.join("sparse.csv"), format!("{head}ds_bogus,x,1,1,1,1,1,1,,,,,,1\n")).unwrap();
+    let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("sparse.csv:2: unknown kind `ds_bogus`"), "{}", stderr(&o));
 }
 
 /// Yao Fu's long-context analysis of Yi-34B on an 80 GB A100 (shared/reference/long-context.md):

@@ -64,6 +64,8 @@ impl Point {
 /// What the command found: points, the calibration used and the source's environment.
 pub struct Report {
     pub points: Vec<Point>,
+    /// Our own sparse and low-rank kernels (`sparse.csv` of measure_sparse.py), where measured.
+    pub sparse: Vec<Point>,
     pub calibration: Calibration,
     pub environment: String,
 }
@@ -166,7 +168,114 @@ pub fn predict(args: &Args) -> CliResult<Report> {
     if points.is_empty() {
         return Err(CliError::input(format!("{source}: no measured kernels to predict")));
     }
-    Ok(Report { points, calibration: if args.datasheet { Calibration::default() } else { cal }, environment })
+    let sparse = match &args.data {
+        Some(dir) if dir.join("sparse.csv").exists() => predict_sparse(&dir.join("sparse.csv"), &dev)?,
+        _ => Vec::new(),
+    };
+    Ok(Report { points, sparse, calibration: if args.datasheet { Calibration::default() } else { cal }, environment })
+}
+
+/// One row of sparse.csv (measure_sparse.py).
+#[derive(Debug, Deserialize)]
+struct SparseMeasured {
+    kind: String,
+    name: String,
+    batch: Option<u64>,
+    heads: Option<u64>,
+    seq_kv: Option<u64>,
+    head_dim: Option<u64>,
+    label_channels: Option<u64>,
+    selected: Option<u64>,
+    tokens: Option<u64>,
+    d_model: Option<u64>,
+    ffn: Option<u64>,
+    rank: Option<u64>,
+    block_n: Option<u64>,
+    median_us: f64,
+}
+
+/// Predicts our own implementations as they launch: Double Sparsity in PyTorch (the query's
+/// label channels gathered, label scores, `torch.topk`, the selected keys and values gathered
+/// into new tensors, then FlashAttention-2 over them) and FlashSVD's FFN (plain, fused).
+fn predict_sparse(path: &Path, dev: &Device) -> CliResult<Vec<Point>> {
+    use strata_sim::gpu::lowrank::{FusedTiles, LowRankFfn};
+    use strata_sim::gpu::{sparse, streaming};
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::input(format!("{source}: cannot read: {e}")))?;
+    let mut points = Vec::new();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    for (i, rec) in reader.deserialize::<SparseMeasured>().enumerate() {
+        let line = i as u64 + 2;
+        let r = rec.map_err(|e| CliError::input(format!("{source}:{}: {e}", e.position().map_or(0, |p| p.line()))))?;
+        let f = |v: Option<u64>, name: &str| need(&source, line, v, name, &r.kind);
+        let launches: Vec<gpu::Launch> = if let Some(stage) = r.kind.strip_prefix("ds_") {
+            let (batch, heads, context, d) =
+                (f(r.batch, "batch")?, f(r.heads, "heads")?, f(r.seq_kv, "seq_kv")?, f(r.head_dim, "head_dim")?);
+            let ds = gpu::SparseAttention {
+                batch,
+                heads,
+                kv_heads: heads,
+                context,
+                head_dim: d,
+                label_channels: f(r.label_channels, "label_channels")?,
+                selected: f(r.selected, "selected")?,
+                elem_bytes: 2,
+                label_bytes: 2,
+                predict_next: false,
+            };
+            let all = sparse::launches(&ds, dev);
+            // `torch.gather` copies the selected rows of K and V: read and write each.
+            let rows = (batch * heads * ds.selected * d) as f64;
+            let gathers = || (0..2).flat_map(|_| streaming::elementwise(dev, "gather", rows, 4.0, 0.0).launches);
+            match stage {
+                "dense" => {
+                    Attention { batch, heads, kv_heads: heads, seq_q: 1, seq_kv: context, head_dim: d, causal: false }
+                        .launches(dev)
+                }
+                "labels" => all[..1].to_vec(),
+                "topk" => all[1..2].to_vec(),
+                "gather_attention" => gathers().chain(all[2..].iter().cloned()).collect(),
+                "total" => {
+                    let q = (batch * heads * ds.label_channels) as f64;
+                    streaming::elementwise(dev, "query labels", q, 4.0, 0.0)
+                        .launches
+                        .into_iter()
+                        .chain(all[..2].iter().cloned())
+                        .chain(gathers())
+                        .chain(all[2..].iter().cloned())
+                        .collect()
+                }
+                other => return Err(CliError::input(format!("{source}:{line}: unknown kind `ds_{other}`"))),
+            }
+        } else {
+            let ffn = LowRankFfn {
+                tokens: f(r.tokens, "tokens")?,
+                d_model: f(r.d_model, "d_model")?,
+                ffn: f(r.ffn, "ffn")?,
+                rank: if r.kind == "dense_ffn" { 1 } else { f(r.rank, "rank")? },
+                gated: true,
+            };
+            match r.kind.as_str() {
+                "dense_ffn" => ffn.dense(dev).launches,
+                "lowrank_inputs" => ffn.inputs(dev).launches,
+                "lowrank_plain" => ffn.plain(dev).launches,
+                "lowrank_fused" => {
+                    let block_m = if r.name.contains("m16") { 16 } else { 64 };
+                    let t = FusedTiles { block_m, block_n: f(r.block_n, "block_n")?, block_f: 64, block_r: 32 };
+                    ffn.fused(dev, t).launches
+                }
+                other => return Err(CliError::input(format!("{source}:{line}: unknown kind `{other}`"))),
+            }
+        };
+        points.push(Point {
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            measured_us: r.median_us,
+            predicted_us: launches.iter().map(|l| l.seconds).sum::<f64>() * 1e6,
+            launches: launches.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(" + "),
+        });
+    }
+    Ok(points)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -235,6 +344,31 @@ fn summary(r: &Report, args: &Args) -> String {
             p.launches
         );
     }
+    if !r.sparse.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Our sparse and low-rank kernels (validation/gpu/measure_sparse.py)\n\n\
+             Double Sparsity as our PyTorch implementation launches it and FlashSVD's FFN (plain, and our fused \
+             Triton kernel), predicted kernel by kernel; not part of the set above.\n"
+        );
+        let _ = writeln!(s, "| kernels | points | median abs. error | max abs. error |\n|---|---:|---:|---:|");
+        for (k, (n, med, max)) in errors(&r.sparse) {
+            let _ = writeln!(s, "| {k} | {n} | {:.1}% | {:.1}% |", med * 100.0, max * 100.0);
+        }
+        let _ = writeln!(s, "\n| kernel | measured µs | predicted µs | error | launches |\n|---|---:|---:|---:|---|");
+        for p in &r.sparse {
+            let _ = writeln!(
+                s,
+                "| {} {} | {:.1} | {:.1} | {:+.1}% | {} |",
+                p.kind,
+                p.name,
+                p.measured_us,
+                p.predicted_us,
+                p.error() * 100.0,
+                p.launches
+            );
+        }
+    }
     if !r.environment.is_empty() {
         let _ = writeln!(s, "\nMeasured on:\n\n```json\n{}\n```", r.environment.trim());
     }
@@ -247,7 +381,7 @@ pub fn run(args: &Args) -> CliResult<String> {
     let plots = args.out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| fail(&plots, e.to_string()))?;
     let mut csv = String::from("kind,name,measured_us,predicted_us,error_pct,launches\n");
-    for p in &report.points {
+    for p in report.points.iter().chain(&report.sparse) {
         let _ = writeln!(
             csv,
             "{},{},{:.3},{:.3},{:.2},{}",
