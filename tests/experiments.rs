@@ -1409,6 +1409,34 @@ fn double_sparsity_offload_and_the_byte_bound() {
     }
 }
 
+/// FlashSVD's FFN on GPUs (kernel model): the plain path's time hardly moves with the rank,
+/// the fused kernel's grows with it, so fused over plain rises with the rank on each GPU; the
+/// crossover plot is drawn; a GPU axis naming an architecture without a GPU is located.
+#[test]
+fn flashsvd_ffn_crossover_rises_with_rank() {
+    let d = fresh("flashsvd-ffn");
+    ok("flashsvd-ffn", &d);
+    assert_golden("flashsvd-ffn", &d.join("o/results.csv"));
+    let (h, rows) = csv(&d.join("o/results.csv"));
+    let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+    for gpu in ["h100", "h200"] {
+        let ratios: Vec<f64> = rows
+            .chunks(3)
+            .filter(|p| p[0][col("gpu")] == gpu)
+            .map(|p| p[2][col("ffn_ms")].parse::<f64>().unwrap() / p[1][col("ffn_ms")].parse::<f64>().unwrap())
+            .collect();
+        assert_eq!(ratios.len(), 9);
+        assert!(ratios.windows(2).all(|w| w[1] > w[0]), "{gpu}: {ratios:?}");
+    }
+    assert!(d.join("o/plots/flashsvd-ffn-bert-b8-s4096.png").exists());
+    let e = "[experiment]\nname = \"x\"\nkind = \"flashsvd\"\n[experiment.sweep]\nmodel = [\"bert\"]\nbatch = [1]\nseq = [128]\nrank = [64]\ngpu = [\"fusemax\"]\n";
+    let dir = fresh("bad-flashsvd-gpu");
+    std::fs::write(dir.join("e.toml"), e).unwrap();
+    let err = err("e.toml", &dir);
+    assert_eq!(err.code, 2, "{}", err.message);
+    assert!(err.message.contains("experiment.sweep.gpu") && err.message.contains("arch.gpu"), "{}", err.message);
+}
+
 /// FlashSVD: the configuration that gives the paper's cuts (320 tokens, batch 64, rank 80)
 /// within 20%; streaming never holds more than plain SVD inference, which holds fewer weights
 /// than the dense model; a rank past a projection's side is located.

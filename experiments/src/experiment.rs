@@ -365,6 +365,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("instinfer", include_str!("../instinfer.toml")),
     ("double-sparsity", include_str!("../double-sparsity.toml")),
     ("flashsvd", include_str!("../flashsvd.toml")),
+    ("flashsvd-ffn", include_str!("../flashsvd-ffn.toml")),
     ("sparse-ffn", include_str!("../sparse-ffn.toml")),
 ];
 

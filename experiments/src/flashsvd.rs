@@ -6,6 +6,12 @@
 //! chip). Peak memory is the model's weights plus the layer's largest set of live
 //! activations (`Cascade::peak_activation_bytes_fused`); transient memory is the activations
 //! alone. References are ratios between rows, as in `serving`.
+//!
+//! With a `gpu` axis (an architecture with an `[arch.gpu]` section) each row also times the
+//! layer's FFN on that GPU with the kernel model (`sim::gpu::lowrank`): the dense FFN; plain
+//! SVD inference (rank-space inputs, rebuilds, activation and product, the down projection's two
+//! GEMMs); FlashSVD's fused kernel at its fastest tile. That is the fused-vs-unfused rank
+//! crossover.
 
 use std::fmt::Write as _;
 
@@ -14,7 +20,7 @@ use strata_workloads::{Model, Phase};
 
 use crate::error::{CliError, CliResult};
 use crate::experiment::{Cell, Experiment, Point, Row};
-use crate::kind::{Axis, Kind, Values as V, required};
+use crate::kind::{Axis, Kind, Values as V, optional, required};
 
 /// The `flashsvd` experiment kind.
 pub struct FlashSvd;
@@ -24,6 +30,7 @@ const AXES: &[Axis] = &[
     required("batch", V::PositiveInt),
     required("seq", V::PositiveInt),
     required("rank", V::PositiveInt),
+    optional("gpu", V::Arch),
 ];
 
 /// How a layer runs.
@@ -42,8 +49,14 @@ impl Kind for FlashSvd {
     fn spec_paths(&self) -> &'static [&'static str] {
         &["model"]
     }
-    fn columns(&self, _x: &Experiment) -> Vec<String> {
-        ["model", "batch", "seq", "rank", "variant", "weights_mb", "transient_mb", "peak_mb"].map(String::from).to_vec()
+    fn columns(&self, x: &Experiment) -> Vec<String> {
+        let mut c: Vec<String> = ["model", "batch", "seq", "rank", "variant", "weights_mb", "transient_mb", "peak_mb"]
+            .map(String::from)
+            .to_vec();
+        if x.spec.sweep.contains_key("gpu") {
+            c.extend(["gpu", "ffn_ms", "ffn_kernels"].map(String::from));
+        }
+        c
     }
     fn check(&self, x: &Experiment) -> CliResult<()> {
         crate::serving::check_references(x, &self.columns(x))
@@ -84,6 +97,11 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
         (&low, low_layer.peak_activation_bytes_fused(&low.streaming_groups(&low_layer))),
     ];
     let mb = |b: f64| Cell::Float(b / 1e6);
+    let gpu = p.text("gpu");
+    let ffn_times = match gpu.is_empty() {
+        false => Some((gpu.clone(), ffn_times(x, p, &gpu, &low, batch * seq, rank)?)),
+        true => None,
+    };
     Ok(VARIANTS
         .iter()
         .zip(runs)
@@ -99,10 +117,51 @@ fn point(x: &Experiment, p: &Point) -> CliResult<Vec<Row>> {
                     ("weights_mb".into(), mb(weights)),
                     ("transient_mb".into(), mb(transient as f64)),
                     ("peak_mb".into(), mb(weights + transient as f64)),
-                ],
+                ]
+                .into_iter()
+                .chain(ffn_times.iter().flat_map(|(gpu, times)| {
+                    let (ms, kernels) = &times[VARIANTS.iter().position(|v| v == variant).expect("a variant")];
+                    [
+                        ("gpu".into(), Cell::Text(gpu.clone())),
+                        ("ffn_ms".into(), Cell::Float(*ms)),
+                        ("ffn_kernels".into(), Cell::Text(kernels.clone())),
+                    ]
+                }))
+                .collect(),
             }
         })
         .collect())
+}
+
+/// One layer's FFN on the GPU `gpu` for each variant: (milliseconds, the kernels launched).
+fn ffn_times(x: &Experiment, p: &Point, gpu: &str, m: &Model, tokens: u64, rank: u64) -> CliResult<Vec<(f64, String)>> {
+    use strata_sim::gpu::lowrank::LowRankFfn;
+    use strata_sim::gpu::{Device, Prediction};
+    let arch = crate::kind::arch(x, gpu, Some(p))?;
+    let Some(spec) = arch.gpu.as_ref() else {
+        return Err(CliError::input(format!(
+            "{}: {gpu}: arch.gpu: this architecture has no [arch.gpu] section",
+            x.at("experiment.sweep.gpu")
+        )));
+    };
+    let dev = Device::new(spec);
+    let ffn = LowRankFfn { tokens, d_model: m.d_model, ffn: m.ffn_dim, rank, gated: m.gated_ffn };
+    let names = |ps: &[&Prediction]| {
+        let mut v: Vec<String> = Vec::new();
+        for l in ps.iter().flat_map(|p| &p.launches) {
+            v.push(l.name.clone());
+        }
+        v.join(" + ")
+    };
+    let inputs = ffn.inputs(&dev);
+    let dense = ffn.dense(&dev);
+    let plain = ffn.plain(&dev);
+    let (_, fused) = ffn.fused_best(&dev);
+    Ok(vec![
+        (dense.seconds * 1e3, names(&[&dense])),
+        ((inputs.seconds + plain.seconds) * 1e3, names(&[&inputs, &plain])),
+        ((inputs.seconds + fused.seconds) * 1e3, names(&[&inputs, &fused])),
+    ])
 }
 
 fn summary(x: &Experiment, rows: &[Row]) -> String {
@@ -134,6 +193,38 @@ fn summary(x: &Experiment, rows: &[Row]) -> String {
             100.0 * (1.0 - f.f("peak_mb") / v.f("peak_mb")),
             100.0 * (1.0 - f.f("transient_mb") / v.f("transient_mb"))
         );
+    }
+    if rows.iter().any(|r| r.get("ffn_ms").is_some()) {
+        s += "\nOne layer's FFN on the GPU (kernel model, `sim::gpu::lowrank`): plain SVD inference against FlashSVD's \
+              fused kernel at its fastest tile, both from the rank-space inputs.\n\n\
+              | model | batch | seq | rank | gpu | dense ms | plain SVD ms | fused ms | fused / plain | fused kernel |\n\
+              |---|---:|---:|---:|---|---:|---:|---:|---:|---|\n";
+        for key in
+            crate::experiment::distinct_by(rows, |r| (r.s("model"), r.s("batch"), r.s("seq"), r.s("rank"), r.s("gpu")))
+        {
+            let get = |variant: &str| {
+                rows.iter().find(|r| {
+                    (r.s("model"), r.s("batch"), r.s("seq"), r.s("rank"), r.s("gpu")) == key
+                        && r.s("variant") == variant
+                })
+            };
+            let (Some(d), Some(v), Some(f)) = (get("dense"), get("svd"), get("flashsvd")) else { continue };
+            let kernel = f.s("ffn_kernels");
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} |",
+                key.0,
+                key.1,
+                key.2,
+                key.3,
+                key.4,
+                d.f("ffn_ms"),
+                v.f("ffn_ms"),
+                f.f("ffn_ms"),
+                f.f("ffn_ms") / v.f("ffn_ms"),
+                kernel.rsplit(" + ").next().unwrap_or_default()
+            );
+        }
     }
     s += &crate::serving::references(&x.spec, rows);
     s

@@ -1077,6 +1077,42 @@ pub fn flashsvd(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Stri
             &thousands
         ))?);
     }
+    // The FFN's time against the rank, plain SVD inference and the fused kernel, per GPU.
+    let timed: Vec<&Row> = rows.iter().filter(|r| r.get("ffn_ms").is_some()).collect();
+    for (model, batch, seq) in
+        distinct_by(timed.iter().copied(), |r| (r.s("model"), r.f("batch") as u64, r.f("seq") as u64))
+    {
+        let here: Vec<&Row> = timed
+            .iter()
+            .copied()
+            .filter(|r| r.s("model") == model && r.f("batch") as u64 == batch && r.f("seq") as u64 == seq)
+            .collect();
+        let mut series: Vec<Series> = Vec::new();
+        for (g, gpu) in distinct(&here, "gpu").iter().enumerate() {
+            for (v, (variant, label)) in [("svd", "plain SVD"), ("flashsvd", "FlashSVD fused")].iter().enumerate() {
+                let pts: Vec<(f64, f64)> = here
+                    .iter()
+                    .filter(|r| &r.s("gpu") == gpu && r.s("variant") == *variant)
+                    .map(|r| (r.f("rank"), r.f("ffn_ms")))
+                    .collect();
+                series.push((format!("{label}, {gpu}"), pts, false, 2 * g + v));
+            }
+        }
+        if here.iter().map(|r| r.f("rank") as u64).collect::<std::collections::BTreeSet<_>>().len() < 2 {
+            continue;
+        }
+        let name = format!("flashsvd-ffn-{model}-b{batch}-s{seq}");
+        let title = format!("{model} FFN, batch {batch}, {seq} tokens: time per layer vs rank (kernel model)");
+        written.extend(both!(spec.plots.as_deref(), dir, &name, (1000, 600), |a| lines(
+            a,
+            &title,
+            "rank of every factorised projection (log scale)",
+            "FFN time per layer (ms, log scale)",
+            &series,
+            true,
+            &thousands
+        ))?);
+    }
     Ok(written)
 }
 
