@@ -264,6 +264,12 @@ enum Command {
         /// replacing the standard's.
         #[arg(long)]
         mapping: Option<String>,
+        /// Close each row after its access unless a waiting request hits it (default: open page).
+        #[arg(long)]
+        close_page: bool,
+        /// Per-bank refresh in bank order (Ramulator's) instead of a due bank no request needs.
+        #[arg(long)]
+        refresh_in_order: bool,
         /// Hold writes in a 32-entry queue of their own, drained from 80% full down to 20% (Ramulator
         /// 2's controller), instead of serving them from the read window in stream order.
         #[arg(long)]
@@ -453,6 +459,8 @@ fn run(cli: Cli) -> CliResult<String> {
             max_events,
             channels,
             mapping,
+            close_page,
+            refresh_in_order,
             write_queue,
             queue_depth,
             rate,
@@ -466,6 +474,8 @@ fn run(cli: Cli) -> CliResult<String> {
             max_events,
             channels,
             mapping,
+            close_page,
+            refresh_in_order,
             write_queue,
             queue_depth,
             rate,

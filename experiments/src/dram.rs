@@ -19,6 +19,8 @@ pub struct Args {
     pub max_events: u64,
     pub channels: Option<u64>,
     pub mapping: Option<String>,
+    pub close_page: bool,
+    pub refresh_in_order: bool,
     pub write_queue: bool,
     pub queue_depth: Option<u64>,
     /// Offered load, GB/s.
@@ -44,7 +46,9 @@ pub fn run(a: &Args) -> CliResult<String> {
         o.address_mapping = AddressMapping::parse(name, o.channels, "--mapping")
             .map_err(|e| CliError::input(format!("{}: {}", e.path, e.reason)))?;
     }
-    let t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
+    let mut t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
+    t.close_page = a.close_page;
+    t.refresh_in_order = a.refresh_in_order;
     let reads = match a.pattern.as_str() {
         "sequential" => dram::sequential(&t, a.reads),
         "random" => dram::random(&t, a.reads, 7),

@@ -25,6 +25,12 @@ use super::{EngineError, Queue, Time};
 pub struct Timing {
     /// Datasheet power figures, when the organisation gives them (energy per command).
     pub power: Option<strata_arch::arch::DramPower>,
+    /// Close-page controller: a row is precharged after its access unless a waiting request
+    /// hits it (open-page, the default, leaves it open for the next).
+    pub close_page: bool,
+    /// Per-bank refresh steps through the banks in index order (Ramulator's), instead of
+    /// choosing a due bank that no waiting request needs.
+    pub refresh_in_order: bool,
     pub channels: u64,
     pub mapping: AddressMapping,
     pub tck: Time,
@@ -117,6 +123,8 @@ impl Timing {
         }
         let timing = Timing {
             power: org.power,
+            close_page: false,
+            refresh_in_order: false,
             channels: org.channels,
             mapping: org.address_mapping.clone(),
             tck,
@@ -421,6 +429,16 @@ impl Channel<'_> {
         done
     }
 
+    /// Precharges `bank` as soon as its row may close (close-page policy).
+    fn precharge(&mut self, bank: u64) {
+        let t = self.t;
+        let b = &mut self.banks[bank as usize];
+        if b.open.is_some() {
+            b.open = None;
+            b.act_ok = b.act_ok.max(b.pre_ok + t.rp);
+        }
+    }
+
     /// Records an activation of `row` in `bank` at `act`.
     fn open(&mut self, act: Time, bg: u64, bank: u64, row: u64) {
         let t = self.t;
@@ -597,11 +615,15 @@ pub fn simulate_with(
                                 k.due.fill(true);
                             }
                             let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|&i| loc[i].bank as usize == b);
-                            let bank = (0..k.due.len())
-                                .filter(|&b| k.due[b] && !busy(b))
-                                .max_by_key(|&b| (k.ch.banks[b].used, std::cmp::Reverse(b)))
-                                .or_else(|| k.due.iter().position(|&d| d))
-                                .expect("a round has a due bank");
+                            let bank = if t.refresh_in_order {
+                                k.due.iter().position(|&d| d).expect("a round has a due bank")
+                            } else {
+                                (0..k.due.len())
+                                    .filter(|&b| k.due[b] && !busy(b))
+                                    .max_by_key(|&b| (k.ch.banks[b].used, std::cmp::Reverse(b)))
+                                    .or_else(|| k.due.iter().position(|&d| d))
+                                    .expect("a round has a due bank")
+                            };
                             k.due[bank] = false;
                             k.ch.refresh_bank(now, bank, rfc);
                             refi
@@ -659,6 +681,11 @@ pub fn simulate_with(
                 stats.writes += u64::from(reads[i].write);
                 served += 1;
                 k.admit(reads, window, writes);
+                if t.close_page
+                    && !k.queue.iter().chain(&k.writes).any(|&x| loc[x].bank == l.bank && loc[x].row == l.row)
+                {
+                    k.ch.precharge(l.bank);
+                }
                 let list = if k.draining { &k.writes } else { &k.queue };
                 // Row commands, oldest first, for waiting reads whose bank holds another row (or
                 // none) and serves no waiting hit: activations overlap the column reads in flight.
@@ -925,6 +952,40 @@ mod tests {
         let bad = Writes::Drain { capacity: 8, high: 4, low: 4 };
         let e = simulate_with(&t, &reqs[..10], Arrivals::AsGiven, 32, bad, BUDGET).unwrap_err();
         assert!(e.to_string().contains("write_queue"), "{e}");
+    }
+
+    /// Close-page: an isolated read to a row other than the bank's last takes tRCD + CL + nBL
+    /// (the bank precharged while idle) instead of tRP more; a stream of row hits is unharmed
+    /// (waiting hits keep the row open). Per-bank refresh in index order visits every bank.
+    #[test]
+    fn close_page_and_in_order_refresh() {
+        for name in ["ddr4-3200", "hbm2", "lpddr5-6400"] {
+            let mut t = timing(name);
+            t.refresh = Refresh::None;
+            let far = t.burst_bytes * t.bank_groups * t.columns * t.banks_per_group; // same bank, next row
+            let reqs = [
+                Request { addr: 0, at: Time(0), write: false },
+                Request { addr: far, at: Time(t.rc.0 * 50), write: false },
+            ];
+            assert_eq!(t.locate(0).bank, t.locate(far).bank, "{name}");
+            let open = run(&t, &reqs, 4, BUDGET).unwrap();
+            t.close_page = true;
+            let closed = run(&t, &reqs, 4, BUDGET).unwrap();
+            assert_eq!(open.latency.max, (t.rp + t.rcd + t.cl + t.n_bl).seconds(), "{name}");
+            assert_eq!(closed.latency.max, (t.rcd + t.cl + t.n_bl).seconds(), "{name}");
+            let seq = sequential(&t, 50_000);
+            let a = run(&t, &seq, 32, BUDGET).unwrap().bandwidth();
+            t.close_page = false;
+            let b = run(&t, &seq, 32, BUDGET).unwrap().bandwidth();
+            assert!(a > 0.97 * b, "{name}: close-page {a} vs open-page {b}");
+        }
+        let mut t = timing("hbm3");
+        let seq = sequential(&t, 200_000);
+        let idle_first = run(&t, &seq, 32, BUDGET).unwrap();
+        t.refresh_in_order = true;
+        let in_order = run(&t, &seq, 32, BUDGET).unwrap();
+        // Refreshing a bank a stream is about to need costs bandwidth the idle-first choice keeps.
+        assert!(in_order.bandwidth() < idle_first.bandwidth(), "{in_order:?} vs {idle_first:?}");
     }
 
     /// A DDR4-3200 x8 channel with datasheet-like currents (mA): the test's own figures.
