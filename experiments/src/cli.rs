@@ -240,55 +240,9 @@ enum Command {
         #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_events: u64,
     },
-    /// Run the cycle-approximate DRAM channel on a microbenchmark (achieved vs peak bandwidth).
-    Dram {
-        /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
-        #[arg(long, default_value = "hbm2")]
-        standard: String,
-        /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
-        #[arg(long, default_value = "sequential")]
-        pattern: String,
-        /// Requests in the stream (1 to 10⁷).
-        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        reads: u64,
-        /// Requests the controller can choose among (1 to 4096).
-        #[arg(long, default_value_t = 32, value_parser = window)]
-        window: usize,
-        /// Stop with an error after this many events.
-        #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-        max_events: u64,
-        /// Channels (HBM pseudo-channels), replacing the standard's count.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
-        channels: Option<u64>,
-        /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Bg, Ba, Ro, Co),
-        /// replacing the standard's.
-        #[arg(long)]
-        mapping: Option<String>,
-        /// Close each row after its access unless a waiting request hits it (default: open page).
-        #[arg(long)]
-        close_page: bool,
-        /// Per-bank refresh in bank order (Ramulator's) instead of a due bank no request needs.
-        #[arg(long)]
-        refresh_in_order: bool,
-        /// Hold writes in a 32-entry queue of their own, drained from 80% full down to 20% (Ramulator
-        /// 2's controller), instead of serving them from the read window in stream order.
-        #[arg(long)]
-        write_queue: bool,
-        /// A closed loop: this many requests in flight, the next arriving as one completes
-        /// (default: every request queued at time 0).
-        #[arg(long, conflicts_with_all = ["rate", "load_sweep"], value_parser = clap::value_parser!(u64).range(1..=4096))]
-        queue_depth: Option<u64>,
-        /// An open loop: requests arrive evenly spaced at this offered load, in GB/s.
-        #[arg(long, conflicts_with = "load_sweep")]
-        rate: Option<f64>,
-        /// Latency against offered load: open loops from 5% to 100% of what the pattern sustains
-        /// (a table, dram-latency.csv and a plot in --out).
-        #[arg(long)]
-        load_sweep: bool,
-        /// Where --load-sweep writes.
-        #[arg(long, default_value = "strata-out/dram")]
-        out: std::path::PathBuf,
-    },
+    /// Run the cycle-approximate DRAM channels on a microbenchmark: bandwidth against peak,
+    /// request latency (queued at once, closed loop, open loop or a sweep of offered loads), energy.
+    Dram(dram::Args),
     /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
     Nand {
         /// NAND preset (mqsim-mlc, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
@@ -451,37 +405,7 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Step { arch, system, model, phase, tokens, batch, trace, max_events } => {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
-        Command::Dram {
-            standard,
-            pattern,
-            reads,
-            window,
-            max_events,
-            channels,
-            mapping,
-            close_page,
-            refresh_in_order,
-            write_queue,
-            queue_depth,
-            rate,
-            load_sweep,
-            out,
-        } => dram::run(&dram::Args {
-            standard,
-            pattern,
-            reads,
-            window,
-            max_events,
-            channels,
-            mapping,
-            close_page,
-            refresh_in_order,
-            write_queue,
-            queue_depth,
-            rate,
-            load_sweep,
-            out,
-        }),
+        Command::Dram(a) => dram::run(&a),
         Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
             nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
         }
@@ -533,7 +457,7 @@ fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
     }
 }
 
-fn window(s: &str) -> Result<usize, String> {
+pub(crate) fn window(s: &str) -> Result<usize, String> {
     bounded(s, 1, 4096)
 }
 

@@ -11,21 +11,53 @@ use strata_sim::engine::dram::{self, Arrivals, Refresh, Timing, Writes};
 
 use crate::error::{CliError, CliResult};
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
+    #[arg(long, default_value = "hbm2")]
     pub standard: String,
+    /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
+    #[arg(long, default_value = "sequential")]
     pub pattern: String,
+    /// Requests in the stream (1 to 10⁷).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub reads: u64,
+    /// Requests the controller can choose among (1 to 4096).
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::window)]
     pub window: usize,
+    /// Stop with an error after this many events.
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: u64,
+    /// Channels (HBM pseudo-channels), replacing the standard's count.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub channels: Option<u64>,
+    /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Bg, Ba, Ro, Co),
+    /// replacing the standard's.
+    #[arg(long)]
     pub mapping: Option<String>,
+    /// Close each row after its access unless a waiting request hits it (default: open page).
+    #[arg(long)]
     pub close_page: bool,
+    /// Per-bank refresh in bank order (Ramulator's) instead of a due bank no request needs.
+    #[arg(long)]
     pub refresh_in_order: bool,
+    /// Hold writes in a 32-entry queue of their own, drained from 80% full down to 20% (Ramulator
+    /// 2's controller), instead of serving them from the read window in stream order.
+    #[arg(long)]
     pub write_queue: bool,
+    /// A closed loop: this many requests in flight, the next arriving as one completes
+    /// (default: every request queued at time 0).
+    #[arg(long, conflicts_with_all = ["rate", "load_sweep"], value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub queue_depth: Option<u64>,
-    /// Offered load, GB/s.
+    /// An open loop: requests arrive evenly spaced at this offered load, in GB/s.
+    #[arg(long, conflicts_with = "load_sweep")]
     pub rate: Option<f64>,
+    /// Latency against offered load: open loops from 5% to 100% of what the pattern sustains
+    /// (a table, dram-latency.csv and a plot in --out).
+    #[arg(long)]
     pub load_sweep: bool,
+    /// Where --load-sweep writes.
+    #[arg(long, default_value = "strata-out/dram")]
     pub out: std::path::PathBuf,
 }
 

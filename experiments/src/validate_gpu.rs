@@ -307,6 +307,26 @@ fn device(r: &Report, args: &Args) -> String {
         .unwrap_or_else(|| args.arch.clone())
 }
 
+/// Errors per kernel family, then every point (named by `label`).
+fn tables(s: &mut String, points: &[Point], label: impl Fn(&Point) -> String) {
+    let _ = writeln!(s, "| kernels | points | median abs. error | max abs. error |\n|---|---:|---:|---:|");
+    for (k, (n, med, max)) in errors(points) {
+        let _ = writeln!(s, "| {k} | {n} | {:.1}% | {:.1}% |", med * 100.0, max * 100.0);
+    }
+    let _ = writeln!(s, "\n| kernel | measured µs | predicted µs | error | launches |\n|---|---:|---:|---:|---|");
+    for p in points {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} | {:+.1}% | {} |",
+            label(p),
+            p.measured_us,
+            p.predicted_us,
+            p.error() * 100.0,
+            p.launches
+        );
+    }
+}
+
 fn summary(r: &Report, args: &Args) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# GPU validation: {} against kernels measured on {}\n", args.arch, device(r, args));
@@ -328,22 +348,7 @@ fn summary(r: &Report, args: &Args) -> String {
         let _ = writeln!(s, "| smallest kernel | {} |", f(c.launch_latency, 1e6, "µs"));
         let _ = writeln!(s, "| memory latency | {} |\n", f(c.memory_latency, 1e9, "ns"));
     }
-    let _ = writeln!(s, "| kernels | points | median abs. error | max abs. error |\n|---|---:|---:|---:|");
-    for (k, (n, med, max)) in errors(&r.points) {
-        let _ = writeln!(s, "| {k} | {n} | {:.1}% | {:.1}% |", med * 100.0, max * 100.0);
-    }
-    let _ = writeln!(s, "\n| kernel | measured µs | predicted µs | error | launches |\n|---|---:|---:|---:|---|");
-    for p in &r.points {
-        let _ = writeln!(
-            s,
-            "| {} | {:.1} | {:.1} | {:+.1}% | {} |",
-            p.name,
-            p.measured_us,
-            p.predicted_us,
-            p.error() * 100.0,
-            p.launches
-        );
-    }
+    tables(&mut s, &r.points, |p| p.name.clone());
     if !r.sparse.is_empty() {
         let _ = writeln!(
             s,
@@ -351,23 +356,7 @@ fn summary(r: &Report, args: &Args) -> String {
              Double Sparsity as our PyTorch implementation launches it and FlashSVD's FFN (plain, and our fused \
              Triton kernel), predicted kernel by kernel; not part of the set above.\n"
         );
-        let _ = writeln!(s, "| kernels | points | median abs. error | max abs. error |\n|---|---:|---:|---:|");
-        for (k, (n, med, max)) in errors(&r.sparse) {
-            let _ = writeln!(s, "| {k} | {n} | {:.1}% | {:.1}% |", med * 100.0, max * 100.0);
-        }
-        let _ = writeln!(s, "\n| kernel | measured µs | predicted µs | error | launches |\n|---|---:|---:|---:|---|");
-        for p in &r.sparse {
-            let _ = writeln!(
-                s,
-                "| {} {} | {:.1} | {:.1} | {:+.1}% | {} |",
-                p.kind,
-                p.name,
-                p.measured_us,
-                p.predicted_us,
-                p.error() * 100.0,
-                p.launches
-            );
-        }
+        tables(&mut s, &r.sparse, |p| format!("{} {}", p.kind, p.name));
     }
     if !r.environment.is_empty() {
         let _ = writeln!(s, "\nMeasured on:\n\n```json\n{}\n```", r.environment.trim());

@@ -45,6 +45,22 @@ impl LowRankFfn {
         if self.gated { 2 } else { 1 }
     }
 
+    /// The FFN's wide activation through memory: `up` run for the gate and up projections,
+    /// then the activation (read and write bf16; an exponential and a reciprocal per element)
+    /// and, gated, the product.
+    fn wide(&self, dev: &Device, up: Gemm) -> Vec<launch::Launch> {
+        let mut launches: Vec<launch::Launch> = Vec::new();
+        for _ in 0..self.gates() {
+            launches.extend(up.predict(dev).launches);
+        }
+        let wide = (self.tokens * self.ffn) as f64;
+        launches.extend(streaming::elementwise(dev, "activation", wide, 4.0, 2.0).launches);
+        if self.gated {
+            launches.extend(streaming::elementwise(dev, "mul", wide, 6.0, 0.0).launches);
+        }
+        launches
+    }
+
     /// The rank-space inputs `x · A` of the gate and up projections (both paths start here).
     pub fn inputs(&self, dev: &Device) -> Prediction {
         let g = Gemm { m: self.tokens, n: self.rank, k: self.d_model };
@@ -57,16 +73,7 @@ impl LowRankFfn {
     pub fn plain(&self, dev: &Device) -> Prediction {
         let (m, f) = (self.tokens, self.ffn);
         let rebuild = Gemm { m, n: f, k: self.rank };
-        let mut launches: Vec<launch::Launch> = Vec::new();
-        for _ in 0..self.gates() {
-            launches.extend(rebuild.predict(dev).launches);
-        }
-        let wide = (m * f) as f64;
-        // SiLU (or GELU): read and write bf16, an exponential and a reciprocal per element.
-        launches.extend(streaming::elementwise(dev, "activation", wide, 4.0, 2.0).launches);
-        if self.gated {
-            launches.extend(streaming::elementwise(dev, "mul", wide, 6.0, 0.0).launches);
-        }
+        let mut launches = self.wide(dev, rebuild);
         let down_a = Gemm { m, n: self.rank, k: f };
         let down_b = Gemm { m, n: self.d_model, k: self.rank };
         launches.extend(down_a.predict(dev).launches);
@@ -128,15 +135,7 @@ impl LowRankFfn {
         let (m, f, d) = (self.tokens, self.ffn, self.d_model);
         let up = Gemm { m, n: f, k: d };
         let down = Gemm { m, n: d, k: f };
-        let mut launches: Vec<launch::Launch> = Vec::new();
-        for _ in 0..self.gates() {
-            launches.extend(up.predict(dev).launches);
-        }
-        let wide = (m * f) as f64;
-        launches.extend(streaming::elementwise(dev, "activation", wide, 4.0, 2.0).launches);
-        if self.gated {
-            launches.extend(streaming::elementwise(dev, "mul", wide, 6.0, 0.0).launches);
-        }
+        let mut launches = self.wide(dev, up);
         launches.extend(down.predict(dev).launches);
         Prediction::of(launches, self.gates() as f64 * up.flops() + down.flops())
     }
