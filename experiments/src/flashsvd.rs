@@ -41,7 +41,7 @@ impl Kind for FlashSvd {
         "flashsvd"
     }
     fn about(&self) -> &'static str {
-        "peak and transient memory of a low-rank model: dense, plain SVD inference, FlashSVD's streaming kernels"
+        "peak and transient memory of a low-rank model (dense, plain SVD inference, FlashSVD's streaming kernels), and with a gpu axis its FFN's time on that GPU"
     }
     fn axes(&self) -> &'static [Axis] {
         AXES
