@@ -704,6 +704,15 @@ fn dram_microbenchmarks_and_bad_timings() {
     assert_eq!(csv.lines().count(), 21, "{csv}");
     assert!(dir.join("dram-latency.png").exists());
     std::fs::remove_dir_all(&dir).ok();
+    // A trace: requests at their times, split into bursts; a bad line names file and line.
+    let f = file("t.trace", "# time_ns R|W address bytes\n0 R 0x0 64\n10 R 0x100000 128\n20.5 W 4096 64\n");
+    let o = strata(&["dram", "--standard", "ddr4-3200", "--trace", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 64-byte requests") && stdout(&o).contains("writes 1"), "{}", stdout(&o));
+    let f = file("bad.trace", "0 R 0x0 64\n5 X 0 64\n");
+    let o = strata(&["dram", "--trace", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.trace:2: the operation is R or W"), "{}", stderr(&o));
     let o = strata(&["dram", "--rate", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--rate"), "{}", stderr(&o));

@@ -59,6 +59,60 @@ pub struct Args {
     /// Where --load-sweep writes.
     #[arg(long, default_value = "strata-out/dram")]
     pub out: std::path::PathBuf,
+    /// Requests from a trace file instead of --pattern: one per line, `time_ns R|W address bytes`
+    /// (address decimal or 0x hex; a request of several bursts splits into consecutive bursts;
+    /// `#` starts a comment).
+    #[arg(long, conflicts_with_all = ["rate", "load_sweep"])]
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// Reads a request trace (`time_ns R|W address bytes` per line), each request split into the
+/// bursts it covers; a line that does not parse is an input error naming the file and line.
+pub fn trace(path: &std::path::Path, burst: u64) -> CliResult<Vec<dram::Request>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::input(format!("{}: cannot read: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| {
+            CliError::input(format!(
+                "{}:{}: {why} (`{line}`; write `time_ns R|W address bytes`)",
+                path.display(),
+                i + 1
+            ))
+        };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [time, op, addr, bytes] = f[..] else { return Err(bad("four fields expected")) };
+        let ns: f64 = time.parse().map_err(|_| bad("the time is not a number of nanoseconds"))?;
+        if !(ns.is_finite() && (0.0..=1e10).contains(&ns)) {
+            return Err(bad("the time must be between 0 and 10 s"));
+        }
+        let write = match op {
+            "R" | "r" => false,
+            "W" | "w" => true,
+            _ => return Err(bad("the operation is R or W")),
+        };
+        let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => addr.parse(),
+        }
+        .map_err(|_| bad("the address is not a decimal or 0x-hex integer"))?;
+        let bytes: u64 = bytes.parse().map_err(|_| bad("the size is not a whole number of bytes"))?;
+        if bytes == 0 || bytes > 1 << 30 {
+            return Err(bad("the size must be 1 B to 1 GiB"));
+        }
+        let at = strata_sim::engine::Time((ns * 1e3).round() as u64);
+        let first = addr / burst;
+        let last = addr.checked_add(bytes - 1).ok_or_else(|| bad("the request runs past 2^64"))? / burst;
+        out.extend((first..=last).map(|b| dram::Request { addr: b * burst, at, write }));
+    }
+    if out.is_empty() {
+        return Err(CliError::input(format!("{}: the trace holds no requests", path.display())));
+    }
+    Ok(out)
 }
 
 fn org(arg: &str) -> CliResult<DramOrg> {
@@ -81,12 +135,13 @@ pub fn run(a: &Args) -> CliResult<String> {
     let mut t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;
     t.close_page = a.close_page;
     t.refresh_in_order = a.refresh_in_order;
-    let reads = match a.pattern.as_str() {
-        "sequential" => dram::sequential(&t, a.reads),
-        "random" => dram::random(&t, a.reads, 7),
-        "write" => dram::read_write(&t, a.reads, 0),
-        "read-write" => dram::read_write(&t, a.reads, 16),
-        other => {
+    let reads = match (&a.trace, a.pattern.as_str()) {
+        (Some(path), _) => trace(path, t.burst_bytes)?,
+        (None, "sequential") => dram::sequential(&t, a.reads),
+        (None, "random") => dram::random(&t, a.reads, 7),
+        (None, "write") => dram::read_write(&t, a.reads, 0),
+        (None, "read-write") => dram::read_write(&t, a.reads, 16),
+        (None, other) => {
             return Err(CliError::input(format!(
                 "--pattern: `{other}` is not `sequential`, `random`, `write` or `read-write`"
             )));
@@ -110,6 +165,7 @@ pub fn run(a: &Args) -> CliResult<String> {
     let how = match (a.queue_depth, a.rate) {
         (Some(d), _) => format!("closed loop at queue depth {d}"),
         (_, Some(r)) => format!("open loop at {r} GB/s offered"),
+        _ if a.trace.is_some() => "arriving at the trace's times".to_string(),
         _ => "all queued at time 0".to_string(),
     };
     let _ = writeln!(
@@ -118,9 +174,9 @@ pub fn run(a: &Args) -> CliResult<String> {
         o.standard,
         t.channels,
         t.mapping.name(),
-        a.reads,
+        reads.len(),
         t.burst_bytes,
-        a.pattern,
+        a.trace.as_ref().map_or(a.pattern.clone(), |p| format!("trace {}", p.display())),
         a.window,
         if a.write_queue { ", writes drained from a 32-entry queue (80%/20%)" } else { "" }
     );
