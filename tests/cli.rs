@@ -430,6 +430,16 @@ fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
     let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown kind `tpu`"), "{}", stderr(&o));
+    // The stored H200 set, predicted with the h200 preset and its own calibration rows; its
+    // summary names the device and carries our sparse and low-rank kernels' table.
+    let h200 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h200");
+    let out = dir.join("h200");
+    let o =
+        strata(&["validate-gpu", "--data", h200.to_str().unwrap(), "--arch", "h200", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("85 kernels: median |error| 13.9%"), "{}", stdout(&o));
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("against kernels measured on NVIDIA H200") && md.contains("| lowrank_plain | 9 |"), "{md}");
     // Beside the main set, our sparse and low-rank kernels (sparse.csv) get their own table.
     let main = include_str!("../validation/gpu/h100/measurements.csv");
     let dir = file("measurements.csv", main).parent().unwrap().to_path_buf();
