@@ -159,7 +159,7 @@ pub fn run(a: &Args) -> CliResult<String> {
         None => reads,
     };
     let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
-    let s = dram::simulate_with(&t, &reads, arrivals, a.window, writes, a.max_events)
+    let s = dram::simulate(&t, &reads, arrivals, a.window, writes, a.max_events)
         .map_err(|e| CliError::engine(&a.standard, &e))?;
     let mut out = String::new();
     let how = match (a.queue_depth, a.rate) {
@@ -248,7 +248,7 @@ fn sweep(a: &Args, t: &Timing, reads: &[dram::Request], sustained: &dram::Stats,
         .par_iter()
         .map(|&f| {
             let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
-            dram::simulate_with(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, writes, a.max_events)
+            dram::simulate(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, writes, a.max_events)
                 .map_err(|e| CliError::engine(&a.standard, &e))
         })
         .collect::<CliResult<_>>()?;

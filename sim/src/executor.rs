@@ -148,6 +148,9 @@ pub fn execute(c: &Cascade, mapping: &CascadeMapping, inputs: &BTreeMap<String, 
         for e in node.einsums() {
             let nest = &mapping.nests[e];
             let State { tiles, served, .. } = &mut mach.state[e];
+            if !tiles.keys().any(|k| k.0 == 0) {
+                continue;
+            }
             let plan = Plan::new(c, nest, mach.backing);
             let key = |oi: usize, parent: usize, lv: usize, inst: &[u64]| plan.sibling_key(oi, parent, lv, inst);
             let reduce = c.einsums()[e].reduce;

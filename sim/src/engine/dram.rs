@@ -477,7 +477,7 @@ impl Channel<'_> {
 /// Simulates reads and writes on one channel with a controller window of `window` requests,
 /// each arriving at its own time.
 pub fn run(t: &Timing, reads: &[Request], window: usize, budget: u64) -> Result<Stats, EngineError> {
-    simulate(t, reads, Arrivals::AsGiven, window, budget)
+    simulate(t, reads, Arrivals::AsGiven, window, Writes::Window, budget)
 }
 
 /// How a channel's controller holds writes.
@@ -496,20 +496,9 @@ impl Writes {
     pub const RAMULATOR: Writes = Writes::Drain { capacity: 32, high: 25, low: 6 };
 }
 
-/// Simulates reads and writes on the device's channels, arriving as `arrivals` says, reads and
-/// writes sharing each controller's window.
+/// Simulates reads and writes on the device's channels, arriving as `arrivals` says, each
+/// controller holding writes as `writes` says.
 pub fn simulate(
-    t: &Timing,
-    reads: &[Request],
-    arrivals: Arrivals,
-    window: usize,
-    budget: u64,
-) -> Result<Stats, EngineError> {
-    simulate_with(t, reads, arrivals, window, Writes::Window, budget)
-}
-
-/// [`simulate`] with the controller holding writes as `writes` says.
-pub fn simulate_with(
     t: &Timing,
     reads: &[Request],
     arrivals: Arrivals,
@@ -882,7 +871,7 @@ mod tests {
             let t = timing(name);
             for (reqs, pattern) in [(sequential(&t, 20_000), "sequential"), (random(&t, 20_000, 3), "random")] {
                 for depth in [1usize, 4, 16, 64] {
-                    let s = simulate(&t, &reqs, Arrivals::Closed { depth }, 32, BUDGET).unwrap();
+                    let s = simulate(&t, &reqs, Arrivals::Closed { depth }, 32, Writes::Window, BUDGET).unwrap();
                     let throughput = reqs.len() as f64 / s.seconds;
                     let in_flight = throughput * s.latency.mean;
                     let err = (in_flight - depth as f64).abs() / depth as f64;
@@ -946,11 +935,11 @@ mod tests {
     fn a_write_queue_drained_between_watermarks_matches_ramulator() {
         let t = timing("ddr4-3200");
         let reqs = read_write(&t, 1_000_000, 16);
-        let s = simulate_with(&t, &reqs, Arrivals::AsGiven, 32, Writes::RAMULATOR, BUDGET).unwrap();
+        let s = simulate(&t, &reqs, Arrivals::AsGiven, 32, Writes::RAMULATOR, BUDGET).unwrap();
         assert_eq!((s.bytes / t.burst_bytes, s.writes), (1_000_000, 500_000));
         assert!((s.bandwidth() / 21.94e9 - 1.0).abs() < 0.01, "{:.3} GB/s", s.bandwidth() / 1e9);
         let bad = Writes::Drain { capacity: 8, high: 4, low: 4 };
-        let e = simulate_with(&t, &reqs[..10], Arrivals::AsGiven, 32, bad, BUDGET).unwrap_err();
+        let e = simulate(&t, &reqs[..10], Arrivals::AsGiven, 32, bad, BUDGET).unwrap_err();
         assert!(e.to_string().contains("write_queue"), "{e}");
     }
 
