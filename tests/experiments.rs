@@ -1357,7 +1357,8 @@ fn linear_layers_take_the_models_element_size() {
 
 /// Double Sparsity: DS-Offload over offloading the whole cache within 20% of the paper's 16.3×
 /// at 256K; on the GPU kernel model no attention speedup passes the bytes' bound (16 / 1.5 at
-/// 1/16 of fp16 label channels and tokens); GPU memory holds the labels and the selected rows'
+/// 1/16 of fp16 label channels and tokens, 16 / 1.125 with 4-bit labels), and 4-bit labels gain
+/// on fp16 ones at every point; GPU memory holds the labels and the selected rows'
 /// buffers (1/32 + 1/16 of the cache) under DS-Offload; the plots; bad sparsity keys located.
 #[test]
 fn double_sparsity_offload_and_the_byte_bound() {
@@ -1372,20 +1373,26 @@ fn double_sparsity_offload_and_the_byte_bound() {
     let f = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().unwrap_or(f64::NAN);
     let mut pairs = 0;
     for dense in rows.iter().filter(|r| r[col("system")] == "dense-gpu") {
-        let sparse = rows
-            .iter()
-            .find(|r| {
-                r[col("system")] == "ds-gpu"
+        let at = |system: &str| {
+            rows.iter().find(|r| {
+                r[col("system")] == system
                     && r[col("batch")] == dense[col("batch")]
                     && r[col("context")] == dense[col("context")]
             })
-            .unwrap();
+        };
+        let sparse = at("ds-gpu").unwrap();
         let speedup = f(dense, "attention_us") / f(sparse, "attention_us");
         assert!(speedup > 0.5 && speedup <= 16.0 / 1.5, "{dense:?}: {speedup}");
         assert!(f(sparse, "step_ms") < f(dense, "step_ms"));
+        if let Some(packed) = at("ds-gpu-4bit") {
+            let speedup4 = f(dense, "attention_us") / f(packed, "attention_us");
+            assert!(speedup4 > speedup && speedup4 <= 16.0 / 1.125, "{dense:?}: {speedup4}");
+            assert!(f(packed, "kv_gb") < f(sparse, "kv_gb"));
+            pairs += 1;
+        }
         pairs += 1;
     }
-    assert_eq!(pairs, 15);
+    assert_eq!(pairs, 15 + 5);
     for r in rows.iter().filter(|r| r[col("system")] == "ds-offload") {
         assert!((f(r, "kv_gpu_share") - 3.0 / 32.0).abs() < 1e-6, "{r:?}");
         assert!(r[col("attention_us")].is_empty());
@@ -1397,7 +1404,11 @@ fn double_sparsity_offload_and_the_byte_bound() {
     for (from, to, expect) in [
         ("tokens = 0.0625", "tokens = 0", "system.sparse_attention.tokens: must be a share in (0, 1] (got 0)"),
         ("channels = 0.0625", "channels = 1.5", "system.sparse_attention.channels: must be a share in (0, 1]"),
-        ("tokens = 0.0625", "tokens = 0.0625\nlabel_bytes = 4", "system.sparse_attention.label_bytes: must be 1 or 2"),
+        (
+            "tokens = 0.0625",
+            "tokens = 0.0625\nlabel_bits = 2",
+            "system.sparse_attention.label_bits: must be 4, 8 or 16",
+        ),
         ("tokens = 0.0625", "tokens = 0.0625\nrank = 4", "unknown field `rank`"),
     ] {
         let dir = fresh("bad-ds");

@@ -977,25 +977,31 @@ pub fn double_sparsity(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<V
     for (arch, model) in distinct_by(rows, |r| (r.s("arch"), r.s("model"))) {
         let here: Vec<&Row> = rows.iter().filter(|r| r.s("arch") == arch && r.s("model") == model).collect();
         let batches = distinct_by(rows, |r| r.f("batch") as u64);
+        // One line per sparse system on the GPU and batch: colour by batch, the second and
+        // later sparse systems (other label formats) thin.
+        let sparse_systems =
+            distinct_by(here.iter().copied(), |r| (r.s("attention") == "sparse" && on_gpu(r)).then(|| r.s("system")));
         let mut speedups: Vec<Series> = Vec::new();
-        for (i, &b) in batches.iter().enumerate() {
-            let at = |attention: &str, context: f64| {
-                here.iter()
-                    .find(|r| {
-                        r.f("batch") as u64 == b
-                            && r.f("context") == context
-                            && r.s("attention") == attention
-                            && on_gpu(r)
-                    })
-                    .map(|r| r.f("attention_us"))
-            };
-            let pts: Vec<(f64, f64)> = distinct_by(rows, |r| r.f("context") as u64)
-                .into_iter()
-                .filter_map(|c| Some((c as f64, at("dense", c as f64)? / at("sparse", c as f64)?)))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            if !pts.is_empty() {
-                speedups.push((format!("batch {b}"), pts, false, i));
+        for (k, system) in sparse_systems.iter().flatten().enumerate() {
+            for (i, &b) in batches.iter().enumerate() {
+                let at = |sparse: bool, context: f64| {
+                    here.iter()
+                        .find(|r| {
+                            r.f("batch") as u64 == b
+                                && r.f("context") == context
+                                && if sparse { r.s("system") == *system } else { r.s("attention") == "dense" }
+                                && on_gpu(r)
+                        })
+                        .map(|r| r.f("attention_us"))
+                };
+                let pts: Vec<(f64, f64)> = distinct_by(rows, |r| r.f("context") as u64)
+                    .into_iter()
+                    .filter_map(|c| Some((c as f64, at(false, c as f64)? / at(true, c as f64)?)))
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                if !pts.is_empty() {
+                    speedups.push((format!("{system}, batch {b}"), pts, k > 0, i));
+                }
             }
         }
         if !speedups.is_empty() {

@@ -220,7 +220,7 @@ fn predict_sparse(path: &Path, dev: &Device) -> CliResult<Vec<Point>> {
                 label_channels: f(r.label_channels, "label_channels")?,
                 selected: f(r.selected, "selected")?,
                 elem_bytes: 2,
-                label_bytes: 2,
+                label_bits: 16,
                 predict_next: false,
             };
             let all = sparse::launches(&ds, dev);

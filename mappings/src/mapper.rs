@@ -218,7 +218,7 @@ impl<'a> Mapspace<'a> {
             }
         }
         let orders = permutations(&ranks);
-        let elem = c.tensor(e.output.tensor).elem_bytes as f64;
+        let elem = c.tensor(e.output.tensor).elem_bits as f64 / 8.0;
         let buffer_elements = path.get(1).and_then(|l| arch.level(*l).capacity).map(|b| b.0 as f64 / elem);
         let mut tensors = Vec::new();
         for a in std::iter::once(&e.output).chain(&e.inputs) {
@@ -366,7 +366,7 @@ impl<'a> Mapspace<'a> {
                     })
                     .collect(),
                 is_output,
-                elem_bytes: self.c.tensor(a.tensor).elem_bytes,
+                elem_bits: self.c.tensor(a.tensor).elem_bits,
                 barrier: 0,
                 shared: None,
             })

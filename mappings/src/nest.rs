@@ -43,7 +43,8 @@ pub struct Operand {
     /// Per path level: whether this level holds a tile of the operand.
     pub keep: Vec<bool>,
     pub is_output: bool,
-    pub elem_bytes: u64,
+    /// Bits per element (the tensor's; see [`strata_workloads::einsum::packed_bytes`]).
+    pub elem_bits: u64,
     /// How many of the nest's leading (group) loops this operand must refresh at every step:
     /// those of the groups it shares with its producer, which writes it anew each step (for the
     /// output, every group loop). Data not yet produced cannot be held across steps.
@@ -63,6 +64,11 @@ pub struct SharedRead {
 }
 
 impl Operand {
+    /// Bytes of `elements` of the operand's elements, packed.
+    pub fn bytes(&self, elements: u64) -> u64 {
+        strata_workloads::einsum::packed_bytes(elements, self.elem_bits)
+    }
+
     /// The outermost level holding the operand: where its data lives for this Einsum.
     pub fn home(&self) -> usize {
         self.keep.iter().position(|&k| k).expect("validated: every operand is kept somewhere")

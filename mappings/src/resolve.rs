@@ -465,7 +465,7 @@ fn resolve_einsum(
             ranks,
             keep: kept,
             is_output,
-            elem_bytes: t.elem_bytes,
+            elem_bits: t.elem_bits,
             barrier: 0,
             shared: None,
         });

@@ -53,17 +53,18 @@ struct SystemSpec {
 struct SparseAttentionSpec {
     channels: f64,
     tokens: f64,
-    /// Bytes per label element: 2 (fp16, the paper's speed runs) or 1 (8-bit labels).
-    #[serde(default = "label_bytes")]
-    label_bytes: i64,
+    /// Bits per label element: 16 (fp16, the paper's speed runs), 8, or 4 (the paper's 4-bit
+    /// min-max labels, two to a byte).
+    #[serde(default = "label_bits")]
+    label_bits: i64,
     /// Layer ℓ predicts layer ℓ+1's query from its own input (one more projection), so the
     /// next layer's selection and gather can start early (DS-Offload).
     #[serde(default)]
     predict_next: bool,
 }
 
-fn label_bytes() -> i64 {
-    2
+fn label_bits() -> i64 {
+    16
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -694,16 +695,13 @@ fn sparse_attention(x: &SparseAttentionSpec) -> SpecResult<Sparsity> {
             return Err(SpecError::new(format!("{path}.{key}"), format!("must be a share in (0, 1] (got {v})")));
         }
     }
-    if !(1..=2).contains(&x.label_bytes) {
-        return Err(SpecError::new(
-            format!("{path}.label_bytes"),
-            format!("must be 1 or 2 (got {}); sub-byte labels are not modelled", x.label_bytes),
-        ));
+    if ![4, 8, 16].contains(&x.label_bits) {
+        return Err(SpecError::new(format!("{path}.label_bits"), format!("must be 4, 8 or 16 (got {})", x.label_bits)));
     }
     Ok(Sparsity {
         channels: x.channels,
         tokens: x.tokens,
-        label_bytes: x.label_bytes as u64,
+        label_bits: x.label_bits as u64,
         predict_next: x.predict_next,
     })
 }
@@ -786,13 +784,14 @@ fn selection(x: &SelectSpec, path: &str) -> SpecResult<Selection> {
 
 /// System presets (name, TOML): the systems of InstInfer's evaluation on its testbed, and LLM in
 /// a flash's cumulative techniques on its M1 Max (`-m1`) and RTX 4090 (`-4090`) machines, and
-/// Cambricon-LLM's design (`cambricon`) and its ablations, and Double Sparsity's systems (`dense-gpu`, `ds-gpu`, the
-/// offloading baseline `kv-offload` and `ds-offload`), and a sparse FFN's blocks in HBM, LPDDR5X or
+/// Cambricon-LLM's design (`cambricon`) and its ablations, and Double Sparsity's systems (`dense-gpu`, `ds-gpu`,
+/// `ds-gpu-4bit`, the offloading baseline `kv-offload` and `ds-offload`), and a sparse FFN's blocks in HBM, LPDDR5X or
 /// a drive (`ffn-in-*`, on `gh200-ssd`).
 pub const PRESETS: &[(&str, &str)] = &[
     ("flexgen-ssd", include_str!("../presets/systems/flexgen-ssd.toml")),
     ("dense-gpu", include_str!("../presets/systems/dense-gpu.toml")),
     ("ds-gpu", include_str!("../presets/systems/ds-gpu.toml")),
+    ("ds-gpu-4bit", include_str!("../presets/systems/ds-gpu-4bit.toml")),
     ("kv-offload", include_str!("../presets/systems/kv-offload.toml")),
     ("ds-offload", include_str!("../presets/systems/ds-offload.toml")),
     ("ffn-in-hbm", include_str!("../presets/systems/ffn-in-hbm.toml")),

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use strata_arch::{Arch, LevelId, UnitId};
 use strata_mappings::{CascadeMapping, EinsumNest, Node, Pipelining};
 use strata_workloads::Cascade;
+use strata_workloads::einsum::packed_bytes;
 
 use crate::counts::{Access, NestCounts, count};
 
@@ -40,15 +41,16 @@ pub struct Traffic {
     pub level: String,
     pub tensor: String,
     pub access: Access,
-    pub elem_bytes: u64,
+    /// Bits per element of the tensor (see [`strata_workloads::einsum::packed_bytes`]).
+    pub elem_bits: u64,
 }
 
 impl Traffic {
     pub fn read_bytes(&self) -> u64 {
-        self.access.reads * self.elem_bytes
+        packed_bytes(self.access.reads, self.elem_bits)
     }
     pub fn write_bytes(&self) -> u64 {
-        (self.access.fills + self.access.updates) * self.elem_bytes
+        packed_bytes(self.access.fills + self.access.updates, self.elem_bits)
     }
 }
 
@@ -119,7 +121,7 @@ pub fn link_energy<'a>(
     a: Access,
 ) -> impl Iterator<Item = (usize, f64)> + 'a {
     let o = &nest.operands[oi];
-    let crossed = if o.is_output { a.reads } else { a.fills } * o.elem_bytes;
+    let crossed = o.bytes(if o.is_output { a.reads } else { a.fills });
     let from = o.parent_of(lv).map_or(lv + 1, |p| p + 1);
     (from..=lv).filter_map(move |j| {
         arch.level(nest.path[j]).link.map(|link| (link, crossed as f64 * 8.0 * arch.links[link].energy_per_bit.0))
@@ -165,13 +167,13 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                     continue;
                 }
                 let t = c.tensor(o.tensor);
-                rd += a.reads * o.elem_bytes;
-                wr += (a.fills + a.updates) * o.elem_bytes;
+                rd += o.bytes(a.reads);
+                wr += o.bytes(a.fills + a.updates);
                 // Tiles of tensors that live here persist for the node; others stream through.
                 let lives = o.home() == lv || o.shared.is_some_and(|sh| sh.level == lv);
                 let held = tile.entry((level_id, o.tensor.0, lives)).or_default();
-                *held = (*held).max(k.tile[oi][lv] * o.elem_bytes);
-                let words = o.elem_bytes as f64 / word;
+                *held = (*held).max(o.bytes(k.tile[oi][lv]));
+                let words = o.elem_bits as f64 / 8.0 / word;
                 let read_pj = a.reads as f64 * words * level.read_energy.0;
                 let write_pj = (a.fills + a.updates) as f64 * words * level.write_energy.0;
                 *energy.entry((level.name.clone(), "read".into())).or_default() += read_pj;
@@ -183,7 +185,7 @@ pub fn evaluate(arch: &Arch, c: &Cascade, mapping: &CascadeMapping) -> Evaluatio
                         level: level.name.clone(),
                         tensor: t.name.clone(),
                         access: Access::default(),
-                        elem_bytes: o.elem_bytes,
+                        elem_bits: o.elem_bits,
                     })
                     .access
                     .add(a);

@@ -28,12 +28,12 @@ pub fn quick(arch: &Arch, c: &Cascade, nest: &EinsumNest) -> Quick {
         &space,
         &masks,
         |oi, lv, a| {
-            let b = nest.operands[oi].elem_bytes;
-            rd[lv] += a.reads * b;
-            wr[lv] += (a.fills + a.updates) * b;
+            let o = &nest.operands[oi];
+            rd[lv] += o.bytes(a.reads);
+            wr[lv] += o.bytes(a.fills + a.updates);
             link_pj += crate::evaluate::link_energy(arch, nest, oi, lv, a).map(|x| x.1).sum::<f64>();
         },
-        |oi, lv, t| held[lv] += t * nest.operands[oi].elem_bytes,
+        |oi, lv, t| held[lv] += nest.operands[oi].bytes(t),
     );
     let unit = arch.unit(nest.unit);
     let word = arch.word_bytes as f64;

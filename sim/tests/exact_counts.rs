@@ -166,7 +166,7 @@ proptest! {
     ) {
         let ds = DoubleSparsity {
             batch: b, heads: h, kv_heads: h, context: s, head_dim: d, label_channels: r.min(d), selected: k.min(s),
-            elem_bytes: 2, label_bytes: 2, predict_next: false,
+            elem_bytes: 2, label_bits: 16, predict_next: false,
         };
         let c = ds.cascade().unwrap();
         let mut ins = common::inputs(&c, seed);
@@ -417,7 +417,7 @@ fn a_selection_is_not_read_inside_the_group_that_produces_it() {
         label_channels: 2,
         selected: 3,
         elem_bytes: 2,
-        label_bytes: 2,
+        label_bits: 16,
         predict_next: false,
     };
     let c = ds.cascade().unwrap();

@@ -86,6 +86,8 @@ pub struct TensorSpec {
     /// Initial value of a running (iterative) tensor; TOML accepts `-inf`.
     pub init: Option<f64>,
     pub elem_bytes: Option<i64>,
+    /// Bits per element, for formats narrower than a byte (4-bit labels); excludes `elem_bytes`.
+    pub elem_bits: Option<i64>,
     /// A tensor the step produces that joins the KV cache (a layer's new keys and values): a
     /// system stores it wherever it keeps the cache.
     #[serde(default)]
@@ -189,7 +191,8 @@ fn check_sizes(c: &Cascade) -> SpecResult<()> {
         ));
     }
     for t in &c.tensors {
-        let bytes = t.shape.iter().map(|&n| u128::from(n)).fold(u128::from(t.elem_bytes), |a, b| a.saturating_mul(b));
+        let bytes =
+            t.shape.iter().map(|&n| u128::from(n)).fold(u128::from(t.elem_bits), |a, b| a.saturating_mul(b)) / 8;
         if bytes > MAX_POINTS {
             return Err(SpecError::new(
                 format!("tensors.{}", t.name),
@@ -483,13 +486,31 @@ impl<'a> Builder<'a> {
                     format!("no einsum produces `{name}`; only what the step produces joins the cache"),
                 ));
             }
-            let elem_bytes = positive(&format!("{path}.elem_bytes"), decl.elem_bytes.unwrap_or(spec.elem_bytes))?;
+            let elem_bits = match (decl.elem_bits, decl.elem_bytes) {
+                (Some(_), Some(_)) => {
+                    return Err(SpecError::new(
+                        format!("{path}.elem_bits"),
+                        "give `elem_bits` or `elem_bytes`, not both",
+                    ));
+                }
+                (Some(bits), None) => {
+                    let bits = positive(&format!("{path}.elem_bits"), bits)?;
+                    if bits > 64 {
+                        return Err(SpecError::new(
+                            format!("{path}.elem_bits"),
+                            format!("must be at most 64 (got {bits})"),
+                        ));
+                    }
+                    bits
+                }
+                (None, bytes) => 8 * positive(&format!("{path}.elem_bytes"), bytes.unwrap_or(spec.elem_bytes))?,
+            };
             let shape = shapes[t].iter().map(|p| p.extent + u64::from(p.iterative)).collect();
             tensors.push(Tensor {
                 name: name.clone(),
                 shape,
                 iterative_position,
-                elem_bytes,
+                elem_bits,
                 role,
                 init: decl.init,
                 cached: decl.cache,

@@ -207,7 +207,8 @@ pub struct Tensor {
     pub shape: Vec<u64>,
     /// The position indexed by an iterative rank, if any.
     pub iterative_position: Option<usize>,
-    pub elem_bytes: u64,
+    /// Bits per element: 16 for fp16, 4 for a 4-bit quantized label (two to a byte).
+    pub elem_bits: u64,
     pub role: Role,
     /// Value every element holds before the cascade runs (the `r = 0` slice of a recurrence).
     pub init: Option<f64>,
@@ -228,8 +229,20 @@ impl Tensor {
 
     /// Bytes live at one time (see [`Tensor::live_elements`]).
     pub fn bytes(&self) -> u64 {
-        self.live_elements() * self.elem_bytes
+        self.bytes_of(self.live_elements())
     }
+
+    /// Bytes of `elements` of this tensor's elements, packed (see [`packed_bytes`]).
+    pub fn bytes_of(&self, elements: u64) -> u64 {
+        packed_bytes(elements, self.elem_bits)
+    }
+}
+
+/// Bytes that `elements` elements of `bits` bits occupy, packed and rounded up to whole bytes:
+/// sub-byte formats (4-bit labels) store two elements to a byte, so a count of them is
+/// charged for the bytes it spans, never a byte each.
+pub fn packed_bytes(elements: u64, bits: u64) -> u64 {
+    elements.saturating_mul(bits).div_ceil(8)
 }
 
 /// Causal masking: iteration points whose key coordinate exceeds `query + offset` produce −∞.
@@ -519,15 +532,15 @@ impl Cascade {
     /// `head_dim` elements: 256 B in fp16 at D = 128). `None` for an access that gathers nothing.
     pub fn gather_row_bytes(&self, access: &Access) -> Option<u64> {
         let (p, _, _) = access.gather()?;
-        let shape = &self.tensor(access.tensor).shape;
-        let mut row = self.tensor(access.tensor).elem_bytes;
+        let t = self.tensor(access.tensor);
+        let mut row = 1;
         for q in (p + 1..access.indices.len()).rev() {
             match access.indices[q] {
-                Index::Var(r) if !access.via.contains(&r) => row *= shape[q],
+                Index::Var(r) if !access.via.contains(&r) => row *= t.shape[q],
                 _ => break,
             }
         }
-        Some(row)
+        Some(t.bytes_of(row))
     }
 
     /// Bytes of the tensors with a given role.

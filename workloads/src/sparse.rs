@@ -21,8 +21,8 @@ pub struct Sparsity {
     pub channels: f64,
     /// Tokens attended per head as a share of the context (k / S; the paper: 1/16).
     pub tokens: f64,
-    /// Bytes per label element (2 for fp16 labels, 1 for 8-bit).
-    pub label_bytes: u64,
+    /// Bits per label element (16 for fp16 labels, 8, or 4: packed two to a byte).
+    pub label_bits: u64,
     /// Each layer predicts the next layer's query from its own input (DS-Offload): the
     /// selection reads the predicted query `QP`, so it need not wait for this layer's.
     pub predict_next: bool,
@@ -50,7 +50,7 @@ impl Sparsity {
             label_channels: self.label_channels(m.head_dim),
             selected: self.selected(context),
             elem_bytes: m.bytes_per_element,
-            label_bytes: self.label_bytes,
+            label_bits: self.label_bits,
             predict_next: self.predict_next,
         }
     }
@@ -73,8 +73,8 @@ pub struct DoubleSparsity {
     pub selected: u64,
     /// Bytes per element of queries, keys, values and scores.
     pub elem_bytes: u64,
-    /// Bytes per element of the label cache.
-    pub label_bytes: u64,
+    /// Bits per element of the label cache.
+    pub label_bits: u64,
     /// Score with the query the previous layer predicted (`QP`) and predict the next's (`QPN`).
     pub predict_next: bool,
 }
@@ -95,7 +95,7 @@ impl DoubleSparsity {
             label_channels: s.label_channels(shape.head_dim),
             selected: s.selected(context),
             elem_bytes: shape.elem_bytes,
-            label_bytes: s.label_bytes,
+            label_bits: s.label_bits,
             predict_next: s.predict_next,
         }
     }
@@ -111,7 +111,7 @@ impl DoubleSparsity {
                 return Err(SpecError::new(key, format!("{v} is larger than {of} ({limit})")));
             }
         }
-        positive("label_bytes", self.label_bytes as i64)?;
+        positive("label_bits", self.label_bits as i64)?;
         Ok(())
     }
 
@@ -145,7 +145,10 @@ impl DoubleSparsity {
             ..TensorSpec::default()
         };
         spec.tensors.insert("CH".into(), declare(Some(Role::Weight), INDEX_BYTES));
-        spec.tensors.insert("KL".into(), declare(Some(Role::KvCache), self.label_bytes));
+        spec.tensors.insert(
+            "KL".into(),
+            TensorSpec { role: Some(Role::KvCache), elem_bits: Some(self.label_bits as i64), ..TensorSpec::default() },
+        );
         spec.tensors.insert("K".into(), declare(Some(Role::KvCache), self.elem_bytes));
         spec.tensors.insert("V".into(), declare(Some(Role::KvCache), self.elem_bytes));
         spec.tensors.insert("I".into(), declare(None, INDEX_BYTES));
@@ -184,7 +187,7 @@ impl DoubleSparsity {
         spec.einsums.push(EinsumSpec::new(format!("KLN[b,{kv},c,{tokens}] = {keys}[b,{kv},e=CH[{kv},c],{tokens}]")));
         spec.tensors.insert(
             "KLN".into(),
-            TensorSpec { cache: true, elem_bytes: Some(self.label_bytes as i64), ..TensorSpec::default() },
+            TensorSpec { cache: true, elem_bits: Some(self.label_bits as i64), ..TensorSpec::default() },
         );
         spec.tensors.insert(
             "CH".into(),
@@ -323,7 +326,7 @@ mod tests {
             label_channels,
             selected,
             elem_bytes: 2,
-            label_bytes: 2,
+            label_bits: 16,
             predict_next: false,
         }
     }

@@ -235,7 +235,7 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     let ins = random_inputs(&dense, 7);
     let want = run(&dense, &ins).unwrap().tensors["Y"].clone();
     let sparse_run = |tokens: f64| {
-        let s = Sparsity { channels: 1.0, tokens, label_bytes: 2, predict_next: false };
+        let s = Sparsity { channels: 1.0, tokens, label_bits: 16, predict_next: false };
         let c = m.layer_spec_with(phase, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
         let mut x = ins.clone();
         // Token-major K and V: [b, g, e, m] → [b, g, m, e].
@@ -266,10 +266,47 @@ fn a_double_sparsity_layer_keeping_everything_is_the_dense_layer() {
     assert!(err(&sparse_run(1.0)) < 1e-12, "{:e}", err(&sparse_run(1.0)));
     assert!(err(&sparse_run(0.5)) > 1e-6);
     // A prefill with labels is dense attention that also writes the prompt's labels.
-    let s = Sparsity { channels: 0.5, tokens: 0.25, label_bytes: 1, predict_next: false };
+    let s = Sparsity { channels: 0.5, tokens: 0.25, label_bits: 8, predict_next: false };
     let c = m.layer_spec_with(Phase::Prefill { seq: 5 }, 2, 3, 4, Some(&s)).unwrap().build().unwrap();
     let labels = c.tensors().iter().find(|t| t.name == "KLN").unwrap();
-    assert!(labels.cached && labels.elem_bytes == 1 && labels.shape == vec![2, 2, 2, 5]);
+    assert!(labels.cached && labels.elem_bits == 8 && labels.shape == vec![2, 2, 2, 5]);
+    // 4-bit labels pack two to a byte: the same 40 labels in 20 bytes.
+    let s4 = Sparsity { label_bits: 4, ..s };
+    let c4 = m.layer_spec_with(Phase::Prefill { seq: 5 }, 2, 3, 4, Some(&s4)).unwrap().build().unwrap();
+    let labels4 = c4.tensors().iter().find(|t| t.name == "KLN").unwrap();
+    assert_eq!((labels.bytes(), labels4.elem_bits, labels4.bytes()), (40, 4, 20));
+}
+
+/// Sub-byte elements are charged for the bytes they span, rounded up; a tensor gives its size
+/// in bits or in bytes, not both, and at most 64 bits.
+#[test]
+fn packed_elements_and_their_keys() {
+    use strata_workloads::cascade::{CascadeSpec, EinsumSpec, Size, TensorSpec};
+    use strata_workloads::einsum::packed_bytes;
+    assert_eq!([packed_bytes(3, 4), packed_bytes(4, 4), packed_bytes(3, 16), packed_bytes(1, 1)], [2, 2, 6, 1]);
+    let spec = |bits: Option<i64>, bytes: Option<i64>| {
+        let mut s = CascadeSpec::new("gemv", "", 2);
+        s.ranks.insert("m".into(), Size::Literal(3));
+        s.ranks.insert("k".into(), Size::Literal(5));
+        s.einsums.push(EinsumSpec::new("Y[m] = X[k] * W[k,m]"));
+        s.tensors.insert(
+            "W".into(),
+            TensorSpec { role: Some(Role::Weight), elem_bits: bits, elem_bytes: bytes, ..TensorSpec::default() },
+        );
+        s.build()
+    };
+    let w = |c: &strata_workloads::Cascade| c.tensors().iter().find(|t| t.name == "W").unwrap().bytes();
+    assert_eq!(w(&spec(Some(4), None).unwrap()), 8);
+    assert_eq!(w(&spec(None, Some(1)).unwrap()), 15);
+    assert_eq!(w(&spec(None, None).unwrap()), 30);
+    for (bits, bytes, key) in [
+        (Some(4), Some(1), "tensors.W.elem_bits"),
+        (Some(65), None, "tensors.W.elem_bits"),
+        (Some(0), None, "tensors.W.elem_bits"),
+    ] {
+        let e = spec(bits, bytes).unwrap_err();
+        assert!(e.to_string().contains(key), "{e}");
+    }
 }
 
 /// Fused sets of Einsums never materialise what they produce and read inside: a projection, an

@@ -27,7 +27,7 @@ use strata_arch::{Arch, LevelId, UnitId};
 use strata_mappings::flash_tiling;
 use strata_mappings::point_ops;
 use strata_mappings::system::{Block, EinsumClass, ReadPattern, Selection, Share, Split, System, TensorClass};
-use strata_workloads::einsum::TensorId;
+use strata_workloads::einsum::{TensorId, packed_bytes};
 use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
 
 use super::nand::read_compute::{self, Gemv, Options, ReadCompute, Tiling};
@@ -645,8 +645,7 @@ impl<'a> Engine<'a> {
         // Label caches and routers' weights: what scores a selection's candidates.
         let scorers = c.scorer_inputs();
         // What an access reads: the tensor, or the rows a gather selects.
-        let read_bytes =
-            |a: &strata_workloads::einsum::Access| (c.read_elements(a) * c.tensor(a.tensor).elem_bytes) as f64;
+        let read_bytes = |a: &strata_workloads::einsum::Access| c.tensor(a.tensor).bytes_of(c.read_elements(a)) as f64;
         // The bytes of each class the cascade reads: one burst per class and layer.
         let mut class_bytes: BTreeMap<TensorClass, f64> = BTreeMap::new();
         for (e, ein) in es.iter().enumerate() {
@@ -1267,9 +1266,9 @@ impl<'a> Engine<'a> {
     /// Bytes of the label cache for `tokens` tokens: each kv head's label channels.
     fn label_bytes(&self, tokens: u64) -> f64 {
         let m = self.model;
-        self.system
-            .sparse_attention
-            .map_or(0.0, |s| (tokens * m.layers * m.kv_heads * s.label_channels(m.head_dim) * s.label_bytes) as f64)
+        self.system.sparse_attention.map_or(0.0, |s| {
+            packed_bytes(tokens * m.layers * m.kv_heads * s.label_channels(m.head_dim), s.label_bits) as f64
+        })
     }
 
     /// The memory holding the largest share of a class (the first of equals).

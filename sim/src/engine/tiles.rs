@@ -357,7 +357,7 @@ fn fits_twice(arch: &Arch, mapping: &CascadeMapping, ev: &Evaluation) -> bool {
                 .iter()
                 .enumerate()
                 .filter(|(_, o)| o.keep[l])
-                .map(|(oi, o)| e.counts.tile[oi][l] * o.elem_bytes)
+                .map(|(oi, o)| o.bytes(e.counts.tile[oi][l]))
                 .sum();
             arch.level(nest.path[l]).capacity.is_none_or(|cap| 2 * need <= cap.0)
         })
@@ -452,7 +452,7 @@ fn plan(nest: &EinsumNest, e: &crate::evaluate::EinsumEval, group_steps: u64, ma
         // fills) or takes (partial tiles reduced in the network on the way, each accumulation
         // reading back the partial sum it adds to).
         let a = k.access[oi][0];
-        let total = if o.is_output { a.updates + a.reads } else { a.reads } * o.elem_bytes;
+        let total = o.bytes(if o.is_output { a.updates + a.reads } else { a.reads });
         if total == 0 {
             continue;
         }
