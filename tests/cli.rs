@@ -774,6 +774,55 @@ fn nand_reads_sweeps_and_bad_organisations() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// A drive with a translation layer: random writes report write amplification and garbage
+/// collection; bad FTL keys exit 2 naming them; a drive that runs out of free blocks exits 1.
+#[test]
+fn nand_translation_layer_runs_and_its_errors() {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/nand/mqsim-mlc-shipped.toml"),
+    )
+    .unwrap();
+    for (from, to, expect) in [
+        ("scheduling = \"chip\"", "scheduling = \"bank\"", "nand.scheduling: `bank` is not `die` or `chip`"),
+        ("blocks_per_plane = 2048\n", "", "nand.ftl: a flash translation layer needs the drive's `blocks_per_plane`"),
+        (
+            "over_provisioning = 0.07",
+            "over_provisioning = 1.5",
+            "nand.ftl.over_provisioning: must be a share in [0, 0.9)",
+        ),
+        ("mapping_cache = \"2 MiB\"", "mapping_cache = \"1 KiB\"", "nand.ftl.mapping_cache: must hold at least one"),
+        ("scheduling = \"chip\"", "t_read_by_page = []", "nand.t_read_by_page: give one to four read times"),
+    ] {
+        assert!(shipped.contains(from), "{from}");
+        let f = file("ftl.toml", &shipped.replace(from, to));
+        let o = strata(&["nand", "--drive", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{expect}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+    let small = |op: f64| {
+        format!(
+            "[nand]\nchannels = 1\nchips_per_channel = 1\ndies_per_chip = 1\nplanes_per_die = 2\n\
+             page_bytes = \"4 KiB\"\npages_per_block = 32\nblocks_per_plane = 64\nt_read = \"50 us\"\n\
+             t_program = \"500 us\"\nt_erase = \"3 ms\"\nchannel_bandwidth = \"800 MB/s\"\n\
+             [nand.ftl]\nover_provisioning = {op}\n"
+        )
+    };
+    let args = |f: &std::path::Path| {
+        ["nand", "--drive", f.to_str().unwrap(), "--pattern", "randwrite", "--size", "4KiB", "--requests", "6000"]
+            .map(String::from)
+    };
+    let f = file("spare.toml", &small(0.2));
+    let o = strata(&args(&f).each_ref().map(String::as_str));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wa: f64 =
+        stdout(&o).split("write amplification").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(wa > 1.2, "{}", stdout(&o));
+    let f = file("full.toml", &small(0.0));
+    let o = strata(&args(&f).each_ref().map(String::as_str));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no free block on plane"), "{}", stderr(&o));
+}
+
 /// Cambricon-LLM end to end: tokens/s of the paper's five reference points within 20%, the
 /// speedup over FlexGen-SSD between 22× and 45× for OPT on L, and the tiling ablation; bad
 /// tiles, a model larger than the flash, and zero channels exit 2.

@@ -97,6 +97,45 @@ pub struct NandOrg {
     pub cache_read: bool,
     pub request_overhead: Seconds,
     pub host_bandwidth: Option<BytesPerSecond>,
+    /// Array read time by page type (MLC's LSB, MSB; TLC's LSB, CSB, MSB), the types taking
+    /// turns along a block's pages; empty: `t_read` for every page.
+    pub t_read_by_page: Vec<Seconds>,
+    /// Whether a die starts work on its own or a chip's dies start together when the chip is idle.
+    pub scheduling: FlashScheduling,
+    /// Host-side time per NVMe command (submission, doorbell, interrupt and completion) that
+    /// delays the request without occupying the controller.
+    pub command_latency: Seconds,
+    /// Blocks per plane: the drive's capacity, which a flash translation layer needs.
+    pub blocks_per_plane: Option<u64>,
+    /// A page-level flash translation layer; absent: logical pages sit where striping puts them
+    /// and are rewritten in place.
+    pub ftl: Option<Ftl>,
+}
+
+/// When a flash die may start an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashScheduling {
+    /// Each die on its own, as soon as it is idle (Strata's default).
+    #[default]
+    Die,
+    /// A chip's dies start together, and only when none of them is busy or still sending
+    /// (MQSim's transaction scheduling).
+    Chip,
+}
+
+/// A page-level flash translation layer: out-of-place writes, greedy garbage collection, and
+/// optionally a cached mapping table whose misses read a translation page from flash.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ftl {
+    /// Share of each plane's blocks held back from the logical capacity.
+    pub over_provisioning: f64,
+    /// Garbage collection runs while a plane's free blocks are below this share of its blocks
+    /// (at least two blocks).
+    pub gc_threshold: f64,
+    /// Bytes of the cached mapping table in the controller; absent: the whole table is cached.
+    pub mapping_cache: Option<Bytes>,
+    /// Bytes of one logical page's mapping entry.
+    pub mapping_entry_bytes: u64,
 }
 
 impl NandOrg {
@@ -123,6 +162,7 @@ impl NandOrg {
 /// NAND flash drives for the engine, by name.
 pub const NAND_PRESETS: &[(&str, &str)] = &[
     ("mqsim-mlc", include_str!("../presets/nand/mqsim-mlc.toml")),
+    ("mqsim-mlc-shipped", include_str!("../presets/nand/mqsim-mlc-shipped.toml")),
     ("tlc-client", include_str!("../presets/nand/tlc-client.toml")),
     ("cambricon-flash", include_str!("../presets/nand/cambricon-flash.toml")),
     ("m1-max-ssd", include_str!("../presets/nand/m1-max-ssd.toml")),
@@ -775,6 +815,33 @@ fn dram_power(p: &str, w: &crate::spec::DramPowerSpec) -> SpecResult<DramPower> 
     })
 }
 
+/// A `[nand.ftl]` table of the drive `org` at `p`.
+fn ftl(p: &str, f: &crate::spec::FtlSpec, org: &NandOrg) -> SpecResult<Ftl> {
+    let key = |k: &str| format!("{p}.{k}");
+    if org.blocks_per_plane.is_none() {
+        return Err(SpecError::new(p, "a flash translation layer needs the drive's `blocks_per_plane`"));
+    }
+    if !(0.0..0.9).contains(&f.over_provisioning) {
+        return Err(SpecError::new(
+            key("over_provisioning"),
+            format!("must be a share in [0, 0.9) (got {})", f.over_provisioning),
+        ));
+    }
+    let gc_threshold = f.gc_threshold.unwrap_or(0.05);
+    if !(gc_threshold > 0.0 && gc_threshold < 0.5) {
+        return Err(SpecError::new(key("gc_threshold"), format!("must be a share in (0, 0.5) (got {gc_threshold})")));
+    }
+    let mapping_entry_bytes = positive(&key("mapping_entry_bytes"), f.mapping_entry_bytes.unwrap_or(4))?;
+    if mapping_entry_bytes > org.page_bytes.0 {
+        return Err(SpecError::new(key("mapping_entry_bytes"), "an entry must fit a page"));
+    }
+    let mapping_cache = f.mapping_cache.as_deref().map(|s| unit(&key("mapping_cache"), s, parse_bytes)).transpose()?;
+    if mapping_cache.is_some_and(|c| c.0 < org.page_bytes.0) {
+        return Err(SpecError::new(key("mapping_cache"), "must hold at least one translation page (a page's bytes)"));
+    }
+    Ok(Ftl { over_provisioning: f.over_provisioning, gc_threshold, mapping_cache, mapping_entry_bytes })
+}
+
 fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {
     let key = |k: &str| format!("{p}.{k}");
     let page_bytes = unit(&key("page_bytes"), &n.page_bytes, parse_bytes)?;
@@ -823,7 +890,38 @@ fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {
             .as_deref()
             .map(|s| unit(&key("host_bandwidth"), s, parse_bandwidth))
             .transpose()?,
+        t_read_by_page: match &n.t_read_by_page {
+            None => Vec::new(),
+            Some(v) => {
+                if v.is_empty() || v.len() > 4 {
+                    return Err(SpecError::new(
+                        key("t_read_by_page"),
+                        "give one to four read times, one per page type",
+                    ));
+                }
+                let mut times = Vec::new();
+                for (i, s) in v.iter().enumerate() {
+                    let t = unit(&format!("{}[{i}]", key("t_read_by_page")), s, parse_time)?;
+                    if !(t.0.is_finite() && t.0 > 0.0) {
+                        return Err(SpecError::new(format!("{}[{i}]", key("t_read_by_page")), "must be positive"));
+                    }
+                    times.push(t);
+                }
+                times
+            }
+        },
+        scheduling: match n.scheduling.as_deref() {
+            None | Some("die") => FlashScheduling::Die,
+            Some("chip") => FlashScheduling::Chip,
+            Some(other) => {
+                return Err(SpecError::new(key("scheduling"), format!("`{other}` is not `die` or `chip`")));
+            }
+        },
+        command_latency: time("command_latency", &n.command_latency, 0.0)?,
+        blocks_per_plane: n.blocks_per_plane.map(|b| positive(&key("blocks_per_plane"), b)).transpose()?,
+        ftl: None,
     };
+    let org = NandOrg { ftl: n.ftl.as_ref().map(|f| ftl(&key("ftl"), f, &org)).transpose()?, ..org };
     if org.t_read.0 <= 0.0 {
         return Err(SpecError::new(key("t_read"), "must be positive"));
     }

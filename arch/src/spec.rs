@@ -169,6 +169,30 @@ pub struct NandSpec {
     pub request_overhead: Option<String>,
     /// The host interface (e.g. PCIe 4.0 ×4, "7 GB/s"); unbounded when absent.
     pub host_bandwidth: Option<String>,
+    /// Array read times by page type, e.g. `["37 us", "46 us", "37 us"]` (TLC's LSB, CSB, MSB).
+    pub t_read_by_page: Option<Vec<String>>,
+    /// `die` (each die on its own; default) or `chip` (a chip's dies start together when it is idle).
+    pub scheduling: Option<String>,
+    /// Host-side time per NVMe command; zero when absent.
+    pub command_latency: Option<String>,
+    /// Blocks per plane (the drive's capacity); required by `[nand.ftl]`.
+    pub blocks_per_plane: Option<i64>,
+    /// A page-level flash translation layer.
+    pub ftl: Option<FtlSpec>,
+}
+
+/// `[nand.ftl]`: over-provisioning, the garbage-collection threshold and the mapping table's cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtlSpec {
+    /// Share of the blocks held back from the logical capacity (MQSim: 0.07).
+    pub over_provisioning: f64,
+    /// Collect while free blocks are below this share of a plane's blocks (MQSim: 0.05).
+    pub gc_threshold: Option<f64>,
+    /// Bytes of the cached mapping table (MQSim: "2 MiB"); absent: the whole table is cached.
+    pub mapping_cache: Option<String>,
+    /// Bytes of one mapping entry (4 when absent).
+    pub mapping_entry_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

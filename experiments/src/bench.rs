@@ -158,15 +158,18 @@ pub fn run(seconds: f64) -> CliResult<String> {
         );
     }
     let _ = writeln!(out, "cycle-approximate engine, one thread, one flash drive (20,000 requests):");
-    for (name, pattern, bytes, qd) in
-        [("mqsim-mlc", "random", 16u64 << 10, 64usize), ("m1-max-ssd", "sequential", 1 << 20, 32)]
-    {
+    for (name, pattern, bytes, qd) in [
+        ("mqsim-mlc", "random", 16u64 << 10, 64usize),
+        ("mqsim-mlc-shipped", "random", 4 << 10, 32),
+        ("m1-max-ssd", "sequential", 1 << 20, 32),
+    ] {
         let org = strata_arch::arch::NandOrg::preset(name).expect("preset").map_err(|e| CliError::spec(name, &e))?;
         let t = nand::Timing::of(&org).map_err(|e| CliError::input(format!("{name}: {e}")))?;
         let reqs = if pattern == "sequential" {
             nand::sequential(bytes, 20_000)
         } else {
-            nand::random(bytes, 20_000, 64 << 30, 11)
+            // A drive with a translation layer is read over all its logical capacity.
+            nand::random(bytes, 20_000, nand::logical_bytes(&t).unwrap_or(64 << 30), 11)
         };
         let (s, events, _) = event_rate(
             budget,
@@ -175,7 +178,7 @@ pub fn run(seconds: f64) -> CliResult<String> {
         )?;
         let _ = writeln!(
             out,
-            "  {name:<10} {pattern:<10} {:>4} KiB qd {qd:<3} {:>6.2} GB/s   {events:>12.0} events/s",
+            "  {name:<17} {pattern:<10} {:>4} KiB qd {qd:<3} {:>6.2} GB/s   {events:>12.0} events/s",
             bytes >> 10,
             s.bandwidth() / 1e9,
         );

@@ -243,12 +243,14 @@ enum Command {
     /// Run the cycle-approximate DRAM channels on a microbenchmark: bandwidth against peak,
     /// request latency (queued at once, closed loop, open loop or a sweep of offered loads), energy.
     Dram(dram::Args),
-    /// Run the cycle-approximate flash drive on host reads (throughput vs request size and queue depth).
+    /// Run the cycle-approximate flash drive on host reads or writes (throughput, latency, and
+    /// with a translation layer write amplification, garbage collection and mapping-table misses).
     Nand {
-        /// NAND preset (mqsim-mlc, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
+        /// NAND preset (mqsim-mlc, mqsim-mlc-shipped, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
         #[arg(long, default_value = "mqsim-mlc")]
         drive: String,
-        /// `random` or `sequential` reads, or `write` (sequential page programs).
+        /// `random` or `sequential` reads, `write` (sequential page programs) or `randwrite`
+        /// (programs at uniformly random request-aligned offsets).
         #[arg(long, default_value = "random")]
         pattern: String,
         /// Bytes per request, e.g. 16KiB.

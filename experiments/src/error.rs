@@ -30,7 +30,9 @@ impl CliError {
     /// event budget a run-time failure.
     pub fn engine(what: &str, e: &strata_sim::engine::EngineError) -> Self {
         match e {
-            strata_sim::engine::EngineError::Budget { .. } => CliError::runtime(format!("{what}: {e}")),
+            strata_sim::engine::EngineError::Budget { .. } | strata_sim::engine::EngineError::DriveFull { .. } => {
+                CliError::runtime(format!("{what}: {e}"))
+            }
             _ => CliError::input(format!("{what}: {e}")),
         }
     }

@@ -22,7 +22,8 @@ pub struct Args {
     pub max_events: u64,
 }
 
-/// Random requests fall anywhere in this many bytes of the drive.
+/// Random requests fall anywhere in this many bytes of the drive (in all of its logical
+/// capacity where it has a translation layer: uniform random writes over the whole drive).
 const SPAN: u64 = 64 << 30;
 const SIZES: [u64; 9] = [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20];
 const DEPTHS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
@@ -34,17 +35,22 @@ fn drive(arg: &str) -> CliResult<(NandOrg, Timing)> {
     Ok((org, t))
 }
 
-fn requests(pattern: &str, bytes: u64, n: u64) -> CliResult<Vec<Request>> {
+fn requests(pattern: &str, bytes: u64, n: u64, span: u64) -> CliResult<Vec<Request>> {
+    let program = |v: Vec<Request>| v.into_iter().map(|r| Request { op: nand::Op::Program, ..r }).collect();
     match pattern {
-        "random" => Ok(nand::random(bytes, n, SPAN, 11)),
+        "random" => Ok(nand::random(bytes, n, span, 11)),
         "sequential" => Ok(nand::sequential(bytes, n)),
-        "write" => Ok(nand::sequential(bytes, n).into_iter().map(|r| Request { op: nand::Op::Program, ..r }).collect()),
-        other => Err(CliError::input(format!("--pattern: `{other}` is not `random`, `sequential` or `write`"))),
+        "write" => Ok(program(nand::sequential(bytes, n))),
+        "randwrite" => Ok(program(nand::random(bytes, n, span, 11))),
+        other => {
+            Err(CliError::input(format!("--pattern: `{other}` is not `random`, `sequential`, `write` or `randwrite`")))
+        }
     }
 }
 
 fn simulate(a: &Args, t: &Timing, bytes: u64, qd: usize, n: u64) -> CliResult<Stats> {
-    let reqs = requests(&a.pattern, bytes, n)?;
+    let span = nand::logical_bytes(t).unwrap_or(SPAN);
+    let reqs = requests(&a.pattern, bytes, n, span)?;
     nand::run(t, &reqs, qd, a.max_events).map_err(|e| CliError::engine(&a.drive, &e))
 }
 
@@ -72,14 +78,22 @@ pub fn run(a: &Args) -> CliResult<String> {
     }
     let s = simulate(a, &t, bytes, a.queue_depth, a.requests)?;
     let mut b = t.bounds(bytes);
-    if a.pattern == "write" {
+    if a.pattern.ends_with("write") {
         // Programs: every plane writes a page per tPROG.
         b.array *= t.t_read.seconds() / t.t_program.seconds();
     }
-    let what = if a.pattern == "write" { "programs" } else { "reads" };
+    let what = if a.pattern.ends_with("write") { "programs" } else { "reads" };
     let _ = writeln!(out, "{} {} B {what} ({}), queue depth {}", a.requests, bytes, a.pattern, a.queue_depth);
-    let _ =
-        writeln!(out, "  achieved     {:>9.3} GB/s, mean latency {:.1} µs", s.bandwidth() / 1e9, s.mean_latency * 1e6);
+    let _ = writeln!(
+        out,
+        "  achieved     {:>9.3} GB/s, {:.1}k IOPS; latency mean {:.1}, p50 {:.1}, p99 {:.1}, max {:.1} µs",
+        s.bandwidth() / 1e9,
+        s.requests as f64 / s.seconds / 1e3,
+        s.latency.mean * 1e6,
+        s.latency.p50 * 1e6,
+        s.latency.p99 * 1e6,
+        s.latency.max * 1e6
+    );
     let _ = writeln!(
         out,
         "  ceilings     channels {:.3}, array {:.3}, controller {:.3}, host {:.3} GB/s",
@@ -96,6 +110,18 @@ pub fn run(a: &Args) -> CliResult<String> {
         s.multi_plane_reads,
         100.0 * busy
     );
+    if let Some(f) = &s.ftl {
+        let _ = writeln!(
+            out,
+            "  FTL          write amplification {:.3} ({} GC copies, {} erases); mapping cache hit rate {:.1}% ({} translation reads, {} written back)",
+            f.write_amplification,
+            f.gc_copies,
+            f.erases,
+            100.0 * f.mapping_hit_rate,
+            f.translation_reads,
+            f.translation_writes
+        );
+    }
     let _ = writeln!(out, "  simulated    {:.3} ms in {} events", s.seconds * 1e3, s.events);
     Ok(out)
 }
@@ -124,7 +150,7 @@ fn sweep(a: &Args, t: &Timing, mut out: String) -> CliResult<String> {
                 csv,
                 "{b},{q},{:.6},{:.3},{:.6}",
                 s.bandwidth() / 1e9,
-                s.mean_latency * 1e6,
+                s.latency.mean * 1e6,
                 t.bounds(b).least() / 1e9
             );
         }

@@ -19,7 +19,7 @@ const BUDGET: u64 = 1 << 26;
 
 pub fn step_error(what: &str, e: &StepError) -> CliError {
     let message = format!("{what}: {e}");
-    if e.budget_exceeded { CliError::runtime(message) } else { CliError::input(message) }
+    if e.at_run_time { CliError::runtime(message) } else { CliError::input(message) }
 }
 
 /// A system preset or a `[system]` file beside the experiment, checked against `arch`.

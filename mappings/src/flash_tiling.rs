@@ -137,6 +137,11 @@ mod tests {
             cache_read: true,
             request_overhead: Seconds(0.0),
             host_bandwidth: None,
+            t_read_by_page: Vec::new(),
+            scheduling: Default::default(),
+            command_latency: Seconds(0.0),
+            blocks_per_plane: None,
+            ftl: None,
         }
     }
 

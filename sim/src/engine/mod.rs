@@ -74,6 +74,8 @@ pub enum EngineError {
     Config { key: String, reason: String },
     /// The run needed more events than its budget.
     Budget { events: u64 },
+    /// A write found no free block on a drive's plane even after garbage collection.
+    DriveFull { plane: usize },
 }
 
 impl fmt::Display for EngineError {
@@ -83,6 +85,11 @@ impl fmt::Display for EngineError {
             EngineError::Budget { events } => {
                 write!(f, "the simulation exceeded its budget of {events} events (raise the budget or shorten the run)")
             }
+            EngineError::DriveFull { plane } => write!(
+                f,
+                "a write found no free block on plane {plane} after garbage collection: every full block's pages \
+                 are still valid (more over-provisioning, or fewer distinct pages written)"
+            ),
         }
     }
 }

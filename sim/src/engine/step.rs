@@ -33,13 +33,14 @@ use strata_workloads::{Cascade, Model, Phase, PhaseKind, Role};
 use super::nand::read_compute::{self, Gemv, Options, ReadCompute, Tiling};
 use super::{EngineError, device};
 
-/// Why a step could not be run: bad input (`key` names the system, arch or run key) or a NAND
-/// simulation over its event budget.
+/// Why a step could not be run: bad input (`key` names the system, arch or run key) or a
+/// failure while it ran (`at_run_time`: a NAND simulation over its event budget, a drive that
+/// ran out of free blocks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepError {
     pub key: String,
     pub reason: String,
-    pub budget_exceeded: bool,
+    pub at_run_time: bool,
 }
 
 impl std::fmt::Display for StepError {
@@ -51,7 +52,7 @@ impl std::fmt::Display for StepError {
 impl std::error::Error for StepError {}
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> StepError {
-    StepError { key: key.into(), reason: reason.into(), budget_exceeded: false }
+    StepError { key: key.into(), reason: reason.into(), at_run_time: false }
 }
 
 impl From<EngineError> for StepError {
@@ -61,8 +62,9 @@ impl From<EngineError> for StepError {
             EngineError::Budget { events } => StepError {
                 key: "nand".into(),
                 reason: format!("the drive simulation needed more than {events} events"),
-                budget_exceeded: true,
+                at_run_time: true,
             },
+            EngineError::DriveFull { .. } => StepError { key: "nand".into(), reason: e.to_string(), at_run_time: true },
         }
     }
 }
