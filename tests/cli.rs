@@ -702,6 +702,23 @@ fn dram_microbenchmarks_and_bad_timings() {
     let o = strata(&["dram", "--mapping", "RoXxCo"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--mapping: `RoXxCo`: `Xx` is not a field"), "{}", stderr(&o));
+    // A second rank doubles DDR4's activation windows on random reads; it needs `Ra` in the
+    // mapping and tRTRS in the timings.
+    let random = |extra: &[&str]| {
+        let mut a = vec!["dram", "--standard", "ddr4-3200", "--pattern", "random", "--reads", "20000"];
+        a.extend_from_slice(extra);
+        gbs(&a)
+    };
+    let (one_rank, two_ranks) = (random(&[]), random(&["--ranks", "2"]));
+    assert!(two_ranks > 1.3 * one_rank, "{one_rank} vs {two_ranks}");
+    for (args, expect) in [
+        (vec!["dram", "--ranks", "2", "--mapping", "RoBaCo"], "2 ranks need `Ra`"),
+        (vec!["dram", "--standard", "hbm2", "--ranks", "2"], "dram.timing.tRTRS"),
+    ] {
+        let o = strata(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
     // Request latency: a closed loop at depth 1 waits for each read (the closed form at its
     // best), a load sweep writes its table, CSV and plot, a bad offered load is refused.
     let o = strata(&["dram", "--standard", "ddr4-3200", "--reads", "2000", "--queue-depth", "1"]);

@@ -55,6 +55,8 @@ impl Level {
 pub struct DramOrg {
     pub standard: String,
     pub channels: u64,
+    /// Ranks sharing a channel's buses (each with every bank group and bank).
+    pub ranks: u64,
     pub bank_groups: u64,
     pub banks_per_group: u64,
     pub rows: u64,
@@ -725,6 +727,7 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
     let org = DramOrg {
         standard: d.standard.clone(),
         channels: positive(&format!("{p}.channels"), d.channels)?,
+        ranks: positive(&format!("{p}.ranks"), d.ranks.unwrap_or(1))?,
         bank_groups: positive(&format!("{p}.bank_groups"), d.bank_groups)?,
         banks_per_group: positive(&format!("{p}.banks_per_group"), d.banks_per_group)?,
         rows: positive(&format!("{p}.rows"), d.rows)?,
@@ -732,7 +735,7 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
         bus_bits: positive(&format!("{p}.bus_bits"), d.bus_bits)?,
         t_ck: unit(&format!("{p}.t_ck"), &d.t_ck, parse_time)?,
         timing: d.timing.clone(),
-        address_mapping: crate::dram_map::AddressMapping::default_for(1),
+        address_mapping: crate::dram_map::AddressMapping::default_for(1, 1),
         power: match &d.power {
             Some(w) => Some(dram_power(&format!("{p}.power"), w)?),
             None => None,
@@ -740,8 +743,10 @@ fn dram(p: &str, d: &DramSpec) -> SpecResult<DramOrg> {
     };
     let org = DramOrg {
         address_mapping: match &d.address_mapping {
-            Some(name) => crate::dram_map::AddressMapping::parse(name, org.channels, &format!("{p}.address_mapping"))?,
-            None => crate::dram_map::AddressMapping::default_for(org.channels),
+            Some(name) => {
+                crate::dram_map::AddressMapping::parse(name, org.channels, org.ranks, &format!("{p}.address_mapping"))?
+            }
+            None => crate::dram_map::AddressMapping::default_for(org.channels, org.ranks),
         },
         ..org
     };

@@ -1,5 +1,5 @@
-//! How a DRAM's controller spreads addresses over its channels, bank groups, banks, rows and
-//! columns: a mixed-radix split of the burst index, named the way Ramulator and DRAMsim3 name
+//! How a DRAM's controller spreads addresses over its channels, ranks, bank groups, banks, rows
+//! and columns: a mixed-radix split of the burst index, named the way Ramulator and DRAMsim3 name
 //! their mappers (most significant field first: `RoBaCoBgCh` puts consecutive bursts on
 //! consecutive channels, then bank groups, then columns of one row).
 
@@ -9,6 +9,7 @@ use crate::error::{SpecError, SpecResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressField {
     Channel,
+    Rank,
     BankGroup,
     /// The bank within its group, or, when the mapping names no bank group, the bank over all
     /// groups (the group its least significant digit, so that consecutive banks alternate groups).
@@ -21,6 +22,7 @@ impl AddressField {
     fn token(self) -> &'static str {
         match self {
             AddressField::Channel => "Ch",
+            AddressField::Rank => "Ra",
             AddressField::BankGroup => "Bg",
             AddressField::Bank => "Ba",
             AddressField::Row => "Ro",
@@ -37,18 +39,20 @@ pub struct AddressMapping {
 
 impl AddressMapping {
     /// Strata's own (and the engine's before mappings were named): consecutive bursts rotate over
-    /// channels, then bank groups, then walk a row's columns, then the next bank, then the next row.
-    pub fn default_for(channels: u64) -> AddressMapping {
-        let name = if channels > 1 { "RoBaCoBgCh" } else { "RoBaCoBg" };
-        AddressMapping::parse(name, channels, "").expect("the default mapping is valid")
+    /// channels, then bank groups, then walk a row's columns, then the next bank, then the next
+    /// rank, then the next row.
+    pub fn default_for(channels: u64, ranks: u64) -> AddressMapping {
+        let name = format!("Ro{}BaCoBg{}", if ranks > 1 { "Ra" } else { "" }, if channels > 1 { "Ch" } else { "" });
+        AddressMapping::parse(&name, channels, ranks, "").expect("the default mapping is valid")
     }
 
-    /// Parses a name such as `RoBaCoBgCh` (fields most significant first: `Ch`, `Bg`, `Ba`,
-    /// `Ro`, `Co`; each once; `Ch` may be left out of a one-channel device, `Bg` folds into `Ba`
-    /// when left out). `key` locates errors.
-    pub fn parse(name: &str, channels: u64, key: &str) -> SpecResult<AddressMapping> {
+    /// Parses a name such as `RoBaCoBgCh` (fields most significant first: `Ch`, `Ra`, `Bg`,
+    /// `Ba`, `Ro`, `Co`; each once; `Ch` and `Ra` may be left out of a device with one channel
+    /// or one rank, `Bg` folds into `Ba` when left out). `key` locates errors.
+    pub fn parse(name: &str, channels: u64, ranks: u64, key: &str) -> SpecResult<AddressMapping> {
         let fields = [
             AddressField::Channel,
+            AddressField::Rank,
             AddressField::BankGroup,
             AddressField::Bank,
             AddressField::Row,
@@ -61,7 +65,7 @@ impl AddressMapping {
                 return Err(SpecError::new(
                     key,
                     format!(
-                        "`{name}`: `{}` is not a field (Ch, Bg, Ba, Ro, Co, most significant first; ranks are not modelled)",
+                        "`{name}`: `{}` is not a field (Ch, Ra, Bg, Ba, Ro, Co, most significant first)",
                         rest.chars().take(2).collect::<String>()
                     ),
                 ));
@@ -86,6 +90,9 @@ impl AddressMapping {
                 format!("`{name}` does not cover the address: {channels} channels need `Ch`"),
             ));
         }
+        if ranks > 1 && !msb_first.contains(&AddressField::Rank) {
+            return Err(SpecError::new(key, format!("`{name}` does not cover the address: {ranks} ranks need `Ra`")));
+        }
         msb_first.reverse();
         Ok(AddressMapping { lsb_first: msb_first })
     }
@@ -102,17 +109,21 @@ mod tests {
 
     #[test]
     fn names_parse_round_trip_and_bad_ones_are_located() {
-        for (name, channels) in [("RoBaCoBg", 1), ("RoBaCoBgCh", 2), ("ChRoBaBgCo", 8), ("RoCoBa", 1)] {
-            assert_eq!(AddressMapping::parse(name, channels, "k").unwrap().name(), name);
+        for (name, channels, ranks) in
+            [("RoBaCoBg", 1, 1), ("RoBaCoBgCh", 2, 1), ("ChRoBaBgCo", 8, 1), ("RoCoBa", 1, 1), ("RoBaRaCoCh", 2, 2)]
+        {
+            assert_eq!(AddressMapping::parse(name, channels, ranks, "k").unwrap().name(), name);
         }
-        assert_eq!(AddressMapping::default_for(1).name(), "RoBaCoBg");
+        assert_eq!(AddressMapping::default_for(1, 1).name(), "RoBaCoBg");
+        assert_eq!(AddressMapping::default_for(2, 2).name(), "RoRaBaCoBgCh");
         for (name, channels, expect) in [
             ("RoBaCo", 2, "2 channels need `Ch`"),
             ("RoBaBg", 1, "`Co` is missing"),
             ("RoBaCoCo", 1, "names `Co` twice"),
-            ("RoRaBaCo", 1, "`Ra` is not a field"),
+            ("RoBaCoBg", 1, "2 ranks need `Ra`"),
+            ("RoRkBaCo", 1, "`Rk` is not a field"),
         ] {
-            let e = AddressMapping::parse(name, channels, "dram.address_mapping").unwrap_err();
+            let e = AddressMapping::parse(name, channels, 2, "dram.address_mapping").unwrap_err();
             assert_eq!(e.path, "dram.address_mapping");
             assert!(e.reason.contains(expect), "{name}: {e}");
         }

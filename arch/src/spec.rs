@@ -102,6 +102,8 @@ fn one_by_one() -> [i64; 2] {
 pub struct DramSpec {
     pub standard: String,
     pub channels: i64,
+    /// Ranks per channel (1 when absent); more than one needs `tRTRS` in the timing.
+    pub ranks: Option<i64>,
     pub bank_groups: i64,
     pub banks_per_group: i64,
     pub rows: i64,

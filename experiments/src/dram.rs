@@ -31,8 +31,11 @@ pub struct Args {
     /// Channels (HBM pseudo-channels), replacing the standard's count.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub channels: Option<u64>,
-    /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Bg, Ba, Ro, Co),
-    /// replacing the standard's.
+    /// Ranks per channel, replacing the standard's count (more than one needs `tRTRS`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub ranks: Option<u64>,
+    /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Ra, Bg, Ba, Ro,
+    /// Co), replacing the standard's.
     #[arg(long)]
     pub mapping: Option<String>,
     /// Close each row after its access unless a waiting request hits it (default: open page).
@@ -125,11 +128,17 @@ pub fn run(a: &Args) -> CliResult<String> {
     if let Some(n) = a.channels {
         o.channels = n;
         if !o.address_mapping.lsb_first.contains(&AddressField::Channel) {
-            o.address_mapping = AddressMapping::default_for(n);
+            o.address_mapping = AddressMapping::default_for(n, o.ranks);
+        }
+    }
+    if let Some(n) = a.ranks {
+        o.ranks = n;
+        if !o.address_mapping.lsb_first.contains(&AddressField::Rank) {
+            o.address_mapping = AddressMapping::default_for(o.channels, n);
         }
     }
     if let Some(name) = &a.mapping {
-        o.address_mapping = AddressMapping::parse(name, o.channels, "--mapping")
+        o.address_mapping = AddressMapping::parse(name, o.channels, o.ranks, "--mapping")
             .map_err(|e| CliError::input(format!("{}: {}", e.path, e.reason)))?;
     }
     let mut t = Timing::of(&o).map_err(|e| CliError::input(format!("{}: {e}", a.standard)))?;

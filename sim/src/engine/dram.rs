@@ -3,9 +3,10 @@
 //! channels, bank groups, banks, rows and columns; each channel runs on its own, on one event
 //! queue, so that a closed loop spans them all.
 //!
-//! Each bank remembers its open row and when it may next be activated, precharged or read; the
-//! channel remembers its recent activations (tRRD_S/L, tFAW), its last column command (tCCD_S/L)
-//! and when the data bus frees. The controller holds a window of requests and, at each decision,
+//! Each bank remembers its open row and when it may next be activated, precharged or read; each
+//! rank its recent activations (tRRD_S/L, tFAW); the channel its last column command (tCCD_S/L
+//! within a rank; another rank's data waits tRTRS after the last on the shared bus) and when the
+//! data bus frees. The controller holds a window of requests and, at each decision,
 //! serves the one whose column command can issue first (row hits and ready banks win; ties go to
 //! the oldest), issuing PRE/ACT/RD/WR as early as every constraint allows. Writes put their data
 //! on the bus CWL after the command, keep the row open tWR after their data (write recovery), and
@@ -32,6 +33,9 @@ pub struct Timing {
     /// choosing a due bank that no waiting request needs.
     pub refresh_in_order: bool,
     pub channels: u64,
+    pub ranks: u64,
+    /// Rank-to-rank switch: the data bus's idle time between two ranks' bursts.
+    pub rtrs: Time,
     pub mapping: AddressMapping,
     pub tck: Time,
     pub burst_bytes: u64,
@@ -107,7 +111,8 @@ impl Timing {
             return Err(cfg("dram.row_bytes", format!("must be a whole number of {burst_bytes}-byte bursts")));
         }
         let rp = t("tRP")?;
-        let banks = org.bank_groups * org.banks_per_group;
+        // Per-bank refresh steps through every bank of every rank.
+        let banks = org.bank_groups * org.banks_per_group * org.ranks;
         let refresh = match (org.cycles("tRFCpb"), cyc("tREFI")?) {
             (_, r) if r <= 0.0 => Refresh::None,
             (Some(_), _) => {
@@ -126,6 +131,8 @@ impl Timing {
             close_page: false,
             refresh_in_order: false,
             channels: org.channels,
+            ranks: org.ranks,
+            rtrs: if org.ranks > 1 { t("tRTRS")? } else { Time(0) },
             mapping: org.address_mapping.clone(),
             tck,
             burst_bytes,
@@ -160,8 +167,14 @@ impl Timing {
         self.channels as f64 * self.burst_bytes as f64 / self.n_bl.seconds()
     }
 
+    /// Banks of one rank.
     fn banks(&self) -> u64 {
         self.bank_groups * self.banks_per_group
+    }
+
+    /// Banks of a channel, every rank's.
+    fn channel_banks(&self) -> u64 {
+        self.banks() * self.ranks
     }
 
     /// Where a byte address lives: the burst index split in mixed radix by the address
@@ -169,10 +182,11 @@ impl Timing {
     pub fn locate(&self, addr: u64) -> Loc {
         let mut b = addr / self.burst_bytes;
         let folds_groups = !self.mapping.lsb_first.contains(&AddressField::BankGroup);
-        let (mut channel, mut bg, mut bank, mut row) = (0, 0, 0, 0);
+        let (mut channel, mut rank, mut bg, mut bank, mut row) = (0, 0, 0, 0, 0);
         for f in &self.mapping.lsb_first {
             let radix = match f {
                 AddressField::Channel => self.channels,
+                AddressField::Rank => self.ranks,
                 AddressField::BankGroup => self.bank_groups,
                 AddressField::Bank if folds_groups => self.banks(),
                 AddressField::Bank => self.banks_per_group,
@@ -183,6 +197,7 @@ impl Timing {
             b /= radix;
             match f {
                 AddressField::Channel => channel = digit,
+                AddressField::Rank => rank = digit,
                 AddressField::BankGroup => bg = digit,
                 AddressField::Bank if folds_groups => (bg, bank) = (digit % self.bank_groups, digit / self.bank_groups),
                 AddressField::Bank => bank = digit,
@@ -190,14 +205,16 @@ impl Timing {
                 AddressField::Column => {}
             }
         }
-        Loc { channel, bg, bank: bg * self.banks_per_group + bank, row }
+        Loc { channel, rank, bg, bank: (rank * self.bank_groups + bg) * self.banks_per_group + bank, row }
     }
 }
 
-/// Where a burst lives: its channel, bank group, bank (over the channel's banks) and row.
+/// Where a burst lives: its channel, rank, bank group, bank (over the channel's banks, every
+/// rank's) and row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     pub channel: u64,
+    pub rank: u64,
     pub bg: u64,
     pub bank: u64,
     pub row: u64,
@@ -246,7 +263,7 @@ pub struct Energy {
     pub write: f64,
     /// VDD · (IDD5B − IDD3N) · tRFC per refresh (tRFCpb for one bank).
     pub refresh: f64,
-    /// VDD · IDD3N over the run, per channel.
+    /// VDD · IDD3N over the run, per channel and rank.
     pub background: f64,
 }
 
@@ -269,7 +286,7 @@ impl Energy {
             read: (bursts - s.writes) as f64 * k * (w.idd4r - w.idd3n) * nbl,
             write: s.writes as f64 * k * (w.idd4w - w.idd3n) * nbl,
             refresh: s.refreshes as f64 * k * (w.idd5b - w.idd3n) * rfc,
-            background: t.channels as f64 * k * w.idd3n * s.seconds,
+            background: (t.channels * t.ranks) as f64 * k * w.idd3n * s.seconds,
         })
     }
 }
@@ -350,44 +367,62 @@ struct Plan {
 struct Channel<'a> {
     t: &'a Timing,
     banks: Vec<Bank>,
-    acts: VecDeque<(Time, u64)>,
-    /// The last column command: when, its bank group, whether it wrote.
-    last_col: Option<(Time, u64, bool)>,
-    /// When the last write's data left the bus, and its bank group.
-    last_wr_data: Option<(Time, u64)>,
+    /// Per rank: its last four activations and their bank groups.
+    acts: Vec<VecDeque<(Time, u64)>>,
+    /// The last column command: when, its bank group, whether it wrote, its rank.
+    last_col: Option<(Time, u64, bool, u64)>,
+    /// When the last write's data left the bus, its bank group and rank.
+    last_wr_data: Option<(Time, u64, u64)>,
     bus_free: Time,
     blocked_until: Time,
 }
 
 impl Channel<'_> {
     /// The commands of a read or write decided at `now`, each as early as every constraint allows.
-    fn plan(&self, now: Time, bg: u64, bank: u64, row: u64, write: bool) -> Plan {
+    fn plan(&self, now: Time, l: Loc, write: bool) -> Plan {
         let t = self.t;
+        let (rank, bg, bank, row) = (l.rank, l.bg, l.bank, l.row);
         let b = &self.banks[bank as usize];
         let now = now.max(self.blocked_until);
-        let ccd = self.last_col.map_or(Time(0), |(at, g, _)| at + if g == bg { t.ccd_l } else { t.ccd_s });
+        // Column spacing within a rank; another rank's burst leaves the data bus idle tRTRS.
+        let (ccd, switch) = match self.last_col {
+            Some((at, g, _, r)) if r == rank => (at + if g == bg { t.ccd_l } else { t.ccd_s }, Time(0)),
+            Some(_) => (Time(0), t.rtrs),
+            None => (Time(0), Time(0)),
+        };
         let w = t.write.unwrap_or(WriteTiming { cwl: t.cl, wr: Time(0), wtr_s: Time(0), wtr_l: Time(0) });
         // Turnarounds: a write after a read waits until the read's data has cleared the bus; a
-        // read after a write waits tWTR after the write's data.
+        // read after a write waits tWTR after the write's data (its own rank's) or tRTRS.
         let turn = if write {
-            self.last_col.filter(|r| !r.2).map_or(Time(0), |(at, _, _)| at + t.cl + t.n_bl + t.tck * 2 - w.cwl)
+            self.last_col.filter(|r| !r.2).map_or(Time(0), |(at, ..)| at + t.cl + t.n_bl + t.tck * 2 - w.cwl)
         } else {
-            self.last_wr_data.map_or(Time(0), |(end, g)| end + if g == bg { w.wtr_l } else { w.wtr_s })
+            self.last_wr_data.map_or(Time(0), |(end, g, r)| {
+                end + if r != rank {
+                    t.rtrs
+                } else if g == bg {
+                    w.wtr_l
+                } else {
+                    w.wtr_s
+                }
+            })
         };
         let latency = if write { w.cwl } else { t.cl };
         let col = |ready: Time| {
-            ready.max(ccd).max(turn).max(self.bus_free - latency).max(self.last_col.map_or(Time(0), |r| r.0))
+            ready.max(ccd).max(turn).max(self.bus_free + switch - latency).max(self.last_col.map_or(Time(0), |r| r.0))
         };
         match b.open {
             Some(r) if r == row => Plan { row: Row::Hit, pre: now, act: now, rd: col(now.max(b.rd_ok)) },
             open => {
                 let pre = if open.is_some() { now.max(b.pre_ok) } else { now };
                 let mut act = (if open.is_some() { pre + t.rp } else { now }).max(b.act_ok);
-                if let Some(&(last, g)) = self.acts.back() {
+                let acts = &self.acts[rank as usize];
+                if let Some(&(last, g)) = acts.back() {
                     act = act.max(last + if g == bg { t.rrd_l } else { t.rrd_s }).max(last);
                 }
-                if self.acts.len() == 4 {
-                    act = act.max(self.acts[0].0 + t.faw);
+                // One command bus: activations issue in time order across ranks too.
+                act = act.max(self.acts.iter().filter_map(|a| a.back().map(|x| x.0)).max().unwrap_or(Time(0)));
+                if acts.len() == 4 {
+                    act = act.max(acts[0].0 + t.faw);
                 }
                 Plan { row: if open.is_some() { Row::Conflict } else { Row::Closed }, pre, act, rd: col(act + t.rcd) }
             }
@@ -398,25 +433,26 @@ impl Channel<'_> {
     /// the only thing left, i.e. the bank-group-independent part of `plan`'s column bound.
     fn column_floor(&self, now: Time) -> Time {
         let t = self.t;
-        let ccd = self.last_col.map_or(Time(0), |(at, _, _)| at + t.ccd_s);
+        // Another rank's column command owes nothing to tCCD.
+        let ccd = self.last_col.filter(|_| t.ranks == 1).map_or(Time(0), |(at, ..)| at + t.ccd_s);
         now.max(self.blocked_until).max(ccd).max(self.bus_free - t.cl).max(self.last_col.map_or(Time(0), |r| r.0))
     }
 
-    fn issue(&mut self, plan: Plan, bg: u64, bank: u64, row: u64, write: bool) -> Time {
+    fn issue(&mut self, plan: Plan, l: Loc, write: bool) -> Time {
         let t = self.t;
         let rd = plan.rd;
         if plan.row != Row::Hit {
-            self.open(plan.act, bg, bank, row);
+            self.open(plan.act, l);
         }
-        let b = &mut self.banks[bank as usize];
+        let b = &mut self.banks[l.bank as usize];
         b.used = rd;
-        self.last_col = Some((rd, bg, write));
+        self.last_col = Some((rd, l.bg, write, l.rank));
         let done = match (write, t.write) {
             (true, Some(w)) => {
                 // Write recovery: the row stays open tWR after the data is in.
                 let end = rd + w.cwl + t.n_bl;
                 b.pre_ok = b.pre_ok.max(end + w.wr);
-                self.last_wr_data = Some((end, bg));
+                self.last_wr_data = Some((end, l.bg, l.rank));
                 end
             }
             _ => {
@@ -439,17 +475,18 @@ impl Channel<'_> {
         }
     }
 
-    /// Records an activation of `row` in `bank` at `act`.
-    fn open(&mut self, act: Time, bg: u64, bank: u64, row: u64) {
+    /// Records an activation of `l`'s row in its bank at `act`.
+    fn open(&mut self, act: Time, l: Loc) {
         let t = self.t;
-        let b = &mut self.banks[bank as usize];
-        b.open = Some(row);
+        let b = &mut self.banks[l.bank as usize];
+        b.open = Some(l.row);
         b.act_ok = act + t.rc;
         b.pre_ok = act + t.ras;
         b.rd_ok = act + t.rcd;
-        self.acts.push_back((act, bg));
-        if self.acts.len() > 4 {
-            self.acts.pop_front();
+        let acts = &mut self.acts[l.rank as usize];
+        acts.push_back((act, l.bg));
+        if acts.len() > 4 {
+            acts.pop_front();
         }
     }
 
@@ -520,13 +557,13 @@ pub fn simulate(
     if t.write.is_none() && reads.iter().any(|r| r.write) {
         return Err(cfg("dram.timing.CWL", "writes need CWL, tWR, tWTR_S and tWTR_L"));
     }
-    let banks = t.banks() as usize;
+    let banks = t.channel_banks() as usize;
     let mut ctrl: Vec<Controller> = (0..t.channels)
         .map(|_| Controller {
             ch: Channel {
                 t,
                 banks: vec![Bank::default(); banks],
-                acts: VecDeque::new(),
+                acts: vec![VecDeque::new(); t.ranks as usize],
                 last_col: None,
                 last_wr_data: None,
                 bus_free: Time(0),
@@ -643,7 +680,7 @@ pub fn simulate(
                 let floor = k.ch.column_floor(now);
                 for (j, &i) in list.iter().enumerate() {
                     let l = loc[i];
-                    let p = k.ch.plan(now, l.bg, l.bank, l.row, reads[i].write);
+                    let p = k.ch.plan(now, l, reads[i].write);
                     if best.is_none_or(|b| p.rd < b.1.rd) {
                         best = Some((j, p));
                         if p.rd <= floor {
@@ -663,7 +700,7 @@ pub fn simulate(
                     Row::Closed => stats.misses += 1,
                     Row::Conflict => stats.conflicts += 1,
                 }
-                let done = k.ch.issue(plan, l.bg, l.bank, l.row, reads[i].write);
+                let done = k.ch.issue(plan, l, reads[i].write);
                 end = end.max(done);
                 latencies.push(done - arrive[i]);
                 stats.bytes += t.burst_bytes;
@@ -693,7 +730,7 @@ pub fn simulate(
                         continue;
                     }
                     touched[bi] = true;
-                    let p = k.ch.plan(now, ln.bg, ln.bank, ln.row, reads[next].write);
+                    let p = k.ch.plan(now, ln, reads[next].write);
                     // Activations issue in time order; one far ahead (a bank still refreshing)
                     // would hold every later one back, so it waits for a later decision.
                     if p.act > now + t.rc {
@@ -704,7 +741,7 @@ pub fn simulate(
                     } else {
                         stats.conflicts += 1
                     }
-                    k.ch.open(p.act, ln.bg, ln.bank, ln.row);
+                    k.ch.open(p.act, ln);
                 }
                 // The command bus takes the next decision one clock after this read's first command.
                 let first = match plan.row {
@@ -778,7 +815,7 @@ pub fn sequential(t: &Timing, n: u64) -> Vec<Request> {
 
 /// `n` reads of bursts at pseudo-random addresses (a fixed-seed xorshift), all queued at time 0.
 pub fn random(t: &Timing, n: u64, seed: u64) -> Vec<Request> {
-    let span = t.channels * t.banks() * t.rows * t.columns;
+    let span = t.channels * t.channel_banks() * t.rows * t.columns;
     super::xorshift(seed)
         .take(n as usize)
         .map(|x| Request { addr: (x % span) * t.burst_bytes, at: Time(0), write: false })
@@ -800,6 +837,43 @@ mod tests {
     }
 
     const BUDGET: u64 = 50_000_000;
+
+    /// DDR4-3200 with `ranks` ranks, the address mapping named, and no refresh.
+    fn ranked(ranks: u64, mapping: &str) -> Timing {
+        let mut org = DramOrg::preset("ddr4-3200").unwrap().unwrap();
+        org.ranks = ranks;
+        org.address_mapping = AddressMapping::parse(mapping, 1, ranks, "m").unwrap();
+        Timing { refresh: Refresh::None, ..Timing::of(&org).unwrap() }
+    }
+
+    /// Two ranks share the data bus: a row's bursts alternating ranks leave it idle tRTRS
+    /// between them (a burst per nBL + tRTRS once both rows are open), where one rank's bursts
+    /// to one bank group wait tCCD_L, exactly; scattered reads gain from the second rank's
+    /// banks; an isolated read to either rank takes tRCD + CL + nBL; a second rank needs tRTRS.
+    #[test]
+    fn ranks_share_the_bus_and_add_banks() {
+        let two = ranked(2, "RoBaCoRa");
+        let one = ranked(1, "RoBaCo");
+        // One row of each rank (two rows' worth of bursts), then one row of the single rank.
+        let first = two.rcd + two.cl + two.n_bl;
+        let n = 2 * two.columns;
+        let alternating = run(&two, &sequential(&two, n), 32, BUDGET).unwrap();
+        assert_eq!(alternating.seconds, (first + (two.n_bl + two.rtrs) * (n - 1)).seconds());
+        let same = run(&one, &sequential(&one, one.columns), 32, BUDGET).unwrap();
+        assert_eq!(same.seconds, (first + one.ccd_l * (one.columns - 1)).seconds());
+        let scattered = |t: &Timing| run(t, &random(t, 20_000, 3), 32, BUDGET).unwrap().bandwidth();
+        let (r2, r1) = (scattered(&ranked(2, "RoRaBaCoBg")), scattered(&ranked(1, "RoBaCoBg")));
+        assert!(r2 > r1 * 1.02, "{r2} vs {r1}");
+        for addr in [0, two.burst_bytes] {
+            let s = run(&two, &[Request { addr, at: Time(0), write: false }], 1, BUDGET).unwrap();
+            assert_eq!(s.latency.max, (two.rcd + two.cl + two.n_bl).seconds());
+        }
+        let mut org = DramOrg::preset("hbm2").unwrap().unwrap();
+        org.ranks = 2;
+        org.address_mapping = AddressMapping::default_for(org.channels, 2);
+        let e = Timing::of(&org).unwrap_err();
+        assert!(e.to_string().contains("dram.timing.tRTRS"), "{e}");
+    }
 
     /// A stream of writes reaches the bus as reads do; strict read/write alternation (no
     /// reordering) pays both turnarounds on every pair, as the closed form says; a controller
@@ -900,8 +974,8 @@ mod tests {
         let mut org = DramOrg::preset(name).unwrap().unwrap();
         org.channels = channels;
         org.address_mapping = match mapping {
-            Some(m) => AddressMapping::parse(m, channels, "m").unwrap(),
-            None => AddressMapping::default_for(channels),
+            Some(m) => AddressMapping::parse(m, channels, 1, "m").unwrap(),
+            None => AddressMapping::default_for(channels, 1),
         };
         Timing::of(&org).unwrap()
     }
