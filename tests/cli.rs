@@ -930,9 +930,39 @@ fn cambricon_scaling_stops_where_the_paper_says() {
 #[test]
 fn trace_writes_a_chrome_trace_and_rejects_bad_input() {
     let out = std::env::temp_dir().join(format!("strata-trace-{}/t.json", std::process::id()));
-    let o = strata(&["trace", "--mapping", "fusemax-1pass", "--out", out.to_str().unwrap()]);
+    let dram = out.with_file_name("dram.txt");
+    let o = strata(&[
+        "trace",
+        "--mapping",
+        "fusemax-1pass",
+        "--out",
+        out.to_str().unwrap(),
+        "--dram-trace",
+        dram.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
+    // The DRAM trace carries every byte the engine moved through DRAM, and replays.
+    let moved: u64 = text
+        .lines()
+        .find(|l| l.starts_with("| DRAM |"))
+        .unwrap()
+        .trim_end_matches(" |")
+        .rsplit("| ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lines = std::fs::read_to_string(&dram).unwrap();
+    let traced: u64 = lines
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(traced, moved);
+    assert!(lines.lines().any(|l| l.contains(" W ")) && lines.lines().any(|l| l.contains(" R ")));
+    let o = strata(&["dram", "--standard", "hbm2", "--channels", "16", "--trace", dram.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("arriving at the trace's times"), "{}", stderr(&o));
     let ratio: f64 = text.split("engine / analytical = ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
     assert!((1.0..=1.02).contains(&ratio), "{text}");
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

@@ -131,6 +131,10 @@ enum Command {
         /// Trace event JSON to write (Perfetto, chrome://tracing).
         #[arg(long, default_value = "trace.json")]
         out: std::path::PathBuf,
+        /// Also write the outermost memory's loads and drains as a DRAM trace
+        /// (`time_ns R|W address bytes`) that `strata dram --trace` replays.
+        #[arg(long)]
+        dram_trace: Option<std::path::PathBuf>,
         /// `ideal` (bandwidth only) or `real` (latencies, DRAM channel timing).
         #[arg(long, default_value = "ideal")]
         memory: String,
@@ -392,8 +396,8 @@ fn run(cli: Cli) -> CliResult<String> {
                 json,
             })
         }
-        Command::Trace { target, out, memory, buffering, max_events, max_steps } => {
-            trace::run(&trace::Args { eval: target, out, memory, buffering, max_events, max_steps })
+        Command::Trace { target, out, dram_trace, memory, buffering, max_events, max_steps } => {
+            trace::run(&trace::Args { eval: target, out, dram_trace, memory, buffering, max_events, max_steps })
         }
         Command::ValidateGpu { data, arch, out, datasheet } => {
             validate_gpu::run(&validate_gpu::Args { data, arch, out, datasheet })

@@ -15,6 +15,8 @@ use crate::eval::EvalArgs;
 pub struct Args {
     pub eval: EvalArgs,
     pub out: PathBuf,
+    /// Where to write the outermost memory's request stream as a DRAM trace, if anywhere.
+    pub dram_trace: Option<PathBuf>,
     pub memory: String,
     pub buffering: String,
     pub max_events: u64,
@@ -78,6 +80,22 @@ pub fn run(a: &Args) -> CliResult<String> {
         })
         .collect();
     write_chrome(&a.out, &format!("{} on {}", mapping.name, arch.name), &tracks, &slices)?;
+    let dram_trace = match &a.dram_trace {
+        Some(path) => {
+            let level = &arch.levels[0].name;
+            let text = dram_requests(&r, &c, level);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
+            }
+            std::fs::write(path, &text).map_err(|e| crate::store::write_err(path, e))?;
+            Some(format!(
+                "DRAM trace: {} ({} requests to {level}; replay with `strata dram --trace`)",
+                path.display(),
+                text.lines().filter(|l| !l.starts_with('#')).count()
+            ))
+        }
+        None => None,
+    };
     let ev = &r.evaluation;
     let mut s = String::new();
     let _ = writeln!(
@@ -115,5 +133,39 @@ pub fn run(a: &Args) -> CliResult<String> {
         let _ = writeln!(s, "| {name} | {} | {:.4e} s | {} |", pct(p.busy), p.queued, p.bytes);
     }
     let _ = writeln!(s, "\ntrace: {} ({} slices; open in https://ui.perfetto.dev)", a.out.display(), r.slices.len());
+    if let Some(line) = dram_trace {
+        let _ = writeln!(s, "{line}");
+    }
     Ok(s)
+}
+
+/// The loads (reads) and drains (writes) the engine ran on memory `level` as a DRAM trace
+/// (`time_ns R|W address bytes`, one per line, in start order). The engine moves tiles, not
+/// addresses: each tensor is laid out contiguously (4 KiB-aligned, in the cascade's order) and
+/// each transfer takes the next span of its tensor, wrapping at its end, so a tensor streamed
+/// again reads the same addresses again.
+pub fn dram_requests(r: &tiles::Run, c: &strata_workloads::Cascade, level: &str) -> String {
+    let mut base = Vec::new();
+    let mut next = 0u64;
+    for t in c.tensors() {
+        base.push(next);
+        next += t.bytes().div_ceil(4096) * 4096;
+    }
+    let mut cursor = vec![0u64; base.len()];
+    let mut slices: Vec<&tiles::Slice> = r
+        .slices
+        .iter()
+        .filter(|x| r.tracks[x.track].0 == level && x.bytes > 0 && x.label.kind != tiles::Kind::Work)
+        .collect();
+    slices.sort_by_key(|x| (x.start, x.end));
+    let mut out = format!("# {level} requests of {}: time_ns R|W address bytes\n", c.name());
+    for x in slices {
+        let t = x.label.tensor.expect("loads and drains name their tensor");
+        let size = c.tensor(t).bytes().max(1);
+        let addr = base[t.0] + cursor[t.0] % size;
+        cursor[t.0] += x.bytes;
+        let op = if x.label.kind == tiles::Kind::Drain { "W" } else { "R" };
+        let _ = writeln!(out, "{:.3} {op} {addr:#x} {}", x.start.seconds() * 1e9, x.bytes);
+    }
+    out
 }

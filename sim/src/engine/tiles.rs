@@ -94,6 +94,8 @@ pub struct Slice {
     pub label: Label,
     pub start: Time,
     pub end: Time,
+    /// Bytes a load or drain moves (0 for work).
+    pub bytes: u64,
 }
 
 /// Where a compute unit's time went.
@@ -604,7 +606,7 @@ fn simulate(
                     started[k] = true;
                     last_end[k] = done;
                     if let Some(label) = t.label {
-                        slices.push(Slice { track: k, label, start, end: done });
+                        slices.push(Slice { track: k, label, start, end: done, bytes: t.bytes });
                     }
                 }
                 q.push(done, Event::Done(i));
