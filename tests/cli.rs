@@ -22,6 +22,11 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Writes `text` to a fresh file in the temp directory and returns its path.
+/// A file of this repository, as text.
+fn repo_text(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
 fn file(name: &str, text: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir =
@@ -560,10 +565,7 @@ fn offload_finds_flexgen_policies_and_names_what_does_not_fit() {
     assert!((tokens / 7.32 - 1.0).abs() <= 0.2, "{s}");
     let weights_cpu: f64 = row[3].split('/').nth(1).unwrap().parse().unwrap();
     assert!(weights_cpu > 50.0, "{s}");
-    let t4 = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/presets/offload/flexgen-t4.toml"),
-    )
-    .unwrap();
+    let t4 = repo_text("mappings/presets/offload/flexgen-t4.toml");
     let small = file("small.toml", &t4.replace("gpu_memory = \"15 GiB\"", "gpu_memory = \"1 GiB\""));
     let o = strata(&["offload", "--model", "opt-30b", "--costs", small.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
@@ -659,9 +661,7 @@ fn dram_microbenchmarks_and_bad_timings() {
     let s = stdout(&o);
     let pct: f64 = s.split("GB/s  (").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
     assert!(pct >= 90.0, "{s}");
-    let hbm2 =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/dram/hbm2.toml"))
-            .unwrap();
+    let hbm2 = repo_text("arch/presets/dram/hbm2.toml");
     for (from, to, expect) in [
         ("tRAS = 34", "tRAS = 10", "dram.timing.tRAS: tRAS (10) must be at least tRCD (14)"),
         ("tFAW = 30, ", "", "dram.timing.tFAW: is required by the cycle-approximate engine"),
@@ -761,10 +761,7 @@ fn nand_reads_sweeps_and_bad_organisations() {
     let csv = std::fs::read_to_string(dir.join("nand-sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 9 * 7);
     assert!(dir.join("nand-sweep.png").exists() && dir.join("nand-sweep.svg").exists());
-    let mlc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/nand/mqsim-mlc.toml"),
-    )
-    .unwrap();
+    let mlc = repo_text("arch/presets/nand/mqsim-mlc.toml");
     for (from, to, expect) in [
         (
             "pages_per_block = 256",
@@ -795,10 +792,7 @@ fn nand_reads_sweeps_and_bad_organisations() {
 /// collection; bad FTL keys exit 2 naming them; a drive that runs out of free blocks exits 1.
 #[test]
 fn nand_translation_layer_runs_and_its_errors() {
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/nand/mqsim-mlc-shipped.toml"),
-    )
-    .unwrap();
+    let shipped = repo_text("arch/presets/nand/mqsim-mlc-shipped.toml");
     for (from, to, expect) in [
         ("scheduling = \"chip\"", "scheduling = \"bank\"", "nand.scheduling: `bank` is not `die` or `chip`"),
         ("blocks_per_plane = 2048\n", "", "nand.ftl: a flash translation layer needs the drive's `blocks_per_plane`"),
@@ -887,10 +881,7 @@ fn cambricon_llm_reproduction_and_bad_input() {
     let o = strata(&["flash-compute", "--tile", "256x1024"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not one 16384-weight page"), "{}", stderr(&o));
-    let s = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/cambricon-llm-s.toml"),
-    )
-    .unwrap();
+    let s = repo_text("arch/presets/cambricon-llm-s.toml");
     for (from, to, expect) in [
         ("capacity = \"1 TB\"", "capacity = \"1 GB\"", "system.placement.weights: 6.6 GB do not fit Flash"),
         ("channels = 8\n", "channels = 0\n", "channels: must be positive"),
@@ -1166,10 +1157,7 @@ fn extreme_inputs_are_located_errors_not_panics_hangs_or_wraps() {
         assert!(stderr(&o).contains("19998784 points, more than 1000000"), "{cmd}: {}", stderr(&o));
     }
     // A mapping that does not fit: an error naming the level and the bytes, unless asked for as data.
-    let arch =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml"))
-            .unwrap()
-            .replace("\"16 MiB\"", "\"64 KiB\"");
+    let arch = repo_text("arch/presets/fusemax.toml").replace("\"16 MiB\"", "\"64 KiB\"");
     let small = file("small.toml", &arch);
     let args = ["eval", "--mapping", "fusemax-1pass", "--arch", small.to_str().unwrap()];
     let o = strata(&args);
@@ -1251,9 +1239,7 @@ fn map_writes_a_mapping_that_eval_reproduces() {
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(j["search"][0]["evaluated"].as_u64().unwrap() > 0 && j["search"][0]["mapspace"].as_u64().unwrap() > 0);
     // A machine whose only unit multiplies: attention's max has nowhere to run.
-    let arch =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("arch/presets/fusemax.toml"))
-            .unwrap();
+    let arch = repo_text("arch/presets/fusemax.toml");
     let mac_only = arch.split("[[arch.compute]]").next().unwrap().to_string()
         + "[[arch.compute]]\nname = \"mults\"\nlevel = \"RF2D\"\nrows = 256\ncols = 256\nops = { mac = { energy = \"1 pJ\" } }\n";
     let a = file("mac-only.toml", &mac_only);

@@ -857,6 +857,11 @@ mod tests {
         Timing::of(&NandOrg::from_toml(&text).unwrap()).unwrap()
     }
 
+    /// `n` 4 KiB programs at random offsets within `span` bytes.
+    fn random_writes(n: u64, span: u64) -> Vec<Request> {
+        random(4096, n, span, 3).into_iter().map(|r| Request { op: Op::Program, ..r }).collect()
+    }
+
     /// Random page writes over the whole logical space of a preconditioned drive: garbage
     /// collection copies pages and erases blocks inside the dies, write amplification is the
     /// translation layer's, and reads issued among the writes wait behind that work.
@@ -864,8 +869,7 @@ mod tests {
     fn garbage_collection_costs_the_drive_time_and_delays_reads() {
         let t = small(0.2, "");
         let span = logical_bytes(&t).unwrap();
-        let writes: Vec<Request> =
-            random(4096, 6000, span, 3).into_iter().map(|r| Request { op: Op::Program, ..r }).collect();
+        let writes = random_writes(6000, span);
         let s = run(&t, &writes, 8, u64::MAX).unwrap();
         let f = s.ftl.unwrap();
         assert!(f.gc_copies > 0 && f.erases > 0 && f.write_amplification > 1.2, "{f:?}");
@@ -887,8 +891,7 @@ mod tests {
     fn a_drive_with_no_free_block_is_a_run_time_error() {
         let t = small(0.0, "");
         let span = logical_bytes(&t).unwrap();
-        let writes: Vec<Request> =
-            random(4096, 5000, span, 3).into_iter().map(|r| Request { op: Op::Program, ..r }).collect();
+        let writes = random_writes(5000, span);
         assert!(matches!(run(&t, &writes, 4, u64::MAX), Err(EngineError::DriveFull { .. })));
         // Past the logical capacity is bad input.
         let past = Request { offset: span, bytes: 4096, op: Op::Read };
