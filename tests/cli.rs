@@ -832,6 +832,23 @@ fn nand_translation_layer_runs_and_its_errors() {
     let o = strata(&args(&f).each_ref().map(String::as_str));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("no free block on plane"), "{}", stderr(&o));
+    // Write amplification against over-provisioning: never above the greedy curve (2% slack),
+    // a CSV row per share and a plot; a drive without a translation layer has nothing to sweep.
+    let out = f.with_file_name("wa");
+    let o = strata(&["nand", "--drive", f.to_str().unwrap(), "--wa-sweep", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("nand-wa.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
+    for line in csv.lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        if let (Ok(wa), Ok(curve)) = (v[2].parse::<f64>(), v[3].parse::<f64>()) {
+            assert!(wa > 1.0 && wa <= 1.02 * curve, "{line}");
+        }
+    }
+    assert!(out.join("nand-wa.png").exists());
+    let o = strata(&["nand", "--drive", "mqsim-mlc", "--wa-sweep"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no [nand.ftl] table"), "{}", stderr(&o));
 }
 
 /// Cambricon-LLM end to end: tokens/s of the paper's five reference points within 20%, the

@@ -269,6 +269,11 @@ enum Command {
         /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
         #[arg(long)]
         sweep: bool,
+        /// Sweep over-provisioning 5…40% under uniform random page writes on one plane of the
+        /// drive's translation layer: write amplification against the greedy-GC curve (a table,
+        /// a CSV and a plot to --out).
+        #[arg(long)]
+        wa_sweep: bool,
         #[arg(long, default_value = "results/nand")]
         out: std::path::PathBuf,
         /// Stop with an error after this many events.
@@ -412,8 +417,8 @@ fn run(cli: Cli) -> CliResult<String> {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
         Command::Dram(a) => dram::run(&a),
-        Command::Nand { drive, pattern, size, queue_depth, requests, sweep, out, max_events } => {
-            nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, out, max_events })
+        Command::Nand { drive, pattern, size, queue_depth, requests, sweep, wa_sweep, out, max_events } => {
+            nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, wa_sweep, out, max_events })
         }
         Command::FlashCompute { arch, system, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
             flash_compute::run(&flash_compute::Args {

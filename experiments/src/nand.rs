@@ -18,6 +18,7 @@ pub struct Args {
     pub queue_depth: usize,
     pub requests: u64,
     pub sweep: bool,
+    pub wa_sweep: bool,
     pub out: PathBuf,
     pub max_events: u64,
 }
@@ -71,6 +72,9 @@ pub fn run(a: &Args) -> CliResult<String> {
     );
     if a.sweep {
         return sweep(a, &t, out);
+    }
+    if a.wa_sweep {
+        return wa_sweep(a, &org, out);
     }
     let bytes = parse_bytes(&a.size).map_err(|e| CliError::input(format!("--size: {e}")))?.0;
     if bytes == 0 {
@@ -170,6 +174,88 @@ fn sweep(a: &Args, t: &Timing, mut out: String) -> CliResult<String> {
     let ceiling: Vec<(f64, f64)> = SIZES.iter().map(|&b| (b as f64, t.bounds(b).least() / 1e9)).collect();
     let title = format!("{}: {} read throughput", a.drive, a.pattern);
     let files = crate::plots::throughput_curves(&a.out, "nand-sweep", &title, &series, &ceiling)
+        .map_err(|e| CliError::runtime(format!("plot: {e}")))?;
+    let _ = writeln!(out, "wrote {}, {}", path.display(), files.join(", "));
+    Ok(out)
+}
+
+/// Over-provisioning shares of the write-amplification sweep.
+const SPARES: [f64; 7] = [0.05, 0.07, 0.10, 0.15, 0.20, 0.28, 0.40];
+
+/// Uniform random page writes on one plane of the drive's translation layer (static striping
+/// gives every plane the same uniform stream) at each over-provisioning share: three drive
+/// writes to reach the steady state, three measured; write amplification beside the greedy
+/// curve at the spare share the collector sees (the blocks beyond the logical ones, less the
+/// free blocks it keeps and the open one).
+fn wa_sweep(a: &Args, org: &NandOrg, mut out: String) -> CliResult<String> {
+    use rayon::prelude::*;
+    use strata_sim::engine::nand::ftl::{Layer, greedy_write_amplification};
+    let (Some(ftl), Some(blocks)) = (org.ftl, org.blocks_per_plane) else {
+        return Err(CliError::input(format!("--wa-sweep: `{}` has no [nand.ftl] table", a.drive)));
+    };
+    let ppb = org.pages_per_block;
+    let points: Vec<(f64, f64, f64, f64)> = SPARES
+        .par_iter()
+        .map(|&op| {
+            let mut l = Layer::new(&strata_arch::arch::Ftl { over_provisioning: op, ..ftl }, 1, blocks, ppb);
+            let n = l.logical_pages();
+            let mut rng = strata_sim::engine::xorshift(11);
+            let mut write = |l: &mut Layer| {
+                for _ in 0..3 * n {
+                    l.write(0, rng.next().expect("endless") % n)
+                        .map_err(|e| CliError::runtime(format!("{}: no free block on plane {}", a.drive, e.plane)))?;
+                }
+                Ok::<_, CliError>(())
+            };
+            write(&mut l)?;
+            let (hosts, copies) = (l.host_programs, l.copies);
+            write(&mut l)?;
+            let wa = (l.host_programs - hosts + l.copies - copies) as f64 / (l.host_programs - hosts) as f64;
+            let physical = (blocks - l.reserve() as u64 - 1) * ppb;
+            let spare = 1.0 - n as f64 / physical as f64;
+            // No spare beyond what GC keeps free: the curve has no value there.
+            let curve = if spare > 0.0 { greedy_write_amplification(spare) } else { f64::NAN };
+            Ok((op, spare, wa, curve))
+        })
+        .collect::<CliResult<_>>()?;
+    let _ = writeln!(
+        out,
+        "uniform random page writes, one plane of {blocks} blocks × {ppb} pages, GC below {:.0}% free",
+        100.0 * ftl.gc_threshold
+    );
+    let _ = writeln!(out, "| over-provisioning | spare seen by GC | write amplification | greedy curve | ratio |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    let mut csv = String::from("over_provisioning,spare,write_amplification,greedy_curve\n");
+    for &(op, spare, wa, curve) in &points {
+        if curve.is_nan() {
+            let _ = writeln!(out, "| {:.0}% | {:.1}% | {wa:.3} | — | — |", 100.0 * op, 100.0 * spare);
+            let _ = writeln!(csv, "{op},{spare:.6},{wa:.6},");
+        } else {
+            let _ = writeln!(
+                out,
+                "| {:.0}% | {:.1}% | {wa:.3} | {curve:.3} | {:.3} |",
+                100.0 * op,
+                100.0 * spare,
+                wa / curve
+            );
+            let _ = writeln!(csv, "{op},{spare:.6},{wa:.6},{curve:.6}");
+        }
+    }
+    if points.iter().any(|p| p.3.is_nan()) {
+        let _ = writeln!(
+            out,
+            "(—: the free blocks GC keeps take all of the over-provisioning, so every collection copies nearly a \
+             whole block; the plot leaves those points out)"
+        );
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| crate::store::write_err(&a.out, e))?;
+    let path = a.out.join("nand-wa.csv");
+    std::fs::write(&path, csv).map_err(|e| crate::store::write_err(&path, e))?;
+    let shown = || points.iter().filter(|p| !p.3.is_nan());
+    let simulated: Vec<(f64, f64)> = shown().map(|p| (p.1, p.2)).collect();
+    let curve: Vec<(f64, f64)> = shown().map(|p| (p.1, p.3)).collect();
+    let title = format!("{}: write amplification under uniform random writes", a.drive);
+    let files = crate::plots::write_amplification(&a.out, &title, &simulated, &curve)
         .map_err(|e| CliError::runtime(format!("plot: {e}")))?;
     let _ = writeln!(out, "wrote {}, {}", path.display(), files.join(", "));
     Ok(out)

@@ -259,7 +259,12 @@ where
                 .y_desc(ylabel)
                 .x_label_formatter(xfmt)
                 .x_label_style(("sans-serif", 14))
-                .y_label_formatter(&|y| if logy { format!("{y:.0e}") } else { format!("{y:.2}") })
+                .y_label_formatter(&|y| match (logy, *y) {
+                    (true, y) if !(1e-2..1e5).contains(&y) => format!("{y:.0e}"),
+                    (true, y) if y >= 1.0 => format!("{y:.0}"),
+                    (true, y) => format!("{y:.2}"),
+                    (false, y) => format!("{y:.2}"),
+                })
                 .y_label_style(("sans-serif", 14))
                 .draw()
                 .map_err(e)?;
@@ -277,14 +282,35 @@ where
             legend(&mut c, 13, corner)?;
         }};
     }
+    let x = (x0..x1).log_scale().with_key_points(log_ticks(x0, x1));
     if logy {
         // Room above the curves for the legend: about a tenth of the range's decades per entry.
         let head = (y1 / y0).powf(0.1 * series.len() as f64).max(1.5);
-        body!(chart.build_cartesian_2d((x0..x1).log_scale(), (y0 / 1.5..y1 * head).log_scale()).map_err(e)?);
+        let (lo, hi) = (y0 / 1.5, y1 * head);
+        body!(chart.build_cartesian_2d(x, (lo..hi).log_scale().with_key_points(log_ticks(lo, hi))).map_err(e)?);
     } else {
-        body!(chart.build_cartesian_2d((x0..x1).log_scale(), 0.0..(y1 * 1.45).max(1e-9)).map_err(e)?);
+        body!(chart.build_cartesian_2d(x, 0.0..(y1 * 1.45).max(1e-9)).map_err(e)?);
     }
     Ok(())
+}
+
+/// Labelled values of a log axis over `[lo, hi]`: 1, 2, 3 and 5 times each power of ten (1, 2
+/// and 5 past two decades, powers of ten alone past four), so that a range that starts inside
+/// a decade is labelled there too.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = (hi / lo).log10();
+    let digits: &[f64] = match decades {
+        d if d < 2.0 => &[1.0, 2.0, 3.0, 5.0],
+        d if d < 4.0 => &[1.0, 2.0, 5.0],
+        _ => &[1.0],
+    };
+    let mut ticks = Vec::new();
+    let mut power = 10f64.powf(lo.log10().floor());
+    while power <= hi {
+        ticks.extend(digits.iter().map(|d| d * power).filter(|&v| v >= lo && v <= hi));
+        power *= 10.0;
+    }
+    ticks
 }
 
 /// A sweep over spec paths: every design point's attention latency against its area (or energy,
@@ -794,6 +820,26 @@ pub fn throughput_curves(
     both!(None, dir, name, (900, 560), |a| {
         lines(a, title, "request size (bytes, log scale)", "throughput (GB/s)", &all, false, &|x| {
             if *x >= 1e6 { format!("{:.0} MB", x / 1e6) } else { format!("{:.0} kB", x / 1e3) }
+        })
+    })
+}
+
+/// Write amplification against the spare share (`nand-wa`): the translation layer's, and the
+/// greedy-GC curve it is checked against.
+pub fn write_amplification(
+    dir: &Path,
+    title: &str,
+    simulated: &[(f64, f64)],
+    curve: &[(f64, f64)],
+) -> Res<Vec<String>> {
+    fonts()?;
+    let all: Vec<Series> = vec![
+        ("simulated (greedy GC, this drive's blocks)".into(), simulated.to_vec(), false, 0),
+        ("greedy curve A = α / (α + W₀(−α e^−α))".into(), curve.to_vec(), true, 7),
+    ];
+    both!(None, dir, "nand-wa", (900, 560), |a| {
+        lines(a, title, "spare share of the pages (log scale)", "write amplification (log scale)", &all, true, &|x| {
+            format!("{:.0}%", 100.0 * x)
         })
     })
 }
