@@ -846,6 +846,22 @@ fn nand_translation_layer_runs_and_its_errors() {
         }
     }
     assert!(out.join("nand-wa.png").exists());
+    // Open loop: a trace issues each request at its time (R reads, W programs), a rate spaces the
+    // pattern's; a bad line is located, a non-positive rate refused.
+    let trace = file("n.trace", "# time_ns R|W offset bytes\n0 R 0 4096\n1000 R 0x100000 16384\n2000 W 8192 8192\n");
+    let o = strata(&["nand", "--trace", trace.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("3 requests from"), "{}", stderr(&o));
+    let o = strata(&["nand", "--size", "4KiB", "--rate", "50000", "--requests", "2000"]);
+    assert!(o.status.success() && stdout(&o).contains("open loop at 50.0k requests/s"), "{}", stderr(&o));
+    let bad = file("bad.trace", "0 R 0 4096\n5 X 0 4096\n");
+    for (args, expect) in [
+        (vec!["nand", "--trace", bad.to_str().unwrap()], "bad.trace:2: the operation is R or W"),
+        (vec!["nand", "--rate", "0"], "--rate: must be a positive number"),
+    ] {
+        let o = strata(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
     let o = strata(&["nand", "--drive", "mqsim-mlc", "--wa-sweep"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("has no [nand.ftl] table"), "{}", stderr(&o));

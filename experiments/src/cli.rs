@@ -269,6 +269,14 @@ enum Command {
         /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
         #[arg(long)]
         sweep: bool,
+        /// Requests from a trace file instead of --pattern, each issued at its time: one per line,
+        /// `time_ns R|W offset bytes` (R a read, W a program; offset decimal or 0x hex).
+        #[arg(long, conflicts_with_all = ["rate", "sweep", "wa_sweep"])]
+        trace: Option<std::path::PathBuf>,
+        /// Issue the pattern's requests at this many per second (open loop) instead of keeping
+        /// --queue-depth outstanding.
+        #[arg(long, conflicts_with_all = ["sweep", "wa_sweep"])]
+        rate: Option<f64>,
         /// Sweep over-provisioning 5…40% under uniform random page writes on one plane of the
         /// drive's translation layer: write amplification against the greedy-GC curve (a table,
         /// a CSV and a plot to --out).
@@ -417,9 +425,31 @@ fn run(cli: Cli) -> CliResult<String> {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
         Command::Dram(a) => dram::run(&a),
-        Command::Nand { drive, pattern, size, queue_depth, requests, sweep, wa_sweep, out, max_events } => {
-            nand::run(&nand::Args { drive, pattern, size, queue_depth, requests, sweep, wa_sweep, out, max_events })
-        }
+        Command::Nand {
+            drive,
+            pattern,
+            size,
+            queue_depth,
+            requests,
+            sweep,
+            trace,
+            rate,
+            wa_sweep,
+            out,
+            max_events,
+        } => nand::run(&nand::Args {
+            drive,
+            pattern,
+            size,
+            queue_depth,
+            requests,
+            sweep,
+            wa_sweep,
+            out,
+            max_events,
+            trace,
+            rate,
+        }),
         Command::FlashCompute { arch, system, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
             flash_compute::run(&flash_compute::Args {
                 arch,

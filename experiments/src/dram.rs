@@ -69,51 +69,18 @@ pub struct Args {
     pub trace: Option<std::path::PathBuf>,
 }
 
-/// Reads a request trace (`time_ns R|W address bytes` per line), each request split into the
-/// bursts it covers; a line that does not parse is an input error naming the file and line.
+/// Reads a request trace (`time_ns R|W address bytes` per line, see [`crate::request_trace`]),
+/// each request split into the bursts it covers.
 pub fn trace(path: &std::path::Path, burst: u64) -> CliResult<Vec<dram::Request>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| CliError::input(format!("{}: cannot read: {e}", path.display())))?;
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let bad = |why: &str| {
-            CliError::input(format!(
-                "{}:{}: {why} (`{line}`; write `time_ns R|W address bytes`)",
-                path.display(),
-                i + 1
-            ))
-        };
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [time, op, addr, bytes] = f[..] else { return Err(bad("four fields expected")) };
-        let ns: f64 = time.parse().map_err(|_| bad("the time is not a number of nanoseconds"))?;
-        if !(ns.is_finite() && (0.0..=1e10).contains(&ns)) {
-            return Err(bad("the time must be between 0 and 10 s"));
-        }
-        let write = match op {
-            "R" | "r" => false,
-            "W" | "w" => true,
-            _ => return Err(bad("the operation is R or W")),
-        };
-        let addr = match addr.strip_prefix("0x").or_else(|| addr.strip_prefix("0X")) {
-            Some(h) => u64::from_str_radix(h, 16),
-            None => addr.parse(),
-        }
-        .map_err(|_| bad("the address is not a decimal or 0x-hex integer"))?;
-        let bytes: u64 = bytes.parse().map_err(|_| bad("the size is not a whole number of bytes"))?;
-        if bytes == 0 || bytes > 1 << 30 {
-            return Err(bad("the size must be 1 B to 1 GiB"));
-        }
-        let at = strata_sim::engine::Time((ns * 1e3).round() as u64);
-        let first = addr / burst;
-        let last = addr.checked_add(bytes - 1).ok_or_else(|| bad("the request runs past 2^64"))? / burst;
-        out.extend((first..=last).map(|b| dram::Request { addr: b * burst, at, write }));
-    }
-    if out.is_empty() {
-        return Err(CliError::input(format!("{}: the trace holds no requests", path.display())));
+    for r in crate::request_trace::read(path)? {
+        let at = strata_sim::engine::Time((r.ns * 1e3).round() as u64);
+        // `read` checked that the request ends below 2^64.
+        out.extend((r.addr / burst..=(r.addr + r.bytes - 1) / burst).map(|b| dram::Request {
+            addr: b * burst,
+            at,
+            write: r.write,
+        }));
     }
     Ok(out)
 }

@@ -73,6 +73,7 @@ mod map;
 mod nand;
 mod offload;
 mod plots;
+mod request_trace;
 mod run;
 mod serving;
 mod show;

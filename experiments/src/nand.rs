@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use strata_arch::arch::{NAND_PRESETS, NandOrg};
 use strata_arch::units::parse_bytes;
+use strata_sim::engine::Arrivals;
 use strata_sim::engine::nand::{self, Request, Stats, Timing};
 
 use crate::error::{CliError, CliResult};
@@ -21,6 +22,10 @@ pub struct Args {
     pub wa_sweep: bool,
     pub out: PathBuf,
     pub max_events: u64,
+    /// Requests from a trace file, each issued at its time (open loop).
+    pub trace: Option<PathBuf>,
+    /// The pattern's requests issued at this many per second (open loop).
+    pub rate: Option<f64>,
 }
 
 /// Random requests fall anywhere in this many bytes of the drive (in all of its logical
@@ -80,14 +85,61 @@ pub fn run(a: &Args) -> CliResult<String> {
     if bytes == 0 {
         return Err(CliError::input("--size: must be positive"));
     }
-    let s = simulate(a, &t, bytes, a.queue_depth, a.requests)?;
+    let (s, bytes, writes) = match (&a.trace, a.rate) {
+        (Some(path), _) => {
+            let reqs: Vec<Request> = crate::request_trace::read(path)?
+                .into_iter()
+                .map(|r| Request {
+                    offset: r.addr,
+                    bytes: r.bytes,
+                    op: if r.write { nand::Op::Program } else { nand::Op::Read },
+                    at: strata_sim::engine::Time((r.ns * 1e3).round() as u64),
+                })
+                .collect();
+            let s = nand::simulate(&t, &reqs, Arrivals::AsGiven, a.max_events)
+                .map_err(|e| CliError::engine(&format!("{} on {}", path.display(), a.drive), &e))?;
+            let writes = reqs.iter().filter(|r| r.op == nand::Op::Program).count();
+            let _ = writeln!(
+                out,
+                "{} requests from {} ({writes} writes), each issued at its time",
+                reqs.len(),
+                path.display()
+            );
+            let mean = (s.bytes / s.requests).max(1);
+            (s, mean, 2 * writes > reqs.len())
+        }
+        (None, Some(rate)) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(CliError::input(format!(
+                    "--rate: must be a positive number of requests per second (got {rate})"
+                )));
+            }
+            let span = nand::logical_bytes(&t).unwrap_or(SPAN);
+            let reqs = nand::at_rate(&requests(&a.pattern, bytes, a.requests, span)?, rate);
+            let s = nand::simulate(&t, &reqs, Arrivals::AsGiven, a.max_events)
+                .map_err(|e| CliError::engine(&a.drive, &e))?;
+            let _ = writeln!(
+                out,
+                "{} {} B requests ({}), open loop at {:.1}k requests/s offered",
+                a.requests,
+                bytes,
+                a.pattern,
+                rate / 1e3
+            );
+            (s, bytes, a.pattern.ends_with("write"))
+        }
+        (None, None) => {
+            let s = simulate(a, &t, bytes, a.queue_depth, a.requests)?;
+            let what = if a.pattern.ends_with("write") { "programs" } else { "reads" };
+            let _ = writeln!(out, "{} {} B {what} ({}), queue depth {}", a.requests, bytes, a.pattern, a.queue_depth);
+            (s, bytes, a.pattern.ends_with("write"))
+        }
+    };
     let mut b = t.bounds(bytes);
-    if a.pattern.ends_with("write") {
+    if writes {
         // Programs: every plane writes a page per tPROG.
         b.array *= t.t_read.seconds() / t.t_program.seconds();
     }
-    let what = if a.pattern.ends_with("write") { "programs" } else { "reads" };
-    let _ = writeln!(out, "{} {} B {what} ({}), queue depth {}", a.requests, bytes, a.pattern, a.queue_depth);
     let _ = writeln!(
         out,
         "  achieved     {:>9.3} GB/s, {:.1}k IOPS; latency mean {:.1}, p50 {:.1}, p99 {:.1}, max {:.1} µs",

@@ -96,6 +96,42 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// Request latencies of a run, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    /// Mean, nearest-rank percentiles and maximum of per-request latencies.
+    pub fn of(mut each: Vec<Time>) -> Latency {
+        if each.is_empty() {
+            return Latency::default();
+        }
+        each.sort_unstable();
+        let rank = |q: f64| each[((q * each.len() as f64).ceil() as usize).clamp(1, each.len()) - 1].seconds();
+        Latency {
+            mean: each.iter().map(|t| t.0 as f64).sum::<f64>() / each.len() as f64 * 1e-12,
+            p50: rank(0.5),
+            p99: rank(0.99),
+            max: each[each.len() - 1].seconds(),
+        }
+    }
+}
+
+/// When requests reach a memory's controller (DRAM channels, a flash drive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrivals {
+    /// At each request's own time (open loop: a trace, or a stream at a rate).
+    AsGiven,
+    /// A closed loop of `depth` requests in flight: the first `depth` at time 0, then each one
+    /// when an earlier one completes, in stream order.
+    Closed { depth: usize },
+}
+
 /// Longest single timing a device may have (10 s): beyond any real part, and far enough below
 /// 2⁶⁴ ps that sums over a run's events cannot overflow.
 pub const MAX_TIMING_PS: f64 = 1e13;

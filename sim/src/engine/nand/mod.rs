@@ -27,8 +27,7 @@ use std::collections::VecDeque;
 
 use strata_arch::arch::{FlashScheduling, Ftl, NandOrg};
 
-use super::dram::Latency;
-use super::{EngineError, Queue, Time};
+use super::{Arrivals, EngineError, Latency, Queue, Time};
 
 /// A drive's timings in picoseconds and its geometry.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,12 +186,14 @@ pub enum Op {
     Erase,
 }
 
-/// A host request of `bytes` at byte `offset`.
+/// A host request of `bytes` at byte `offset`, issued at `at` in an open loop (a closed loop
+/// issues it when an earlier one completes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request {
     pub offset: u64,
     pub bytes: u64,
     pub op: Op,
+    pub at: Time,
 }
 
 /// What a run did.
@@ -285,6 +286,8 @@ impl Die {
 }
 
 enum Event {
+    /// The host issues a request (open loop).
+    Arrive(u32),
     /// The controller has handled a request; it looks its pages up.
     Dispatch(u32),
     ArrayDone(usize),
@@ -511,7 +514,13 @@ impl Drive<'_> {
 
 /// Runs `requests` with `queue_depth` outstanding; requests are issued in order.
 pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) -> Result<Stats, EngineError> {
-    if queue_depth == 0 {
+    simulate(t, requests, Arrivals::Closed { depth: queue_depth }, budget)
+}
+
+/// Runs `requests` issued as `arrivals` says: each at its own time (open loop: a trace, a
+/// stream at a rate), or in a closed loop at a queue depth, in stream order.
+pub fn simulate(t: &Timing, requests: &[Request], arrivals: Arrivals, budget: u64) -> Result<Stats, EngineError> {
+    if arrivals == (Arrivals::Closed { depth: 0 }) {
         return Err(cfg("queue_depth", "must be at least 1"));
     }
     if requests.len() > u32::MAX as usize {
@@ -573,12 +582,31 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
         drive.controller_free = start + t.request_overhead;
         drive.q.push(drive.controller_free, Event::Dispatch(r as u32));
     };
-    while next < requests.len().min(queue_depth) {
-        issue(&mut drive, Time(0), next);
-        next += 1;
+    // Open loop: arrivals enter the queue one at a time, in time order (ties in stream order).
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    match arrivals {
+        Arrivals::Closed { depth } => {
+            while next < requests.len().min(depth) {
+                issue(&mut drive, Time(0), next);
+                next += 1;
+            }
+            order.clear();
+        }
+        Arrivals::AsGiven => order.sort_by_key(|&i| (requests[i].at, i)),
+    }
+    let mut order = order.into_iter();
+    if let Some(i) = order.next() {
+        drive.q.push(requests[i].at, Event::Arrive(i as u32));
     }
     while let Some((now, ev)) = drive.q.pop()? {
         match ev {
+            Event::Arrive(r) => {
+                issued_at[r as usize] = now;
+                issue(&mut drive, now, r as usize);
+                if let Some(i) = order.next() {
+                    drive.q.push(requests[i].at, Event::Arrive(i as u32));
+                }
+            }
             Event::Dispatch(r) => {
                 let req = requests[r as usize];
                 let unit = if req.op == Op::Erase { t.page_bytes * t.pages_per_block } else { t.page_bytes };
@@ -648,7 +676,7 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
                 if remaining[r as usize] == 0 {
                     latencies.push(now - issued_at[r as usize]);
                     end = end.max(now);
-                    if next < requests.len() {
+                    if arrivals != Arrivals::AsGiven && next < requests.len() {
                         issued_at[next] = now;
                         issue(&mut drive, now, next);
                         next += 1;
@@ -690,6 +718,12 @@ pub fn run(t: &Timing, requests: &[Request], queue_depth: usize, budget: u64) ->
     })
 }
 
+/// `reqs` re-timed to arrive at `rate` requests per second, evenly spaced from time 0 (an
+/// open-loop stream at an offered load).
+pub fn at_rate(reqs: &[Request], rate: f64) -> Vec<Request> {
+    reqs.iter().enumerate().map(|(i, r)| Request { at: Time((i as f64 / rate * 1e12).round() as u64), ..*r }).collect()
+}
+
 /// Bytes a drive with a translation layer offers the host (its over-provisioning held back);
 /// `None` without one.
 pub fn logical_bytes(t: &Timing) -> Option<u64> {
@@ -699,7 +733,7 @@ pub fn logical_bytes(t: &Timing) -> Option<u64> {
 
 /// `n` requests of `bytes` each, back to back from offset 0.
 pub fn sequential(bytes: u64, n: u64) -> Vec<Request> {
-    (0..n).map(|i| Request { offset: i * bytes, bytes, op: Op::Read }).collect()
+    (0..n).map(|i| Request { offset: i * bytes, bytes, op: Op::Read, at: Time(0) }).collect()
 }
 
 /// `n` requests of `bytes` each at pseudo-random `bytes`-aligned offsets within `span` bytes
@@ -708,7 +742,7 @@ pub fn random(bytes: u64, n: u64, span: u64, seed: u64) -> Vec<Request> {
     let slots = (span / bytes).max(1);
     super::xorshift(seed)
         .take(n as usize)
-        .map(|x| Request { offset: (x % slots) * bytes, bytes, op: Op::Read })
+        .map(|x| Request { offset: (x % slots) * bytes, bytes, op: Op::Read, at: Time(0) })
         .collect()
 }
 
@@ -734,23 +768,24 @@ mod tests {
     fn programs_and_erases_follow_their_timings() {
         let t = timing("tlc-client");
         let page = t.page_bytes;
-        let prog = |offset: u64| Request { offset, bytes: page, op: Op::Program };
+        let prog = |offset: u64| Request { offset, bytes: page, op: Op::Program, at: Time(0) };
         let one = run(&t, &[prog(0)], 1, 1 << 20).unwrap();
         let want = t.host_time(page).unwrap() + t.request_overhead + t.t_command + t.channel_time(page) + t.t_program;
         assert!((one.seconds / want.seconds() - 1.0).abs() < 1e-6, "{} vs {}", one.seconds, want.seconds());
-        let erase = run(&t, &[Request { offset: 0, bytes: page, op: Op::Erase }], 1, 1 << 20).unwrap();
+        let erase = run(&t, &[Request { offset: 0, bytes: page, op: Op::Erase, at: Time(0) }], 1, 1 << 20).unwrap();
         let want = t.request_overhead + t.t_command + t.t_erase;
         assert!((erase.seconds / want.seconds() - 1.0).abs() < 1e-6);
         // Deep queue of 1 MiB sequential programs: every plane programs a page per tPROG.
         let reqs: Vec<Request> =
-            (0..256).map(|i| Request { offset: i << 20, bytes: 1 << 20, op: Op::Program }).collect();
+            (0..256).map(|i| Request { offset: i << 20, bytes: 1 << 20, op: Op::Program, at: Time(0) }).collect();
         let s = run(&t, &reqs, 64, 1 << 26).unwrap();
         let array = (t.dies() * t.planes_per_die * page) as f64 / t.t_program.seconds();
         let ceiling = array.min(t.bounds(1 << 20).least());
         assert!(s.bandwidth() <= ceiling * 1.0001 && s.bandwidth() >= 0.85 * ceiling, "{} vs {ceiling}", s.bandwidth());
         // A read queued behind a program on the same die waits for tPROG.
-        let alone = run(&t, &[Request { offset: 0, bytes: page, op: Op::Read }], 2, 1 << 20).unwrap();
-        let behind = run(&t, &[prog(0), Request { offset: 0, bytes: page, op: Op::Read }], 2, 1 << 20).unwrap();
+        let alone = run(&t, &[Request { offset: 0, bytes: page, op: Op::Read, at: Time(0) }], 2, 1 << 20).unwrap();
+        let behind =
+            run(&t, &[prog(0), Request { offset: 0, bytes: page, op: Op::Read, at: Time(0) }], 2, 1 << 20).unwrap();
         assert!(behind.seconds > alone.seconds + t.t_program.seconds() * 0.99);
     }
 
@@ -832,7 +867,8 @@ mod tests {
     #[test]
     fn a_mapping_cache_miss_reads_the_translation_page_first() {
         let t = timing("mqsim-mlc-shipped");
-        let one = |offset: u64| run(&t, &[Request { offset, bytes: 4096, op: Op::Read }], 1, 1 << 20).unwrap();
+        let one =
+            |offset: u64| run(&t, &[Request { offset, bytes: 4096, op: Op::Read, at: Time(0) }], 1, 1 << 20).unwrap();
         let s = one(3 << 30);
         let want =
             t.t_command * 2 + t.t_read * 2 + t.channel_time(4) + t.channel_time(4096) + t.host_time(4096).unwrap();
@@ -842,7 +878,8 @@ mod tests {
         // Without the cache the same read is one read.
         let mut whole = t.clone();
         whole.ftl.as_mut().unwrap().0.mapping_cache = None;
-        let s = run(&whole, &[Request { offset: 3 << 30, bytes: 4096, op: Op::Read }], 1, 1 << 20).unwrap();
+        let s =
+            run(&whole, &[Request { offset: 3 << 30, bytes: 4096, op: Op::Read, at: Time(0) }], 1, 1 << 20).unwrap();
         assert_eq!(s.latency.max, (want - t.t_command - t.t_read - t.channel_time(4)).seconds());
     }
 
@@ -894,7 +931,7 @@ mod tests {
         let writes = random_writes(5000, span);
         assert!(matches!(run(&t, &writes, 4, u64::MAX), Err(EngineError::DriveFull { .. })));
         // Past the logical capacity is bad input.
-        let past = Request { offset: span, bytes: 4096, op: Op::Read };
+        let past = Request { offset: span, bytes: 4096, op: Op::Read, at: Time(0) };
         assert!(matches!(run(&small(0.2, ""), &[past], 1, 1 << 20), Err(EngineError::Config { .. })));
     }
 
@@ -906,7 +943,8 @@ mod tests {
         let fixed = t.t_command + t.channel_time(4096);
         // Logical page 2k is page k of plane 0 (two planes), so types 0, 1, 2, 0.
         for (k, tr) in [(0u64, 40e-6), (1, 60e-6), (2, 80e-6), (3, 40e-6)] {
-            let s = run(&t, &[Request { offset: 2 * k * 4096, bytes: 4096, op: Op::Read }], 1, 1 << 20).unwrap();
+            let s = run(&t, &[Request { offset: 2 * k * 4096, bytes: 4096, op: Op::Read, at: Time(0) }], 1, 1 << 20)
+                .unwrap();
             assert!((s.latency.max - fixed.seconds() - tr).abs() < 1e-12, "page {k}: {}", s.latency.max);
         }
         let s = run(&t, &random(4096, 3000, logical_bytes(&t).unwrap(), 9), 1, u64::MAX).unwrap();
@@ -945,12 +983,32 @@ mod tests {
         }
     }
 
+    /// Open loop: requests far apart each take the isolated read's closed form; offered beyond
+    /// what the drive serves, the queue grows and so does latency, while a closed loop at
+    /// depth 1 equals requests arriving just as the previous one completes.
+    #[test]
+    fn open_loop_arrivals_meet_the_closed_form_and_queue_past_capacity() {
+        let t = timing("mqsim-mlc");
+        let one = t.request_overhead + t.t_command + t.t_read + t.channel_time(4096) + t.host_time(4096).unwrap();
+        let reqs = random(4096, 400, SPAN, 3);
+        let slow = simulate(&t, &at_rate(&reqs, 1e3), Arrivals::AsGiven, u64::MAX).unwrap();
+        assert_eq!((slow.latency.mean, slow.latency.max), (one.seconds(), one.seconds()));
+        let capacity = run(&t, &reqs, 64, u64::MAX).unwrap();
+        let rate = 2.0 * capacity.requests as f64 / capacity.seconds;
+        let fast = simulate(&t, &at_rate(&random(4096, 4000, SPAN, 3), rate), Arrivals::AsGiven, u64::MAX).unwrap();
+        assert!(fast.latency.p99 > 20.0 * one.seconds(), "{:?}", fast.latency);
+        let spaced: Vec<Request> = reqs.iter().enumerate().map(|(i, r)| Request { at: one * i as u64, ..*r }).collect();
+        let open = simulate(&t, &spaced, Arrivals::AsGiven, u64::MAX).unwrap();
+        let closed = run(&t, &reqs, 1, u64::MAX).unwrap();
+        assert_eq!((open.seconds, open.latency), (closed.seconds, closed.latency));
+    }
+
     #[test]
     fn bad_input_is_an_error() {
         let t = timing("mqsim-mlc");
         assert!(matches!(run(&t, &sequential(4096, 10), 0, 100), Err(EngineError::Config { .. })));
         assert!(matches!(
-            run(&t, &[Request { offset: 0, bytes: 0, op: Op::Read }], 1, 100),
+            run(&t, &[Request { offset: 0, bytes: 0, op: Op::Read, at: Time(0) }], 1, 100),
             Err(EngineError::Config { .. })
         ));
         assert_eq!(run(&t, &sequential(4096, 1000), 8, 50), Err(EngineError::Budget { events: 50 }));
