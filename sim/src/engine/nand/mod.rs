@@ -540,6 +540,15 @@ pub fn simulate(t: &Timing, requests: &[Request], arrivals: Arrivals, budget: u6
         }
     });
     if let Some(f) = &ftl {
+        if let Some(r) = requests.iter().find(|r| r.op == Op::Erase) {
+            return Err(cfg(
+                "requests",
+                format!(
+                    "an erase at offset {}: a drive with a translation layer erases its own blocks (garbage collection)",
+                    r.offset
+                ),
+            ));
+        }
         let capacity = f.layer.logical_pages() * t.page_bytes;
         if let Some(r) = requests.iter().find(|r| r.offset + r.bytes > capacity) {
             return Err(cfg(
@@ -930,9 +939,11 @@ mod tests {
         let span = logical_bytes(&t).unwrap();
         let writes = random_writes(5000, span);
         assert!(matches!(run(&t, &writes, 4, u64::MAX), Err(EngineError::DriveFull { .. })));
-        // Past the logical capacity is bad input.
+        // Past the logical capacity is bad input, and so is a host erase.
         let past = Request { offset: span, bytes: 4096, op: Op::Read, at: Time(0) };
         assert!(matches!(run(&small(0.2, ""), &[past], 1, 1 << 20), Err(EngineError::Config { .. })));
+        let erase = Request { offset: 0, bytes: 4096, op: Op::Erase, at: Time(0) };
+        assert!(matches!(run(&small(0.2, ""), &[erase], 1, 1 << 20), Err(EngineError::Config { .. })));
     }
 
     /// Page types: isolated reads of consecutive pages of one plane take each type's tR in
