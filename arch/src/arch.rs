@@ -138,6 +138,9 @@ pub struct Ftl {
     pub mapping_cache: Option<Bytes>,
     /// Bytes of one logical page's mapping entry.
     pub mapping_entry_bytes: u64,
+    /// Host reads and writes waiting on a die go ahead of garbage collection's copies and
+    /// erases (MQSim's preemptible GC); otherwise a die serves its queue in order.
+    pub gc_preemptible: bool,
 }
 
 impl NandOrg {
@@ -844,7 +847,13 @@ fn ftl(p: &str, f: &crate::spec::FtlSpec, org: &NandOrg) -> SpecResult<Ftl> {
     if mapping_cache.is_some_and(|c| c.0 < org.page_bytes.0) {
         return Err(SpecError::new(key("mapping_cache"), "must hold at least one translation page (a page's bytes)"));
     }
-    Ok(Ftl { over_provisioning: f.over_provisioning, gc_threshold, mapping_cache, mapping_entry_bytes })
+    Ok(Ftl {
+        over_provisioning: f.over_provisioning,
+        gc_threshold,
+        mapping_cache,
+        mapping_entry_bytes,
+        gc_preemptible: f.gc_preemptible.unwrap_or(false),
+    })
 }
 
 fn nand(p: &str, n: &NandSpec) -> SpecResult<NandOrg> {

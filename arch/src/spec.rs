@@ -195,6 +195,8 @@ pub struct FtlSpec {
     pub mapping_cache: Option<String>,
     /// Bytes of one mapping entry (4 when absent).
     pub mapping_entry_bytes: Option<i64>,
+    /// Host operations go ahead of garbage collection's on a die (MQSim: true); false when absent.
+    pub gc_preemptible: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

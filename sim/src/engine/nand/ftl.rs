@@ -285,7 +285,13 @@ mod tests {
     use super::*;
 
     fn ftl(op: f64) -> Ftl {
-        Ftl { over_provisioning: op, gc_threshold: 0.02, mapping_cache: None, mapping_entry_bytes: 4 }
+        Ftl {
+            over_provisioning: op,
+            gc_threshold: 0.02,
+            mapping_cache: None,
+            mapping_entry_bytes: 4,
+            gc_preemptible: false,
+        }
     }
 
     /// Uniform random writes over the whole logical space: after the drive has been rewritten
