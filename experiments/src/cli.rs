@@ -249,45 +249,7 @@ enum Command {
     Dram(dram::Args),
     /// Run the cycle-approximate flash drive on host reads or writes (throughput, latency, and
     /// with a translation layer write amplification, garbage collection and mapping-table misses).
-    Nand {
-        /// NAND preset (mqsim-mlc, mqsim-mlc-shipped, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
-        #[arg(long, default_value = "mqsim-mlc")]
-        drive: String,
-        /// `random` or `sequential` reads, `write` (sequential page programs) or `randwrite`
-        /// (programs at uniformly random request-aligned offsets).
-        #[arg(long, default_value = "random")]
-        pattern: String,
-        /// Bytes per request, e.g. 16KiB.
-        #[arg(long, default_value = "16 KiB")]
-        size: String,
-        /// Requests outstanding at once (reader threads; 1 to 65,536).
-        #[arg(long, default_value_t = 32, value_parser = queue_depth)]
-        queue_depth: usize,
-        /// Requests in the stream (1 to 10⁷).
-        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        requests: u64,
-        /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
-        #[arg(long)]
-        sweep: bool,
-        /// Requests from a trace file instead of --pattern, each issued at its time: one per line,
-        /// `time_ns R|W offset bytes` (R a read, W a program; offset decimal or 0x hex).
-        #[arg(long, conflicts_with_all = ["rate", "sweep", "wa_sweep"])]
-        trace: Option<std::path::PathBuf>,
-        /// Issue the pattern's requests at this many per second (open loop) instead of keeping
-        /// --queue-depth outstanding.
-        #[arg(long, conflicts_with_all = ["sweep", "wa_sweep"])]
-        rate: Option<f64>,
-        /// Sweep over-provisioning 5…40% under uniform random page writes on one plane of the
-        /// drive's translation layer: write amplification against the greedy-GC curve (a table,
-        /// a CSV and a plot to --out).
-        #[arg(long)]
-        wa_sweep: bool,
-        #[arg(long, default_value = "results/nand")]
-        out: std::path::PathBuf,
-        /// Stop with an error after this many events.
-        #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-        max_events: u64,
-    },
+    Nand(nand::Args),
     /// LLM decode on an NPU + in-flash-compute machine (Cambricon-LLM): tokens/s, GeMVs, channel use.
     FlashCompute {
         /// Architecture preset or file with a NAND level, per-die cores and an NPU.
@@ -425,31 +387,7 @@ fn run(cli: Cli) -> CliResult<String> {
             step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
         }
         Command::Dram(a) => dram::run(&a),
-        Command::Nand {
-            drive,
-            pattern,
-            size,
-            queue_depth,
-            requests,
-            sweep,
-            trace,
-            rate,
-            wa_sweep,
-            out,
-            max_events,
-        } => nand::run(&nand::Args {
-            drive,
-            pattern,
-            size,
-            queue_depth,
-            requests,
-            sweep,
-            wa_sweep,
-            out,
-            max_events,
-            trace,
-            rate,
-        }),
+        Command::Nand(a) => nand::run(&a),
         Command::FlashCompute { arch, system, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {
             flash_compute::run(&flash_compute::Args {
                 arch,
@@ -502,7 +440,7 @@ pub(crate) fn window(s: &str) -> Result<usize, String> {
     bounded(s, 1, 4096)
 }
 
-fn queue_depth(s: &str) -> Result<usize, String> {
+pub(crate) fn queue_depth(s: &str) -> Result<usize, String> {
     bounded(s, 1, 65_536)
 }
 

@@ -12,20 +12,47 @@ use strata_sim::engine::nand::{self, Request, Stats, Timing};
 
 use crate::error::{CliError, CliResult};
 
+/// `strata nand`'s options.
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// NAND preset (mqsim-mlc, mqsim-mlc-shipped, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
+    #[arg(long, default_value = "mqsim-mlc")]
     pub drive: String,
+    /// `random` or `sequential` reads, `write` (sequential page programs) or `randwrite`
+    /// (programs at uniformly random request-aligned offsets).
+    #[arg(long, default_value = "random")]
     pub pattern: String,
+    /// Bytes per request, e.g. 16KiB.
+    #[arg(long, default_value = "16 KiB")]
     pub size: String,
+    /// Requests outstanding at once (reader threads; 1 to 65,536).
+    #[arg(long, default_value_t = 32, value_parser = crate::cli::queue_depth)]
     pub queue_depth: usize,
+    /// Requests in the stream (1 to 10⁷).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub requests: u64,
+    /// Sweep request sizes 4 KiB…1 MiB × queue depths 1…64; write a CSV and a plot to --out.
+    #[arg(long)]
     pub sweep: bool,
-    pub wa_sweep: bool,
-    pub out: PathBuf,
-    pub max_events: u64,
-    /// Requests from a trace file, each issued at its time (open loop).
+    /// Requests from a trace file instead of --pattern, each issued at its time: one per line,
+    /// `time_ns R|W offset bytes` (R a read, W a program; offset decimal or 0x hex).
+    #[arg(long, conflicts_with_all = ["rate", "sweep", "wa_sweep"])]
     pub trace: Option<PathBuf>,
-    /// The pattern's requests issued at this many per second (open loop).
+    /// Issue the pattern's requests at this many per second (open loop) instead of keeping
+    /// --queue-depth outstanding.
+    #[arg(long, conflicts_with_all = ["sweep", "wa_sweep"])]
     pub rate: Option<f64>,
+    /// Sweep over-provisioning 5…40% under uniform random page writes on one plane of the
+    /// drive's translation layer: write amplification against the greedy-GC curve (a table,
+    /// a CSV and a plot to --out).
+    #[arg(long)]
+    pub wa_sweep: bool,
+    /// Where --sweep and --wa-sweep write.
+    #[arg(long, default_value = "results/nand")]
+    pub out: PathBuf,
+    /// Stop with an error after this many events.
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events: u64,
 }
 
 /// Random requests fall anywhere in this many bytes of the drive (in all of its logical
