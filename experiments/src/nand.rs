@@ -81,9 +81,13 @@ fn requests(pattern: &str, bytes: u64, n: u64, span: u64) -> CliResult<Vec<Reque
     }
 }
 
+/// Where random requests fall on drive `t`.
+fn span(t: &Timing) -> u64 {
+    nand::logical_bytes(t).unwrap_or(SPAN)
+}
+
 fn simulate(a: &Args, t: &Timing, bytes: u64, qd: usize, n: u64) -> CliResult<Stats> {
-    let span = nand::logical_bytes(t).unwrap_or(SPAN);
-    let reqs = requests(&a.pattern, bytes, n, span)?;
+    let reqs = requests(&a.pattern, bytes, n, span(t))?;
     nand::run(t, &reqs, qd, a.max_events).map_err(|e| CliError::engine(&a.drive, &e))
 }
 
@@ -141,8 +145,7 @@ pub fn run(a: &Args) -> CliResult<String> {
                     "--rate: must be a positive number of requests per second (got {rate})"
                 )));
             }
-            let span = nand::logical_bytes(&t).unwrap_or(SPAN);
-            let reqs = nand::at_rate(&requests(&a.pattern, bytes, a.requests, span)?, rate);
+            let reqs = nand::at_rate(&requests(&a.pattern, bytes, a.requests, span(&t))?, rate);
             let s = nand::simulate(&t, &reqs, Arrivals::AsGiven, a.max_events)
                 .map_err(|e| CliError::engine(&a.drive, &e))?;
             let _ = writeln!(
@@ -264,11 +267,10 @@ const SPARES: [f64; 7] = [0.05, 0.07, 0.10, 0.15, 0.20, 0.28, 0.40];
 /// Uniform random page writes on one plane of the drive's translation layer (static striping
 /// gives every plane the same uniform stream) at each over-provisioning share: three drive
 /// writes to reach the steady state, three measured; write amplification beside the greedy
-/// curve at the spare share the collector sees (the blocks beyond the logical ones, less the
-/// free blocks it keeps and the open one).
+/// curve at the spare share the collector sees.
 fn wa_sweep(a: &Args, org: &NandOrg, mut out: String) -> CliResult<String> {
     use rayon::prelude::*;
-    use strata_sim::engine::nand::ftl::{Layer, greedy_write_amplification};
+    use strata_sim::engine::nand::ftl::{greedy_write_amplification, random_writes};
     let (Some(ftl), Some(blocks)) = (org.ftl, org.blocks_per_plane) else {
         return Err(CliError::input(format!("--wa-sweep: `{}` has no [nand.ftl] table", a.drive)));
     };
@@ -276,25 +278,11 @@ fn wa_sweep(a: &Args, org: &NandOrg, mut out: String) -> CliResult<String> {
     let points: Vec<(f64, f64, f64, f64)> = SPARES
         .par_iter()
         .map(|&op| {
-            let mut l = Layer::new(&strata_arch::arch::Ftl { over_provisioning: op, ..ftl }, 1, blocks, ppb);
-            let n = l.logical_pages();
-            let mut rng = strata_sim::engine::xorshift(11);
-            let mut write = |l: &mut Layer| {
-                for _ in 0..3 * n {
-                    l.write(0, rng.next().expect("endless") % n)
-                        .map_err(|e| CliError::runtime(format!("{}: no free block on plane {}", a.drive, e.plane)))?;
-                }
-                Ok::<_, CliError>(())
-            };
-            write(&mut l)?;
-            let (hosts, copies) = (l.host_programs, l.copies);
-            write(&mut l)?;
-            let wa = (l.host_programs - hosts + l.copies - copies) as f64 / (l.host_programs - hosts) as f64;
-            let physical = (blocks - l.reserve() as u64 - 1) * ppb;
-            let spare = 1.0 - n as f64 / physical as f64;
+            let s = random_writes(&strata_arch::arch::Ftl { over_provisioning: op, ..ftl }, blocks, ppb, 3, 11)
+                .map_err(|e| CliError::runtime(format!("{}: no free block on plane {}", a.drive, e.plane)))?;
             // No spare beyond what GC keeps free: the curve has no value there.
-            let curve = if spare > 0.0 { greedy_write_amplification(spare) } else { f64::NAN };
-            Ok((op, spare, wa, curve))
+            let curve = if s.spare > 0.0 { greedy_write_amplification(s.spare) } else { f64::NAN };
+            Ok((op, s.spare, s.write_amplification, curve))
         })
         .collect::<CliResult<_>>()?;
     let _ = writeln!(

@@ -45,10 +45,15 @@ pub fn write_chrome(out: &std::path::Path, process: &str, tracks: &[String], sli
         );
     }
     let doc = json!({"traceEvents": events, "displayTimeUnit": "ns"});
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    write_file(out, &serde_json::to_string(&doc).expect("serialisable"))
+}
+
+/// Writes `text` to `path`, creating its folder.
+fn write_file(path: &std::path::Path, text: &str) -> CliResult<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
     }
-    std::fs::write(out, serde_json::to_string(&doc).expect("serialisable")).map_err(|e| crate::store::write_err(out, e))
+    std::fs::write(path, text).map_err(|e| crate::store::write_err(path, e))
 }
 
 pub fn run(a: &Args) -> CliResult<String> {
@@ -84,10 +89,7 @@ pub fn run(a: &Args) -> CliResult<String> {
         Some(path) => {
             let level = &arch.levels[0].name;
             let text = dram_requests(&r, &c, level);
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| crate::store::write_err(dir, e))?;
-            }
-            std::fs::write(path, &text).map_err(|e| crate::store::write_err(path, e))?;
+            write_file(path, &text)?;
             Some(format!(
                 "DRAM trace: {} ({} requests to {level}; replay with `strata dram --trace`)",
                 path.display(),

@@ -139,19 +139,13 @@ impl DoubleSparsity {
         spec.ranks.insert("c".into(), Size::Literal(self.label_channels as i64));
         spec.ranks.insert("j".into(), Size::Literal(self.selected as i64));
         let (h, kv) = if self.kv_heads == self.heads { ("h", "h") } else { ("g,r", "g") };
-        let declare = |role: Option<Role>, bytes: u64| TensorSpec {
-            role,
-            elem_bytes: Some(bytes as i64),
-            ..TensorSpec::default()
-        };
-        spec.tensors.insert("CH".into(), declare(Some(Role::Weight), INDEX_BYTES));
-        spec.tensors.insert(
-            "KL".into(),
-            TensorSpec { role: Some(Role::KvCache), elem_bits: Some(self.label_bits as i64), ..TensorSpec::default() },
-        );
-        spec.tensors.insert("K".into(), declare(Some(Role::KvCache), self.elem_bytes));
-        spec.tensors.insert("V".into(), declare(Some(Role::KvCache), self.elem_bytes));
-        spec.tensors.insert("I".into(), declare(None, INDEX_BYTES));
+        let declare =
+            |role: Option<Role>, bits: u64| TensorSpec { role, elem_bits: Some(bits as i64), ..TensorSpec::default() };
+        spec.tensors.insert("CH".into(), declare(Some(Role::Weight), 8 * INDEX_BYTES));
+        spec.tensors.insert("KL".into(), declare(Some(Role::KvCache), self.label_bits));
+        spec.tensors.insert("K".into(), declare(Some(Role::KvCache), 8 * self.elem_bytes));
+        spec.tensors.insert("V".into(), declare(Some(Role::KvCache), 8 * self.elem_bytes));
+        spec.tensors.insert("I".into(), declare(None, 8 * INDEX_BYTES));
         if let Some(kn) = new_key {
             self.add_labels(spec, kn, "p")?;
         }

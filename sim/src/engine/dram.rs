@@ -339,6 +339,8 @@ struct Channel<'a> {
     /// When the last write's data left the bus, its bank group and rank.
     last_wr_data: Option<(Time, u64, u64)>,
     bus_free: Time,
+    /// The latest activation of any rank.
+    last_act: Time,
     blocked_until: Time,
 }
 
@@ -382,10 +384,10 @@ impl Channel<'_> {
                 let mut act = (if open.is_some() { pre + t.rp } else { now }).max(b.act_ok);
                 let acts = &self.acts[rank as usize];
                 if let Some(&(last, g)) = acts.back() {
-                    act = act.max(last + if g == bg { t.rrd_l } else { t.rrd_s }).max(last);
+                    act = act.max(last + if g == bg { t.rrd_l } else { t.rrd_s });
                 }
                 // One command bus: activations issue in time order across ranks too.
-                act = act.max(self.acts.iter().filter_map(|a| a.back().map(|x| x.0)).max().unwrap_or(Time(0)));
+                act = act.max(self.last_act);
                 if acts.len() == 4 {
                     act = act.max(acts[0].0 + t.faw);
                 }
@@ -448,6 +450,7 @@ impl Channel<'_> {
         b.act_ok = act + t.rc;
         b.pre_ok = act + t.ras;
         b.rd_ok = act + t.rcd;
+        self.last_act = self.last_act.max(act);
         let acts = &mut self.acts[l.rank as usize];
         acts.push_back((act, l.bg));
         if acts.len() > 4 {
@@ -532,6 +535,7 @@ pub fn simulate(
                 last_col: None,
                 last_wr_data: None,
                 bus_free: Time(0),
+                last_act: Time(0),
                 blocked_until: Time(0),
             },
             waiting: VecDeque::new(),

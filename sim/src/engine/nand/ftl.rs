@@ -91,15 +91,6 @@ impl Layer {
         self.logical * self.planes as u64
     }
 
-    /// Physical programs per host program so far (1 before any write).
-    pub fn write_amplification(&self) -> f64 {
-        if self.host_programs == 0 {
-            1.0
-        } else {
-            (self.host_programs + self.copies) as f64 / self.host_programs as f64
-        }
-    }
-
     /// The page's position within its block (its page type cycles along the block), given its
     /// plane and its logical index on that plane.
     pub fn page_in_block(&self, plane: usize, index: u64) -> u64 {
@@ -175,11 +166,46 @@ impl Layer {
             |p| p.free.len(),
         )
     }
+}
 
-    /// The threshold garbage collection keeps free blocks at.
-    pub fn reserve(&self) -> usize {
-        self.reserve
-    }
+/// The steady state of uniform random page writes on one plane (see [`random_writes`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steady {
+    /// Physical programs per host program over the measured writes.
+    pub write_amplification: f64,
+    /// The spare share of the pages the collector sees: the blocks beyond the logical ones,
+    /// less the free blocks it keeps and the open one (negative where it keeps more than the
+    /// over-provisioning gives).
+    pub spare: f64,
+    /// The fewest free blocks the plane held after any write, and the threshold GC keeps.
+    pub min_free: usize,
+    pub reserve: usize,
+}
+
+/// Uniform random page writes on one preconditioned plane of `blocks` blocks of `ppb` pages:
+/// `drive_writes` times its logical pages to reach the steady state, as many again measured.
+pub fn random_writes(ftl: &Ftl, blocks: u64, ppb: u64, drive_writes: u64, seed: u64) -> Result<Steady, Full> {
+    let mut l = Layer::new(ftl, 1, blocks, ppb);
+    let n = l.logical_pages();
+    let mut rng = crate::engine::xorshift(seed);
+    let mut min_free = usize::MAX;
+    let mut write = |l: &mut Layer| -> Result<(), Full> {
+        for _ in 0..drive_writes * n {
+            l.write(0, rng.next().expect("an endless stream") % n)?;
+            min_free = min_free.min(l.free_blocks(0));
+        }
+        Ok(())
+    };
+    write(&mut l)?;
+    let (hosts, copies) = (l.host_programs, l.copies);
+    write(&mut l)?;
+    let physical = (blocks - l.reserve as u64 - 1) * ppb;
+    Ok(Steady {
+        write_amplification: (l.host_programs - hosts + l.copies - copies) as f64 / (l.host_programs - hosts) as f64,
+        spare: 1.0 - n as f64 / physical as f64,
+        min_free,
+        reserve: l.reserve,
+    })
 }
 
 /// Appends logical index `l` to the plane's open block, opening a free block when it is full.
@@ -303,24 +329,9 @@ mod tests {
         for (op, blocks, ppb, floor) in
             [(0.07, 1024u64, 256u64, 0.94), (0.07, 512, 64, 0.82), (0.15, 512, 64, 0.90), (0.28, 256, 32, 0.90)]
         {
-            let mut l = Layer::new(&ftl(op), 1, blocks, ppb);
-            let n = l.logical_pages();
-            let mut rng = crate::engine::xorshift(7);
-            for _ in 0..4 * n {
-                l.write(0, rng.next().unwrap() % n).unwrap();
-                assert!(l.free_blocks(0) >= l.reserve(), "free blocks fell below the threshold");
-            }
-            let (hosts, copies) = (l.host_programs, l.copies);
-            for _ in 0..4 * n {
-                l.write(0, rng.next().unwrap() % n).unwrap();
-                assert!(l.free_blocks(0) >= l.reserve());
-            }
-            let wa = (l.host_programs - hosts + l.copies - copies) as f64 / (l.host_programs - hosts) as f64;
-            // The spare pages the model sees: all blocks beyond the logical ones, less the
-            // reserve kept free and the open block.
-            let physical = (blocks - l.reserve() as u64 - 1) * ppb;
-            let spare = 1.0 - n as f64 / physical as f64;
-            let curve = greedy_write_amplification(spare);
+            let s = random_writes(&ftl(op), blocks, ppb, 4, 7).unwrap();
+            assert!(s.min_free >= s.reserve, "free blocks fell below the threshold: {s:?}");
+            let (wa, curve) = (s.write_amplification, greedy_write_amplification(s.spare));
             assert!(wa <= curve * 1.02 && wa >= curve * floor, "op {op}: {wa:.3} against {curve:.3}");
         }
     }

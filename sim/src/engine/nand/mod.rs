@@ -140,6 +140,19 @@ impl Timing {
         (((ch * self.chips_per_channel + chip) * self.dies_per_chip + die) as usize, plane)
     }
 
+    /// Logical page `lpn`'s plane over the drive (die-major) and its index among that plane's
+    /// logical pages.
+    fn plane_index(&self, lpn: u64) -> (usize, u64) {
+        let (d, plane) = self.locate(lpn);
+        (d * self.planes_per_die as usize + plane as usize, lpn / self.planes())
+    }
+
+    /// The units a request covers, pages or (for an erase) blocks: (unit bytes, first, last).
+    fn units(&self, r: &Request) -> (u64, u64, u64) {
+        let unit = if r.op == Op::Erase { self.page_bytes * self.pages_per_block } else { self.page_bytes };
+        (unit, r.offset / unit, (r.offset + r.bytes - 1) / unit)
+    }
+
     fn channel_of(&self, die: usize) -> usize {
         die / (self.chips_per_channel * self.dies_per_chip) as usize
     }
@@ -305,7 +318,6 @@ struct Translation {
     cache: Option<ftl::MappingCache>,
     entries_per_page: u64,
     entry_bytes: u64,
-    lookups: u64,
 }
 
 struct Drive<'a> {
@@ -412,10 +424,9 @@ impl Drive<'_> {
         if types.is_empty() {
             return self.t.t_read;
         }
-        let (d, plane) = self.t.locate(lpn);
-        let index = lpn / self.t.planes();
+        let (g, index) = self.t.plane_index(lpn);
         let page = match &self.ftl {
-            Some(f) => f.layer.page_in_block(d * self.t.planes_per_die as usize + plane as usize, index),
+            Some(f) => f.layer.page_in_block(g, index),
             None => index % self.t.pages_per_block,
         };
         types[(page % types.len() as u64) as usize]
@@ -439,17 +450,16 @@ impl Drive<'_> {
     /// Looks up the translation pages of request `r`'s logical pages `first..=last`: misses
     /// queue translation reads (and write-backs of evicted dirty pages); returns the reads.
     fn translate(&mut self, now: Time, r: u32, first: u64, last: u64, write: bool) -> u32 {
+        // With the whole table cached (or no translation layer) every lookup hits.
         let Some(f) = self.ftl.as_mut() else { return 0 };
+        let Some(c) = f.cache.as_mut() else { return 0 };
         let mut reads = Vec::new();
         let mut backs = Vec::new();
         let entry = f.entry_bytes;
         for tpage in first / f.entries_per_page..=last / f.entries_per_page {
-            f.lookups += 1;
-            if let Some(c) = f.cache.as_mut() {
-                let l = c.lookup(tpage, write);
-                reads.extend(l.read);
-                backs.extend(l.write_back);
-            }
+            let l = c.lookup(tpage, write);
+            reads.extend(l.read);
+            backs.extend(l.write_back);
         }
         // Translation pages sit where striping puts a logical page of the same number.
         for tpage in backs {
@@ -481,8 +491,7 @@ impl Drive<'_> {
     fn pages(&mut self, now: Time, r: u32, req: Request) -> Result<(), EngineError> {
         let t = self.t;
         // An erase acts on whole blocks: one unit per block (its first page places it).
-        let unit = if req.op == Op::Erase { t.page_bytes * t.pages_per_block } else { t.page_bytes };
-        let (first, last) = (req.offset / unit, (req.offset + req.bytes - 1) / unit);
+        let (unit, first, last) = t.units(&req);
         for k in first..=last {
             let lo = req.offset.max(k * unit);
             let hi = (req.offset + req.bytes).min((k + 1) * unit);
@@ -497,8 +506,8 @@ impl Drive<'_> {
                 && let Some(f) = self.ftl.as_mut()
             {
                 let (d, plane) = t.locate(lpn);
-                let g = d * t.planes_per_die as usize + plane as usize;
-                let done = f.layer.write(g, lpn / t.planes()).map_err(|e| EngineError::DriveFull { plane: e.plane })?;
+                let (g, index) = t.plane_index(lpn);
+                let done = f.layer.write(g, index).map_err(|e| EngineError::DriveFull { plane: e.plane })?;
                 let copy = PageOp {
                     owner: Owner::Background,
                     plane,
@@ -544,7 +553,6 @@ pub fn simulate(t: &Timing, requests: &[Request], arrivals: Arrivals, budget: u6
             cache: f.mapping_cache.map(|c| ftl::MappingCache::new((c.0 / t.page_bytes) as usize)),
             entries_per_page,
             entry_bytes: f.mapping_entry_bytes,
-            lookups: 0,
         }
     });
     if let Some(f) = &ftl {
@@ -626,8 +634,7 @@ pub fn simulate(t: &Timing, requests: &[Request], arrivals: Arrivals, budget: u6
             }
             Event::Dispatch(r) => {
                 let req = requests[r as usize];
-                let unit = if req.op == Op::Erase { t.page_bytes * t.pages_per_block } else { t.page_bytes };
-                let (first, last) = (req.offset / unit, (req.offset + req.bytes - 1) / unit);
+                let (_, first, last) = t.units(&req);
                 remaining[r as usize] = (last - first + 1) as u32;
                 let reads =
                     if req.op == Op::Erase { 0 } else { drive.translate(now, r, first, last, req.op == Op::Program) };
@@ -716,10 +723,10 @@ pub fn simulate(t: &Timing, requests: &[Request], arrivals: Arrivals, budget: u6
             erases: l.erases,
             translation_reads: f.cache.as_ref().map_or(0, |c| c.misses),
             translation_writes: writes,
-            mapping_hit_rate: f
-                .cache
-                .as_ref()
-                .map_or(1.0, |c| if f.lookups == 0 { 1.0 } else { c.hits as f64 / f.lookups as f64 }),
+            mapping_hit_rate: f.cache.as_ref().map_or(1.0, |c| {
+                let lookups = c.hits + c.misses;
+                if lookups == 0 { 1.0 } else { c.hits as f64 / lookups as f64 }
+            }),
         }
     });
     Ok(Stats {
