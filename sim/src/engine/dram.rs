@@ -342,28 +342,56 @@ struct Channel<'a> {
     /// The latest activation of any rank.
     last_act: Time,
     blocked_until: Time,
+    /// The channel-wide parts of the current decision's plans.
+    bounds: Bounds,
+}
+
+/// A request in a controller's window with where it goes: a decision reads these side by side.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    req: usize,
+    bank: usize,
+    /// The bank's rank and bank group, as an index into `Bounds`.
+    group: usize,
+    row: u64,
+    write: bool,
+}
+
+/// The channel-wide parts of a decision's plans, per rank and bank group: a decision plans every
+/// waiting request against the same channel state, so these are worked out once for it (the
+/// activation bounds again after each activation).
+#[derive(Debug, Clone, Default)]
+struct Bounds {
+    /// The decision's time, or later while a refresh blocks the channel.
+    now: Time,
+    /// The earliest column command of a read (`[0]`) or a write (`[1]`) to each rank and bank
+    /// group: tCCD_S/L, tRTRS, the turnarounds and the data bus. Valid until the next issue.
+    col: Vec<[Time; 2]>,
+    /// The earliest activation in each rank and bank group: its rank's tRRD_S/L and tFAW, and
+    /// the latest activation of any rank.
+    act: Vec<Time>,
 }
 
 impl Channel<'_> {
-    /// The commands of a read or write decided at `now`, each as early as every constraint allows.
-    fn plan(&self, now: Time, l: Loc, write: bool) -> Plan {
+    /// Works out the decision at `now`'s channel-wide bounds (`Bounds`).
+    fn bound(&mut self, now: Time) {
         let t = self.t;
-        let (rank, bg, bank, row) = (l.rank, l.bg, l.bank, l.row);
-        let b = &self.banks[bank as usize];
-        let now = now.max(self.blocked_until);
-        // Column spacing within a rank; another rank's burst leaves the data bus idle tRTRS.
-        let (ccd, switch) = match self.last_col {
-            Some((at, g, _, r)) if r == rank => (at + if g == bg { t.ccd_l } else { t.ccd_s }, Time(0)),
-            Some(_) => (Time(0), t.rtrs),
-            None => (Time(0), Time(0)),
-        };
+        self.bounds.now = now.max(self.blocked_until);
         let w = t.write.unwrap_or(WriteTiming { cwl: t.cl, wr: Time(0), wtr_s: Time(0), wtr_l: Time(0) });
-        // Turnarounds: a write after a read waits until the read's data has cleared the bus; a
-        // read after a write waits tWTR after the write's data (its own rank's) or tRTRS.
-        let turn = if write {
-            self.last_col.filter(|r| !r.2).map_or(Time(0), |(at, ..)| at + t.cl + t.n_bl + t.tck * 2 - w.cwl)
-        } else {
-            self.last_wr_data.map_or(Time(0), |(end, g, r)| {
+        let last = self.last_col.map_or(Time(0), |r| r.0);
+        // A write after a read waits until the read's data has cleared the bus.
+        let turn_write =
+            self.last_col.filter(|r| !r.2).map_or(Time(0), |(at, ..)| at + t.cl + t.n_bl + t.tck * 2 - w.cwl);
+        let groups = (0..t.ranks).flat_map(|rank| (0..t.bank_groups).map(move |bg| (rank, bg)));
+        for ((rank, bg), col) in groups.zip(self.bounds.col.iter_mut()) {
+            // Column spacing within a rank; another rank's burst leaves the data bus idle tRTRS.
+            let (ccd, switch) = match self.last_col {
+                Some((at, g, _, r)) if r == rank => (at + if g == bg { t.ccd_l } else { t.ccd_s }, Time(0)),
+                Some(_) => (Time(0), t.rtrs),
+                None => (Time(0), Time(0)),
+            };
+            // A read after a write waits tWTR after the write's data (its own rank's) or tRTRS.
+            let turn_read = self.last_wr_data.map_or(Time(0), |(end, g, r)| {
                 end + if r != rank {
                     t.rtrs
                 } else if g == bg {
@@ -371,29 +399,54 @@ impl Channel<'_> {
                 } else {
                     w.wtr_s
                 }
-            })
-        };
-        let latency = if write { w.cwl } else { t.cl };
-        let col = |ready: Time| {
-            ready.max(ccd).max(turn).max(self.bus_free + switch - latency).max(self.last_col.map_or(Time(0), |r| r.0))
-        };
-        match b.open {
-            Some(r) if r == row => Plan { row: Row::Hit, pre: now, act: now, rd: col(now.max(b.rd_ok)) },
-            open => {
-                let pre = if open.is_some() { now.max(b.pre_ok) } else { now };
-                let mut act = (if open.is_some() { pre + t.rp } else { now }).max(b.act_ok);
-                let acts = &self.acts[rank as usize];
+            });
+            let data = |latency: Time| (self.bus_free + switch - latency).max(ccd).max(last);
+            *col = [data(t.cl).max(turn_read), data(w.cwl).max(turn_write)];
+        }
+        self.bound_activations();
+    }
+
+    /// The activation bounds of `Bounds`, from each rank's recent activations and the latest of
+    /// all (one command bus: activations issue in time order across ranks too).
+    fn bound_activations(&mut self) {
+        let t = self.t;
+        let mut act = self.bounds.act.iter_mut();
+        for acts in &self.acts {
+            for (bg, act) in (0..t.bank_groups).zip(&mut act) {
+                let mut a = self.last_act;
                 if let Some(&(last, g)) = acts.back() {
-                    act = act.max(last + if g == bg { t.rrd_l } else { t.rrd_s });
+                    a = a.max(last + if g == bg { t.rrd_l } else { t.rrd_s });
                 }
-                // One command bus: activations issue in time order across ranks too.
-                act = act.max(self.last_act);
                 if acts.len() == 4 {
-                    act = act.max(acts[0].0 + t.faw);
+                    a = a.max(acts[0].0 + t.faw);
                 }
-                Plan { row: if open.is_some() { Row::Conflict } else { Row::Closed }, pre, act, rd: col(act + t.rcd) }
+                *act = a;
             }
         }
+    }
+
+    /// The commands of `s` at the current decision, each as early as every constraint allows.
+    /// Written as selects rather than a match: in a random stream which case applies is a coin
+    /// toss, and the decision plans every request in the window.
+    #[inline(always)]
+    fn plan(&self, s: Slot) -> Plan {
+        let t = self.t;
+        let now = self.bounds.now;
+        let b = &self.banks[s.bank];
+        let (open, hit) = (b.open.is_some(), b.open == Some(s.row));
+        // A conflict precharges first; a hit needs neither command (both stand at `now`).
+        let pre = if open && !hit { now.max(b.pre_ok) } else { now };
+        let act = (if open { pre + t.rp } else { now }).max(b.act_ok).max(self.bounds.act[s.group]);
+        let act = if hit { now } else { act };
+        let ready = if hit { now.max(b.rd_ok) } else { act + t.rcd };
+        let row = if hit {
+            Row::Hit
+        } else if open {
+            Row::Conflict
+        } else {
+            Row::Closed
+        };
+        Plan { row, pre, act, rd: ready.max(self.bounds.col[s.group][usize::from(s.write)]) }
     }
 
     /// The earliest a column command of any read could issue: after the same-group spacing is
@@ -456,6 +509,7 @@ impl Channel<'_> {
         if acts.len() > 4 {
             acts.pop_front();
         }
+        self.bound_activations();
     }
 
     /// Precharges every bank and refreshes for `rfc`.
@@ -537,6 +591,11 @@ pub fn simulate(
                 bus_free: Time(0),
                 last_act: Time(0),
                 blocked_until: Time(0),
+                bounds: Bounds {
+                    now: Time(0),
+                    col: vec![[Time(0); 2]; (t.ranks * t.bank_groups) as usize],
+                    act: vec![Time(0); (t.ranks * t.bank_groups) as usize],
+                },
             },
             waiting: VecDeque::new(),
             queue: Vec::new(),
@@ -574,6 +633,16 @@ pub fn simulate(
         Refresh::None => {}
     }
     let loc: Vec<Loc> = reads.iter().map(|r| t.locate(r.addr)).collect();
+    let slot = |i: usize| {
+        let l = loc[i];
+        Slot {
+            req: i,
+            bank: l.bank as usize,
+            group: (l.rank * t.bank_groups + l.bg) as usize,
+            row: l.row,
+            write: reads[i].write,
+        }
+    };
     let mut hit_waiting = vec![false; banks];
     let mut touched = vec![false; banks];
     let mut stats = Stats::default();
@@ -588,7 +657,7 @@ pub fn simulate(
                 if let Some(n) = arrivals.next() {
                     q.push(arrive[n], Event::Arrive(n));
                 }
-                k.admit(reads, window, writes);
+                k.admit(slot, window, writes);
                 if !k.deciding {
                     k.deciding = true;
                     q.push(now, Event::Decide(c));
@@ -609,7 +678,7 @@ pub fn simulate(
                             if !k.due.contains(&true) {
                                 k.due.fill(true);
                             }
-                            let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|&i| loc[i].bank as usize == b);
+                            let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|s| s.bank == b);
                             let bank = if t.refresh_in_order {
                                 k.due.iter().position(|&d| d).expect("a round has a due bank")
                             } else {
@@ -643,27 +712,28 @@ pub fn simulate(
                 }
                 let list = if k.draining { &mut k.writes } else { &mut k.queue };
                 // First ready: the read whose data can start soonest; ties go to the oldest.
-                let mut best: Option<(usize, Plan)> = None;
+                if list.is_empty() {
+                    k.deciding = false;
+                    continue;
+                }
                 // No read can start its column command before the channel allows any: the first
                 // (oldest) read that reaches that bound wins outright.
                 let floor = k.ch.column_floor(now);
-                for (j, &i) in list.iter().enumerate() {
-                    let l = loc[i];
-                    let p = k.ch.plan(now, l, reads[i].write);
-                    if best.is_none_or(|b| p.rd < b.1.rd) {
-                        best = Some((j, p));
-                        if p.rd <= floor {
-                            break;
-                        }
+                k.ch.bound(now);
+                let (mut j, mut best) = (0, Time(u64::MAX));
+                for (x, &s) in list.iter().enumerate() {
+                    let rd = k.ch.plan(s).rd;
+                    let sooner = rd < best;
+                    j = if sooner { x } else { j };
+                    best = best.min(rd);
+                    if sooner && rd <= floor {
+                        break;
                     }
                 }
-                let Some((j, plan)) = best else {
-                    k.deciding = false;
-                    continue;
-                };
                 // Keep arrival order among the rest, so ties stay oldest-first.
-                let i = list.remove(j);
-                let l = loc[i];
+                let s = list.remove(j);
+                let plan = k.ch.plan(s);
+                let (i, l) = (s.req, loc[s.req]);
                 match plan.row {
                     Row::Hit => stats.hits += 1,
                     Row::Closed => stats.misses += 1,
@@ -675,10 +745,8 @@ pub fn simulate(
                 stats.bytes += t.burst_bytes;
                 stats.writes += u64::from(reads[i].write);
                 served += 1;
-                k.admit(reads, window, writes);
-                if t.close_page
-                    && !k.queue.iter().chain(&k.writes).any(|&x| loc[x].bank == l.bank && loc[x].row == l.row)
-                {
+                k.admit(slot, window, writes);
+                if t.close_page && !k.queue.iter().chain(&k.writes).any(|x| x.bank == s.bank && x.row == s.row) {
                     k.ch.precharge(l.bank);
                 }
                 let list = if k.draining { &k.writes } else { &k.queue };
@@ -686,31 +754,27 @@ pub fn simulate(
                 // none) and serves no waiting hit: activations overlap the column reads in flight.
                 hit_waiting.fill(false);
                 touched.fill(false);
-                for &x in list {
-                    let lx = loc[x];
-                    if k.ch.banks[lx.bank as usize].open == Some(lx.row) {
-                        hit_waiting[lx.bank as usize] = true;
-                    }
+                for x in list {
+                    hit_waiting[x.bank] |= k.ch.banks[x.bank].open == Some(x.row);
                 }
                 for &next in list {
-                    let ln = loc[next];
-                    let bi = ln.bank as usize;
-                    if k.ch.banks[bi].open == Some(ln.row) || touched[bi] || hit_waiting[bi] {
+                    let bi = next.bank;
+                    if k.ch.banks[bi].open == Some(next.row) || touched[bi] || hit_waiting[bi] {
                         continue;
                     }
                     touched[bi] = true;
-                    let p = k.ch.plan(now, ln, reads[next].write);
+                    let Plan { row, act, .. } = k.ch.plan(next);
                     // Activations issue in time order; one far ahead (a bank still refreshing)
                     // would hold every later one back, so it waits for a later decision.
-                    if p.act > now + t.rc {
+                    if act > now + t.rc {
                         continue;
                     }
-                    if p.row == Row::Closed {
+                    if row == Row::Closed {
                         stats.misses += 1
                     } else {
                         stats.conflicts += 1
                     }
-                    k.ch.open(p.act, ln);
+                    k.ch.open(act, loc[next.req]);
                 }
                 // The command bus takes the next decision one clock after this read's first command.
                 let first = match plan.row {
@@ -739,9 +803,9 @@ pub fn simulate(
 struct Controller<'a> {
     ch: Channel<'a>,
     waiting: VecDeque<usize>,
-    queue: Vec<usize>,
+    queue: Vec<Slot>,
     /// The write queue (`Writes::Drain`), and whether it is draining.
-    writes: Vec<usize>,
+    writes: Vec<Slot>,
     draining: bool,
     deciding: bool,
     due: Vec<bool>,
@@ -750,20 +814,21 @@ struct Controller<'a> {
 impl Controller<'_> {
     /// Moves waiting requests, in arrival order, into the window (or a write into the write
     /// queue) while there is room; a request that finds none holds back the ones behind it.
-    fn admit(&mut self, reqs: &[Request], window: usize, writes: Writes) {
+    fn admit(&mut self, slot: impl Fn(usize) -> Slot, window: usize, writes: Writes) {
         while let Some(&w) = self.waiting.front() {
+            let s = slot(w);
             match writes {
-                Writes::Drain { capacity, .. } if reqs[w].write => {
+                Writes::Drain { capacity, .. } if s.write => {
                     if self.writes.len() >= capacity {
                         break;
                     }
-                    self.writes.push(w);
+                    self.writes.push(s);
                 }
                 _ => {
                     if self.queue.len() >= window {
                         break;
                     }
-                    self.queue.push(w);
+                    self.queue.push(s);
                 }
             }
             self.waiting.pop_front();
