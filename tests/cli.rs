@@ -761,6 +761,20 @@ fn nand_reads_sweeps_and_bad_organisations() {
     let csv = std::fs::read_to_string(dir.join("nand-sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 9 * 7);
     assert!(dir.join("nand-sweep.png").exists() && dir.join("nand-sweep.svg").exists());
+    // Latency against offered load: at 5% of what queue depth 32 sustains, the median read finds
+    // the drive idle and takes what one read at a time takes.
+    let args = ["nand", "--drive", "mqsim-mlc-shipped", "--size", "4KiB", "--requests", "2000"];
+    let o = strata(&[&args[..], &["--load-sweep", "--out", dir.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.join("nand-latency.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 21, "{csv}");
+    assert!(csv.starts_with("share,offered_gb_per_s,achieved_gb_per_s,mean_us,p50_us"), "{csv}");
+    assert!(dir.join("nand-latency.png").exists());
+    let light_p50: f64 = csv.lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    let o = strata(&[&args[..], &["--queue-depth", "1"]].concat());
+    let s = stdout(&o);
+    let alone: f64 = s.split("latency mean ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!((light_p50 / alone - 1.0).abs() < 0.01, "5% load p50 {light_p50} µs against one at a time {alone} µs");
     let mlc = repo_text("arch/presets/nand/mqsim-mlc.toml");
     for (from, to, expect) in [
         (

@@ -10,6 +10,7 @@ use strata_arch::dram_map::{AddressField, AddressMapping};
 use strata_sim::engine::dram::{self, Arrivals, Refresh, Timing, Writes};
 
 use crate::error::{CliError, CliResult};
+use crate::load_curve;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -218,60 +219,25 @@ fn unloaded(t: &Timing) -> f64 {
 /// offered load, as a table, `dram-latency.csv` and a plot.
 fn sweep(a: &Args, t: &Timing, reads: &[dram::Request], sustained: &dram::Stats, mut out: String) -> CliResult<String> {
     use rayon::prelude::*;
-    let shares: Vec<f64> = (1..=20).map(|k| k as f64 * 0.05).collect();
     let rate = reads.len() as f64 / sustained.seconds;
-    let stats: Vec<dram::Stats> = shares
+    let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
+    let points: Vec<load_curve::Point> = load_curve::shares()
         .par_iter()
         .map(|&f| {
-            let writes = if a.write_queue { Writes::RAMULATOR } else { Writes::Window };
-            dram::simulate(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, writes, a.max_events)
-                .map_err(|e| CliError::engine(&a.standard, &e))
+            let s =
+                dram::simulate(t, &dram::at_rate(reads, f * rate), Arrivals::AsGiven, a.window, writes, a.max_events)
+                    .map_err(|e| CliError::engine(&a.standard, &e))?;
+            let offered = f * sustained.bandwidth() / 1e9;
+            Ok(load_curve::Point { share: f, offered, achieved: s.bandwidth() / 1e9, latency: s.latency })
         })
         .collect::<CliResult<_>>()?;
-    let gbs = |f: f64| f * sustained.bandwidth() / 1e9;
-    let _ = writeln!(
-        out,
-        "\n{:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "load", "offered", "achieved", "mean", "p50", "p99"
-    );
-    let mut csv = String::from("share,offered_gb_per_s,achieved_gb_per_s,mean_ns,p50_ns,p99_ns,max_ns\n");
-    for (f, s) in shares.iter().zip(&stats) {
-        let l = s.latency;
-        let _ = writeln!(
-            out,
-            "{:>7.0}% {:>10.3} {:>10.3} {:>10.1} {:>10.1} {:>10.1}",
-            f * 100.0,
-            gbs(*f),
-            s.bandwidth() / 1e9,
-            l.mean * 1e9,
-            l.p50 * 1e9,
-            l.p99 * 1e9
-        );
-        let _ = writeln!(
-            csv,
-            "{f:.2},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3}",
-            gbs(*f),
-            s.bandwidth() / 1e9,
-            l.mean * 1e9,
-            l.p50 * 1e9,
-            l.p99 * 1e9,
-            l.max * 1e9
-        );
-    }
-    std::fs::create_dir_all(&a.out).map_err(|e| crate::store::write_err(&a.out, e))?;
-    let path = a.out.join("dram-latency.csv");
-    std::fs::write(&path, csv).map_err(|e| crate::store::write_err(&path, e))?;
-    let curve = |pick: &dyn Fn(&dram::Stats) -> f64| -> Vec<(f64, f64)> {
-        shares.iter().zip(&stats).map(|(f, s)| (gbs(*f), pick(s) * 1e9)).collect()
+    let report = load_curve::Report {
+        dir: &a.out,
+        stem: "dram-latency",
+        unit: load_curve::Unit::Ns,
+        title: format!("{}: {} read latency vs offered load (one channel)", a.standard, a.pattern),
+        reference: (unloaded(t), "unloaded read to a closed bank (closed form)"),
     };
-    let series = vec![
-        ("mean".to_string(), curve(&|s| s.latency.mean)),
-        ("p50".to_string(), curve(&|s| s.latency.p50)),
-        ("p99".to_string(), curve(&|s| s.latency.p99)),
-    ];
-    let title = format!("{}: {} read latency vs offered load (one channel)", a.standard, a.pattern);
-    let files = crate::plots::latency_curves(&a.out, "dram-latency", &title, &series, unloaded(t) * 1e9)
-        .map_err(|e| CliError::runtime(format!("plot: {e}")))?;
-    let _ = writeln!(out, "wrote {}, {}", path.display(), files.join(", "));
+    load_curve::write(&points, &report, &mut out)?;
     Ok(out)
 }

@@ -69,6 +69,7 @@ mod flashsvd;
 mod io_curve;
 mod kind;
 mod load;
+mod load_curve;
 mod map;
 mod nand;
 mod offload;

@@ -11,6 +11,7 @@ use strata_sim::engine::Arrivals;
 use strata_sim::engine::nand::{self, Request, Stats, Timing};
 
 use crate::error::{CliError, CliResult};
+use crate::load_curve;
 
 /// `strata nand`'s options.
 #[derive(Debug, clap::Args)]
@@ -36,18 +37,22 @@ pub struct Args {
     pub sweep: bool,
     /// Requests from a trace file instead of --pattern, each issued at its time: one per line,
     /// `time_ns R|W offset bytes` (R a read, W a program; offset decimal or 0x hex).
-    #[arg(long, conflicts_with_all = ["rate", "sweep", "wa_sweep"])]
+    #[arg(long, conflicts_with_all = ["rate", "sweep", "wa_sweep", "load_sweep"])]
     pub trace: Option<PathBuf>,
     /// Issue the pattern's requests at this many per second (open loop) instead of keeping
     /// --queue-depth outstanding.
-    #[arg(long, conflicts_with_all = ["sweep", "wa_sweep"])]
+    #[arg(long, conflicts_with_all = ["sweep", "wa_sweep", "load_sweep"])]
     pub rate: Option<f64>,
+    /// Latency against offered load: open loops from 5% to 100% of what the pattern sustains at
+    /// --queue-depth (a table, nand-latency.csv and a plot to --out).
+    #[arg(long, conflicts_with_all = ["sweep", "wa_sweep"])]
+    pub load_sweep: bool,
     /// Sweep over-provisioning 5…40% under uniform random page writes on one plane of the
     /// drive's translation layer: write amplification against the greedy-GC curve (a table,
     /// a CSV and a plot to --out).
     #[arg(long)]
     pub wa_sweep: bool,
-    /// Where --sweep and --wa-sweep write.
+    /// Where --sweep, --wa-sweep and --load-sweep write.
     #[arg(long, default_value = "results/nand")]
     pub out: PathBuf,
     /// Stop with an error after this many events.
@@ -209,7 +214,39 @@ pub fn run(a: &Args) -> CliResult<String> {
         );
     }
     let _ = writeln!(out, "  simulated    {:.3} ms in {} events", s.seconds * 1e3, s.events);
+    if a.load_sweep {
+        load_sweep(a, &t, bytes, &s, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Open loops at 5% to 100% of what the pattern sustained at --queue-depth (`sustained`):
+/// latency against offered load, as a table, `nand-latency.csv` and a plot, over the latency of
+/// one request at a time.
+fn load_sweep(a: &Args, t: &Timing, bytes: u64, sustained: &Stats, out: &mut String) -> CliResult<()> {
+    use rayon::prelude::*;
+    let reqs = requests(&a.pattern, bytes, a.requests, span(t))?;
+    let rate = sustained.requests as f64 / sustained.seconds;
+    let engine = |e| CliError::engine(&a.drive, &e);
+    let points: Vec<load_curve::Point> = load_curve::shares()
+        .par_iter()
+        .map(|&f| {
+            let s =
+                nand::simulate(t, &nand::at_rate(&reqs, f * rate), Arrivals::AsGiven, a.max_events).map_err(engine)?;
+            let offered = f * sustained.bandwidth() / 1e9;
+            Ok(load_curve::Point { share: f, offered, achieved: s.bandwidth() / 1e9, latency: s.latency })
+        })
+        .collect::<CliResult<_>>()?;
+    let alone = nand::run(t, &reqs, 1, a.max_events).map_err(engine)?;
+    let what = if a.pattern.ends_with("write") { "program" } else { "read" };
+    let report = load_curve::Report {
+        dir: &a.out,
+        stem: "nand-latency",
+        unit: load_curve::Unit::Us,
+        title: format!("{}: {} B {} {what} latency vs offered load", a.drive, bytes, a.pattern),
+        reference: (alone.latency.mean, "one request at a time (queue depth 1, mean)"),
+    };
+    load_curve::write(&points, &report, out)
 }
 
 /// Every request size × queue depth: a table of GB/s, `nand-sweep.csv` and a plot.

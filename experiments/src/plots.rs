@@ -1168,15 +1168,16 @@ pub fn flashsvd(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Stri
     Ok(written)
 }
 
-/// Latency against offered load (`strata dram --load-sweep`): one line per latency statistic
-/// (mean, p50, p99), offered load on a linear axis, latency on a log axis (it spans decades
-/// near saturation), the unloaded closed form dashed.
+/// Latency against offered load (`strata dram|nand --load-sweep`): one line per latency
+/// statistic (mean, p50, p99), offered load on a linear axis, latency in `unit` on a log axis (it
+/// spans decades near saturation), and a grey reference line (an unloaded request).
 pub fn latency_curves(
     dir: &Path,
     name: &str,
     title: &str,
     series: &[(String, Vec<(f64, f64)>)],
-    unloaded: f64,
+    unit: &str,
+    (unloaded, reference): (f64, &str),
 ) -> Res<Vec<String>> {
     fonts()?;
     let xs: Vec<f64> = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).collect();
@@ -1190,11 +1191,11 @@ pub fn latency_curves(
             .margin_right(25)
             .x_label_area_size(50)
             .y_label_area_size(90)
-            .build_cartesian_2d(0.0..x1, (y0..y1).log_scale())
+            .build_cartesian_2d(0.0..x1, (y0..y1).log_scale().with_key_points(log_ticks(y0, y1)))
             .map_err(e)?;
         c.configure_mesh()
             .x_desc("offered load (GB/s)")
-            .y_desc("latency (ns, log scale)")
+            .y_desc(format!("latency ({unit}, log scale)"))
             .x_label_formatter(&|x| format!("{x:.1}"))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .x_label_style(("sans-serif", 14))
@@ -1212,7 +1213,7 @@ pub fn latency_curves(
         let grey = COLORS[7];
         c.draw_series(LineSeries::new(vec![(0.0, unloaded), (x1, unloaded)], grey.stroke_width(1)))
             .map_err(e)?
-            .label("unloaded read to a closed bank (closed form)")
+            .label(reference)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
         legend(&mut c, 13, SeriesLabelPosition::UpperLeft)
     })
