@@ -652,6 +652,54 @@ fn step_reports_a_system_step_and_its_trace() {
     assert!(stderr(&o).contains("preset cambricon on a6000-csd"), "{}", stderr(&o));
 }
 
+/// The system model's request stream replayed on the device engine: FlexGen's SSD reads of one
+/// OPT-13B decode layer, written by `strata step --request-trace` and run by `strata nand` on
+/// the architecture's own drive. The trace holds the layer's share of the bytes the step reads
+/// from the SSD, and the drive serves it in the time the step engine gave it; a memory the step
+/// does not use, or a level with no drive, exits 2.
+#[test]
+fn step_request_trace_replays_on_the_drive() {
+    let dir = std::env::temp_dir().join(format!("strata-step-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ssd.trace");
+    let args = ["step", "--system", "flexgen-ssd", "--request-trace", path.to_str().unwrap()];
+    let o = strata(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let after = |s: &str, key: &str| -> f64 {
+        s.split(key).nth(1).unwrap().split_whitespace().next().unwrap().trim_matches(',').parse().unwrap()
+    };
+    // The step's SSD reads over its 40 layers and the LM head, and one layer's in the trace.
+    let step_gb: f64 = after(&text, "    SSD");
+    let busy: f64 = text.split("MB, ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let trace = std::fs::read_to_string(&path).unwrap();
+    let read: u64 = trace
+        .lines()
+        .filter(|l| l.contains(" R "))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!((read as f64 * 40.0 / 1e9 / step_gb - 1.0).abs() < 0.002, "{read} B a layer against {step_gb} GB a step");
+    assert!(text.contains("replay with `strata nand --drive a6000-csd:SSD"), "{text}");
+    let o = strata(&["nand", "--drive", "a6000-csd:SSD", "--trace", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let replay = after(&stdout(&o), "simulated") / 1e3;
+    assert!((replay / busy - 1.0).abs() < 0.05, "replayed in {replay} s against the step's {busy} s");
+    for (args, expect) in [
+        (
+            vec!["step", "--system", "flexgen-ssd", "--request-trace", "x.trace", "--memory", "HBM"],
+            "--memory: the step sends `HBM` no requests",
+        ),
+        (vec!["nand", "--drive", "a6000-csd:HBM"], "is no flash drive"),
+        (vec!["nand", "--drive", "a6000-csd:Nowhere"], "has no level `Nowhere`"),
+        (vec!["dram", "--standard", "a6000-csd:SSD"], "has no [dram] organisation"),
+    ] {
+        let o = strata(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(expect), "{}", stderr(&o));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// The cycle-approximate DRAM channel from the command line, and its bad inputs: inconsistent
 /// timings, a missing timing, several channels in one table, an event budget too small.
 #[test]

@@ -219,31 +219,7 @@ enum Command {
     },
     /// One step of a model run by a system file on an architecture (the one system model):
     /// time per stage, device, link and memory, energy, and a Chrome trace of one layer.
-    Step {
-        /// Architecture preset or file.
-        #[arg(long, default_value = "a6000-csd")]
-        arch: String,
-        /// System preset or file (`strata list` shows the presets).
-        #[arg(long, default_value = "insta")]
-        system: String,
-        #[arg(long, default_value = "opt-13b")]
-        model: String,
-        /// `decode` (one token at a context of --tokens) or `prefill` (a prompt of --tokens).
-        #[arg(long, default_value = "decode")]
-        phase: String,
-        /// The context (decode) or the prompt (prefill), 1 to 2²⁴ tokens.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
-        tokens: u64,
-        /// Sequences in the batch (1 to 2²⁰).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-        batch: u64,
-        /// Write a Chrome trace event JSON of one layer and the LM head here.
-        #[arg(long)]
-        trace: Option<std::path::PathBuf>,
-        /// Most events each simulated device run may take.
-        #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-        max_events: u64,
-    },
+    Step(step::Args),
     /// Run the cycle-approximate DRAM channels on a microbenchmark: bandwidth against peak,
     /// request latency (queued at once, closed loop, open loop or a sweep of offered loads), energy.
     Dram(dram::Args),
@@ -383,9 +359,7 @@ fn run(cli: Cli) -> CliResult<String> {
         Command::Offload { model, costs, prompt, generate, overlap, system_out, arch } => {
             offload::run(&offload::Args { model, costs, prompt, generate, overlap, system_out, arch })
         }
-        Command::Step { arch, system, model, phase, tokens, batch, trace, max_events } => {
-            step::run(&step::Args { arch, system, model, phase, tokens, batch, trace, max_events })
-        }
+        Command::Step(a) => step::run(&a),
         Command::Dram(a) => dram::run(&a),
         Command::Nand(a) => nand::run(&a),
         Command::FlashCompute { arch, system, model, context, tile, split, no_slicing, slices, no_ecc, max_events } => {

@@ -14,7 +14,8 @@ use crate::load_curve;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400) or a file with a [dram] table.
+    /// DRAM preset (hbm2, hbm3, ddr4-3200, ddr5-4800, lpddr5-6400), a file with a [dram] table, or an
+    /// architecture's DRAM as ARCH:LEVEL.
     #[arg(long, default_value = "hbm2")]
     pub standard: String,
     /// `sequential`, `random`, `write` (a sequential write stream) or `read-write` (runs of 16).
@@ -86,7 +87,11 @@ pub fn trace(path: &std::path::Path, burst: u64) -> CliResult<Vec<dram::Request>
     Ok(out)
 }
 
+/// A DRAM: a preset, a file with a `[dram]` table, or an architecture's level (`ARCH:LEVEL`).
 fn org(arg: &str) -> CliResult<DramOrg> {
+    if let Some((level, source)) = crate::load::arch_level(arg)? {
+        return level.dram.ok_or_else(|| CliError::input(format!("`{arg}`: {source} has no [dram] organisation")));
+    }
     let (text, source) = crate::load::preset_or_file(arg, "a DRAM", strata_arch::arch::DRAM_PRESETS)?;
     DramOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))
 }

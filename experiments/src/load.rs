@@ -33,6 +33,26 @@ pub fn preset_or_file(arg: &str, what: &str, presets: &[(&str, &str)]) -> CliRes
     Ok((std::fs::read_to_string(path).map_err(|e| CliError::read(path, &e))?, path.display().to_string()))
 }
 
+/// The level `LEVEL` of architecture `ARCH` (a preset or file) named as `ARCH:LEVEL`, where
+/// `arg` is not a file itself: a memory of the system model, for a device engine to run alone.
+/// `None` where `arg` names no level.
+pub fn arch_level(arg: &str) -> CliResult<Option<(strata_arch::arch::Level, String)>> {
+    let Some((arch, level)) = arg.rsplit_once(':') else { return Ok(None) };
+    if Path::new(arg).exists() {
+        return Ok(None);
+    }
+    let a = crate::eval::arch(arch)?;
+    let Some(l) = a.levels.iter().find(|l| l.name == level) else {
+        let names: Vec<&str> = a.levels.iter().map(|l| l.name.as_str()).collect();
+        return Err(CliError::input(format!(
+            "`{arg}`: {} has no level `{level}` (levels: {})",
+            a.name,
+            names.join(", ")
+        )));
+    };
+    Ok(Some((l.clone(), format!("{} level {level}", a.name))))
+}
+
 /// Loads `arg` as a preset if one has that name, else as a file.
 pub fn workload(arg: &str) -> CliResult<Loaded> {
     if let Some(p) = presets::find(arg) {

@@ -16,7 +16,8 @@ use crate::load_curve;
 /// `strata nand`'s options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// NAND preset (mqsim-mlc, mqsim-mlc-shipped, tlc-client, cambricon-flash, m1-max-ssd) or a file with a [nand] table.
+    /// NAND preset (mqsim-mlc, mqsim-mlc-shipped, tlc-client, cambricon-flash, m1-max-ssd), a file with a [nand] table, or an
+    /// architecture's drive as ARCH:LEVEL (e.g. a6000-csd:SSD).
     #[arg(long, default_value = "mqsim-mlc")]
     pub drive: String,
     /// `random` or `sequential` reads, `write` (sequential page programs) or `randwrite`
@@ -66,9 +67,21 @@ const SPAN: u64 = 64 << 30;
 const SIZES: [u64; 9] = [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20];
 const DEPTHS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 
+/// A drive: a NAND preset, a file with a `[nand]` table, or an architecture's level
+/// (`ARCH:LEVEL`).
 fn drive(arg: &str) -> CliResult<(NandOrg, Timing)> {
-    let (text, source) = crate::load::preset_or_file(arg, "a NAND", NAND_PRESETS)?;
-    let org = NandOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?;
+    let (org, source) = match crate::load::arch_level(arg)? {
+        Some((level, source)) => {
+            let org = level
+                .nand
+                .ok_or_else(|| CliError::input(format!("`{arg}`: {source} is no flash drive (no [nand] table)")))?;
+            (org, source)
+        }
+        None => {
+            let (text, source) = crate::load::preset_or_file(arg, "a NAND", NAND_PRESETS)?;
+            (NandOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?, source)
+        }
+    };
     let t = Timing::of(&org).map_err(|e| CliError::input(format!("{source}: {e}")))?;
     Ok((org, t))
 }

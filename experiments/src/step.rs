@@ -13,14 +13,40 @@ use strata_workloads::Phase;
 use crate::error::{CliError, CliResult};
 use crate::trace::{Slice, write_chrome};
 
+/// `strata step`'s options.
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Architecture preset or file.
+    #[arg(long, default_value = "a6000-csd")]
     pub arch: String,
+    /// System preset or file (`strata list` shows the presets).
+    #[arg(long, default_value = "insta")]
     pub system: String,
+    #[arg(long, default_value = "opt-13b")]
     pub model: String,
+    /// `decode` (one token at a context of --tokens) or `prefill` (a prompt of --tokens).
+    #[arg(long, default_value = "decode")]
     pub phase: String,
+    /// The context (decode) or the prompt (prefill), 1 to 2²⁴ tokens.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     pub tokens: u64,
+    /// Sequences in the batch (1 to 2²⁰).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub batch: u64,
+    /// Write a Chrome trace event JSON of one layer and the LM head here.
+    #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Write the requests one layer and the LM head send a memory (--memory) here, in the
+    /// request trace format (`time_ns R|W address bytes`) that `strata nand --trace` and
+    /// `strata dram --trace` replay.
+    #[arg(long)]
+    pub request_trace: Option<PathBuf>,
+    /// The memory (an architecture level with a `[nand]` or `[dram]` organisation) whose
+    /// requests --request-trace writes; needed where the step uses several.
+    #[arg(long, requires = "request_trace")]
+    pub memory: Option<String>,
+    /// Most events each simulated device run may take.
+    #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_events: u64,
 }
 
@@ -100,5 +126,79 @@ pub fn run(a: &Args) -> CliResult<String> {
         write_chrome(out, &format!("{} {} on {} ({})", m.name, a.phase, arch.name, sys.name), &tracks, &slices)?;
         let _ = writeln!(s, "  trace of one layer and the LM head: {} ({} slices)", out.display(), d.trace.len());
     }
+    if let Some(path) = &a.request_trace {
+        let memory = traced_memory(&d, a.memory.as_deref())?;
+        let level = arch.levels.iter().find(|l| l.name == memory).expect("a memory of the step is a level");
+        let span = level.capacity.map_or(64 << 30, |c| c.0);
+        let (text, requests, writes) = request_lines(&d, &memory, span);
+        std::fs::write(path, &text).map_err(|e| crate::store::write_err(path, e))?;
+        let engine = if level.nand.is_some() { "nand --drive" } else { "dram --standard" };
+        let sent: Vec<&step::MemoryRequests> = d.requests.iter().filter(|r| r.memory == memory).collect();
+        let _ = writeln!(
+            s,
+            "  requests of one layer and the LM head to {memory}: {} ({requests} requests, {writes} writes, {:.3} MB, \
+             {:.6} s busy here); replay with `strata {engine} {}:{memory} --trace {}`",
+            path.display(),
+            sent.iter().map(|r| r.bytes).sum::<f64>() / 1e6,
+            sent.iter().map(|r| r.seconds).sum::<f64>(),
+            a.arch,
+            path.display()
+        );
+    }
     Ok(s)
+}
+
+/// The memory --request-trace writes: the one named, or the only one the step sends requests to.
+fn traced_memory(d: &step::StepReport, named: Option<&str>) -> CliResult<String> {
+    let mut memories: Vec<&str> = Vec::new();
+    for r in &d.requests {
+        if !memories.contains(&r.memory.as_str()) {
+            memories.push(&r.memory);
+        }
+    }
+    match (named, memories.as_slice()) {
+        (_, []) => Err(CliError::input(
+            "--request-trace: this step sends no requests to a memory with a [nand] or [dram] organisation",
+        )),
+        (Some(m), _) if memories.contains(&m) => Ok(m.to_string()),
+        (Some(m), _) => Err(CliError::input(format!(
+            "--memory: the step sends `{m}` no requests; it sends them to {}",
+            memories.join(", ")
+        ))),
+        (None, [one]) => Ok(one.to_string()),
+        (None, _) => Err(CliError::input(format!(
+            "--request-trace: the step sends requests to {}; name one with --memory",
+            memories.join(", ")
+        ))),
+    }
+}
+
+/// `memory`'s requests on the step's timeline as a request trace (`time_ns R|W address bytes`):
+/// each run of requests in its block size, spread evenly over the seconds the engine gave it;
+/// back-to-back runs continue where the last left off, scattered ones fall at block-aligned
+/// offsets drawn from a fixed seed, all within `span` bytes. Returns the text, the requests
+/// and the writes among them.
+fn request_lines(d: &step::StepReport, memory: &str, span: u64) -> (String, u64, u64) {
+    let mut out = format!("# requests of one layer and the LM head to {memory}: time_ns R|W address bytes\n");
+    let (mut cursor, mut requests, mut writes) = (0u64, 0u64, 0u64);
+    let mut draw = strata_sim::engine::xorshift(7);
+    for r in d.requests.iter().filter(|r| r.memory == memory) {
+        let block = r.block.clamp(1, span);
+        let n = (r.bytes / block as f64).ceil().max(1.0) as u64;
+        let op = if r.write { "W" } else { "R" };
+        for i in 0..n {
+            let addr = if r.scattered {
+                draw.next().expect("an endless stream") % (span / block) * block
+            } else {
+                let a = cursor % (span - span % block);
+                cursor = a + block;
+                a
+            };
+            let ns = (r.start + r.seconds * i as f64 / n as f64) * 1e9;
+            let _ = writeln!(out, "{ns:.3} {op} {addr:#x} {block}");
+        }
+        requests += n;
+        writes += if r.write { n } else { 0 };
+    }
+    (out, requests, writes)
 }

@@ -93,6 +93,9 @@ pub struct StepReport {
     /// One layer and the LM head on a timeline: each stage on its device's track (its memories'
     /// reads beside it), each transfer on its links' track, in order.
     pub trace: Vec<Span>,
+    /// On the same timeline, the reads and writes sent to memories a device engine serves (a
+    /// `[nand]` or `[dram]` organisation): the request streams to replay on those engines.
+    pub requests: Vec<MemoryRequests>,
     /// Peak bytes of activations live at once (a layer's or the LM head's, Einsum by Einsum,
     /// each tensor materialised whole): the step's transient memory.
     pub activation_bytes: f64,
@@ -125,6 +128,20 @@ pub struct Span {
     pub name: String,
     pub start: f64,
     pub seconds: f64,
+}
+
+/// Reads (or writes) of one memory on a step's timeline: `bytes` in requests of `block` bytes,
+/// back to back or at scattered offsets, spread over `seconds` from `start` (the rate the engine
+/// found the memory, or the path to or from it, to serve them at).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryRequests {
+    pub memory: String,
+    pub start: f64,
+    pub seconds: f64,
+    pub bytes: f64,
+    pub block: u64,
+    pub scattered: bool,
+    pub write: bool,
 }
 
 /// What a run takes.
@@ -365,6 +382,18 @@ impl<'a> Engine<'a> {
         };
         let requests = ((burst / block as f64).ceil() as u64).clamp(1, SAMPLE);
         device::Pattern { block, queue: p.queue, scattered, requests }
+    }
+
+    /// The requests `read` makes of level `l` where a device engine serves the level: its
+    /// pattern's block, else a DRAM's stream or a drive's page.
+    fn request_block(&self, l: LevelId, read: &Read) -> Option<u64> {
+        let level = self.arch.level(l);
+        match (read.pattern, &level.dram, &level.nand) {
+            (_, None, None) => None,
+            (Some(p), ..) => Some(self.pattern_of(l, p, read.scattered, read.burst / self.copies(l)).block),
+            (None, Some(org), _) => device::Channels::stream(org).ok().map(|p| p.block),
+            (None, None, Some(org)) => Some(org.page_bytes.0),
+        }
     }
 
     /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
@@ -612,17 +641,24 @@ impl<'a> Engine<'a> {
         let level = self.arch.level(home);
         *r.tiers.entry(level.name.clone()).or_default() += read.bytes * times;
         r.energy_pj += read.bytes / self.arch.word_bytes as f64 * level.read_energy.0 * times;
+        let block = self.request_block(home, read);
         let bw = if self.device(home) == self.device(at) {
             let bw = self.read_bandwidth(home, read.pattern, read.scattered, false, read.burst / self.copies(home))?;
             *stage.memory.entry(home).or_default() += read.bytes / bw;
             if attention {
                 *stage.kv_memory.entry(home).or_default() += read.bytes / bw;
             }
+            if let Some(block) = block {
+                stage.reads.push((home, read.bytes, read.bytes / bw, block, read.scattered));
+            }
             bw
         } else {
             let x = self.transfer(home, at, read.bytes, Some(read), attention)?;
             let bw = x.bandwidth;
-            r.transfer(self.arch, x, times);
+            let start = r.transfer(self.arch, x, times);
+            if let Some(block) = block {
+                r.request(level, start, read.bytes / bw, read.bytes, block, read.scattered, false);
+            }
             bw
         };
         *r.tier_seconds.entry(self.arch.level(home).name.clone()).or_default() += read.bytes / bw * times;
@@ -760,8 +796,12 @@ impl<'a> Engine<'a> {
                             *r.tiers.entry(level.name.clone()).or_default() += fetch.bytes * times;
                             r.energy_pj += fetch.bytes / self.arch.word_bytes as f64 * level.read_energy.0 * times;
                             let x = self.transfer(home, m, fetch.bytes, Some(&fetch), false)?;
-                            *r.tier_seconds.entry(level.name.clone()).or_default() += fetch.bytes / x.bandwidth * times;
-                            r.transfer(self.arch, x, times);
+                            let seconds = fetch.bytes / x.bandwidth;
+                            *r.tier_seconds.entry(level.name.clone()).or_default() += seconds * times;
+                            let start = r.transfer(self.arch, x, times);
+                            if let Some(block) = self.request_block(home, &fetch) {
+                                r.request(level, start, seconds, fetch.bytes, block, scattered, false);
+                            }
                             if scattered {
                                 self.manage(m, fetch.bytes, r, times)?;
                             }
@@ -989,8 +1029,14 @@ impl<'a> Engine<'a> {
             for (home, part) in self.homes[&class].clone() {
                 if self.device(home) != self.device(at) {
                     let copies = if self.selects() && first_key_output(c, e) { 2.0 } else { 1.0 };
-                    let x = self.transfer(at, home, out.bytes() as f64 * copies * part, None, true)?;
-                    r.transfer(self.arch, x, times);
+                    let bytes = out.bytes() as f64 * copies * part;
+                    let x = self.transfer(at, home, bytes, None, true)?;
+                    let seconds = bytes / x.bandwidth;
+                    let start = r.transfer(self.arch, x, times);
+                    let append = Read { bytes, pattern: None, scattered: false, burst: bytes };
+                    if let Some(block) = self.request_block(home, &append) {
+                        r.request(self.arch.level(home), start, seconds, bytes, block, false, true);
+                    }
                 }
             }
         }
@@ -1042,6 +1088,8 @@ struct Stage {
     /// The parts of those due to attention over the cache.
     kv_compute: f64,
     kv_memory: BTreeMap<LevelId, f64>,
+    /// Its reads of memories a device engine serves: memory, bytes, seconds, block, scattered.
+    reads: Vec<(LevelId, f64, f64, u64, bool)>,
 }
 
 impl Stage {
@@ -1053,6 +1101,7 @@ impl Stage {
             memory: BTreeMap::new(),
             kv_compute: 0.0,
             kv_memory: BTreeMap::new(),
+            reads: Vec::new(),
         }
     }
 }
@@ -1069,6 +1118,7 @@ struct StepAcc {
     /// One run of each cascade (a layer, the LM head) on a timeline: serial work, and transfers
     /// on their own clock when they overlap the compute.
     trace: Vec<Span>,
+    requests: Vec<MemoryRequests>,
     activations: f64,
     clock: f64,
     transfer_clock: f64,
@@ -1089,6 +1139,13 @@ impl StepAcc {
             let name = format!("{} read", s.einsums.join(", "));
             self.trace.push(Span { track: format!("memory: {}", arch.level(l).name), name, start, seconds: busy });
         }
+        // A memory serves a stage's reads one after another.
+        let mut clock: BTreeMap<LevelId, f64> = BTreeMap::new();
+        for &(l, bytes, seconds, block, scattered) in &s.reads {
+            let at = clock.entry(l).or_insert(start);
+            self.request(arch.level(l), *at, seconds, bytes, block, scattered, false);
+            *at += seconds;
+        }
         // Attention's share of the stage: its share of whatever binds (the compute or the
         // busiest memory).
         let busiest = s.memory.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)));
@@ -1101,11 +1158,28 @@ impl StepAcc {
         *self.devices.entry(s.device).or_default() += t;
     }
 
-    fn transfer(&mut self, arch: &Arch, x: Transfer, times: f64) {
+    /// Records requests to `memory` on the timeline (`MemoryRequests`).
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        memory: &strata_arch::arch::Level,
+        start: f64,
+        seconds: f64,
+        bytes: f64,
+        block: u64,
+        scattered: bool,
+        write: bool,
+    ) {
+        let memory = memory.name.clone();
+        self.requests.push(MemoryRequests { memory, start, seconds, bytes, block, scattered, write });
+    }
+
+    /// Adds a transfer run `times` times; returns where its one run starts on the timeline.
+    fn transfer(&mut self, arch: &Arch, x: Transfer, times: f64) -> f64 {
         let t = x.bytes / x.bandwidth * times;
         self.transfers += t;
         let track = x.links.iter().map(|&k| arch.links[k].name.as_str()).collect::<Vec<_>>().join(" + ");
-        self.span(&format!("link: {track}"), &format!("{:.3} MB", x.bytes / 1e6), t / times, true);
+        let start = self.span(&format!("link: {track}"), &format!("{:.3} MB", x.bytes / 1e6), t / times, true);
         if x.kv {
             self.kv += t;
         }
@@ -1116,6 +1190,7 @@ impl StepAcc {
             e.1 += t;
             self.energy_pj += x.bytes * 8.0 * l.energy_per_bit.0 * times;
         }
+        start
     }
 
     /// Appends a span of `seconds` on `track` at the end of its timeline; returns its start.
@@ -1137,6 +1212,7 @@ impl StepAcc {
             tier_seconds: self.tier_seconds,
             gemvs: self.gemvs,
             trace: self.trace,
+            requests: self.requests,
             activation_bytes: self.activations,
             kv_seconds: self.kv.min(seconds),
             devices: self.devices,
@@ -1171,10 +1247,11 @@ fn mean(a: &StepReport, b: &StepReport) -> StepReport {
         transfer_seconds: avg(a.transfer_seconds, b.transfer_seconds),
         load_seconds: avg(a.load_seconds, b.load_seconds),
         tier_seconds: merge(&a.tier_seconds, &b.tier_seconds),
-        // The two contexts' GeMVs are the same (they do not read the cache); the trace is the
-        // lower context's.
+        // The two contexts' GeMVs are the same (they do not read the cache); the trace and its
+        // requests are the lower context's.
         gemvs: a.gemvs.clone(),
         trace: a.trace.clone(),
+        requests: a.requests.clone(),
         activation_bytes: a.activation_bytes.max(b.activation_bytes),
         kv_seconds: avg(a.kv_seconds, b.kv_seconds),
         devices: merge(&a.devices, &b.devices),
