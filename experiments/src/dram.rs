@@ -37,7 +37,8 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub ranks: Option<u64>,
     /// Address mapping, most significant field first (`RoBaCoBgCh`; fields Ch, Ra, Bg, Ba, Ro,
-    /// Co), replacing the standard's.
+    /// Co), replacing the standard's; a field named twice is split into chunks, each but one
+    /// with its width in bits (`RoBaCoBgCo1`).
     #[arg(long)]
     pub mapping: Option<String>,
     /// Close each row after its access unless a waiting request hits it (default: open page).
@@ -100,13 +101,13 @@ pub fn run(a: &Args) -> CliResult<String> {
     let mut o = org(&a.standard)?;
     if let Some(n) = a.channels {
         o.channels = n;
-        if !o.address_mapping.lsb_first.contains(&AddressField::Channel) {
+        if !o.address_mapping.has(AddressField::Channel) {
             o.address_mapping = AddressMapping::default_for(n, o.ranks);
         }
     }
     if let Some(n) = a.ranks {
         o.ranks = n;
-        if !o.address_mapping.lsb_first.contains(&AddressField::Rank) {
+        if !o.address_mapping.has(AddressField::Rank) {
             o.address_mapping = AddressMapping::default_for(o.channels, n);
         }
     }
