@@ -384,16 +384,19 @@ impl<'a> Engine<'a> {
         device::Pattern { block, queue: p.queue, scattered, requests }
     }
 
-    /// The requests `read` makes of level `l` where a device engine serves the level: its
-    /// pattern's block, else a DRAM's stream or a drive's page.
-    fn request_block(&self, l: LevelId, read: &Read) -> Option<u64> {
+    /// The requests `read` makes of level `l` over `seconds`, where a device engine serves the
+    /// level (at time 0: the caller places them): in its pattern's block, else a DRAM's stream's
+    /// or a drive's page.
+    fn requests(&self, l: LevelId, read: &Read, seconds: f64, write: bool) -> Option<MemoryRequests> {
         let level = self.arch.level(l);
-        match (read.pattern, &level.dram, &level.nand) {
-            (_, None, None) => None,
-            (Some(p), ..) => Some(self.pattern_of(l, p, read.scattered, read.burst / self.copies(l)).block),
-            (None, Some(org), _) => device::Channels::stream(org).ok().map(|p| p.block),
-            (None, None, Some(org)) => Some(org.page_bytes.0),
-        }
+        let block = match (read.pattern, &level.dram, &level.nand) {
+            (_, None, None) => return None,
+            (Some(p), ..) => self.pattern_of(l, p, read.scattered, read.burst / self.copies(l)).block,
+            (None, Some(org), _) => device::Channels::stream(org).ok()?.block,
+            (None, None, Some(org)) => org.page_bytes.0,
+        };
+        let memory = level.name.clone();
+        Some(MemoryRequests { memory, start: 0.0, seconds, bytes: read.bytes, block, scattered: read.scattered, write })
     }
 
     /// A transfer of `bytes` from level `a` to level `b`; `read`: the source memory's read
@@ -641,24 +644,19 @@ impl<'a> Engine<'a> {
         let level = self.arch.level(home);
         *r.tiers.entry(level.name.clone()).or_default() += read.bytes * times;
         r.energy_pj += read.bytes / self.arch.word_bytes as f64 * level.read_energy.0 * times;
-        let block = self.request_block(home, read);
         let bw = if self.device(home) == self.device(at) {
             let bw = self.read_bandwidth(home, read.pattern, read.scattered, false, read.burst / self.copies(home))?;
             *stage.memory.entry(home).or_default() += read.bytes / bw;
             if attention {
                 *stage.kv_memory.entry(home).or_default() += read.bytes / bw;
             }
-            if let Some(block) = block {
-                stage.reads.push((home, read.bytes, read.bytes / bw, block, read.scattered));
-            }
+            stage.reads.extend(self.requests(home, read, read.bytes / bw, false));
             bw
         } else {
             let x = self.transfer(home, at, read.bytes, Some(read), attention)?;
             let bw = x.bandwidth;
             let start = r.transfer(self.arch, x, times);
-            if let Some(block) = block {
-                r.request(level, start, read.bytes / bw, read.bytes, block, read.scattered, false);
-            }
+            r.requests.extend(self.requests(home, read, read.bytes / bw, false).map(|q| MemoryRequests { start, ..q }));
             bw
         };
         *r.tier_seconds.entry(self.arch.level(home).name.clone()).or_default() += read.bytes / bw * times;
@@ -799,9 +797,8 @@ impl<'a> Engine<'a> {
                             let seconds = fetch.bytes / x.bandwidth;
                             *r.tier_seconds.entry(level.name.clone()).or_default() += seconds * times;
                             let start = r.transfer(self.arch, x, times);
-                            if let Some(block) = self.request_block(home, &fetch) {
-                                r.request(level, start, seconds, fetch.bytes, block, scattered, false);
-                            }
+                            let sent = self.requests(home, &fetch, seconds, false);
+                            r.requests.extend(sent.map(|q| MemoryRequests { start, ..q }));
                             if scattered {
                                 self.manage(m, fetch.bytes, r, times)?;
                             }
@@ -1034,9 +1031,8 @@ impl<'a> Engine<'a> {
                     let seconds = bytes / x.bandwidth;
                     let start = r.transfer(self.arch, x, times);
                     let append = Read { bytes, pattern: None, scattered: false, burst: bytes };
-                    if let Some(block) = self.request_block(home, &append) {
-                        r.request(self.arch.level(home), start, seconds, bytes, block, false, true);
-                    }
+                    let sent = self.requests(home, &append, seconds, true);
+                    r.requests.extend(sent.map(|q| MemoryRequests { start, ..q }));
                 }
             }
         }
@@ -1088,8 +1084,8 @@ struct Stage {
     /// The parts of those due to attention over the cache.
     kv_compute: f64,
     kv_memory: BTreeMap<LevelId, f64>,
-    /// Its reads of memories a device engine serves: memory, bytes, seconds, block, scattered.
-    reads: Vec<(LevelId, f64, f64, u64, bool)>,
+    /// Its reads of memories a device engine serves, their start still to place.
+    reads: Vec<MemoryRequests>,
 }
 
 impl Stage {
@@ -1140,11 +1136,11 @@ impl StepAcc {
             self.trace.push(Span { track: format!("memory: {}", arch.level(l).name), name, start, seconds: busy });
         }
         // A memory serves a stage's reads one after another.
-        let mut clock: BTreeMap<LevelId, f64> = BTreeMap::new();
-        for &(l, bytes, seconds, block, scattered) in &s.reads {
-            let at = clock.entry(l).or_insert(start);
-            self.request(arch.level(l), *at, seconds, bytes, block, scattered, false);
-            *at += seconds;
+        let mut clock: BTreeMap<&str, f64> = BTreeMap::new();
+        for q in &s.reads {
+            let at = clock.entry(&q.memory).or_insert(start);
+            self.requests.push(MemoryRequests { start: *at, ..q.clone() });
+            *at += q.seconds;
         }
         // Attention's share of the stage: its share of whatever binds (the compute or the
         // busiest memory).
@@ -1156,22 +1152,6 @@ impl StepAcc {
         };
         self.kv += t * share;
         *self.devices.entry(s.device).or_default() += t;
-    }
-
-    /// Records requests to `memory` on the timeline (`MemoryRequests`).
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &mut self,
-        memory: &strata_arch::arch::Level,
-        start: f64,
-        seconds: f64,
-        bytes: f64,
-        block: u64,
-        scattered: bool,
-        write: bool,
-    ) {
-        let memory = memory.name.clone();
-        self.requests.push(MemoryRequests { memory, start, seconds, bytes, block, scattered, write });
     }
 
     /// Adds a transfer run `times` times; returns where its one run starts on the timeline.
