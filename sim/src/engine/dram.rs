@@ -402,7 +402,8 @@ struct Bounds {
 }
 
 impl Channel<'_> {
-    /// Works out the decision at `now`'s channel-wide bounds (`Bounds`).
+    /// Works out the decision at `now`'s column bounds (`Bounds`; the activation bounds change
+    /// only with an activation, which works them out).
     fn bound(&mut self, now: Time) {
         let t = self.t;
         self.bounds.now = now.max(self.blocked_until);
@@ -432,7 +433,6 @@ impl Channel<'_> {
             let data = |latency: Time| (self.bus_free + switch - latency).max(ccd).max(last);
             *col = [data(t.cl).max(turn_read), data(w.cwl).max(turn_write)];
         }
-        self.bound_activations();
     }
 
     /// The activation bounds of `Bounds`, from each rank's recent activations and the latest of
