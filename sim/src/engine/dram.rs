@@ -250,14 +250,25 @@ pub struct Loc {
     pub row: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Bank {
-    open: Option<u64>,
+    /// The open row, or `CLOSED` (a plain number, so that a decision compares it with a
+    /// request's row without a branch).
+    open: u64,
     act_ok: Time,
     pre_ok: Time,
     rd_ok: Time,
     /// The last column command: the bank a stream has just left is the one it needs last.
     used: Time,
+}
+
+/// A bank's `open` row when none is: no row has this number.
+const CLOSED: u64 = u64::MAX;
+
+impl Default for Bank {
+    fn default() -> Bank {
+        Bank { open: CLOSED, act_ok: Time(0), pre_ok: Time(0), rd_ok: Time(0), used: Time(0) }
+    }
 }
 
 /// What a run did. `hits` are reads served without an activation of their own; `misses` and
@@ -462,7 +473,7 @@ impl Channel<'_> {
         let t = self.t;
         let now = self.bounds.now;
         let b = &self.banks[s.bank];
-        let (open, hit) = (b.open.is_some(), b.open == Some(s.row));
+        let (open, hit) = (b.open != CLOSED, b.open == s.row);
         // A conflict precharges first; a hit needs neither command (both stand at `now`).
         let pre = if open && !hit { now.max(b.pre_ok) } else { now };
         let act = (if open { pre + t.rp } else { now }).max(b.act_ok).max(self.bounds.act[s.group]);
@@ -518,8 +529,8 @@ impl Channel<'_> {
     fn precharge(&mut self, bank: u64) {
         let t = self.t;
         let b = &mut self.banks[bank as usize];
-        if b.open.is_some() {
-            b.open = None;
+        if b.open != CLOSED {
+            b.open = CLOSED;
             b.act_ok = b.act_ok.max(b.pre_ok + t.rp);
         }
     }
@@ -528,7 +539,7 @@ impl Channel<'_> {
     fn open(&mut self, act: Time, l: Loc) {
         let t = self.t;
         let b = &mut self.banks[l.bank as usize];
-        b.open = Some(l.row);
+        b.open = l.row;
         b.act_ok = act + t.rc;
         b.pre_ok = act + t.ras;
         b.rd_ok = act + t.rcd;
@@ -544,10 +555,10 @@ impl Channel<'_> {
     /// Precharges every bank and refreshes for `rfc`.
     fn refresh_all(&mut self, now: Time, rfc: Time) {
         let t = self.t;
-        let start = self.banks.iter().map(|b| if b.open.is_some() { b.pre_ok } else { Time(0) }).fold(now, Time::max);
+        let start = self.banks.iter().map(|b| if b.open != CLOSED { b.pre_ok } else { Time(0) }).fold(now, Time::max);
         let end = start + t.rp + rfc;
         for b in &mut self.banks {
-            *b = Bank { open: None, act_ok: end, pre_ok: end, rd_ok: end, used: b.used };
+            *b = Bank { open: CLOSED, act_ok: end, pre_ok: end, rd_ok: end, used: b.used };
         }
         self.blocked_until = end;
     }
@@ -556,9 +567,9 @@ impl Channel<'_> {
     fn refresh_bank(&mut self, now: Time, bank: usize, rfc: Time) {
         let t = self.t;
         let b = &mut self.banks[bank];
-        let start = if b.open.is_some() { now.max(b.pre_ok) } else { now };
+        let start = if b.open != CLOSED { now.max(b.pre_ok) } else { now };
         let end = start + t.rp + rfc;
-        *b = Bank { open: None, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, used: b.used };
+        *b = Bank { open: CLOSED, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, used: b.used };
     }
 }
 
@@ -784,11 +795,11 @@ pub fn simulate(
                 hit_waiting.fill(false);
                 touched.fill(false);
                 for x in list {
-                    hit_waiting[x.bank] |= k.ch.banks[x.bank].open == Some(x.row);
+                    hit_waiting[x.bank] |= k.ch.banks[x.bank].open == x.row;
                 }
                 for &next in list {
                     let bi = next.bank;
-                    if k.ch.banks[bi].open == Some(next.row) || touched[bi] || hit_waiting[bi] {
+                    if k.ch.banks[bi].open == next.row || touched[bi] || hit_waiting[bi] {
                         continue;
                     }
                     touched[bi] = true;
