@@ -920,6 +920,49 @@ mod tests {
         Timing { refresh: Refresh::None, ..Timing::of(&org).unwrap() }
     }
 
+    /// DDR4-3200 with `rows` rows and the mapping named: small enough to place every burst.
+    fn mapped(rows: u64, mapping: &str) -> Timing {
+        let mut org = DramOrg::preset("ddr4-3200").unwrap().unwrap();
+        org.rows = rows;
+        org.address_mapping = AddressMapping::parse(mapping, 1, 1, "m").unwrap();
+        Timing::of(&org).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any order of the fields with the columns split in two anywhere: every row of every
+        /// bank receives exactly a row's bursts over the device (the layout is a permutation of
+        /// the addresses), and with the two column chunks side by side every burst lands where
+        /// the unsplit mapping puts it.
+        #[test]
+        fn bit_layouts_place_every_burst_once(
+            order in proptest::strategy::Strategy::prop_shuffle(proptest::strategy::Just(vec!["Ro", "Ba", "Bg", "Co"])),
+            bits in 1u32..7,
+            at in 0usize..5,
+        ) {
+            let mut apart = order.clone();
+            apart.insert(at, "Co*");
+            let name = |v: &[&str]| v.concat().replace('*', &bits.to_string());
+            let t = mapped(4, &name(&apart));
+            let mut per_row = std::collections::HashMap::new();
+            let bursts = t.channel_banks() * t.rows * t.columns;
+            for b in 0..bursts {
+                let l = t.locate(b * t.burst_bytes);
+                *per_row.entry((l.bank, l.row)).or_insert(0u64) += 1;
+            }
+            proptest::prop_assert_eq!(per_row.len() as u64, t.channel_banks() * t.rows);
+            proptest::prop_assert!(per_row.values().all(|&n| n == t.columns), "{}", name(&apart));
+            let mut side = order.clone();
+            let co = side.iter().position(|&f| f == "Co").unwrap();
+            side.insert(co + 1, "Co*");
+            let (whole, split) = (mapped(4, &order.concat()), mapped(4, &name(&side)));
+            for b in 0..bursts {
+                proptest::prop_assert_eq!(whole.locate(b * t.burst_bytes), split.locate(b * t.burst_bytes));
+            }
+        }
+    }
+
     /// Bit layouts: a field split into contiguous chunks places every burst where the unsplit
     /// field does; a chunk of one column bit below the bank group keeps bursts in pairs per
     /// group, so an in-order stream pays tCCD_L + tCCD_S per pair where alternating groups pay
