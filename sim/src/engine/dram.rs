@@ -260,6 +260,8 @@ struct Bank {
     rd_ok: Time,
     /// The last column command: the bank a stream has just left is the one it needs last.
     used: Time,
+    /// When its open row was activated.
+    since: Time,
 }
 
 /// A bank's `open` row when none is: no row has this number.
@@ -267,7 +269,7 @@ const CLOSED: u64 = u64::MAX;
 
 impl Default for Bank {
     fn default() -> Bank {
-        Bank { open: CLOSED, act_ok: Time(0), pre_ok: Time(0), rd_ok: Time(0), used: Time(0) }
+        Bank { open: CLOSED, act_ok: Time(0), pre_ok: Time(0), rd_ok: Time(0), used: Time(0), since: Time(0) }
     }
 }
 
@@ -288,12 +290,15 @@ pub struct Stats {
     pub latency: Latency,
     /// Where the power figures are given: energy by command and in the background.
     pub energy: Option<Energy>,
+    /// Where the power figures are given: seconds, summed over channels and ranks, that a rank
+    /// had a row open or was refreshing (active standby; precharge standby the rest).
+    pub active_seconds: f64,
 }
 
 /// DRAM energy of a run in joules, as DRAMsim3 and DRAMPower compute it from the datasheet's
-/// IDD currents: each command the current above active standby for its duration, the background
-/// active standby (an open-page controller keeps a row open in every bank it has used) over the
-/// run, times VDD and the devices of a channel.
+/// IDD currents: each command the current above active standby for its duration, and in the
+/// background each rank's active standby while it has a row open (or refreshes) and precharge
+/// standby while all its banks are closed, times VDD and the devices of a channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Energy {
     /// ACT (with its PRE): VDD · (IDD0 · tRC − IDD3N · tRAS − IDD2N · tRP) per activation.
@@ -304,7 +309,7 @@ pub struct Energy {
     pub write: f64,
     /// VDD · (IDD5B − IDD3N) · tRFC per refresh (tRFCpb for one bank).
     pub refresh: f64,
-    /// VDD · IDD3N over the run, per channel and rank.
+    /// VDD · (IDD3N · active + IDD2N · precharged) seconds, over every channel and rank.
     pub background: f64,
 }
 
@@ -327,7 +332,9 @@ impl Energy {
             read: (bursts - s.writes) as f64 * k * (w.idd4r - w.idd3n) * nbl,
             write: s.writes as f64 * k * (w.idd4w - w.idd3n) * nbl,
             refresh: s.refreshes as f64 * k * (w.idd5b - w.idd3n) * rfc,
-            background: (t.channels * t.ranks) as f64 * k * w.idd3n * s.seconds,
+            background: k
+                * (w.idd3n * s.active_seconds
+                    + w.idd2n * ((t.channels * t.ranks) as f64 * s.seconds - s.active_seconds)),
         })
     }
 }
@@ -384,6 +391,8 @@ struct Channel<'a> {
     blocked_until: Time,
     /// The channel-wide parts of the current decision's plans.
     bounds: Bounds,
+    /// Where energy is reported: per rank, the spans it had a row open or refreshed.
+    spans: Option<Vec<Vec<(Time, Time)>>>,
 }
 
 /// A request in a controller's window with where it goes: a decision reads these side by side.
@@ -502,7 +511,7 @@ impl Channel<'_> {
         let t = self.t;
         let rd = plan.rd;
         if plan.row != Row::Hit {
-            self.open(plan.act, l);
+            self.open(plan.act, plan.pre, l);
         }
         let b = &mut self.banks[l.bank as usize];
         b.used = rd;
@@ -528,6 +537,7 @@ impl Channel<'_> {
     /// Precharges `bank` as soon as its row may close (close-page policy).
     fn precharge(&mut self, bank: u64) {
         let t = self.t;
+        self.close(bank as usize, self.banks[bank as usize].pre_ok);
         let b = &mut self.banks[bank as usize];
         if b.open != CLOSED {
             b.open = CLOSED;
@@ -535,11 +545,25 @@ impl Channel<'_> {
         }
     }
 
-    /// Records an activation of `l`'s row in its bank at `act`.
-    fn open(&mut self, act: Time, l: Loc) {
+    /// Records that `bank`'s open row closes at `at` (for the background energy).
+    fn close(&mut self, bank: usize, at: Time) {
+        let per_rank = (self.t.bank_groups * self.t.banks_per_group) as usize;
+        let b = &self.banks[bank];
+        if let Some(spans) = &mut self.spans
+            && b.open != CLOSED
+        {
+            spans[bank / per_rank].push((b.since, at));
+        }
+    }
+
+    /// Records an activation of `l`'s row in its bank at `act`, the row it held (if any)
+    /// precharged at `pre`.
+    fn open(&mut self, act: Time, pre: Time, l: Loc) {
         let t = self.t;
+        self.close(l.bank as usize, pre);
         let b = &mut self.banks[l.bank as usize];
         b.open = l.row;
+        b.since = act;
         b.act_ok = act + t.rc;
         b.pre_ok = act + t.ras;
         b.rd_ok = act + t.rcd;
@@ -557,8 +581,15 @@ impl Channel<'_> {
         let t = self.t;
         let start = self.banks.iter().map(|b| if b.open != CLOSED { b.pre_ok } else { Time(0) }).fold(now, Time::max);
         let end = start + t.rp + rfc;
+        for i in 0..self.banks.len() {
+            self.close(i, start);
+        }
+        if let Some(spans) = &mut self.spans {
+            // DRAMPower's refresh energy is above active standby: a refreshing rank is active.
+            spans.iter_mut().for_each(|s| s.push((start + t.rp, end)));
+        }
         for b in &mut self.banks {
-            *b = Bank { open: CLOSED, act_ok: end, pre_ok: end, rd_ok: end, used: b.used };
+            *b = Bank { open: CLOSED, act_ok: end, pre_ok: end, rd_ok: end, ..*b };
         }
         self.blocked_until = end;
     }
@@ -566,10 +597,14 @@ impl Channel<'_> {
     /// Precharges one bank and refreshes it for `rfc`; the other banks keep working.
     fn refresh_bank(&mut self, now: Time, bank: usize, rfc: Time) {
         let t = self.t;
-        let b = &mut self.banks[bank];
+        let b = self.banks[bank];
         let start = if b.open != CLOSED { now.max(b.pre_ok) } else { now };
         let end = start + t.rp + rfc;
-        *b = Bank { open: CLOSED, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, used: b.used };
+        self.close(bank, start);
+        if let Some(spans) = &mut self.spans {
+            spans[bank / (t.bank_groups * t.banks_per_group) as usize].push((start + t.rp, end));
+        }
+        self.banks[bank] = Bank { open: CLOSED, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, ..b };
     }
 }
 
@@ -636,6 +671,7 @@ pub fn simulate(
                     col: vec![[Time(0); 2]; (t.ranks * t.bank_groups) as usize],
                     act: vec![Time(0); (t.ranks * t.bank_groups) as usize],
                 },
+                spans: t.power.map(|_| vec![Vec::new(); t.ranks as usize]),
             },
             waiting: VecDeque::new(),
             queue: Vec::new(),
@@ -803,7 +839,7 @@ pub fn simulate(
                         continue;
                     }
                     touched[bi] = true;
-                    let Plan { row, act, .. } = k.ch.plan(next);
+                    let Plan { row, pre, act, .. } = k.ch.plan(next);
                     // Activations issue in time order; one far ahead (a bank still refreshing)
                     // would hold every later one back, so it waits for a later decision.
                     if act > now + t.rc {
@@ -814,7 +850,7 @@ pub fn simulate(
                     } else {
                         stats.conflicts += 1
                     }
-                    k.ch.open(act, loc[next.req]);
+                    k.ch.open(act, pre, loc[next.req]);
                 }
                 // The command bus takes the next decision one clock after this read's first command.
                 let first = match plan.row {
@@ -834,6 +870,14 @@ pub fn simulate(
     stats.seconds = end.seconds();
     stats.events = q.events();
     stats.latency = Latency::of(latencies);
+    for k in &mut ctrl {
+        for bank in 0..k.ch.banks.len() {
+            k.ch.close(bank, end);
+        }
+        for spans in k.ch.spans.iter_mut().flatten() {
+            stats.active_seconds += covered(spans, end).seconds();
+        }
+    }
     stats.energy = Energy::of(t, &stats);
     Ok(stats)
 }
@@ -874,6 +918,20 @@ impl Controller<'_> {
             self.waiting.pop_front();
         }
     }
+}
+
+/// How long the union of `spans` covers of `[0, end]` (sorts them).
+fn covered(spans: &mut [(Time, Time)], end: Time) -> Time {
+    spans.sort_unstable();
+    let (mut total, mut reach) = (Time(0), Time(0));
+    for &(a, b) in spans.iter() {
+        let (a, b) = (a.max(reach), b.min(end));
+        if b > a {
+            total = total + (b - a);
+            reach = b;
+        }
+    }
+    total
 }
 
 /// `reqs` re-timed to arrive at `rate` requests per second, evenly spaced from time 0 (an
@@ -1211,7 +1269,8 @@ mod tests {
     }
 
     /// Energy per read burst, per write burst and per activation equal the IDD closed forms;
-    /// background is active standby over the run.
+    /// in the background a streaming rank is in active standby but for the tRP before each
+    /// refresh (precharge standby).
     #[test]
     fn energy_per_command_is_the_idd_closed_form() {
         let t = with_power("ddr4-3200");
@@ -1226,7 +1285,12 @@ mod tests {
         let per_act = e.activate / (s.misses + s.conflicts) as f64;
         let act = vdd * (58.0 * 74.0 - 52.0 * 52.0 - 37.0 * 22.0) * ma * tck * ns * dev;
         assert!((per_act / act - 1.0).abs() < 1e-12, "{per_act} vs {act}");
-        assert!((e.background / (vdd * 52.0 * ma * s.seconds * dev) - 1.0).abs() < 1e-12);
+        let background = vdd * ma * dev * (52.0 * s.active_seconds + 37.0 * (s.seconds - s.active_seconds));
+        assert!((e.background / background - 1.0).abs() < 1e-12, "{} vs {background}", e.background);
+        let precharged = s.seconds - s.active_seconds;
+        let (rp, rc) = (t.rp.seconds(), t.rc.seconds());
+        let n = s.refreshes as f64;
+        assert!(precharged >= n * rp * (1.0 - 1e-9) && precharged <= n * (rp + rc), "{precharged} s, {n} refreshes");
         let w = run(&t, &read_write(&t, 10_000, 0), 32, BUDGET).unwrap().energy.unwrap();
         assert!((w.write / 10_000.0 / (vdd * (150.0 - 52.0) * ma * 4.0 * tck * ns * dev) - 1.0).abs() < 1e-12);
         // Random reads pay an activation per burst: more energy per bit than a stream.
@@ -1237,6 +1301,30 @@ mod tests {
             + "power = { vdd = 1.2, idd0 = 58, idd2n = 37, idd3n = 52, idd4r = 40, idd4w = 150, idd5b = 250, devices = 8 }\n";
         let e = DramOrg::from_toml(&text).unwrap_err();
         assert_eq!(e.path, "dram.power.idd4r", "{e}");
+    }
+
+    /// Background states as DRAMsim3 and DRAMPower count them: two reads of one row 10 µs
+    /// apart keep the rank in active standby throughout with an open-page controller (the second
+    /// a row hit); a close-page one precharges after each (tRAS after its activation), so the
+    /// rank is active for tRAS and then for the second read's tRCD + CL + nBL, and in precharge
+    /// standby between.
+    #[test]
+    fn background_energy_follows_open_rows() {
+        let (vdd, dev, ma) = (1.2, 8.0, 1e-3);
+        let apart = Time(10_000_000);
+        let reads = [Request { addr: 0, at: Time(0), write: false }, Request { addr: 0, at: apart, write: false }];
+        for close_page in [false, true] {
+            let t = Timing { refresh: Refresh::None, close_page, ..with_power("ddr4-3200") };
+            let s = simulate(&t, &reads, Arrivals::AsGiven, 32, Writes::Window, BUDGET).unwrap();
+            // Open page, the second read hits the open row; close page, it activates it again.
+            let end = apart + if close_page { t.rcd } else { Time(0) } + t.cl + t.n_bl;
+            assert_eq!(s.seconds, end.seconds());
+            let active = if close_page { t.ras + t.rcd + t.cl + t.n_bl } else { end };
+            assert_eq!(s.active_seconds, active.seconds(), "close page {close_page}");
+            let background = vdd * ma * dev * (52.0 * active.seconds() + 37.0 * (end - active).seconds());
+            let e = s.energy.unwrap().background;
+            assert!((e / background - 1.0).abs() < 1e-12, "close page {close_page}: {e} vs {background}");
+        }
     }
 
     #[test]
