@@ -1016,6 +1016,30 @@ mod tests {
         }
     }
 
+    /// Little's law on closed loops: requests in flight = throughput × mean latency, on drives
+    /// with and without a translation layer, reads and writes.
+    #[test]
+    fn closed_loops_obey_littles_law() {
+        for name in ["mqsim-mlc", "mqsim-mlc-shipped", "m1-max-ssd"] {
+            let t = timing(name);
+            let span = logical_bytes(&t).unwrap_or(SPAN);
+            let writes = |v: Vec<Request>| v.into_iter().map(|r| Request { op: Op::Program, ..r }).collect();
+            let streams: [(Vec<Request>, &str); 3] = [
+                (random(16384, 4000, span, 3), "random reads"),
+                (sequential(65536, 2000), "sequential reads"),
+                (writes(random(16384, 8000, span, 5)), "random writes"),
+            ];
+            for (reqs, what) in streams {
+                for depth in [1usize, 8, 32] {
+                    let s = run(&t, &reqs, depth, u64::MAX).unwrap();
+                    let in_flight = s.requests as f64 / s.seconds * s.latency.mean;
+                    let err = (in_flight - depth as f64).abs() / depth as f64;
+                    assert!(err < 0.03, "{name} {what} depth {depth}: {in_flight:.3} in flight");
+                }
+            }
+        }
+    }
+
     /// Open loop: requests far apart each take the isolated read's closed form; offered beyond
     /// what the drive serves, the queue grows and so does latency, while a closed loop at
     /// depth 1 equals requests arriving just as the previous one completes.
