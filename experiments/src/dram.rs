@@ -93,7 +93,8 @@ fn org(arg: &str) -> CliResult<DramOrg> {
     if let Some((level, source)) = crate::load::arch_level(arg)? {
         return level.dram.ok_or_else(|| CliError::input(format!("`{arg}`: {source} has no [dram] organisation")));
     }
-    let (text, source) = crate::load::preset_or_file(arg, "a DRAM", strata_arch::arch::DRAM_PRESETS)?;
+    let (text, source) = crate::load::preset_or_file(arg, "a DRAM", strata_arch::arch::DRAM_PRESETS)
+        .map_err(|e| CliError::input(format!("{e}; or name an architecture's DRAM as ARCH:LEVEL")))?;
     DramOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))
 }
 

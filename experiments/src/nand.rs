@@ -78,7 +78,9 @@ fn drive(arg: &str) -> CliResult<(NandOrg, Timing)> {
             (org, source)
         }
         None => {
-            let (text, source) = crate::load::preset_or_file(arg, "a NAND", NAND_PRESETS)?;
+            let (text, source) = crate::load::preset_or_file(arg, "a NAND", NAND_PRESETS).map_err(|e| {
+                CliError::input(format!("{e}; or name an architecture's drive as ARCH:LEVEL (e.g. a6000-csd:SSD)"))
+            })?;
             (NandOrg::from_toml(&text).map_err(|e| CliError::spec(&source, &e))?, source)
         }
     };
