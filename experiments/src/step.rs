@@ -133,14 +133,14 @@ pub fn run(a: &Args) -> CliResult<String> {
         let (text, requests, writes) = request_lines(&d, &memory, span);
         std::fs::write(path, &text).map_err(|e| crate::store::write_err(path, e))?;
         let engine = if level.nand.is_some() { "nand --drive" } else { "dram --standard" };
-        let sent: Vec<&step::MemoryRequests> = d.requests.iter().filter(|r| r.memory == memory).collect();
+        let sent = || d.requests.iter().filter(|r| r.memory == memory);
         let _ = writeln!(
             s,
             "  requests of one layer and the LM head to {memory}: {} ({requests} requests, {writes} writes, {:.3} MB, \
              {:.6} s busy here); replay with `strata {engine} {}:{memory} --trace {}`",
             path.display(),
-            sent.iter().map(|r| r.bytes).sum::<f64>() / 1e6,
-            sent.iter().map(|r| r.seconds).sum::<f64>(),
+            sent().map(|r| r.bytes).sum::<f64>() / 1e6,
+            sent().map(|r| r.seconds).sum::<f64>(),
             a.arch,
             path.display()
         );

@@ -547,12 +547,16 @@ impl Channel<'_> {
 
     /// Records that `bank`'s open row closes at `at` (for the background energy).
     fn close(&mut self, bank: usize, at: Time) {
-        let per_rank = (self.t.bank_groups * self.t.banks_per_group) as usize;
-        let b = &self.banks[bank];
-        if let Some(spans) = &mut self.spans
-            && b.open != CLOSED
-        {
-            spans[bank / per_rank].push((b.since, at));
+        let b = self.banks[bank];
+        if b.open != CLOSED {
+            self.active(bank, b.since, at);
+        }
+    }
+
+    /// Records that `bank`'s rank is active from `from` to `to` (where energy is reported).
+    fn active(&mut self, bank: usize, from: Time, to: Time) {
+        if let Some(spans) = &mut self.spans {
+            spans[bank / self.t.banks() as usize].push((from, to));
         }
     }
 
@@ -601,9 +605,7 @@ impl Channel<'_> {
         let start = if b.open != CLOSED { now.max(b.pre_ok) } else { now };
         let end = start + t.rp + rfc;
         self.close(bank, start);
-        if let Some(spans) = &mut self.spans {
-            spans[bank / (t.bank_groups * t.banks_per_group) as usize].push((start + t.rp, end));
-        }
+        self.active(bank, start + t.rp, end);
         self.banks[bank] = Bank { open: CLOSED, act_ok: end.max(b.act_ok), pre_ok: end, rd_ok: end, ..b };
     }
 }
