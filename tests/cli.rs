@@ -388,8 +388,9 @@ fn eval_reports_capacity_violations_as_data() {
     );
 }
 
-/// The acceptance of the GPU validation: every kernel measured on the H100, predicted from the
-/// model with device-level calibration only, has a median |error| ≤ 15% and a maximum ≤ 35%.
+/// The acceptance of the GPU validation: every kernel measured on the H100 (L2 emptied by reading,
+/// 2026-12-05), predicted from the model with device-level calibration only, has a median
+/// |error| ≤ 8% (issue 20's target; 7.2% today) and a maximum ≤ 25% (24.7%; the target is 20%).
 #[test]
 fn validate_gpu_predicts_the_measured_h100_kernels() {
     let out = file("unused", "").parent().unwrap().join("validate-gpu");
@@ -401,7 +402,7 @@ fn validate_gpu_predicts_the_measured_h100_kernels() {
         after.trim_start().split('%').next().unwrap().trim().parse().unwrap()
     };
     let (median, max) = (pct("median |error|"), pct("max"));
-    assert!(median <= 15.0 && max <= 35.0, "median {median}%, max {max}%");
+    assert!(median <= 8.0 && max <= 25.0, "median {median}%, max {max}%");
     assert!(s.starts_with("85 kernels"), "{s}");
     let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 86);
@@ -435,14 +436,15 @@ fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
     let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown kind `tpu`"), "{}", stderr(&o));
-    // The stored H200 set, predicted with the h200 preset and its own calibration rows; its
-    // summary names the device and carries our sparse and low-rank kernels' table.
+    // The stored H200 set (L2 emptied by writing, which the model does not describe), predicted
+    // with the h200 preset and its own calibration rows; its summary names the device and
+    // carries our sparse and low-rank kernels' table.
     let h200 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/h200");
     let out = dir.join("h200");
     let o =
         strata(&["validate-gpu", "--data", h200.to_str().unwrap(), "--arch", "h200", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("85 kernels: median |error| 13.9%"), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("85 kernels: median |error| 14.1%"), "{}", stdout(&o));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("against kernels measured on NVIDIA H200") && md.contains("| lowrank_plain | 9 |"), "{md}");
     // Beside the main set, our sparse and low-rank kernels (sparse.csv) get their own table.

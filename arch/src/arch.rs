@@ -269,6 +269,10 @@ fn gpu_memories(levels: &[Level], units: &[ComputeUnit], clock: Hertz) -> SpecRe
         sms: sm.instances(),
         shared_memory_per_sm: shared.0,
         l2_bandwidth: per_s(l2, "L2")?,
+        l2_capacity: l2
+            .capacity
+            .ok_or_else(|| SpecError::new(format!("arch.levels.{}.capacity", l2.name), "the GPU's L2 capacity"))?
+            .0,
         memory_bandwidth: per_s(memory, "device memory")?,
     })
 }

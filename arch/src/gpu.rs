@@ -30,6 +30,11 @@ pub struct GpuSpec {
     pub mma_sync_tflops: f64,
     /// GPU-side time of the smallest kernel: launch, block dispatch, completion.
     pub launch_latency: String,
+    /// What a kernel that follows another in the same stream adds beyond its own work (the
+    /// drain and dispatch between them: a split-K reduction, a split-KV combine). Absent: a
+    /// whole `launch_latency`, the conservative reading.
+    #[serde(default)]
+    pub kernel_gap: Option<String>,
     /// Latency of one dependent load that misses L2.
     pub memory_latency: String,
     /// Cycles of one block-wide reduction (a warp-shuffle tree, a barrier, a second tree, a
@@ -57,9 +62,12 @@ pub struct Gpu {
     pub wgmma_flops: Option<f64>,
     pub mma_sync_flops: f64,
     pub launch_latency: Seconds,
+    pub kernel_gap: Seconds,
     pub memory_latency: Seconds,
     pub block_reduce_cycles: f64,
     pub cluster_sms: Vec<(u32, u32)>,
+    /// Bytes of L2: a write-back cache that holds a kernel's last writes when it ends.
+    pub l2_capacity: u64,
 }
 
 fn count(path: &str, v: i64) -> SpecResult<u32> {
@@ -89,6 +97,7 @@ pub struct GpuMemories {
     pub sms: u64,
     pub shared_memory_per_sm: u64,
     pub l2_bandwidth: BytesPerSecond,
+    pub l2_capacity: u64,
     pub memory_bandwidth: BytesPerSecond,
 }
 
@@ -116,6 +125,7 @@ impl Gpu {
             }
             cluster_sms.push((size, usable));
         }
+        let launch_latency = positive_time("launch_latency", &s.launch_latency)?;
         Ok(Gpu {
             sms,
             clock,
@@ -129,7 +139,11 @@ impl Gpu {
             l2_bandwidth: m.l2_bandwidth,
             wgmma_flops: s.wgmma_tflops.map(|v| rate(&p("wgmma_tflops"), v)).transpose()?,
             mma_sync_flops: rate(&p("mma_sync_tflops"), s.mma_sync_tflops)?,
-            launch_latency: positive_time("launch_latency", &s.launch_latency)?,
+            launch_latency,
+            kernel_gap: match &s.kernel_gap {
+                Some(v) => positive_time("kernel_gap", v)?,
+                None => launch_latency,
+            },
             memory_latency: positive_time("memory_latency", &s.memory_latency)?,
             block_reduce_cycles: if s.block_reduce_cycles.is_finite() && s.block_reduce_cycles >= 0.0 {
                 s.block_reduce_cycles
@@ -137,6 +151,7 @@ impl Gpu {
                 return Err(SpecError::new(p("block_reduce_cycles"), "must be a non-negative number of cycles"));
             },
             cluster_sms,
+            l2_capacity: m.l2_capacity,
         })
     }
 

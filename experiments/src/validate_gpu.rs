@@ -134,6 +134,7 @@ pub fn predict(args: &Args) -> CliResult<Report> {
         rows.push(r);
     }
     let mut cal = Calibration::default();
+    let mut pair = None;
     for r in rows.iter().filter(|r| r.kind == "calibration") {
         let t = r.median_us * 1e-6;
         let per = |v: Option<f64>| v.map(|x| x / t);
@@ -142,10 +143,13 @@ pub fn predict(args: &Args) -> CliResult<Report> {
             "gemm_peak" => cal.wgmma = per(r.flops),
             "mma_sync_peak" => cal.mma_sync = per(r.flops),
             "kernel_floor" => cal.launch_latency = Some(t),
+            "kernel_pair" => pair = Some(t),
             "memory_latency" => cal.memory_latency = r.elements.map(|steps| t / steps),
             _ => {}
         }
     }
+    // Two dependent tiny kernels in one graph: the second adds the gap between kernels.
+    cal.kernel_gap = pair.zip(cal.launch_latency).map(|(p, one)| p - one).filter(|g| *g > 0.0);
     let mut dev = Device::new(gpu_spec);
     if !args.datasheet {
         dev = dev.calibrated(&cal);
@@ -346,6 +350,7 @@ fn summary(r: &Report, args: &Args) -> String {
         let _ = writeln!(s, "| wgmma bf16 throughput (cuBLAS 16384³) | {} |", f(c.wgmma, 1e-12, "TFLOP/s"));
         let _ = writeln!(s, "| mma.sync bf16 throughput | {} |", f(c.mma_sync, 1e-12, "TFLOP/s"));
         let _ = writeln!(s, "| smallest kernel | {} |", f(c.launch_latency, 1e6, "µs"));
+        let _ = writeln!(s, "| gap to a following kernel | {} |", f(c.kernel_gap, 1e6, "µs"));
         let _ = writeln!(s, "| memory latency | {} |\n", f(c.memory_latency, 1e9, "ns"));
     }
     tables(&mut s, &r.points, |p| p.name.clone());

@@ -9,8 +9,9 @@ It writes `measurements.csv` (one row per kernel point) and `environment.json`
 (GPU name, driver, clocks, library versions) into the output directory.
 
 Method (see the device tool's METHOD.md): random bf16 inputs, warm-up runs, then
-many timed runs with CUDA events around each, the L2 cache flushed before every
-run (a 256 MiB memset, outside the timed region), and the median reported with
+many timed runs with CUDA events around each, the L2 cache emptied before every
+run (outside the timed region; `--flush read`, the default, sums a 256 MiB buffer so the
+L2 holds clean lines of other data), and the median reported with
 the 10th and 90th percentiles. Each point is captured in a CUDA graph and the
 replays are timed, so `median_us` is the GPU's time and not PyTorch's host-side
 dispatch; `eager_us` is the eager median beside it, for reference. One profiled run per point records the names of
@@ -40,10 +41,12 @@ FIELDS = [
 ]
 
 FLUSH = None
-# How the L2 is emptied before each timed run: "write" zeroes a 256 MiB buffer (the method of
-# every stored set; it leaves the L2 full of dirty lines), "read" sums it (clean lines), "none"
-# leaves the previous run's data in L2. The probe set compares the three.
-FLUSH_MODE = "write"
+# How the L2 is emptied before each timed run: "read" sums a 256 MiB buffer (clean lines of other
+# data: the cold cache the model assumes), "write" zeroes it (the L2 is left full of dirty lines
+# that the next kernel must write back while it reads, 13-25% on memory-bound kernels; the
+# sets of 2026-12-04/05 used it), "none" leaves the previous run's data in L2. The probe set
+# compares the three.
+FLUSH_MODE = "read"
 
 
 def flush():
@@ -158,9 +161,10 @@ def micro_calibration(rows, writer, fh):
         mma = mod.get_function("mma_loop")
         blocks, threads, iters = 132 * 16, 256, 2048
         out = cp.empty(blocks * threads, dtype=cp.float32)
-        flops = blocks * (threads // 32) * iters * 8 * 2 * 16 * 8 * 16
-        record(rows, writer, fh, row(kind="calibration", name="mma_sync_peak", flops=flops, backend="mma.sync.m16n8k16"),
-               lambda: mma((blocks,), (threads,), (out, np.int32(iters))), graph=False)
+        for name, it in (("mma_sync_peak", iters), ("mma_sync_short", iters // 32)):
+            flops = blocks * (threads // 32) * it * 8 * 2 * 16 * 8 * 16
+            record(rows, writer, fh, row(kind="calibration", name=name, flops=flops, backend="mma.sync.m16n8k16"),
+                   lambda it=it: mma((blocks,), (threads,), (out, np.int32(it))), graph=False)
         n = (512 << 20) // 8
         line = 16  # one 128 B line per hop
         perm = np.random.default_rng(0).permutation(n // line)
@@ -188,7 +192,7 @@ def record(rows, writer, fh, r, fn, graph=True):
     rows.append(r)
     writer.writerow(r)
     fh.flush()
-    print(f"{r['kind']:>14} {r['name']:<34} {med:12.2f} us  (eager {eager:10.2f})", flush=True)
+    print(f"{time.time():.3f} {r['kind']:>14} {r['name']:<34} {med:12.2f} us  (eager {eager:10.2f})", flush=True)
 
 
 def gemm_points():
@@ -354,7 +358,9 @@ def environment(dev):
         "python": platform.python_version(),
         "host": platform.node(),
         "date": time.strftime("%Y-%m-%d"),
-        "timing": "CUDA events around CUDA-graph replays (eager_us: eager calls), L2 flushed (256 MiB memset) before each run, median of reps",
+        "timing": "CUDA events around CUDA-graph replays (eager_us: eager calls), L2 emptied before each run "
+                  f"(flush mode {FLUSH_MODE!r}: 'read' sums a 256 MiB buffer, 'write' zeroes it), median of reps",
+        "flush": FLUSH_MODE,
     }
     try:
         from importlib.metadata import version
@@ -393,6 +399,10 @@ def calibration(rows, writer, fh, dev):
     one = torch.randn(1, dtype=torch.float32, device=dev)
     record(rows, writer, fh, row(kind="calibration", name="kernel_floor", elements=1, bytes=8),
            lambda: one.add_(1.0))
+    # Two dependent tiny kernels in one graph: the second costs the gap between kernels, not a
+    # whole launch (split-K reductions, split-KV combines).
+    record(rows, writer, fh, row(kind="calibration", name="kernel_pair", elements=2, bytes=16),
+           lambda: one.add_(1.0).add_(1.0))
     micro_calibration(rows, writer, fh)
 
 
@@ -404,11 +414,14 @@ def main():
                     help="main: the validation set; heldout: the disjoint held-out set; "
                          "probe: a few points under each L2 flush mode, into probe.csv")
     ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
+    ap.add_argument("--flush", choices=["read", "write", "none"], default="read",
+                    help="how the L2 is emptied before each timed run (the probe set tries all three)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     dev = torch.device("cuda")
     torch.manual_seed(0)
     FLUSH = torch.empty(256 << 20, dtype=torch.int8, device=dev)
+    FLUSH_MODE = args.flush
     env = environment(dev)
     env["set"] = args.set
     pts = {"main": MAIN, "heldout": HELDOUT, "probe": PROBE}[args.set]

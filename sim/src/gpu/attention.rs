@@ -118,6 +118,8 @@ impl Attention {
                     + (4.0 * tile_pairs + t.block_m as f64 * d) / g.fp32_lanes_per_sm as f64),
             // Q and the first K tile before the first MMA; the output store drains at the end.
             latency: 2.0 * dev.memory_latency,
+            // Q and the first K tile arrive before the first MMA: nothing overlaps their load.
+            fill_bytes: rows as f64 * d * 2.0 + if tiles > 0 { t.block_n as f64 * d * 2.0 / kv_readers } else { 0.0 },
         }
     }
 
@@ -173,7 +175,7 @@ impl Attention {
     }
 
     pub fn predict(&self, dev: &Device) -> Prediction {
-        Prediction::of(self.launches(dev), self.flops())
+        Prediction::of(dev, self.launches(dev), self.flops())
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Cta {
     pub alu_cycles: f64,
     /// Seconds of dependent latency (loads before the first use, barriers, reductions).
     pub latency: f64,
+    /// Device-memory bytes (part of `hbm_bytes`) that must arrive before the first math can
+    /// start: a pipeline's first stage, which nothing overlaps.
+    pub fill_bytes: f64,
 }
 
 /// Whether memory time hides under math time within a CTA.
@@ -96,6 +99,9 @@ pub struct Launch {
     pub grid: u64,
     pub ctas_per_sm: u32,
     pub seconds: f64,
+    /// The part of `seconds` that is launch overhead: the launch latency, or the gap between
+    /// kernels where this launch follows another in its stream.
+    pub overhead: f64,
     pub hbm_bytes: f64,
 }
 
@@ -145,9 +151,11 @@ pub fn run(dev: &Device, grid: &Grid) -> Launch {
         / per_sm as f64;
     let alu_rate = dev.clock() / per_sm as f64;
     let duration = |c: &Cta| {
-        let memory = (c.hbm_bytes / hbm_share).max(c.l2_bytes / l2_share);
+        let fill = c.fill_bytes / hbm_share;
+        let memory = ((c.hbm_bytes - c.fill_bytes) / hbm_share).max((c.l2_bytes - c.fill_bytes) / l2_share);
         let math = c.tensor_flops / tensor + c.alu_cycles / alu_rate;
         c.latency
+            + fill
             + match grid.overlap {
                 Overlap::Pipelined => memory.max(math),
                 Overlap::Serial => memory + math,
@@ -164,8 +172,24 @@ pub fn run(dev: &Device, grid: &Grid) -> Launch {
         grid: grid.ctas.len() as u64,
         ctas_per_sm: per_sm,
         seconds: dev.launch_latency + busy,
+        overhead: dev.launch_latency,
         hbm_bytes,
     }
+}
+
+/// Device-memory bytes of a pass that reads `reads` and writes `writes` bytes through the L2,
+/// a write-back cache: the lines still in L2 when the kernel ends (the last `l2_capacity`
+/// bytes of its traffic, the writes' share of them) reach device memory later, when whatever
+/// runs next evicts them. So an isolated kernel entered with a clean L2 writes back only what
+/// its own traffic pushed out; in a chain of kernels the next one pays for the rest, often
+/// while it reads those very lines from L2.
+pub fn written_through(dev: &Device, reads: f64, writes: f64) -> f64 {
+    let traffic = reads + writes;
+    if traffic <= 0.0 {
+        return 0.0;
+    }
+    let held = (dev.gpu.l2_capacity as f64).min(traffic) * writes / traffic;
+    traffic - held
 }
 
 /// A launch that only streams `bytes` through device memory with CTAs that do nothing else
@@ -176,6 +200,7 @@ pub fn streaming(dev: &Device, name: &str, bytes: f64) -> Launch {
         grid: 0,
         ctas_per_sm: 0,
         seconds: dev.launch_latency + dev.memory_latency + bytes / dev.memory_bandwidth,
+        overhead: dev.launch_latency,
         hbm_bytes: bytes,
     }
 }
@@ -202,6 +227,38 @@ mod tests {
             let s = Shape { threads, registers, shared_bytes, cluster: 1 };
             assert_eq!(occupancy(&dev, &s), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_clean_l2_holds_the_last_writes_of_a_kernel() {
+        let dev = h100();
+        let l2 = dev.gpu.l2_capacity as f64;
+        // Everything fits: only the reads reach device memory during the kernel.
+        assert_eq!(written_through(&dev, 0.2 * l2, 0.2 * l2), 0.2 * l2);
+        // Four L2s of traffic, half of it writes: the last L2 of traffic stays, half of it written.
+        let (r, w) = (2.0 * l2, 2.0 * l2);
+        assert!((written_through(&dev, r, w) - (r + w - 0.5 * l2)).abs() < 1.0);
+        // Read-only passes are untouched.
+        assert_eq!(written_through(&dev, 3.0 * l2, 0.0), 3.0 * l2);
+    }
+
+    #[test]
+    fn a_pipeline_fill_is_not_overlapped() {
+        let dev = h100();
+        let shape = Shape { threads: 128, registers: 64, shared_bytes: 0, cluster: 1 };
+        let cta = Cta { hbm_bytes: 1e6, l2_bytes: 1e6, tensor_flops: 1e9, ..Cta::default() };
+        let grid = |c: Cta| Grid {
+            name: "g".into(),
+            shape,
+            path: Path::Warp,
+            overlap: Overlap::Pipelined,
+            ctas: Ctas::Uniform(c, 132),
+        };
+        let plain = run(&dev, &grid(cta)).seconds;
+        // Math-bound: moving 64 KB of the CTA's bytes before its math adds their whole load time.
+        let filled = run(&dev, &grid(Cta { fill_bytes: 65536.0, ..cta })).seconds;
+        let share = dev.memory_bandwidth / 132.0;
+        assert!((filled - plain - 65536.0 / share).abs() < 1e-12, "{plain} {filled}");
     }
 
     #[test]

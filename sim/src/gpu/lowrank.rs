@@ -65,7 +65,7 @@ impl LowRankFfn {
     pub fn inputs(&self, dev: &Device) -> Prediction {
         let g = Gemm { m: self.tokens, n: self.rank, k: self.d_model };
         let launches: Vec<launch::Launch> = (0..self.gates()).flat_map(|_| g.predict(dev).launches).collect();
-        Prediction::of(launches, self.gates() as f64 * g.flops())
+        Prediction::of(dev, launches, self.gates() as f64 * g.flops())
     }
 
     /// Plain SVD inference after the rank-space inputs: rebuild(s), activation, product, the
@@ -79,7 +79,7 @@ impl LowRankFfn {
         launches.extend(down_a.predict(dev).launches);
         launches.extend(down_b.predict(dev).launches);
         let flops = self.gates() as f64 * rebuild.flops() + down_a.flops() + down_b.flops();
-        Prediction::of(launches, flops)
+        Prediction::of(dev, launches, flops)
     }
 
     /// The fused streaming kernel at one tiling, after the rank-space inputs.
@@ -103,6 +103,7 @@ impl LowRankFfn {
             // scaling and conversions on the FP32 lanes.
             alu_cycles: steps * bm * bf * (2.0 / g.sfu_lanes_per_sm as f64 + 6.0 / g.fp32_lanes_per_sm as f64),
             latency: 2.0 * dev.memory_latency,
+            fill_bytes: 0.0,
         };
         // Triton's launch: four warps; the fp32 accumulator and two rebuilt tiles in registers,
         // three pipeline stages of the inner loop's tiles in shared memory.
@@ -115,7 +116,7 @@ impl LowRankFfn {
             overlap: Overlap::Pipelined,
             ctas: Ctas::Uniform(cta, ctas as usize),
         };
-        Prediction::of(vec![launch::run(dev, &grid)], ctas as f64 * cta.tensor_flops)
+        Prediction::of(dev, vec![launch::run(dev, &grid)], ctas as f64 * cta.tensor_flops)
     }
 
     /// The fastest tiling of the menu and its prediction (ties: the first).
@@ -137,7 +138,7 @@ impl LowRankFfn {
         let down = Gemm { m, n: d, k: f };
         let mut launches = self.wide(dev, up);
         launches.extend(down.predict(dev).launches);
-        Prediction::of(launches, self.gates() as f64 * up.flops() + down.flops())
+        Prediction::of(dev, launches, self.gates() as f64 * up.flops() + down.flops())
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Device {
     /// Flop/s of the warp-level `mma.sync` path (FlashAttention-2).
     pub mma_sync: f64,
     pub launch_latency: f64,
+    /// What a launch that follows another in the same stream adds (see `Gpu::kernel_gap`).
+    pub kernel_gap: f64,
     pub memory_latency: f64,
 }
 
@@ -51,6 +53,7 @@ pub struct Calibration {
     pub wgmma: Option<f64>,
     pub mma_sync: Option<f64>,
     pub launch_latency: Option<f64>,
+    pub kernel_gap: Option<f64>,
     pub memory_latency: Option<f64>,
 }
 
@@ -61,6 +64,7 @@ impl Device {
             wgmma: gpu.wgmma_flops.unwrap_or(gpu.mma_sync_flops),
             mma_sync: gpu.mma_sync_flops,
             launch_latency: gpu.launch_latency.0,
+            kernel_gap: gpu.kernel_gap.0,
             memory_latency: gpu.memory_latency.0,
             gpu: gpu.clone(),
         }
@@ -71,6 +75,7 @@ impl Device {
         self.wgmma = c.wgmma.unwrap_or(self.wgmma);
         self.mma_sync = c.mma_sync.unwrap_or(self.mma_sync);
         self.launch_latency = c.launch_latency.unwrap_or(self.launch_latency);
+        self.kernel_gap = c.kernel_gap.unwrap_or(self.kernel_gap);
         self.memory_latency = c.memory_latency.unwrap_or(self.memory_latency);
         self
     }
@@ -109,7 +114,13 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    fn of(launches: Vec<Launch>, flops: f64) -> Prediction {
+    /// One operator's launches, back to back in one stream: the first pays the launch latency,
+    /// each later one only the gap between kernels.
+    fn of(dev: &Device, mut launches: Vec<Launch>, flops: f64) -> Prediction {
+        for l in launches.iter_mut().skip(1) {
+            l.seconds += dev.kernel_gap - l.overhead;
+            l.overhead = dev.kernel_gap;
+        }
         Prediction {
             seconds: launches.iter().map(|l| l.seconds).sum(),
             hbm_bytes: launches.iter().map(|l| l.hbm_bytes).sum(),

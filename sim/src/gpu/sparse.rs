@@ -54,6 +54,7 @@ pub fn launches(x: &SparseAttention, dev: &Device) -> Vec<launch::Launch> {
         // One FMA per label element and a conversion, on the FP32 lanes.
         alu_cycles: 2.0 * s * r / g.fp32_lanes_per_sm as f64,
         latency: 2.0 * dev.memory_latency,
+        fill_bytes: 0.0,
     };
     let select = Cta {
         hbm_bytes: s * 2.0 + x.selected as f64 * 4.0,
@@ -63,6 +64,7 @@ pub fn launches(x: &SparseAttention, dev: &Device) -> Vec<launch::Launch> {
         // a last pass writes the winners.
         alu_cycles: (SELECT_PASSES + 1.0) * 4.0 * s / g.fp32_lanes_per_sm as f64,
         latency: (SELECT_PASSES + 1.0) * (dev.memory_latency + 2.0 * g.block_reduce_cycles / g.clock.0),
+        fill_bytes: 0.0,
     };
     let grid = |name: &str, cta: Cta| Grid {
         name: name.into(),
@@ -82,7 +84,7 @@ pub fn launches(x: &SparseAttention, dev: &Device) -> Vec<launch::Launch> {
 
 /// The step's prediction.
 pub fn predict(s: &SparseAttention, dev: &Device) -> Prediction {
-    Prediction::of(launches(s, dev), flops(s))
+    Prediction::of(dev, launches(s, dev), flops(s))
 }
 
 #[cfg(test)]

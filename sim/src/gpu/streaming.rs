@@ -5,9 +5,12 @@
 use super::launch::{self, Cta, Ctas, Grid, Overlap, Path, Shape};
 use super::{Device, Prediction};
 
-/// The copy engine: no SMs, one stream at the memory's bandwidth.
+/// The copy engine: no SMs, one stream at the memory's bandwidth. `bytes` counts both ways (half
+/// read, half written); the writes still in L2 at the end are written back later.
 pub fn copy(dev: &Device, bytes: f64) -> Prediction {
-    Prediction::of(vec![launch::streaming(dev, "memcpy", bytes)], 0.0)
+    let mut l = launch::streaming(dev, "memcpy", launch::written_through(dev, bytes / 2.0, bytes / 2.0));
+    l.hbm_bytes = bytes;
+    Prediction::of(dev, vec![l], 0.0)
 }
 
 /// `z = x + y` in bf16: 128-thread CTAs of 8-wide vectors, 1024 elements each. Twelve CTAs share
@@ -17,8 +20,8 @@ pub fn add(dev: &Device, elements: f64) -> Prediction {
 }
 
 /// PyTorch's vectorized elementwise kernel (the launch of [`add`]) moving `bytes_per_element`
-/// and issuing `sfu_per_element` special-function operations (an activation's exponential and
-/// reciprocal) per element.
+/// (a bf16 output and its inputs) and issuing `sfu_per_element` special-function operations (an
+/// activation's exponential and reciprocal) per element.
 pub fn elementwise(
     dev: &Device,
     name: &str,
@@ -28,8 +31,9 @@ pub fn elementwise(
 ) -> Prediction {
     const PER_CTA: f64 = 1024.0;
     let ctas = (elements / PER_CTA).ceil().max(1.0) as usize;
+    let (reads, writes) = (bytes_per_element - 2.0, 2.0);
     let cta = Cta {
-        hbm_bytes: PER_CTA * bytes_per_element,
+        hbm_bytes: PER_CTA * launch::written_through(dev, elements * reads, elements * writes) / elements,
         l2_bytes: PER_CTA * bytes_per_element,
         alu_cycles: PER_CTA * sfu_per_element / dev.gpu.sfu_lanes_per_sm as f64,
         ..Cta::default()
@@ -41,7 +45,7 @@ pub fn elementwise(
         overlap: Overlap::Serial,
         ctas: Ctas::Uniform(cta, ctas),
     };
-    Prediction::of(vec![launch::run(dev, &grid)], elements)
+    Prediction::of(dev, vec![launch::run(dev, &grid)], elements)
 }
 
 /// Row softmax: one CTA of up to 1024 threads per row; load the row, reduce its max across the
@@ -58,14 +62,16 @@ pub fn softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     };
     let g = &dev.gpu;
     let c = cols as f64;
+    let r = rows as f64;
     let cta = Cta {
-        hbm_bytes: 4.0 * c,
+        hbm_bytes: launch::written_through(dev, 2.0 * c * r, 2.0 * c * r) / r,
         l2_bytes: 4.0 * c,
         tensor_flops: 0.0,
         // exp twice (for the sum, then for the output) on the SFU; max, subtract, add, scale and
         // conversions on the FP32 lanes.
         alu_cycles: 2.0 * c / g.sfu_lanes_per_sm as f64 + 8.0 * c / g.fp32_lanes_per_sm as f64,
         latency: 2.0 * dev.memory_latency + 2.0 * g.block_reduce_cycles / g.clock.0,
+        fill_bytes: 0.0,
     };
     let grid = Grid {
         name: "softmax".into(),
@@ -74,7 +80,7 @@ pub fn softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
         overlap: Overlap::Serial,
         ctas: Ctas::Uniform(cta, rows as usize),
     };
-    Prediction::of(vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
+    Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
 }
 
 /// Row sums: 512-thread CTAs that each reduce a band of rows, enough CTAs to fill every slot.
@@ -96,7 +102,7 @@ pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
         overlap: Overlap::Serial,
         ctas: Ctas::Uniform(cta, ctas as usize),
     };
-    Prediction::of(vec![launch::run(dev, &grid)], (rows * cols) as f64)
+    Prediction::of(dev, vec![launch::run(dev, &grid)], (rows * cols) as f64)
 }
 
 #[cfg(test)]
@@ -109,10 +115,12 @@ mod tests {
         let dev = h100();
         let bytes = 2.0 * (1u64 << 30) as f64;
         let t = copy(&dev, bytes).seconds;
-        assert!((t - bytes / dev.memory_bandwidth - dev.launch_latency - dev.memory_latency).abs() < 1e-9);
+        // The last L2 of the copy's traffic is written back after it ends: half of it writes.
+        let through = bytes - 0.5 * dev.gpu.l2_capacity as f64;
+        assert!((t - through / dev.memory_bandwidth - dev.launch_latency - dev.memory_latency).abs() < 1e-9);
         let e = (1u64 << 28) as f64;
         let t = add(&dev, e).seconds;
-        let roof = 6.0 * e / dev.memory_bandwidth;
+        let roof = launch::written_through(&dev, 4.0 * e, 2.0 * e) / dev.memory_bandwidth;
         assert!(t >= roof && t < 1.15 * roof, "{t} vs {roof}");
     }
 
