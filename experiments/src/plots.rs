@@ -735,7 +735,7 @@ pub fn io_curve(spec: &ExperimentSpec, rows: &[Row], dir: &Path) -> Res<Vec<Stri
 }
 
 /// Predicted against measured kernel times, log–log, one colour per kernel family, with the line
-/// y = x and dashed ±35% lines (the acceptance band).
+/// y = x and dashed ±20% lines (issue 20's bound on the largest error).
 pub fn predicted_vs_measured(points: &[(String, f64, f64)], device: &str, dir: &Path) -> Res<Vec<String>> {
     fonts()?;
     let mut kinds: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
@@ -778,13 +778,13 @@ pub fn predicted_vs_measured(points: &[(String, f64, f64)], device: &str, dir: &
             .map_err(e)?
             .label("y = x")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
-        for k in [0.65, 1.35] {
+        for k in [0.8, 1.2] {
             let grey = RGBColor(150, 150, 150);
             let pts: Vec<(f64, f64)> = line(k).collect();
             let dashes = pts.windows(2).step_by(2).map(|w| PathElement::new(vec![w[0], w[1]], grey.stroke_width(1)));
             let s = c.draw_series(dashes).map_err(e)?;
             if k > 1.0 {
-                s.label("±35%").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+                s.label("±20%").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
             }
         }
         for (i, kind) in kinds.iter().enumerate() {
