@@ -681,6 +681,7 @@ pub fn simulate(
             draining: false,
             deciding: false,
             due: vec![true; banks],
+            stale: vec![true; banks],
         })
         .collect();
     let mut q: Queue<Event> = Queue::new(budget);
@@ -722,7 +723,8 @@ pub fn simulate(
         }
     };
     let mut hit_waiting = vec![false; banks];
-    let mut touched = vec![false; banks];
+    let mut first_miss = vec![u32::MAX; banks];
+    let mut pending: Vec<u32> = Vec::with_capacity(banks);
     let mut stats = Stats::default();
     let mut served = 0usize;
     let mut end = Time(0);
@@ -747,6 +749,7 @@ pub fn simulate(
                     let refi = match t.refresh {
                         Refresh::AllBank { refi, rfc } => {
                             k.ch.refresh_all(now, rfc);
+                            k.stale.fill(true);
                             refi
                         }
                         Refresh::PerBank { refi, rfc } => {
@@ -768,6 +771,7 @@ pub fn simulate(
                             };
                             k.due[bank] = false;
                             k.ch.refresh_bank(now, bank, rfc);
+                            k.stale[bank] = true;
                             refi
                         }
                         Refresh::None => unreachable!("no refresh events without refresh"),
@@ -781,11 +785,16 @@ pub fn simulate(
                 // With a write queue: drain it from the high watermark (or when no read waits)
                 // down to the low one; serve reads otherwise.
                 if let Writes::Drain { high, low, .. } = writes {
+                    let was = k.draining;
                     if k.draining && (k.writes.len() <= low || k.writes.is_empty()) {
                         k.draining = false;
                     }
                     if !k.draining && (k.writes.len() >= high || k.queue.is_empty() && !k.writes.is_empty()) {
                         k.draining = true;
+                    }
+                    if k.draining != was {
+                        // The other list's banks: every one may need a row command.
+                        k.stale.fill(true);
                     }
                 }
                 let list = if k.draining { &mut k.writes } else { &mut k.queue };
@@ -823,6 +832,7 @@ pub fn simulate(
                 stats.bytes += t.burst_bytes;
                 stats.writes += u64::from(reads[i].write);
                 served += 1;
+                k.stale[s.bank] = true;
                 k.admit(slot, window, writes);
                 if t.close_page && !k.queue.iter().chain(&k.writes).any(|x| x.bank == s.bank && x.row == s.row) {
                     k.ch.precharge(l.bank);
@@ -830,21 +840,35 @@ pub fn simulate(
                 let list = if k.draining { &k.writes } else { &k.queue };
                 // Row commands, oldest first, for waiting reads whose bank holds another row (or
                 // none) and serves no waiting hit: activations overlap the column reads in flight.
+                // Only a stale bank can need one (see `Controller::stale`); per stale bank, its
+                // oldest such read (the window's order is age).
+                pending.clear();
                 hit_waiting.fill(false);
-                touched.fill(false);
-                for x in list {
-                    hit_waiting[x.bank] |= k.ch.banks[x.bank].open == x.row;
-                }
-                for &next in list {
-                    let bi = next.bank;
-                    if k.ch.banks[bi].open == next.row || touched[bi] || hit_waiting[bi] {
+                first_miss.fill(u32::MAX);
+                for (x, s) in list.iter().enumerate() {
+                    let b = s.bank;
+                    if !k.stale[b] {
                         continue;
                     }
-                    touched[bi] = true;
+                    if k.ch.banks[b].open == s.row {
+                        hit_waiting[b] = true;
+                    } else if first_miss[b] == u32::MAX {
+                        first_miss[b] = x as u32;
+                        pending.push(x as u32);
+                    }
+                }
+                k.stale.fill(false);
+                for &x in &pending {
+                    let next = list[x as usize];
+                    let bi = next.bank;
+                    if hit_waiting[bi] {
+                        continue;
+                    }
                     let Plan { row, pre, act, .. } = k.ch.plan(next);
                     // Activations issue in time order; one far ahead (a bank still refreshing)
                     // would hold every later one back, so it waits for a later decision.
                     if act > now + t.rc {
+                        k.stale[bi] = true;
                         continue;
                     }
                     if row == Row::Closed {
@@ -895,6 +919,11 @@ struct Controller<'a> {
     draining: bool,
     deciding: bool,
     due: Vec<bool>,
+    /// Banks that may need a row command: one whose waiting requests or open row changed since
+    /// the last decision settled it (a request admitted or served, a refresh, a precharge, the
+    /// other list chosen), or whose activation had to wait. Every other bank either has a hit
+    /// waiting or its oldest miss's row already open, so a decision looks at stale banks only.
+    stale: Vec<bool>,
 }
 
 impl Controller<'_> {
@@ -909,12 +938,14 @@ impl Controller<'_> {
                         break;
                     }
                     self.writes.push(s);
+                    self.stale[s.bank] = true;
                 }
                 _ => {
                     if self.queue.len() >= window {
                         break;
                     }
                     self.queue.push(s);
+                    self.stale[s.bank] = true;
                 }
             }
             self.waiting.pop_front();
