@@ -48,11 +48,54 @@ pub fn elementwise(
     Prediction::of(dev, vec![launch::run(dev, &grid)], elements)
 }
 
-/// Row softmax: one CTA of up to 1024 threads per row; load the row, reduce its max across the
-/// block, exponentiate and reduce the sum, write — each step waiting on the one before. Rows up
-/// to 8192 columns stay in registers (`cunn_SoftMaxForwardReg`, 30 registers at 4 values per
-/// thread, 37 at 8); longer rows go through shared memory (`cunn_SoftMaxForward`, 32).
+/// Row softmax as PyTorch's `host_softmax` dispatches it: rows of at most 2048 bf16 elements
+/// (8192 bytes) to the warp-per-row kernel ([`warp_softmax`]), longer ones to a block per row.
 pub fn softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
+    if cols <= WARP_SOFTMAX_COLS { warp_softmax(dev, rows, cols) } else { block_softmax(dev, rows, cols) }
+}
+
+/// The longest bf16 row PyTorch's persistent warp softmax takes (`dim_size <= 2048 &&
+/// dim_size * sizeof(scalar_t) <= 8192` in SoftMax.cu).
+const WARP_SOFTMAX_COLS: u64 = 2048;
+
+/// `softmax_warp_forward`: 128-thread blocks; a warp owns a row (two rows of up to 128 columns),
+/// each lane holding its share of the row in registers; max and sum are warp shuffles, with no
+/// barrier, so many small blocks per SM hide each other's load latency. Registers are the row
+/// values a lane holds, in fp32, plus addressing (an estimate: no Nsight Compute count yet).
+fn warp_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
+    let pow2 = cols.next_power_of_two();
+    let warp = pow2.min(32);
+    let batch = if pow2 <= 128 { 2 } else { 1 };
+    let rows_per_cta = 128 / warp * batch;
+    let registers = (batch * pow2 / warp + 24) as u32;
+    let g = &dev.gpu;
+    let (c, r, per) = (cols as f64, rows as f64, rows_per_cta as f64);
+    let cta = Cta {
+        hbm_bytes: per * launch::written_through(dev, 2.0 * c * r, 2.0 * c * r) / r,
+        l2_bytes: per * 4.0 * c,
+        tensor_flops: 0.0,
+        // One exp per element on the SFU (kept for the scaling); max, subtract, add, scale and
+        // the conversions on the FP32 lanes.
+        alu_cycles: per * (c / g.sfu_lanes_per_sm as f64 + 6.0 * c / g.fp32_lanes_per_sm as f64),
+        // The row's load before its first use and the store at the end.
+        latency: 2.0 * dev.memory_latency,
+        fill_bytes: 0.0,
+    };
+    let grid = Grid {
+        name: "softmax_warp_forward".into(),
+        shape: Shape { threads: 128, registers, shared_bytes: 0, cluster: 1 },
+        path: Path::Warp,
+        overlap: Overlap::Serial,
+        ctas: Ctas::Uniform(cta, rows.div_ceil(rows_per_cta) as usize),
+    };
+    Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
+}
+
+/// One CTA of up to 1024 threads per row; load the row, reduce its max across the block,
+/// exponentiate and reduce the sum, write — each step waiting on the one before. Rows up to 8192
+/// columns stay in registers (`cunn_SoftMaxForwardReg`, 30 registers at 4 values per thread, 37
+/// at 8); longer rows go through shared memory (`cunn_SoftMaxForward`, 32).
+fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let threads = cols.min(1024).div_ceil(32) * 32;
     let per_thread = cols.div_ceil(threads);
     let registers = match (cols <= 8192, per_thread <= 4) {
@@ -122,6 +165,21 @@ mod tests {
         let t = add(&dev, e).seconds;
         let roof = launch::written_through(&dev, 4.0 * e, 2.0 * e) / dev.memory_bandwidth;
         assert!(t >= roof && t < 1.15 * roof, "{t} vs {roof}");
+    }
+
+    #[test]
+    fn short_rows_take_the_warp_softmax_which_streams_near_bandwidth() {
+        let dev = h100();
+        let p = softmax(&dev, 131072, 1024);
+        assert_eq!(p.launches[0].name, "softmax_warp_forward");
+        assert_eq!(p.launches[0].grid, 131072 / 4, "four rows per 128-thread block");
+        assert_eq!(softmax(&dev, 64, 64).launches[0].grid, 8, "two rows per warp below 129 columns");
+        assert_eq!(softmax(&dev, 4096, 4096).launches[0].name, "softmax");
+        // Never faster than its bytes; faster than a block per row, whose barriers and one or two
+        // blocks per SM leave the memory idle between rows.
+        let bytes = launch::written_through(&dev, 2.0 * 131072.0 * 1024.0, 2.0 * 131072.0 * 1024.0);
+        assert!(p.seconds >= bytes / dev.memory_bandwidth + dev.launch_latency);
+        assert!(p.seconds < block_softmax(&dev, 131072, 1024).seconds);
     }
 
     #[test]
