@@ -498,6 +498,15 @@ impl Channel<'_> {
         Plan { row, pre, act, rd: ready.max(self.bounds.col[s.group][usize::from(s.write)]) }
     }
 
+    /// `plan(s).rd` where `s` hits its bank's open row; never otherwise (no branch: hits are a
+    /// coin toss in a random stream).
+    #[inline(always)]
+    fn hit_rd(&self, s: Slot) -> Time {
+        let b = &self.banks[s.bank];
+        let rd = self.bounds.now.max(b.rd_ok).max(self.bounds.col[s.group][usize::from(s.write)]);
+        if b.open == s.row { rd } else { Time(u64::MAX) }
+    }
+
     /// The earliest a column command of any read could issue: after the same-group spacing is
     /// the only thing left, i.e. the bank-group-independent part of `plan`'s column bound.
     fn column_floor(&self, now: Time) -> Time {
@@ -807,14 +816,28 @@ pub fn simulate(
                 // (oldest) read that reaches that bound wins outright.
                 let floor = k.ch.column_floor(now);
                 k.ch.bound(now);
+                // Hits first: a read that needs a row command cannot start before tRCD from now,
+                // so a hit ready sooner than that wins without planning the rest.
                 let (mut j, mut best) = (0, Time(u64::MAX));
                 for (x, &s) in list.iter().enumerate() {
-                    let rd = k.ch.plan(s).rd;
+                    let rd = k.ch.hit_rd(s);
                     let sooner = rd < best;
                     j = if sooner { x } else { j };
                     best = best.min(rd);
                     if sooner && rd <= floor {
                         break;
+                    }
+                }
+                if best >= k.ch.bounds.now + t.rcd {
+                    (j, best) = (0, Time(u64::MAX));
+                    for (x, &s) in list.iter().enumerate() {
+                        let rd = k.ch.plan(s).rd;
+                        let sooner = rd < best;
+                        j = if sooner { x } else { j };
+                        best = best.min(rd);
+                        if sooner && rd <= floor {
+                            break;
+                        }
                     }
                 }
                 // Keep arrival order among the rest, so ties stay oldest-first.
