@@ -37,7 +37,8 @@ for b, l in ((1, 8192), (8, 8192)):
         F.scaled_dot_product_attention(q, kv, kv)
 x = torch.randn(1 << 24, dtype=bf, device=dev)
 torch.add(x, x)
-for r, c in ((4096, 4096), (4096, 8192), (1024, 32768)):
+# Rows of up to 2048 elements take PyTorch's warp-per-row softmax (softmax_warp_forward).
+for r, c in ((4096, 4096), (4096, 8192), (1024, 32768), (131072, 1024), (16384, 2048), (65536, 64)):
     x = torch.randn(r, c, dtype=bf, device=dev)
     torch.softmax(x, dim=-1)
     x.sum(dim=-1)
