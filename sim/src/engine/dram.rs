@@ -398,11 +398,11 @@ struct Channel<'a> {
 /// A request in a controller's window with where it goes: a decision reads these side by side.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    req: usize,
-    bank: usize,
-    /// The bank's rank and bank group, as an index into `Bounds`.
-    group: usize,
     row: u64,
+    req: u32,
+    bank: u32,
+    /// The bank's rank and bank group, as an index into `Bounds`.
+    group: u32,
     write: bool,
 }
 
@@ -481,11 +481,11 @@ impl Channel<'_> {
     fn plan(&self, s: Slot) -> Plan {
         let t = self.t;
         let now = self.bounds.now;
-        let b = &self.banks[s.bank];
+        let b = &self.banks[s.bank as usize];
         let (open, hit) = (b.open != CLOSED, b.open == s.row);
         // A conflict precharges first; a hit needs neither command (both stand at `now`).
         let pre = if open && !hit { now.max(b.pre_ok) } else { now };
-        let act = (if open { pre + t.rp } else { now }).max(b.act_ok).max(self.bounds.act[s.group]);
+        let act = (if open { pre + t.rp } else { now }).max(b.act_ok).max(self.bounds.act[s.group as usize]);
         let act = if hit { now } else { act };
         let ready = if hit { now.max(b.rd_ok) } else { act + t.rcd };
         let row = if hit {
@@ -495,15 +495,15 @@ impl Channel<'_> {
         } else {
             Row::Closed
         };
-        Plan { row, pre, act, rd: ready.max(self.bounds.col[s.group][usize::from(s.write)]) }
+        Plan { row, pre, act, rd: ready.max(self.bounds.col[s.group as usize][usize::from(s.write)]) }
     }
 
     /// `plan(s).rd` where `s` hits its bank's open row; never otherwise (no branch: hits are a
     /// coin toss in a random stream).
     #[inline(always)]
     fn hit_rd(&self, s: Slot) -> Time {
-        let b = &self.banks[s.bank];
-        let rd = self.bounds.now.max(b.rd_ok).max(self.bounds.col[s.group][usize::from(s.write)]);
+        let b = &self.banks[s.bank as usize];
+        let rd = self.bounds.now.max(b.rd_ok).max(self.bounds.col[s.group as usize][usize::from(s.write)]);
         if b.open == s.row { rd } else { Time(u64::MAX) }
     }
 
@@ -659,6 +659,9 @@ pub fn simulate(
     if window == 0 {
         return Err(cfg("window", "the controller needs room for at least one request"));
     }
+    if u32::try_from(reads.len()).is_err() {
+        return Err(cfg("requests", "at most 2³² − 1 requests in one run"));
+    }
     if arrivals == (Arrivals::Closed { depth: 0 }) {
         return Err(cfg("depth", "a closed loop needs at least one request in flight"));
     }
@@ -723,10 +726,12 @@ pub fn simulate(
     let loc: Vec<Loc> = reads.iter().map(|r| t.locate(r.addr)).collect();
     let slot = |i: usize| {
         let l = loc[i];
+        // In range: `simulate` refuses more requests than u32 counts, and banks and groups
+        // are indices of vectors sized from u32-sized organisation fields.
         Slot {
-            req: i,
-            bank: l.bank as usize,
-            group: (l.rank * t.bank_groups + l.bg) as usize,
+            req: i as u32,
+            bank: l.bank as u32,
+            group: (l.rank * t.bank_groups + l.bg) as u32,
             row: l.row,
             write: reads[i].write,
         }
@@ -768,7 +773,7 @@ pub fn simulate(
                             if !k.due.contains(&true) {
                                 k.due.fill(true);
                             }
-                            let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|s| s.bank == b);
+                            let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|s| s.bank as usize == b);
                             let bank = if t.refresh_in_order {
                                 k.due.iter().position(|&d| d).expect("a round has a due bank")
                             } else {
@@ -843,7 +848,7 @@ pub fn simulate(
                 // Keep arrival order among the rest, so ties stay oldest-first.
                 let s = list.remove(j);
                 let plan = k.ch.plan(s);
-                let (i, l) = (s.req, loc[s.req]);
+                let (i, l) = (s.req as usize, loc[s.req as usize]);
                 match plan.row {
                     Row::Hit => stats.hits += 1,
                     Row::Closed => stats.misses += 1,
@@ -855,7 +860,7 @@ pub fn simulate(
                 stats.bytes += t.burst_bytes;
                 stats.writes += u64::from(reads[i].write);
                 served += 1;
-                k.stale[s.bank] = true;
+                k.stale[s.bank as usize] = true;
                 k.admit(slot, window, writes);
                 if t.close_page && !k.queue.iter().chain(&k.writes).any(|x| x.bank == s.bank && x.row == s.row) {
                     k.ch.precharge(l.bank);
@@ -869,7 +874,7 @@ pub fn simulate(
                 hit_waiting.fill(false);
                 first_miss.fill(u32::MAX);
                 for (x, s) in list.iter().enumerate() {
-                    let b = s.bank;
+                    let b = s.bank as usize;
                     if !k.stale[b] {
                         continue;
                     }
@@ -883,7 +888,7 @@ pub fn simulate(
                 k.stale.fill(false);
                 for &x in &pending {
                     let next = list[x as usize];
-                    let bi = next.bank;
+                    let bi = next.bank as usize;
                     if hit_waiting[bi] {
                         continue;
                     }
@@ -899,7 +904,7 @@ pub fn simulate(
                     } else {
                         stats.conflicts += 1
                     }
-                    k.ch.open(act, pre, loc[next.req]);
+                    k.ch.open(act, pre, loc[next.req as usize]);
                 }
                 // The command bus takes the next decision one clock after this read's first command.
                 let first = match plan.row {
@@ -961,14 +966,14 @@ impl Controller<'_> {
                         break;
                     }
                     self.writes.push(s);
-                    self.stale[s.bank] = true;
+                    self.stale[s.bank as usize] = true;
                 }
                 _ => {
                     if self.queue.len() >= window {
                         break;
                     }
                     self.queue.push(s);
-                    self.stale[s.bank] = true;
+                    self.stale[s.bank as usize] = true;
                 }
             }
             self.waiting.pop_front();
