@@ -694,6 +694,7 @@ pub fn simulate(
             deciding: false,
             due: vec![true; banks],
             stale: vec![true; banks],
+            held: [vec![0; banks], vec![0; banks]],
         })
         .collect();
     let mut q: Queue<Event> = Queue::new(budget);
@@ -847,6 +848,7 @@ pub fn simulate(
                 }
                 // Keep arrival order among the rest, so ties stay oldest-first.
                 let s = list.remove(j);
+                k.held[usize::from(k.draining)][s.bank as usize] -= 1;
                 let plan = k.ch.plan(s);
                 let (i, l) = (s.req as usize, loc[s.req as usize]);
                 match plan.row {
@@ -952,9 +954,23 @@ struct Controller<'a> {
     /// other list chosen), or whose activation had to wait. Every other bank either has a hit
     /// waiting or its oldest miss's row already open, so a decision looks at stale banks only.
     stale: Vec<bool>,
+    /// Requests per bank in the window (`[0]`) and the write queue (`[1]`).
+    held: [Vec<u32>; 2],
 }
 
 impl Controller<'_> {
+    /// Books `s` into its list's count. A settled bank that already holds a request has a hit
+    /// waiting (its oldest miss's row is open, or a request hits), which another request does
+    /// not change; only a bank that held none becomes stale.
+    fn admitted(&mut self, s: Slot, write_queue: bool) {
+        let b = s.bank as usize;
+        let n = if write_queue { &mut self.held[1][b] } else { &mut self.held[0][b] };
+        if *n == 0 {
+            self.stale[b] = true;
+        }
+        *n += 1;
+    }
+
     /// Moves waiting requests, in arrival order, into the window (or a write into the write
     /// queue) while there is room; a request that finds none holds back the ones behind it.
     fn admit(&mut self, slot: impl Fn(usize) -> Slot, window: usize, writes: Writes) {
@@ -966,14 +982,14 @@ impl Controller<'_> {
                         break;
                     }
                     self.writes.push(s);
-                    self.stale[s.bank as usize] = true;
+                    self.admitted(s, true);
                 }
                 _ => {
                     if self.queue.len() >= window {
                         break;
                     }
                     self.queue.push(s);
-                    self.stale[s.bank as usize] = true;
+                    self.admitted(s, false);
                 }
             }
             self.waiting.pop_front();
