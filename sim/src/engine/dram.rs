@@ -1307,6 +1307,66 @@ mod tests {
     /// Close-page: an isolated read to a row other than the bank's last takes tRCD + CL + nBL
     /// (the bank precharged while idle) instead of tRP more; a stream of row hits is unharmed
     /// (waiting hits keep the row open). Per-bank refresh in index order visits every bank.
+    /// `n` random bursts, every third a write, in runs of eight to one row.
+    fn mixed(t: &Timing, n: u64, seed: u64) -> Vec<Request> {
+        random(t, n / 8 + 1, seed)
+            .iter()
+            .flat_map(|r| (0..8).map(move |i| r.addr / (8 * t.burst_bytes) * (8 * t.burst_bytes) + i * t.burst_bytes))
+            .take(n as usize)
+            .enumerate()
+            .map(|(i, addr)| Request { addr, at: Time(0), write: i % 3 == 2 })
+            .collect()
+    }
+
+    /// The controller's decisions, fingerprinted on streams that exercise every path (hits and
+    /// misses, refresh of both kinds, a write queue's drains, close page, two ranks, a closed
+    /// loop, turnarounds that hold a hit back): its shortcuts (hits first, stale banks only) must
+    /// choose exactly what planning and scanning the whole window chose. The numbers are those of
+    /// commit 6d70928, before the shortcuts; choosing a hit whenever one waits, or marking a
+    /// bank stale on the wrong admission, changes them. Change them only with an explained
+    /// change of behaviour.
+    #[test]
+    fn decisions_are_those_of_the_full_window_scan() {
+        let fingerprint = |s: &Stats| (s.hits, s.misses, s.conflicts, s.refreshes, s.writes, s.events, s.seconds);
+        let mut close = timing("ddr4-3200");
+        close.close_page = true;
+        let mut in_order = timing("hbm3");
+        in_order.refresh_in_order = true;
+        let two = Timing { refresh: timing("ddr4-3200").refresh, ..ranked(2, "RoBaRaCoBgCh") };
+        let cases = [
+            run(&timing("ddr4-3200"), &random(&timing("ddr4-3200"), 6000, 3), 32, BUDGET),
+            run(&timing("hbm2"), &random(&timing("hbm2"), 6000, 5), 32, BUDGET),
+            simulate(
+                &timing("hbm2"),
+                &read_write(&timing("hbm2"), 6000, 16),
+                Arrivals::AsGiven,
+                32,
+                Writes::RAMULATOR,
+                BUDGET,
+            ),
+            run(&close, &random(&close, 6000, 7), 16, BUDGET),
+            run(&in_order, &random(&in_order, 6000, 9), 32, BUDGET),
+            simulate(&two, &random(&two, 6000, 11), Arrivals::Closed { depth: 8 }, 32, Writes::Window, BUDGET),
+            // Reads and writes in one window on closed banks: a hit held back by a turnaround loses
+            // to a read of a closed bank in another bank group.
+            run(&close, &mixed(&close, 6000, 13), 32, BUDGET),
+            run(&timing("ddr4-3200"), &mixed(&timing("ddr4-3200"), 6000, 17), 32, BUDGET),
+        ];
+        let got: Vec<_> = cases.iter().map(|c| fingerprint(c.as_ref().unwrap())).collect();
+        // (hits, misses, conflicts, refreshes, writes, events, seconds)
+        let want = [
+            (5988, 80, 5960, 4, 0, 12006, 3.4196874999999996e-5),
+            (5973, 208, 5876, 12, 0, 12014, 4.9548e-5),
+            (5996, 64, 332, 3, 2992, 12005, 1.4862e-5),
+            (5991, 6034, 0, 4, 0, 12006, 3.527875e-5),
+            (5993, 122, 5954, 106, 0, 12108, 2.6115625e-5),
+            (5986, 224, 5801, 6, 0, 12008, 5.3118125e-5),
+            (5995, 3024, 0, 2, 2000, 12004, 2.315125e-5),
+            (5995, 48, 2969, 2, 2000, 12004, 2.318875e-5),
+        ];
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn close_page_and_in_order_refresh() {
         for name in ["ddr4-3200", "hbm2", "lpddr5-6400"] {
