@@ -824,27 +824,9 @@ pub fn simulate(
                 k.ch.bound(now);
                 // Hits first: a read that needs a row command cannot start before tRCD from now,
                 // so a hit ready sooner than that wins without planning the rest.
-                let (mut j, mut best) = (0, Time(u64::MAX));
-                for (x, &s) in list.iter().enumerate() {
-                    let rd = k.ch.hit_rd(s);
-                    let sooner = rd < best;
-                    j = if sooner { x } else { j };
-                    best = best.min(rd);
-                    if sooner && rd <= floor {
-                        break;
-                    }
-                }
+                let (mut j, best) = first_ready(list, floor, |s| k.ch.hit_rd(s));
                 if best >= k.ch.bounds.now + t.rcd {
-                    (j, best) = (0, Time(u64::MAX));
-                    for (x, &s) in list.iter().enumerate() {
-                        let rd = k.ch.plan(s).rd;
-                        let sooner = rd < best;
-                        j = if sooner { x } else { j };
-                        best = best.min(rd);
-                        if sooner && rd <= floor {
-                            break;
-                        }
-                    }
+                    j = first_ready(list, floor, |s| k.ch.plan(s).rd).0;
                 }
                 // Keep arrival order among the rest, so ties stay oldest-first.
                 let s = list.remove(j);
@@ -936,6 +918,23 @@ pub fn simulate(
     }
     stats.energy = Energy::of(t, &stats);
     Ok(stats)
+}
+
+/// The request of `list` whose column command `rd` says can start soonest, the oldest among
+/// equals, and that time; the first to reach `floor`, which none can beat, wins outright.
+#[inline(always)]
+fn first_ready(list: &[Slot], floor: Time, rd: impl Fn(Slot) -> Time) -> (usize, Time) {
+    let (mut j, mut best) = (0, Time(u64::MAX));
+    for (x, &s) in list.iter().enumerate() {
+        let rd = rd(s);
+        let sooner = rd < best;
+        j = if sooner { x } else { j };
+        best = best.min(rd);
+        if sooner && rd <= floor {
+            break;
+        }
+    }
+    (j, best)
 }
 
 /// One channel's controller: the requests waiting for its window, the window, whether a
@@ -1304,9 +1303,6 @@ mod tests {
         assert!(e.to_string().contains("write_queue"), "{e}");
     }
 
-    /// Close-page: an isolated read to a row other than the bank's last takes tRCD + CL + nBL
-    /// (the bank precharged while idle) instead of tRP more; a stream of row hits is unharmed
-    /// (waiting hits keep the row open). Per-bank refresh in index order visits every bank.
     /// `n` random bursts, every third a write, in runs of eight to one row.
     fn mixed(t: &Timing, n: u64, seed: u64) -> Vec<Request> {
         random(t, n / 8 + 1, seed)
@@ -1367,6 +1363,9 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// Close-page: an isolated read to a row other than the bank's last takes tRCD + CL + nBL
+    /// (the bank precharged while idle) instead of tRP more; a stream of row hits is unharmed
+    /// (waiting hits keep the row open). Per-bank refresh in index order visits every bank.
     #[test]
     fn close_page_and_in_order_refresh() {
         for name in ["ddr4-3200", "hbm2", "lpddr5-6400"] {
