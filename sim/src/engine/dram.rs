@@ -949,9 +949,10 @@ struct Controller<'a> {
     deciding: bool,
     due: Vec<bool>,
     /// Banks that may need a row command: one whose waiting requests or open row changed since
-    /// the last decision settled it (a request admitted or served, a refresh, a precharge, the
-    /// other list chosen), or whose activation had to wait. Every other bank either has a hit
-    /// waiting or its oldest miss's row already open, so a decision looks at stale banks only.
+    /// the last decision settled it (a request served, a first request admitted, a refresh, a
+    /// precharge, the other list chosen), or whose activation had to wait. Every other bank has
+    /// no request or a hit waiting (its oldest miss's row is open by then), so a decision looks
+    /// at stale banks only.
     stale: Vec<bool>,
     /// Requests per bank in the window (`[0]`) and the write queue (`[1]`).
     held: [Vec<u32>; 2],
