@@ -402,7 +402,7 @@ fn validate_gpu_predicts_the_measured_h100_kernels() {
         after.trim_start().split('%').next().unwrap().trim().parse().unwrap()
     };
     let (median, max) = (pct("median |error|"), pct("max"));
-    assert!(median <= 8.0 && max <= 25.0, "median {median}%, max {max}%");
+    assert!(median <= 7.0 && max <= 25.0, "median {median}%, max {max}%");
     assert!(s.starts_with("85 kernels"), "{s}");
     let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 86);
@@ -444,7 +444,7 @@ fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
     let o =
         strata(&["validate-gpu", "--data", h200.to_str().unwrap(), "--arch", "h200", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("85 kernels: median |error| 14.1%"), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("85 kernels: median |error| 12.9%"), "{}", stdout(&o));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("against kernels measured on NVIDIA H200") && md.contains("| lowrank_plain | 9 |"), "{md}");
     // Beside the main set, our sparse and low-rank kernels (sparse.csv) get their own table.

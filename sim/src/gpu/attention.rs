@@ -1,7 +1,10 @@
 //! FlashAttention-2's forward pass as a mapping: one CTA per block of `Bm` query rows of one
 //! head, streaming `Bn`-key tiles of K and V through shared memory; `S = QKᵀ` and `O += PV` on
 //! the `mma.sync` path with the online softmax between them in the same warps (so MMA and the
-//! exponentials take turns). Causal blocks stop at the diagonal. When the grid cannot fill the
+//! exponentials take turns). One tile load is in flight at a time: V's under `S = QKᵀ`, the next
+//! K's under the softmax and `O += PV` (`Overlap::KvAlternating`), so a decode whose 128-row
+//! MMAs take most of a tile's load time is slower than memory alone. Causal blocks stop at the
+//! diagonal. When the grid cannot fill the
 //! GPU (decode), the split-KV kernel divides each row's keys among CTAs, chosen by
 //! FlashAttention's own efficiency heuristic, and a combine kernel merges the partial outputs.
 //! A single query is still computed as a full `Bm`-row tile: the padding is real work.
@@ -54,7 +57,7 @@ impl Traits {
             name: format!("{kernel} {}x{}", self.block_m, self.block_n),
             shape: Shape { threads: 128, registers: 255, shared_bytes, cluster: 1 },
             path: Path::Warp,
-            overlap: Overlap::Pipelined,
+            overlap: Overlap::KvAlternating,
             ctas: Ctas::List(ctas),
         }
     }
