@@ -94,7 +94,9 @@ fn warp_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
 /// One CTA of up to 1024 threads per row; load the row, reduce its max across the block,
 /// exponentiate and reduce the sum, write — each step waiting on the one before. Rows up to 8192
 /// columns stay in registers (`cunn_SoftMaxForwardReg`, 30 registers at 4 values per thread, 37
-/// at 8); longer rows go through shared memory (`cunn_SoftMaxForward`, 32).
+/// at 8). Longer rows (`cunn_SoftMaxForward`, 32 registers) are streamed three times — for the
+/// max, the sum and the output — each pass overlapping its loads with its math; the second and
+/// third passes read from L2 only while the rows of all resident CTAs fit there.
 fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let threads = cols.min(1024).div_ceil(32) * 32;
     let per_thread = cols.div_ceil(threads);
@@ -106,9 +108,17 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let g = &dev.gpu;
     let c = cols as f64;
     let r = rows as f64;
+    // Rows in registers are read once. Longer rows are read three times (max, sum, output); the
+    // second and third reads find the row in L2 only if the rows of every CTA resident beside it,
+    // in and out, fit there meanwhile (the reads' reuse distance).
+    let shape = Shape { threads: threads as u32, registers, shared_bytes: 128, cluster: 1 };
+    let resident = (launch::occupancy(dev, &shape) * g.sms) as f64;
+    let rereads = if cols <= 8192 { 0.0 } else { 2.0 };
+    let reuse_distance = resident.min(r) * 4.0 * c;
+    let missed = if reuse_distance > g.l2_capacity as f64 { rereads } else { 0.0 };
     let cta = Cta {
-        hbm_bytes: launch::written_through(dev, 2.0 * c * r, 2.0 * c * r) / r,
-        l2_bytes: 4.0 * c,
+        hbm_bytes: launch::written_through(dev, (2.0 + 2.0 * missed) * c * r, 2.0 * c * r) / r,
+        l2_bytes: (4.0 + 2.0 * rereads) * c,
         tensor_flops: 0.0,
         // exp twice (for the sum, then for the output) on the SFU; max, subtract, add, scale and
         // conversions on the FP32 lanes.
@@ -118,9 +128,9 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     };
     let grid = Grid {
         name: "softmax".into(),
-        shape: Shape { threads: threads as u32, registers, shared_bytes: 128, cluster: 1 },
+        shape,
         path: Path::Warp,
-        overlap: Overlap::Serial,
+        overlap: if cols <= 8192 { Overlap::Serial } else { Overlap::Pipelined },
         ctas: Ctas::Uniform(cta, rows as usize),
     };
     Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
@@ -142,7 +152,7 @@ pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
         name: "reduce_kernel sum".into(),
         shape,
         path: Path::Warp,
-        overlap: Overlap::Serial,
+        overlap: if cols <= 8192 { Overlap::Serial } else { Overlap::Pipelined },
         ctas: Ctas::Uniform(cta, ctas as usize),
     };
     Prediction::of(dev, vec![launch::run(dev, &grid)], (rows * cols) as f64)
@@ -180,6 +190,23 @@ mod tests {
         let bytes = launch::written_through(&dev, 2.0 * 131072.0 * 1024.0, 2.0 * 131072.0 * 1024.0);
         assert!(p.seconds >= bytes / dev.memory_bandwidth + dev.launch_latency);
         assert!(p.seconds < block_softmax(&dev, 131072, 1024).seconds);
+    }
+
+    #[test]
+    fn long_rows_are_reread_from_memory_once_the_resident_rows_outgrow_the_l2() {
+        let dev = h100();
+        // 32768 columns: two 1024-thread CTAs per SM hold 264 rows of 64 KiB in and out, 34.6 MB
+        // against a 50 MB L2 (the reads hit); 65536 columns hold 69 MB (they miss).
+        let hbm = |rows: u64, cols: u64| softmax(&dev, rows, cols).launches[0].hbm_bytes;
+        let (r, c) = (8192.0, 32768.0);
+        assert!((hbm(8192, 32768) - launch::written_through(&dev, 2.0 * r * c, 2.0 * r * c)).abs() < 1.0);
+        let (r, c) = (2048.0, 65536.0);
+        assert!((hbm(2048, 65536) - launch::written_through(&dev, 6.0 * r * c, 2.0 * r * c)).abs() < 1.0);
+        // Few enough rows to fit at once: the reads hit whatever the width.
+        assert!((hbm(64, 65536) - launch::written_through(&dev, 2.0 * 64.0 * c, 2.0 * 64.0 * c)).abs() < 1.0);
+        // Rows held in registers are read once however many there are.
+        let (r, c) = (65536.0, 8192.0);
+        assert!((hbm(65536, 8192) - launch::written_through(&dev, 2.0 * r * c, 2.0 * r * c)).abs() < 1.0);
     }
 
     #[test]
