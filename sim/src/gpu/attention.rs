@@ -4,9 +4,9 @@
 //! exponentials take turns). One tile load is in flight at a time: V's under `S = QKᵀ`, the next
 //! K's under the softmax and `O += PV` (`Overlap::KvAlternating`), so a decode whose 128-row
 //! MMAs take most of a tile's load time is slower than memory alone. Causal blocks stop at the
-//! diagonal. When the grid cannot fill the
-//! GPU (decode), the split-KV kernel divides each row's keys among CTAs, chosen by
-//! FlashAttention's own efficiency heuristic, and a combine kernel merges the partial outputs.
+//! diagonal. When the grid cannot fill the GPU (decode), the split-KV kernel divides each row's
+//! keys among CTAs, chosen by FlashAttention's own efficiency heuristic, and a combine kernel
+//! merges the partial outputs.
 //! A single query is still computed as a full `Bm`-row tile: the padding is real work.
 
 use super::launch::{self, Cta, Ctas, Grid, Overlap, Path, Shape};

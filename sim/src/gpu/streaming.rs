@@ -91,6 +91,9 @@ fn warp_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
 }
 
+/// The longest bf16 row PyTorch's block softmax holds in registers (`cunn_SoftMaxForwardReg`).
+const REG_SOFTMAX_COLS: u64 = 8192;
+
 /// One CTA of up to 1024 threads per row; load the row, reduce its max across the block,
 /// exponentiate and reduce the sum, write — each step waiting on the one before. Rows up to 8192
 /// columns stay in registers (`cunn_SoftMaxForwardReg`, 30 registers at 4 values per thread, 37
@@ -100,7 +103,7 @@ fn warp_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
 fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let threads = cols.min(1024).div_ceil(32) * 32;
     let per_thread = cols.div_ceil(threads);
-    let registers = match (cols <= 8192, per_thread <= 4) {
+    let registers = match (cols <= REG_SOFTMAX_COLS, per_thread <= 4) {
         (true, true) => 30,
         (true, false) => 37,
         (false, _) => 32,
@@ -113,7 +116,7 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     // in and out, fit there meanwhile (the reads' reuse distance).
     let shape = Shape { threads: threads as u32, registers, shared_bytes: 128, cluster: 1 };
     let resident = (launch::occupancy(dev, &shape) * g.sms) as f64;
-    let rereads = if cols <= 8192 { 0.0 } else { 2.0 };
+    let rereads = if cols <= REG_SOFTMAX_COLS { 0.0 } else { 2.0 };
     let reuse_distance = resident.min(r) * 4.0 * c;
     let missed = if reuse_distance > g.l2_capacity as f64 { rereads } else { 0.0 };
     let cta = Cta {
@@ -130,7 +133,7 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
         name: "softmax".into(),
         shape,
         path: Path::Warp,
-        overlap: if cols <= 8192 { Overlap::Serial } else { Overlap::Pipelined },
+        overlap: if cols <= REG_SOFTMAX_COLS { Overlap::Serial } else { Overlap::Pipelined },
         ctas: Ctas::Uniform(cta, rows as usize),
     };
     Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
@@ -152,7 +155,7 @@ pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
         name: "reduce_kernel sum".into(),
         shape,
         path: Path::Warp,
-        overlap: if cols <= 8192 { Overlap::Serial } else { Overlap::Pipelined },
+        overlap: Overlap::Serial,
         ctas: Ctas::Uniform(cta, ctas as usize),
     };
     Prediction::of(dev, vec![launch::run(dev, &grid)], (rows * cols) as f64)
