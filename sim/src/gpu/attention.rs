@@ -171,10 +171,13 @@ impl Attention {
         let grid = t.grid(&format!("flash_fwd_splitkv ({splits} splits)"), d, ctas);
         // Partial outputs and log-sum-exps in fp32, written by the splits and read by the combine.
         let partials = (bh * rows * splits) as f64 * (d + 1) as f64 * 4.0;
-        vec![
-            launch::run(dev, &grid),
-            launch::streaming(dev, "flash_fwd_splitkv_combine", 2.0 * partials + (bh * rows * d * 2) as f64),
-        ]
+        let mut combine =
+            launch::streaming(dev, "flash_fwd_splitkv_combine", 2.0 * partials + (bh * rows * d * 2) as f64);
+        // The combine loads every split's log-sum-exp at once (the one latency `streaming`
+        // charges), then each split's partial output in turn, accumulating it before the next
+        // load issues: one more dependent load per split.
+        combine.seconds += splits as f64 * dev.memory_latency;
+        vec![launch::run(dev, &grid), combine]
     }
 
     pub fn predict(&self, dev: &Device) -> Prediction {
@@ -204,6 +207,20 @@ mod tests {
         // At 1024 the last query block of each head sees every key, and sets the time.
         let short = a(true, 1024).predict(&dev).seconds / a(false, 1024).predict(&dev).seconds;
         assert!(short > 0.95, "{short}");
+    }
+
+    #[test]
+    fn the_combine_waits_for_each_split_in_turn() {
+        let dev = h100();
+        // 1 × 32 heads over 2048 keys: 8 splits of 2 key tiles. Its combine streams a few
+        // kilobytes but waits for the log-sum-exps and then for each split's partial output.
+        let a = Attention { batch: 1, heads: 32, kv_heads: 32, seq_q: 1, seq_kv: 2048, head_dim: 128, causal: false };
+        let l = a.launches(&dev);
+        assert_eq!(l[0].name, "flash_fwd_splitkv (8 splits) 64x128");
+        let partials = (32 * 8 * 129 * 4) as f64;
+        let bytes = 2.0 * partials + (32 * 128 * 2) as f64;
+        let want = dev.launch_latency + 9.0 * dev.memory_latency + bytes / dev.memory_bandwidth;
+        assert!((l[1].seconds - want).abs() < 1e-12, "{} vs {want}", l[1].seconds);
     }
 
     #[test]
