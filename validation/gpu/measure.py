@@ -176,7 +176,24 @@ def micro_calibration(rows, writer, fh):
         steps = 20000
         r = row(kind="calibration", name="memory_latency", elements=steps, bytes=8 * steps, backend="pointer-chase")
         record(rows, writer, fh, r, lambda: chase((1,), (1,), (dnext, np.int32(steps), res)), graph=False)
-        del dnext
+        # The same chase while the copy engines stream 1 GiB copies on another stream: the
+        # latency of a dependent load when the memory runs at its bandwidth (what a kernel's
+        # first loads wait while every SM issues its own).
+        side = torch.cuda.Stream()
+        src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+        dst = torch.empty_like(src)
+
+        def loaded():
+            with torch.cuda.stream(side):
+                for _ in range(40):
+                    dst.copy_(src)
+            chase((1,), (1,), (dnext, np.int32(steps), res))
+
+        r = row(kind="calibration", name="memory_latency_loaded", elements=steps, bytes=8 * steps,
+                backend="pointer-chase beside device-to-device copies")
+        record(rows, writer, fh, r, loaded, graph=False)
+        torch.cuda.synchronize()
+        del dnext, src, dst
 
 
 def row(**kw):
