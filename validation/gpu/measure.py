@@ -427,9 +427,10 @@ def main():
     global FLUSH, FLUSH_MODE
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--set", choices=["main", "heldout", "probe"], default="main",
+    ap.add_argument("--set", choices=["main", "heldout", "probe", "calibration"], default="main",
                     help="main: the validation set; heldout: the disjoint held-out set; "
-                         "probe: a few points under each L2 flush mode, into probe.csv")
+                         "probe: a few points under each L2 flush mode, into probe.csv; "
+                         "calibration: the calibration rows alone, into calibration.csv")
     ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
     ap.add_argument("--flush", choices=["read", "write", "none"], default="read",
                     help="how the L2 is emptied before each timed run (the probe set tries all three)")
@@ -441,12 +442,12 @@ def main():
     FLUSH_MODE = args.flush
     env = environment(dev)
     env["set"] = args.set
-    pts = {"main": MAIN, "heldout": HELDOUT, "probe": PROBE}[args.set]
+    pts = {"main": MAIN, "heldout": HELDOUT, "probe": PROBE, "calibration": {}}[args.set]
     if args.quick:
         pts = {k: v[:1] for k, v in pts.items()}
 
     rows = []
-    name = "probe.csv" if args.set == "probe" else "measurements.csv"
+    name = {"probe": "probe.csv", "calibration": "calibration.csv"}.get(args.set, "measurements.csv")
     fields = FIELDS + ["flush"] if args.set == "probe" else FIELDS
     with open(os.path.join(args.out, name), "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -457,8 +458,9 @@ def main():
                 measure_families(rows, writer, fh, pts, dev, {"flush": mode})
         else:
             calibration(rows, writer, fh, dev)
-            measure_families(rows, writer, fh, pts, dev)
-    if args.set != "probe":
+            if pts:
+                measure_families(rows, writer, fh, pts, dev)
+    if args.set in ("main", "heldout"):
         with open(os.path.join(args.out, "environment.json"), "w") as f:
             json.dump(env, f, indent=2, sort_keys=True)
         print(json.dumps(env, indent=2))
