@@ -402,7 +402,7 @@ fn validate_gpu_predicts_the_measured_h100_kernels() {
         after.trim_start().split('%').next().unwrap().trim().parse().unwrap()
     };
     let (median, max) = (pct("median |error|"), pct("max"));
-    assert!(median <= 7.0 && max <= 21.0, "median {median}%, max {max}%");
+    assert!(median <= 5.0 && max <= 21.0, "median {median}%, max {max}%");
     assert!(s.starts_with("85 kernels"), "{s}");
     let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 86);
@@ -412,6 +412,8 @@ fn validate_gpu_predicts_the_measured_h100_kernels() {
         summary.starts_with("# GPU validation: h100 against kernels measured on NVIDIA H100 80GB HBM3"),
         "{summary}"
     );
+    // calibration.csv's boost-clock GEMM (a later lease) stands in for the set's throttled one.
+    assert!(summary.contains("boost-clock runs where measured) | 792.066 TFLOP/s |"), "{summary}");
     // Another preset on the same data: the summary names the preset and the measured device apart.
     let o = strata(&["validate-gpu", "--arch", "h200", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -432,6 +434,13 @@ fn validate_gpu_rejects_bad_measurements_and_gpu_less_architectures() {
     let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("measurements.csv:2: field `n` is required for kind `gemm`"), "{}", stderr(&o));
+    // calibration.csv beside a set holds calibration rows only.
+    let dir =
+        file("measurements.csv", "kind,name,m,n,k,median_us\ngemm,g,1,4096,4096,10\n").parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("calibration.csv"), "kind,name,m,n,k,median_us\ngemm,x,1,1,1,3\n").unwrap();
+    let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("calibration.csv: x: only calibration rows belong here"), "{}", stderr(&o));
     let dir = file("measurements.csv", "kind,name,median_us\ntpu,x,3\n").parent().unwrap().to_path_buf();
     let o = strata(&["validate-gpu", "--data", dir.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));

@@ -41,16 +41,20 @@ def kernels(dev):
     gemm(8192, 4096, 4096)
     gemm(2048, 12288, 4096)
     gemm(128, 28672, 8192)
+    # K and V are separate tensors: one tensor for both would halve the bytes read (the V tile
+    # would hit the K tile's lines in L2), as the run of 2026-12-06 did.
     for b, h, s, causal in ((1, 32, 16384, True), (2, 32, 8192, False)):
         q = torch.randn(b, h, s, 128, dtype=bf, device=dev)
-        kv = torch.randn(b, h, s, 128, dtype=bf, device=dev)
-        fn, _ = measure.sdpa(q, kv, kv, causal, False)
+        k = torch.randn(b, h, s, 128, dtype=bf, device=dev)
+        v = torch.randn_like(k)
+        fn, _ = measure.sdpa(q, k, v, causal, False)
         pairs = s * s // 2 if causal else s * s
         out.append((f"fa_b{b}h{h}s{s}d128{'c' if causal else ''}", fn, 4 * b * h * pairs * 128, 8 * b * h * s * 128))
     for b, l in ((8, 131072), (32, 32768), (1, 131072)):
         q = torch.randn(b, 32, 1, 128, dtype=bf, device=dev)
-        kv = torch.randn(b, 32, l, 128, dtype=bf, device=dev)
-        fn, _ = measure.sdpa(q, kv, kv, False, False)
+        k = torch.randn(b, 32, l, 128, dtype=bf, device=dev)
+        v = torch.randn_like(k)
+        fn, _ = measure.sdpa(q, k, v, False, False)
         out.append((f"decode_b{b}h32kv32l{l}", fn, 4 * b * 32 * l * 128, 4 * b * 32 * l * 128))
     src = torch.randn(1 << 29, dtype=bf, device=dev)
     dst = torch.empty_like(src)

@@ -2,7 +2,7 @@
 """Per kernel of sustained.py: its time at first and once the power limit holds, with the SM
 clock and board power of its last second.
 
-    python3 validation/gpu/sustained_report.py DIR     # DIR holds sustained.csv, sustained.log, clocks.csv
+    python3 validation/gpu/sustained_report.py DIR     # DIR: sustained.csv(.gz), sustained.log, clocks.csv
 
 Prints, per kernel: the median of its first five replays (boost clock, cold), of its last third
 (steady), their ratio, and over the last second of its run the median SM clock (MHz) and board
@@ -10,6 +10,8 @@ power (W; the instantaneous reading where the driver gives one).
 """
 import csv
 import datetime
+import gzip
+import os
 import statistics
 import sys
 
@@ -32,7 +34,9 @@ def clock_samples(path):
 def main():
     d = sys.argv[1]
     runs = {}
-    for line in open(f"{d}/sustained.csv").read().splitlines()[1:]:
+    path = f"{d}/sustained.csv"
+    text = open(path).read() if os.path.exists(path) else gzip.open(path + ".gz", "rt").read()
+    for line in text.splitlines()[1:]:
         name, _, _, _, start, dur = line.split(",")
         runs.setdefault(name, []).append((float(start), float(dur)))
     ends = {}
