@@ -774,7 +774,7 @@ pub fn simulate(
                             if !k.due.contains(&true) {
                                 k.due.fill(true);
                             }
-                            let busy = |b: usize| k.queue.iter().chain(&k.writes).any(|s| s.bank as usize == b);
+                            let busy = |b: usize| k.held[0][b] + k.held[1][b] > 0;
                             let bank = if t.refresh_in_order {
                                 k.due.iter().position(|&d| d).expect("a round has a due bank")
                             } else {
@@ -964,7 +964,7 @@ impl Controller<'_> {
     /// not change; only a bank that held none becomes stale.
     fn admitted(&mut self, s: Slot, write_queue: bool) {
         let b = s.bank as usize;
-        let n = if write_queue { &mut self.held[1][b] } else { &mut self.held[0][b] };
+        let n = &mut self.held[usize::from(write_queue)][b];
         if *n == 0 {
             self.stale[b] = true;
         }

@@ -171,13 +171,11 @@ impl Attention {
         let grid = t.grid(&format!("flash_fwd_splitkv ({splits} splits)"), d, ctas);
         // Partial outputs and log-sum-exps in fp32, written by the splits and read by the combine.
         let partials = (bh * rows * splits) as f64 * (d + 1) as f64 * 4.0;
-        let mut combine =
-            launch::streaming(dev, "flash_fwd_splitkv_combine", 2.0 * partials + (bh * rows * d * 2) as f64);
-        // The combine loads every split's log-sum-exp at once (the one latency `streaming`
-        // charges), then each split's partial output in turn, accumulating it before the next
-        // load issues: one more dependent load per split.
-        combine.seconds += splits as f64 * dev.memory_latency;
-        vec![launch::run(dev, &grid), combine]
+        // The combine loads every split's log-sum-exp at once, then each split's partial output
+        // in turn, accumulating it before the next load issues: one dependent load per split
+        // after the first.
+        let bytes = 2.0 * partials + (bh * rows * d * 2) as f64;
+        vec![launch::run(dev, &grid), launch::streaming(dev, "flash_fwd_splitkv_combine", bytes, 1 + splits)]
     }
 
     pub fn predict(&self, dev: &Device) -> Prediction {

@@ -84,7 +84,7 @@ impl Gemm {
         };
         let mut out = vec![launch::run(dev, &grid)];
         if t.split_k > 1 {
-            out.push(launch::streaming(dev, "split-k reduce", partials + 2.0 * m * n));
+            out.push(launch::streaming(dev, "split-k reduce", partials + 2.0 * m * n, 1));
         }
         out
     }

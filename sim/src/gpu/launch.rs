@@ -201,13 +201,14 @@ pub fn written_through(dev: &Device, reads: f64, writes: f64) -> f64 {
 }
 
 /// A launch that only streams `bytes` through device memory with CTAs that do nothing else
-/// worth modelling (split-K reductions, split-KV combines).
-pub fn streaming(dev: &Device, name: &str, bytes: f64) -> Launch {
+/// worth modelling (copies, split-K reductions, split-KV combines), after a chain of
+/// `dependent_loads` loads each waiting for the one before.
+pub fn streaming(dev: &Device, name: &str, bytes: f64, dependent_loads: u64) -> Launch {
     Launch {
         name: name.to_string(),
         grid: 0,
         ctas_per_sm: 0,
-        seconds: dev.launch_latency + dev.memory_latency + bytes / dev.memory_bandwidth,
+        seconds: dev.launch_latency + dependent_loads as f64 * dev.memory_latency + bytes / dev.memory_bandwidth,
         overhead: dev.launch_latency,
         hbm_bytes: bytes,
     }

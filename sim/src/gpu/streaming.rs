@@ -8,7 +8,7 @@ use super::{Device, Prediction};
 /// The copy engine: no SMs, one stream at the memory's bandwidth. `bytes` counts both ways (half
 /// read, half written); the writes still in L2 at the end are written back later.
 pub fn copy(dev: &Device, bytes: f64) -> Prediction {
-    let mut l = launch::streaming(dev, "memcpy", launch::written_through(dev, bytes / 2.0, bytes / 2.0));
+    let mut l = launch::streaming(dev, "memcpy", launch::written_through(dev, bytes / 2.0, bytes / 2.0), 1);
     l.hbm_bytes = bytes;
     Prediction::of(dev, vec![l], 0.0)
 }
@@ -104,7 +104,8 @@ const REG_SOFTMAX_COLS: u64 = 8192;
 fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let threads = cols.min(1024).div_ceil(32) * 32;
     let per_thread = cols.div_ceil(threads);
-    let registers = match (cols <= REG_SOFTMAX_COLS, per_thread <= 4) {
+    let in_registers = cols <= REG_SOFTMAX_COLS;
+    let registers = match (in_registers, per_thread <= 4) {
         (true, true) => 30,
         (true, false) => 37,
         (false, _) => 32,
@@ -117,7 +118,7 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     // in and out, fit there meanwhile (the reads' reuse distance).
     let shape = Shape { threads: threads as u32, registers, shared_bytes: 128, cluster: 1 };
     let resident = (launch::occupancy(dev, &shape) * g.sms) as f64;
-    let rereads = if cols <= REG_SOFTMAX_COLS { 0.0 } else { 2.0 };
+    let rereads = if in_registers { 0.0 } else { 2.0 };
     let reuse_distance = resident.min(r) * 4.0 * c;
     let missed = if reuse_distance > g.l2_capacity as f64 { rereads } else { 0.0 };
     let cta = Cta {
@@ -134,7 +135,7 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
         name: "softmax".into(),
         shape,
         path: Path::Warp,
-        overlap: if cols <= REG_SOFTMAX_COLS { Overlap::Serial } else { Overlap::Pipelined },
+        overlap: if in_registers { Overlap::Serial } else { Overlap::Pipelined },
         ctas: Ctas::Uniform(cta, rows as usize),
     };
     Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
