@@ -15,11 +15,18 @@ import sys
 
 
 def samples(path):
+    """(time, SM MHz, W) per sample of an nvidia-smi log; the instantaneous power where the
+    driver gave it (power.draw averages over about a second)."""
+    rows = [[x.strip() for x in line.split(",")] for line in open(path).read().splitlines()]
+    col = {h.split(" [")[0]: i for i, h in enumerate(rows[0])}
+    power = col.get("power.draw.instant", col["power.draw"])
     out = []
-    for line in open(path).read().splitlines()[1:]:
-        f = [x.strip() for x in line.split(",")]
-        t = datetime.datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
-        out.append((t.timestamp(), int(f[1]), float(f[3])))
+    for f in rows[1:]:
+        try:
+            t = datetime.datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+            out.append((t.timestamp(), int(f[col["clocks.current.sm"]]), float(f[power])))
+        except (ValueError, IndexError):  # a line cut off when the sampler was stopped
+            continue
     return out
 
 

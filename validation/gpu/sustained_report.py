@@ -8,27 +8,13 @@ Prints, per kernel: the median of its first five replays (boost clock, cold), of
 (steady), their ratio, and over the last second of its run the median SM clock (MHz) and board
 power (W; the instantaneous reading where the driver gives one).
 """
-import csv
-import datetime
 import gzip
 import os
 import statistics
 import sys
 
-
-def clock_samples(path):
-    rows = list(csv.reader(open(path)))
-    head = [h.strip() for h in rows[0]]
-    col = {h.split(" [")[0]: i for i, h in enumerate(head)}
-    power = col.get("power.draw.instant", col.get("power.draw"))
-    out = []
-    for r in rows[1:]:
-        try:
-            t = datetime.datetime.strptime(r[0].strip(), "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
-            out.append((t.timestamp(), float(r[col["clocks.current.sm"]]), float(r[power])))
-        except (ValueError, IndexError):
-            continue
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clocks_per_point import samples as clock_samples  # noqa: E402  (one reader of nvidia-smi logs)
 
 
 def main():
