@@ -141,16 +141,32 @@ fn block_softmax(dev: &Device, rows: u64, cols: u64) -> Prediction {
     Prediction::of(dev, vec![launch::run(dev, &grid)], 5.0 * (rows * cols) as f64)
 }
 
-/// Row sums: 512-thread CTAs that each reduce a band of rows, enough CTAs to fill every slot.
+/// Row sums as PyTorch's `reduce_kernel<512, 1>` is configured for them (`setReduceConfig`):
+/// 32 × 16 threads, a warp across the row. Each thread of a warp sums `cols / 32` values; while
+/// that is under 256 each warp owns a row (16 rows a CTA), otherwise the whole CTA shares one
+/// row and its warps combine through shared memory — the grids Nsight Compute reported (256
+/// CTAs at 4096 × 4096, 4096 at 4096 × 8192, 1024 at 1024 × 32768). Too few such CTAs to fill
+/// the GPU split a row further across CTAs (`ctas_per_output`), the last of them summing the
+/// others' partials after a semaphore: one more dependent load.
 pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
-    let shape = Shape { threads: 512, registers: 32, shared_bytes: 2048, cluster: 1 };
-    let slots = (launch::occupancy(dev, &shape) * dev.gpu.sms) as u64;
-    let ctas = rows.min(slots).max(1);
+    const WARPS: u64 = 16;
+    let per_thread = cols.div_ceil(32);
+    let block_per_row = per_thread >= 256;
+    let shape = Shape { threads: 512, registers: 32, shared_bytes: if block_per_row { 2048 } else { 16 }, cluster: 1 };
+    let outputs = if block_per_row { rows } else { rows.div_ceil(WARPS) };
+    let target = u64::from(dev.gpu.sms * (2048 / shape.threads));
+    let split = if block_per_row && outputs <= target {
+        target.div_ceil(outputs).min(per_thread.div_ceil(16)).max(per_thread.div_ceil(256))
+    } else {
+        1
+    };
+    let ctas = outputs * split;
     let bytes = (2 * rows * cols + 2 * rows) as f64 / ctas as f64;
+    let reduce = if block_per_row { dev.gpu.block_reduce_cycles / dev.gpu.clock.0 } else { 0.0 };
     let cta = Cta {
         hbm_bytes: bytes,
         l2_bytes: bytes,
-        latency: 2.0 * dev.memory_latency + dev.gpu.block_reduce_cycles / dev.gpu.clock.0,
+        latency: (2 + u64::from(split > 1)) as f64 * dev.memory_latency + reduce,
         ..Cta::default()
     };
     let grid = Grid {
@@ -221,5 +237,19 @@ mod tests {
         let t = softmax(&dev, 65536, 8192).seconds;
         let roof = 4.0 * 65536.0 * 8192.0 / dev.memory_bandwidth;
         assert!(t > 1.5 * roof, "{t} vs {roof}");
+    }
+
+    #[test]
+    fn row_sums_launch_the_grids_nsight_compute_reported() {
+        let dev = h100();
+        let grid = |rows, cols| row_sum(&dev, rows, cols).launches[0].grid;
+        // validation/gpu/h100/launch_stats.csv: a warp per row up to 4096 columns, a CTA per
+        // row from 8192.
+        assert_eq!(grid(4096, 4096), 256);
+        assert_eq!(grid(4096, 8192), 4096);
+        assert_eq!(grid(1024, 32768), 1024);
+        // Sixteen long rows cannot fill 132 SMs × 4 slots: each is split over 33 CTAs (528 / 16,
+        // under the 128 that would leave 16 values a thread).
+        assert_eq!(grid(16, 65536), 16 * 33);
     }
 }
