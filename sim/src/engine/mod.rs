@@ -149,20 +149,45 @@ pub fn timing(key: &str, ps: f64) -> Result<Time, EngineError> {
 /// A queue of timed events; equal times pop in the order they were pushed.
 pub struct Queue<E> {
     heap: BinaryHeap<Reverse<(Time, u64, usize)>>,
-    payloads: Vec<Option<E>>,
+    /// The pending events, by the slot their heap entry names (the heap moves small keys, not
+    /// the events, which can be large). A popped event's slot joins a free list threaded
+    /// through the table, and the next push reuses it: a run's table stays as large as its
+    /// events pending at once, not all it ever pushed (millions of entries, their pages first
+    /// touched one by one, made the DRAM engine 15–40% slower).
+    slots: Vec<Slot<E>>,
+    /// The first free slot, or `NONE`.
+    free: usize,
     pushed: u64,
     popped: u64,
     budget: u64,
 }
 
+/// A slot of [`Queue`]'s table: a pending event, or a free slot naming the next free one.
+enum Slot<E> {
+    Pending(E),
+    Free(usize),
+}
+
+/// The end of [`Queue`]'s free list.
+const NONE: usize = usize::MAX;
+
 impl<E> Queue<E> {
     pub fn new(budget: u64) -> Queue<E> {
-        Queue { heap: BinaryHeap::new(), payloads: Vec::new(), pushed: 0, popped: 0, budget }
+        Queue { heap: BinaryHeap::new(), slots: Vec::new(), free: NONE, pushed: 0, popped: 0, budget }
     }
 
     pub fn push(&mut self, at: Time, event: E) {
-        let slot = self.payloads.len();
-        self.payloads.push(Some(event));
+        let slot = if self.free == NONE {
+            self.slots.push(Slot::Pending(event));
+            self.slots.len() - 1
+        } else {
+            let slot = self.free;
+            let Slot::Free(next) = std::mem::replace(&mut self.slots[slot], Slot::Pending(event)) else {
+                unreachable!("the free list holds free slots")
+            };
+            self.free = next;
+            slot
+        };
         self.heap.push(Reverse((at, self.pushed, slot)));
         self.pushed += 1;
     }
@@ -174,7 +199,11 @@ impl<E> Queue<E> {
         if self.popped > self.budget {
             return Err(EngineError::Budget { events: self.budget });
         }
-        Ok(Some((at, self.payloads[slot].take().expect("each event pops once"))))
+        let Slot::Pending(event) = std::mem::replace(&mut self.slots[slot], Slot::Free(self.free)) else {
+            unreachable!("each event pops once")
+        };
+        self.free = slot;
+        Ok(Some((at, event)))
     }
 
     /// Events handled so far.
@@ -201,5 +230,22 @@ mod tests {
         }
         assert!(q.pop().is_ok() && q.pop().is_ok());
         assert_eq!(q.pop(), Err(EngineError::Budget { events: 2 }));
+    }
+
+    #[test]
+    fn popped_slots_are_reused_and_order_is_kept() {
+        // A thousand events, never more than three pending: the table holds three slots, and
+        // the events come out in time order, ties in push order, as without reuse.
+        let mut q = Queue::new(u64::MAX);
+        let mut out = Vec::new();
+        for i in 0..1000u64 {
+            q.push(Time(i / 2), i);
+            if q.heap.len() == 3 {
+                out.push(q.pop().unwrap().unwrap().1);
+            }
+        }
+        out.extend(std::iter::from_fn(|| q.pop().unwrap().map(|e| e.1)));
+        assert_eq!(q.slots.len(), 3);
+        assert_eq!(out, (0..1000).collect::<Vec<u64>>());
     }
 }
