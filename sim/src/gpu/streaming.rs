@@ -154,7 +154,8 @@ pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
     let block_per_row = per_thread >= 256;
     let shape = Shape { threads: 512, registers: 32, shared_bytes: if block_per_row { 2048 } else { 16 }, cluster: 1 };
     let outputs = if block_per_row { rows } else { rows.div_ceil(WARPS) };
-    let target = u64::from(dev.gpu.sms * (2048 / shape.threads));
+    // PyTorch's target grid: as many CTAs as fit the GPU by threads.
+    let target = u64::from(dev.gpu.sms * (dev.gpu.max_threads_per_sm / shape.threads));
     let split = if block_per_row && outputs <= target {
         target.div_ceil(outputs).min(per_thread.div_ceil(16)).max(per_thread.div_ceil(256))
     } else {
@@ -162,6 +163,8 @@ pub fn row_sum(dev: &Device, rows: u64, cols: u64) -> Prediction {
     };
     let ctas = outputs * split;
     let bytes = (2 * rows * cols + 2 * rows) as f64 / ctas as f64;
+    // A CTA's warps combine through shared memory and barriers; a warp's own shuffles are cheap
+    // beside its loads.
     let reduce = if block_per_row { dev.gpu.block_reduce_cycles / dev.gpu.clock.0 } else { 0.0 };
     let cta = Cta {
         hbm_bytes: bytes,
