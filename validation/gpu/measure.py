@@ -205,11 +205,16 @@ def row(**kw):
 def record(rows, writer, fh, r, fn, graph=True):
     med, p10, p90, reps, eager = bench(fn, graph)
     r.update(median_us=f"{med:.3f}", p10_us=f"{p10:.3f}", p90_us=f"{p90:.3f}", reps=reps, eager_us=f"{eager:.3f}")
+    emit(rows, writer, fh, r, fn, f"(eager {eager:10.2f})")
+
+
+def emit(rows, writer, fh, r, fn, note=""):
+    """Writes a timed row (with the kernels `fn` launches) and prints it on the timeline."""
     r["kernels"] = kernel_names(fn)
     rows.append(r)
     writer.writerow(r)
     fh.flush()
-    print(f"{time.time():.3f} {r['kind']:>14} {r['name']:<34} {med:12.2f} us  (eager {eager:10.2f})", flush=True)
+    print(f"{time.time():.3f} {r['kind']:>14} {r['name']:<34} {float(r['median_us']):12.2f} us  {note}", flush=True)
 
 
 def gemm_points():
@@ -431,11 +436,7 @@ def calibration(rows, writer, fh, dev):
     r = row(kind="calibration", name="gemm_peak_boost", m=16384, n=16384, k=16384, flops=2 * 16384 ** 3,
             backend="the first 5 graph replays after 2 s idle")
     r.update(median_us=f"{statistics.median(times):.3f}", p10_us=f"{q[0]:.3f}", p90_us=f"{q[-1]:.3f}", reps=5)
-    r["kernels"] = kernel_names(lambda: torch.matmul(a, b))
-    rows.append(r)
-    writer.writerow(r)
-    fh.flush()
-    print(f"{time.time():.3f} {'calibration':>14} {'gemm_peak_boost':<34} {statistics.median(times):12.2f} us", flush=True)
+    emit(rows, writer, fh, r, lambda: torch.matmul(a, b))
     del a, b, g
     one = torch.randn(1, dtype=torch.float32, device=dev)
     record(rows, writer, fh, row(kind="calibration", name="kernel_floor", elements=1, bytes=8),

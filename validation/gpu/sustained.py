@@ -42,7 +42,7 @@ def kernels(dev):
     gemm(2048, 12288, 4096)
     gemm(128, 28672, 8192)
     # K and V are separate tensors: one tensor for both would halve the bytes read (the V tile
-    # would hit the K tile's lines in L2), as the run of 2026-12-06 did.
+    # would hit the K tile's lines in L2), as the first run of 2026-12-06 did (since replaced).
     for b, h, s, causal in ((1, 32, 16384, True), (2, 32, 8192, False)):
         q = torch.randn(b, h, s, 128, dtype=bf, device=dev)
         k = torch.randn(b, h, s, 128, dtype=bf, device=dev)
